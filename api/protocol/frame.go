@@ -40,8 +40,9 @@ const (
 const Version = 1
 
 // AppendFrame appends one frame (header and body) to dst and returns the
-// extended slice. len(body) must not exceed MaxPackLen-HeaderSize; writers
-// that take bodies from outside check that first.
+// extended slice. ver is written as its low 16 bits (the field is an int16 on
+// the wire). len(body) must not exceed MaxPackLen-HeaderSize; writers that
+// take bodies from outside check that first.
 func AppendFrame(dst []byte, ver, op, seq int32, body []byte) []byte {
 	dst = appendHeader(dst, HeaderSize+len(body), ver, op, seq)
 	return append(dst, body...)
@@ -92,7 +93,8 @@ func (p *Proto) parseHeader(h []byte, maxBody int) (int, error) {
 
 // Decode decodes the frame at the front of b into p and returns how many
 // bytes it took. p.Body points into b (nil when the body is empty). Use it to
-// walk the inner frames of an op-9 body: decode, advance by n, repeat.
+// walk the inner frames of an op-9 body: decode, advance by n, repeat. On
+// error p may be partly overwritten.
 func (p *Proto) Decode(b []byte, maxBody int) (n int, err error) {
 	if len(b) < HeaderSize {
 		return 0, fmt.Errorf("%w: %d bytes", ErrShortHeader, len(b))

@@ -16,7 +16,8 @@ import (
 //
 // A stream that ends cleanly between frames returns io.EOF; one that ends
 // inside a frame returns io.ErrUnexpectedEOF. On a validation error nothing
-// is consumed; the connection is not worth reading any further.
+// is consumed and the connection is not worth reading any further; after any
+// error p may be partly overwritten.
 func (p *Proto) ReadTCP(r *bufio.Reader, maxBody int) error {
 	h, err := r.Peek(HeaderSize)
 	if err != nil {
