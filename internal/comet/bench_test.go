@@ -1,0 +1,57 @@
+package comet
+
+import (
+	"fmt"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/api/protocol"
+)
+
+// BenchmarkRoomBroadcast pushes one 20-message batch to a room of real TCP
+// clients (members, default 1,000) and waits until every client has read it.
+// allocs/op divided by members is the per-recipient allocation count.
+func BenchmarkRoomBroadcast(b *testing.B) {
+	for _, members := range []int{1000} {
+		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
+			e := startComet(b, nil)
+			var got atomic.Int64
+			var batch protocol.Batch
+			for i := range 20 {
+				_ = batch.Append(1000, []byte(fmt.Sprintf(`{"test":%d}`, i)))
+			}
+			frameLen := int64(batch.Len())
+			for i := range members {
+				c := dial(b, e, "tcp")
+				c.auth(fmt.Sprintf(`{"key":"m%d","room_id":"live://bench","accepts":[]}`, i))
+				go func(conn net.Conn) {
+					buf := make([]byte, 64<<10)
+					for {
+						n, err := conn.Read(buf)
+						got.Add(int64(n))
+						if err != nil {
+							return
+						}
+					}
+				}(c.conn)
+			}
+			f := newFrame(&protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: batch.Frames()})
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				want := got.Load() + frameLen*int64(members)
+				queued, _ := e.srv.rooms.broadcast("live://bench", f)
+				if queued != members {
+					b.Fatalf("queued %d of %d", queued, members)
+				}
+				for got.Load() < want {
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(members*20)*float64(b.N)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}

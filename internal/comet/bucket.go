@@ -1,0 +1,69 @@
+package comet
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// Lock order: Bucket.mu, then roomShard.mu, then Channel.mu. A lock is
+// never held across a socket write, an RPC or a blocking channel send:
+// Channel.push and Channel.close never block, so walking a bucket or a
+// room under its read lock and pushing to every member is safe.
+
+// Bucket is one shard of the connections, by key hash.
+type Bucket struct {
+	mu  sync.RWMutex
+	chs map[string]*Channel // key -> channel; guarded by mu
+}
+
+func newBuckets(n int) []*Bucket {
+	bs := make([]*Bucket, n)
+	for i := range bs {
+		bs[i] = &Bucket{chs: make(map[string]*Channel)}
+	}
+	return bs
+}
+
+// bucket returns the bucket of key.
+func (s *Server) bucket(key string) *Bucket {
+	return s.buckets[maphash.String(s.seed, key)%uint64(len(s.buckets))]
+}
+
+// put publishes c under its key and returns the channel it replaced, if any
+// (the caller closes it, outside the lock).
+func (b *Bucket) put(c *Channel) (old *Channel) {
+	b.mu.Lock()
+	old = b.chs[c.key]
+	b.chs[c.key] = c
+	b.mu.Unlock()
+	return old
+}
+
+// del removes c if its key still maps to it (a newer connection with the
+// same key may have replaced it).
+func (b *Bucket) del(c *Channel) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.chs[c.key] != c {
+		return false
+	}
+	delete(b.chs, c.key)
+	return true
+}
+
+func (b *Bucket) get(key string) *Channel {
+	b.mu.RLock()
+	c := b.chs[key]
+	b.mu.RUnlock()
+	return c
+}
+
+// channels appends the bucket's channels to dst.
+func (b *Bucket) channels(dst []*Channel) []*Channel {
+	b.mu.RLock()
+	for _, c := range b.chs {
+		dst = append(dst, c)
+	}
+	b.mu.RUnlock()
+	return dst
+}

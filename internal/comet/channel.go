@@ -1,0 +1,249 @@
+package comet
+
+import (
+	"bufio"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/goim/goim/internal/timer"
+)
+
+// Channel is one client connection. Its reader goroutine owns it: it
+// authenticates, reads and answers frames, and cleans up when the connection
+// ends. Writes go through a bounded queue drained by a writer goroutine that
+// runs only while there is something to write, so an idle connection costs
+// one parked goroutine and no buffers.
+type Channel struct {
+	srv  *Server
+	conn net.Conn // what frames are read from and written to (a *tls.Conn over TLS)
+	raw  net.Conn // the TCP connection underneath; closing it aborts any I/O at once
+	tr   transport
+	ip   string // client IP, counted against limits.max_conns_per_ip
+
+	// Set by the reader during the handshake, before the channel is
+	// published in a bucket; read-only afterwards.
+	key     string
+	mid     int64
+	cookie  string        // the WebSocket upgrade's Cookie header, for logic
+	session time.Duration // session timeout from logic, re-armed by heartbeats
+
+	watch atomic.Pointer[[]int32] // ops this connection receives (sorted); replaced whole
+	timer timer.Entry             // handshake, then session timeout
+
+	// Owned by the reader goroutine.
+	room      *Room
+	r         *bufio.Reader // borrowed from srv.readers while a frame is being read
+	wsMsg     []byte        // a fragmented WebSocket message being assembled
+	nextRenew time.Time
+	log       *slog.Logger
+
+	mu       sync.Mutex // guards the fields below
+	queue    net.Buffers
+	inflight net.Buffers // the batch being written; its array is reused as the next queue
+	qbytes   int
+	writing  bool   // a writer goroutine is running
+	closed   bool   // no more pushes; the socket is closed or about to be
+	final    []byte // written by the running writer before it closes the socket
+	reason   CloseReason
+}
+
+// finalWriteTimeout bounds the write of a close frame.
+const finalWriteTimeout = time.Second
+
+func newChannel(s *Server, raw net.Conn, tr transport, ip string) *Channel {
+	return &Channel{srv: s, conn: raw, raw: raw, tr: tr, ip: ip}
+}
+
+// pushResult is what happened to one frame pushed to a channel.
+type pushResult uint8
+
+const (
+	pushQueued  pushResult = iota
+	pushDropped            // queue full
+	pushClosed             // the channel is closing
+)
+
+// push queues b, bytes already framed for this channel's transport and
+// shared with other channels (never modified), and makes sure a writer runs.
+// It never blocks: a full queue drops the frame or closes the channel,
+// following protocol.slow_policy.
+func (c *Channel) push(b []byte) pushResult {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return pushClosed
+	}
+	p := &c.srv.cfg.Protocol
+	if len(c.queue) >= p.QueueFrames || c.qbytes+len(b) > p.QueueBytes {
+		c.mu.Unlock()
+		c.srv.metrics.dropped(c.tr)
+		if p.SlowPolicy == SlowClose {
+			c.close(ReasonSlow)
+		}
+		return pushDropped
+	}
+	c.queue = append(c.queue, b)
+	c.qbytes += len(b)
+	start := !c.writing
+	c.writing = true
+	c.mu.Unlock()
+	if start && !c.srv.goWriter(c) {
+		c.close(ReasonShutdown)
+	}
+	return pushQueued
+}
+
+// writeLoop writes queued frames until the queue is empty, many frames per
+// system call (writev), each batch under the write deadline. The queue's
+// array and the batch in flight are kept between runs, so a push to an
+// idle channel allocates nothing but the goroutine.
+func (c *Channel) writeLoop() {
+	defer c.srv.wg.Done()
+	for {
+		c.mu.Lock()
+		if c.closed || len(c.queue) == 0 {
+			c.writing = false
+			final, closed := c.final, c.closed
+			if closed {
+				c.queue, c.inflight, c.final = nil, nil, nil
+			}
+			c.mu.Unlock()
+			if closed {
+				c.writeFinal(final)
+			}
+			return
+		}
+		// Swap the queue with the (empty) array of the previous batch.
+		c.inflight, c.queue = c.queue, c.inflight[:0]
+		n := c.qbytes
+		c.qbytes = 0
+		c.mu.Unlock()
+
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.Protocol.WriteTimeout.D()))
+		batch := c.inflight
+		_, err := c.inflight.WriteTo(c.conn) // consumes c.inflight
+		clear(batch)                         // drop references to shared frames
+		c.mu.Lock()
+		c.inflight = batch[:0]
+		if cap(batch) > 2*c.srv.cfg.Protocol.QueueFrames {
+			c.inflight = nil // do not keep a burst's array forever
+		}
+		c.mu.Unlock()
+		if err != nil {
+			c.close(ReasonWriteError)
+			continue
+		}
+		c.srv.metrics.bytesOut.Add(float64(n))
+	}
+}
+
+// pushReply queues a reply to the client's own request. Replies are never
+// dropped: a client whose replies cannot be queued is not reading, and is
+// closed as a slow consumer whatever the slow policy.
+func (c *Channel) pushReply(b []byte) {
+	c.mu.Lock()
+	full := len(c.queue) >= c.srv.cfg.Protocol.QueueFrames || c.qbytes+len(b) > c.srv.cfg.Protocol.QueueBytes
+	c.mu.Unlock()
+	if full {
+		c.close(ReasonSlow)
+		return
+	}
+	c.push(b)
+}
+
+// close ends the connection for reason; the first reason wins. It never
+// blocks: it closes the TCP socket, which makes the reader and any writer
+// return; the reader then cleans up.
+func (c *Channel) close(reason CloseReason) { c.closeWith(nil, reason) }
+
+// closeWith is close that first writes final (a WebSocket close frame) when
+// it can do so without blocking the caller for long: by the running writer
+// after its current batch, else here under the write deadline. No push is
+// accepted once it has been called.
+func (c *Channel) closeWith(final []byte, reason CloseReason) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.reason = reason
+	writerRunning := c.writing
+	if writerRunning {
+		c.final = final
+	}
+	c.mu.Unlock()
+	c.srv.wheel.Del(&c.timer)
+	if writerRunning && final != nil {
+		return // the writer writes final and closes the socket
+	}
+	c.writeFinal(final)
+}
+
+// writeFinal writes b, if any, and closes the socket. Only the goroutine
+// that is the channel's writer at that moment calls it.
+func (c *Channel) writeFinal(b []byte) {
+	if b != nil {
+		_ = c.conn.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
+		_, _ = c.conn.Write(b)
+	}
+	_ = c.raw.Close()
+}
+
+// closeReason returns why the channel closed (reasonNone while it is open).
+func (c *Channel) closeReason() CloseReason {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reason
+}
+
+// Expire is called by the timer wheel when the handshake or session timeout
+// passes.
+func (c *Channel) Expire() {
+	if c.key == "" {
+		c.close(ReasonHandshake)
+		return
+	}
+	c.close(ReasonHeartbeat)
+}
+
+// watches reports whether the channel receives pushes of op.
+func (c *Channel) watches(op int32) bool {
+	w := c.watch.Load()
+	if w == nil {
+		return false
+	}
+	_, ok := slices.BinarySearch(*w, op)
+	return ok
+}
+
+// setWatch replaces the watched set (sub == true adds ops, else removes).
+// Only the reader goroutine calls it, so copy-on-write needs no lock.
+func (c *Channel) setWatch(ops []int32, sub bool) {
+	var next []int32
+	if cur := c.watch.Load(); cur != nil {
+		next = slices.Clone(*cur)
+	}
+	for _, op := range ops {
+		i, found := slices.BinarySearch(next, op)
+		switch {
+		case sub && !found && len(next) < maxWatched:
+			next = slices.Insert(next, i, op)
+		case !sub && found:
+			next = slices.Delete(next, i, i+1)
+		}
+	}
+	c.watch.Store(&next)
+}
+
+// logger returns the connection's logger, built on first use.
+func (c *Channel) logger() *slog.Logger {
+	if c.log == nil {
+		c.log = c.srv.log.With("remote", c.raw.RemoteAddr().String(), "transport", c.tr.String(), "key", c.key, "mid", c.mid)
+	}
+	return c.log
+}

@@ -1,0 +1,234 @@
+package comet
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/conf"
+)
+
+// Config is the comet's configuration (configs/comet.toml). Every field says
+// its unit and default; Default returns the defaults.
+type Config struct {
+	// Host is this comet's server id: logic stores it in the session routing
+	// and job finds the comet by it. Default: the OS hostname.
+	Host string `toml:"host"`
+	// TCP configures the goim TCP listeners.
+	TCP TCPConfig `toml:"tcp"`
+	// WebSocket configures the WebSocket listeners.
+	WebSocket WebSocketConfig `toml:"websocket"`
+	// TLS holds the certificate for the TLS and WSS listeners.
+	TLS TLSConfig `toml:"tls"`
+	// Protocol holds per-connection limits and timeouts.
+	Protocol ProtocolConfig `toml:"protocol"`
+	// Bucket shards the connections.
+	Bucket BucketConfig `toml:"bucket"`
+	// RPC is the gRPC server job calls.
+	RPC RPCConfig `toml:"rpc"`
+	// Logic is the client of logic's gRPC service.
+	Logic LogicConfig `toml:"logic"`
+	// Limits caps what clients may use.
+	Limits LimitsConfig `toml:"limits"`
+}
+
+// TCPConfig is the [tcp] section.
+type TCPConfig struct {
+	// Bind lists plain TCP listen addresses (host:port). Default [":3101"].
+	Bind []string `toml:"bind"`
+	// TLSBind lists TCP-over-TLS listen addresses. Default none; needs [tls].
+	TLSBind []string `toml:"tls_bind"`
+	// KeepAlive is the TCP keep-alive probe period; "0s" leaves the
+	// system default, a negative value turns probes off. Default "0s".
+	KeepAlive conf.Duration `toml:"keepalive"`
+}
+
+// WebSocketConfig is the [websocket] section.
+type WebSocketConfig struct {
+	// Bind lists WebSocket listen addresses. Default [":3102"].
+	Bind []string `toml:"bind"`
+	// TLSBind lists WSS listen addresses. Default none; needs [tls].
+	TLSBind []string `toml:"tls_bind"`
+	// Path is the upgrade path; a query string is allowed. Default "/sub".
+	Path string `toml:"path"`
+	// Origins, when not empty, is the list of Origin header values allowed
+	// to upgrade (exact match); requests without Origin are allowed.
+	// Default empty: any origin.
+	Origins []string `toml:"origins"`
+}
+
+// TLSConfig is the [tls] section.
+type TLSConfig struct {
+	// CertFile is a PEM certificate chain. Required when any TLS listener is
+	// configured.
+	CertFile string `toml:"cert_file"`
+	// KeyFile is the PEM private key of CertFile.
+	KeyFile string `toml:"key_file"`
+}
+
+// ProtocolConfig is the [protocol] section.
+type ProtocolConfig struct {
+	// HandshakeTimeout covers TLS, the WebSocket upgrade and auth. Default "5s".
+	HandshakeTimeout conf.Duration `toml:"handshake_timeout"`
+	// MaxBody is the largest body of a frame a client may send, in bytes.
+	// Default 4096 (goim v2's limit).
+	MaxBody int `toml:"max_body"`
+	// WriteTimeout bounds every socket write. Default "10s".
+	WriteTimeout conf.Duration `toml:"write_timeout"`
+	// QueueFrames bounds the frames waiting to be written to one connection.
+	// Default 64.
+	QueueFrames int `toml:"queue_frames"`
+	// QueueBytes bounds the bytes waiting to be written to one connection.
+	// Default 1048576 (1 MiB).
+	QueueBytes int `toml:"queue_bytes"`
+	// SlowPolicy says what happens when a connection's queue is full:
+	// "close" disconnects the slow client, "drop" drops the frame; both are
+	// counted. Default "close".
+	SlowPolicy string `toml:"slow_policy"`
+	// SessionRenew is how often, at most, a connection's session is renewed
+	// in logic (on a client heartbeat), jittered by ±10 %. It must stay well
+	// inside logic's session TTL. Default "10m".
+	SessionRenew conf.Duration `toml:"session_renew"`
+}
+
+// BucketConfig is the [bucket] section.
+type BucketConfig struct {
+	// Count is the number of connection buckets (key hash shards). Default 32.
+	Count int `toml:"count"`
+	// RoomWorkers is the number of room broadcast workers; one room always
+	// goes to the same worker, so its batches stay in order. Default 32.
+	RoomWorkers int `toml:"room_workers"`
+	// RoomQueue is each room worker's queue length, in batches. Default 1024.
+	RoomQueue int `toml:"room_queue"`
+	// BroadcastQueue is the broadcast worker's queue length. Default 16.
+	BroadcastQueue int `toml:"broadcast_queue"`
+}
+
+// RPCConfig is the [rpc] section.
+type RPCConfig struct {
+	// Bind is the gRPC listen address job dials. Default ":3109".
+	Bind string `toml:"bind"`
+}
+
+// LogicConfig is the [logic] section.
+type LogicConfig struct {
+	// Addrs lists logic gRPC addresses (host:port), balanced round robin.
+	// Default ["127.0.0.1:3119"].
+	Addrs []string `toml:"addrs"`
+	// Timeout bounds every call to logic. Default "3s".
+	Timeout conf.Duration `toml:"timeout"`
+	// ReportInterval is how often room online counts and load go to logic
+	// (RenewOnline). Default "5s".
+	ReportInterval conf.Duration `toml:"report_interval"`
+}
+
+// LimitsConfig is the [limits] section. Zero means unlimited.
+type LimitsConfig struct {
+	// MaxConns caps the connections on this comet. Default 0.
+	MaxConns int `toml:"max_conns"`
+	// MaxConnsPerIP caps the connections from one client IP. Default 0.
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
+}
+
+// Slow-client policies.
+const (
+	SlowClose = "close"
+	SlowDrop  = "drop"
+)
+
+// Default returns the built-in configuration.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Host:      host,
+		TCP:       TCPConfig{Bind: []string{":3101"}},
+		WebSocket: WebSocketConfig{Bind: []string{":3102"}, Path: "/sub"},
+		Protocol: ProtocolConfig{
+			HandshakeTimeout: conf.Duration(5 * time.Second),
+			MaxBody:          protocol.MaxBodySize,
+			WriteTimeout:     conf.Duration(10 * time.Second),
+			QueueFrames:      64,
+			QueueBytes:       1 << 20,
+			SlowPolicy:       SlowClose,
+			SessionRenew:     conf.Duration(10 * time.Minute),
+		},
+		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, BroadcastQueue: 16},
+		RPC:    RPCConfig{Bind: ":3109"},
+		Logic: LogicConfig{
+			Addrs:          []string{"127.0.0.1:3119"},
+			Timeout:        conf.Duration(3 * time.Second),
+			ReportInterval: conf.Duration(5 * time.Second),
+		},
+	}
+}
+
+// Load reads path over the defaults and validates the result.
+func Load(path string) (Config, error) {
+	c := Default()
+	if err := conf.Load(path, &c); err != nil {
+		return Config{}, err
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Validate reports every problem of c, each with its key path.
+func (c Config) Validate() error {
+	var p conf.Problems
+	p.Check(c.Host != "", "host", "must not be empty (no OS hostname either)")
+	addrs(p.Sub("tcp"), "bind", c.TCP.Bind)
+	addrs(p.Sub("tcp"), "tls_bind", c.TCP.TLSBind)
+	addrs(p.Sub("websocket"), "bind", c.WebSocket.Bind)
+	addrs(p.Sub("websocket"), "tls_bind", c.WebSocket.TLSBind)
+	p.Check(len(c.TCP.Bind)+len(c.TCP.TLSBind)+len(c.WebSocket.Bind)+len(c.WebSocket.TLSBind) > 0,
+		"", "no client listener: set tcp.bind, tcp.tls_bind, websocket.bind or websocket.tls_bind")
+	p.Check(len(c.WebSocket.Path) > 0 && c.WebSocket.Path[0] == '/', "websocket.path", "must start with /, got %q", c.WebSocket.Path)
+	if len(c.TCP.TLSBind)+len(c.WebSocket.TLSBind) > 0 {
+		p.Check(c.TLS.CertFile != "", "tls.cert_file", "required by the TLS listeners")
+		p.Check(c.TLS.KeyFile != "", "tls.key_file", "required by the TLS listeners")
+	}
+
+	pr := p.Sub("protocol")
+	pr.Check(c.Protocol.HandshakeTimeout > 0, "handshake_timeout", "must be > 0, got %v", c.Protocol.HandshakeTimeout)
+	pr.Check(c.Protocol.MaxBody >= 0 && c.Protocol.MaxBody <= 1<<24, "max_body", "must be 0..16777216 bytes, got %d", c.Protocol.MaxBody)
+	pr.Check(c.Protocol.WriteTimeout > 0, "write_timeout", "must be > 0, got %v", c.Protocol.WriteTimeout)
+	pr.Check(c.Protocol.QueueFrames > 0, "queue_frames", "must be > 0, got %d", c.Protocol.QueueFrames)
+	pr.Check(c.Protocol.QueueBytes > 0, "queue_bytes", "must be > 0, got %d", c.Protocol.QueueBytes)
+	pr.Check(slices.Contains([]string{SlowClose, SlowDrop}, c.Protocol.SlowPolicy), "slow_policy",
+		"must be %q or %q, got %q", SlowClose, SlowDrop, c.Protocol.SlowPolicy)
+	pr.Check(c.Protocol.SessionRenew > 0, "session_renew", "must be > 0, got %v", c.Protocol.SessionRenew)
+
+	b := p.Sub("bucket")
+	b.Check(c.Bucket.Count > 0, "count", "must be > 0, got %d", c.Bucket.Count)
+	b.Check(c.Bucket.RoomWorkers > 0, "room_workers", "must be > 0, got %d", c.Bucket.RoomWorkers)
+	b.Check(c.Bucket.RoomQueue > 0, "room_queue", "must be > 0, got %d", c.Bucket.RoomQueue)
+	b.Check(c.Bucket.BroadcastQueue > 0, "broadcast_queue", "must be > 0, got %d", c.Bucket.BroadcastQueue)
+
+	addr(&p, "rpc.bind", c.RPC.Bind)
+	l := p.Sub("logic")
+	l.Check(len(c.Logic.Addrs) > 0, "addrs", "must list at least one logic address")
+	addrs(l, "addrs", c.Logic.Addrs)
+	l.Check(c.Logic.Timeout > 0, "timeout", "must be > 0, got %v", c.Logic.Timeout)
+	l.Check(c.Logic.ReportInterval > 0, "report_interval", "must be > 0, got %v", c.Logic.ReportInterval)
+
+	p.Check(c.Limits.MaxConns >= 0, "limits.max_conns", "must be >= 0, got %d", c.Limits.MaxConns)
+	p.Check(c.Limits.MaxConnsPerIP >= 0, "limits.max_conns_per_ip", "must be >= 0, got %d", c.Limits.MaxConnsPerIP)
+	return p.Err()
+}
+
+func addrs(p *conf.Problems, key string, list []string) {
+	for i, a := range list {
+		addr(p, conf.Index(key, i), a)
+	}
+}
+
+func addr(p *conf.Problems, key, a string) {
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		p.Add(key, "%q is not host:port: %v", a, err)
+	}
+}

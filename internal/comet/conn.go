@@ -1,0 +1,219 @@
+package comet
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// defaultSession is the session timeout used when logic's Connect reply
+// carries none.
+const defaultSession = 90 * time.Second
+
+// serveConn runs one connection from accept to cleanup, on its own
+// goroutine: limits, handshake (TLS, WebSocket upgrade, auth) under one
+// timeout, then the read loop.
+func (s *Server) serveConn(raw net.Conn, tr transport) {
+	ip := remoteIP(raw)
+	c := newChannel(s, raw, tr, ip)
+	if n := s.conns.Add(1); s.cfg.Limits.MaxConns > 0 && n > int64(s.cfg.Limits.MaxConns) || !s.ips.add(ip, s.cfg.Limits.MaxConnsPerIP) {
+		s.conns.Add(-1)
+		_ = raw.Close()
+		s.metrics.closes.WithLabelValues(ReasonTooManyConn.String()).Inc()
+		return
+	}
+	defer s.conns.Add(-1)
+	defer s.ips.remove(ip)
+	gauge := s.metrics.conns.WithLabelValues(tr.String())
+	gauge.Inc()
+	defer gauge.Dec()
+
+	s.pendingMu.Lock()
+	s.pending[c] = struct{}{}
+	s.pendingMu.Unlock()
+	s.wheel.Add(&c.timer, s.cfg.Protocol.HandshakeTimeout.D(), c)
+	authed, err := c.handshake()
+	s.pendingMu.Lock()
+	delete(s.pending, c)
+	s.pendingMu.Unlock()
+	if err == nil && authed {
+		err = c.serve()
+	}
+	c.cleanup(authed, err)
+}
+
+func remoteIP(c net.Conn) string {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	return host
+}
+
+// closeError carries the reason a handshake or read loop ended.
+type closeError struct {
+	reason CloseReason
+	err    error
+}
+
+func (e *closeError) Error() string { return e.reason.String() + ": " + e.err.Error() }
+func (e *closeError) Unwrap() error { return e.err }
+
+func fail(reason CloseReason, err error) error { return &closeError{reason: reason, err: err} }
+
+// handshake runs TLS, the WebSocket upgrade and auth. authed reports whether
+// the channel was published (and so needs the full cleanup).
+func (c *Channel) handshake() (authed bool, err error) {
+	s := c.srv
+	if c.tr == transportTLS || c.tr == transportWSS {
+		tc := tls.Server(c.raw, s.tlsConf)
+		if err := tc.Handshake(); err != nil {
+			return false, fail(ReasonBadFrame, fmt.Errorf("tls handshake: %w", err))
+		}
+		c.conn = tc
+	}
+	if c.tr.ws() {
+		if err := c.upgrade(); err != nil {
+			return false, err
+		}
+	}
+	var p protocol.Proto
+	for {
+		if err := c.readFrame(&p); err != nil {
+			return false, readFail(err)
+		}
+		if p.Op == protocol.OpAuth {
+			break
+		}
+		// goim v2 ignores frames before auth; so do we.
+	}
+	if _, err := protocol.ParseAuthBody(p.Body); err != nil {
+		s.metrics.auths.WithLabelValues(ReasonBadAuth.String()).Inc()
+		return false, fail(ReasonBadAuth, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
+	reply, err := s.logic.Connect(ctx, &logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body)})
+	cancel()
+	if err != nil {
+		reason := ReasonLogicError
+		switch status.Code(err) {
+		case codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument, codes.NotFound:
+			reason = ReasonAuthRejected
+		}
+		s.metrics.auths.WithLabelValues(reason.String()).Inc()
+		return false, fail(reason, err)
+	}
+	if reply.GetKey() == "" {
+		s.metrics.auths.WithLabelValues(ReasonLogicError.String()).Inc()
+		return false, fail(ReasonLogicError, errors.New("logic returned no key"))
+	}
+	c.key, c.mid = reply.GetKey(), reply.GetMid()
+	c.log = nil // rebuild with key and mid
+
+	// The auth reply goes out before the channel can receive pushes, so it
+	// is the first frame the client sees.
+	ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.Protocol.WriteTimeout.D()))
+	if _, err := c.conn.Write(c.encodeReply(&ack)); err != nil {
+		return false, fail(ReasonWriteError, err)
+	}
+	s.metrics.auths.WithLabelValues("ok").Inc()
+
+	c.setWatch(reply.GetAccepts(), true)
+	if old := s.bucket(c.key).put(c); old != nil {
+		old.close(ReasonReplaced)
+	}
+	if room := reply.GetRoomID(); room != "" {
+		c.room = s.rooms.join(room, c)
+	}
+	c.session = time.Duration(reply.GetHeartbeat())
+	if c.session <= 0 {
+		c.session = defaultSession
+	}
+	s.wheel.Reset(&c.timer, c.session)
+	c.nextRenew = time.Now().Add(jitter(s.cfg.Protocol.SessionRenew.D()))
+	return true, nil
+}
+
+// serve reads and answers frames until the connection ends.
+func (c *Channel) serve() error {
+	var p protocol.Proto
+	for {
+		if err := c.readFrame(&p); err != nil {
+			return readFail(err)
+		}
+		c.srv.metrics.bytesIn.Add(float64(protocol.HeaderSize + len(p.Body)))
+		c.handle(&p)
+	}
+}
+
+// readFail classifies a read error.
+func readFail(err error) error {
+	var ce *closeError
+	switch {
+	case errors.As(err, &ce):
+		return err
+	case isFrameError(err):
+		return fail(ReasonBadFrame, err)
+	default:
+		return fail(ReasonClientClosed, err)
+	}
+}
+
+func isFrameError(err error) bool {
+	for _, e := range []error{protocol.ErrShortHeader, protocol.ErrHeaderLen, protocol.ErrPackLen,
+		protocol.ErrBodyTooLarge, protocol.ErrTruncated, protocol.ErrTrailing} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// cleanup ends the channel: it unpublishes it, leaves its room, tells logic
+// and counts the close by its reason (the first reason recorded wins, so a
+// timeout or an eviction is not reported as the read error it caused).
+func (c *Channel) cleanup(authed bool, err error) {
+	reason := ReasonClientClosed
+	var ce *closeError
+	if errors.As(err, &ce) {
+		reason = ce.reason
+	}
+	c.close(reason)
+	reason = c.closeReason()
+	c.releaseReader()
+	s := c.srv
+	if authed {
+		s.bucket(c.key).del(c)
+		if c.room != nil {
+			s.rooms.leave(c.room, c)
+			c.room = nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
+		if _, derr := s.logic.Disconnect(ctx, &logicpb.DisconnectReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host}); derr != nil {
+			c.logger().Warn("comet: logic disconnect failed", "err", derr)
+		}
+		cancel()
+	}
+	s.metrics.closes.WithLabelValues(reason.String()).Inc()
+	if l := c.logger(); l.Enabled(context.Background(), -4) {
+		l.Debug("connection closed", "reason", reason.String(), "err", err)
+	}
+}
+
+// releaseReader returns the borrowed frame reader, if any.
+func (c *Channel) releaseReader() {
+	if c.r != nil {
+		c.srv.putReader(c.r)
+		c.r = nil
+	}
+}

@@ -1,0 +1,50 @@
+package comet
+
+import "errors"
+
+// Errors returned by the comet's API.
+var (
+	// ErrServerClosed: the server is shutting down or has shut down.
+	ErrServerClosed = errors.New("comet: server closed")
+	// ErrBadRequest: a gRPC request is missing a required field.
+	ErrBadRequest = errors.New("comet: bad request")
+	// ErrBusy: a bounded worker queue is full and the caller's deadline
+	// expired before it had room.
+	ErrBusy = errors.New("comet: busy")
+)
+
+// CloseReason says why a connection ended. Every close is logged and
+// counted by its reason.
+type CloseReason uint8
+
+// Close reasons, in the order of a connection's life.
+const (
+	reasonNone         CloseReason = iota
+	ReasonTooManyConn              // limits.max_conns or max_conns_per_ip reached
+	ReasonHandshake                // no auth within the handshake timeout
+	ReasonBadFrame                 // a malformed frame (size, header, WebSocket framing)
+	ReasonBadAuth                  // the auth body is not the auth JSON
+	ReasonAuthRejected             // logic refused the auth
+	ReasonLogicError               // logic unreachable or failing during auth
+	ReasonClientClosed             // the client closed the connection (EOF, reset)
+	ReasonHeartbeat                // no heartbeat within the session timeout
+	ReasonSlow                     // outbound queue full (slow consumer), policy "close"
+	ReasonWriteError               // a write failed or timed out
+	ReasonReplaced                 // a newer connection with the same key arrived
+	ReasonShutdown                 // the comet is shutting down
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"none", "too_many_conns", "handshake_timeout", "bad_frame", "bad_auth_body",
+	"auth_rejected", "logic_error", "client_closed", "heartbeat_timeout",
+	"slow_consumer", "write_error", "replaced", "shutdown",
+}
+
+// String is the reason's metric label.
+func (r CloseReason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}

@@ -1,0 +1,386 @@
+package comet
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	cometpb "github.com/goim/goim/api/comet"
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/conf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+)
+
+// testLogic serves goim.logic.Logic from inside the test over real gRPC
+// (the logic service arrives in a later issue). Auth accepts goim v2's JSON;
+// a token "reject" is refused.
+type testLogic struct {
+	logicpb.UnimplementedLogicServer
+	session time.Duration
+
+	mu          sync.Mutex
+	seq         int
+	disconnects []string
+	heartbeats  []string
+	received    []*protocol.Proto
+	reports     []*logicpb.OnlineReq
+	allRooms    map[string]int32
+}
+
+func (l *testLogic) Connect(_ context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
+	a, err := protocol.ParseAuthBody(req.GetToken())
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if a.Token == "reject" {
+		return nil, status.Error(codes.Unauthenticated, "bad token")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := a.Key
+	if key == "" {
+		l.seq++
+		key = fmt.Sprintf("gen-%d", l.seq)
+	}
+	return &logicpb.ConnectReply{Mid: a.Mid, Key: key, RoomID: a.RoomID, Accepts: a.Accepts, Heartbeat: int64(l.session)}, nil
+}
+
+func (l *testLogic) Disconnect(_ context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.disconnects = append(l.disconnects, req.GetKey())
+	return &logicpb.DisconnectReply{Has: true}, nil
+}
+
+func (l *testLogic) Heartbeat(_ context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.heartbeats = append(l.heartbeats, req.GetKey())
+	return &logicpb.HeartbeatReply{}, nil
+}
+
+func (l *testLogic) Receive(_ context.Context, req *logicpb.ReceiveReq) (*logicpb.ReceiveReply, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.received = append(l.received, req.GetProto())
+	return &logicpb.ReceiveReply{}, nil
+}
+
+func (l *testLogic) RenewOnline(_ context.Context, req *logicpb.OnlineReq) (*logicpb.OnlineReply, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reports = append(l.reports, req)
+	return &logicpb.OnlineReply{AllRoomCount: l.allRooms}, nil
+}
+
+// check runs f with the recorded calls locked.
+func (l *testLogic) check(f func(*testLogic) error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return f(l)
+}
+
+// startLogic serves a testLogic on 127.0.0.1:0.
+func startLogic(t testing.TB, session time.Duration) (*testLogic, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &testLogic{session: session}
+	gs := grpc.NewServer()
+	logicpb.RegisterLogicServer(gs, l)
+	go func() { _ = gs.Serve(ln) }()
+	t.Cleanup(gs.Stop)
+	return l, ln.Addr().String()
+}
+
+// testEnv is a comet with every listener on 127.0.0.1:0 and its test logic.
+type testEnv struct {
+	srv   *Server
+	logic *testLogic
+	reg   *prometheus.Registry
+	push  cometpb.CometClient
+}
+
+// startComet starts a comet; edit adjusts the config first.
+func startComet(t testing.TB, edit func(*Config)) *testEnv {
+	t.Helper()
+	logic, logicAddr := startLogic(t, time.Minute)
+	cert, key := writeCert(t)
+	cfg := Default()
+	cfg.Host = "comet-test"
+	cfg.TCP.Bind = []string{"127.0.0.1:0"}
+	cfg.TCP.TLSBind = []string{"127.0.0.1:0"}
+	cfg.WebSocket.Bind = []string{"127.0.0.1:0"}
+	cfg.WebSocket.TLSBind = []string{"127.0.0.1:0"}
+	cfg.TLS = TLSConfig{CertFile: cert, KeyFile: key}
+	cfg.RPC.Bind = "127.0.0.1:0"
+	cfg.Logic.Addrs = []string{logicAddr}
+	cfg.Logic.ReportInterval = conf.Duration(50 * time.Millisecond)
+	if edit != nil {
+		edit(&cfg)
+	}
+	before := runtime.NumGoroutine()
+	reg := prometheus.NewRegistry()
+	srv, err := New(cfg, Deps{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cc, err := grpc.NewClient(srv.RPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cc.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		// Every goroutine the comet started is gone (gRPC's client and the
+		// test logic may take a moment to wind down too).
+		waitFor(t, 5*time.Second, func() error {
+			if n := runtime.NumGoroutine(); n > before {
+				return fmt.Errorf("%d goroutines, %d before the comet started", n, before)
+			}
+			return nil
+		})
+	})
+	return &testEnv{srv: srv, logic: logic, reg: reg, push: cometpb.NewCometClient(cc)}
+}
+
+func (e *testEnv) addr(tr string) string { return e.srv.Addrs(tr)[0].String() }
+
+// closes returns how many connections closed for reason.
+func (e *testEnv) closes(reason CloseReason) int {
+	return int(testutil.ToFloat64(e.srv.metrics.closes.WithLabelValues(reason.String())))
+}
+
+// waitFor polls f until it returns nil or the timeout passes.
+func waitFor(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %v", timeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// writeCert writes a fresh self-signed certificate for 127.0.0.1.
+func writeCert(t testing.TB) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "goim test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+// client speaks goim over TCP, TLS, WS or WSS, the way a goim v2 client does.
+type client struct {
+	t    testing.TB
+	e    *testEnv
+	tr   string
+	conn net.Conn
+	r    *bufio.Reader
+	wsIn []*protocol.Proto // inner frames of an op-9 message not yet returned
+	seq  int32
+}
+
+func dial(t testing.TB, e *testEnv, tr string) *client {
+	t.Helper()
+	addr := e.addr(tr)
+	c := &client{t: t, e: e, tr: tr}
+	var err error
+	switch tr {
+	case "tcp":
+		c.conn, err = net.Dial("tcp", addr)
+	case "tls":
+		c.conn, err = tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+	case "ws", "wss":
+		d := ws.Dialer{TLSConfig: &tls.Config{InsecureSkipVerify: true}}
+		var br *bufio.Reader
+		c.conn, br, _, err = d.Dial(context.Background(), tr+"://"+addr+"/sub?client=test")
+		if br != nil {
+			ws.PutReader(br)
+		}
+	}
+	if err != nil {
+		t.Fatalf("dial %s %s: %v", tr, addr, err)
+	}
+	c.r = bufio.NewReader(c.conn)
+	t.Cleanup(func() { _ = c.conn.Close() })
+	return c
+}
+
+func (c *client) isWS() bool { return c.tr == "ws" || c.tr == "wss" }
+
+// send writes one frame.
+func (c *client) send(op int32, body []byte) int32 {
+	c.t.Helper()
+	c.seq++
+	p := protocol.Proto{Ver: 1, Op: op, Seq: c.seq, Body: body}
+	c.sendRaw(p.AppendTCP(nil))
+	return c.seq
+}
+
+// sendRaw writes bytes as they are (TCP) or as one binary message (WS).
+func (c *client) sendRaw(b []byte) {
+	c.t.Helper()
+	var err error
+	if c.isWS() {
+		err = wsutil.WriteClientBinary(c.conn, b)
+	} else {
+		_, err = c.conn.Write(b)
+	}
+	if err != nil {
+		c.t.Fatalf("send: %v", err)
+	}
+}
+
+// read returns the next frame the server sent; op-9 WS messages are
+// unpacked into their inner frames.
+func (c *client) read() (*protocol.Proto, error) {
+	if len(c.wsIn) > 0 {
+		p := c.wsIn[0]
+		c.wsIn = c.wsIn[1:]
+		return p, nil
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	p := new(protocol.Proto)
+	if !c.isWS() {
+		if err := p.ReadTCP(c.r, 1<<24); err != nil {
+			return nil, err
+		}
+		p.Body = append([]byte(nil), p.Body...)
+		return p, nil
+	}
+	msg, op, err := wsutil.ReadServerData(c.conn)
+	if err != nil {
+		return nil, err
+	}
+	if op != ws.OpBinary {
+		return nil, fmt.Errorf("server sent opcode %v", op)
+	}
+	if err := p.DecodeWS(msg, 1<<24); err != nil {
+		return nil, err
+	}
+	if p.Op != protocol.OpRaw {
+		return p, nil
+	}
+	for rest := p.Body; len(rest) > 0; {
+		in := new(protocol.Proto)
+		n, err := in.Decode(rest, 1<<24)
+		if err != nil {
+			return nil, err
+		}
+		c.wsIn = append(c.wsIn, in)
+		rest = rest[n:]
+	}
+	if len(c.wsIn) == 0 {
+		return nil, errors.New("empty op-9 message")
+	}
+	return c.read()
+}
+
+// expect reads the next frame and checks its op (and seq, when seq >= 0).
+func (c *client) expect(op, seq int32) *protocol.Proto {
+	c.t.Helper()
+	p, err := c.read()
+	if err != nil {
+		c.t.Fatalf("%s: waiting for op %d: %v", c.tr, op, err)
+	}
+	if p.Op != op || (seq >= 0 && p.Seq != seq) {
+		c.t.Fatalf("%s: got op %d seq %d body %q, want op %d seq %d", c.tr, p.Op, p.Seq, p.Body, op, seq)
+	}
+	return p
+}
+
+// auth sends goim v2's auth JSON and expects the op-8 reply. The comet
+// publishes the channel right after sending op 8, so auth also waits until
+// the key is reachable by pushes.
+func (c *client) auth(body string) {
+	c.t.Helper()
+	seq := c.send(protocol.OpAuth, []byte(body))
+	p := c.expect(protocol.OpAuthReply, seq)
+	if len(p.Body) != 0 || p.Ver != 1 {
+		c.t.Fatalf("auth reply ver %d body %q", p.Ver, p.Body)
+	}
+	a, err := protocol.ParseAuthBody([]byte(body))
+	if err != nil || a.Key == "" {
+		return
+	}
+	waitFor(c.t, 2*time.Second, func() error {
+		if ch := c.e.srv.bucket(a.Key).get(a.Key); ch == nil || ch.closeReason() != reasonNone {
+			return fmt.Errorf("key %q not published", a.Key)
+		}
+		return nil
+	})
+}
+
+// expectClosed waits for the server to close the connection.
+func (c *client) expectClosed() {
+	c.t.Helper()
+	for {
+		if _, err := c.read(); err != nil {
+			return
+		}
+	}
+}

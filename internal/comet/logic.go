@@ -1,0 +1,34 @@
+package comet
+
+import (
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
+)
+
+// dialLogic returns a client connection to logic's gRPC service, balanced
+// round robin over cfg.Addrs. It does not wait for a connection: calls fail
+// with their own deadline while logic is unreachable.
+func dialLogic(cfg LogicConfig) (*grpc.ClientConn, error) {
+	r := manual.NewBuilderWithScheme("goim-logic")
+	addrs := make([]resolver.Address, len(cfg.Addrs))
+	for i, a := range cfg.Addrs {
+		addrs[i] = resolver.Address{Addr: a}
+	}
+	r.InitialState(resolver.State{Addresses: addrs})
+	conn, err := grpc.NewClient(r.Scheme()+":///logic",
+		grpc.WithResolvers(r),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: clientPing, Timeout: clientPingTimeout, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("comet: logic client: %w", err)
+	}
+	return conn, nil
+}

@@ -1,0 +1,80 @@
+package comet
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the comet's Prometheus series, registered on the registry
+// given to New (never the global one).
+type metrics struct {
+	conns       *prometheus.GaugeVec   // open connections by transport
+	auths       *prometheus.CounterVec // auth attempts by result
+	closes      *prometheus.CounterVec // closed connections by reason
+	delivered   *prometheus.CounterVec // frames queued on a connection, by push kind
+	droppedPush *prometheus.CounterVec // frames not queued, by push kind
+	slowDrops   *prometheus.CounterVec // frames refused by a full queue, by transport
+	bytesIn     prometheus.Counter
+	bytesOut    prometheus.Counter
+	rooms       prometheus.GaugeFunc
+}
+
+func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, error) {
+	m := &metrics{
+		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "connections",
+			Help: "Open client connections by transport.",
+		}, []string{"transport"}),
+		auths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "auths_total",
+			Help: "Auth attempts by result (ok or the close reason).",
+		}, []string{"result"}),
+		closes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "closes_total",
+			Help: "Closed client connections by reason.",
+		}, []string{"reason"}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "pushes_delivered_total",
+			Help: "Frames queued on a connection, by push kind (keys, room, broadcast).",
+		}, []string{"kind"}),
+		droppedPush: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "pushes_dropped_total",
+			Help: "Frames a full connection queue refused, by push kind.",
+		}, []string{"kind"}),
+		slowDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "queue_full_total",
+			Help: "Frames refused because a connection's outbound queue was full, by transport.",
+		}, []string{"transport"}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "read_bytes_total",
+			Help: "Frame bytes read from clients.",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "written_bytes_total",
+			Help: "Bytes written to clients.",
+		}),
+		rooms: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "rooms",
+			Help: "Rooms with members on this comet.",
+		}, roomCount),
+	}
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.bytesIn, m.bytesOut, m.rooms} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("comet: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) dropped(t transport) { m.slowDrops.WithLabelValues(t.String()).Inc() }
+
+func (m *metrics) pushes(r PushResult) {
+	m.delivered.WithLabelValues("keys").Add(float64(r.Delivered))
+	m.droppedPush.WithLabelValues("keys").Add(float64(r.Dropped))
+}
+
+func (m *metrics) roomPushes(queued, dropped int) {
+	m.delivered.WithLabelValues("room").Add(float64(queued))
+	m.droppedPush.WithLabelValues("room").Add(float64(dropped))
+}

@@ -1,0 +1,104 @@
+package comet
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"strconv"
+	"strings"
+	"time"
+
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
+)
+
+// maxWatched bounds the ops one connection may watch.
+const maxWatched = 1024
+
+// handle answers one client frame after auth. Replies echo ver and seq and
+// carry copies of request bodies, never the reader's buffer.
+func (c *Channel) handle(p *protocol.Proto) {
+	reply := protocol.Proto{Ver: p.Ver, Op: p.Op, Seq: p.Seq}
+	switch p.Op {
+	case protocol.OpHeartbeat:
+		c.srv.wheel.Reset(&c.timer, c.session)
+		var online int32
+		if c.room != nil {
+			online = c.room.onlineCount()
+		}
+		reply.Op = protocol.OpHeartbeatReply
+		reply.Body = binary.BigEndian.AppendUint32(make([]byte, 0, 4), uint32(online))
+		c.pushReply(c.encodeReply(&reply))
+		c.renewSession()
+	case protocol.OpChangeRoom:
+		c.changeRoom(string(p.Body))
+		reply.Op = protocol.OpChangeRoomReply
+		reply.Body = p.Body // encodeReply copies it
+		c.pushReply(c.encodeReply(&reply))
+	case protocol.OpSub, protocol.OpUnsub:
+		if ops, ok := parseOps(p.Body); ok {
+			c.setWatch(ops, p.Op == protocol.OpSub)
+		}
+		reply.Op = p.Op + 1
+		reply.Body = p.Body
+		c.pushReply(c.encodeReply(&reply))
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.Logic.Timeout.D())
+		up := &protocol.Proto{Ver: p.Ver, Op: p.Op, Seq: p.Seq, Body: bytes.Clone(p.Body)}
+		if _, err := c.srv.logic.Receive(ctx, &logicpb.ReceiveReq{Mid: c.mid, Proto: up}); err != nil {
+			c.logger().Warn("comet: logic receive failed", "op", p.Op, "err", err)
+		}
+		cancel()
+		c.pushReply(c.encodeReply(&reply)) // goim v2: same op, empty body
+	}
+}
+
+// changeRoom leaves the current room and joins id; an empty id only leaves.
+// Changing to the room the channel is in changes nothing.
+func (c *Channel) changeRoom(id string) {
+	if c.room != nil && c.room.id == id {
+		return
+	}
+	if c.room != nil {
+		c.srv.rooms.leave(c.room, c)
+		c.room = nil
+	}
+	if id != "" {
+		c.room = c.srv.rooms.join(id, c)
+	}
+}
+
+// parseOps parses "1000,1001" into ops. Any malformed entry rejects the
+// whole list (goim v2: nothing changes, the body is still echoed).
+func parseOps(b []byte) ([]int32, bool) {
+	fields := strings.Split(string(b), ",")
+	if len(fields) > maxWatched {
+		return nil, false
+	}
+	ops := make([]int32, 0, len(fields))
+	for _, f := range fields {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+		if err != nil {
+			return nil, false
+		}
+		ops = append(ops, int32(n))
+	}
+	return ops, true
+}
+
+// renewSession renews the session in logic when it is due, so the routing
+// never expires while the client keeps heart-beating.
+func (c *Channel) renewSession() {
+	now := time.Now()
+	if now.Before(c.nextRenew) {
+		return
+	}
+	s := c.srv
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
+	defer cancel()
+	if _, err := s.logic.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host}); err != nil {
+		c.logger().Warn("comet: session renewal failed, retrying at the next heartbeat", "err", err)
+		return
+	}
+	c.nextRenew = now.Add(jitter(s.cfg.Protocol.SessionRenew.D()))
+}

@@ -1,0 +1,42 @@
+//go:build linux
+
+package comet
+
+import (
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// waitReadable blocks until conn has data to read (or is closed, or at
+// EOF) without reading it and without a buffer: a one-byte MSG_PEEK probe,
+// then Go's poller. An idle connection so holds no read buffer at all.
+func waitReadable(conn net.Conn) error {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(peekReady)
+}
+
+// peekReady reports whether a read would not block. It is a static function
+// (no closure), so waiting allocates nothing.
+func peekReady(fd uintptr) bool {
+	var b [1]byte
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait for the poller
+		default:
+			return true // data, EOF or an error: the next read reports it
+		}
+	}
+}

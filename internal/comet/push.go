@@ -1,0 +1,246 @@
+package comet
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/goim/goim/api/protocol"
+)
+
+// transport is how a channel frames what it sends.
+type transport uint8
+
+const (
+	transportTCP transport = iota
+	transportTLS
+	transportWS
+	transportWSS
+	numTransports
+)
+
+var transportNames = [numTransports]string{"tcp", "tls", "ws", "wss"}
+
+func (t transport) String() string { return transportNames[t] }
+
+// ws reports whether the transport frames goim frames as WebSocket messages.
+func (t transport) ws() bool { return t == transportWS || t == transportWSS }
+
+// frame is one server frame encoded once for each transport and shared,
+// read-only, by every recipient: no per-recipient copy or allocation.
+type frame struct {
+	tcp []byte // the goim frame; for op 9 the inner frames alone
+	ws  []byte // one complete WebSocket message (header and payload)
+}
+
+func newFrame(p *protocol.Proto) *frame {
+	f := &frame{}
+	if p.Op == protocol.OpRaw {
+		f.tcp = p.Body // aliases the request: it is never modified
+	} else {
+		f.tcp = p.AppendTCP(nil)
+	}
+	f.ws = appendWS(nil, p)
+	return f
+}
+
+func (f *frame) bytes(t transport) []byte {
+	if t.ws() {
+		return f.ws
+	}
+	return f.tcp
+}
+
+// appendWS appends p as one unmasked binary WebSocket message.
+func appendWS(dst []byte, p *protocol.Proto) []byte {
+	n := protocol.HeaderSize + len(p.Body)
+	h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(n)}
+	dst = appendWSHeader(dst, h)
+	return p.AppendWS(dst)
+}
+
+func appendWSHeader(dst []byte, h ws.Header) []byte {
+	w := appendWriter{b: dst}
+	_ = ws.WriteHeader(&w, h) // cannot fail on an appendWriter
+	return w.b
+}
+
+type appendWriter struct{ b []byte }
+
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
+}
+
+// encodeReply frames a reply for one channel.
+func (c *Channel) encodeReply(p *protocol.Proto) []byte {
+	if c.tr.ws() {
+		return appendWS(nil, p)
+	}
+	return p.AppendTCP(nil)
+}
+
+// PushResult counts what happened to the keys of one push.
+type PushResult struct {
+	Delivered, Absent, Filtered, Dropped int32
+}
+
+// PushKeys queues p on every listed key's channel that watches op.
+func (s *Server) PushKeys(keys []string, op int32, p *protocol.Proto) PushResult {
+	var res PushResult
+	f := newFrame(p)
+	for _, key := range keys {
+		c := s.bucket(key).get(key)
+		switch {
+		case c == nil:
+			res.Absent++
+		case !c.watches(op):
+			res.Filtered++
+		default:
+			switch c.push(f.bytes(c.tr)) {
+			case pushQueued:
+				res.Delivered++
+			case pushDropped:
+				res.Dropped++
+			case pushClosed:
+				res.Absent++
+			}
+		}
+	}
+	s.metrics.pushes(res)
+	return res
+}
+
+type roomJob struct {
+	room string
+	f    *frame
+}
+
+// BroadcastRoom queues p for every member of room. Batches for one room are
+// delivered in the order the calls arrive: a room always goes to the same
+// worker. It waits for room in the worker's queue until ctx ends.
+func (s *Server) BroadcastRoom(ctx context.Context, room string, p *protocol.Proto) error {
+	q := s.roomQueues[maphash.String(s.seed, room)%uint64(len(s.roomQueues))]
+	return enqueueTimeout(ctx, s.done, q, roomJob{room: room, f: newFrame(p)})
+}
+
+func (s *Server) roomWorker(q chan roomJob) {
+	for {
+		select {
+		case <-s.done:
+			return
+		case j := <-q:
+			queued, dropped := s.rooms.broadcast(j.room, j.f)
+			s.metrics.roomPushes(queued, dropped)
+		}
+	}
+}
+
+type broadcastJob struct {
+	op    int32
+	speed int32
+	f     *frame
+}
+
+// Broadcast queues p for every channel that watches op, paced to speed
+// channels per second (0 = as fast as possible) by the one broadcast worker.
+func (s *Server) Broadcast(ctx context.Context, op, speed int32, p *protocol.Proto) error {
+	return enqueueTimeout(ctx, s.done, s.broadcastQueue, broadcastJob{op: op, speed: speed, f: newFrame(p)})
+}
+
+func enqueueTimeout[T any](ctx context.Context, done <-chan struct{}, q chan T, v T) error {
+	select {
+	case q <- v:
+		return nil
+	default:
+	}
+	select {
+	case q <- v:
+		return nil
+	case <-done:
+		return ErrServerClosed
+	case <-ctx.Done():
+		return fmt.Errorf("%w: queue full: %w", ErrBusy, ctx.Err())
+	}
+}
+
+func (s *Server) broadcastWorker() {
+	var chs []*Channel
+	for {
+		var j broadcastJob
+		select {
+		case <-s.done:
+			return
+		case j = <-s.broadcastQueue:
+		}
+		pace := newPacer(j.speed)
+		for _, b := range s.buckets {
+			chs = b.channels(chs[:0])
+			for _, c := range chs {
+				if !c.watches(j.op) {
+					continue
+				}
+				if !pace.wait(s.done) {
+					return
+				}
+				switch c.push(j.f.bytes(c.tr)) {
+				case pushQueued:
+					s.metrics.delivered.WithLabelValues("broadcast").Inc()
+				case pushDropped:
+					s.metrics.droppedPush.WithLabelValues("broadcast").Inc()
+				}
+			}
+		}
+		clear(chs)
+	}
+}
+
+// pacer is a token bucket releasing speed tokens per second, with a burst of
+// one tenth of a second's worth so pacing is smooth but cheap.
+type pacer struct {
+	speed  float64
+	tokens float64
+	burst  float64
+	last   time.Time
+	timer  *time.Timer
+}
+
+func newPacer(speed int32) *pacer {
+	if speed <= 0 {
+		return &pacer{}
+	}
+	burst := max(float64(speed)/10, 1)
+	return &pacer{speed: float64(speed), burst: burst, tokens: burst, last: time.Now()}
+}
+
+// wait takes one token, sleeping until one is available. It returns false
+// if done closes first.
+func (p *pacer) wait(done <-chan struct{}) bool {
+	if p.speed == 0 {
+		return true
+	}
+	now := time.Now()
+	p.tokens = min(p.burst, p.tokens+now.Sub(p.last).Seconds()*p.speed)
+	p.last = now
+	if p.tokens >= 1 {
+		p.tokens--
+		return true
+	}
+	d := time.Duration((1 - p.tokens) / p.speed * float64(time.Second))
+	if p.timer == nil {
+		p.timer = time.NewTimer(d)
+	} else {
+		p.timer.Reset(d)
+	}
+	select {
+	case <-done:
+		p.timer.Stop()
+		return false
+	case <-p.timer.C:
+	}
+	p.tokens = 0
+	p.last = time.Now()
+	return true
+}

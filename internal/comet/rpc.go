@@ -1,0 +1,84 @@
+package comet
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	cometpb "github.com/goim/goim/api/comet"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// gRPC settings shared by the comet's server and its logic client. Clients
+// ping every clientPing; the server allows pings that often (goim v2's
+// servers refused their own clients' pings: goim-v2.md §9 R16).
+const (
+	clientPing        = 30 * time.Second
+	clientPingTimeout = 10 * time.Second
+	serverMinPing     = 10 * time.Second
+	maxMsgSize        = 16 << 20 // room batches can be large
+)
+
+func newGRPCServer() *grpc.Server {
+	return grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxMsgSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: serverMinPing, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+	)
+}
+
+// rpcServer is the goim.comet.Comet service job calls.
+type rpcServer struct {
+	cometpb.UnimplementedCometServer
+	s *Server
+}
+
+func (r *rpcServer) PushMsg(_ context.Context, req *cometpb.PushMsgReq) (*cometpb.PushMsgReply, error) {
+	if len(req.GetKeys()) == 0 || req.GetProto() == nil {
+		return nil, status.Error(codes.InvalidArgument, "comet: PushMsg needs keys and proto")
+	}
+	res := r.s.PushKeys(req.GetKeys(), req.GetProtoOp(), req.GetProto())
+	return &cometpb.PushMsgReply{Delivered: res.Delivered, Absent: res.Absent, Filtered: res.Filtered, Dropped: res.Dropped}, nil
+}
+
+func (r *rpcServer) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoomReq) (*cometpb.BroadcastRoomReply, error) {
+	if req.GetRoomID() == "" || req.GetProto() == nil {
+		return nil, status.Error(codes.InvalidArgument, "comet: BroadcastRoom needs roomID and proto")
+	}
+	if err := r.s.BroadcastRoom(ctx, req.GetRoomID(), req.GetProto()); err != nil {
+		return nil, rpcError(err)
+	}
+	return &cometpb.BroadcastRoomReply{}, nil
+}
+
+func (r *rpcServer) Broadcast(ctx context.Context, req *cometpb.BroadcastReq) (*cometpb.BroadcastReply, error) {
+	if req.GetProto() == nil {
+		return nil, status.Error(codes.InvalidArgument, "comet: Broadcast needs proto")
+	}
+	if err := r.s.Broadcast(ctx, req.GetProtoOp(), req.GetSpeed(), req.GetProto()); err != nil {
+		return nil, rpcError(err)
+	}
+	return &cometpb.BroadcastReply{}, nil
+}
+
+func (r *rpcServer) Rooms(context.Context, *cometpb.RoomsReq) (*cometpb.RoomsReply, error) {
+	counts := r.s.rooms.counts()
+	rooms := make(map[string]bool, len(counts))
+	for id := range counts {
+		rooms[id] = true
+	}
+	return &cometpb.RoomsReply{Rooms: rooms}, nil
+}
+
+func rpcError(err error) error {
+	switch {
+	case errors.Is(err, ErrBusy):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, ErrServerClosed):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
