@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/discovery"
 )
 
 // Config is the comet's configuration (configs/comet.toml). Every field says
@@ -33,6 +35,37 @@ type Config struct {
 	Logic LogicConfig `toml:"logic"`
 	// Limits caps what clients may use.
 	Limits LimitsConfig `toml:"limits"`
+	// Node is what this comet advertises to clients and logic.
+	Node NodeConfig `toml:"node"`
+	// Drain says how the comet leaves the cluster on SIGTERM or SIGINT.
+	Drain DrainConfig `toml:"drain"`
+	// Admin is the metrics, pprof and health listener.
+	Admin admin.Config `toml:"admin"`
+	// Discovery is bilibili/discovery. With no nodes the comet does not
+	// register and logic.addrs must be set.
+	Discovery discovery.Config `toml:"discovery"`
+}
+
+// NodeConfig is the [node] section: the comet's entry in discovery.
+type NodeConfig struct {
+	// Weight is this comet's share of new clients relative to the others.
+	// Default 10.
+	Weight int `toml:"weight"`
+	// Addrs are the public addresses (IPs or names, no port) clients dial.
+	// Default: none (logic then hands out its default domain).
+	Addrs []string `toml:"addrs"`
+}
+
+// DrainConfig is the [drain] section.
+type DrainConfig struct {
+	// Window is how long SIGTERM spends closing clients, spread evenly so
+	// they reconnect elsewhere gradually. Default "30s".
+	Window conf.Duration `toml:"window"`
+	// InterruptWindow is the same for SIGINT (Ctrl-C). Default "2s".
+	InterruptWindow conf.Duration `toml:"interrupt_window"`
+	// Grace bounds what shutdown may take after the window (in-flight
+	// calls, deregistration). Default "5s".
+	Grace conf.Duration `toml:"grace"`
 }
 
 // TCPConfig is the [tcp] section.
@@ -111,11 +144,16 @@ type BucketConfig struct {
 type RPCConfig struct {
 	// Bind is the gRPC listen address job dials. Default ":3109".
 	Bind string `toml:"bind"`
+	// Advertise is the host:port registered in discovery for job to dial.
+	// Default: Bind's port on the first non-loopback IPv4 address (or
+	// 127.0.0.1) when Bind has no host.
+	Advertise string `toml:"advertise"`
 }
 
 // LogicConfig is the [logic] section.
 type LogicConfig struct {
 	// Addrs lists logic gRPC addresses (host:port), balanced round robin.
+	// Empty: logic instances come from discovery (app goim.logic).
 	// Default ["127.0.0.1:3119"].
 	Addrs []string `toml:"addrs"`
 	// Timeout bounds every call to logic. Default "3s".
@@ -162,7 +200,21 @@ func Default() Config {
 			Timeout:        conf.Duration(3 * time.Second),
 			ReportInterval: conf.Duration(5 * time.Second),
 		},
+		Node: NodeConfig{Weight: 10},
+		Drain: DrainConfig{
+			Window:          conf.Duration(30 * time.Second),
+			InterruptWindow: conf.Duration(2 * time.Second),
+			Grace:           conf.Duration(5 * time.Second),
+		},
+		Admin:     adminDefault(),
+		Discovery: discovery.DefaultConfig(),
 	}
+}
+
+func adminDefault() admin.Config {
+	c := admin.DefaultConfig()
+	c.Addr = "127.0.0.1:3110"
+	return c
 }
 
 // Load reads path over the defaults and validates the result.
@@ -210,14 +262,27 @@ func (c Config) Validate() error {
 	b.Check(c.Bucket.BroadcastQueue > 0, "broadcast_queue", "must be > 0, got %d", c.Bucket.BroadcastQueue)
 
 	addr(&p, "rpc.bind", c.RPC.Bind)
+	if c.RPC.Advertise != "" {
+		addr(&p, "rpc.advertise", c.RPC.Advertise)
+	}
 	l := p.Sub("logic")
-	l.Check(len(c.Logic.Addrs) > 0, "addrs", "must list at least one logic address")
+	l.Check(len(c.Logic.Addrs) > 0 || len(c.Discovery.Nodes) > 0, "addrs",
+		"must list at least one logic address when discovery.nodes is empty")
 	addrs(l, "addrs", c.Logic.Addrs)
 	l.Check(c.Logic.Timeout > 0, "timeout", "must be > 0, got %v", c.Logic.Timeout)
 	l.Check(c.Logic.ReportInterval > 0, "report_interval", "must be > 0, got %v", c.Logic.ReportInterval)
 
 	p.Check(c.Limits.MaxConns >= 0, "limits.max_conns", "must be >= 0, got %d", c.Limits.MaxConns)
 	p.Check(c.Limits.MaxConnsPerIP >= 0, "limits.max_conns_per_ip", "must be >= 0, got %d", c.Limits.MaxConnsPerIP)
+	p.Check(c.Node.Weight > 0, "node.weight", "must be > 0, got %d", c.Node.Weight)
+	d := p.Sub("drain")
+	d.Check(c.Drain.Window >= 0, "window", "must be >= 0, got %v", c.Drain.Window)
+	d.Check(c.Drain.InterruptWindow >= 0, "interrupt_window", "must be >= 0, got %v", c.Drain.InterruptWindow)
+	d.Check(c.Drain.Grace > 0, "grace", "must be > 0, got %v", c.Drain.Grace)
+	c.Admin.Validate(p.Sub("admin"))
+	if len(c.Discovery.Nodes) > 0 {
+		c.Discovery.Validate(p.Sub("discovery"))
+	}
 	return p.Err()
 }
 

@@ -31,6 +31,7 @@ const (
 	ReasonSlow                     // outbound queue full (slow consumer), policy "close"
 	ReasonWriteError               // a write failed or timed out
 	ReasonReplaced                 // a newer connection with the same key arrived
+	ReasonDrain                    // closed by a drain, to reconnect to another comet
 	ReasonShutdown                 // the comet is shutting down
 	numReasons
 )
@@ -38,7 +39,7 @@ const (
 var reasonNames = [numReasons]string{
 	"none", "too_many_conns", "handshake_timeout", "bad_frame", "bad_auth_body",
 	"auth_rejected", "logic_error", "client_closed", "heartbeat_timeout",
-	"slow_consumer", "write_error", "replaced", "shutdown",
+	"slow_consumer", "write_error", "replaced", "drain", "shutdown",
 }
 
 // String is the reason's metric label.

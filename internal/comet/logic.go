@@ -11,15 +11,19 @@ import (
 )
 
 // dialLogic returns a client connection to logic's gRPC service, balanced
-// round robin over cfg.Addrs. It does not wait for a connection: calls fail
-// with their own deadline while logic is unreachable.
-func dialLogic(cfg LogicConfig) (*grpc.ClientConn, error) {
+// round robin over cfg.Addrs, or over what the returned resolver is fed
+// from discovery when cfg.Addrs is empty. It does not wait for a
+// connection: calls fail with their own deadline while logic is
+// unreachable.
+func dialLogic(cfg LogicConfig) (*grpc.ClientConn, *manual.Resolver, error) {
 	r := manual.NewBuilderWithScheme("goim-logic")
-	addrs := make([]resolver.Address, len(cfg.Addrs))
-	for i, a := range cfg.Addrs {
-		addrs[i] = resolver.Address{Addr: a}
+	if len(cfg.Addrs) > 0 {
+		addrs := make([]resolver.Address, len(cfg.Addrs))
+		for i, a := range cfg.Addrs {
+			addrs[i] = resolver.Address{Addr: a}
+		}
+		r.InitialState(resolver.State{Addresses: addrs})
 	}
-	r.InitialState(resolver.State{Addresses: addrs})
 	conn, err := grpc.NewClient(r.Scheme()+":///logic",
 		grpc.WithResolvers(r),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -28,7 +32,7 @@ func dialLogic(cfg LogicConfig) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize)),
 	)
 	if err != nil {
-		return nil, fmt.Errorf("comet: logic client: %w", err)
+		return nil, nil, fmt.Errorf("comet: logic client: %w", err)
 	}
-	return conn, nil
+	return conn, r, nil
 }

@@ -18,9 +18,11 @@ import (
 	cometpb "github.com/goim/goim/api/comet"
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/timer"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/resolver/manual"
 )
 
 // Server is a comet: client listeners, the buckets of connections, the
@@ -37,9 +39,19 @@ type Server struct {
 	tlsConf *tls.Config
 	readers sync.Pool // *bufio.Reader of HeaderSize+MaxBody bytes
 
-	logic     logicpb.LogicClient
-	logicConn *grpc.ClientConn
-	grpc      *grpc.Server
+	logic         logicpb.LogicClient
+	logicConn     *grpc.ClientConn
+	logicResolver *manual.Resolver
+	grpc          *grpc.Server
+
+	disc         *discovery.Client       // nil without discovery nodes
+	registration *discovery.Registration // set by Start
+	discMu       sync.Mutex              // serialises metadata updates
+	lastMetadata string                  // guarded by discMu
+	draining     atomic.Bool
+	started      atomic.Bool
+	ctx          context.Context // cancelled when shutdown begins
+	cancel       context.CancelFunc
 
 	roomQueues     []chan roomJob
 	broadcastQueue chan broadcastJob
@@ -113,9 +125,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	if s.logicConn, err = dialLogic(cfg.Logic); err != nil {
+	if len(cfg.Discovery.Nodes) > 0 {
+		dc := cfg.Discovery
+		if dc.Host == "" {
+			dc.Host = cfg.Host
+		}
+		if s.disc, err = discovery.New(dc, log); err != nil {
+			return nil, fmt.Errorf("comet: %w", err)
+		}
+	}
+	if s.logicConn, s.logicResolver, err = dialLogic(cfg.Logic); err != nil {
 		return nil, err
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logic = logicpb.NewLogicClient(s.logicConn)
 	s.grpc = newGRPCServer()
 	cometpb.RegisterCometServer(s.grpc, &rpcServer{s: s})
@@ -151,13 +173,26 @@ func (s *Server) Start() error {
 		s.rpcLn, err = net.Listen("tcp", s.cfg.RPC.Bind)
 	}
 	if err != nil {
+		err = fmt.Errorf("comet: listen: %w", err)
+	} else {
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Discovery.RequestTimeout.D())
+		err = s.register(ctx)
+		cancel()
+	}
+	if err != nil {
 		for _, ln := range s.listeners {
 			_ = ln.Close()
 		}
-		s.listeners = nil
-		return fmt.Errorf("comet: listen: %w", err)
+		if s.rpcLn != nil {
+			_ = s.rpcLn.Close()
+		}
+		s.listeners, s.rpcLn = nil, nil
+		return err
 	}
 	s.wheel.Start()
+	if s.disc != nil && len(s.cfg.Logic.Addrs) == 0 {
+		s.startLocked(func() { s.watchLogic(s.ctx) })
+	}
 	for _, q := range s.roomQueues {
 		s.startLocked(func() { s.roomWorker(q) })
 	}
@@ -172,8 +207,69 @@ func (s *Server) Start() error {
 	for _, ln := range s.listeners {
 		s.startLocked(func() { s.acceptLoop(ln) })
 	}
+	s.started.Store(true)
 	s.log.Info("comet started", "host", s.cfg.Host, "rpc", rpcLn.Addr().String())
 	return nil
+}
+
+// Ready reports whether the comet takes new clients: started and not
+// draining. It backs the admin listener's /readyz.
+func (s *Server) Ready() error {
+	switch {
+	case !s.started.Load():
+		return errors.New("not started")
+	case s.draining.Load():
+		return errors.New("draining")
+	}
+	return nil
+}
+
+// Drain takes the comet out of the cluster gently: it marks itself offline
+// (in discovery and in an immediate report to logic, so logic stops handing
+// it to clients), stops accepting, and closes its clients spread evenly over
+// window so they reconnect elsewhere a few at a time, each with a
+// Disconnect to logic. Pushes keep reaching the clients not yet closed.
+// Call Shutdown afterwards. Drain returns early if ctx ends.
+func (s *Server) Drain(ctx context.Context, window time.Duration) {
+	if s.draining.Swap(true) {
+		return
+	}
+	s.report()
+	s.mu.Lock()
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+	s.mu.Unlock()
+	var chs []*Channel
+	for _, b := range s.buckets {
+		chs = b.channels(chs)
+	}
+	s.log.Info("comet: draining", "clients", len(chs), "window", window)
+	if len(chs) == 0 {
+		return
+	}
+	// Close in steps of at least 10 ms, as many clients per step as the
+	// window needs.
+	const step = 10 * time.Millisecond
+	steps := max(int(window/step), 1)
+	per := (len(chs) + steps - 1) / steps
+	t := time.NewTicker(step)
+	defer t.Stop()
+	for i := 0; i < len(chs); i += per {
+		for _, c := range chs[i:min(i+per, len(chs))] {
+			c.close(ReasonDrain)
+		}
+		if i+per >= len(chs) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.done:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Addrs returns the bound addresses of the client listeners of a transport
@@ -238,6 +334,7 @@ func (s *Server) goWriter(c *Channel) bool {
 // ctx ends. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
+		s.deregister(ctx)
 		s.mu.Lock()
 		s.closing = true
 		for _, ln := range s.listeners {
@@ -245,6 +342,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.Unlock()
 		close(s.done)
+		s.cancel()
 		s.grpc.Stop()
 		s.pendingMu.Lock()
 		for c := range s.pending {
@@ -268,6 +366,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.wheel.Stop()
 		_ = s.logicConn.Close()
+		if s.disc != nil {
+			_ = s.disc.Close()
+		}
 	})
 	return s.shutErr
 }
@@ -322,12 +423,16 @@ func (s *Server) report() {
 		RoomCount: s.rooms.counts(),
 		ConnCount: s.conns.Load(),
 		IpCount:   int64(s.ips.distinct()),
+		Draining:  s.draining.Load(),
 	})
 	if err != nil {
 		s.log.Warn("comet: renew online failed", "err", err)
-		return
+	} else {
+		s.rooms.setAll(reply.GetAllRoomCount())
 	}
-	s.rooms.setAll(reply.GetAllRoomCount())
+	s.discMu.Lock()
+	s.updateMetadata(ctx)
+	s.discMu.Unlock()
 }
 
 // jitter returns d ± 10 %.

@@ -1,0 +1,90 @@
+// Command comet holds client connections (TCP, TLS, WebSocket, WSS) and
+// delivers what job pushes to them. See docs/protocol.md and
+// configs/comet.toml.
+//
+//	comet -conf configs/comet.toml
+//	comet -conf configs/comet.toml -check-config
+//
+// SIGTERM drains (offline in discovery and logic, clients closed gradually
+// over drain.window), SIGINT does the same over drain.interrupt_window; then
+// the comet stops within drain.grace.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/goim/goim/internal/admin"
+	"github.com/goim/goim/internal/comet"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "comet:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("comet", flag.ContinueOnError)
+	confPath := fs.String("conf", "configs/comet.toml", "config file")
+	check := fs.Bool("check-config", false, "validate the config file and exit")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := comet.Load(*confPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Println(*confPath + ": ok")
+		return nil
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+
+	reg := admin.NewRegistry()
+	srv, err := comet.New(cfg, comet.Deps{Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	adm, err := admin.New(cfg.Admin, reg, srv.Ready, log)
+	if err != nil {
+		return err
+	}
+	if err := adm.Start(); err != nil {
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		_ = adm.Shutdown(context.Background())
+		return err
+	}
+	log.Info("comet serving", "tcp", srv.Addrs("tcp"), "ws", srv.Addrs("ws"), "admin", adm.Addr())
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	signal.Stop(sigs)
+	window := cfg.Drain.Window.D()
+	if sig == syscall.SIGINT {
+		window = cfg.Drain.InterruptWindow.D()
+	}
+	log.Info("comet stopping", "signal", sig.String(), "drain_window", window)
+	ctx, cancel := context.WithTimeout(context.Background(), window+cfg.Drain.Grace.D())
+	defer cancel()
+	srv.Drain(ctx, window)
+	err = errors.Join(srv.Shutdown(ctx), adm.Shutdown(ctx))
+	log.Info("comet stopped", "err", err, "at", time.Now().Format(time.RFC3339))
+	return err
+}

@@ -1,0 +1,133 @@
+package comet
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/goim/goim/internal/discovery"
+	"google.golang.org/grpc/resolver"
+)
+
+// Discovery app ids (DESIGN.md §3).
+const (
+	AppComet = "goim.comet"
+	AppLogic = "goim.logic"
+)
+
+// register puts this comet in discovery as goim.comet with its gRPC
+// address and load metadata. Without discovery nodes it does nothing.
+func (s *Server) register(ctx context.Context) error {
+	if s.disc == nil {
+		return nil
+	}
+	reg, err := s.disc.Register(ctx, discovery.Instance{
+		AppID:    AppComet,
+		Hostname: s.cfg.Host,
+		Addrs:    []string{"grpc://" + s.advertise()},
+		Metadata: s.metadata(),
+	})
+	if err != nil {
+		return fmt.Errorf("comet: %w", err)
+	}
+	s.registration = reg
+	return nil
+}
+
+// metadata is what discovery says about this comet. Load and draining
+// state also go to logic in every RenewOnline report, which is faster.
+func (s *Server) metadata() map[string]string {
+	return map[string]string{
+		"weight":     strconv.Itoa(s.cfg.Node.Weight),
+		"offline":    strconv.FormatBool(s.draining.Load()),
+		"addrs":      strings.Join(s.cfg.Node.Addrs, ","),
+		"conn_count": strconv.FormatInt(s.conns.Load(), 10),
+		"ip_count":   strconv.Itoa(s.ips.distinct()),
+	}
+}
+
+// updateMetadata sends the current metadata to discovery when it changed.
+func (s *Server) updateMetadata(ctx context.Context) {
+	if s.registration == nil {
+		return
+	}
+	md := s.metadata()
+	key := md["offline"] + "/" + md["conn_count"] + "/" + md["ip_count"]
+	if key == s.lastMetadata {
+		return
+	}
+	if err := s.registration.Set(ctx, md); err != nil {
+		s.log.Warn("comet: discovery metadata update failed", "err", err)
+		return
+	}
+	s.lastMetadata = key
+}
+
+// deregister removes this comet from discovery.
+func (s *Server) deregister(ctx context.Context) {
+	if s.registration == nil {
+		return
+	}
+	if err := s.registration.Cancel(ctx); err != nil {
+		s.log.Warn("comet: discovery cancel failed", "err", err)
+	}
+}
+
+// advertise is the gRPC address job dials: rpc.advertise, or the bound
+// port on this host's first non-loopback IPv4 address.
+func (s *Server) advertise() string {
+	if s.cfg.RPC.Advertise != "" {
+		return s.cfg.RPC.Advertise
+	}
+	host, port, _ := net.SplitHostPort(s.rpcLn.Addr().String())
+	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+		return s.rpcLn.Addr().String()
+	}
+	return net.JoinHostPort(hostIP(), port)
+}
+
+// hostIP returns the first non-loopback IPv4 address of an up interface,
+// or 127.0.0.1.
+func hostIP() string {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return "127.0.0.1"
+	}
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
+				return n.IP.String()
+			}
+		}
+	}
+	return "127.0.0.1"
+}
+
+// watchLogic feeds logic's gRPC resolver from discovery (app goim.logic)
+// until ctx ends; used when logic.addrs is empty.
+func (s *Server) watchLogic(ctx context.Context) {
+	w := s.disc.Watch(ctx, AppLogic)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.Changed():
+		}
+		var addrs []resolver.Address
+		for _, ins := range w.Instances() {
+			for _, a := range ins.Addrs {
+				if hp, ok := strings.CutPrefix(a, "grpc://"); ok {
+					addrs = append(addrs, resolver.Address{Addr: hp})
+				}
+			}
+		}
+		s.logicResolver.UpdateState(resolver.State{Addresses: addrs})
+		s.log.Info("comet: logic instances", "count", len(addrs))
+	}
+}

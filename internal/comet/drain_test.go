@@ -1,0 +1,170 @@
+package comet
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/discovery/embedded"
+)
+
+func TestDrain(t *testing.T) {
+	e := startComet(t, nil)
+	const n = 20
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = dial(t, e, transports[i%len(transports)])
+		clients[i].auth(fmt.Sprintf(`{"key":"d%d","room_id":"live://drain","accepts":[]}`, i))
+	}
+	if err := e.srv.Ready(); err != nil {
+		t.Fatalf("ready before the drain: %v", err)
+	}
+	e.srv.Drain(context.Background(), 200*time.Millisecond)
+	if err := e.srv.Ready(); err == nil {
+		t.Fatal("ready while draining")
+	}
+	for _, c := range clients {
+		c.expectClosed()
+	}
+	waitCloses(t, e, ReasonDrain, n)
+	waitFor(t, 2*time.Second, func() error {
+		return e.logic.check(func(l *testLogic) error {
+			if len(l.disconnects) != n {
+				return fmt.Errorf("%d disconnects", len(l.disconnects))
+			}
+			for _, r := range l.reports {
+				if r.Draining {
+					return nil
+				}
+			}
+			return fmt.Errorf("no report says draining")
+		})
+	})
+	// New clients are refused: the listeners are closed.
+	if c, err := net.DialTimeout("tcp", e.addr("tcp"), time.Second); err == nil {
+		_ = c.Close()
+		t.Fatal("a new connection was accepted while draining")
+	}
+}
+
+// The embedded discovery server: one per test binary, and its own data
+// race fires 60 s after start, so the tests that use it stay short.
+var discoveryServer struct {
+	once sync.Once
+	addr string
+	err  error
+}
+
+func discoveryAddr(t *testing.T) string {
+	t.Helper()
+	discoveryServer.once.Do(func() {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			discoveryServer.err = err
+			return
+		}
+		discoveryServer.addr = ln.Addr().String()
+		_ = ln.Close()
+		discoveryServer.err = embedded.StartServer(discoveryServer.addr, nil)
+	})
+	if discoveryServer.err != nil {
+		t.Fatalf("embedded discovery: %v", discoveryServer.err)
+	}
+	return discoveryServer.addr
+}
+
+func fastDiscovery(node string) discovery.Config {
+	c := discovery.DefaultConfig()
+	c.Nodes = []string{node}
+	c.FetchInterval = conf.Duration(100 * time.Millisecond)
+	c.PollTimeout = conf.Duration(time.Second)
+	return c
+}
+
+// TestDiscovery registers the comet, finds logic through discovery, follows
+// the load metadata and the drain, and deregisters on shutdown.
+func TestDiscovery(t *testing.T) {
+	node := discoveryAddr(t)
+	_, logicAddr := startLogic(t, time.Minute)
+	// logic registers itself (issue 5); here the test does it for it.
+	dc := fastDiscovery(node)
+	dc.Host = "logic-test"
+	lc, err := discovery.New(dc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lc.Close() })
+	if _, err := lc.Register(context.Background(), discovery.Instance{AppID: AppLogic, Addrs: []string{"grpc://" + logicAddr}}); err != nil {
+		t.Fatal(err)
+	}
+
+	e := startComet(t, func(c *Config) {
+		c.Host = "comet-disc"
+		c.Logic.Addrs = nil // from discovery
+		c.Discovery = fastDiscovery(node)
+		c.Node.Addrs = []string{"203.0.113.7"}
+	})
+	watcher := lc.Watch(t.Context(), AppComet)
+	comet := func() (discovery.Instance, error) {
+		for _, ins := range watcher.Instances() {
+			if ins.Hostname == "comet-disc" {
+				return ins, nil
+			}
+		}
+		return discovery.Instance{}, fmt.Errorf("comet not in discovery: %v", watcher.Instances())
+	}
+	waitFor(t, 5*time.Second, func() error {
+		ins, err := comet()
+		if err != nil {
+			return err
+		}
+		md := ins.Metadata
+		if len(ins.Addrs) != 1 || ins.Addrs[0] != "grpc://"+e.srv.RPCAddr().String() ||
+			md["weight"] != "10" || md["offline"] != "false" || md["addrs"] != "203.0.113.7" {
+			return fmt.Errorf("instance %+v", ins)
+		}
+		return nil
+	})
+
+	// Auth goes to the logic found in discovery; the load follows.
+	c := dial(t, e, "tcp")
+	c.auth(`{"key":"disc","accepts":[]}`)
+	waitFor(t, 5*time.Second, func() error {
+		ins, err := comet()
+		if err != nil {
+			return err
+		}
+		if ins.Metadata["conn_count"] != "1" || ins.Metadata["ip_count"] != "1" {
+			return fmt.Errorf("metadata %v", ins.Metadata)
+		}
+		return nil
+	})
+
+	e.srv.Drain(context.Background(), 0)
+	waitFor(t, 5*time.Second, func() error {
+		ins, err := comet()
+		if err != nil {
+			return err
+		}
+		if ins.Metadata["offline"] != "true" {
+			return fmt.Errorf("metadata %v", ins.Metadata)
+		}
+		return nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if _, err := comet(); err == nil {
+			return fmt.Errorf("still registered after shutdown")
+		}
+		return nil
+	})
+}
