@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -341,5 +342,53 @@ func TestWebSocketOrigin(t *testing.T) {
 		if resp.StatusCode != tc.status {
 			t.Fatalf("origin %s: status %d, want %d", tc.origin, resp.StatusCode, tc.status)
 		}
+	}
+}
+
+func TestAuthRatePerIP(t *testing.T) {
+	e := startComet(t, func(c *Config) { c.Limits.AuthRatePerIP = 1 })
+	first := dial(t, e, "tcp")
+	first.auth(`{"key":"first","accepts":[]}`)
+	second := dial(t, e, "tcp") // same IP, same second: over the burst of 1
+	second.send(protocol.OpAuth, []byte(`{"key":"second","accepts":[]}`))
+	second.expectClosed()
+	waitCloses(t, e, ReasonAuthRate, 1)
+}
+
+// flakyListener fails its first accepts the way a process out of file
+// descriptors does.
+type flakyListener struct {
+	net.Listener
+	fails atomic.Int32
+}
+
+func (l *flakyListener) Accept() (net.Conn, error) {
+	if l.fails.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: syscall.EMFILE}
+	}
+	return l.Listener.Accept()
+}
+
+func TestAcceptErrorsBackOff(t *testing.T) {
+	e := startComet(t, nil)
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &flakyListener{Listener: inner}
+	fl.fails.Store(3)
+	if !e.srv.goFunc(func() { e.srv.acceptLoop(listener{Listener: fl, tr: transportTCP}) }) {
+		t.Fatal("server refused the accept loop")
+	}
+	defer inner.Close()
+	conn, err := net.Dial("tcp", inner.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &client{t: t, e: e, tr: "tcp", conn: conn, r: bufio.NewReader(conn)}
+	defer conn.Close()
+	c.auth(`{"key":"after-emfile","accepts":[]}`)
+	if n := fl.fails.Load(); n >= 0 {
+		t.Fatalf("accept errors left: %d", n+1)
 	}
 }

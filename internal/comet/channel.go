@@ -125,6 +125,7 @@ func (c *Channel) writeLoop() {
 
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.Protocol.WriteTimeout.D()))
 		batch := c.inflight
+		c.srv.metrics.writeBatch.Observe(float64(len(batch)))
 		_, err := c.inflight.WriteTo(c.conn) // consumes c.inflight
 		clear(batch)                         // drop references to shared frames
 		c.mu.Lock()

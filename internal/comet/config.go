@@ -74,8 +74,9 @@ type TCPConfig struct {
 	Bind []string `toml:"bind"`
 	// TLSBind lists TCP-over-TLS listen addresses. Default none; needs [tls].
 	TLSBind []string `toml:"tls_bind"`
-	// KeepAlive is the TCP keep-alive probe period; "0s" leaves the
-	// system default, a negative value turns probes off. Default "0s".
+	// KeepAlive is the TCP keep-alive probe period of client connections;
+	// "0s" keeps Go's default (probes on, every 15 s), a negative value
+	// turns them off. Default "0s".
 	KeepAlive conf.Duration `toml:"keepalive"`
 }
 
@@ -169,6 +170,10 @@ type LimitsConfig struct {
 	MaxConns int `toml:"max_conns"`
 	// MaxConnsPerIP caps the connections from one client IP. Default 0.
 	MaxConnsPerIP int `toml:"max_conns_per_ip"`
+	// AuthRatePerIP caps auth attempts per second from one client IP (a
+	// token bucket with a burst of the same size); the connection of an
+	// attempt over the cap is closed. Default 0.
+	AuthRatePerIP float64 `toml:"auth_rate_per_ip"`
 }
 
 // Slow-client policies.
@@ -274,6 +279,7 @@ func (c Config) Validate() error {
 
 	p.Check(c.Limits.MaxConns >= 0, "limits.max_conns", "must be >= 0, got %d", c.Limits.MaxConns)
 	p.Check(c.Limits.MaxConnsPerIP >= 0, "limits.max_conns_per_ip", "must be >= 0, got %d", c.Limits.MaxConnsPerIP)
+	p.Check(c.Limits.AuthRatePerIP >= 0, "limits.auth_rate_per_ip", "must be >= 0, got %v", c.Limits.AuthRatePerIP)
 	p.Check(c.Node.Weight > 0, "node.weight", "must be > 0, got %d", c.Node.Weight)
 	d := p.Sub("drain")
 	d.Check(c.Drain.Window >= 0, "window", "must be >= 0, got %v", c.Drain.Window)

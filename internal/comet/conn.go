@@ -96,6 +96,10 @@ func (c *Channel) handshake() (authed bool, err error) {
 		}
 		// goim v2 ignores frames before auth; so do we.
 	}
+	if !s.ips.allowAuth(c.ip, s.cfg.Limits.AuthRatePerIP, time.Now()) {
+		s.metrics.auths.WithLabelValues(ReasonAuthRate.String()).Inc()
+		return false, fail(ReasonAuthRate, errors.New("auth rate per IP exceeded"))
+	}
 	if _, err := protocol.ParseAuthBody(p.Body); err != nil {
 		s.metrics.auths.WithLabelValues(ReasonBadAuth.String()).Inc()
 		return false, fail(ReasonBadAuth, err)

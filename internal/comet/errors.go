@@ -24,6 +24,7 @@ const (
 	ReasonHandshake                // no auth within the handshake timeout
 	ReasonBadFrame                 // a malformed frame (size, header, WebSocket framing)
 	ReasonBadAuth                  // the auth body is not the auth JSON
+	ReasonAuthRate                 // limits.auth_rate_per_ip reached
 	ReasonAuthRejected             // logic refused the auth
 	ReasonLogicError               // logic unreachable or failing during auth
 	ReasonClientClosed             // the client closed the connection (EOF, reset)
@@ -37,7 +38,7 @@ const (
 )
 
 var reasonNames = [numReasons]string{
-	"none", "too_many_conns", "handshake_timeout", "bad_frame", "bad_auth_body",
+	"none", "too_many_conns", "handshake_timeout", "bad_frame", "bad_auth_body", "auth_rate",
 	"auth_rejected", "logic_error", "client_closed", "heartbeat_timeout",
 	"slow_consumer", "write_error", "replaced", "drain", "shutdown",
 }

@@ -15,6 +15,7 @@ type metrics struct {
 	delivered   *prometheus.CounterVec // frames queued on a connection, by push kind
 	droppedPush *prometheus.CounterVec // frames not queued, by push kind
 	slowDrops   *prometheus.CounterVec // frames refused by a full queue, by transport
+	writeBatch  prometheus.Histogram   // frames per write system call
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	rooms       prometheus.GaugeFunc
@@ -46,6 +47,11 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Namespace: "goim", Subsystem: "comet", Name: "queue_full_total",
 			Help: "Frames refused because a connection's outbound queue was full, by transport.",
 		}, []string{"transport"}),
+		writeBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "write_batch_frames",
+			Help:    "Frames a connection's writer sent in one write (its queue depth when it ran).",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+		}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "read_bytes_total",
 			Help: "Frame bytes read from clients.",
@@ -59,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Help: "Rooms with members on this comet.",
 		}, roomCount),
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.bytesIn, m.bytesOut, m.rooms} {
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.bytesIn, m.bytesOut, m.rooms} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}

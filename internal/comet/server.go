@@ -160,10 +160,11 @@ func (s *Server) Start() error {
 		{s.cfg.WebSocket.Bind, transportWS}, {s.cfg.WebSocket.TLSBind, transportWSS},
 	}
 	var err error
+	lc := net.ListenConfig{KeepAlive: s.cfg.TCP.KeepAlive.D()}
 	for _, b := range binds {
 		for _, a := range b.addrs {
 			var ln net.Listener
-			if ln, err = net.Listen("tcp", a); err != nil {
+			if ln, err = lc.Listen(s.ctx, "tcp", a); err != nil {
 				break
 			}
 			s.listeners = append(s.listeners, listener{Listener: ln, tr: b.tr})
@@ -452,7 +453,8 @@ func (s *Server) putReader(br *bufio.Reader) {
 	s.readers.Put(br)
 }
 
-// ipCounter counts connections per client IP, sharded by IP.
+// ipCounter counts connections and auth attempts per client IP, sharded
+// by IP. An IP's entry lives while it has connections.
 type ipCounter struct {
 	seed   maphash.Seed
 	shards []ipShard
@@ -460,37 +462,85 @@ type ipCounter struct {
 
 type ipShard struct {
 	mu sync.Mutex
-	m  map[string]int32 // guarded by mu
+	m  map[string]*ipEntry // guarded by mu
+}
+
+type ipEntry struct {
+	conns  int32
+	tokens float64   // auth attempts available (token bucket)
+	last   time.Time // when tokens was last refilled
 }
 
 func newIPCounter(n int) ipCounter {
 	c := ipCounter{seed: maphash.MakeSeed(), shards: make([]ipShard, n)}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]int32)
+		c.shards[i].m = make(map[string]*ipEntry)
 	}
 	return c
+}
+
+func (c *ipCounter) shard(ip string) *ipShard {
+	return &c.shards[maphash.String(c.seed, ip)%uint64(len(c.shards))]
 }
 
 // add counts one more connection from ip unless that would pass limit
 // (0 = unlimited).
 func (c *ipCounter) add(ip string, limit int) bool {
-	sh := &c.shards[maphash.String(c.seed, ip)%uint64(len(c.shards))]
+	sh := c.shard(ip)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if limit > 0 && int(sh.m[ip]) >= limit {
+	e := sh.m[ip]
+	if e == nil {
+		e = &ipEntry{tokens: -1}
+		sh.m[ip] = e
+	}
+	if limit > 0 && int(e.conns) >= limit {
+		if e.conns == 0 {
+			delete(sh.m, ip)
+		}
 		return false
 	}
-	sh.m[ip]++
+	e.conns++
 	return true
 }
 
 func (c *ipCounter) remove(ip string) {
-	sh := &c.shards[maphash.String(c.seed, ip)%uint64(len(c.shards))]
+	sh := c.shard(ip)
 	sh.mu.Lock()
-	if sh.m[ip]--; sh.m[ip] <= 0 {
-		delete(sh.m, ip)
+	if e := sh.m[ip]; e != nil {
+		if e.conns--; e.conns <= 0 {
+			delete(sh.m, ip)
+		}
 	}
 	sh.mu.Unlock()
+}
+
+// allowAuth takes one auth attempt from ip's bucket: rate per second, with
+// a burst of rate (at least 1). rate 0 allows everything. The IP must have
+// a connection counted by add.
+func (c *ipCounter) allowAuth(ip string, rate float64, now time.Time) bool {
+	if rate <= 0 {
+		return true
+	}
+	sh := c.shard(ip)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[ip]
+	if e == nil {
+		return true
+	}
+	burst := max(rate, 1)
+	if e.tokens < 0 {
+		e.tokens = burst
+	} else {
+		e.tokens = min(burst, e.tokens+now.Sub(e.last).Seconds()*rate)
+	}
+	e.last = now
+	if e.tokens < 1 {
+		return false
+	}
+	e.tokens--
+	return true
 }
 
 func (c *ipCounter) distinct() int {

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
+	"google.golang.org/grpc"
+)
+
+// stubLogic accepts every connection (the logic service arrives later).
+type stubLogic struct{ logicpb.UnimplementedLogicServer }
+
+func (stubLogic) Connect(_ context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
+	return &logicpb.ConnectReply{Key: "k1", Heartbeat: int64(time.Minute)}, nil
+}
+
+func (stubLogic) Disconnect(context.Context, *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
+	return &logicpb.DisconnectReply{}, nil
+}
+
+func (stubLogic) RenewOnline(context.Context, *logicpb.OnlineReq) (*logicpb.OnlineReply, error) {
+	return &logicpb.OnlineReply{}, nil
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func build(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "comet")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestProcess runs the comet binary: it serves, reports ready, and on
+// SIGTERM drains its clients and exits 0.
+func TestProcess(t *testing.T) {
+	bin := build(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	logicpb.RegisterLogicServer(gs, stubLogic{})
+	go func() { _ = gs.Serve(ln) }()
+	defer gs.Stop()
+
+	tcp, adminAddr := freeAddr(t), freeAddr(t)
+	cfg := fmt.Sprintf(`host = "comet-process"
+[tcp]
+bind = [%q]
+[websocket]
+bind = [%q]
+[rpc]
+bind = %q
+[logic]
+addrs = [%q]
+[drain]
+window = "500ms"
+grace = "5s"
+[admin]
+addr = %q
+`, tcp, freeAddr(t), freeAddr(t), ln.Addr().String(), adminAddr)
+	path := filepath.Join(t.TempDir(), "comet.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-conf", path, "-check-config").CombinedOutput(); err != nil {
+		t.Fatalf("-check-config: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(bin, "-conf", path)
+	var logs strings.Builder
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Kill()
+	}()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + adminAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("comet not ready: %v\n%s", err, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	conn, err := net.Dial("tcp", tcp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write((&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(`{"accepts":[]}`)}).AppendTCP(nil)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(conn)
+	var p protocol.Proto
+	if err := p.ReadTCP(r, 0); err != nil || p.Op != protocol.OpAuthReply {
+		t.Fatalf("auth reply: op %d, %v\n%s", p.Op, err, logs.String())
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ReadTCP(r, 0); err == nil {
+		t.Fatalf("connection still open after the drain: got op %d", p.Op)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("comet exited with %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("comet did not exit after SIGTERM\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "draining") || !strings.Contains(logs.String(), "comet stopped") {
+		t.Fatalf("logs lack the drain:\n%s", logs.String())
+	}
+}
+
+func TestCheckConfigRejectsBadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(path, []byte("[tcp]\nbindd = [\":1\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil || !strings.Contains(err.Error(), "tcp.bindd") {
+		t.Fatalf("got %v, want an error naming tcp.bindd", err)
+	}
+}
