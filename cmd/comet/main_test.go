@@ -20,9 +20,11 @@ import (
 )
 
 // stubLogic accepts every connection (the logic service arrives later).
-type stubLogic struct{ logicpb.UnimplementedLogicServer }
+type stubLogic struct {
+	logicpb.UnimplementedLogicServer
+}
 
-func (stubLogic) Connect(_ context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
+func (stubLogic) Connect(context.Context, *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
 	return &logicpb.ConnectReply{Key: "k1", Heartbeat: int64(time.Minute)}, nil
 }
 
