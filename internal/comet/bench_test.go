@@ -46,7 +46,11 @@ func BenchmarkRoomBroadcast(b *testing.B) {
 				if queued != members {
 					b.Fatalf("queued %d of %d", queued, members)
 				}
+				deadline := time.Now().Add(10 * time.Second)
 				for got.Load() < want {
+					if time.Now().After(deadline) {
+						b.Fatalf("round %d: clients read %d bytes, want %d", i, got.Load(), want)
+					}
 					time.Sleep(50 * time.Microsecond)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/goim/goim/internal/timer"
@@ -41,11 +42,20 @@ type Channel struct {
 	nextRenew time.Time
 	log       *slog.Logger
 
+	// Plain TCP and WebSocket only (nil over TLS): the raw socket and the
+	// bound write function a pusher uses for its one non-blocking write.
+	// tryBuf, tryN and tryErr belong to whoever holds the writer role.
+	rc     syscall.RawConn
+	tryFn  func(fd uintptr) bool
+	tryBuf []byte
+	tryN   int
+	tryErr error
+
 	mu       sync.Mutex // guards the fields below
 	queue    net.Buffers
 	inflight net.Buffers // the batch being written; its array is reused as the next queue
 	qbytes   int
-	writing  bool   // a writer goroutine is running
+	writing  bool   // someone holds the writer role: a writer goroutine or a pusher writing inline
 	closed   bool   // no more pushes; the socket is closed or about to be
 	final    []byte // written by the running writer before it closes the socket
 	reason   CloseReason
@@ -55,7 +65,13 @@ type Channel struct {
 const finalWriteTimeout = time.Second
 
 func newChannel(s *Server, raw net.Conn, tr transport, ip string) *Channel {
-	return &Channel{srv: s, conn: raw, raw: raw, tr: tr, ip: ip}
+	c := &Channel{srv: s, conn: raw, raw: raw, tr: tr, ip: ip}
+	if tr == transportTCP || tr == transportWS {
+		if c.rc = rawConn(raw); c.rc != nil {
+			c.tryFn = c.writeNow
+		}
+	}
+	return c
 }
 
 // pushResult is what happened to one frame pushed to a channel.
@@ -70,7 +86,10 @@ const (
 // push queues b, bytes already framed for this channel's transport and
 // shared with other channels (never modified), and makes sure a writer runs.
 // It never blocks: a full queue drops the frame or closes the channel,
-// following protocol.slow_policy.
+// following protocol.slow_policy. When nothing is queued or being written
+// on a plain TCP or WebSocket connection, the pusher writes b itself with
+// one non-blocking system call; only what the socket does not take goes to
+// the queue and a writer goroutine.
 func (c *Channel) push(b []byte) pushResult {
 	c.mu.Lock()
 	if c.closed {
@@ -86,37 +105,91 @@ func (c *Channel) push(b []byte) pushResult {
 		}
 		return pushDropped
 	}
+	if !c.writing && c.rc != nil {
+		c.writing = true // the pusher is the writer for one write
+		c.mu.Unlock()
+		return c.pushInline(b)
+	}
 	c.queue = append(c.queue, b)
 	c.qbytes += len(b)
 	start := !c.writing
 	c.writing = true
 	c.mu.Unlock()
-	if start && !c.srv.goWriter(c) {
-		c.close(ReasonShutdown)
+	if start {
+		c.startWriter()
 	}
 	return pushQueued
 }
 
+// pushInline writes b without blocking; the caller holds the writer role.
+func (c *Channel) pushInline(b []byte) pushResult {
+	c.tryBuf, c.tryN, c.tryErr = b, 0, nil
+	err := c.rc.Write(c.tryFn)
+	n := c.tryN
+	if err == nil {
+		err = c.tryErr
+	}
+	c.tryBuf = nil
+	if err != nil {
+		c.close(ReasonWriteError)
+		c.keepWriting()
+		return pushClosed
+	}
+	if n < len(b) {
+		// The socket is full: the rest goes first in the queue, for a
+		// writer goroutine that may wait.
+		c.mu.Lock()
+		c.queue = append(c.queue, nil)
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = b[n:]
+		c.qbytes += len(b) - n
+		c.mu.Unlock()
+		c.startWriter()
+	} else if c.keepWriting() {
+		c.startWriter() // pushes queued while we wrote
+	}
+	if n > 0 {
+		c.srv.metrics.bytesOut.Add(float64(n))
+	}
+	return pushQueued
+}
+
+// startWriter starts a writer goroutine for the caller's writer role.
+func (c *Channel) startWriter() {
+	if !c.srv.goWriter(c) {
+		c.close(ReasonShutdown)
+		c.keepWriting()
+	}
+}
+
+// keepWriting is called by the writer when it is done with what it took:
+// it reports whether more is queued (the caller keeps the writer role), or
+// gives the role up, writing the close frame first when the channel closed.
+func (c *Channel) keepWriting() bool {
+	c.mu.Lock()
+	if !c.closed && len(c.queue) > 0 {
+		c.mu.Unlock()
+		return true
+	}
+	c.writing = false
+	final, closed := c.final, c.closed
+	if closed {
+		c.queue, c.inflight, c.final = nil, nil, nil
+	}
+	c.mu.Unlock()
+	if closed {
+		c.writeFinal(final)
+	}
+	return false
+}
+
 // writeLoop writes queued frames until the queue is empty, many frames per
 // system call (writev), each batch under the write deadline. The queue's
-// array and the batch in flight are kept between runs, so a push to an
-// idle channel allocates nothing but the goroutine.
+// array and the batch in flight are kept between runs.
 func (c *Channel) writeLoop() {
 	defer c.srv.wg.Done()
-	for {
+	for c.keepWriting() {
 		c.mu.Lock()
-		if c.closed || len(c.queue) == 0 {
-			c.writing = false
-			final, closed := c.final, c.closed
-			if closed {
-				c.queue, c.inflight, c.final = nil, nil, nil
-			}
-			c.mu.Unlock()
-			if closed {
-				c.writeFinal(final)
-			}
-			return
-		}
 		// Swap the queue with the (empty) array of the previous batch.
 		c.inflight, c.queue = c.queue, c.inflight[:0]
 		n := c.qbytes
@@ -126,8 +199,9 @@ func (c *Channel) writeLoop() {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.Protocol.WriteTimeout.D()))
 		batch := c.inflight
 		c.srv.metrics.writeBatch.Observe(float64(len(batch)))
-		_, err := c.inflight.WriteTo(c.conn) // consumes c.inflight
-		clear(batch)                         // drop references to shared frames
+		_, err := c.inflight.WriteTo(c.conn)     // consumes c.inflight
+		_ = c.conn.SetWriteDeadline(time.Time{}) // see pushInline: no deadline may outlive the write
+		clear(batch)                             // drop references to shared frames
 		c.mu.Lock()
 		c.inflight = batch[:0]
 		if cap(batch) > 2*c.srv.cfg.Protocol.QueueFrames {

@@ -130,6 +130,9 @@ func (c *Channel) handshake() (authed bool, err error) {
 	if _, err := c.conn.Write(c.encodeReply(&ack)); err != nil {
 		return false, fail(ReasonWriteError, err)
 	}
+	// No deadline may stay on the socket: pushers' non-blocking writes
+	// honour it and would fail once it passed.
+	_ = c.conn.SetWriteDeadline(time.Time{})
 	s.metrics.auths.WithLabelValues("ok").Inc()
 
 	c.setWatch(reply.GetAccepts(), true)

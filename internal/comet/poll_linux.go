@@ -40,3 +40,37 @@ func peekReady(fd uintptr) bool {
 		}
 	}
 }
+
+// rawConn returns conn's raw socket for non-blocking writes, or nil.
+func rawConn(conn net.Conn) syscall.RawConn {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// writeNow writes c.tryBuf to fd without waiting: as much as the socket
+// takes now. It always returns true so RawConn.Write never waits.
+func (c *Channel) writeNow(fd uintptr) bool {
+	for c.tryN < len(c.tryBuf) {
+		n, err := syscall.Write(int(fd), c.tryBuf[c.tryN:])
+		if n > 0 {
+			c.tryN += n
+		}
+		switch err {
+		case nil:
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true
+		default:
+			c.tryErr = err
+			return true
+		}
+	}
+	return true
+}

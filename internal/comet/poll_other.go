@@ -2,8 +2,17 @@
 
 package comet
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // waitReadable returns at once where no peek-based wait is implemented:
 // the channel then blocks in a read with its buffer borrowed.
 func waitReadable(net.Conn) error { return nil }
+
+// rawConn returns nil: pushers always queue where writeNow is not
+// implemented.
+func rawConn(net.Conn) syscall.RawConn { return nil }
+
+func (c *Channel) writeNow(uintptr) bool { return true }

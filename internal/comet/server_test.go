@@ -11,6 +11,7 @@ import (
 
 	cometpb "github.com/goim/goim/api/comet"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/conf"
 )
 
 var transports = []string{"tcp", "tls", "ws", "wss"}
@@ -310,5 +311,27 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 	})
 	if n := e.closes(ReasonSlow); n != 1 {
 		t.Fatalf("%d slow-consumer closes", n)
+	}
+}
+
+// TestPushAfterWriteTimeout: a write deadline left on the socket by the auth
+// reply or an earlier queued write must not fail later pushes (the inline
+// write honours the socket's deadline).
+func TestPushAfterWriteTimeout(t *testing.T) {
+	e := startComet(t, func(c *Config) { c.Protocol.WriteTimeout = conf.Duration(20 * time.Millisecond) })
+	for _, tr := range transports {
+		c := dial(t, e, tr)
+		key := "late-" + tr
+		c.auth(fmt.Sprintf(`{"key":%q,"accepts":[1000]}`, key))
+		for i := range 3 {
+			time.Sleep(50 * time.Millisecond) // let any deadline set so far pass
+			res := e.srv.PushKeys([]string{key}, 1000, &protocol.Proto{Ver: 1, Op: 1000, Body: []byte(fmt.Sprint(i))})
+			if res.Delivered != 1 {
+				t.Fatalf("%s push %d: %+v", tr, i, res)
+			}
+			if p := c.expect(1000, 0); string(p.Body) != fmt.Sprint(i) {
+				t.Fatalf("%s push %d: got %q", tr, i, p.Body)
+			}
+		}
 	}
 }
