@@ -170,7 +170,8 @@ func authedConns(s *Server) int {
 // memSample is the comet process's memory at one moment.
 type memSample struct {
 	rss        uint64 // VmRSS
-	heapInuse  uint64
+	heapAlloc  uint64 // live heap objects (after GC)
+	heapInuse  uint64 // heap spans in use: live objects and the free slots between them
 	stackInuse uint64
 	mspan      uint64 // MSpanInuse
 	gcSys      uint64
@@ -193,6 +194,7 @@ func sampleMem(t testing.TB, rounds int) memSample {
 	runtime.ReadMemStats(&ms)
 	return memSample{
 		rss:        vmRSS(t),
+		heapAlloc:  ms.HeapAlloc,
 		heapInuse:  ms.HeapInuse,
 		stackInuse: ms.StackInuse,
 		mspan:      ms.MSpanInuse,
@@ -269,7 +271,17 @@ func TestLoadIdleMemory(t *testing.T) {
 	}
 }
 
+// loadRunsBefore counts the load runs earlier in this process: the runtime
+// keeps what they grew (goroutine descriptors, poll descriptors) for reuse,
+// so a later run's per-connection figures are lower than a fresh process's.
+var loadRunsBefore int
+
 func loadIdle(t *testing.T, s loadSettings, tr string) {
+	if loadRunsBefore > 0 {
+		t.Logf("%s: note: %d load run(s) earlier in this process; the runtime reuses their goroutine and poll descriptors, "+
+			"so the figures below are lower than a fresh process's (scripts/bench-comet.sh runs each in its own process)", tr, loadRunsBefore)
+	}
+	loadRunsBefore++
 	e := startLoadComet(t)
 	base := sampleMem(t, 2)
 	t.Logf("%s: before clients: RSS %.1f MiB, heap in use %.1f MiB, stacks %.1f MiB, %d goroutines",
@@ -299,6 +311,7 @@ func loadIdle(t *testing.T, s loadSettings, tr string) {
 
 	rss := perConn(idle.rss, base.rss, ok)
 	heap := perConn(idle.heapInuse, base.heapInuse, ok)
+	live := perConn(idle.heapAlloc, base.heapAlloc, ok)
 	stack := perConn(idle.stackInuse, base.stackInuse, ok)
 	mspan := perConn(idle.mspan, base.mspan, ok)
 	gcSys := perConn(idle.gcSys, base.gcSys, ok)
@@ -308,14 +321,14 @@ func loadIdle(t *testing.T, s loadSettings, tr string) {
 	ktcp := float64(idle.kernelTCP-base.kernelTCP) / float64(ok)
 	t.Logf("%s: idle: RSS %.1f MiB, heap in use %.1f MiB, stacks %.1f MiB, %d goroutines",
 		tr, mib(idle.rss), mib(idle.heapInuse), mib(idle.stackInuse), idle.goroutines)
-	t.Logf("%s: per idle connection: RSS %.0f B, heap in use %.0f B (%.1f objects), goroutine stacks %.0f B, "+
-		"span metadata %.0f B, GC metadata %.0f B, other runtime (poll descriptors) %.0f B, goroutines %.2f",
-		tr, rss, heap, objs, stack, mspan, gcSys, other, gor)
+	t.Logf("%s: per idle connection: RSS %.0f B, heap in use %.0f B (live objects %.0f B in %.1f objects, the rest free slots "+
+		"in spans kept by them), goroutine stacks %.0f B, span metadata %.0f B, GC metadata %.0f B, "+
+		"other runtime (poll descriptors) %.0f B, goroutines %.2f",
+		tr, rss, heap, live, objs, stack, mspan, gcSys, other, gor)
 	t.Logf("%s: for reference: sizeof(Channel) %d B; kernel TCP buffers (system wide, both ends, not in RSS) %.0f B/conn",
 		tr, unsafe.Sizeof(Channel{}), ktcp)
 	if s.profile != "" {
 		writeHeapProfile(t, filepath.Join(s.profile, "heap-"+tr+".pprof"))
-		runtime.MemProfileRate = profileRate
 	}
 
 	// Disconnect everything and see what the comet gives back.
@@ -329,13 +342,17 @@ func loadIdle(t *testing.T, s loadSettings, tr string) {
 	})
 	closeTime := time.Since(start)
 	after := sampleMem(t, 2)
+	if s.profile != "" {
+		writeHeapProfile(t, filepath.Join(s.profile, "heap-"+tr+"-closed.pprof"))
+		runtime.MemProfileRate = profileRate
+	}
 	ratio := float64(after.rss) / float64(base.rss)
 	t.Logf("%s: all closed in %v; after disconnect: RSS %.1f MiB (%.2fx the idle start), heap in use %.1f MiB, stacks %.1f MiB, %d goroutines",
 		tr, closeTime.Round(time.Millisecond), mib(after.rss), ratio, mib(after.heapInuse), mib(after.stackInuse), after.goroutines)
-	t.Logf("LOADTEST idle transport=%s conns=%d rss_per_conn_B=%.0f heap_per_conn_B=%.0f stack_per_conn_B=%.0f "+
+	t.Logf("LOADTEST idle transport=%s conns=%d rss_per_conn_B=%.0f heap_per_conn_B=%.0f live_heap_per_conn_B=%.0f stack_per_conn_B=%.0f "+
 		"other_runtime_per_conn_B=%.0f goroutines_per_conn=%.2f rss_base_MiB=%.1f rss_idle_MiB=%.1f rss_after_close_MiB=%.1f "+
 		"after_close_over_base=%.2f connect_s=%.1f",
-		tr, ok, rss, heap, stack, mspan+gcSys+other, gor, mib(base.rss), mib(idle.rss), mib(after.rss), ratio, connectTime.Seconds())
+		tr, ok, rss, heap, live, stack, mspan+gcSys+other, gor, mib(base.rss), mib(idle.rss), mib(after.rss), ratio, connectTime.Seconds())
 	if ok < s.conns {
 		t.Errorf("only %d of %d connections could be opened", ok, s.conns)
 	}
@@ -378,6 +395,7 @@ func TestLoadRoomFanout(t *testing.T) {
 }
 
 func loadFanout(t *testing.T, s loadSettings, tr string) {
+	loadRunsBefore++
 	e := startLoadComet(t)
 	lc := startLoadClients(t, e.addr(tr), tr, s)
 	members := lc.waitReady(5 * time.Minute)
@@ -418,7 +436,8 @@ func loadFanout(t *testing.T, s loadSettings, tr string) {
 		}
 		want += int64(n) * perMember * int64(members)
 		if got, frames, closed, reached := lc.waitBytes(want, 60*time.Second); !reached {
-			t.Fatalf("clients read %d of %d bytes (%d frames) within 60s; %d connections closed", got, want, frames, closed)
+			t.Fatalf("clients read %d of %d bytes (%d frames) within 60s; %d connections closed; comet closes: %s",
+				got, want, frames, closed, closeCounts(e))
 		}
 	}
 
@@ -432,7 +451,19 @@ func loadFanout(t *testing.T, s loadSettings, tr string) {
 	cpu0 := cpuTime()
 	time.Sleep(time.Second)
 	idleCPU := cpuTime() - cpu0
-	t.Logf("%s: idle background CPU: %v per second", tr, idleCPU.Round(time.Microsecond))
+	// The harness's own allocations per group (one wait command and its
+	// answer), measured with nothing to wait for, are subtracted below.
+	const calls = 50
+	var hm0, hm1 runtime.MemStats
+	runtime.ReadMemStats(&hm0)
+	for range calls {
+		if _, _, _, reached := lc.waitBytes(want, time.Second); !reached {
+			t.Fatal("clients lost bytes")
+		}
+	}
+	runtime.ReadMemStats(&hm1)
+	harness := float64(hm1.Mallocs-hm0.Mallocs) / calls
+	t.Logf("%s: idle background CPU: %v per second; harness: %.1f allocations per wait", tr, idleCPU.Round(time.Microsecond), harness)
 
 	for _, mode := range []struct {
 		name  string
@@ -464,17 +495,17 @@ func loadFanout(t *testing.T, s loadSettings, tr string) {
 		mallocs := ms1.Mallocs - ms0.Mallocs
 		allocBytes := ms1.TotalAlloc - ms0.TotalAlloc
 		perCPU := float64(deliveries) / cpu.Seconds()
-		perPush := float64(mallocs) / float64(rounds)
+		perPush := max(float64(mallocs)-harness*float64(groups), 0) / float64(rounds)
 		perRecipient := perPush / float64(members)
 		t.Logf("%s %s: %d pushes x %d members x %d messages = %d deliveries in %v wall, %v comet-process CPU (%.0f%% of one core)",
 			tr, mode.name, rounds, members, loadBatchMsgs, deliveries, wall.Round(time.Millisecond), cpu.Round(time.Millisecond),
 			100*cpu.Seconds()/wall.Seconds())
 		t.Logf("%s %s: %.3g deliveries per CPU-second, %.3g deliveries/s wall, %.1f µs CPU per recipient per push; "+
-			"%.1f allocations (%.0f B) per push = %.4f per recipient (includes the harness's few per group)",
+			"%.1f allocations (%.0f B, harness included) per push = %.5f per recipient (%d allocations in all, %.0f of them the harness's)",
 			tr, mode.name, perCPU, float64(deliveries)/wall.Seconds(), cpu.Seconds()*1e6/float64(rounds*members),
-			perPush, float64(allocBytes)/float64(rounds), perRecipient)
+			perPush, float64(allocBytes)/float64(rounds), perRecipient, mallocs, harness*float64(groups))
 		t.Logf("LOADTEST fanout transport=%s mode=%s members=%d pushes=%d deliveries=%d cpu_s=%.3f wall_s=%.3f "+
-			"deliveries_per_cpu_s=%.0f deliveries_per_wall_s=%.0f allocs_per_push=%.1f allocs_per_recipient=%.4f bytes_alloc_per_push=%.0f frames_counted=%d",
+			"deliveries_per_cpu_s=%.0f deliveries_per_wall_s=%.0f allocs_per_push=%.1f allocs_per_recipient=%.5f bytes_alloc_per_push=%.0f frames_counted=%d",
 			tr, mode.name, members, rounds, deliveries, cpu.Seconds(), wall.Seconds(), perCPU, float64(deliveries)/wall.Seconds(),
 			perPush, perRecipient, float64(allocBytes)/float64(rounds), framesAfter-framesBefore)
 	}
@@ -482,6 +513,20 @@ func loadFanout(t *testing.T, s loadSettings, tr string) {
 		t.Errorf("frame counter went back: %d < %d", frames, frames0)
 	}
 	lc.stop()
+}
+
+// closeCounts lists the comet's connection closes by reason.
+func closeCounts(e *testEnv) string {
+	var b strings.Builder
+	for r := reasonNone + 1; r < numReasons; r++ {
+		if n := e.closes(r); n > 0 {
+			fmt.Fprintf(&b, "%s=%d ", r, n)
+		}
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return strings.TrimSpace(b.String())
 }
 
 // cpuTime is this process's user + system CPU time.
@@ -608,15 +653,14 @@ func (lc *loadClients) waitReady(timeout time.Duration) int {
 	return ok
 }
 
-// command writes one command line to the client process.
-func (lc *loadClients) command(words ...string) {
+// command writes one command line to the client process: name and
+// numeric arguments (formatted into a reused buffer: no allocation).
+func (lc *loadClients) command(name string, args ...int64) {
 	lc.t.Helper()
-	lc.buf = lc.buf[:0]
-	for i, w := range words {
-		if i > 0 {
-			lc.buf = append(lc.buf, ' ')
-		}
-		lc.buf = append(lc.buf, w...)
+	lc.buf = append(lc.buf[:0], name...)
+	for _, a := range args {
+		lc.buf = append(lc.buf, ' ')
+		lc.buf = strconv.AppendInt(lc.buf, a, 10)
 	}
 	lc.buf = append(lc.buf, '\n')
 	if _, err := lc.stdin.Write(lc.buf); err != nil {
@@ -637,8 +681,7 @@ func (lc *loadClients) stats() (bytes, frames, closed int64) {
 // least want bytes in total, or timeout passes.
 func (lc *loadClients) waitBytes(want int64, timeout time.Duration) (bytes, frames, closed int64, reached bool) {
 	lc.t.Helper()
-	var num [20]byte
-	lc.command("wait", string(strconv.AppendInt(num[:0], want, 10)), string(strconv.AppendInt(num[:0], timeout.Milliseconds(), 10)))
+	lc.command("wait", want, timeout.Milliseconds())
 	return lc.counters(lc.next(timeout + time.Minute))
 }
 
@@ -792,10 +835,17 @@ func TestLoadClients(t *testing.T) {
 		}
 		fmt.Printf("%sSTATS %d %d %d %d\n", loadLinePrefix, st.bytes.Load(), st.frames.Load(), st.closed.Load(), r)
 	}
+	// Reset rather than close: the client ports then do not linger in
+	// TIME_WAIT and the next run can reuse them at once. The comet sees a
+	// reset, which it handles like an EOF (reason client_closed).
 	for _, c := range conns {
-		if c != nil {
-			_ = c.Close()
+		if c == nil {
+			continue
 		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		_ = c.Close()
 	}
 }
 
@@ -803,7 +853,7 @@ func TestLoadClients(t *testing.T) {
 // k<i> in room, waiting for the op-8 reply. It reads exactly the reply, so
 // the stream is at a frame boundary afterwards.
 func loadDial(addr, tr, room string, src net.IP, i int) (net.Conn, error) {
-	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 30 * time.Second}
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 30 * time.Second, Control: bindNoPort}
 	var conn net.Conn
 	var err error
 	if tr == "ws" {
@@ -869,6 +919,20 @@ func loadDial(addr, tr, room string, src net.IP, i int) (net.Conn, error) {
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return conn, nil
+}
+
+// ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT socket option.
+const ipBindAddressNoPort = 24
+
+// bindNoPort lets connect, not bind, choose the source port, so ports are
+// unique per 4-tuple rather than per source address: a source address then
+// serves more than one destination, and the search for a free port does
+// not slow down as ports fill up. It is best effort.
+func bindNoPort(_, _ string, rc syscall.RawConn) error {
+	_ = rc.Control(func(fd uintptr) {
+		_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+	})
+	return nil
 }
 
 // loadStats are the client process's totals.

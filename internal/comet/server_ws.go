@@ -61,6 +61,11 @@ func (c *Channel) upgrade() error {
 // 1009.
 func (c *Channel) readWSFrame(p *protocol.Proto) error {
 	limit := int64(protocol.HeaderSize + c.srv.cfg.Protocol.MaxBody)
+	// The previous message has been handled: keep a small reassembly
+	// buffer, drop a large one so an idle connection does not hold it.
+	if cap(c.wsMsg) > 512 {
+		c.wsMsg = nil
+	}
 	c.wsMsg = c.wsMsg[:0]
 	fragments := 0
 	for {
