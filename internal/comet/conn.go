@@ -31,11 +31,14 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 		s.metrics.closes.WithLabelValues(ReasonTooManyConn.String()).Inc()
 		return
 	}
-	defer s.conns.Add(-1)
-	defer s.ips.remove(ip)
 	gauge := s.metrics.conns.WithLabelValues(tr.String())
 	gauge.Inc()
-	defer gauge.Dec()
+	end := func(authed bool, err error) {
+		c.cleanup(authed, err)
+		gauge.Dec()
+		s.ips.remove(ip)
+		s.conns.Add(-1)
+	}
 
 	s.pendingMu.Lock()
 	s.pending[c] = struct{}{}
@@ -45,10 +48,29 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 	s.pendingMu.Lock()
 	delete(s.pending, c)
 	s.pendingMu.Unlock()
-	if err == nil && authed {
-		err = c.serve()
+	if err != nil || !authed {
+		end(authed, err)
+		return
 	}
-	c.cleanup(authed, err)
+	// The read loop runs on a fresh goroutine. The handshake's deep call
+	// chains (TLS, gRPC) grew this one's stack to 8 KB, which the runtime
+	// shrinks only to 4 KB while the connection idles; a fresh one parks
+	// at the minimum size (see offStack for the calls made later).
+	if !s.goFunc(func() { end(true, c.serve()) }) {
+		end(true, fail(ReasonShutdown, ErrServerClosed))
+	}
+}
+
+// offStack runs f, a deep call chain such as a gRPC call, on a short-lived
+// goroutine and waits for it, so the calling connection goroutine's stack
+// does not grow: an idle connection then costs a minimum-size stack.
+func offStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 func remoteIP(c net.Conn) string {

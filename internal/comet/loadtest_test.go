@@ -19,12 +19,18 @@ package comet
 //	GOIM_LOADTEST_SETTLE       pause before the idle sample (default 3s)
 //	GOIM_LOADTEST_HEAPPROFILE  a directory: the idle test then samples every
 //	                           allocation (runtime.MemProfileRate = 1) and
-//	                           writes heap-<transport>.pprof there. The
-//	                           profiling itself costs memory, so RSS figures of
-//	                           such a run are inflated; use it to see where the
-//	                           heap bytes go, not for the totals.
+//	                           writes heap-<transport>.pprof (idle) and
+//	                           heap-<transport>-closed.pprof (after the
+//	                           disconnect) there; the fan-out test writes
+//	                           allocs-<transport>-{before,after}.pprof (compare
+//	                           with pprof -base). Profiling costs memory, so
+//	                           RSS figures of such a run are inflated; use it
+//	                           to see where the bytes go, not for the totals.
 //
-// Every summary is one line starting with "LOADTEST ".
+// The Go runtime keeps goroutine and poll descriptors for reuse, so a run
+// after another in the same process shows less memory per connection than a
+// fresh process; scripts/bench-comet.sh runs each test and transport in its
+// own process. Every summary is one line starting with "LOADTEST ".
 
 import (
 	"bufio"
@@ -328,7 +334,7 @@ func loadIdle(t *testing.T, s loadSettings, tr string) {
 	t.Logf("%s: for reference: sizeof(Channel) %d B; kernel TCP buffers (system wide, both ends, not in RSS) %.0f B/conn",
 		tr, unsafe.Sizeof(Channel{}), ktcp)
 	if s.profile != "" {
-		writeHeapProfile(t, filepath.Join(s.profile, "heap-"+tr+".pprof"))
+		writeProfile(t, "heap", filepath.Join(s.profile, "heap-"+tr+".pprof"))
 	}
 
 	// Disconnect everything and see what the comet gives back.
@@ -343,7 +349,7 @@ func loadIdle(t *testing.T, s loadSettings, tr string) {
 	closeTime := time.Since(start)
 	after := sampleMem(t, 2)
 	if s.profile != "" {
-		writeHeapProfile(t, filepath.Join(s.profile, "heap-"+tr+"-closed.pprof"))
+		writeProfile(t, "heap", filepath.Join(s.profile, "heap-"+tr+"-closed.pprof"))
 		runtime.MemProfileRate = profileRate
 	}
 	ratio := float64(after.rss) / float64(base.rss)
@@ -358,7 +364,8 @@ func loadIdle(t *testing.T, s loadSettings, tr string) {
 	}
 }
 
-func writeHeapProfile(t testing.TB, path string) {
+// writeProfile writes the named runtime profile ("heap", "allocs") to path.
+func writeProfile(t testing.TB, name, path string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -369,10 +376,10 @@ func writeHeapProfile(t testing.TB, path string) {
 	}
 	defer f.Close()
 	runtime.GC()
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+	if err := pprof.Lookup(name).WriteTo(f, 0); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("heap profile (every allocation sampled): %s; go tool pprof -sample_index=inuse_space -top %s", path, path)
+	t.Logf("%s profile: %s (go tool pprof -top %s)", name, path, path)
 }
 
 // TestLoadRoomFanout measures room broadcast with 10,000 members in one room
@@ -381,8 +388,9 @@ func writeHeapProfile(t testing.TB, path string) {
 // op-9 batch of 20 messages through Server.BroadcastRoom.
 //
 // Two modes: "lockstep" pushes one batch and waits until every client has
-// read it; "burst8" pushes 8 batches back to back, then waits, so writers
-// find several frames queued (one writev for several batches). CPU is the
+// read it; "burst8" pushes 8 batches back to back, then waits, so a
+// connection whose writer lags finds several frames queued (one writev for
+// several batches). CPU is the
 // whole test process (getrusage): the comet, plus the test logic and the
 // harness, which are idle during the run (an idle baseline is logged). On
 // loopback the kernel's receive path mostly runs in the sender's context,
@@ -465,6 +473,10 @@ func loadFanout(t *testing.T, s loadSettings, tr string) {
 	harness := float64(hm1.Mallocs-hm0.Mallocs) / calls
 	t.Logf("%s: idle background CPU: %v per second; harness: %.1f allocations per wait", tr, idleCPU.Round(time.Microsecond), harness)
 
+	if s.profile != "" {
+		writeProfile(t, "allocs", filepath.Join(s.profile, "allocs-"+tr+"-before.pprof"))
+		defer writeProfile(t, "allocs", filepath.Join(s.profile, "allocs-"+tr+"-after.pprof"))
+	}
 	for _, mode := range []struct {
 		name  string
 		group int
@@ -475,13 +487,15 @@ func loadFanout(t *testing.T, s loadSettings, tr string) {
 		runtime.GC()
 		var ms0, ms1 runtime.MemStats
 		runtime.ReadMemStats(&ms0)
-		cpuStart := cpuTime()
+		user0, sys0 := cpuTimes()
 		start := time.Now()
 		for range groups {
 			pushGroup(mode.group)
 		}
 		wall := time.Since(start)
-		cpu := cpuTime() - cpuStart
+		user1, sys1 := cpuTimes()
+		user, sys := user1-user0, sys1-sys0
+		cpu := user + sys
 		runtime.ReadMemStats(&ms1)
 		_, framesAfter, closed := lc.stats()
 
@@ -497,16 +511,17 @@ func loadFanout(t *testing.T, s loadSettings, tr string) {
 		perCPU := float64(deliveries) / cpu.Seconds()
 		perPush := max(float64(mallocs)-harness*float64(groups), 0) / float64(rounds)
 		perRecipient := perPush / float64(members)
-		t.Logf("%s %s: %d pushes x %d members x %d messages = %d deliveries in %v wall, %v comet-process CPU (%.0f%% of one core)",
+		t.Logf("%s %s: %d pushes x %d members x %d messages = %d deliveries in %v wall, %v comet-process CPU "+
+			"(%v user, %v system; %.0f%% of one core)",
 			tr, mode.name, rounds, members, loadBatchMsgs, deliveries, wall.Round(time.Millisecond), cpu.Round(time.Millisecond),
-			100*cpu.Seconds()/wall.Seconds())
+			user.Round(time.Millisecond), sys.Round(time.Millisecond), 100*cpu.Seconds()/wall.Seconds())
 		t.Logf("%s %s: %.3g deliveries per CPU-second, %.3g deliveries/s wall, %.1f µs CPU per recipient per push; "+
 			"%.1f allocations (%.0f B, harness included) per push = %.5f per recipient (%d allocations in all, %.0f of them the harness's)",
 			tr, mode.name, perCPU, float64(deliveries)/wall.Seconds(), cpu.Seconds()*1e6/float64(rounds*members),
 			perPush, float64(allocBytes)/float64(rounds), perRecipient, mallocs, harness*float64(groups))
-		t.Logf("LOADTEST fanout transport=%s mode=%s members=%d pushes=%d deliveries=%d cpu_s=%.3f wall_s=%.3f "+
+		t.Logf("LOADTEST fanout transport=%s mode=%s members=%d pushes=%d deliveries=%d cpu_s=%.3f user_s=%.3f sys_s=%.3f wall_s=%.3f "+
 			"deliveries_per_cpu_s=%.0f deliveries_per_wall_s=%.0f allocs_per_push=%.1f allocs_per_recipient=%.5f bytes_alloc_per_push=%.0f frames_counted=%d",
-			tr, mode.name, members, rounds, deliveries, cpu.Seconds(), wall.Seconds(), perCPU, float64(deliveries)/wall.Seconds(),
+			tr, mode.name, members, rounds, deliveries, cpu.Seconds(), user.Seconds(), sys.Seconds(), wall.Seconds(), perCPU, float64(deliveries)/wall.Seconds(),
 			perPush, perRecipient, float64(allocBytes)/float64(rounds), framesAfter-framesBefore)
 	}
 	if _, frames, _ := lc.stats(); frames < frames0 {
@@ -531,11 +546,17 @@ func closeCounts(e *testEnv) string {
 
 // cpuTime is this process's user + system CPU time.
 func cpuTime() time.Duration {
+	user, sys := cpuTimes()
+	return user + sys
+}
+
+// cpuTimes is this process's user and system CPU time.
+func cpuTimes() (user, sys time.Duration) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
+		return 0, 0
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
 }
 
 // loadClients is the client process, seen from the comet's test.

@@ -45,10 +45,12 @@ func (c *Channel) handle(p *protocol.Proto) {
 	default:
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.Logic.Timeout.D())
 		up := &protocol.Proto{Ver: p.Ver, Op: p.Op, Seq: p.Seq, Body: bytes.Clone(p.Body)}
-		if _, err := c.srv.logic.Receive(ctx, &logicpb.ReceiveReq{Mid: c.mid, Proto: up}); err != nil {
+		var err error
+		offStack(func() { _, err = c.srv.logic.Receive(ctx, &logicpb.ReceiveReq{Mid: c.mid, Proto: up}) })
+		cancel()
+		if err != nil {
 			c.logger().Warn("comet: logic receive failed", "op", p.Op, "err", err)
 		}
-		cancel()
 		c.pushReply(c.encodeReply(&reply)) // goim v2: same op, empty body
 	}
 }
@@ -96,7 +98,11 @@ func (c *Channel) renewSession() {
 	s := c.srv
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
 	defer cancel()
-	if _, err := s.logic.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host}); err != nil {
+	var err error
+	offStack(func() {
+		_, err = s.logic.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host})
+	})
+	if err != nil {
 		c.logger().Warn("comet: session renewal failed, retrying at the next heartbeat", "err", err)
 		return
 	}
