@@ -15,9 +15,10 @@ import (
 
 // Channel is one client connection. Its reader goroutine owns it: it
 // authenticates, reads and answers frames, and cleans up when the connection
-// ends. Writes go through a bounded queue drained by a writer goroutine that
-// runs only while there is something to write, so an idle connection costs
-// one parked goroutine and no buffers.
+// ends. One writer at a time (the writer role): a pusher writing inline to an
+// idle socket, or a writer goroutine draining the bounded queue, which runs
+// only while there is something to write. An idle connection so costs one
+// parked goroutine and no buffers.
 type Channel struct {
 	srv  *Server
 	conn net.Conn // what frames are read from and written to (a *tls.Conn over TLS)
@@ -32,8 +33,9 @@ type Channel struct {
 	cookie  string        // the WebSocket upgrade's Cookie header, for logic
 	session time.Duration // session timeout from logic, re-armed by heartbeats
 
-	watch atomic.Pointer[[]int32] // ops this connection receives (sorted); replaced whole
-	timer timer.Entry             // handshake, then session timeout
+	watch  atomic.Pointer[[]int32] // ops this connection receives (sorted); replaced whole
+	timer  timer.Entry             // handshake, then session timeout
+	authed atomic.Bool             // set when the channel is published; read by Expire
 
 	// Owned by the reader goroutine.
 	room      *Room
@@ -279,11 +281,11 @@ func (c *Channel) closeReason() CloseReason {
 // Expire is called by the timer wheel when the handshake or session timeout
 // passes.
 func (c *Channel) Expire() {
-	if c.key == "" {
-		c.close(ReasonHandshake)
+	if c.authed.Load() {
+		c.close(ReasonHeartbeat)
 		return
 	}
-	c.close(ReasonHeartbeat)
+	c.close(ReasonHandshake)
 }
 
 // watches reports whether the channel receives pushes of op.

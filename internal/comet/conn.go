@@ -158,6 +158,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 	s.metrics.auths.WithLabelValues("ok").Inc()
 
 	c.setWatch(reply.GetAccepts(), true)
+	c.authed.Store(true)
 	if old := s.bucket(c.key).put(c); old != nil {
 		old.close(ReasonReplaced)
 	}
