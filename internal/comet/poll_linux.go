@@ -8,17 +8,13 @@ import (
 	"unsafe"
 )
 
-// waitReadable blocks until conn has data to read (or is closed, or at
-// EOF) without reading it and without a buffer: a one-byte MSG_PEEK probe,
-// then Go's poller. An idle connection so holds no read buffer at all.
-func waitReadable(conn net.Conn) error {
-	sc, ok := conn.(syscall.Conn)
-	if !ok {
+// waitReadable blocks until the socket behind rc has data to read (or is
+// closed, or at EOF) without reading it and without a buffer: a one-byte
+// MSG_PEEK probe, then Go's poller. An idle connection so holds no read
+// buffer at all. A nil rc returns at once.
+func waitReadable(rc syscall.RawConn) error {
+	if rc == nil {
 		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return err
 	}
 	return rc.Read(peekReady)
 }

@@ -9,7 +9,7 @@ import (
 
 // waitReadable returns at once where no peek-based wait is implemented:
 // the channel then blocks in a read with its buffer borrowed.
-func waitReadable(net.Conn) error { return nil }
+func waitReadable(syscall.RawConn) error { return nil }
 
 // rawConn returns nil: pushers always queue where writeNow is not
 // implemented.

@@ -23,9 +23,9 @@ func (c *Channel) fill() error {
 	if c.r != nil && c.r.Buffered() > 0 {
 		return nil
 	}
-	if c.tr == transportTCP || c.tr == transportWS {
+	if c.rc != nil { // plain TCP or WebSocket
 		c.releaseReader()
-		if err := waitReadable(c.raw); err != nil {
+		if err := waitReadable(c.rc); err != nil {
 			return err
 		}
 	}
