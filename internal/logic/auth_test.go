@@ -1,0 +1,313 @@
+package logic
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/internal/conf"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+type testKeys struct {
+	hmac    []byte
+	rsa     *rsa.PrivateKey
+	ec      *ecdsa.PrivateKey
+	hmacF   string // files for the config
+	rsaPubF string
+	ecPubF  string
+}
+
+func newTestKeys(t *testing.T) *testKeys {
+	t.Helper()
+	dir := t.TempDir()
+	k := &testKeys{hmac: []byte("0123456789abcdef0123456789abcdef-secret")}
+	var err error
+	if k.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		t.Fatal(err)
+	}
+	if k.ec, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	pubPEM := func(pub any) []byte {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	}
+	k.hmacF = write("hmac.key", append(append([]byte(nil), k.hmac...), '\n'))
+	k.rsaPubF = write("rsa.pub", pubPEM(&k.rsa.PublicKey))
+	k.ecPubF = write("ec.pub", pubPEM(&k.ec.PublicKey))
+	return k
+}
+
+// sign makes a token; claims are filled with a valid subject and expiry
+// unless the caller set them.
+func sign(t *testing.T, method jwt.SigningMethod, key any, c Claims) string {
+	t.Helper()
+	if c.Subject == "" {
+		c.Subject = "1001"
+	}
+	if c.ExpiresAt == nil {
+		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
+	}
+	s, err := jwt.NewWithClaims(method, c).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func body(t *testing.T, fields map[string]any) []byte {
+	t.Helper()
+	b, err := json.Marshal(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAuthenticate(t *testing.T) {
+	k := newTestKeys(t)
+	auth := func(cfg AuthConfig) *Authenticator {
+		t.Helper()
+		cfg.Leeway = conf.Duration(time.Second)
+		a, err := NewAuthenticator(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	hmacAuth := auth(AuthConfig{HMACKeyFile: k.hmacF})
+	rsaAuth := auth(AuthConfig{PublicKeyFile: k.rsaPubF})
+	ecAuth := auth(AuthConfig{PublicKeyFile: k.ecPubF, Issuer: "goim-test", Audience: "comet"})
+	insecure := auth(AuthConfig{Insecure: true})
+	otherRSA, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaPubPEM, err := os.ReadFile(k.rsaPubF)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name    string
+		a       *Authenticator
+		body    []byte
+		want    Identity
+		wantErr string // substring; empty = accepted
+	}{
+		{
+			name: "HS256 token gives the subject as mid; the body's key is ignored",
+			a:    hmacAuth,
+			body: body(t, map[string]any{"token": sign(t, jwt.SigningMethodHS256, k.hmac, Claims{}), "mid": 7, "key": "victim-key",
+				"room_id": "live://1", "platform": "web", "accepts": []int32{1000}}),
+			want: Identity{Mid: 1001, RoomID: "live://1", Platform: "web", Accepts: []int32{1000}},
+		},
+		{
+			name: "RS256 token",
+			a:    rsaAuth,
+			body: body(t, map[string]any{"token": sign(t, jwt.SigningMethodRS256, k.rsa, Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "42"}})}),
+			want: Identity{Mid: 42},
+		},
+		{
+			name: "ES256 token with issuer and audience",
+			a:    ecAuth,
+			body: body(t, map[string]any{"token": sign(t, jwt.SigningMethodES256, k.ec, Claims{RegisteredClaims: jwt.RegisteredClaims{
+				Issuer: "goim-test", Audience: jwt.ClaimStrings{"comet"}}})}),
+			want: Identity{Mid: 1001},
+		},
+		{
+			name: "room allowed by the token",
+			a:    hmacAuth,
+			body: body(t, map[string]any{"room_id": "live://2", "token": sign(t, jwt.SigningMethodHS256, k.hmac, Claims{Rooms: []string{"live://1", "live://2"}})}),
+			want: Identity{Mid: 1001, RoomID: "live://2"},
+		},
+		{
+			name: "insecure mode trusts goim v2's JSON",
+			a:    insecure,
+			body: []byte(`{"mid":123, "key":"mine", "room_id":"live://1000", "platform":"web", "accepts":[1000,1001]}`),
+			want: Identity{Mid: 123, Key: "mine", RoomID: "live://1000", Platform: "web", Accepts: []int32{1000, 1001}},
+		},
+		{name: "no token", a: hmacAuth, body: []byte(`{"mid":1}`), wantErr: "no token"},
+		{name: "not JSON", a: hmacAuth, body: []byte(`mid=1`), wantErr: "not a JSON object"},
+		{name: "not JSON, insecure", a: insecure, body: []byte(`{"mid":"1"}`), wantErr: `field "mid"`},
+		{
+			name:    "expired",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"token": sign(t, jwt.SigningMethodHS256, k.hmac, Claims{RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Minute))}})}),
+			wantErr: "token is expired",
+		},
+		{
+			name: "no expiry",
+			a:    hmacAuth,
+			body: body(t, map[string]any{"token": func() string {
+				s, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "1"}).SignedString(k.hmac)
+				return s
+			}()}),
+			wantErr: "missing required claim",
+		},
+		{
+			name:    "signed with another secret",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"token": sign(t, jwt.SigningMethodHS256, []byte("another-secret-another-secret-000"), Claims{})}),
+			wantErr: "signature is invalid",
+		},
+		{
+			name:    "signed with another RSA key",
+			a:       rsaAuth,
+			body:    body(t, map[string]any{"token": sign(t, jwt.SigningMethodRS256, otherRSA, Claims{})}),
+			wantErr: "verification error",
+		},
+		{
+			name:    "algorithm none",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"token": sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, Claims{})}),
+			wantErr: "signing method none is invalid",
+		},
+		{
+			name:    "HS256 signed with the RSA public key (key confusion)",
+			a:       rsaAuth,
+			body:    body(t, map[string]any{"token": sign(t, jwt.SigningMethodHS256, rsaPubPEM, Claims{})}),
+			wantErr: "signing method HS256 is invalid",
+		},
+		{
+			name:    "subject not a number",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"token": sign(t, jwt.SigningMethodHS256, k.hmac, Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "alice"}})}),
+			wantErr: `subject "alice"`,
+		},
+		{
+			name:    "subject zero",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"token": sign(t, jwt.SigningMethodHS256, k.hmac, Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "0"}})}),
+			wantErr: `subject "0"`,
+		},
+		{
+			name:    "room outside the token's rooms",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"room_id": "live://9", "token": sign(t, jwt.SigningMethodHS256, k.hmac, Claims{Rooms: []string{"live://1"}})}),
+			wantErr: `room "live://9"`,
+		},
+		{
+			name:    "wrong issuer",
+			a:       ecAuth,
+			body:    body(t, map[string]any{"token": sign(t, jwt.SigningMethodES256, k.ec, Claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "evil", Audience: jwt.ClaimStrings{"comet"}}})}),
+			wantErr: "invalid issuer",
+		},
+		{
+			name:    "garbage token",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"token": "a.b.c"}),
+			wantErr: "malformed",
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.a.Authenticate(tc.body)
+			if tc.wantErr != "" {
+				if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want ErrAuth containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Mid != tc.want.Mid || got.Key != tc.want.Key || got.RoomID != tc.want.RoomID ||
+				got.Platform != tc.want.Platform || len(got.Accepts) != len(tc.want.Accepts) {
+				t.Fatalf("identity %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewAuthenticatorErrors(t *testing.T) {
+	dir := t.TempDir()
+	short := filepath.Join(dir, "short")
+	notPEM := filepath.Join(dir, "notpem")
+	_ = os.WriteFile(short, []byte("too short\n"), 0o600)
+	_ = os.WriteFile(notPEM, []byte("hello"), 0o600)
+	cases := []struct {
+		name    string
+		cfg     AuthConfig
+		wantErr string
+	}{
+		{name: "no key and not insecure", cfg: AuthConfig{}, wantErr: "no key"},
+		{name: "missing file", cfg: AuthConfig{HMACKeyFile: filepath.Join(dir, "nope")}, wantErr: "no such file"},
+		{name: "short secret", cfg: AuthConfig{HMACKeyFile: short}, wantErr: "at least 32"},
+		{name: "not a public key", cfg: AuthConfig{PublicKeyFile: notPEM}, wantErr: "not a PEM"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewAuthenticator(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+			}
+		})
+	}
+	var p conf.Problems
+	AuthConfig{}.Validate(&p)
+	if p.Err() == nil {
+		t.Fatal("Validate accepted a config with no key and insecure off")
+	}
+}
+
+func TestNewKey(t *testing.T) {
+	uuid := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 1000 {
+		k := NewKey()
+		if !uuid.MatchString(k) {
+			t.Fatalf("key %q is not a UUID v4", k)
+		}
+		if seen[k] {
+			t.Fatalf("duplicate key %q", k)
+		}
+		seen[k] = true
+	}
+}
+
+// FuzzAuthenticate: any body gets an identity or an error wrapping ErrAuth,
+// never a panic, in both modes.
+func FuzzAuthenticate(f *testing.F) {
+	f.Add([]byte(`{"mid":123,"room_id":"live://1","accepts":[1000]}`))
+	f.Add([]byte(`{"token":"eyJhbGciOiJIUzI1NiJ9.e30.x"}`))
+	f.Add([]byte(`{"token":"a.b.c","mid":"x"}`))
+	dir := f.TempDir()
+	key := filepath.Join(dir, "k")
+	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	secure, err := NewAuthenticator(AuthConfig{HMACKeyFile: key})
+	if err != nil {
+		f.Fatal(err)
+	}
+	insecure, _ := NewAuthenticator(AuthConfig{Insecure: true})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, a := range []*Authenticator{secure, insecure} {
+			if _, err := a.Authenticate(b); err != nil && !errors.Is(err, ErrAuth) {
+				t.Fatalf("error %v does not wrap ErrAuth", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,316 @@
+package dao_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/goim/goim/internal/logic/dao"
+)
+
+// waitFor polls cond until it returns nil, failing the test with its last
+// error after timeout.
+func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %v", timeout, err)
+		}
+		<-tick.C
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// testLogger writes the code's logs to the test log.
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// ---- Redis ----
+
+// testRedisAddr is the shared Redis the tests use: GOIM_TEST_REDIS, or
+// 127.0.0.1:6379 (CI starts one; make test needs one).
+func testRedisAddr() string {
+	if a := os.Getenv("GOIM_TEST_REDIS"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}
+
+// rawRedis is a plain connection to the test Redis, bypassing the DAO, to
+// prepare and inspect keys. Keys passed to it are relative to prefix.
+type rawRedis struct {
+	t      testing.TB
+	c      redis.Conn
+	prefix string
+}
+
+func (r *rawRedis) must(cmd string, args ...any) any {
+	r.t.Helper()
+	reply, err := r.c.Do(cmd, args...)
+	if err != nil {
+		r.t.Fatalf("raw %s %v: %v", cmd, args, err)
+	}
+	return reply
+}
+
+func (r *rawRedis) get(key string) (string, bool) {
+	r.t.Helper()
+	v, err := redis.String(r.c.Do("GET", r.prefix+key))
+	if errors.Is(err, redis.ErrNil) {
+		return "", false
+	}
+	if err != nil {
+		r.t.Fatalf("GET %s: %v", key, err)
+	}
+	return v, true
+}
+
+func (r *rawRedis) hgetall(key string) map[string]string {
+	r.t.Helper()
+	m, err := redis.StringMap(r.c.Do("HGETALL", r.prefix+key))
+	if err != nil {
+		r.t.Fatalf("HGETALL %s: %v", key, err)
+	}
+	return m
+}
+
+func (r *rawRedis) exists(key string) bool {
+	r.t.Helper()
+	n, err := redis.Int(r.c.Do("EXISTS", r.prefix+key))
+	if err != nil {
+		r.t.Fatalf("EXISTS %s: %v", key, err)
+	}
+	return n == 1
+}
+
+func (r *rawRedis) pttl(key string) time.Duration {
+	r.t.Helper()
+	ms, err := redis.Int64(r.c.Do("PTTL", r.prefix+key))
+	if err != nil {
+		r.t.Fatalf("PTTL %s: %v", key, err)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// checkTTL fails unless key has a TTL in (0, max].
+func (r *rawRedis) checkTTL(key string, max time.Duration) {
+	r.t.Helper()
+	if got := r.pttl(key); got <= 0 || got > max {
+		r.t.Errorf("PTTL %s = %v, want in (0, %v]", key, got, max)
+	}
+}
+
+// deletePrefix deletes every key under prefix, with SCAN and DEL.
+func deletePrefix(c redis.Conn, prefix string) error {
+	cursor := "0"
+	for {
+		reply, err := redis.Values(c.Do("SCAN", cursor, "MATCH", prefix+"*", "COUNT", 1000))
+		if err != nil {
+			return err
+		}
+		cursor, _ = redis.String(reply[0], nil)
+		keys, _ := redis.Strings(reply[1], nil)
+		if len(keys) > 0 {
+			args := make([]any, len(keys))
+			for i, k := range keys {
+				args[i] = k
+			}
+			if _, err := c.Do("DEL", args...); err != nil {
+				return err
+			}
+		}
+		if cursor == "0" {
+			return nil
+		}
+	}
+}
+
+// newTestRedis returns a DAO on the shared test Redis under a key prefix of
+// its own ("test:<random>:"), the prefix's keys deleted at cleanup, and a
+// raw connection under the same prefix.
+func newTestRedis(t testing.TB, mutate func(*dao.RedisConfig)) (*dao.Redis, *rawRedis) {
+	t.Helper()
+	addr := testRedisAddr()
+	c, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second),
+		redis.DialReadTimeout(5*time.Second), redis.DialWriteTimeout(5*time.Second))
+	if err != nil {
+		t.Fatalf("no Redis at %s (start redis-server, or set GOIM_TEST_REDIS): %v", addr, err)
+	}
+	prefix := "test:" + randomHex(8) + ":"
+	t.Cleanup(func() {
+		if err := deletePrefix(c, prefix); err != nil {
+			t.Errorf("cleanup of %s*: %v", prefix, err)
+		}
+		c.Close()
+	})
+	cfg := dao.DefaultRedisConfig()
+	cfg.Addr = addr
+	cfg.Prefix = prefix
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	r, err := dao.NewRedis(cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("NewRedis: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r, &rawRedis{t: t, c: c, prefix: prefix}
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// sortedGroups sorts the keys of each server, for comparison.
+func sortedGroups(m map[string][]string) map[string][]string {
+	for _, keys := range m {
+		sort.Strings(keys)
+	}
+	return m
+}
+
+// silentServer accepts TCP connections and never answers: a hung Redis or
+// Kafka broker. It stops at cleanup.
+func silentServer(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return l.Addr().String()
+}
+
+// ---- Kafka ----
+
+// startKafka starts an in-process one-broker kfake cluster with a topic of
+// the given partitions, closed at cleanup (Close is idempotent).
+func startKafka(t testing.TB, partitions int32) (*kfake.Cluster, string) {
+	t.Helper()
+	topic := "goim-push-test-" + randomHex(4)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	if err != nil {
+		t.Fatalf("kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c, topic
+}
+
+func newTestKafka(t testing.TB, brokers []string, topic string, mutate func(*dao.KafkaConfig)) *dao.Kafka {
+	t.Helper()
+	cfg := dao.DefaultKafkaConfig()
+	cfg.Brokers = brokers
+	cfg.Topic = topic
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	k, err := dao.NewKafka(cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("NewKafka: %v", err)
+	}
+	t.Cleanup(func() { k.Close() })
+	return k
+}
+
+// consume reads n records of topic from the start with a franz-go client.
+func consume(t testing.TB, brokers []string, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatalf("kgo: %v", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("consumed %d of %d records before the deadline", len(out), n)
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			t.Errorf("fetch %s[%d]: %v", topic, p, err)
+		})
+		out = append(out, fs.Records()...)
+	}
+	if len(out) != n {
+		t.Fatalf("consumed %d records, want %d", len(out), n)
+	}
+	return out
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

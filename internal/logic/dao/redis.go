@@ -1,0 +1,560 @@
+package dao
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/goim/goim/internal/conf"
+)
+
+// Redis schema. Every key starts with RedisConfig.Prefix; behind it the
+// shapes are goim v2's, so a v2 comet/logic pair and this logic agree on
+// the session routing:
+//
+//	mid_<mid>    hash    field = connection key, value = comet server id;
+//	                     TTL session_ttl, renewed as a whole (mid > 0 only)
+//	key_<key>    string  comet server id; TTL session_ttl
+//	ol_<server>  string  that comet's whole online report as JSON (see
+//	                     onlineRecord); TTL online_ttl
+//
+// Every operation is one round trip: a single command, a pipeline or one
+// Lua script. Nothing else is written: the health check is PING (goim v2
+// wrote SET PING PONG, R20).
+const (
+	midPrefix    = "mid_"
+	keyPrefix    = "key_"
+	onlinePrefix = "ol_"
+)
+
+// RedisConfig is the [redis] section of logic's configuration.
+type RedisConfig struct {
+	// Addr is the Redis server, "host:port". Default "127.0.0.1:6379".
+	Addr string `toml:"addr"`
+	// Password is sent with AUTH when not empty. Default "".
+	Password string `toml:"password"`
+	// DB is the database index selected on every connection. Default 0.
+	DB int `toml:"db"`
+	// Prefix is prepended to every key, so several clusters (or tests)
+	// can share one Redis. Default "" (goim v2's key names).
+	Prefix string `toml:"prefix"`
+	// DialTimeout bounds connecting (and AUTH/SELECT). Default "1s".
+	DialTimeout conf.Duration `toml:"dial_timeout"`
+	// ReadTimeout bounds waiting for the replies of one operation.
+	// Default "1s".
+	ReadTimeout conf.Duration `toml:"read_timeout"`
+	// WriteTimeout bounds writing one operation's commands. Default "1s".
+	WriteTimeout conf.Duration `toml:"write_timeout"`
+	// MaxIdle is the number of idle connections the pool keeps.
+	// Default 32.
+	MaxIdle int `toml:"max_idle"`
+	// MaxActive caps the open connections; an operation beyond it waits for
+	// a free one (until its context ends). 0 means unlimited. Default 256.
+	MaxActive int `toml:"max_active"`
+	// IdleTimeout closes connections idle for longer; "0s" keeps them.
+	// Keep it below the server's own timeout setting. Default "4m".
+	IdleTimeout conf.Duration `toml:"idle_timeout"`
+	// SessionTTL is the lifetime of the mid_ and key_ routing keys,
+	// renewed by each heartbeat the comet forwards. Keep it well above
+	// comet's protocol.session_renew (3x or more) or live connections lose
+	// their routing between renewals (goim v2's R6). Millisecond
+	// precision. Default "30m".
+	SessionTTL conf.Duration `toml:"session_ttl"`
+	// OnlineTTL is the lifetime of a comet's online report (ol_<server>):
+	// a comet that stops reporting drops out of the online counts after
+	// it. Keep it a few times comet's logic.report_interval. Millisecond
+	// precision. Default "30s".
+	OnlineTTL conf.Duration `toml:"online_ttl"`
+}
+
+// DefaultRedisConfig returns the defaults of RedisConfig.
+func DefaultRedisConfig() RedisConfig {
+	return RedisConfig{
+		Addr:         "127.0.0.1:6379",
+		DialTimeout:  conf.Duration(time.Second),
+		ReadTimeout:  conf.Duration(time.Second),
+		WriteTimeout: conf.Duration(time.Second),
+		MaxIdle:      32,
+		MaxActive:    256,
+		IdleTimeout:  conf.Duration(4 * time.Minute),
+		SessionTTL:   conf.Duration(30 * time.Minute),
+		OnlineTTL:    conf.Duration(30 * time.Second),
+	}
+}
+
+// Validate records every problem of c in p, with key paths relative to p.
+func (c RedisConfig) Validate(p *conf.Problems) {
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
+		p.Add("addr", `must be "host:port", got %q`, c.Addr)
+	}
+	p.Check(c.DB >= 0, "db", "must be >= 0, got %d", c.DB)
+	p.Check(c.DialTimeout > 0, "dial_timeout", "must be > 0, got %v", c.DialTimeout)
+	p.Check(c.ReadTimeout > 0, "read_timeout", "must be > 0, got %v", c.ReadTimeout)
+	p.Check(c.WriteTimeout > 0, "write_timeout", "must be > 0, got %v", c.WriteTimeout)
+	p.Check(c.MaxIdle >= 0, "max_idle", "must be >= 0, got %d", c.MaxIdle)
+	if p.Check(c.MaxActive >= 0, "max_active", "must be >= 0 (0 = unlimited), got %d", c.MaxActive) && c.MaxActive > 0 {
+		p.Check(c.MaxIdle <= c.MaxActive, "max_idle", "must be <= max_active (%d), got %d", c.MaxActive, c.MaxIdle)
+	}
+	p.Check(c.IdleTimeout >= 0, "idle_timeout", "must be >= 0 (0 = never), got %v", c.IdleTimeout)
+	p.Check(c.SessionTTL.D() >= time.Millisecond, "session_ttl", "must be >= 1ms, got %v", c.SessionTTL)
+	p.Check(c.OnlineTTL.D() >= time.Millisecond, "online_ttl", "must be >= 1ms, got %v", c.OnlineTTL)
+}
+
+// Redis is logic's Redis client: session routing and online counts. It is
+// safe for concurrent use. Each operation takes a pooled connection, is
+// bounded by ReadTimeout (or the context's deadline, if sooner) and, when
+// Redis is down, fails with ErrRedis instead of waiting for it.
+type Redis struct {
+	pool        *redis.Pool
+	log         *slog.Logger
+	prefix      string
+	readTimeout time.Duration
+	sessionTTL  int64 // ms
+	onlineTTL   int64 // ms
+	renewLua    luaScript
+	delLua      luaScript
+
+	// staleBefore (Unix ns) is set when a connection turns out to have been
+	// closed by the server (Redis restarted): idle connections returned to
+	// the pool before it are dropped on borrow instead of failing one
+	// operation each.
+	staleBefore atomic.Int64
+	closed      atomic.Bool
+}
+
+// NewRedis validates cfg and returns a client. It starts nothing and does
+// not connect: connections are dialled by the first operations (use Ping
+// to check Redis is reachable). A nil logger discards.
+func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
+	var p conf.Problems
+	cfg.Validate(&p)
+	if err := p.Err(); err != nil {
+		return nil, fmt.Errorf("dao: redis config: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	r := &Redis{
+		log:         logger,
+		prefix:      cfg.Prefix,
+		readTimeout: cfg.ReadTimeout.D(),
+		sessionTTL:  cfg.SessionTTL.D().Milliseconds(),
+		onlineTTL:   cfg.OnlineTTL.D().Milliseconds(),
+		renewLua:    newLuaScript(renewSessionLua),
+		delLua:      newLuaScript(delSessionLua),
+	}
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(cfg.DialTimeout.D()),
+		redis.DialReadTimeout(cfg.ReadTimeout.D()),
+		redis.DialWriteTimeout(cfg.WriteTimeout.D()),
+		redis.DialDatabase(cfg.DB),
+	}
+	if cfg.Password != "" {
+		opts = append(opts, redis.DialPassword(cfg.Password))
+	}
+	addr := cfg.Addr
+	r.pool = &redis.Pool{
+		DialContext: func(ctx context.Context) (redis.Conn, error) {
+			return redis.DialContext(ctx, "tcp", addr, opts...)
+		},
+		TestOnBorrow: r.testOnBorrow,
+		MaxIdle:      cfg.MaxIdle,
+		MaxActive:    cfg.MaxActive,
+		IdleTimeout:  cfg.IdleTimeout.D(),
+		Wait:         true,
+	}
+	return r, nil
+}
+
+// Close closes the pool. Operations after Close fail with ErrRedis and
+// ErrClosed. It is idempotent.
+func (r *Redis) Close() error {
+	if r.closed.Swap(true) {
+		return nil
+	}
+	return r.pool.Close()
+}
+
+// Ping checks that Redis answers, with PING.
+func (r *Redis) Ping(ctx context.Context) error {
+	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		pong, err := redis.String(redis.DoWithTimeout(c, timeout, "PING"))
+		if err == nil && pong != "PONG" {
+			err = errors.New("unexpected reply " + strconv.Quote(pong))
+		}
+		return err
+	})
+	if err != nil {
+		return &opError{kind: ErrRedis, op: "ping", err: err}
+	}
+	return nil
+}
+
+// AddSession stores the routing of connection key (of member mid, on comet
+// server): key_<key> = server and, when mid > 0, field key of mid_<mid> =
+// server; both keys get the session TTL. It is goim v2's AddMapping, in
+// one pipeline.
+func (r *Redis) AddSession(ctx context.Context, mid int64, key, server string) error {
+	if key == "" || server == "" {
+		return sessionArgError("add session", mid, key, server)
+	}
+	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		if mid > 0 {
+			mk := r.midKey(mid)
+			if err := c.Send("HSET", mk, key, server); err != nil {
+				return err
+			}
+			if err := c.Send("PEXPIRE", mk, r.sessionTTL); err != nil {
+				return err
+			}
+		}
+		if err := c.Send("SET", r.keyKey(key), server, "PX", r.sessionTTL); err != nil {
+			return err
+		}
+		_, err := pipeline(c, timeout)
+		return err
+	})
+	if err != nil {
+		return &opError{kind: ErrRedis, op: sessionOp("add session", mid, server), err: err}
+	}
+	return nil
+}
+
+// renewSessionLua renews a session's TTLs and, when key_ had expired,
+// stores the whole routing again (goim v2's Heartbeat: ExpireMapping, then
+// AddMapping if the key was gone), atomically.
+//
+//	KEYS[1] key_<key>, KEYS[2] mid_<mid> (absent when mid <= 0)
+//	ARGV[1] server, ARGV[2] connection key, ARGV[3] TTL in ms
+//
+// Returns 1 if key_ existed, else 0.
+const renewSessionLua = `
+local existed = redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if #KEYS > 1 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+end
+if existed == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  if #KEYS > 1 then
+    redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  end
+end
+return existed
+`
+
+// RenewSession extends the TTLs of a session's routing keys. If key_<key>
+// had expired (or was deleted) it re-adds the whole routing, as AddSession
+// would, and returns existed = false. One Lua script, one round trip.
+func (r *Redis) RenewSession(ctx context.Context, mid int64, key, server string) (existed bool, err error) {
+	if key == "" || server == "" {
+		return false, sessionArgError("renew session", mid, key, server)
+	}
+	keys := r.sessionKeys(mid, key)
+	err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		n, err := redis.Int(r.renewLua.run(c, timeout, keys, server, key, r.sessionTTL))
+		existed = n == 1
+		return err
+	})
+	if err != nil {
+		return false, &opError{kind: ErrRedis, op: sessionOp("renew session", mid, server), err: err}
+	}
+	return existed, nil
+}
+
+// delSessionLua deletes a session's routing only where it still points at
+// the server that asks: a late Disconnect from the comet a key has left
+// must not erase the mapping its new connection wrote (goim v2 deleted
+// blindly: R5).
+//
+//	KEYS[1] key_<key>, KEYS[2] mid_<mid> (absent when mid <= 0)
+//	ARGV[1] server, ARGV[2] connection key
+//
+// Returns 1 if key_ pointed at server (and was deleted), else 0.
+const delSessionLua = `
+local owned = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  owned = 1
+end
+if #KEYS > 1 and redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
+  redis.call('HDEL', KEYS[2], ARGV[2])
+end
+return owned
+`
+
+// DelSession removes the routing of connection key if, and only if, it
+// points at server: key_<key> is deleted when its value is server, field
+// key of mid_<mid> when its value is server (compare-and-delete, one Lua
+// script). It reports whether key_<key> pointed at server.
+func (r *Redis) DelSession(ctx context.Context, mid int64, key, server string) (bool, error) {
+	if key == "" || server == "" {
+		return false, sessionArgError("delete session", mid, key, server)
+	}
+	keys := r.sessionKeys(mid, key)
+	var owned bool
+	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		n, err := redis.Int(r.delLua.run(c, timeout, keys, server, key))
+		owned = n == 1
+		return err
+	})
+	if err != nil {
+		return false, &opError{kind: ErrRedis, op: sessionOp("delete session", mid, server), err: err}
+	}
+	return owned, nil
+}
+
+// ServersByKeys finds the comet of each connection key, with one MGET, and
+// groups the keys by server. Keys without routing (expired, never added)
+// and empty or repeated keys are left out; the keys of each server keep
+// their order in keys.
+func (r *Redis) ServersByKeys(ctx context.Context, keys []string) (map[string][]string, error) {
+	out := make(map[string][]string)
+	keys = uniqueStrings(keys)
+	if len(keys) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = r.keyKey(k)
+	}
+	var servers []string
+	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		var err error
+		servers, err = redis.Strings(redis.DoWithTimeout(c, timeout, "MGET", args...))
+		return err
+	})
+	if err != nil {
+		return nil, &opError{kind: ErrRedis, op: "servers by keys (" + strconv.Itoa(len(keys)) + " keys)", err: err}
+	}
+	for i, s := range servers {
+		if s != "" && i < len(keys) {
+			out[s] = append(out[s], keys[i])
+		}
+	}
+	return out, nil
+}
+
+// KeysByMids finds the connections of members, with one pipelined HGETALL
+// per member, and groups their keys by server. Members without
+// connections, and mids <= 0 (anonymous), are left out. The order of
+// the keys of a server is unspecified.
+func (r *Redis) KeysByMids(ctx context.Context, mids []int64) (map[string][]string, error) {
+	out := make(map[string][]string)
+	mids = uniqueMids(mids)
+	if len(mids) == 0 {
+		return out, nil
+	}
+	var replies []any
+	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		for _, mid := range mids {
+			if err := c.Send("HGETALL", r.midKey(mid)); err != nil {
+				return err
+			}
+		}
+		var err error
+		replies, err = pipeline(c, timeout)
+		return err
+	})
+	if err != nil {
+		return nil, &opError{kind: ErrRedis, op: "keys by mids (" + strconv.Itoa(len(mids)) + " mids)", err: err}
+	}
+	for _, reply := range replies {
+		fields, err := redis.StringMap(reply, nil)
+		if err != nil {
+			return nil, &opError{kind: ErrRedis, op: "keys by mids", err: err}
+		}
+		for key, server := range fields {
+			if server != "" {
+				out[server] = append(out[server], key)
+			}
+		}
+	}
+	return out, nil
+}
+
+// pipeline flushes the commands queued on c with Send and reads all their
+// replies, waiting at most timeout. A Redis error reply to any command
+// fails the pipeline.
+func pipeline(c redis.Conn, timeout time.Duration) ([]any, error) {
+	replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
+	if err != nil {
+		return nil, err
+	}
+	for _, reply := range replies {
+		if e, ok := reply.(redis.Error); ok {
+			return nil, e
+		}
+	}
+	return replies, nil
+}
+
+// do runs fn on a pooled connection; fn must send its commands through
+// redis.DoWithTimeout with the timeout it is given, and be idempotent: if
+// the connection turns out to have been closed by the server (EOF, reset:
+// Redis restarted since it was pooled), do marks older idle connections
+// stale and runs fn once more on a fresh one.
+func (r *Redis) do(ctx context.Context, fn func(c redis.Conn, timeout time.Duration) error) error {
+	if r.closed.Load() {
+		return ErrClosed
+	}
+	err := r.try(ctx, fn)
+	if err != nil && peerClosed(err) && ctx.Err() == nil {
+		r.staleBefore.Store(time.Now().UnixNano())
+		err = r.try(ctx, fn)
+	}
+	return err
+}
+
+func (r *Redis) try(ctx context.Context, fn func(c redis.Conn, timeout time.Duration) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	timeout := r.readTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return context.DeadlineExceeded
+		}
+		timeout = min(timeout, left)
+	}
+	c, err := r.pool.GetContext(ctx)
+	if err != nil {
+		if r.closed.Load() {
+			return ErrClosed
+		}
+		return err
+	}
+	err = fn(c, timeout)
+	// Close returns c to the pool, or closes it when it failed.
+	if cerr := c.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+// testOnBorrow drops idle connections that were pooled before the server
+// was last seen closing one.
+func (r *Redis) testOnBorrow(_ redis.Conn, lastUsed time.Time) error {
+	if lastUsed.UnixNano() < r.staleBefore.Load() {
+		return errStaleConn
+	}
+	return nil
+}
+
+var errStaleConn = errors.New("pooled before the server closed connections")
+
+// peerClosed reports whether err says the server closed the connection
+// (as opposed to a timeout, a refused dial or an error reply).
+func peerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
+// luaScript is a Lua script run with EVALSHA, and EVAL when Redis does not
+// have it cached yet (NOSCRIPT).
+type luaScript struct {
+	src string
+	sha string // hex SHA-1 of src
+}
+
+func newLuaScript(src string) luaScript {
+	sum := sha1.Sum([]byte(src))
+	return luaScript{src: src, sha: hex.EncodeToString(sum[:])}
+}
+
+func (s luaScript) run(c redis.Conn, timeout time.Duration, keys []string, args ...any) (any, error) {
+	a := make([]any, 0, 2+len(keys)+len(args))
+	a = append(a, s.sha, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, args...)
+	reply, err := redis.DoWithTimeout(c, timeout, "EVALSHA", a...)
+	if e, ok := err.(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
+		a[0] = s.src
+		reply, err = redis.DoWithTimeout(c, timeout, "EVAL", a...)
+	}
+	return reply, err
+}
+
+func (r *Redis) midKey(mid int64) string {
+	return r.prefix + midPrefix + strconv.FormatInt(mid, 10)
+}
+
+func (r *Redis) keyKey(key string) string { return r.prefix + keyPrefix + key }
+
+func (r *Redis) onlineKey(server string) string { return r.prefix + onlinePrefix + server }
+
+// sessionKeys returns the KEYS of the session scripts: key_<key>, then
+// mid_<mid> when mid > 0.
+func (r *Redis) sessionKeys(mid int64, key string) []string {
+	if mid > 0 {
+		return []string{r.keyKey(key), r.midKey(mid)}
+	}
+	return []string{r.keyKey(key)}
+}
+
+// sessionOp names a session operation in an error. The connection key is
+// left out: it is a bearer of the session and errors are logged.
+func sessionOp(op string, mid int64, server string) string {
+	return op + " mid=" + strconv.FormatInt(mid, 10) + " server=" + strconv.Quote(server)
+}
+
+func sessionArgError(op string, mid int64, key, server string) error {
+	what := "empty server"
+	if key == "" {
+		what = "empty key"
+	}
+	return fmt.Errorf("dao: redis: %s: %w: %s", sessionOp(op, mid, server), ErrInvalidArgument, what)
+}
+
+// uniqueStrings returns s without empty and repeated elements, keeping the
+// first occurrences in order. It returns s itself when nothing is dropped.
+func uniqueStrings(s []string) []string {
+	if len(s) == 1 && s[0] != "" {
+		return s
+	}
+	seen := make(map[string]struct{}, len(s))
+	out := s[:0:0]
+	dropped := false
+	for _, v := range s {
+		if _, dup := seen[v]; dup || v == "" {
+			dropped = true
+			continue
+		}
+		seen[v] = struct{}{}
+		out = append(out, v)
+	}
+	if !dropped {
+		return s
+	}
+	return out
+}
+
+// uniqueMids returns the mids > 0 of mids, without repeats, in order.
+func uniqueMids(mids []int64) []int64 {
+	seen := make(map[int64]struct{}, len(mids))
+	out := make([]int64, 0, len(mids))
+	for _, m := range mids {
+		if _, dup := seen[m]; dup || m <= 0 {
+			continue
+		}
+		seen[m] = struct{}{}
+		out = append(out, m)
+	}
+	return out
+}
