@@ -75,12 +75,9 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 
 func (m *metrics) dropped(t transport) { m.slowDrops.WithLabelValues(t.String()).Inc() }
 
-func (m *metrics) pushes(r PushResult) {
-	m.delivered.WithLabelValues("keys").Add(float64(r.Delivered))
-	m.droppedPush.WithLabelValues("keys").Add(float64(r.Dropped))
-}
-
-func (m *metrics) roomPushes(queued, dropped int) {
-	m.delivered.WithLabelValues("room").Add(float64(queued))
-	m.droppedPush.WithLabelValues("room").Add(float64(dropped))
+// kindPushes counts one push's outcome (keys, room or broadcast): once per
+// push, never per recipient.
+func (m *metrics) kindPushes(kind string, queued, dropped int) {
+	m.delivered.WithLabelValues(kind).Add(float64(queued))
+	m.droppedPush.WithLabelValues(kind).Add(float64(dropped))
 }

@@ -109,7 +109,7 @@ func (s *Server) PushKeys(keys []string, op int32, p *protocol.Proto) PushResult
 			}
 		}
 	}
-	s.metrics.pushes(res)
+	s.metrics.kindPushes("keys", int(res.Delivered), int(res.Dropped))
 	return res
 }
 
@@ -133,7 +133,7 @@ func (s *Server) roomWorker(q chan roomJob) {
 			return
 		case j := <-q:
 			queued, dropped := s.rooms.broadcast(j.room, j.f)
-			s.metrics.roomPushes(queued, dropped)
+			s.metrics.kindPushes("room", queued, dropped)
 		}
 	}
 }
@@ -176,6 +176,7 @@ func (s *Server) broadcastWorker() {
 		case j = <-s.broadcastQueue:
 		}
 		pace := newPacer(j.speed)
+		var queued, dropped int
 		for _, b := range s.buckets {
 			chs = b.channels(chs[:0])
 			for _, c := range chs {
@@ -187,13 +188,14 @@ func (s *Server) broadcastWorker() {
 				}
 				switch c.push(j.f.bytes(c.tr)) {
 				case pushQueued:
-					s.metrics.delivered.WithLabelValues("broadcast").Inc()
+					queued++
 				case pushDropped:
-					s.metrics.droppedPush.WithLabelValues("broadcast").Inc()
+					dropped++
 				}
 			}
 		}
 		clear(chs)
+		s.metrics.kindPushes("broadcast", queued, dropped)
 	}
 }
 

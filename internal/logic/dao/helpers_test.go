@@ -11,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/logic/dao"
 )
 
@@ -314,3 +316,16 @@ func consume(t testing.TB, brokers []string, topic string, n int) []*kgo.Record 
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// wantInvalid checks that err is a validation error naming every key path.
+func wantInvalid(t *testing.T, err error, paths []string) {
+	t.Helper()
+	if !errors.Is(err, conf.ErrInvalid) {
+		t.Fatalf("Validate = %v, want an error wrapping conf.ErrInvalid", err)
+	}
+	for _, path := range paths {
+		if !strings.Contains(err.Error(), path+": ") {
+			t.Errorf("error %q does not name %s", err, path)
+		}
+	}
+}

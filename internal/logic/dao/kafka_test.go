@@ -80,14 +80,7 @@ func TestKafkaConfigValidate(t *testing.T) {
 				k.Close()
 				return
 			}
-			if !errors.Is(err, conf.ErrInvalid) {
-				t.Fatalf("Validate = %v, want an error wrapping conf.ErrInvalid", err)
-			}
-			for _, path := range tt.wantPaths {
-				if !strings.Contains(err.Error(), path+": ") {
-					t.Errorf("error %q does not name %s", err, path)
-				}
-			}
+			wantInvalid(t, err, tt.wantPaths)
 			if _, err := dao.NewKafka(cfg, nil); !errors.Is(err, conf.ErrInvalid) {
 				t.Errorf("NewKafka = %v, want conf.ErrInvalid", err)
 			}

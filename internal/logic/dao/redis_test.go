@@ -100,14 +100,7 @@ func TestRedisConfigValidate(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, conf.ErrInvalid) {
-				t.Fatalf("Validate = %v, want an error wrapping conf.ErrInvalid", err)
-			}
-			for _, path := range tt.wantPaths {
-				if !strings.Contains(err.Error(), path+": ") {
-					t.Errorf("error %q does not name %s", err, path)
-				}
-			}
+			wantInvalid(t, err, tt.wantPaths)
 			if _, err := dao.NewRedis(cfg, nil); !errors.Is(err, conf.ErrInvalid) {
 				t.Errorf("NewRedis = %v, want conf.ErrInvalid", err)
 			}
