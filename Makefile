@@ -6,7 +6,9 @@ BIN          := bin
 TOOLS        := $(CURDIR)/.tools
 STATICCHECK_VERSION := v0.8.2
 FUZZTIME     ?= 30s
-FUZZ_TARGETS := FuzzReadTCP FuzzWSMessage FuzzAuthBody
+# package:target pairs
+FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/protocol:FuzzAuthBody \
+                ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList
 BENCH        ?= .
 BENCHTIME    ?= 1s
 
@@ -46,9 +48,10 @@ bench:
 
 ## fuzz: each fuzz target for FUZZTIME (default 30s)
 fuzz:
-	@for t in $(FUZZ_TARGETS); do \
-		echo "== $$t ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) ./api/protocol || exit 1; \
+	@for pt in $(FUZZ_TARGETS); do \
+		p=$${pt%%:*}; t=$${pt##*:}; \
+		echo "== $$p $$t ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$p || exit 1; \
 	done
 
 ## proto: regenerate the Go code of api/**/*.proto (protoc 3.21.12 from Debian)

@@ -98,8 +98,8 @@ const reconnectDelay = time.Second
 
 // Kafka publishes pushes to the push topic. It is safe for concurrent use.
 //
-// The sarama producer is created by the first Publish (and again after a
-// failed attempt), so logic starts, and serves connections, while Kafka is
+// The sarama producer is created by the first Publish or Ping (and again
+// after a failed attempt), so logic starts, and serves connections, while Kafka is
 // down; until it is up every Publish fails with ErrKafka.
 //
 // Publish is synchronous, as sarama's SyncProducer is: it returns nil only
@@ -119,19 +119,25 @@ type Kafka struct {
 
 	// mu guards the fields below. Publish holds it for reading while it
 	// hands a message to prod, so that Close (write lock) never closes
-	// prod under a sender.
+	// prod under a sender. Ping reads client under mu but uses it after
+	// releasing it (a metadata request can take Timeout): sarama's client
+	// is safe for concurrent use, and once dispatch has closed it a request
+	// fails with sarama.ErrClosedClient instead of misbehaving.
 	mu         sync.RWMutex
 	prod       sarama.AsyncProducer // nil until connected
+	client     sarama.Client        // prod's client, set with prod; closed by dispatch after prod
 	connecting chan struct{}        // closed when the running connect ends; nil if none runs
 	connErr    error                // why the last connect failed
 	connErrAt  time.Time            // when it failed
+	probe      *kafkaProbe          // the running Ping probe; nil if none runs
+	probeOKAt  time.Time            // when a Ping probe last succeeded
 	closed     bool
 
-	wg sync.WaitGroup // the connect and dispatch goroutines
+	wg sync.WaitGroup // the connect, dispatch and Ping probe goroutines
 }
 
 // NewKafka validates cfg and returns a publisher. It starts nothing and
-// does not connect: the first Publish does. A nil logger discards.
+// does not connect: the first Publish or Ping does. A nil logger discards.
 func NewKafka(cfg KafkaConfig, logger *slog.Logger) (*Kafka, error) {
 	var p conf.Problems
 	cfg.Validate(&p)
@@ -193,7 +199,7 @@ func (k *Kafka) saramaConfig() *sarama.Config {
 
 // Close stops the producer: messages already handed over are still
 // delivered or failed (their Publish returns accordingly), then Close
-// waits for its goroutines. With Kafka reachable that is quick; with a
+// waits for its goroutines (a Ping probe included). With Kafka reachable that is quick; with a
 // hung broker it waits for sarama's retries and for a connect in progress,
 // each attempt bounded by Timeout (a few Timeouts in all). Publish after
 // Close fails with ErrKafka and ErrClosed. It is idempotent.
@@ -377,7 +383,7 @@ func (k *Kafka) dial(done chan struct{}) {
 		_ = p.Close() // nothing was sent: returns at once
 		_ = client.Close()
 	default:
-		k.prod, k.connErr = p, nil
+		k.prod, k.client, k.connErr = p, client, nil
 		k.wg.Add(1) // wg > 0 here (dial's own count), so this cannot race with Wait
 		go k.dispatch(p, client)
 		k.mu.Unlock()
@@ -412,6 +418,109 @@ func (k *Kafka) dispatch(p sarama.AsyncProducer, client sarama.Client) {
 		}
 	}
 	_ = client.Close()
+}
+
+// pingCacheFor is how long a successful Ping probe answers later Pings
+// without asking a broker again.
+const pingCacheFor = time.Second
+
+// kafkaProbe is one metadata request made for Ping; the Pings that arrive
+// while it runs wait for it instead of sending their own.
+type kafkaProbe struct {
+	done chan struct{} // closed when the probe ends
+	err  error         // its result, written before done is closed
+}
+
+// Ping checks that Kafka can take pushes: the producer is connected
+// (Ping connects it if needed, as Publish does) and a broker answers a
+// metadata request for the push topic, within Timeout or the context,
+// whichever ends first. Nothing is published. A success is remembered for
+// pingCacheFor, and concurrent Pings share one request, so calling it
+// every few seconds (a readiness probe) costs at most one small request
+// per second. It fails with an error wrapping ErrKafka (and ErrClosed
+// after Close).
+//
+// Like the producer, the metadata request may create the topic on a
+// broker with auto.create.topics.enable (sarama's
+// Metadata.AllowAutoTopicCreation is left at its default, true).
+func (k *Kafka) Ping(ctx context.Context) error {
+	tctx, cancel := context.WithTimeout(ctx, k.timeout)
+	defer cancel()
+	p, err := k.startProbe(tctx)
+	if err == nil && p != nil {
+		select {
+		case <-p.done:
+			err = p.err
+		case <-tctx.Done():
+			err = tctx.Err()
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	k.mu.RLock()
+	closed := k.closed
+	k.mu.RUnlock()
+	switch {
+	case closed:
+		err = ErrClosed
+	case ctx.Err() != nil:
+		err = ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		err = fmt.Errorf("no answer within %v: %w", k.timeout, err)
+	}
+	return &opError{kind: ErrKafka, op: "ping " + strconv.Quote(k.topic), err: err}
+}
+
+// startProbe connects if needed and returns the probe for Ping to wait
+// for: the one running, or a new one. It returns nil, nil when a probe
+// succeeded less than pingCacheFor ago.
+func (k *Kafka) startProbe(ctx context.Context) (*kafkaProbe, error) {
+	for {
+		k.mu.Lock()
+		switch {
+		case k.closed:
+			k.mu.Unlock()
+			return nil, ErrClosed
+		case k.client == nil:
+			k.mu.Unlock()
+			if err := k.connect(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case k.probe != nil:
+			p := k.probe
+			k.mu.Unlock()
+			return p, nil
+		case time.Since(k.probeOKAt) < pingCacheFor:
+			k.mu.Unlock()
+			return nil, nil
+		}
+		p := &kafkaProbe{done: make(chan struct{})}
+		k.probe = p
+		k.wg.Add(1) // under mu and not closed: Close has not begun to Wait
+		go k.runProbe(p, k.client)
+		k.mu.Unlock()
+		return p, nil
+	}
+}
+
+// runProbe asks a broker for the push topic's metadata. Sarama bounds the
+// request: Metadata.Timeout (Timeout) across its retries, plus at most one
+// read timeout (Timeout) for the request in flight. Closing the client
+// does not interrupt that request, so Close may wait for it as long; no
+// broker is tried after the client is closed.
+func (k *Kafka) runProbe(p *kafkaProbe, client sarama.Client) {
+	defer k.wg.Done()
+	err := client.RefreshMetadata(k.topic)
+	k.mu.Lock()
+	p.err = err
+	if err == nil {
+		k.probeOKAt = time.Now()
+	}
+	k.probe = nil
+	k.mu.Unlock()
+	close(p.done)
 }
 
 // deliver hands a message's result to its Publish; done has room for it

@@ -16,6 +16,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/goim/goim/api/logic"
@@ -495,4 +496,246 @@ func TestKafkaCloseLeavesNoGoroutines(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestKafkaPing(t *testing.T) {
+	cluster, topic := startKafka(t, 2)
+	k := newTestKafka(t, cluster.ListenAddrs(), topic, nil)
+	ctx := context.Background()
+	// The first Ping connects the producer.
+	if err := k.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	// Concurrent Pings share a probe or the cached success.
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if err := k.Ping(ctx); err != nil {
+					t.Errorf("concurrent Ping: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// Ping published nothing: the first record is the first push.
+	msg := &logic.PushMsg{Type: logic.PushMsg_BROADCAST, Operation: 5}
+	if err := k.Publish(ctx, msg); err != nil {
+		t.Fatalf("Publish after Ping: %v", err)
+	}
+	recs := consume(t, cluster.ListenAddrs(), topic, 1)
+	if got := decodePush(t, recs[0]); recs[0].Offset != 0 || got.MsgId != msg.MsgId {
+		t.Errorf("first record = %v at offset %d, want the push %s at offset 0", got, recs[0].Offset, msg.MsgId)
+	}
+}
+
+func TestKafkaPingUnavailable(t *testing.T) {
+	const timeout = time.Second
+	pinger := func(t *testing.T, brokers []string, topic string) *dao.Kafka {
+		return newTestKafka(t, brokers, topic, func(c *dao.KafkaConfig) { c.Timeout = conf.Duration(timeout) })
+	}
+	tests := []struct {
+		name   string
+		setup  func(t *testing.T) *dao.Kafka
+		ctx    func() (context.Context, context.CancelFunc) // nil: background
+		wantIs error                                        // besides ErrKafka
+	}{
+		{
+			name: "no broker listening",
+			setup: func(t *testing.T) *dao.Kafka {
+				return pinger(t, []string{"127.0.0.1:" + strconv.Itoa(freePort(t))}, "t")
+			},
+		},
+		{
+			name: "broker accepts and never answers",
+			setup: func(t *testing.T) *dao.Kafka {
+				return pinger(t, []string{silentServer(t)}, "t")
+			},
+			wantIs: context.DeadlineExceeded,
+		},
+		{
+			name: "caller's deadline sooner than the timeout",
+			setup: func(t *testing.T) *dao.Kafka {
+				return pinger(t, []string{silentServer(t)}, "t")
+			},
+			ctx: func() (context.Context, context.CancelFunc) {
+				return context.WithTimeout(context.Background(), 300*time.Millisecond)
+			},
+			wantIs: context.DeadlineExceeded,
+		},
+		{
+			name: "topic does not exist",
+			setup: func(t *testing.T) *dao.Kafka {
+				cluster, _ := startKafka(t, 1)
+				return pinger(t, cluster.ListenAddrs(), "goim-missing-"+randomHex(4))
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := tt.setup(t)
+			ctx, cancel := context.Background(), context.CancelFunc(func() {})
+			if tt.ctx != nil {
+				ctx, cancel = tt.ctx()
+			}
+			defer cancel()
+			for attempt := 1; attempt <= 2; attempt++ {
+				start := time.Now()
+				err := k.Ping(ctx)
+				elapsed := time.Since(start)
+				if !errors.Is(err, dao.ErrKafka) {
+					t.Fatalf("attempt %d: Ping = %v, want ErrKafka", attempt, err)
+				}
+				if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+					t.Errorf("attempt %d: Ping = %v, want it to wrap %v", attempt, err, tt.wantIs)
+				}
+				if elapsed > timeout+time.Second {
+					t.Errorf("attempt %d: Ping failed after %v, want within the %v timeout", attempt, elapsed, timeout)
+				}
+				t.Logf("attempt %d: %v (after %v)", attempt, err, elapsed.Round(time.Millisecond))
+			}
+		})
+	}
+}
+
+func TestKafkaPingClusterGone(t *testing.T) {
+	// A connected producer whose cluster goes away stops answering Ping
+	// (once the cached success is older than a second).
+	cluster, topic := startKafka(t, 2)
+	k := newTestKafka(t, cluster.ListenAddrs(), topic, func(c *dao.KafkaConfig) { c.Timeout = conf.Duration(time.Second) })
+	ctx := context.Background()
+	if err := k.Ping(ctx); err != nil {
+		t.Fatalf("Ping while up: %v", err)
+	}
+	cluster.Close()
+	waitFor(t, 15*time.Second, func() error {
+		err := k.Ping(ctx)
+		if err == nil {
+			return errors.New("Ping still succeeds")
+		}
+		if !errors.Is(err, dao.ErrKafka) {
+			t.Fatalf("Ping = %v, want ErrKafka", err)
+		}
+		return nil
+	})
+}
+
+func TestKafkaPingAfterClose(t *testing.T) {
+	cluster, topic := startKafka(t, 2)
+	ctx := context.Background()
+	tests := []struct {
+		name      string
+		pingFirst bool
+	}{
+		{name: "connected", pingFirst: true},
+		{name: "never connected", pingFirst: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k := newTestKafka(t, cluster.ListenAddrs(), topic, nil)
+			if tt.pingFirst {
+				if err := k.Ping(ctx); err != nil {
+					t.Fatalf("Ping: %v", err)
+				}
+			}
+			if err := k.Close(); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			// Even within the cached success's second.
+			err := k.Ping(ctx)
+			if !errors.Is(err, dao.ErrKafka) || !errors.Is(err, dao.ErrClosed) {
+				t.Fatalf("Ping after Close = %v, want ErrKafka and ErrClosed", err)
+			}
+		})
+	}
+}
+
+func TestKafkaCloseDuringPings(t *testing.T) {
+	// Close while Pings run: each ends, with nil or an error, and Close
+	// waits for the probe goroutines.
+	cluster, topic := startKafka(t, 2)
+	k := newTestKafka(t, cluster.ListenAddrs(), topic, nil)
+	if err := k.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				err := k.Ping(context.Background())
+				if errors.Is(err, dao.ErrClosed) {
+					return
+				}
+				if err != nil && !errors.Is(err, dao.ErrKafka) {
+					t.Errorf("Ping during Close = %v, want nil or ErrKafka", err)
+					return
+				}
+			}
+		}()
+	}
+	if err := k.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	wg.Wait()
+	waitFor(t, 5*time.Second, func() error {
+		if g := daoGoroutine(); g != "" {
+			return fmt.Errorf("goroutine left after Close:\n%s", g)
+		}
+		return nil
+	})
+}
+
+func TestKafkaPingHungMetadata(t *testing.T) {
+	// A broker that stops answering metadata requests after the producer
+	// connected: Ping gives up at the caller's deadline, and Close still
+	// ends, after waiting for the probe left in flight (bounded by the
+	// read timeout, Timeout).
+	cluster, topic := startKafka(t, 2)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the cluster closes
+	k := newTestKafka(t, cluster.ListenAddrs(), topic, func(c *dao.KafkaConfig) { c.Timeout = conf.Duration(time.Second) })
+	if err := k.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping while up: %v", err)
+	}
+	cluster.ControlKey(int16(kmsg.Metadata), func(kmsg.Request) (kmsg.Response, error, bool) {
+		cluster.KeepControl()
+		cluster.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	waitFor(t, 10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := k.Ping(ctx)
+		if err == nil {
+			return errors.New("Ping still succeeds (cached)")
+		}
+		if !errors.Is(err, dao.ErrKafka) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Ping = %v, want ErrKafka and DeadlineExceeded", err)
+		}
+		if elapsed := time.Since(start); elapsed > 2*time.Second {
+			t.Errorf("Ping failed after %v, want about the caller's 300ms", elapsed)
+		}
+		return nil
+	})
+	closed := make(chan error, 1)
+	start := time.Now()
+	go func() { closed <- k.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		t.Logf("Close returned after %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close did not return with a metadata request hung")
+	}
+	if err := k.Ping(context.Background()); !errors.Is(err, dao.ErrClosed) {
+		t.Errorf("Ping after Close = %v, want ErrClosed", err)
+	}
 }

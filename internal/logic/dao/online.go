@@ -40,6 +40,11 @@ type OnlineReport struct {
 // next report and a comet that stopped reporting disappears after
 // online_ttl.
 //
+// The same pipeline records the comet in the online_servers index (ZADD,
+// score = updated), so LoadAllOnline finds every comet that reported
+// without asking discovery. The index only names candidates: the ol_ key
+// is the report, and its TTL decides whether the comet still counts.
+//
 // This value is goim's own. goim v2 kept ol_<server> as a hash of 64 JSON
 // shards (CityHash32(room) mod 64 -> {"server","room_count","updated"}),
 // rewrote only the shards that had rooms, so rooms that emptied stayed
@@ -56,19 +61,28 @@ type onlineRecord struct {
 	Updated   int64            `json:"updated"`
 }
 
+// onlineIndexTTLFactor times online_ttl is the TTL of the online_servers
+// index, renewed by every report: once no comet of the cluster reports,
+// the index goes too, after every ol_ key it names.
+const onlineIndexTTLFactor = 3
+
 // StoreOnline replaces comet server's online report with this one, with
-// the online TTL, in one SET. Rooms with a count <= 0 are left out.
+// the online TTL, and records server in the online_servers index, in one
+// pipeline: SET ol_<server>, ZADD online_servers, ZREMRANGEBYSCORE of the
+// members older than online_ttl (so the index stays bounded whoever reads
+// it) and PEXPIRE online_servers. Rooms with a count <= 0 are left out.
 func (r *Redis) StoreOnline(ctx context.Context, server string, rooms map[string]int32, connCount, ipCount int64, draining bool) error {
 	if server == "" {
 		return fmt.Errorf("dao: redis: store online: %w: empty server", ErrInvalidArgument)
 	}
+	now := time.Now().UnixMilli()
 	rec := onlineRecord{
 		Server:    server,
 		Rooms:     make(map[string]int32, len(rooms)),
 		ConnCount: connCount,
 		IPCount:   ipCount,
 		Draining:  draining,
-		Updated:   time.Now().UnixMilli(),
+		Updated:   now,
 	}
 	for room, n := range rooms {
 		if n > 0 {
@@ -79,8 +93,25 @@ func (r *Redis) StoreOnline(ctx context.Context, server string, rooms map[string
 	if err != nil { // not reached: the record has only plain fields
 		return &opError{kind: ErrRedis, op: "store online server=" + strconv.Quote(server), err: err}
 	}
+	index := r.onlineServersKey()
+	stale := "(" + strconv.FormatInt(now-r.onlineTTL, 10) // scores below it
 	err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		_, err := redis.DoWithTimeout(c, timeout, "SET", r.onlineKey(server), value, "PX", r.onlineTTL)
+		// SET before ZADD: LoadAllOnline removes index members that have
+		// no report, so a member must never be in the index before its
+		// report is stored.
+		if err := c.Send("SET", r.onlineKey(server), value, "PX", r.onlineTTL); err != nil {
+			return err
+		}
+		if err := c.Send("ZADD", index, now, server); err != nil {
+			return err
+		}
+		if err := c.Send("ZREMRANGEBYSCORE", index, "-inf", stale); err != nil {
+			return err
+		}
+		if err := c.Send("PEXPIRE", index, onlineIndexTTLFactor*r.onlineTTL); err != nil {
+			return err
+		}
+		_, err := pipeline(c, timeout)
 		return err
 	})
 	if err != nil {
@@ -113,26 +144,104 @@ func (r *Redis) LoadOnline(ctx context.Context, servers []string) (map[string]On
 		return nil, &opError{kind: ErrRedis, op: "load online (" + strconv.Itoa(len(servers)) + " servers)", err: err}
 	}
 	for i, v := range values {
-		if v == nil || i >= len(servers) {
-			continue
-		}
-		var rec onlineRecord
-		if err := json.Unmarshal(v, &rec); err != nil {
-			r.log.Warn("dao: ignoring an online report that does not decode",
-				slog.String("key", r.onlineKey(servers[i])), slog.Any("error", err))
-			continue
-		}
-		if rec.Rooms == nil {
-			rec.Rooms = map[string]int32{}
-		}
-		out[servers[i]] = OnlineReport{
-			Server:    servers[i],
-			Rooms:     rec.Rooms,
-			ConnCount: rec.ConnCount,
-			IPCount:   rec.IPCount,
-			Draining:  rec.Draining,
-			Updated:   time.UnixMilli(rec.Updated),
+		if v != nil && i < len(servers) {
+			r.addReport(out, servers[i], v)
 		}
 	}
 	return out, nil
+}
+
+// loadAllOnlineLua trims the online_servers index and returns the reports
+// of the comets it still names.
+//
+//	KEYS[1] online_servers
+//	ARGV[1] the oldest score kept: the caller's Unix ms minus online_ttl
+//	ARGV[2] the prefix of the report keys, "<prefix>ol_"
+//
+// It removes the members scored below ARGV[1], MGETs ARGV[2]..member for
+// the others (in chunks, as unpack is bounded), removes the members whose
+// report is gone (expired or deleted) and returns {server1, report1,
+// server2, report2, ...} for the rest.
+//
+// The ol_ keys are built here, not passed in KEYS: this script is not
+// Redis Cluster safe (see the schema comment atop redis.go).
+const loadAllOnlineLua = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local servers = redis.call('ZRANGE', KEYS[1], 0, -1)
+local out, gone = {}, {}
+local chunk = 500
+for i = 1, #servers, chunk do
+  local last = math.min(i + chunk - 1, #servers)
+  local keys = {}
+  for j = i, last do
+    keys[#keys + 1] = ARGV[2] .. servers[j]
+  end
+  local values = redis.call('MGET', unpack(keys))
+  for j = i, last do
+    local v = values[j - i + 1]
+    if v then
+      out[#out + 1] = servers[j]
+      out[#out + 1] = v
+    else
+      gone[#gone + 1] = servers[j]
+    end
+  end
+end
+for i = 1, #gone, chunk do
+  redis.call('ZREM', KEYS[1], unpack(gone, i, math.min(i + chunk - 1, #gone)))
+end
+return out
+`
+
+// LoadAllOnline returns the reports of every comet that reported within
+// the online TTL, found through the online_servers index rather than a
+// list of servers (discovery's membership can lag), in one Lua script. It
+// trims the index as it reads: members older than online_ttl by this
+// process's clock, and members whose report expired, are removed.
+//
+// A comet is absent when its report expired or when it is no longer in
+// the index. The index scores come from the clocks of the logic processes
+// that stored the reports, so their clocks should agree to well within
+// online_ttl minus comet's report interval: a reader whose clock runs
+// ahead by more drops live comets from the index until they next report.
+// A value that does not decode is logged and left out, as in LoadOnline.
+func (r *Redis) LoadAllOnline(ctx context.Context) (map[string]OnlineReport, error) {
+	oldest := strconv.FormatInt(time.Now().UnixMilli()-r.onlineTTL, 10)
+	keys := []string{r.onlineServersKey()}
+	var pairs [][]byte
+	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		var err error
+		pairs, err = redis.ByteSlices(r.onlineLua.run(c, timeout, keys, oldest, r.prefix+onlinePrefix))
+		return err
+	})
+	if err != nil {
+		return nil, &opError{kind: ErrRedis, op: "load all online", err: err}
+	}
+	out := make(map[string]OnlineReport, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		r.addReport(out, string(pairs[i]), pairs[i+1])
+	}
+	return out, nil
+}
+
+// addReport decodes server's report v into out; a value that does not
+// decode is logged and left out, so one bad key cannot hide every comet.
+func (r *Redis) addReport(out map[string]OnlineReport, server string, v []byte) {
+	var rec onlineRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		r.log.Warn("dao: ignoring an online report that does not decode",
+			slog.String("key", r.onlineKey(server)), slog.Any("error", err))
+		return
+	}
+	if rec.Rooms == nil {
+		rec.Rooms = map[string]int32{}
+	}
+	out[server] = OnlineReport{
+		Server:    server,
+		Rooms:     rec.Rooms,
+		ConnCount: rec.ConnCount,
+		IPCount:   rec.IPCount,
+		Draining:  rec.Draining,
+		Updated:   time.UnixMilli(rec.Updated),
+	}
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"sort"
 	"testing"
 	"time"
+
+	"github.com/gomodule/redigo/redis"
 
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/logic/dao"
@@ -168,4 +171,279 @@ func TestOnlineReportExpires(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestLoadAllOnline(t *testing.T) {
+	ttl := 30 * time.Second
+	r, raw := newTestRedis(t, func(c *dao.RedisConfig) { c.OnlineTTL = conf.Duration(ttl) })
+	ctx := context.Background()
+	before := time.Now().Truncate(time.Millisecond)
+	stored := map[string]report{
+		"c1": {rooms: map[string]int32{"live://1": 2, "live://2": 1}, connCount: 3, ipCount: 2},
+		"c2": {rooms: map[string]int32{"chat://a": 5}, connCount: 5, ipCount: 4, draining: true},
+	}
+	for s, rep := range stored {
+		if err := r.StoreOnline(ctx, s, rep.rooms, rep.connCount, rep.ipCount, rep.draining); err != nil {
+			t.Fatalf("StoreOnline(%s): %v", s, err)
+		}
+	}
+	after := time.Now()
+	raw.checkTTL("online_servers", 3*ttl)
+	if got := raw.pttl("online_servers"); got <= ttl {
+		t.Errorf("PTTL online_servers = %v, want more than online_ttl (%v)", got, ttl)
+	}
+
+	got, err := r.LoadAllOnline(ctx)
+	if err != nil {
+		t.Fatalf("LoadAllOnline: %v", err)
+	}
+	if len(got) != len(stored) {
+		t.Fatalf("LoadAllOnline = %v, want c1 and c2", got)
+	}
+	for s, rep := range stored {
+		g, ok := got[s]
+		want := dao.OnlineReport{
+			Server: s, Rooms: rep.rooms, ConnCount: rep.connCount,
+			IPCount: rep.ipCount, Draining: rep.draining, Updated: g.Updated,
+		}
+		if !ok || !reflect.DeepEqual(g, want) {
+			t.Errorf("LoadAllOnline[%s] = %+v (present %v), want %+v", s, g, ok, want)
+		}
+		if g.Updated.Before(before) || g.Updated.After(after) {
+			t.Errorf("LoadAllOnline[%s].Updated = %v, want in [%v, %v]", s, g.Updated, before, after)
+		}
+	}
+	// The same reports as LoadOnline's.
+	byName, err := r.LoadOnline(ctx, []string{"c1", "c2"})
+	if err != nil {
+		t.Fatalf("LoadOnline: %v", err)
+	}
+	if !reflect.DeepEqual(got, byName) {
+		t.Errorf("LoadAllOnline = %+v, LoadOnline = %+v", got, byName)
+	}
+}
+
+func TestLoadAllOnlineIndex(t *testing.T) {
+	// How LoadAllOnline treats what it finds in the index, prepared by
+	// hand next to a comet that reports normally.
+	valid := `{"server":"x","rooms":{"live://9":1},"conn_count":1,"ip_count":1,"updated":1}`
+	tests := []struct {
+		name      string
+		prepare   func(raw *rawRedis, nowMs int64)
+		want      []string // servers LoadAllOnline returns besides "c1"
+		wantIndex []string // members of online_servers afterwards
+	}{
+		{
+			name:      "a normal report",
+			prepare:   func(*rawRedis, int64) {},
+			wantIndex: []string{"c1"},
+		},
+		{
+			name: "a member older than online_ttl is dropped even if its key lives",
+			prepare: func(raw *rawRedis, nowMs int64) {
+				raw.must("SET", raw.prefix+"ol_old", valid)
+				raw.must("ZADD", raw.prefix+"online_servers", nowMs-time.Hour.Milliseconds(), "old")
+			},
+			wantIndex: []string{"c1"},
+		},
+		{
+			name: "a member whose report is gone is dropped",
+			prepare: func(raw *rawRedis, nowMs int64) {
+				raw.must("ZADD", raw.prefix+"online_servers", nowMs, "deleted")
+			},
+			wantIndex: []string{"c1"},
+		},
+		{
+			name: "a report that does not decode is left out and kept in the index",
+			prepare: func(raw *rawRedis, nowMs int64) {
+				raw.must("SET", raw.prefix+"ol_garbage", "{not json")
+				raw.must("ZADD", raw.prefix+"online_servers", nowMs, "garbage")
+			},
+			wantIndex: []string{"c1", "garbage"},
+		},
+		{
+			name: "a goim v2 sharded hash is left out",
+			prepare: func(raw *rawRedis, nowMs int64) {
+				raw.must("HSET", raw.prefix+"ol_v2", "0", `{"server":"v2","room_count":{"live://1":1},"updated":1}`)
+				raw.must("ZADD", raw.prefix+"online_servers", nowMs, "v2")
+			},
+			wantIndex: []string{"c1"},
+		},
+		{
+			name: "a recent member with a report is returned under its member name",
+			prepare: func(raw *rawRedis, nowMs int64) {
+				raw.must("SET", raw.prefix+"ol_manual", valid)
+				raw.must("ZADD", raw.prefix+"online_servers", nowMs, "manual")
+			},
+			want:      []string{"manual"},
+			wantIndex: []string{"c1", "manual"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, raw := newTestRedis(t, nil)
+			ctx := context.Background()
+			if err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+				t.Fatal(err)
+			}
+			tt.prepare(raw, time.Now().UnixMilli())
+			got, err := r.LoadAllOnline(ctx)
+			if err != nil {
+				t.Fatalf("LoadAllOnline: %v", err)
+			}
+			want := append([]string{"c1"}, tt.want...)
+			if len(got) != len(want) {
+				t.Errorf("LoadAllOnline = %v, want servers %q", got, want)
+			}
+			for _, s := range want {
+				if rep, ok := got[s]; !ok || rep.Server != s || rep.ConnCount != 1 {
+					t.Errorf("LoadAllOnline[%s] = %+v, %v", s, rep, ok)
+				}
+			}
+			members, err := redis.Strings(raw.must("ZRANGE", raw.prefix+"online_servers", 0, -1), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sort.Strings(members)
+			if !reflect.DeepEqual(members, tt.wantIndex) {
+				t.Errorf("online_servers = %q, want %q", members, tt.wantIndex)
+			}
+		})
+	}
+}
+
+func TestLoadAllOnlineRoomsFollowLastReport(t *testing.T) {
+	r, _ := newTestRedis(t, nil)
+	ctx := context.Background()
+	if err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 2, "live://2": 5}, 7, 7, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 3, "live://3": 0}, 3, 3, false); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.LoadAllOnline(ctx)
+	if err != nil {
+		t.Fatalf("LoadAllOnline: %v", err)
+	}
+	if want := map[string]int32{"live://1": 3}; len(got) != 1 || !reflect.DeepEqual(got["c1"].Rooms, want) {
+		t.Fatalf("LoadAllOnline = %+v, want c1 with rooms %v", got, want)
+	}
+}
+
+func TestLoadAllOnlineExpires(t *testing.T) {
+	// A comet that stops reporting drops out of LoadAllOnline and of the
+	// index after online_ttl, while one that keeps reporting stays.
+	r, raw := newTestRedis(t, func(c *dao.RedisConfig) { c.OnlineTTL = conf.Duration(200 * time.Millisecond) })
+	ctx := context.Background()
+	for _, s := range []string{"c1", "c2"} {
+		if err := r.StoreOnline(ctx, s, map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := r.LoadAllOnline(ctx)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("LoadAllOnline right after storing = %v, %v; want both comets", got, err)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		if err := r.StoreOnline(ctx, "c2", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+			return err
+		}
+		got, err := r.LoadAllOnline(ctx)
+		if err != nil {
+			return err
+		}
+		if _, ok := got["c1"]; ok {
+			return errors.New("c1's report is still returned")
+		}
+		if _, ok := got["c2"]; !ok {
+			return errors.New("c2's report vanished while it kept reporting")
+		}
+		return nil
+	})
+	if _, err := redis.Int64(raw.must("ZSCORE", raw.prefix+"online_servers", "c1"), nil); !errors.Is(err, redis.ErrNil) {
+		t.Errorf("c1 is still in online_servers (ZSCORE: %v)", err)
+	}
+	if raw.exists("ol_c1") {
+		t.Error("ol_c1 still exists")
+	}
+
+	// Once nobody reports, the index itself expires.
+	waitFor(t, 10*time.Second, func() error {
+		if raw.exists("online_servers") {
+			return errors.New("online_servers still exists")
+		}
+		return nil
+	})
+	if got, err := r.LoadAllOnline(ctx); err != nil || len(got) != 0 {
+		t.Errorf("LoadAllOnline with no index = %v, %v; want empty, nil", got, err)
+	}
+}
+
+func TestLoadAllOnlinePrefixes(t *testing.T) {
+	// Two clusters sharing a Redis under different prefixes see only
+	// their own comets.
+	a, _ := newTestRedis(t, nil)
+	b, _ := newTestRedis(t, nil)
+	ctx := context.Background()
+	if err := a.StoreOnline(ctx, "ca", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.StoreOnline(ctx, "cb", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		r    *dao.Redis
+		want string
+	}{
+		{name: "a", r: a, want: "ca"},
+		{name: "b", r: b, want: "cb"},
+	} {
+		got, err := tc.r.LoadAllOnline(ctx)
+		if err != nil {
+			t.Fatalf("LoadAllOnline(%s): %v", tc.name, err)
+		}
+		if _, ok := got[tc.want]; !ok || len(got) != 1 {
+			t.Errorf("LoadAllOnline(%s) = %v, want %s only", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestLoadAllOnlineMany(t *testing.T) {
+	// More comets than the script's MGET and ZREM chunks.
+	const n = 1203
+	r, raw := newTestRedis(t, nil)
+	ctx := context.Background()
+	nowMs := time.Now().UnixMilli()
+	for i := 0; i < n; i++ {
+		s := "c" + itoa(i)
+		if i%3 != 0 { // every third one has no report
+			if err := raw.c.Send("SET", raw.prefix+"ol_"+s, `{"server":"`+s+`","conn_count":`+itoa(i)+`}`, "PX", 60000); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := raw.c.Send("ZADD", raw.prefix+"online_servers", nowMs, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := raw.c.Do(""); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.LoadAllOnline(ctx)
+	if err != nil {
+		t.Fatalf("LoadAllOnline: %v", err)
+	}
+	if want := n - (n+2)/3; len(got) != want {
+		t.Errorf("LoadAllOnline returned %d comets, want %d", len(got), want)
+	}
+	for i := 0; i < n; i++ {
+		s := "c" + itoa(i)
+		rep, ok := got[s]
+		if ok != (i%3 != 0) || (ok && rep.ConnCount != int64(i)) {
+			t.Fatalf("LoadAllOnline[%s] = %+v, %v", s, rep, ok)
+		}
+	}
+	if card, _ := redis.Int(raw.must("ZCARD", raw.prefix+"online_servers"), nil); card != len(got) {
+		t.Errorf("ZCARD online_servers = %d, want %d (members without a report removed)", card, len(got))
+	}
 }

@@ -27,16 +27,31 @@ import (
 //	mid_<mid>    hash    field = connection key, value = comet server id;
 //	                     TTL session_ttl, renewed as a whole (mid > 0 only)
 //	key_<key>    string  comet server id; TTL session_ttl
-//	ol_<server>  string  that comet's whole online report as JSON (see
-//	                     onlineRecord); TTL online_ttl
+//	ol_<server>     string  that comet's whole online report as JSON (see
+//	                        onlineRecord); TTL online_ttl
+//	online_servers  zset    member = comet server id, score = Unix ms of
+//	                        its last report (logic's clock): the index
+//	                        LoadAllOnline reads. TTL onlineIndexTTLFactor x
+//	                        online_ttl, renewed by every report
+//
+// online_servers has no ol_ prefix, so no server id can make an ol_<server>
+// key collide with it.
 //
 // Every operation is one round trip: a single command, a pipeline or one
 // Lua script. Nothing else is written: the health check is PING (goim v2
 // wrote SET PING PONG, R20).
+//
+// Redis Cluster is not supported, only a single Redis (or a primary with
+// replicas): the session scripts take key_<key> and mid_<mid>, which hash
+// to different slots (CROSSSLOT), and the LoadAllOnline script reads
+// ol_<server> keys it builds itself, which are not declared in KEYS (a
+// hash tag in Prefix, such as "{goim}:", would put every key in one slot,
+// but undeclared keys still break the cluster's rules).
 const (
-	midPrefix    = "mid_"
-	keyPrefix    = "key_"
-	onlinePrefix = "ol_"
+	midPrefix         = "mid_"
+	keyPrefix         = "key_"
+	onlinePrefix      = "ol_"
+	onlineServersName = "online_servers"
 )
 
 // RedisConfig is the [redis] section of logic's configuration.
@@ -125,6 +140,7 @@ type Redis struct {
 	onlineTTL   int64 // ms
 	renewLua    luaScript
 	delLua      luaScript
+	onlineLua   luaScript
 
 	// staleBefore (Unix ns) is set when a connection turns out to have been
 	// closed by the server (Redis restarted): idle connections returned to
@@ -154,6 +170,7 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 		onlineTTL:   cfg.OnlineTTL.D().Milliseconds(),
 		renewLua:    newLuaScript(renewSessionLua),
 		delLua:      newLuaScript(delSessionLua),
+		onlineLua:   newLuaScript(loadAllOnlineLua),
 	}
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(cfg.DialTimeout.D()),
@@ -498,6 +515,8 @@ func (r *Redis) midKey(mid int64) string {
 func (r *Redis) keyKey(key string) string { return r.prefix + keyPrefix + key }
 
 func (r *Redis) onlineKey(server string) string { return r.prefix + onlinePrefix + server }
+
+func (r *Redis) onlineServersKey() string { return r.prefix + onlineServersName }
 
 // sessionKeys returns the KEYS of the session scripts: key_<key>, then
 // mid_<mid> when mid > 0.

@@ -1,0 +1,86 @@
+// Command logic serves the push HTTP API (docs/push-api.md), the gRPC
+// service comets authenticate connections through, and the online and
+// nodes answers. See configs/logic.toml.
+//
+//	logic -conf configs/logic.toml
+//	logic -conf configs/logic.toml -check-config
+//
+// SIGINT or SIGTERM stops it gracefully within shutdown_timeout: new
+// pushes get 503, in-flight ones finish, it leaves discovery, then exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/goim/goim/internal/admin"
+	"github.com/goim/goim/internal/logic"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "logic:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("logic", flag.ContinueOnError)
+	confPath := fs.String("conf", "configs/logic.toml", "config file")
+	check := fs.Bool("check-config", false, "validate the config file and exit")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := logic.Load(*confPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Println(*confPath + ": ok")
+		return nil
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+
+	reg := admin.NewRegistry()
+	srv, err := logic.New(cfg, logic.Deps{Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	adm, err := admin.New(cfg.Admin, reg, srv.Ready, log)
+	if err != nil {
+		_ = srv.Shutdown(context.Background())
+		return err
+	}
+	if err := adm.Start(); err != nil {
+		_ = srv.Shutdown(context.Background())
+		return err
+	}
+	if err := srv.Start(); err != nil {
+		_ = srv.Shutdown(context.Background())
+		_ = adm.Shutdown(context.Background())
+		return err
+	}
+	log.Info("logic serving", "http", srv.HTTPAddr(), "rpc", srv.RPCAddr(), "admin", adm.Addr())
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	signal.Stop(sigs)
+	log.Info("logic stopping", "signal", sig.String())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancel()
+	err = errors.Join(srv.Shutdown(ctx), adm.Shutdown(ctx))
+	log.Info("logic stopped", "err", err)
+	return err
+}

@@ -1,0 +1,230 @@
+package logic
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/comet"
+	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/discovery/embedded"
+	"github.com/goim/goim/internal/testkit"
+)
+
+// The embedded discovery server: one per test binary, and its own data
+// race fires 60 s after it starts, so the tests that use it stay short.
+var discoveryServer struct {
+	once sync.Once
+	addr string
+	err  error
+}
+
+func discoveryNode(t *testing.T) string {
+	t.Helper()
+	discoveryServer.once.Do(func() {
+		discoveryServer.addr = testkit.FreeAddr(t)
+		discoveryServer.err = embedded.StartServer(discoveryServer.addr, nil)
+	})
+	if discoveryServer.err != nil {
+		t.Fatalf("embedded discovery: %v", discoveryServer.err)
+	}
+	return discoveryServer.addr
+}
+
+// fastDiscovery is a discovery config that notices changes within ~100 ms.
+func fastDiscovery(node, env string) discovery.Config {
+	c := discovery.DefaultConfig()
+	c.Nodes = []string{node}
+	c.Env = env
+	c.FetchInterval = conf.Duration(100 * time.Millisecond)
+	c.PollTimeout = conf.Duration(time.Second)
+	return c
+}
+
+// startComet runs a real comet against logic's gRPC service.
+func startComet(t *testing.T, host, logicAddr string, disc discovery.Config, addrs ...string) *comet.Server {
+	t.Helper()
+	cfg := comet.Default()
+	cfg.Host = host
+	cfg.TCP.Bind = []string{"127.0.0.1:0"}
+	cfg.WebSocket.Bind = []string{"127.0.0.1:0"}
+	cfg.RPC.Bind = "127.0.0.1:0"
+	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.Logic.Addrs = []string{logicAddr}
+	cfg.Logic.ReportInterval = conf.Duration(100 * time.Millisecond)
+	cfg.Discovery = disc
+	cfg.Node.Addrs = addrs
+	srv, err := comet.New(cfg, comet.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv
+}
+
+// tcpClient is a goim v2 TCP client.
+type tcpClient struct {
+	c net.Conn
+	r *bufio.Reader
+	w *bufio.Writer
+}
+
+func dialTCP(t *testing.T, addr string) *tcpClient {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &tcpClient{c: c, r: bufio.NewReader(c), w: bufio.NewWriter(c)}
+}
+
+func (c *tcpClient) send(p *protocol.Proto) error {
+	if err := p.WriteTCP(c.w); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+func (c *tcpClient) read() (*protocol.Proto, error) {
+	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var p protocol.Proto
+	if err := p.ReadTCP(c.r, 1<<20); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+// auth sends the auth frame and returns the reply's op.
+func (c *tcpClient) auth(t *testing.T, body []byte) (int32, error) {
+	t.Helper()
+	if err := c.send(&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.read()
+	if err != nil {
+		return 0, err
+	}
+	return p.Op, nil
+}
+
+// TestWithComet runs a real comet against this logic, both in discovery:
+// a client authenticates with a signed token, its session routes a push,
+// the comet's reports drive online counts and the nodes list, and a
+// draining comet leaves the list.
+func TestWithComet(t *testing.T) {
+	node := discoveryNode(t)
+	env := "logic-test-" + testkit.RandomHex(4)
+	e := startLogic(t, func(c *Config) { c.Discovery = fastDiscovery(node, env) })
+	cm := startComet(t, "comet-it", e.srv.RPCAddr(), fastDiscovery(node, env), "203.0.113.7")
+
+	cl := dialTCP(t, cm.Addrs("tcp")[0].String())
+	if op, err := cl.auth(t, authBody(token(t, 77), "live://1000", 1000)); err != nil || op != protocol.OpAuthReply {
+		t.Fatalf("auth: op %d, %v", op, err)
+	}
+	// The session routes a mids push to this comet.
+	e.expect("POST", "/goim/push/mids?operation=1000&mids=77", []byte("hello"), 200, `{"code":0,"message":""}`)
+	got := e.pushed(1)
+	if m := got[0].msg; m.Server != "comet-it" || len(m.Keys) != 1 || string(m.Msg) != "hello" {
+		t.Fatalf("push %+v", m)
+	}
+
+	// Online counts follow the comet's reports.
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if _, b := e.do("GET", "/goim/online/total", nil); b != `{"code":0,"message":"","data":{"conn_count":1,"ip_count":1}}` {
+			return errors.New(b)
+		}
+		if _, b := e.do("GET", "/goim/online/room?type=live&rooms=1000,2000", nil); b != `{"code":0,"message":"","data":{"1000":1,"2000":0}}` {
+			return errors.New(b)
+		}
+		if _, b := e.do("GET", "/goim/online/top?type=live&limit=10", nil); b != `{"code":0,"message":"","data":[{"room_id":"1000","count":1}]}` {
+			return errors.New(b)
+		}
+		return nil
+	})
+	// The heartbeat reply carries the room's cluster count from logic.
+	if err := cl.send(&protocol.Proto{Ver: 1, Op: protocol.OpHeartbeat, Seq: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := cl.read(); err != nil || p.Op != protocol.OpHeartbeatReply || len(p.Body) != 4 || p.Body[3] != 1 {
+		t.Fatalf("heartbeat reply %+v, %v", p, err)
+	}
+
+	// The comet is in discovery with its public address.
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		_, b := e.do("GET", "/goim/nodes/weighted?platform=android", nil)
+		if !strings.Contains(b, `"nodes":["203.0.113.7"]`) {
+			return errors.New(b)
+		}
+		return nil
+	})
+	var inst struct {
+		Code int                  `json:"code"`
+		Data []discovery.Instance `json:"data"`
+	}
+	_, b := e.do("GET", "/nodes/instances", nil)
+	if err := json.Unmarshal([]byte(b), &inst); err != nil || inst.Code != 0 || len(inst.Data) != 1 {
+		t.Fatalf("instances %s: %v", b, err)
+	}
+	if ins := inst.Data[0]; ins.AppID != AppComet || ins.Hostname != "comet-it" || ins.Env != env ||
+		ins.Metadata["conn_count"] != "1" || ins.Metadata["offline"] != "false" || ins.Metadata["addrs"] != "203.0.113.7" ||
+		len(ins.Addrs) != 1 || !strings.HasPrefix(ins.Addrs[0], "grpc://") || ins.LatestTimestamp == 0 {
+		t.Fatalf("instance %+v", ins)
+	}
+
+	// Draining: the comet reports it at once; logic drops it from the
+	// nodes list well before discovery's metadata would say so.
+	start := time.Now()
+	go cm.Drain(context.Background(), 0)
+	testkit.WaitFor(t, 3*time.Second, func() error {
+		_, b := e.do("GET", "/goim/nodes/weighted?platform=android", nil)
+		if !strings.Contains(b, `"nodes":["127.0.0.1"]`) {
+			return errors.New(b)
+		}
+		return nil
+	})
+	t.Logf("draining comet left the nodes list after %v", time.Since(start))
+	_, b = e.do("GET", "/goim/nodes/instances", nil)
+	if !strings.Contains(b, `"offline":"true"`) {
+		t.Fatalf("instances after drain: %s", b)
+	}
+	// Disconnect on close removed the session.
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		keys, err := e.redis.Do("HGETALL", e.prefix+"mid_77")
+		if err != nil {
+			return err
+		}
+		if n := len(keys.([]any)); n != 0 {
+			return fmt.Errorf("mid_77 still has %d fields", n/2)
+		}
+		return nil
+	})
+}
+
+// TestCometRejectedToken: a comet closes a connection whose token logic
+// refuses, without an auth reply.
+func TestCometRejectedToken(t *testing.T) {
+	e := startLogic(t, nil)
+	cm := startComet(t, "comet-rej", e.srv.RPCAddr(), discovery.DefaultConfig())
+	cl := dialTCP(t, cm.Addrs("tcp")[0].String())
+	op, err := cl.auth(t, authBody("not.a.token", ""))
+	if err == nil {
+		t.Fatalf("refused token got a reply op %d", op)
+	}
+}

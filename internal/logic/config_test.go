@@ -1,0 +1,137 @@
+package logic
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+	"github.com/goim/goim/internal/conf"
+)
+
+// TestConfigFile checks configs/logic.toml: it loads, validates, equals the
+// built-in defaults except for the token key it names (production configs
+// keep signed tokens on), and lists every option the code has.
+func TestConfigFile(t *testing.T) {
+	const path = "../../configs/logic.toml"
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Auth.HMACKeyFile = "/etc/goim/jwt-hmac.key"
+	got.Host = want.Host // machine-specific default, documented commented out
+	nilEmpty(reflect.ValueOf(&got).Elem())
+	nilEmpty(reflect.ValueOf(&want).Elem())
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("configs/logic.toml differs from Default():\n got %+v\nwant %+v", got, want)
+	}
+	if got.Auth.Insecure {
+		t.Fatal("the production config must not set auth.insecure")
+	}
+	var file map[string]any
+	md, err := toml.DecodeFile(path, &file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inFile []string
+	for _, k := range md.Keys() {
+		inFile = append(inFile, k.String())
+	}
+	enc, err := toml.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all map[string]any
+	if md, err = toml.Decode(string(enc), &all); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range md.Keys() {
+		if k.String() != "host" && !slices.Contains(inFile, k.String()) {
+			t.Errorf("configs/logic.toml does not list %s", k)
+		}
+	}
+}
+
+// nilEmpty sets every empty slice in v to nil: "[]" in a file means the
+// same as an absent list.
+func nilEmpty(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Field(i).CanSet() {
+				nilEmpty(v.Field(i))
+			}
+		}
+	case reflect.Slice:
+		if v.Len() == 0 {
+			v.Set(reflect.Zero(v.Type()))
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	cases := []struct {
+		name  string
+		edit  func(*Config)
+		paths []string // every problem expected, by key path
+	}{
+		{name: "insecure defaults", edit: func(c *Config) { c.Auth.Insecure = true }},
+		{name: "no token key", edit: func(*Config) {}, paths: []string{"auth"}},
+		{name: "addresses", edit: func(c *Config) {
+			c.Auth.Insecure = true
+			c.RPC.Bind = "x"
+			c.RPC.Advertise = "y"
+			c.HTTP.Bind = "z"
+		}, paths: []string{"http.bind", "rpc.bind", "rpc.advertise"}},
+		{name: "node and backoff", edit: func(c *Config) {
+			c.Auth.Insecure = true
+			c.Node.DefaultDomain = ""
+			c.Node.TCPPort = 70000
+			c.Node.Heartbeat = conf.Duration(1500_000_000)
+			c.Node.HeartbeatMax = 0
+			c.Node.MaxNodes = 0
+			c.Backoff.MaxDelay = 1
+			c.Backoff.Factor = 0.5
+			c.Backoff.Jitter = 2
+		}, paths: []string{"node.default_domain", "node.tcp_port", "node.heartbeat", "node.heartbeat_max", "node.max_nodes",
+			"backoff.max_delay", "backoff.factor", "backoff.jitter"}},
+		{name: "sections", edit: func(c *Config) {
+			c.Auth.Insecure = true
+			c.Online.Refresh = 0
+			c.Redis.Addr = "nope"
+			c.Kafka.Brokers = nil
+			c.Admin.Addr = "x"
+			c.Discovery.Nodes = []string{"http://d:7171"}
+			c.ShutdownTimeout = 0
+		}, paths: []string{"online.refresh", "redis.addr", "kafka.brokers", "admin.addr", "discovery.nodes[0]", "shutdown_timeout"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			c.Host = "logic-test"
+			tc.edit(&c)
+			err := c.Validate()
+			if len(tc.paths) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, conf.ErrInvalid) {
+				t.Fatalf("error %v does not wrap conf.ErrInvalid", err)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tc.paths) {
+				t.Fatalf("%d problems, want %d:\n%v", len(lines), len(tc.paths), err)
+			}
+			for i, p := range tc.paths {
+				if !strings.Contains(lines[i], p) {
+					t.Errorf("problem %d is %q, want it about %s", i, lines[i], p)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,135 @@
+package logic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/logic/dao"
+)
+
+// Connect authenticates a connection's auth body for the comet req.Server
+// and stores its session routing. The key is generated here unless the
+// insecure mode's client named one (goim v2 compatibility). A refused body
+// wraps ErrAuth; a Redis failure fails the connect (the client retries)
+// rather than leave a connection no push can find.
+func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
+	if req.GetServer() == "" {
+		return nil, fmt.Errorf("%w: connect: empty server", ErrInvalidArgument)
+	}
+	id, err := s.auth.Authenticate(req.GetToken())
+	if err != nil {
+		s.metrics.auths.WithLabelValues("rejected").Inc()
+		if s.log.Enabled(ctx, slog.LevelDebug) {
+			s.log.Debug("logic: connect refused", "server", req.GetServer(), "err", err)
+		}
+		return nil, err
+	}
+	key := id.Key
+	if key == "" {
+		key = NewKey()
+	}
+	if err := s.redis.AddSession(ctx, id.Mid, key, req.GetServer()); err != nil {
+		s.metrics.auths.WithLabelValues("error").Inc()
+		s.metrics.redisErrors.WithLabelValues("add_session").Inc()
+		return nil, fmt.Errorf("logic: connect: %w", err)
+	}
+	s.metrics.auths.WithLabelValues("ok").Inc()
+	return &logicpb.ConnectReply{
+		Mid:       id.Mid,
+		Key:       key,
+		RoomID:    id.RoomID,
+		Accepts:   id.Accepts,
+		Heartbeat: s.session,
+	}, nil
+}
+
+// Disconnect removes a connection's routing if it still points at the
+// calling comet; Has reports whether it did.
+func (s *Service) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
+	has, err := s.redis.DelSession(ctx, req.GetMid(), req.GetKey(), req.GetServer())
+	if err != nil {
+		if !errors.Is(err, dao.ErrInvalidArgument) {
+			s.metrics.redisErrors.WithLabelValues("del_session").Inc()
+		}
+		return nil, fmt.Errorf("logic: disconnect: %w", err)
+	}
+	return &logicpb.DisconnectReply{Has: has}, nil
+}
+
+// Heartbeat renews a connection's routing TTLs, re-adding the routing if
+// it was lost (expired, or deleted by Redis restarting empty).
+func (s *Service) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
+	existed, err := s.redis.RenewSession(ctx, req.GetMid(), req.GetKey(), req.GetServer())
+	if err != nil {
+		s.metrics.redisErrors.WithLabelValues("renew_session").Inc()
+		return nil, fmt.Errorf("logic: heartbeat: %w", err)
+	}
+	if !existed {
+		s.log.Debug("logic: heartbeat re-added a lost session", "server", req.GetServer(), "mid", req.GetMid())
+	}
+	return &logicpb.HeartbeatReply{}, nil
+}
+
+// Receive takes an upstream frame a client sent (an op other than auth,
+// heartbeat and room changes). It is counted and, at debug level, logged
+// without its body; nothing else happens to it yet.
+func (s *Service) Receive(ctx context.Context, req *logicpb.ReceiveReq) (*logicpb.ReceiveReply, error) {
+	op := req.GetProto().GetOp()
+	s.metrics.received.WithLabelValues(strconv.FormatInt(int64(op), 10)).Inc()
+	if s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("logic: upstream frame", "mid", req.GetMid(), "op", op, "bytes", len(req.GetProto().GetBody()))
+	}
+	return &logicpb.ReceiveReply{}, nil
+}
+
+// RenewOnline stores a comet's report (its room counts, load and draining
+// state) and answers the cluster-wide counts of the rooms it reported.
+func (s *Service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*logicpb.OnlineReply, error) {
+	server := req.GetServer()
+	if server == "" {
+		return nil, fmt.Errorf("%w: renew online: empty server", ErrInvalidArgument)
+	}
+	err := s.redis.StoreOnline(ctx, server, req.GetRoomCount(), req.GetConnCount(), req.GetIpCount(), req.GetDraining())
+	if err != nil {
+		s.metrics.redisErrors.WithLabelValues("store_online").Inc()
+		return nil, fmt.Errorf("logic: renew online: %w", err)
+	}
+	all := s.online.report(req)
+	s.nodes.reported(server)
+	return &logicpb.OnlineReply{AllRoomCount: all}, nil
+}
+
+// Nodes answers as /goim/nodes/weighted does, for a client of
+// req.Platform at req.ClientIP.
+func (s *rpcService) Nodes(_ context.Context, req *logicpb.NodesReq) (*logicpb.NodesReply, error) {
+	return s.s.Nodes(req.GetPlatform(), req.GetClientIP()), nil
+}
+
+func (s *rpcService) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
+	r, err := s.s.Connect(ctx, req)
+	return r, rpcError(err)
+}
+
+func (s *rpcService) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
+	r, err := s.s.Disconnect(ctx, req)
+	return r, rpcError(err)
+}
+
+func (s *rpcService) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
+	r, err := s.s.Heartbeat(ctx, req)
+	return r, rpcError(err)
+}
+
+func (s *rpcService) Receive(ctx context.Context, req *logicpb.ReceiveReq) (*logicpb.ReceiveReply, error) {
+	r, err := s.s.Receive(ctx, req)
+	return r, rpcError(err)
+}
+
+func (s *rpcService) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*logicpb.OnlineReply, error) {
+	r, err := s.s.RenewOnline(ctx, req)
+	return r, rpcError(err)
+}

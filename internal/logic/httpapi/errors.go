@@ -1,0 +1,38 @@
+package httpapi
+
+// Codes of the response envelope's "code" field (docs/push-api.md). Each
+// goes with one HTTP status, given below; the message says what went wrong.
+const (
+	// CodeOK: the request succeeded (HTTP 200). For a push: Kafka
+	// acknowledged the message.
+	CodeOK = 0
+	// CodeBadRequest: a parameter is missing or malformed, the query
+	// string cannot be parsed, or the body is empty or too large
+	// (HTTP 400). Nothing was published. The message reads
+	// "<param>: <why>".
+	CodeBadRequest = -400
+	// CodeUnauthorized: tokens are configured and the request to a push
+	// or online endpoint has no valid "Authorization: Bearer" header
+	// (HTTP 401, with a WWW-Authenticate challenge).
+	CodeUnauthorized = -401
+	// CodeNotFound: no endpoint has the request's path (HTTP 404).
+	CodeNotFound = -404
+	// CodeMethodNotAllowed: the path exists with another method, named in
+	// the Allow header (HTTP 405).
+	CodeMethodNotAllowed = -405
+	// CodeServerError: the service failed (Kafka or Redis unavailable, a
+	// timeout; HTTP 500, the message is the error's text), logic is
+	// shutting down (HTTP 503), or an internal error (HTTP 500). A failed
+	// push may still have been published to some comets or, after a Kafka
+	// timeout, at all: a retry can deliver twice.
+	CodeServerError = -500
+)
+
+// paramError is a rejected request parameter: "<param>: <why>", the
+// message of a -400 response.
+type paramError struct {
+	param string // query parameter name, "query" or "body"
+	why   string
+}
+
+func (e *paramError) Error() string { return e.param + ": " + e.why }

@@ -1,0 +1,95 @@
+package httpapi
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+)
+
+type getCase struct {
+	name       string
+	svc        *fakeService // nil: an empty one
+	target     string
+	header     []string // name, value pairs
+	wantStatus int
+	wantBody   string
+	wantCall   *call // nil: the service must not be called
+}
+
+func runGetCases(t *testing.T, cfg Config, cases []getCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			svc := tc.svc
+			if svc == nil {
+				svc = &fakeService{}
+			}
+			s, _ := newTestServer(t, cfg, svc)
+			got := serve(t, s.Handler(), http.MethodGet, tc.target, nil, tc.header...)
+			checkResponse(t, got, tc.wantStatus, tc.wantBody)
+			calls := svc.Calls()
+			switch {
+			case tc.wantCall == nil && len(calls) != 0:
+				t.Errorf("service called: %+v", calls)
+			case tc.wantCall != nil && len(calls) != 1:
+				t.Errorf("service calls = %+v, want one %+v", calls, *tc.wantCall)
+			case tc.wantCall != nil && !reflect.DeepEqual(calls[0], *tc.wantCall):
+				t.Errorf("service call:\n got %+v\nwant %+v", calls[0], *tc.wantCall)
+			}
+		})
+	}
+}
+
+func TestOnlineTop(t *testing.T) {
+	const path = "/goim/online/top"
+	top := []RoomCount{{RoomID: "1000", Count: 100}, {RoomID: "2000", Count: 50}, {RoomID: "3000", Count: 1}}
+	runGetCases(t, testConfig(), []getCase{
+		{name: "type missing", target: path + "?limit=10", wantStatus: 400, wantBody: badJSON("type: required")},
+		{name: "type with separator", target: path + "?type=live://&limit=10", wantStatus: 400, wantBody: badJSON(`type: must not contain "://"`)},
+		{name: "limit missing", target: path + "?type=live", wantStatus: 400, wantBody: badJSON("limit: required")},
+		{name: "limit empty", target: path + "?type=live&limit=", wantStatus: 400, wantBody: badJSON("limit: required")},
+		{name: "limit zero", target: path + "?type=live&limit=0", wantStatus: 400, wantBody: badJSON("limit: must be 1..1000, got 0")},
+		{name: "limit negative", target: path + "?type=live&limit=-1", wantStatus: 400, wantBody: badJSON("limit: must be 1..1000, got -1")},
+		{name: "limit over max", target: path + "?type=live&limit=1001", wantStatus: 400, wantBody: badJSON("limit: must be 1..1000, got 1001")},
+		{name: "limit not integer", target: path + "?type=live&limit=ten", wantStatus: 400, wantBody: badJSON(`limit: "ten" is not an integer`)},
+		{name: "limit twice", target: path + "?type=live&limit=1&limit=2", wantStatus: 400, wantBody: badJSON("limit: given 2 times, want once")},
+		{name: "query bad escape", target: path + "?type=%&limit=1", wantStatus: 400, wantBody: badJSON(`query: invalid URL escape "%"`)},
+		{name: "empty is [] not null", target: path + "?type=live&limit=1000", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":[]}`,
+			wantCall: &call{Method: "OnlineTop", Type: "live", Limit: 1000}},
+		{name: "rooms", svc: &fakeService{top: top}, target: path + "?type=live&limit=3", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":[{"room_id":"1000","count":100},{"room_id":"2000","count":50},{"room_id":"3000","count":1}]}`,
+			wantCall: &call{Method: "OnlineTop", Type: "live", Limit: 3}},
+		{name: "at most limit even if the service returns more", svc: &fakeService{top: top}, target: path + "?type=live&limit=1", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":[{"room_id":"1000","count":100}]}`,
+			wantCall: &call{Method: "OnlineTop", Type: "live", Limit: 1}},
+	})
+}
+
+func TestOnlineRoom(t *testing.T) {
+	const path = "/goim/online/room"
+	runGetCases(t, testConfig(), []getCase{
+		{name: "type missing", target: path + "?rooms=1", wantStatus: 400, wantBody: badJSON("type: required")},
+		{name: "rooms missing", target: path + "?type=live", wantStatus: 400,
+			wantBody: badJSON("rooms: required (repeat rooms=... or separate with commas)")},
+		{name: "rooms empty element", target: path + "?type=live&rooms=1&rooms=,2", wantStatus: 400, wantBody: badJSON("rooms: empty value at position 2")},
+		{name: "counts, unknown room 0, sorted keys", svc: &fakeService{rooms: map[string]int32{"1000": 100, "2000": 200, "other": 5}},
+			target: path + "?type=live&rooms=2000,1000&rooms=3000&rooms=1000", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":{"1000":100,"2000":200,"3000":0}}`,
+			wantCall: &call{Method: "OnlineRoom", Type: "live", Rooms: []string{"2000", "1000", "3000"}}},
+		{name: "nil map from the service", target: path + "?type=live&rooms=1", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":{"1":0}}`,
+			wantCall: &call{Method: "OnlineRoom", Type: "live", Rooms: []string{"1"}}},
+	})
+}
+
+func TestOnlineTotal(t *testing.T) {
+	runGetCases(t, testConfig(), []getCase{
+		{name: "zero", target: "/goim/online/total", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":{"conn_count":0,"ip_count":0}}`,
+			wantCall: &call{Method: "OnlineTotal"}},
+		{name: "counts, query ignored", svc: &fakeService{conns: 12345678901, ips: 3}, target: "/goim/online/total?x=%zz", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":{"conn_count":12345678901,"ip_count":3}}`,
+			wantCall: &call{Method: "OnlineTotal"}},
+	})
+}

@@ -1,0 +1,386 @@
+// Package httpapi is logic's HTTP API (docs/push-api.md): push, online
+// counts and the comet nodes clients connect to, served with gin.
+//
+// Routes:
+//
+//	POST /goim/push/keys       ?operation=&keys=        push to connections
+//	POST /goim/push/mids       ?operation=&mids=        push to users
+//	POST /goim/push/room       ?operation=&type=&room=  push to room type://room
+//	POST /goim/push/all        ?operation=&speed=       broadcast
+//	GET  /goim/online/top      ?type=&limit=            busiest rooms of a type
+//	GET  /goim/online/room     ?type=&rooms=            counts of rooms
+//	GET  /goim/online/total                             connections and IPs
+//	GET  /goim/nodes/weighted  ?platform=               where a client connects
+//	GET  /goim/nodes/instances                          comets from discovery
+//	GET  /nodes/instances                               the same
+//
+// Every response is the JSON envelope {"code":N,"message":"...","data":...}
+// with the codes of errors.go. Push bodies are the message, raw bytes of
+// any content type, at most Config.MaxBody bytes; an empty body is
+// rejected (-400: a client would receive an empty frame, which is always a
+// caller's mistake such as sending the message as a form field).
+//
+// A request is checked in this order, the first failure answering:
+// draining (503), bearer token (401), query parameters (400), body (400);
+// only then is the service called. So a rejected request never reads its
+// body, and nothing is published unless every check passed. The push and
+// online endpoints need the token and answer 503 while draining; the nodes
+// endpoints, which clients call to find a comet, are public and keep
+// answering while logic drains. Endpoints without parameters ignore the
+// query string.
+//
+// HEAD is not served: /goim/nodes/weighted has a side effect (it counts the
+// client against the node it returns) and the online endpoints do the full
+// work, so a HEAD gets 405 with "Allow: GET" like any other wrong method.
+// A trailing slash is not redirected: "/goim/push/keys/" is 404.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/goim/goim/internal/conf"
+)
+
+// Deps are the Server's collaborators other than the Service.
+type Deps struct {
+	// Logger receives the access log (debug level), service errors and
+	// panics. Nil discards.
+	Logger *slog.Logger
+	// Registry receives the goim_logic_http_* metrics. Nil means a private
+	// registry nobody scrapes.
+	Registry prometheus.Registerer
+}
+
+// Server is the HTTP API server. Create it with New, then Start it;
+// SetDraining and Shutdown stop it.
+type Server struct {
+	cfg     Config
+	svc     Service
+	log     *slog.Logger
+	metrics *metrics
+	engine  *gin.Engine
+	srv     *http.Server
+	tokens  [][tokenHashLen]byte // SHA-256 of Config.Tokens; empty: no auth
+
+	draining atomic.Bool
+	warns    warnLimiter // service error warnings
+
+	// baseCtx is the parent of every request's context; cancelBase cuts
+	// in-flight service calls short when Shutdown runs out of time.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+
+	mu      sync.Mutex // guards ln, done, started, closed
+	ln      net.Listener
+	done    chan struct{} // closed when the Serve goroutine returns
+	started bool
+	closed  bool
+
+	shutOnce sync.Once
+	shutErr  error
+}
+
+// access says which checks a route's requests pass before its handler.
+type access int
+
+const (
+	// public routes need no token and are served while draining.
+	public access = iota
+	// protected routes need a token (when configured) and answer 503
+	// while draining.
+	protected
+)
+
+// handler serves one request: it writes the whole response and returns
+// the envelope code it wrote.
+type handler func(c *gin.Context) int
+
+// ginModeOnce leaves gin's debug mode once per process: in debug mode gin
+// prints a warning and every route to stdout. gin keeps the mode in a
+// global; it is the only global New touches, and only when it is "debug"
+// (gin's default): a "release" or "test" mode is left as it is.
+var ginModeOnce sync.Once
+
+// New returns a server, not yet listening, serving svc. It validates cfg
+// and registers the metrics on deps.Registry; it fails when cfg is invalid,
+// svc is nil, or the metrics are already registered there.
+func New(cfg Config, svc Service, deps Deps) (*Server, error) {
+	var p conf.Problems
+	cfg.Validate(&p)
+	if err := p.Err(); err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
+	if svc == nil {
+		return nil, errors.New("httpapi: nil Service")
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, svc: svc, log: logger, metrics: m, tokens: hashTokens(cfg.Tokens)}
+	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
+
+	ginModeOnce.Do(func() {
+		if gin.IsDebugging() {
+			gin.SetMode(gin.ReleaseMode)
+		}
+	})
+	e := gin.New()
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	e.UseRawPath = false
+	e.UseEscapedPath = false
+	e.RemoveExtraSlash = false
+	e.TrustedPlatform = ""
+	e.ForwardedByClientIP = true
+	e.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
+	// With no trusted proxy, ClientIP is the peer address and the headers
+	// above are ignored (gin trusts every proxy by default).
+	if err := e.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("httpapi: trusted_proxies: %w", err)
+	}
+	s.engine = e
+
+	s.route(http.MethodPost, "/goim/push/keys", protected, s.pushKeys)
+	s.route(http.MethodPost, "/goim/push/mids", protected, s.pushMids)
+	s.route(http.MethodPost, "/goim/push/room", protected, s.pushRoom)
+	s.route(http.MethodPost, "/goim/push/all", protected, s.pushAll)
+	s.route(http.MethodGet, "/goim/online/top", protected, s.onlineTop)
+	s.route(http.MethodGet, "/goim/online/room", protected, s.onlineRoom)
+	s.route(http.MethodGet, "/goim/online/total", protected, s.onlineTotal)
+	s.route(http.MethodGet, "/goim/nodes/weighted", public, s.nodesWeighted)
+	s.route(http.MethodGet, "/goim/nodes/instances", public, s.nodesInstances)
+	s.route(http.MethodGet, "/nodes/instances", public, s.nodesInstances)
+	e.NoRoute(s.wrap(nil, public, s.notFound))
+	e.NoMethod(s.wrap(nil, public, s.methodNotAllowed))
+
+	s.srv = &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.ReadTimeout.D(),
+		WriteTimeout:      cfg.WriteTimeout.D(),
+		IdleTimeout:       cfg.IdleTimeout.D(),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
+	}
+	return s, nil
+}
+
+// route registers h at method and path with its metrics.
+func (s *Server) route(method, path string, acc access, h handler) {
+	codes := []int{CodeOK, CodeBadRequest, CodeServerError}
+	if acc == protected {
+		codes = append(codes, CodeUnauthorized)
+	}
+	s.engine.Handle(method, path, s.wrap(s.metrics.endpoint(path, codes...), acc, h))
+}
+
+// wrap turns h into a gin handler that runs acc's checks first, recovers a
+// panic, counts the request and writes the access log. m nil means the
+// metrics of the request's path, for the 404 and 405 handlers.
+func (s *Server) wrap(m *endpointMetrics, acc access, h handler) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		code := CodeServerError // what a panic leaves
+		defer s.finish(c, m, start, &code)
+		if acc == protected {
+			if s.draining.Load() {
+				closeAfter(c.Writer)
+				code = s.fail(c, http.StatusServiceUnavailable, CodeServerError, "logic is shutting down")
+				return
+			}
+			if !s.authorized(c.Request) {
+				c.Writer.Header().Set("WWW-Authenticate", `Bearer realm="goim"`)
+				code = s.fail(c, http.StatusUnauthorized, CodeUnauthorized, "missing or invalid bearer token")
+				return
+			}
+		}
+		code = h(c)
+	}
+}
+
+// finish is deferred by every handler: the last-resort panic recovery, the
+// metrics and the access log.
+func (s *Server) finish(c *gin.Context, m *endpointMetrics, start time.Time, code *int) {
+	if r := recover(); r != nil {
+		if r == http.ErrAbortHandler {
+			panic(r) // net/http's way to abort a response; it handles it
+		}
+		s.log.Error("httpapi: panic serving request", "method", c.Request.Method,
+			"path", c.Request.URL.Path, "panic", r, "stack", string(debug.Stack()))
+		if !c.Writer.Written() {
+			closeAfter(c.Writer)
+			writeBody(c.Writer, http.StatusInternalServerError, internalErrorBody)
+		}
+		*code = CodeServerError
+	}
+	d := time.Since(start)
+	if m == nil {
+		m = s.metrics.lookup(c.Request.URL.Path)
+	}
+	m.observe(*code, d)
+	if s.log.Enabled(c.Request.Context(), slog.LevelDebug) {
+		s.log.LogAttrs(c.Request.Context(), slog.LevelDebug, "httpapi: request",
+			slog.String("method", c.Request.Method),
+			slog.String("path", c.Request.URL.Path),
+			slog.Int("status", c.Writer.Status()),
+			slog.Int("code", *code),
+			slog.Duration("latency", d),
+			slog.String("client_ip", c.ClientIP()))
+	}
+}
+
+// fail writes an error envelope and returns its code.
+func (s *Server) fail(c *gin.Context, status, code int, message string) int {
+	body, err := encode(code, message, nil)
+	if err != nil { // a string cannot fail to encode
+		body, code, status = internalErrorBody, CodeServerError, http.StatusInternalServerError
+	}
+	writeBody(c.Writer, status, body)
+	return code
+}
+
+// badRequest answers -400 with err's text, a paramError's "<param>: <why>".
+func (s *Server) badRequest(c *gin.Context, err error) int {
+	return s.fail(c, http.StatusBadRequest, CodeBadRequest, err.Error())
+}
+
+// ok answers code 0 with data, or exactly {"code":0,"message":""} when data
+// is nil.
+func (s *Server) ok(c *gin.Context, data any) int {
+	if data == nil {
+		writeBody(c.Writer, http.StatusOK, okBody)
+		return CodeOK
+	}
+	body, err := encode(CodeOK, "", data)
+	if err != nil {
+		s.log.Error("httpapi: encode response", "path", c.Request.URL.Path, "err", err)
+		writeBody(c.Writer, http.StatusInternalServerError, internalErrorBody)
+		return CodeServerError
+	}
+	writeBody(c.Writer, http.StatusOK, body)
+	return CodeOK
+}
+
+func (s *Server) notFound(c *gin.Context) int {
+	return s.fail(c, http.StatusNotFound, CodeNotFound,
+		"no such endpoint: "+c.Request.Method+" "+c.Request.URL.Path)
+}
+
+// methodNotAllowed answers a known path with the wrong method; gin has set
+// the Allow header.
+func (s *Server) methodNotAllowed(c *gin.Context) int {
+	allow := c.Writer.Header().Get("Allow")
+	return s.fail(c, http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+		"method "+c.Request.Method+" not allowed on "+c.Request.URL.Path+"; use "+strings.ReplaceAll(allow, ", ", " or "))
+}
+
+// Handler returns the API's handler, for tests and benchmarks that skip
+// the listener. Its requests still pass every check, metric and log.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Start opens the listener on Config.Bind and serves on a goroutine that
+// Shutdown stops. It fails if the address cannot be bound, if called
+// twice, or after Shutdown.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+		return errors.New("httpapi: Start after Shutdown")
+	case s.started:
+		return errors.New("httpapi: already started")
+	}
+	ln, err := net.Listen("tcp", s.cfg.Bind)
+	if err != nil {
+		return fmt.Errorf("httpapi: %w", err)
+	}
+	s.started, s.ln, s.done = true, ln, make(chan struct{})
+	s.log.Info("httpapi listening", "addr", ln.Addr().String(), "auth", len(s.tokens) > 0)
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("httpapi: server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr returns the address the server listens on, with the actual port
+// when Config.Bind had port 0, or "" before Start.
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// SetDraining makes the push and online endpoints answer HTTP 503
+// {"code":-500,"message":"logic is shutting down"} from now on, closing the
+// connection so that keep-alive callers reconnect, through their load
+// balancer, to another logic. The nodes endpoints keep answering. Requests
+// already past the check complete. Call it before Shutdown, leaving load
+// balancers time to notice; it cannot be undone.
+func (s *Server) SetDraining() {
+	if !s.draining.Swap(true) {
+		s.log.Info("httpapi draining")
+	}
+}
+
+// Shutdown stops the server: it closes the listener at once, waits for
+// in-flight requests (a push waits for its Kafka acknowledgement) and
+// closes idle connections. If ctx ends first it cancels the contexts of the
+// requests still running, closes every connection, waits for the Serve
+// goroutine and returns ctx's error; those handlers return when their
+// service call does. It is idempotent: later calls wait for the first one
+// and return its result. It may be called without Start.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		started, done := s.started, s.done
+		s.mu.Unlock()
+		if !started {
+			s.cancelBase()
+			return
+		}
+		err := s.srv.Shutdown(ctx)
+		if err != nil {
+			s.cancelBase()
+			_ = s.srv.Close() // its error is the listener's, already closed
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+		}
+		s.cancelBase()
+		<-done
+		s.shutErr = err
+		s.log.Info("httpapi stopped", "err", err)
+	})
+	return s.shutErr
+}

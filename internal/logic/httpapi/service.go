@@ -1,0 +1,48 @@
+package httpapi
+
+import (
+	"context"
+
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/discovery"
+)
+
+// Service is what the HTTP API serves; logic's service implements it. The
+// API parses and validates every parameter before calling it, so a call
+// always has well-formed arguments (op > 0, at least one non-empty key or
+// mid > 0, room "type://id").
+type Service interface {
+	// PushKeys publishes msg to the connections keys. Keys with no
+	// session are skipped. An error means nothing or only part was
+	// published: the API answers -500 with it.
+	PushKeys(ctx context.Context, op int32, keys []string, msg []byte) error
+	// PushMids publishes msg to every connection of the users mids.
+	PushMids(ctx context.Context, op int32, mids []int64, msg []byte) error
+	// PushRoom publishes msg to room ("type://id").
+	PushRoom(ctx context.Context, op int32, room string, msg []byte) error
+	// PushAll publishes msg to every connection that accepts op, paced at
+	// speed connections per second for the whole cluster (0: unpaced).
+	PushAll(ctx context.Context, op, speed int32, msg []byte) error
+
+	// OnlineTop returns at most limit rooms of type typ, highest count
+	// first; RoomID is the id without the "type://" prefix.
+	OnlineTop(typ string, limit int) []RoomCount
+	// OnlineRoom returns the count of each room (ids without the prefix);
+	// an unknown room counts 0.
+	OnlineRoom(typ string, rooms []string) map[string]int32
+	// OnlineTotal sums the connections and distinct IPs of live comets.
+	OnlineTotal() (connCount, ipCount int64)
+
+	// Nodes answers /goim/nodes/weighted for a client of platform at
+	// clientIP. Never nil.
+	Nodes(platform, clientIP string) *logicpb.NodesReply
+	// Instances lists the comet instances, metadata reflecting their
+	// latest reports. Never nil.
+	Instances() []discovery.Instance
+}
+
+// RoomCount is one element of /goim/online/top.
+type RoomCount struct {
+	RoomID string `json:"room_id"`
+	Count  int32  `json:"count"`
+}

@@ -1,0 +1,54 @@
+package logic
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are logic's own Prometheus series (the HTTP API and the gRPC
+// server register theirs), on the registry given to New.
+type metrics struct {
+	auths         *prometheus.CounterVec   // Connect results: ok, rejected, error
+	publish       *prometheus.HistogramVec // Kafka produce latency by push type and result
+	redisErrors   *prometheus.CounterVec   // failed Redis operations by operation
+	received      *prometheus.CounterVec   // upstream frames by op
+	onlineComets  prometheus.GaugeFunc     // comets with a live report
+	refreshErrors prometheus.Counter       // failed refreshes of the online totals
+}
+
+func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, error) {
+	m := &metrics{
+		auths: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "auths_total",
+			Help: "Connect calls by result: ok, rejected (bad or missing token), error (Redis).",
+		}, []string{"result"}),
+		publish: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "publish_duration_seconds",
+			Help:    "Kafka produce latency (until every in-sync replica acknowledged), by push type and result.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"type", "result"}),
+		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "redis_errors_total",
+			Help: "Failed Redis operations by operation.",
+		}, []string{"op"}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "received_total",
+			Help: "Upstream client frames comets forwarded (Receive), by op.",
+		}, []string{"op"}),
+		onlineComets: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "online_comets",
+			Help: "Comets whose online report is live (reported within redis.online_ttl).",
+		}, comets),
+		refreshErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "online_refresh_errors_total",
+			Help: "Refreshes of the online totals that failed (the previous totals stay).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.auths, m.publish, m.redisErrors, m.received, m.onlineComets, m.refreshErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("logic: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

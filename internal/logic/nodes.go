@@ -1,0 +1,223 @@
+package logic
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/discovery"
+)
+
+// AppComet and AppLogic are the discovery app ids (DESIGN.md §3).
+const (
+	AppComet = "goim.comet"
+	AppLogic = "goim.logic"
+)
+
+// defaultWeight is a comet's weight when its metadata has none.
+const defaultWeight = 10
+
+// balancer orders comets for /goim/nodes/weighted: least loaded relative
+// to its weight first. Between two reports of a comet it counts the
+// clients it has sent there, so a burst of clients spreads over the comets
+// in proportion to their weights instead of all going to the one that was
+// emptiest at the last report.
+type balancer struct {
+	mu       sync.Mutex
+	assigned map[string]int64 // clients sent to a comet since its last report; guarded by mu
+}
+
+func newBalancer() *balancer { return &balancer{assigned: map[string]int64{}} }
+
+// reported forgets what was sent to server: its report counts them now.
+func (b *balancer) reported(server string) {
+	b.mu.Lock()
+	delete(b.assigned, server)
+	b.mu.Unlock()
+}
+
+// reset forgets every assignment (after a refresh from Redis).
+func (b *balancer) reset() {
+	b.mu.Lock()
+	clear(b.assigned)
+	b.mu.Unlock()
+}
+
+// candidate is a comet a client may be sent to.
+type candidate struct {
+	host   string
+	addrs  []string // public addresses, no port
+	weight int64
+	conns  int64
+}
+
+// order sorts cands best first and counts one client for the first.
+func (b *balancer) order(cands []candidate) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	load := func(c candidate) float64 { return float64(c.conns+b.assigned[c.host]) / float64(c.weight) }
+	slices.SortFunc(cands, func(x, y candidate) int {
+		if c := cmp.Compare(load(x), load(y)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(y.weight, x.weight); c != 0 {
+			return c
+		}
+		return strings.Compare(x.host, y.host)
+	})
+	if len(cands) > 0 {
+		b.assigned[cands[0].host]++
+	}
+}
+
+// cometInfo is what logic knows of one comet: its discovery instance (Hostname
+// only, without discovery) and its latest report, if live.
+type cometInfo struct {
+	ins      discovery.Instance
+	conns    int64
+	ips      int64
+	draining bool
+	weight   int64
+	addrs    []string
+}
+
+// cometView lists the comets: from discovery when configured (membership
+// and addresses), overlaid with the live reports (load and draining state,
+// fresher than discovery's metadata). Without discovery the comets are
+// those with a live report. A metadata field that is missing or does not
+// parse takes its default (weight 10, online, 0 connections) rather than
+// excluding the comet.
+func (s *Service) cometView() []cometInfo {
+	var out []cometInfo
+	if s.comets != nil {
+		for _, ins := range s.comets() {
+			md := ins.Metadata
+			c := cometInfo{
+				ins:      ins,
+				weight:   parsePositive(md["weight"], defaultWeight),
+				conns:    parsePositive(md["conn_count"], 0),
+				ips:      parsePositive(md["ip_count"], 0),
+				draining: md["offline"] == "true",
+				addrs:    splitAddrs(md["addrs"]),
+			}
+			if r, ok := s.online.get(ins.Hostname); ok {
+				c.conns, c.ips, c.draining = r.ConnCount, r.IPCount, r.Draining
+			}
+			out = append(out, c)
+		}
+		return out
+	}
+	for _, r := range s.online.reports() {
+		out = append(out, cometInfo{
+			ins:      discovery.Instance{AppID: AppComet, Hostname: r.Server},
+			weight:   defaultWeight,
+			conns:    r.ConnCount,
+			ips:      r.IPCount,
+			draining: r.Draining,
+		})
+	}
+	return out
+}
+
+// Nodes answers /goim/nodes/weighted (and the Nodes RPC): where a client
+// of platform should connect, best first, at most node.max_nodes entries.
+// Draining comets are left out. A "web" client gets "<host><host_domain>"
+// names when node.host_domain is set; other platforms, and web without a
+// host domain, get the comets' public addresses. With no entry, the answer
+// is node.default_domain. clientIP is accepted for region-aware selection
+// later; it does not change the answer yet.
+func (s *Service) Nodes(platform, _ string) *logicpb.NodesReply {
+	n := s.cfg.Node
+	var cands []candidate
+	for _, c := range s.cometView() {
+		if !c.draining {
+			cands = append(cands, candidate{host: c.ins.Hostname, addrs: c.addrs, weight: c.weight, conns: c.conns})
+		}
+	}
+	s.nodes.order(cands)
+	var nodes []string
+	for _, c := range cands {
+		entries := c.addrs
+		if platform == "web" && n.HostDomain != "" {
+			entries = []string{c.host + n.HostDomain}
+		}
+		for _, e := range entries {
+			if len(nodes) < n.MaxNodes && !slices.Contains(nodes, e) {
+				nodes = append(nodes, e)
+			}
+		}
+	}
+	if len(nodes) == 0 {
+		nodes = []string{n.DefaultDomain}
+	}
+	b := s.cfg.Backoff
+	return &logicpb.NodesReply{
+		Domain:       n.DefaultDomain,
+		TcpPort:      int32(n.TCPPort),
+		WsPort:       int32(n.WSPort),
+		WssPort:      int32(n.WSSPort),
+		Heartbeat:    int32(n.Heartbeat.D().Seconds()),
+		HeartbeatMax: int32(n.HeartbeatMax),
+		Nodes:        nodes,
+		Backoff: &logicpb.Backoff{
+			MaxDelay:  int32(b.MaxDelay),
+			BaseDelay: int32(b.BaseDelay),
+			Factor:    float32(b.Factor),
+			Jitter:    float32(b.Jitter),
+		},
+	}
+}
+
+// Instances answers /goim/nodes/instances: the comets from discovery, with
+// conn_count, ip_count and offline taken from their latest reports when
+// they have one. Without discovery it lists the comets with a live report
+// (hostname and metadata only).
+func (s *Service) Instances() []discovery.Instance {
+	view := s.cometView()
+	out := make([]discovery.Instance, 0, len(view))
+	for _, c := range view {
+		ins := c.ins
+		md := make(map[string]string, len(ins.Metadata)+5)
+		maps.Copy(md, ins.Metadata)
+		md["conn_count"] = strconv.FormatInt(c.conns, 10)
+		md["ip_count"] = strconv.FormatInt(c.ips, 10)
+		md["offline"] = strconv.FormatBool(c.draining)
+		if _, ok := md["weight"]; !ok {
+			md["weight"] = strconv.FormatInt(c.weight, 10)
+		}
+		if _, ok := md["addrs"]; !ok {
+			md["addrs"] = ""
+		}
+		ins.Metadata = md
+		if ins.Addrs == nil {
+			ins.Addrs = []string{}
+		}
+		out = append(out, ins)
+	}
+	return out
+}
+
+// parsePositive parses a decimal metadata value; missing, malformed or
+// negative (or zero, when def > 0) values give def.
+func parsePositive(v string, def int64) int64 {
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 || (n == 0 && def > 0) {
+		return def
+	}
+	return n
+}
+
+// splitAddrs splits the comma-separated addrs metadata.
+func splitAddrs(v string) []string {
+	var out []string
+	for a := range strings.SplitSeq(v, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}

@@ -1,0 +1,165 @@
+package logic
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/logic/dao"
+	"github.com/goim/goim/internal/logic/httpapi"
+)
+
+func TestOnlineTotals(t *testing.T) {
+	o := newOnline(time.Minute)
+	now := time.Now()
+	o.replace(map[string]dao.OnlineReport{
+		"a": {Server: "a", Rooms: map[string]int32{"live://1": 5, "live://2": 1, "chat://1": 9}, ConnCount: 15, IPCount: 10, Updated: now},
+		"b": {Server: "b", Rooms: map[string]int32{"live://1": 2, "live://3": 1, "bad": 4}, ConnCount: 7, IPCount: 7, Draining: true, Updated: now},
+	})
+	if got, want := o.top("live", 10), []httpapi.RoomCount{{RoomID: "1", Count: 7}, {RoomID: "2", Count: 1}, {RoomID: "3", Count: 1}}; !slices.Equal(got, want) {
+		t.Fatalf("top = %v, want %v", got, want)
+	}
+	if got := o.top("live", 1); len(got) != 1 || got[0].RoomID != "1" {
+		t.Fatalf("top limit 1 = %v", got)
+	}
+	if got := o.top("liv", 10); len(got) != 0 { // exact type match, not a prefix (goim v2's R8)
+		t.Fatalf("top of a type prefix = %v", got)
+	}
+	if got := o.room("live", []string{"1", "9"}); !maps.Equal(got, map[string]int32{"1": 7, "9": 0}) {
+		t.Fatalf("room = %v", got)
+	}
+	if c, i := o.total(); c != 22 || i != 17 { // draining comets' clients still count
+		t.Fatalf("total = %d, %d", c, i)
+	}
+
+	// A report received directly: this comet's share is replaced in the
+	// counts answered, and its load applies at once.
+	all := o.report(&logicpb.OnlineReq{Server: "a", RoomCount: map[string]int32{"live://1": 1, "live://4": 2, "live://5": 0}, ConnCount: 3})
+	if want := map[string]int32{"live://1": 3, "live://4": 2}; !maps.Equal(all, want) {
+		t.Fatalf("report answer = %v, want %v", all, want)
+	}
+	if c, _ := o.total(); c != 10 {
+		t.Fatalf("total after report = %d, want 10", c)
+	}
+	// A refresh read before that report does not undo it.
+	o.replace(map[string]dao.OnlineReport{"a": {Server: "a", ConnCount: 15, Updated: now}})
+	if r, _ := o.get("a"); r.ConnCount != 3 {
+		t.Fatalf("refresh replaced a newer report: %+v", r)
+	}
+	// Reports past the TTL go when a refresh fails.
+	o.expire(time.Now().Add(2 * time.Minute))
+	if o.count() != 0 {
+		t.Fatalf("%d reports survive expiry", o.count())
+	}
+}
+
+// TestBalancerSpreadsByWeight: between reports, clients are spread in
+// proportion to the comets' weights, never all to one.
+func TestBalancerSpreadsByWeight(t *testing.T) {
+	b := newBalancer()
+	first := map[string]int{}
+	for range 600 {
+		c := []candidate{{host: "a", weight: 10}, {host: "b", weight: 30}, {host: "c", weight: 10, conns: 100}}
+		b.order(c)
+		first[c[0].host]++
+	}
+	// c starts 100 connections behind; a and b fill up 1:3 until c's load
+	// is reached, then all three share 1:3:1.
+	if first["a"] != 140 || first["b"] != 420 || first["c"] != 40 {
+		t.Fatalf("first choices %v", first)
+	}
+	t.Logf("first choices %v", first)
+	b.reset()
+	c := []candidate{{host: "a", weight: 10, conns: 5}, {host: "b", weight: 10, conns: 1}}
+	b.order(c)
+	if c[0].host != "b" {
+		t.Fatalf("after reset, least loaded first: %v", c)
+	}
+}
+
+func TestParsePositive(t *testing.T) {
+	cases := []struct {
+		in   string
+		def  int64
+		want int64
+	}{
+		{in: "", def: 10, want: 10},
+		{in: "x", def: 10, want: 10},
+		{in: "-3", def: 10, want: 10},
+		{in: "0", def: 10, want: 10},
+		{in: "0", def: 0, want: 0},
+		{in: " 25 ", def: 10, want: 25},
+	}
+	for _, tc := range cases {
+		if got := parsePositive(tc.in, tc.def); got != tc.want {
+			t.Errorf("parsePositive(%q, %d) = %d, want %d", tc.in, tc.def, got, tc.want)
+		}
+	}
+	if got := splitAddrs(" 1.2.3.4, ,5.6.7.8,"); !slices.Equal(got, []string{"1.2.3.4", "5.6.7.8"}) {
+		t.Errorf("splitAddrs = %v", got)
+	}
+}
+
+// TestNodes covers the nodes answer from discovery instances and reports:
+// missing metadata takes defaults, draining comets are left out, web
+// clients get host names with a host domain, and the list is capped.
+func TestNodes(t *testing.T) {
+	cfg := Default()
+	cfg.Node.MaxNodes = 3
+	s := &Service{cfg: cfg, online: newOnline(time.Minute), nodes: newBalancer()}
+	ins := []discovery.Instance{
+		{Hostname: "c1", Metadata: map[string]string{"addrs": "10.0.0.1,10.0.0.2", "weight": "10", "conn_count": "0"}},
+		{Hostname: "c2", Metadata: map[string]string{"addrs": "10.0.0.3"}}, // no weight, no counts: defaults
+		{Hostname: "c3", Metadata: map[string]string{"addrs": "10.0.0.4", "offline": "true"}},
+		{Hostname: "c4", Metadata: map[string]string{"addrs": "10.0.0.5"}},
+	}
+	s.comets = func() []discovery.Instance { return ins }
+	// c4 reports draining (fresher than its metadata); c2 is busy.
+	s.online.report(&logicpb.OnlineReq{Server: "c4", Draining: true})
+	s.online.report(&logicpb.OnlineReq{Server: "c2", ConnCount: 50})
+	r := s.Nodes("ios", "")
+	if want := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}; !slices.Equal(r.Nodes, want) {
+		t.Fatalf("nodes %v, want %v", r.Nodes, want)
+	}
+	if r.Domain != "127.0.0.1" || r.TcpPort != 3101 || r.WsPort != 3102 || r.WssPort != 3103 || r.Heartbeat != 30 || r.HeartbeatMax != 3 ||
+		r.Backoff.MaxDelay != 300 || r.Backoff.BaseDelay != 3 || r.Backoff.Factor != 1.8 || r.Backoff.Jitter != 0.3 {
+		t.Fatalf("reply %+v", r)
+	}
+	s.cfg.Node.HostDomain = ".goim.io"
+	if r := s.Nodes("web", ""); !slices.Contains(r.Nodes, "c1.goim.io") || !slices.Contains(r.Nodes, "c2.goim.io") || len(r.Nodes) != 2 {
+		t.Fatalf("web nodes %v", r.Nodes)
+	}
+	got := s.Instances()
+	if len(got) != 4 || got[1].Metadata["weight"] != "10" || got[1].Metadata["conn_count"] != "50" || got[3].Metadata["offline"] != "true" {
+		t.Fatalf("instances %+v", got)
+	}
+	// Nothing available: the default domain.
+	ins = nil
+	if r := s.Nodes("ios", ""); !slices.Equal(r.Nodes, []string{"127.0.0.1"}) {
+		t.Fatalf("no comets: %v", r.Nodes)
+	}
+}
+
+// TestNodesWithoutDiscovery: comets known only from reports have no
+// addresses; web clients still get host names with a host domain.
+func TestNodesWithoutDiscovery(t *testing.T) {
+	cfg := Default()
+	cfg.Node.HostDomain = ".example.com"
+	s := &Service{cfg: cfg, online: newOnline(time.Minute), nodes: newBalancer()}
+	for i := range 3 {
+		s.online.report(&logicpb.OnlineReq{Server: fmt.Sprintf("c%d", i), ConnCount: int64(i), Draining: i == 0})
+	}
+	if r := s.Nodes("web", ""); !slices.Equal(r.Nodes, []string{"c1.example.com", "c2.example.com"}) {
+		t.Fatalf("web nodes %v", r.Nodes)
+	}
+	if r := s.Nodes("android", ""); !slices.Equal(r.Nodes, []string{"127.0.0.1"}) {
+		t.Fatalf("android nodes %v", r.Nodes)
+	}
+	if got := s.Instances(); len(got) != 3 || got[0].AppID != AppComet || got[0].Metadata["offline"] != "true" {
+		t.Fatalf("instances %+v", got)
+	}
+}

@@ -1,0 +1,96 @@
+package logic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	logicpb "github.com/goim/goim/api/logic"
+)
+
+// PushKeys publishes msg to the connections keys: one PushMsg per comet
+// that holds some of them (the session routing in Redis says which). Keys
+// with no session are skipped: the push succeeds with nothing to send for
+// them, as in goim v2.
+func (s *Service) PushKeys(ctx context.Context, op int32, keys []string, msg []byte) error {
+	servers, err := s.redis.ServersByKeys(ctx, keys)
+	if err != nil {
+		s.metrics.redisErrors.WithLabelValues("servers_by_keys").Inc()
+		return fmt.Errorf("logic: push keys: %w", err)
+	}
+	return s.pushServers(ctx, op, servers, msg)
+}
+
+// PushMids publishes msg to every connection of the users mids, one
+// PushMsg per comet.
+func (s *Service) PushMids(ctx context.Context, op int32, mids []int64, msg []byte) error {
+	servers, err := s.redis.KeysByMids(ctx, mids)
+	if err != nil {
+		s.metrics.redisErrors.WithLabelValues("keys_by_mids").Inc()
+		return fmt.Errorf("logic: push mids: %w", err)
+	}
+	return s.pushServers(ctx, op, servers, msg)
+}
+
+// PushRoom publishes msg to room ("type://id"); the room is the Kafka key,
+// so one room's pushes stay in order.
+func (s *Service) PushRoom(ctx context.Context, op int32, room string, msg []byte) error {
+	return s.publish(ctx, &logicpb.PushMsg{Type: logicpb.PushMsg_ROOM, Operation: op, Room: room, Msg: msg})
+}
+
+// PushAll publishes msg to every connection that accepts op, paced at
+// speed connections per second across the cluster (0: unpaced).
+func (s *Service) PushAll(ctx context.Context, op, speed int32, msg []byte) error {
+	return s.publish(ctx, &logicpb.PushMsg{Type: logicpb.PushMsg_BROADCAST, Operation: op, Speed: speed, Msg: msg})
+}
+
+// pushServers publishes one PushMsg per comet, concurrently when there are
+// several. Every PushMsg gets its own msg_id. If some fail, the error names
+// them; the others are published (a retry by the caller repeats those).
+func (s *Service) pushServers(ctx context.Context, op int32, servers map[string][]string, msg []byte) error {
+	names := make([]string, 0, len(servers))
+	for server := range servers {
+		names = append(names, server)
+	}
+	slices.Sort(names)
+	one := func(server string) error {
+		return s.publish(ctx, &logicpb.PushMsg{Type: logicpb.PushMsg_PUSH, Operation: op, Server: server, Keys: servers[server], Msg: msg})
+	}
+	if len(names) == 1 {
+		return one(names[0])
+	}
+	errs := make([]error, len(names))
+	var wg sync.WaitGroup
+	for i, server := range names {
+		wg.Go(func() { errs[i] = one(server) })
+	}
+	wg.Wait()
+	failed := 0
+	for _, err := range errs {
+		if err != nil {
+			failed++
+		}
+	}
+	if failed == 0 {
+		return nil
+	}
+	return fmt.Errorf("logic: %d of %d comets' pushes failed: %w", failed, len(names), errors.Join(errs...))
+}
+
+// publish sends one PushMsg to Kafka and records its latency.
+func (s *Service) publish(ctx context.Context, pm *logicpb.PushMsg) error {
+	start := time.Now()
+	err := s.kafka.Publish(ctx, pm)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.metrics.publish.WithLabelValues(pm.GetType().String(), result).Observe(time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("logic: publish: %w", err)
+	}
+	return nil
+}

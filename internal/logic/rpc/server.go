@@ -1,0 +1,75 @@
+// Package rpc builds the gRPC server logic serves goim.logic.Logic on:
+// keepalive that accepts comets' pings, message limits, a per-method
+// request counter and a last-resort panic guard. The service itself is
+// logic's (internal/logic); its errors already carry gRPC codes.
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path"
+	"runtime/debug"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding/gzip" // comets may compress RenewOnline, as goim v2's did
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+)
+
+// Limits and keepalive. Comets ping every 30 s even without calls in
+// flight; the server allows pings down to MinPing (goim v2's servers
+// refused their own clients' pings and sent GOAWAY: goim-v2.md §9 R16).
+const (
+	MinPing     = 10 * time.Second
+	MaxRecvSize = 16 << 20 // a RenewOnline of a comet with many rooms
+	pingEvery   = time.Minute
+	pingTimeout = 20 * time.Second
+)
+
+// the gzip import registers the gzip codec.
+var _ = gzip.Name
+
+// NewServer returns a gRPC server with logic's options. Its metrics are
+// registered on reg; panics in handlers are logged and answered Internal.
+func NewServer(reg prometheus.Registerer, logger *slog.Logger) (*grpc.Server, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "goim", Subsystem: "logic", Name: "rpc_requests_total",
+		Help: "gRPC calls comets made, by method and status code.",
+	}, []string{"method", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "goim", Subsystem: "logic", Name: "rpc_duration_seconds",
+		Help:    "gRPC call latency by method.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"method"})
+	for _, c := range []prometheus.Collector{calls, latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("logic: rpc: register metrics: %w", err)
+		}
+	}
+	intercept := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		start := time.Now()
+		method := path.Base(info.FullMethod)
+		defer func() {
+			if p := recover(); p != nil {
+				logger.Error("logic: rpc handler panicked", "method", method, "panic", p, "stack", string(debug.Stack()))
+				resp, err = nil, status.Error(codes.Internal, "internal error")
+			}
+			calls.WithLabelValues(method, status.Code(err).String()).Inc()
+			latency.WithLabelValues(method).Observe(time.Since(start).Seconds())
+		}()
+		return handler(ctx, req)
+	}
+	return grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxRecvSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinPing, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: pingEvery, Timeout: pingTimeout}),
+		grpc.UnaryInterceptor(intercept),
+	), nil
+}

@@ -1,0 +1,242 @@
+package logic
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/testkit"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func TestConnect(t *testing.T) {
+	e := startLogic(t, nil)
+	r := e.connect("comet-a", 1001, "live://1000")
+	if r.Mid != 1001 || !uuidRE.MatchString(r.Key) || r.RoomID != "live://1000" || !slices.Equal(r.Accepts, []int32{1000}) {
+		t.Fatalf("reply %+v", r)
+	}
+	if want := int64(90 * time.Second); r.Heartbeat != want {
+		t.Fatalf("heartbeat %d ns, want %d (30s x 3)", r.Heartbeat, want)
+	}
+	if got := e.rget("key_" + r.Key); got != "comet-a" {
+		t.Fatalf("key_%s = %q, want comet-a", r.Key, got)
+	}
+	// A second connection of the same user gets another key.
+	if r2 := e.connect("comet-b", 1001, ""); r2.Key == r.Key {
+		t.Fatal("two connections got the same key")
+	}
+	if got := testutil.ToFloat64(e.srv.svc.metrics.auths.WithLabelValues("ok")); got != 2 {
+		t.Fatalf("auths ok = %v, want 2", got)
+	}
+}
+
+func TestConnectRefused(t *testing.T) {
+	e := startLogic(t, nil)
+	forged := token(t, 7)
+	forged = forged[:len(forged)-2] + "xx"
+	cases := []struct {
+		name string
+		req  *logicpb.ConnectReq
+		code codes.Code
+	}{
+		{name: "forged signature", req: &logicpb.ConnectReq{Server: "c", Token: authBody(forged, "")}, code: codes.Unauthenticated},
+		{name: "no token", req: &logicpb.ConnectReq{Server: "c", Token: []byte(`{"mid":7,"key":"k"}`)}, code: codes.Unauthenticated},
+		{name: "not json", req: &logicpb.ConnectReq{Server: "c", Token: []byte(`{`)}, code: codes.Unauthenticated},
+		{name: "room not allowed", req: &logicpb.ConnectReq{Server: "c", Token: authBody(token(t, 7, "live://1"), "live://2")}, code: codes.Unauthenticated},
+		{name: "no server", req: &logicpb.ConnectReq{Token: authBody(token(t, 7), "")}, code: codes.InvalidArgument},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.rpc.Connect(context.Background(), tc.req)
+			if status.Code(err) != tc.code {
+				t.Fatalf("error %v, want code %v", err, tc.code)
+			}
+		})
+	}
+}
+
+// TestConnectIgnoresClaimedKey: with signed tokens a client cannot take
+// over another connection's key by naming it.
+func TestConnectIgnoresClaimedKey(t *testing.T) {
+	e := startLogic(t, nil)
+	victim := e.connect("comet-a", 1, "")
+	body := fmt.Sprintf(`{"token":%q,"key":%q}`, token(t, 2), victim.Key)
+	r, err := e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: "comet-evil", Token: []byte(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Key == victim.Key || r.Mid != 2 {
+		t.Fatalf("attacker got key %q mid %d", r.Key, r.Mid)
+	}
+	if got := e.rget("key_" + victim.Key); got != "comet-a" {
+		t.Fatalf("victim's routing now points at %q", got)
+	}
+}
+
+func TestConnectInsecureKeepsV2Fields(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Auth = AuthConfig{Insecure: true} })
+	r, err := e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: "comet-a",
+		Token: []byte(`{"mid":42,"key":"k-42","room_id":"live://9","platform":"ios","accepts":[1,2]}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Mid != 42 || r.Key != "k-42" || r.RoomID != "live://9" || !slices.Equal(r.Accepts, []int32{1, 2}) {
+		t.Fatalf("reply %+v", r)
+	}
+	// No key: logic generates one.
+	r, err = e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: "comet-a", Token: []byte(`{"mid":43}`)})
+	if err != nil || !uuidRE.MatchString(r.GetKey()) {
+		t.Fatalf("reply %+v, %v", r, err)
+	}
+}
+
+// TestDisconnectOnlyOwnSession: a late Disconnect from the comet a key has
+// left does not erase the routing its new connection wrote.
+func TestDisconnectOnlyOwnSession(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Auth = AuthConfig{Insecure: true} })
+	for _, server := range []string{"comet-a", "comet-b"} {
+		if _, err := e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: server, Token: []byte(`{"mid":5,"key":"k5"}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := e.rpc.Disconnect(context.Background(), &logicpb.DisconnectReq{Mid: 5, Key: "k5", Server: "comet-a"})
+	if err != nil || r.Has {
+		t.Fatalf("stale disconnect: %+v, %v", r, err)
+	}
+	if got := e.rget("key_k5"); got != "comet-b" {
+		t.Fatalf("key_k5 = %q after a stale disconnect, want comet-b", got)
+	}
+	r, err = e.rpc.Disconnect(context.Background(), &logicpb.DisconnectReq{Mid: 5, Key: "k5", Server: "comet-b"})
+	if err != nil || !r.Has {
+		t.Fatalf("disconnect: %+v, %v", r, err)
+	}
+	if got := e.rget("key_k5"); got != "" {
+		t.Fatalf("key_k5 = %q after disconnect", got)
+	}
+	if _, err := e.rpc.Disconnect(context.Background(), &logicpb.DisconnectReq{Mid: 5, Server: "comet-b"}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("disconnect without key: %v", err)
+	}
+}
+
+func TestHeartbeatReAddsLostSession(t *testing.T) {
+	e := startLogic(t, nil)
+	r := e.connect("comet-a", 9, "")
+	if _, err := e.redis.Do("DEL", e.prefix+"key_"+r.Key, e.prefix+"mid_9"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rpc.Heartbeat(context.Background(), &logicpb.HeartbeatReq{Mid: 9, Key: r.Key, Server: "comet-a"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.rget("key_" + r.Key); got != "comet-a" {
+		t.Fatalf("key_ = %q after heartbeat", got)
+	}
+}
+
+func TestReceiveCounted(t *testing.T) {
+	e := startLogic(t, nil)
+	_, err := e.rpc.Receive(context.Background(), &logicpb.ReceiveReq{Mid: 1, Proto: &protocol.Proto{Op: 1000, Body: []byte("hi")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(e.srv.svc.metrics.received.WithLabelValues("1000")); got != 1 {
+		t.Fatalf("received{op=1000} = %v", got)
+	}
+}
+
+func TestConnectRedisDown(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Redis.Addr = testkit.FreeAddr(t) })
+	_, err := e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: "c", Token: authBody(token(t, 1), "")})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("Connect with Redis down: %v, want Unavailable", err)
+	}
+	if e.srv.Ready() == nil {
+		t.Fatal("Ready with Redis down")
+	}
+}
+
+func TestPushKeysAndMids(t *testing.T) {
+	e := startLogic(t, nil)
+	a1 := e.connect("comet-a", 1, "")
+	a2 := e.connect("comet-a", 2, "")
+	b2 := e.connect("comet-b", 2, "")
+	body := []byte{0, 1, 2, 'x', 0xff}
+	e.expect("POST", "/goim/push/keys?operation=1000&keys="+a1.Key+","+b2.Key+"&keys=gone", body, 200, `{"code":0,"message":""}`)
+	got := e.pushed(2)
+	want := []struct {
+		server string
+		keys   []string
+	}{{"comet-a", []string{a1.Key}}, {"comet-b", []string{b2.Key}}}
+	for i, w := range want {
+		m := got[i].msg
+		if got[i].key != w.server || m.Type != logicpb.PushMsg_PUSH || m.Server != w.server || m.Operation != 1000 ||
+			!slices.Equal(m.Keys, w.keys) || string(m.Msg) != string(body) || len(m.MsgId) != 32 {
+			t.Fatalf("push %d: key %q %+v", i, got[i].key, m)
+		}
+	}
+	if got[0].msg.MsgId == got[1].msg.MsgId {
+		t.Fatal("two PushMsgs share a msg_id")
+	}
+
+	e.expect("POST", "/goim/push/mids?operation=7&mids=2", []byte("m"), 200, `{"code":0,"message":""}`)
+	var all []string
+	for _, p := range e.pushed(4) {
+		if p.msg.Operation == 7 {
+			all = append(all, p.msg.Keys...)
+		}
+	}
+	slices.Sort(all)
+	wantKeys := []string{a2.Key, b2.Key}
+	slices.Sort(wantKeys)
+	if !slices.Equal(all, wantKeys) {
+		t.Fatalf("mids push keys %v, want %v", all, wantKeys)
+	}
+}
+
+func TestPushRoomAndAll(t *testing.T) {
+	e := startLogic(t, nil)
+	e.expect("POST", "/goim/push/room?operation=5&type=live&room=1000", []byte("r"), 200, `{"code":0,"message":""}`)
+	e.expect("POST", "/goim/push/all?operation=6&speed=100", []byte("a"), 200, `{"code":0,"message":""}`)
+	got := e.pushed(2)
+	if r := got[0]; r.key != "live://1000" || r.msg.Type != logicpb.PushMsg_ROOM || r.msg.Room != "live://1000" || r.msg.Operation != 5 || string(r.msg.Msg) != "r" {
+		t.Fatalf("room push: key %q %+v", r.key, r.msg)
+	}
+	if a := got[1]; a.key != "6" || a.msg.Type != logicpb.PushMsg_BROADCAST || a.msg.Speed != 100 || a.msg.Operation != 6 || string(a.msg.Msg) != "a" {
+		t.Fatalf("broadcast: key %q %+v", a.key, a.msg)
+	}
+}
+
+// TestPushKafkaDown: with the broker gone a push answers -500, never 0.
+func TestPushKafkaDown(t *testing.T) {
+	e := startLogic(t, nil)
+	e.kafka.Close()
+	code, body := e.do("POST", "/goim/push/room?operation=5&type=live&room=1", []byte("x"))
+	if code != 500 || !strings.HasPrefix(body, `{"code":-500,"message":"`) || !strings.Contains(body, "kafka") {
+		t.Fatalf("got %d %s", code, body)
+	}
+	if e.srv.Ready() == nil {
+		t.Fatal("Ready with Kafka down")
+	}
+}
+
+func TestPushRedisDown(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Redis.Addr = testkit.FreeAddr(t) })
+	code, body := e.do("POST", "/goim/push/mids?operation=5&mids=1", []byte("x"))
+	if code != 500 || !strings.Contains(body, `"code":-500`) || !strings.Contains(body, "redis") {
+		t.Fatalf("got %d %s", code, body)
+	}
+}
+
+func TestReady(t *testing.T) {
+	e := startLogic(t, nil)
+	testkit.WaitFor(t, 5*time.Second, e.srv.Ready)
+}
