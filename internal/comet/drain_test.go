@@ -11,7 +11,38 @@ import (
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/discovery/embedded"
+	"github.com/goim/goim/internal/logic"
+	"github.com/goim/goim/internal/testkit"
 )
+
+// startRealLogic runs goim's logic (insecure goim v2 auth, the shared test
+// Redis under a prefix of its own, an in-process Kafka-protocol broker)
+// registered in discovery.
+func startRealLogic(t *testing.T, disc discovery.Config) *logic.Server {
+	t.Helper()
+	_, prefix := testkit.Redis(t)
+	kc, topic := testkit.Kafka(t, 1)
+	cfg := logic.Default()
+	cfg.Host = "logic-" + testkit.RandomHex(4)
+	cfg.HTTP.Bind, cfg.RPC.Bind, cfg.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Auth = logic.AuthConfig{Insecure: true}
+	cfg.Redis.Addr, cfg.Redis.Prefix = testkit.RedisAddr(), prefix
+	cfg.Kafka.Brokers, cfg.Kafka.Topic = kc.ListenAddrs(), topic
+	cfg.Discovery = disc
+	srv, err := logic.New(cfg, logic.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return srv
+}
 
 func TestDrain(t *testing.T) {
 	e := startComet(t, nil)
@@ -90,18 +121,16 @@ func fastDiscovery(node string) discovery.Config {
 // the load metadata and the drain, and deregisters on shutdown.
 func TestDiscovery(t *testing.T) {
 	node := discoveryAddr(t)
-	_, logicAddr := startLogic(t, time.Minute)
-	// logic registers itself (issue 5); here the test does it for it.
+	// The real logic registers itself as goim.logic; the comet finds it
+	// there.
+	startRealLogic(t, fastDiscovery(node))
 	dc := fastDiscovery(node)
-	dc.Host = "logic-test"
+	dc.Host = "test-watcher"
 	lc, err := discovery.New(dc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = lc.Close() })
-	if _, err := lc.Register(context.Background(), discovery.Instance{AppID: AppLogic, Addrs: []string{"grpc://" + logicAddr}}); err != nil {
-		t.Fatal(err)
-	}
 
 	e := startComet(t, func(c *Config) {
 		c.Host = "comet-disc"

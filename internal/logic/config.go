@@ -188,6 +188,8 @@ func (c Config) Validate() error {
 	p.Check(c.Online.Refresh.D() >= 100*time.Millisecond, "online.refresh", "must be >= 100ms, got %v", c.Online.Refresh)
 	c.Redis.Validate(p.Sub("redis"))
 	c.Kafka.Validate(p.Sub("kafka"))
+	p.Check(c.HTTP.WriteTimeout.D() > c.Kafka.Timeout.D(), "http.write_timeout",
+		"must exceed kafka.timeout (%v): a push answers only after Kafka acknowledged it; got %v", c.Kafka.Timeout, c.HTTP.WriteTimeout)
 	c.Admin.Validate(p.Sub("admin"))
 	if len(c.Discovery.Nodes) > 0 {
 		c.Discovery.Validate(p.Sub("discovery"))

@@ -107,6 +107,10 @@ func TestConfigValidate(t *testing.T) {
 			c.Discovery.Nodes = []string{"http://d:7171"}
 			c.ShutdownTimeout = 0
 		}, paths: []string{"online.refresh", "redis.addr", "kafka.brokers", "admin.addr", "discovery.nodes[0]", "shutdown_timeout"}},
+		{name: "push answers after kafka", edit: func(c *Config) {
+			c.Auth.Insecure = true
+			c.Kafka.Timeout = c.HTTP.WriteTimeout
+		}, paths: []string{"http.write_timeout"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -22,25 +22,13 @@ import (
 
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/logic/dao"
+	"github.com/goim/goim/internal/testkit"
 )
 
-// waitFor polls cond until it returns nil, failing the test with its last
-// error after timeout.
+// waitFor polls cond until it returns nil (testkit.WaitFor).
 func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		<-tick.C
-	}
+	testkit.WaitFor(t, timeout, cond)
 }
 
 func randomHex(n int) string {
@@ -137,31 +125,6 @@ func (r *rawRedis) checkTTL(key string, max time.Duration) {
 	}
 }
 
-// deletePrefix deletes every key under prefix, with SCAN and DEL.
-func deletePrefix(c redis.Conn, prefix string) error {
-	cursor := "0"
-	for {
-		reply, err := redis.Values(c.Do("SCAN", cursor, "MATCH", prefix+"*", "COUNT", 1000))
-		if err != nil {
-			return err
-		}
-		cursor, _ = redis.String(reply[0], nil)
-		keys, _ := redis.Strings(reply[1], nil)
-		if len(keys) > 0 {
-			args := make([]any, len(keys))
-			for i, k := range keys {
-				args[i] = k
-			}
-			if _, err := c.Do("DEL", args...); err != nil {
-				return err
-			}
-		}
-		if cursor == "0" {
-			return nil
-		}
-	}
-}
-
 // newTestRedis returns a DAO on the shared test Redis under a key prefix of
 // its own ("test:<random>:"), the prefix's keys deleted at cleanup, and a
 // raw connection under the same prefix.
@@ -175,7 +138,7 @@ func newTestRedis(t testing.TB, mutate func(*dao.RedisConfig)) (*dao.Redis, *raw
 	}
 	prefix := "test:" + randomHex(8) + ":"
 	t.Cleanup(func() {
-		if err := deletePrefix(c, prefix); err != nil {
+		if err := testkit.DeletePrefix(c, prefix); err != nil {
 			t.Errorf("cleanup of %s*: %v", prefix, err)
 		}
 		c.Close()
@@ -195,15 +158,7 @@ func newTestRedis(t testing.TB, mutate func(*dao.RedisConfig)) (*dao.Redis, *raw
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testkit.FreePort(t) }
 
 // sortedGroups sorts the keys of each server, for comparison.
 func sortedGroups(m map[string][]string) map[string][]string {

@@ -3,94 +3,20 @@ package dao_test
 import (
 	"context"
 	"errors"
-	"os/exec"
 	"reflect"
-	"strconv"
 	"testing"
 	"time"
 
-	"github.com/gomodule/redigo/redis"
-
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/logic/dao"
+	"github.com/goim/goim/internal/testkit"
 )
-
-// redisServer is a redis-server process of the test's own, without
-// persistence, on 127.0.0.1:port.
-type redisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-}
-
-// startRedisServer starts redis-server on port and waits until it answers.
-// It skips the test when redis-server is not installed. The process is
-// killed at cleanup if the test did not stop it.
-func startRedisServer(t *testing.T, port int) *redisServer {
-	t.Helper()
-	path, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skipf("redis-server is not on PATH (install redis-server to run this test): %v", err)
-	}
-	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	s := &redisServer{t: t, port: port, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-s.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-s.done
-		}
-	})
-	waitFor(t, 10*time.Second, func() error {
-		select {
-		case <-s.done:
-			t.Fatalf("redis-server on port %d exited at start", port)
-		default:
-		}
-		c, err := redis.Dial("tcp", s.addr(), redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(time.Second))
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		_, err = c.Do("PING")
-		return err
-	})
-	return s
-}
-
-func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
-
-// stop shuts the server down (SHUTDOWN NOSAVE) and waits for it to exit.
-func (s *redisServer) stop() {
-	s.t.Helper()
-	c, err := redis.Dial("tcp", s.addr(), redis.DialConnectTimeout(time.Second), redis.DialReadTimeout(time.Second))
-	if err == nil {
-		_, _ = c.Do("SHUTDOWN", "NOSAVE") // answers by closing the connection
-		c.Close()
-	}
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.done
-	}
-}
 
 func TestRedisDownAndBack(t *testing.T) {
 	port := freePort(t)
-	srv := startRedisServer(t, port)
+	srv := testkit.StartRedisServer(t, port)
 	cfg := dao.DefaultRedisConfig()
-	cfg.Addr = srv.addr()
+	cfg.Addr = srv.Addr()
 	cfg.Prefix = "test:"
 	cfg.DialTimeout = conf.Duration(500 * time.Millisecond)
 	cfg.ReadTimeout = conf.Duration(500 * time.Millisecond)
@@ -107,8 +33,8 @@ func TestRedisDownAndBack(t *testing.T) {
 
 	// A restart between two operations costs no failure: the pooled
 	// connection the old server closed is detected and replaced.
-	srv.stop()
-	srv = startRedisServer(t, port)
+	srv.Stop()
+	srv = testkit.StartRedisServer(t, port)
 	if err := r.AddSession(ctx, 1, "k", "s1"); err != nil {
 		t.Fatalf("first AddSession after a restart: %v", err)
 	}
@@ -127,7 +53,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 
 	// Down: every operation fails promptly with ErrRedis.
-	srv.stop()
+	srv.Stop()
 	ops := []struct {
 		name string
 		call func() error
@@ -159,7 +85,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 
 	// Back on the same port: the same DAO recovers.
-	_ = startRedisServer(t, port) // stopped by its own cleanup
+	_ = testkit.StartRedisServer(t, port) // stopped by its own cleanup
 	waitFor(t, 10*time.Second, func() error { return r.AddSession(ctx, 1, "k", "s2") })
 	got, err := r.ServersByKeys(ctx, []string{"k"})
 	if err != nil {
