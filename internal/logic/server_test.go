@@ -142,6 +142,19 @@ func TestHeartbeatReAddsLostSession(t *testing.T) {
 	}
 }
 
+// TestNodesRPC: the Nodes call answers as /goim/nodes/weighted does.
+func TestNodesRPC(t *testing.T) {
+	e := startLogic(t, nil)
+	r, err := e.rpc.Nodes(context.Background(), &logicpb.NodesReq{Platform: "ios"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.Nodes, []string{"127.0.0.1"}) || r.Heartbeat != 30 || r.HeartbeatMax != 3 || r.TcpPort != 3101 || r.Backoff.GetMaxDelay() != 300 {
+		t.Fatalf("Nodes %+v", r)
+	}
+	e.expect("GET", "/goim/nodes/weighted?platform=ios", nil, 200, `{"code":0,"message":"","data":{"domain":"127.0.0.1","tcp_port":3101,"ws_port":3102,"wss_port":3103,"heartbeat":30,"heartbeat_max":3,"nodes":["127.0.0.1"],"backoff":{"max_delay":300,"base_delay":3,"factor":1.8,"jitter":0.3}}}`)
+}
+
 func TestReceiveCounted(t *testing.T) {
 	e := startLogic(t, nil)
 	_, err := e.rpc.Receive(context.Background(), &logicpb.ReceiveReq{Mid: 1, Proto: &protocol.Proto{Op: 1000, Body: []byte("hi")}})
