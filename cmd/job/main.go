@@ -1,0 +1,87 @@
+// Command job consumes the push topic as a member of a Kafka consumer
+// group and delivers every push to the comets it targets, at least once
+// and in order per room and per key. See configs/job.toml.
+//
+//	job -conf configs/job.toml
+//	job -conf configs/job.toml -check-config
+//
+// SIGINT or SIGTERM stops it gracefully within shutdown_timeout: it stops
+// fetching, flushes room batches, waits for the comet calls in flight,
+// commits and leaves the group.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/goim/goim/internal/admin"
+	"github.com/goim/goim/internal/job"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "job:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("job", flag.ContinueOnError)
+	confPath := fs.String("conf", "configs/job.toml", "config file")
+	check := fs.Bool("check-config", false, "validate the config file and exit")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := job.Load(*confPath)
+	if err != nil {
+		return err
+	}
+	if *check {
+		fmt.Println(*confPath + ": ok")
+		return nil
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+
+	reg := admin.NewRegistry()
+	j, err := job.New(cfg, job.Deps{Logger: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	adm, err := admin.New(cfg.Admin, reg, j.Ready, log)
+	if err != nil {
+		_ = j.Shutdown(context.Background())
+		return err
+	}
+	if err := adm.Start(); err != nil {
+		_ = j.Shutdown(context.Background())
+		return err
+	}
+	if err := j.Start(); err != nil {
+		_ = j.Shutdown(context.Background())
+		_ = adm.Shutdown(context.Background())
+		return err
+	}
+	log.Info("job running", "topic", cfg.Kafka.Topic, "group", cfg.Kafka.Group, "admin", adm.Addr())
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	signal.Stop(sigs)
+	log.Info("job stopping", "signal", sig.String())
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancel()
+	err = errors.Join(j.Shutdown(ctx), adm.Shutdown(ctx))
+	log.Info("job stopped", "err", err)
+	return err
+}

@@ -1,0 +1,133 @@
+package job
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/BurntSushi/toml"
+	"github.com/goim/goim/internal/conf"
+)
+
+// TestConfigFile checks configs/job.toml: it loads, validates, equals the
+// built-in defaults except for the discovery node it names, and lists
+// every option the code has.
+func TestConfigFile(t *testing.T) {
+	const path = "../../configs/job.toml"
+	got, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Discovery.Nodes = []string{"127.0.0.1:7171"}
+	got.Host = want.Host // machine-specific default, documented commented out
+	nilEmpty(reflect.ValueOf(&got).Elem())
+	nilEmpty(reflect.ValueOf(&want).Elem())
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("configs/job.toml differs from Default():\n got %+v\nwant %+v", got, want)
+	}
+	var file map[string]any
+	md, err := toml.DecodeFile(path, &file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inFile []string
+	for _, k := range md.Keys() {
+		inFile = append(inFile, k.String())
+	}
+	enc, err := toml.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all map[string]any
+	if md, err = toml.Decode(string(enc), &all); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range md.Keys() {
+		if k.String() != "host" && !slices.Contains(inFile, k.String()) {
+			t.Errorf("configs/job.toml does not list %s", k)
+		}
+	}
+}
+
+// nilEmpty sets every empty slice or map in v to nil: "[]" or "{}" in a
+// file means the same as an absent key.
+func nilEmpty(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Field(i).CanSet() {
+				nilEmpty(v.Field(i))
+			}
+		}
+	case reflect.Slice, reflect.Map:
+		if v.Len() == 0 {
+			v.Set(reflect.Zero(v.Type()))
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	static := func(c *Config) { c.Comets = map[string]string{"comet-1": "127.0.0.1:3109"} }
+	cases := []struct {
+		name  string
+		edit  func(*Config)
+		paths []string // every problem expected, by key path
+	}{
+		{name: "static comets", edit: static},
+		{name: "no comets and no discovery", edit: func(*Config) {}, paths: []string{"comets"}},
+		{name: "bad static comet", edit: func(c *Config) { c.Comets = map[string]string{"c": "nope"} }, paths: []string{"comets.c"}},
+		{name: "kafka", edit: func(c *Config) {
+			static(c)
+			c.Kafka.Brokers = []string{"x"}
+			c.Kafka.Topic = ""
+			c.Kafka.Group = ""
+			c.Kafka.Version = "0.9.0.0"
+			c.Kafka.InitialOffset = "latest"
+			c.Kafka.MaxAge = -1
+			c.Kafka.SessionTimeout = 0
+			c.Kafka.RebalanceTimeout = 0
+			c.Kafka.CommitInterval = 0
+			c.Kafka.MaxInflight = 0
+		}, paths: []string{"kafka.brokers[0]", "kafka.topic", "kafka.group", "kafka.version", "kafka.initial_offset", "kafka.max_age",
+			"kafka.session_timeout", "kafka.rebalance_timeout", "kafka.commit_interval", "kafka.max_inflight"}},
+		{name: "room and comet", edit: func(c *Config) {
+			static(c)
+			c.Room.Window = 0
+			c.Room.MaxFrames = 0
+			c.Room.MaxBytes = 0
+			c.Comet.Shards = 0
+		}, paths: []string{"room.window", "room.max_frames", "room.max_bytes", "comet.shards"}},
+		{name: "discovery checked when used", edit: func(c *Config) {
+			c.Discovery.Nodes = []string{"http://d:7171"}
+		}, paths: []string{"discovery.nodes[0]"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			c.Host = "job-test"
+			tc.edit(&c)
+			err := c.Validate()
+			if len(tc.paths) == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, conf.ErrInvalid) {
+				t.Fatalf("error %v does not wrap conf.ErrInvalid", err)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tc.paths) {
+				t.Fatalf("%d problems, want %d:\n%v", len(lines), len(tc.paths), err)
+			}
+			for i, p := range tc.paths {
+				if !strings.Contains(lines[i], p) {
+					t.Errorf("problem %d is %q, want it about %s", i, lines[i], p)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,361 @@
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/goim/goim/internal/discovery"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Discovery app ids (DESIGN.md §3).
+const (
+	AppComet = "goim.comet"
+	AppJob   = "goim.job"
+)
+
+// ErrClosed is returned by Start after Shutdown.
+var ErrClosed = errors.New("job: closed")
+
+// retryDelay spaces attempts to reach Kafka while it is down.
+const retryDelay = time.Second
+
+// Job consumes the push topic as a member of the consumer group and
+// delivers each push to the comets it targets (see partition for the
+// delivery rules and cometPool for the calls).
+type Job struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	pool    *cometPool
+	seed    maphash.Seed
+	disc    *discovery.Client // nil without discovery nodes
+	sarama  *sarama.Config
+
+	ctx         context.Context // cancelled when shutdown begins: stops consuming
+	cancel      context.CancelFunc
+	drainCtx    context.Context // cancelled when the shutdown deadline passes
+	drainCancel context.CancelFunc
+	abort       chan struct{} // closed by kill: a simulated crash
+	killOnce    sync.Once
+	wg          sync.WaitGroup
+
+	consuming atomic.Bool // a group session is running
+	comets    atomic.Bool // the comet list is known
+
+	mu           sync.Mutex // guards the fields below
+	started      bool
+	closing      bool
+	group        sarama.ConsumerGroup
+	registration *discovery.Registration
+
+	stopOnce sync.Once
+	shutErr  error
+}
+
+// Deps are what job uses from outside. A nil Logger discards; a nil
+// Registry keeps the metrics in a private registry.
+type Deps struct {
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+}
+
+// New checks cfg and builds a job; it starts nothing and connects to
+// nothing (see Start).
+func New(cfg Config, deps Deps) (*Job, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	pm, err := newPoolMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	j := &Job{
+		cfg:     cfg,
+		log:     log,
+		metrics: m,
+		pool:    newCometPool(cfg.Comet, log, pm),
+		seed:    maphash.MakeSeed(),
+		sarama:  saramaConfig(cfg),
+		abort:   make(chan struct{}),
+	}
+	if len(cfg.Discovery.Nodes) > 0 {
+		dc := cfg.Discovery
+		if dc.Host == "" {
+			dc.Host = cfg.Host
+		}
+		if j.disc, err = discovery.New(dc, log); err != nil {
+			return nil, fmt.Errorf("job: %w", err)
+		}
+	}
+	j.ctx, j.cancel = context.WithCancel(context.Background())
+	j.drainCtx, j.drainCancel = context.WithCancel(context.Background())
+	return j, nil
+}
+
+// saramaConfig is the consumer group's configuration: manual commits of
+// offsets marked only after delivery (at least once), timestamps for
+// max_age, sticky assignment so a rebalance moves few partitions.
+func saramaConfig(cfg Config) *sarama.Config {
+	k := cfg.Kafka
+	c := sarama.NewConfig()
+	c.ClientID = "goim-job"
+	c.Version, _ = sarama.ParseKafkaVersion(k.Version) // validated
+	c.Consumer.Return.Errors = true
+	c.Consumer.Offsets.AutoCommit.Enable = false
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	if k.InitialOffset == OffsetNewest {
+		c.Consumer.Offsets.Initial = sarama.OffsetNewest
+	}
+	c.Consumer.Group.Session.Timeout = k.SessionTimeout.D()
+	c.Consumer.Group.Heartbeat.Interval = k.SessionTimeout.D() / 3
+	c.Consumer.Group.Rebalance.Timeout = k.RebalanceTimeout.D()
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	c.Net.DialTimeout = 3 * time.Second
+	c.Metadata.Retry.Max = 1
+	return c
+}
+
+// Start follows the comets (discovery or the static list), registers
+// goim.job and starts consuming once the comets are known. Kafka may be
+// down: job keeps trying to join the group.
+func (j *Job) Start() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closing {
+		return ErrClosed
+	}
+	if j.started {
+		return errors.New("job: already started")
+	}
+	j.started = true
+	known := make(chan struct{})
+	if j.disc == nil {
+		j.pool.update(j.cfg.Comets)
+		j.comets.Store(true)
+		close(known)
+	} else {
+		w := j.disc.Watch(j.ctx, AppComet)
+		j.wg.Go(func() { j.followComets(w, known) })
+		ctx, cancel := context.WithTimeout(j.ctx, j.cfg.Discovery.RequestTimeout.D())
+		var err error
+		j.registration, err = j.disc.Register(ctx, discovery.Instance{AppID: AppJob, Hostname: j.cfg.Host, Addrs: []string{}})
+		cancel()
+		if err != nil {
+			j.log.Error("job: discovery registration failed (job works without it)", "err", err)
+		}
+	}
+	j.wg.Go(func() {
+		select {
+		case <-known:
+			j.consume()
+		case <-j.ctx.Done():
+		}
+	})
+	return nil
+}
+
+// followComets keeps the pool in step with goim.comet in discovery.
+func (j *Job) followComets(w *discovery.Watcher, known chan struct{}) {
+	first := true
+	for {
+		select {
+		case <-j.ctx.Done():
+			return
+		case <-w.Changed():
+		}
+		comets := make(map[string]string)
+		for _, ins := range w.Instances() {
+			if j.cfg.CometZone != "" && ins.Zone != j.cfg.CometZone {
+				continue
+			}
+			for _, a := range ins.Addrs {
+				if hp, ok := strings.CutPrefix(a, "grpc://"); ok {
+					comets[ins.Hostname] = hp
+					break
+				}
+			}
+		}
+		j.pool.update(comets)
+		j.log.Info("job: comets", "count", len(comets))
+		if first {
+			first = false
+			j.comets.Store(true)
+			close(known)
+		}
+	}
+}
+
+// consume runs consumer group sessions until shutdown, re-joining after
+// errors (Kafka down, a rebalance that failed).
+func (j *Job) consume() {
+	h := &handler{j: j}
+	for j.ctx.Err() == nil {
+		group, err := j.joinGroup()
+		if err != nil {
+			j.log.Warn("job: cannot reach Kafka; retrying", "err", err)
+			j.sleep(retryDelay)
+			continue
+		}
+		errs := make(chan struct{})
+		go func() { // ends when the group is closed
+			defer close(errs)
+			for err := range group.Errors() {
+				j.metrics.errors.Inc()
+				j.log.Warn("job: consumer group", "err", err)
+			}
+		}()
+		for j.ctx.Err() == nil {
+			if err := group.Consume(j.ctx, []string{j.cfg.Kafka.Topic}, h); err != nil {
+				if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+					break
+				}
+				j.metrics.errors.Inc()
+				j.log.Warn("job: consumer group session ended", "err", err)
+				j.sleep(retryDelay)
+			}
+		}
+		select {
+		case <-j.abort: // kill closes the group itself, without waiting
+		default:
+			if err := group.Close(); err != nil {
+				j.log.Warn("job: closing the consumer group", "err", err)
+			}
+		}
+		<-errs
+	}
+}
+
+// joinGroup creates the consumer group client (it connects to a broker).
+func (j *Job) joinGroup() (sarama.ConsumerGroup, error) {
+	group, err := sarama.NewConsumerGroup(j.cfg.Kafka.Brokers, j.cfg.Kafka.Group, j.sarama)
+	if err != nil {
+		return nil, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closing {
+		_ = group.Close()
+		return nil, ErrClosed
+	}
+	j.group = group
+	return group, nil
+}
+
+// sleep waits d or until shutdown.
+func (j *Job) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-j.ctx.Done():
+	}
+}
+
+// Ready reports whether job is consuming: it knows the comets and is in a
+// consumer group session (admin /readyz).
+func (j *Job) Ready() error {
+	switch {
+	case !j.comets.Load():
+		return errors.New("job: waiting for the comet list from discovery")
+	case !j.consuming.Load():
+		return errors.New("job: not in a consumer group session (Kafka unreachable, or rebalancing)")
+	}
+	return nil
+}
+
+// Shutdown stops job gracefully and is idempotent: it stops fetching,
+// flushes the room batches, waits for the calls in flight, commits, leaves
+// the group and discovery, and closes the comet connections. At ctx's
+// deadline what is left is cut off (and delivered again by the next owner
+// of its partition).
+func (j *Job) Shutdown(ctx context.Context) error {
+	j.stopOnce.Do(func() { j.shutErr = j.shutdown(ctx) })
+	return j.shutErr
+}
+
+func (j *Job) shutdown(ctx context.Context) error {
+	j.mu.Lock()
+	j.closing = true
+	reg := j.registration
+	j.mu.Unlock()
+	stop := context.AfterFunc(ctx, j.drainCancel)
+	defer stop()
+	if reg != nil {
+		if err := reg.Cancel(ctx); err != nil {
+			j.log.Warn("job: discovery cancel failed", "err", err)
+		}
+	}
+	j.cancel()
+	j.wg.Wait()
+	err := j.pool.close(ctx)
+	if j.disc != nil {
+		_ = j.disc.Close()
+	}
+	j.drainCancel()
+	return err
+}
+
+// kill simulates a crash, for tests: the partitions stop at once without
+// flushing or committing, the group is closed without a final commit and
+// the comet calls are cut off. Offsets committed before stay.
+func (j *Job) kill() {
+	j.killOnce.Do(func() {
+		close(j.abort)
+		j.mu.Lock()
+		j.closing = true
+		group := j.group
+		j.mu.Unlock()
+		j.cancel()
+		if group != nil {
+			_ = group.Close()
+		}
+		j.wg.Wait()
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = j.pool.close(ctx)
+		if j.disc != nil {
+			_ = j.disc.Close()
+		}
+	})
+}
+
+// handler is the sarama consumer group handler: one partition per claim.
+type handler struct{ j *Job }
+
+func (h *handler) Setup(s sarama.ConsumerGroupSession) error {
+	h.j.metrics.rebalances.Inc()
+	h.j.consuming.Store(true)
+	h.j.log.Info("job: group session", "generation", s.GenerationID(), "claims", s.Claims())
+	return nil
+}
+
+func (h *handler) Cleanup(sarama.ConsumerGroupSession) error {
+	h.j.consuming.Store(false)
+	return nil
+}
+
+func (h *handler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	newPartition(h.j, s, c).run(c.Messages())
+	return nil
+}

@@ -1,0 +1,85 @@
+package job
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are job's consumer-side series (the comet pool has its own), on
+// the registry given to New.
+type metrics struct {
+	consumed   prometheus.Counter     // Kafka messages read
+	dispatched *prometheus.CounterVec // pushes handed to comets, by type
+	finished   prometheus.Counter     // pushes whose every comet call ended
+	lost       *prometheus.CounterVec // (push, comet) deliveries that failed, by reason
+	expired    prometheus.Counter     // pushes older than max_age, skipped
+	invalid    *prometheus.CounterVec // messages that are not a valid PushMsg, by reason
+	roomBatch  prometheus.Histogram   // pushes per room batch
+	lag        *prometheus.GaugeVec   // messages behind the partition's high water mark
+	committed  prometheus.Counter     // offset commits sent
+	inflight   prometheus.Gauge       // pushes dispatched, not finished
+	rebalances prometheus.Counter     // consumer group sessions started
+	errors     prometheus.Counter     // errors the consumer group reported
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "consumed_total",
+			Help: "Kafka messages read from the push topic.",
+		}),
+		dispatched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "dispatched_total",
+			Help: "Pushes handed to comets, by type (push, room, broadcast).",
+		}, []string{"type"}),
+		finished: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "finished_total",
+			Help: "Pushes whose every comet call ended (delivered or lost); their offsets may be committed.",
+		}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "lost_total",
+			Help: "Deliveries of a push to a comet that failed, by reason (comet_gone, rejected, retries_exhausted, queue_full, shutdown).",
+		}, []string{"reason"}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "expired_total",
+			Help: "Pushes older than kafka.max_age, skipped instead of delivered late.",
+		}),
+		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "invalid_total",
+			Help: "Kafka messages skipped because they are not a deliverable PushMsg, by reason.",
+		}, []string{"reason"}),
+		roomBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "goim", Subsystem: "job", Name: "room_batch_pushes",
+			Help:    "Pushes per room batch sent to comets.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "goim", Subsystem: "job", Name: "consumer_lag",
+			Help: "Messages between the last one read and the partition's high water mark.",
+		}, []string{"partition"}),
+		committed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "commits_total",
+			Help: "Offset commits sent (failures are logged and counted in goim_job_consumer_errors_total).",
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "goim", Subsystem: "job", Name: "inflight_pushes",
+			Help: "Pushes dispatched to comets and not yet finished.",
+		}),
+		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "group_sessions_total",
+			Help: "Consumer group sessions started (one per rebalance).",
+		}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "consumer_errors_total",
+			Help: "Errors the Kafka consumer group reported (fetch, commit, rebalance).",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.errors, m.consumed, m.dispatched, m.finished, m.lost, m.expired, m.invalid,
+		m.roomBatch, m.lag, m.committed, m.inflight, m.rebalances} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("job: register metrics: %w", err)
+		}
+	}
+	return m, nil
+}

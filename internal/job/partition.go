@@ -1,0 +1,425 @@
+package job
+
+import (
+	"context"
+	"hash/maphash"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	cometpb "github.com/goim/goim/api/comet"
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
+	"google.golang.org/protobuf/proto"
+)
+
+// entry is one Kafka message between its dispatch and the end of every
+// comet call it needs. Its offset may be committed once it and every
+// message before it in the partition have finished.
+type entry struct {
+	offset int64
+	left   atomic.Int32 // comet calls (or room batches) not yet ended
+}
+
+// partition processes one claimed partition. Everything but the atomic
+// counters is owned by the goroutine running run (sarama's ConsumeClaim),
+// so it needs no lock; comet calls end on the pool's goroutines and only
+// decrement counters and nudge wake.
+//
+// At least once: a message's offset is marked only when it and every
+// earlier message of the partition finished (delivered to every comet it
+// targets, or lost with a counted reason), and marked offsets are committed
+// every commit_interval and when the partition is handed back.
+type partition struct {
+	j       *Job
+	sess    sarama.ConsumerGroupSession
+	topic   string
+	id      int32
+	label   string       // partition number, for metrics
+	hwm     func() int64 // the partition's high water mark (claim.HighWaterMarkOffset)
+	pending []*entry
+	marked  int64 // next offset to consume, as marked; -1 before the first
+	dirty   bool  // marked since the last commit
+
+	rooms map[string]*roomState
+	open  []openBatch // rooms with an open batch, oldest first
+	timer *time.Timer
+	wake  chan struct{} // capacity 1: a comet call ended
+}
+
+// roomState is one room's batching in one partition (Kafka keys ROOM
+// pushes by room, so a room lives in one partition).
+type roomState struct {
+	id       string
+	shard    uint32
+	batch    *protocol.Batch // open batch; nil when none
+	entries  []*entry        // the messages in batch
+	opened   time.Time
+	gen      uint64       // incremented per batch, to recognise stale openBatch refs
+	inflight atomic.Int32 // batches sent and not yet ended
+}
+
+type openBatch struct {
+	r   *roomState
+	gen uint64
+}
+
+func newPartition(j *Job, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) *partition {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &partition{
+		j: j, sess: sess, topic: claim.Topic(), id: claim.Partition(),
+		label:  strconv.Itoa(int(claim.Partition())),
+		hwm:    claim.HighWaterMarkOffset,
+		marked: -1,
+		rooms:  make(map[string]*roomState),
+		timer:  t,
+		wake:   make(chan struct{}, 1),
+	}
+}
+
+// run consumes msgs until the claim ends (a rebalance or shutdown), then
+// flushes the open room batches, waits for what is in flight (bounded) and
+// commits.
+func (p *partition) run(msgs <-chan *sarama.ConsumerMessage) {
+	cfg := p.j.cfg.Kafka
+	commit := time.NewTicker(cfg.CommitInterval.D())
+	defer commit.Stop()
+	defer p.timer.Stop()
+	done := p.sess.Context().Done()
+loop:
+	for {
+		in := msgs
+		if len(p.pending) >= cfg.MaxInflight {
+			in = nil // wait for the oldest to finish
+		}
+		select {
+		case m, ok := <-in:
+			if !ok {
+				break loop
+			}
+			p.handle(m)
+		case <-p.wake:
+			p.advance()
+			p.flushIdle()
+		case <-p.timer.C:
+			p.flushDue(time.Now())
+		case <-commit.C:
+			p.advance()
+			p.commit()
+			p.sweepRooms()
+		case <-done:
+			break loop
+		case <-p.j.abort:
+			return // a simulated crash: no flush, no commit
+		}
+	}
+	p.drain()
+}
+
+// drain flushes the open batches, waits until every dispatched message has
+// finished (at most half the rebalance timeout, and not past the shutdown
+// deadline), then marks and commits what finished.
+func (p *partition) drain() {
+	for _, ob := range p.open {
+		if ob.r.gen == ob.gen {
+			p.flush(ob.r)
+		}
+	}
+	p.open = nil
+	ctx, cancel := context.WithTimeout(p.j.drainCtx, p.j.cfg.Kafka.RebalanceTimeout.D()/2)
+	defer cancel()
+	for p.advance(); len(p.pending) > 0; p.advance() {
+		select {
+		case <-p.wake:
+		case <-ctx.Done():
+			p.j.log.Warn("job: partition handed back with pushes in flight; the next owner delivers them again",
+				"partition", p.id, "in_flight", len(p.pending))
+			p.commit()
+			return
+		case <-p.j.abort:
+			return
+		}
+	}
+	p.commit()
+}
+
+// handle dispatches one Kafka message.
+func (p *partition) handle(m *sarama.ConsumerMessage) {
+	j := p.j
+	j.metrics.consumed.Inc()
+	j.metrics.lag.WithLabelValues(p.label).Set(float64(max(p.hwm()-m.Offset-1, 0)))
+	e := &entry{offset: m.Offset}
+	p.pending = append(p.pending, e)
+	j.metrics.inflight.Inc()
+	var pm logicpb.PushMsg
+	if err := proto.Unmarshal(m.Value, &pm); err != nil {
+		p.skip(e, "undecodable")
+		return
+	}
+	if age := j.cfg.Kafka.MaxAge.D(); age > 0 && !m.Timestamp.IsZero() && time.Since(m.Timestamp) > age {
+		j.metrics.expired.Inc()
+		p.finish(e)
+		return
+	}
+	switch pm.GetType() {
+	case logicpb.PushMsg_PUSH:
+		p.push(e, &pm)
+	case logicpb.PushMsg_ROOM:
+		p.room(e, &pm)
+	case logicpb.PushMsg_BROADCAST:
+		p.broadcast(e, &pm)
+	default:
+		p.skip(e, "unknown_type")
+	}
+}
+
+// skip finishes a message that cannot be delivered, counted by reason.
+func (p *partition) skip(e *entry, reason string) {
+	p.j.metrics.invalid.WithLabelValues(reason).Inc()
+	p.finish(e)
+}
+
+// finish ends one part of e (a message with no parts is finished at once).
+func (p *partition) finish(e *entry) {
+	if e.left.Load() == 0 || e.left.Add(-1) == 0 {
+		p.j.metrics.finished.Inc()
+		p.j.metrics.inflight.Dec()
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// lostOne returns the done func of a call carrying one part of e.
+func (p *partition) lostOne(e *entry) func(Outcome) {
+	return func(o Outcome) {
+		if o != Delivered {
+			p.j.metrics.lost.WithLabelValues(o.String()).Inc()
+		}
+		p.finish(e)
+	}
+}
+
+// carrier frames one message as goim v2 does for a push: an op-9 carrier
+// holding one inner frame (ver 1, op, seq 0, body).
+func carrier(op int32, msg []byte) (*protocol.Proto, error) {
+	b := protocol.NewBatch(protocol.HeaderSize + len(msg))
+	if err := b.Append(op, msg); err != nil {
+		return nil, err
+	}
+	return &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: b.Frames()}, nil
+}
+
+// push sends a PUSH to its comet, the keys split by shard so that one
+// key's pushes always take the same worker, in Kafka order.
+func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
+	j := p.j
+	if pm.GetServer() == "" || len(pm.GetKeys()) == 0 {
+		p.skip(e, "no_target")
+		return
+	}
+	body, err := carrier(pm.GetOperation(), pm.GetMsg())
+	if err != nil {
+		p.skip(e, "too_large")
+		return
+	}
+	shards := uint32(j.cfg.Comet.Shards)
+	groups := make(map[uint32][]string, 1)
+	var order []uint32
+	for _, k := range pm.GetKeys() {
+		s := j.shard(k) % shards
+		if _, ok := groups[s]; !ok {
+			order = append(order, s)
+		}
+		groups[s] = append(groups[s], k)
+	}
+	e.left.Store(int32(len(order)))
+	j.metrics.dispatched.WithLabelValues("push").Inc()
+	for _, s := range order {
+		j.pool.send(pm.GetServer(), s, &call{
+			push: &cometpb.PushMsgReq{Keys: groups[s], Proto: body, ProtoOp: pm.GetOperation()},
+			done: p.lostOne(e),
+		})
+	}
+}
+
+// broadcast sends a BROADCAST to every comet, the speed split evenly and
+// rounded up, so each comet paces at least 1 connection per second and
+// the cluster at least speed (never 0 = unpaced by integer division).
+func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
+	j := p.j
+	body, err := carrier(pm.GetOperation(), pm.GetMsg())
+	if err != nil {
+		p.skip(e, "too_large")
+		return
+	}
+	hosts := j.pool.hosts()
+	j.metrics.dispatched.WithLabelValues("broadcast").Inc()
+	if len(hosts) == 0 {
+		j.metrics.lost.WithLabelValues("no_comets").Inc()
+		p.finish(e)
+		return
+	}
+	speed := pm.GetSpeed()
+	if speed > 0 {
+		speed = int32((int64(speed) + int64(len(hosts)) - 1) / int64(len(hosts)))
+	}
+	e.left.Store(int32(len(hosts)))
+	shard := j.shard("broadcast") % uint32(j.cfg.Comet.Shards)
+	for _, h := range hosts {
+		j.pool.send(h, shard, &call{
+			broadcast: &cometpb.BroadcastReq{ProtoOp: pm.GetOperation(), Proto: body, Speed: speed},
+			done:      p.lostOne(e),
+		})
+	}
+}
+
+// room adds a ROOM push to its room's batch; the batch goes at once when
+// the room has none in flight, or when it is full (see RoomConfig).
+func (p *partition) room(e *entry, pm *logicpb.PushMsg) {
+	j := p.j
+	id := pm.GetRoom()
+	if id == "" {
+		p.skip(e, "no_target")
+		return
+	}
+	if protocol.HeaderSize+len(pm.GetMsg()) > protocol.MaxPackLen {
+		p.skip(e, "too_large")
+		return
+	}
+	r := p.rooms[id]
+	if r == nil {
+		r = &roomState{id: id, shard: j.shard(id) % uint32(j.cfg.Comet.Shards)}
+		p.rooms[id] = r
+	}
+	size := protocol.HeaderSize + len(pm.GetMsg())
+	if r.batch != nil && r.batch.Len()+size > j.cfg.Room.MaxBytes {
+		p.flush(r)
+	}
+	if r.batch == nil {
+		r.batch = protocol.NewBatch(min(size*4, j.cfg.Room.MaxBytes))
+		r.opened = time.Now()
+		r.gen++
+		p.open = append(p.open, openBatch{r: r, gen: r.gen})
+		if len(p.open) == 1 {
+			p.timer.Reset(j.cfg.Room.Window.D())
+		}
+	}
+	_ = r.batch.Append(pm.GetOperation(), pm.GetMsg()) // size checked above
+	e.left.Store(1)
+	r.entries = append(r.entries, e)
+	if r.inflight.Load() == 0 || r.batch.Count() >= j.cfg.Room.MaxFrames || r.batch.Len() >= j.cfg.Room.MaxBytes {
+		p.flush(r)
+	}
+}
+
+// flush sends r's open batch to every comet as one BroadcastRoom. Its
+// messages finish when every comet's call has ended.
+func (p *partition) flush(r *roomState) {
+	j := p.j
+	batch, entries := r.batch, r.entries
+	if batch == nil {
+		return
+	}
+	r.batch, r.entries = nil, nil
+	r.gen++ // the openBatch ref, if still queued, is stale now
+	j.metrics.roomBatch.Observe(float64(len(entries)))
+	j.metrics.dispatched.WithLabelValues("room").Add(float64(len(entries)))
+	hosts := j.pool.hosts()
+	if len(hosts) == 0 {
+		j.metrics.lost.WithLabelValues("no_comets").Add(float64(len(entries)))
+		for _, e := range entries {
+			p.finish(e)
+		}
+		return
+	}
+	r.inflight.Add(1)
+	var left atomic.Int32
+	left.Store(int32(len(hosts)))
+	body := &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: batch.Frames()}
+	done := func(o Outcome) {
+		if o != Delivered {
+			j.metrics.lost.WithLabelValues(o.String()).Add(float64(len(entries)))
+		}
+		if left.Add(-1) == 0 {
+			r.inflight.Add(-1)
+			for _, e := range entries {
+				p.finish(e)
+			}
+		}
+	}
+	for _, h := range hosts {
+		j.pool.send(h, r.shard, &call{room: &cometpb.BroadcastRoomReq{RoomID: r.id, Proto: body}, done: done})
+	}
+}
+
+// flushDue flushes the batches open for a window or longer and re-arms the
+// timer for the next one.
+func (p *partition) flushDue(now time.Time) {
+	window := p.j.cfg.Room.Window.D()
+	for len(p.open) > 0 {
+		ob := p.open[0]
+		if ob.r.gen != ob.gen {
+			p.open = p.open[1:]
+			continue
+		}
+		if wait := ob.r.opened.Add(window).Sub(now); wait > 0 {
+			p.timer.Reset(wait)
+			return
+		}
+		p.open = p.open[1:]
+		p.flush(ob.r)
+	}
+}
+
+// flushIdle flushes the open batches of rooms whose previous batch has
+// ended: the adaptive half of batching.
+func (p *partition) flushIdle() {
+	for _, ob := range p.open {
+		if ob.r.gen == ob.gen && ob.r.inflight.Load() == 0 {
+			p.flush(ob.r)
+		}
+	}
+}
+
+// advance marks the offset after the longest finished prefix of pending.
+func (p *partition) advance() {
+	n := 0
+	for n < len(p.pending) && p.pending[n].left.Load() == 0 {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	p.marked = p.pending[n-1].offset + 1
+	p.sess.MarkOffset(p.topic, p.id, p.marked, "")
+	p.dirty = true
+	p.pending = append(p.pending[:0], p.pending[n:]...)
+}
+
+// commit commits the marked offsets, if any changed.
+func (p *partition) commit() {
+	if !p.dirty {
+		return
+	}
+	p.dirty = false
+	p.sess.Commit()
+	p.j.metrics.committed.Inc()
+}
+
+// sweepRooms forgets rooms with nothing open or in flight.
+func (p *partition) sweepRooms() {
+	for id, r := range p.rooms {
+		if r.batch == nil && r.inflight.Load() == 0 {
+			delete(p.rooms, id)
+		}
+	}
+}
+
+// shard hashes s for the choice of a comet worker.
+func (j *Job) shard(s string) uint32 {
+	return uint32(maphash.String(j.seed, s))
+}

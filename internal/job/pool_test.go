@@ -1,0 +1,1076 @@
+package job
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	cometpb "github.com/goim/goim/api/comet"
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/conf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// poolTestComet serves goim.comet.Comet for the pool's tests over real
+// gRPC on 127.0.0.1: it records the calls it accepts, in order, and can
+// fail attempts with given codes or hold them until released. (The real
+// comet serves job's integration tests.)
+type poolTestComet struct {
+	cometpb.UnimplementedCometServer
+	addr  string
+	conns atomic.Int32 // open client connections
+
+	mu        sync.Mutex
+	accepted  []proto.Message // requests answered OK, in order
+	attempts  int
+	hanging   int           // attempts held now
+	failures  []codes.Code  // the next attempts fail with these, one each
+	failAll   codes.Code    // when not OK, every attempt fails with it
+	hold      bool          // attempts wait for release (or their context)
+	release   chan struct{} // closed by open
+	pushReply *cometpb.PushMsgReply
+}
+
+// startPoolComet serves a poolTestComet with the comet's server options
+// (keepalive enforcement, message size) until the test ends.
+func startPoolComet(t testing.TB) *poolTestComet {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &poolTestComet{addr: ln.Addr().String(), release: make(chan struct{}), pushReply: &cometpb.PushMsgReply{}}
+	srv := grpc.NewServer(
+		grpc.MaxRecvMsgSize(16<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	cometpb.RegisterCometServer(srv, s)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(poolCountingListener{Listener: ln, open: &s.conns})
+	}()
+	t.Cleanup(func() {
+		srv.Stop() // cancels held attempts
+		<-done
+	})
+	return s
+}
+
+// set changes s's behaviour under its lock.
+func (s *poolTestComet) set(f func(s *poolTestComet)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(s)
+}
+
+// open releases the held attempts and stops holding.
+func (s *poolTestComet) open() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hold = false
+	close(s.release)
+}
+
+func (s *poolTestComet) handle(ctx context.Context, req proto.Message) error {
+	s.mu.Lock()
+	s.attempts++
+	if len(s.failures) > 0 {
+		code := s.failures[0]
+		s.failures = s.failures[1:]
+		s.mu.Unlock()
+		return status.Error(code, "test comet: planned failure")
+	}
+	if s.failAll != codes.OK {
+		code := s.failAll
+		s.mu.Unlock()
+		return status.Error(code, "test comet: failing every call")
+	}
+	if s.hold {
+		s.hanging++
+		release := s.release
+		s.mu.Unlock()
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		s.mu.Lock()
+		s.hanging--
+		if ctx.Err() != nil {
+			s.mu.Unlock()
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	s.accepted = append(s.accepted, req)
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *poolTestComet) PushMsg(ctx context.Context, req *cometpb.PushMsgReq) (*cometpb.PushMsgReply, error) {
+	if err := s.handle(ctx, req); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return proto.CloneOf(s.pushReply), nil
+}
+
+func (s *poolTestComet) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoomReq) (*cometpb.BroadcastRoomReply, error) {
+	return &cometpb.BroadcastRoomReply{}, s.handle(ctx, req)
+}
+
+func (s *poolTestComet) Broadcast(ctx context.Context, req *cometpb.BroadcastReq) (*cometpb.BroadcastReply, error) {
+	return &cometpb.BroadcastReply{}, s.handle(ctx, req)
+}
+
+func (s *poolTestComet) stats() (accepted []proto.Message, attempts, hanging int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]proto.Message(nil), s.accepted...), s.attempts, s.hanging
+}
+
+// seqsByShard returns the Seq of every accepted PushMsg grouped by its
+// ProtoOp, which the tests set to the call's shard.
+func (s *poolTestComet) seqsByShard() map[int32][]int32 {
+	accepted, _, _ := s.stats()
+	out := make(map[int32][]int32)
+	for _, m := range accepted {
+		if p, ok := m.(*cometpb.PushMsgReq); ok {
+			out[p.GetProtoOp()] = append(out[p.GetProtoOp()], p.GetProto().GetSeq())
+		}
+	}
+	return out
+}
+
+// poolCountingListener counts the connections it accepted that are still
+// open, so a test can see the pool close its connections.
+type poolCountingListener struct {
+	net.Listener
+	open *atomic.Int32
+}
+
+func (l poolCountingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.open.Add(1)
+	return &poolCountedConn{Conn: c, open: l.open}, nil
+}
+
+type poolCountedConn struct {
+	net.Conn
+	once sync.Once
+	open *atomic.Int32
+}
+
+func (c *poolCountedConn) Close() error {
+	c.once.Do(func() { c.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// poolOutcomes records the done callbacks of a test's calls by id, and
+// fails the test if one is called twice.
+type poolOutcomes struct {
+	t     testing.TB
+	mu    sync.Mutex
+	got   map[int]Outcome
+	calls map[int]int
+	n     [len(outcomeNames)]int
+}
+
+func newPoolOutcomes(t testing.TB) *poolOutcomes {
+	return &poolOutcomes{t: t, got: make(map[int]Outcome), calls: make(map[int]int)}
+}
+
+// done returns the done func of call id.
+func (r *poolOutcomes) done(id int) func(Outcome) {
+	return func(o Outcome) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.calls[id]++
+		if r.calls[id] > 1 {
+			r.t.Errorf("call %d: done called %d times (now with %v, first %v)", id, r.calls[id], o, r.got[id])
+			return
+		}
+		r.got[id] = o
+		r.n[o]++
+	}
+}
+
+// push returns a PushMsg call: ProtoOp carries the shard and Seq the id,
+// so the test comet can tell the order per shard.
+func (r *poolOutcomes) push(id int, shard uint32) *call {
+	return &call{
+		push: &cometpb.PushMsgReq{
+			Keys:    []string{fmt.Sprintf("key-%d", id)},
+			ProtoOp: int32(shard),
+			Proto:   &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Seq: int32(id), Body: []byte("hello")},
+		},
+		done: r.done(id),
+	}
+}
+
+func (r *poolOutcomes) outcome(id int) (Outcome, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o, ok := r.got[id]
+	return o, ok
+}
+
+func (r *poolOutcomes) count(o Outcome) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n[o]
+}
+
+func (r *poolOutcomes) total() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+// waitIDs waits until every call in ids is done and checks its outcome.
+func (r *poolOutcomes) waitIDs(t testing.TB, want Outcome, ids ...int) {
+	t.Helper()
+	poolWaitFor(t, 10*time.Second, func() error {
+		for _, id := range ids {
+			if _, ok := r.outcome(id); !ok {
+				return fmt.Errorf("call %d not done", id)
+			}
+		}
+		return nil
+	})
+	for _, id := range ids {
+		if o, _ := r.outcome(id); o != want {
+			t.Errorf("call %d: outcome %v, want %v", id, o, want)
+		}
+	}
+}
+
+func poolIDs(from, to int) []int {
+	ids := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		ids = append(ids, i)
+	}
+	return ids
+}
+
+// poolWaitFor polls cond until it returns nil, failing the test with its
+// last error after timeout.
+func poolWaitFor(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %v", timeout, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// poolTestConfig is a config for tests: fast retries.
+func poolTestConfig() PoolConfig {
+	c := DefaultPoolConfig()
+	c.RetryBase = conf.Duration(5 * time.Millisecond)
+	c.RetryMax = conf.Duration(20 * time.Millisecond)
+	return c
+}
+
+// newTestPool returns a pool on a fresh registry, closed when the test
+// ends.
+func newTestPool(t testing.TB, cfg PoolConfig) (*cometPool, *poolMetrics) {
+	t.Helper()
+	m, err := newPoolMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(poolTestLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if _, bench := t.(*testing.B); bench {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := newCometPool(cfg, log, m)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return p, m
+}
+
+type poolTestLog struct{ t testing.TB }
+
+func (w poolTestLog) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+// poolCheckGoroutines fails the test if, once everything else the test
+// registered has been cleaned up, more goroutines run than at its start.
+// Call it first in the test.
+func poolCheckGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	t.Cleanup(func() {
+		poolWaitFor(t, 10*time.Second, func() error {
+			if n := runtime.NumGoroutine(); n > before {
+				return fmt.Errorf("%d goroutines, %d before the test:\n%s", n, before, poolStacks())
+			}
+			return nil
+		})
+	})
+}
+
+func poolStacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
+}
+
+func poolCalls(m *poolMetrics, method string, o Outcome) float64 {
+	return testutil.ToFloat64(m.calls.WithLabelValues(method, o.String()))
+}
+
+func TestPoolDelivered(t *testing.T) {
+	poolCheckGoroutines(t)
+	srv := startPoolComet(t)
+	srv.set(func(s *poolTestComet) {
+		s.pushReply = &cometpb.PushMsgReply{Delivered: 2, Absent: 1, Filtered: 1}
+	})
+	p, m := newTestPool(t, poolTestConfig())
+	p.update(map[string]string{"comet-1": srv.addr})
+
+	body := &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: []byte("frames")}
+	tests := []struct {
+		name   string
+		call   *call
+		method string
+		want   proto.Message
+	}{
+		{
+			name:   "push",
+			call:   &call{push: &cometpb.PushMsgReq{Keys: []string{"a", "b", "c", "d"}, Proto: body, ProtoOp: 1000}},
+			method: "PushMsg",
+			want:   &cometpb.PushMsgReq{Keys: []string{"a", "b", "c", "d"}, Proto: body, ProtoOp: 1000},
+		},
+		{
+			name:   "room",
+			call:   &call{room: &cometpb.BroadcastRoomReq{RoomID: "live://1000", Proto: body}},
+			method: "BroadcastRoom",
+			want:   &cometpb.BroadcastRoomReq{RoomID: "live://1000", Proto: body},
+		},
+		{
+			name:   "broadcast",
+			call:   &call{broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body, Speed: 50}},
+			method: "Broadcast",
+			want:   &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body, Speed: 50},
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newPoolOutcomes(t)
+			tt.call.done = r.done(i)
+			p.send("comet-1", 3, tt.call)
+			r.waitIDs(t, Delivered, i)
+			accepted, _, _ := srv.stats()
+			if len(accepted) != i+1 || !proto.Equal(accepted[i], tt.want) {
+				t.Fatalf("comet accepted %v, want last %v", accepted, tt.want)
+			}
+			if got := poolCalls(m, tt.method, Delivered); got != 1 {
+				t.Errorf("calls_total{%s,delivered} = %v, want 1", tt.method, got)
+			}
+		})
+	}
+	for result, want := range map[string]float64{"delivered": 2, "absent": 1, "filtered": 1, "dropped": 0} {
+		if got := testutil.ToFloat64(m.pushKeys.WithLabelValues(result)); got != want {
+			t.Errorf("push_keys_total{%s} = %v, want %v", result, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.comets); got != 1 {
+		t.Errorf("comets gauge = %v, want 1", got)
+	}
+}
+
+func TestPoolOrder(t *testing.T) {
+	tests := []struct {
+		name   string
+		shards uint32 // calls go round robin over shards 0..shards-1
+		calls  int
+	}{
+		{name: "one shard", shards: 1, calls: 1000},
+		{name: "eight shards interleaved", shards: 8, calls: 2000},
+		{name: "more shards than workers", shards: 20, calls: 2000}, // 20 shards fold onto 8 workers
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			poolCheckGoroutines(t)
+			srv := startPoolComet(t)
+			p, _ := newTestPool(t, poolTestConfig())
+			p.update(map[string]string{"c": srv.addr})
+			r := newPoolOutcomes(t)
+			for i := range tt.calls {
+				shard := uint32(i) % tt.shards
+				if tt.shards == 1 {
+					shard = 5
+				}
+				p.send("c", shard, r.push(i, shard))
+			}
+			r.waitIDs(t, Delivered, poolIDs(0, tt.calls)...)
+			got := srv.seqsByShard()
+			n := 0
+			for shard, seqs := range got {
+				n += len(seqs)
+				for j := 1; j < len(seqs); j++ {
+					if seqs[j] <= seqs[j-1] {
+						t.Fatalf("shard %d: seq %d arrived after %d", shard, seqs[j], seqs[j-1])
+					}
+				}
+			}
+			if n != tt.calls {
+				t.Errorf("comet accepted %d calls, want %d", n, tt.calls)
+			}
+		})
+	}
+}
+
+func TestPoolRetry(t *testing.T) {
+	type testCase struct {
+		name         string
+		failures     []codes.Code // the comet fails the first attempts with these
+		failAll      codes.Code   // or every attempt
+		retryFor     time.Duration
+		want         []Outcome // of calls 0, 1, ... sent in a row on one shard
+		wantRetries  int       // -1: at least one
+		wantAttempts int       // -1: not checked
+	}
+	tests := []testCase{
+		{
+			name:         "unavailable twice then ok keeps order",
+			failures:     []codes.Code{codes.Unavailable, codes.Unavailable},
+			want:         []Outcome{Delivered, Delivered, Delivered, Delivered, Delivered},
+			wantRetries:  2,
+			wantAttempts: 7,
+		},
+		{
+			name:         "permanent invalid argument is not retried",
+			failures:     []codes.Code{codes.InvalidArgument},
+			want:         []Outcome{LostRejected, Delivered},
+			wantRetries:  0,
+			wantAttempts: 2,
+		},
+		{
+			name:         "transient forever runs out of retry_for",
+			failAll:      codes.Unavailable,
+			retryFor:     300 * time.Millisecond,
+			want:         []Outcome{LostRetries, LostRetries},
+			wantRetries:  -1,
+			wantAttempts: -1,
+		},
+	}
+	for _, code := range []codes.Code{codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted,
+		codes.Internal, codes.Unknown, codes.Canceled} {
+		tests = append(tests, testCase{
+			name: "transient " + code.String(), failures: []codes.Code{code},
+			want: []Outcome{Delivered}, wantRetries: 1, wantAttempts: 2,
+		})
+	}
+	for _, code := range []codes.Code{codes.FailedPrecondition, codes.PermissionDenied, codes.Unauthenticated,
+		codes.Unimplemented, codes.OutOfRange, codes.NotFound} {
+		tests = append(tests, testCase{
+			name: "permanent " + code.String(), failures: []codes.Code{code},
+			want: []Outcome{LostRejected}, wantRetries: 0, wantAttempts: 1,
+		})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			poolCheckGoroutines(t)
+			srv := startPoolComet(t)
+			srv.set(func(s *poolTestComet) { s.failures, s.failAll = tt.failures, tt.failAll })
+			cfg := poolTestConfig()
+			if tt.retryFor > 0 {
+				cfg.RetryFor = conf.Duration(tt.retryFor)
+			}
+			p, m := newTestPool(t, cfg)
+			p.update(map[string]string{"c": srv.addr})
+			r := newPoolOutcomes(t)
+			for i := range tt.want {
+				p.send("c", 1, r.push(i, 1))
+			}
+			for i, want := range tt.want {
+				r.waitIDs(t, want, i)
+			}
+			retries := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg"))
+			if tt.wantRetries >= 0 && retries != float64(tt.wantRetries) || tt.wantRetries < 0 && retries < 1 {
+				t.Errorf("retries_total = %v, want %d (-1: > 0)", retries, tt.wantRetries)
+			}
+			_, attempts, _ := srv.stats()
+			if tt.wantAttempts >= 0 && attempts != tt.wantAttempts {
+				t.Errorf("comet saw %d attempts, want %d", attempts, tt.wantAttempts)
+			}
+			var delivered []int32
+			for i, o := range tt.want {
+				if o == Delivered {
+					delivered = append(delivered, int32(i))
+				}
+			}
+			if got := srv.seqsByShard()[1]; fmt.Sprint(got) != fmt.Sprint(delivered) {
+				t.Errorf("comet accepted seqs %v, want %v", got, delivered)
+			}
+		})
+	}
+}
+
+// TestPoolTooLarge: a request over the 16 MiB message limit is refused by
+// gRPC as ResourceExhausted, which is otherwise transient; it must not
+// hold its worker for retry_for.
+func TestPoolTooLarge(t *testing.T) {
+	poolCheckGoroutines(t)
+	srv := startPoolComet(t)
+	cfg := poolTestConfig()
+	cfg.RetryFor = conf.Duration(time.Hour)
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"c": srv.addr})
+	r := newPoolOutcomes(t)
+	big := &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: make([]byte, poolMaxMsgSize)}
+	p.send("c", 0, &call{room: &cometpb.BroadcastRoomReq{RoomID: "live://1", Proto: big}, done: r.done(0)})
+	p.send("c", 0, r.push(1, 0))
+	r.waitIDs(t, LostRejected, 0)
+	r.waitIDs(t, Delivered, 1)
+	if n := testutil.ToFloat64(m.retries.WithLabelValues("BroadcastRoom")); n != 0 {
+		t.Errorf("retries_total{BroadcastRoom} = %v, want 0", n)
+	}
+}
+
+func TestPoolHungComet(t *testing.T) {
+	poolCheckGoroutines(t)
+	hung, ok := startPoolComet(t), startPoolComet(t)
+	hung.set(func(s *poolTestComet) { s.hold = true }) // never released
+	cfg := poolTestConfig()
+	cfg.Shards, cfg.Queue = 2, 4
+	cfg.CallTimeout = conf.Duration(time.Minute) // the hung calls stay in flight
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"a": hung.addr, "b": ok.addr})
+
+	const toA, toB = 10000, 1000
+	ra, rb := newPoolOutcomes(t), newPoolOutcomes(t)
+	var sentA, sentB atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range toA {
+			p.send("a", uint32(i), ra.push(i, uint32(i)%2))
+		}
+		sentA.Store(true)
+	}()
+	go func() {
+		// One call at a time, each waited for: B keeps serving while A's
+		// workers are stuck and its queues overflow.
+		defer wg.Done()
+		for i := range toB {
+			ch := make(chan Outcome, 1)
+			p.send("b", uint32(i), &call{push: &cometpb.PushMsgReq{Keys: []string{"k"}, Proto: &protocol.Proto{}}, done: func(o Outcome) {
+				rb.done(i)(o)
+				ch <- o
+			}})
+			select {
+			case <-ch:
+			case <-time.After(10 * time.Second):
+				t.Errorf("call %d to comet b not done while comet a hangs", i)
+				return
+			}
+		}
+		sentB.Store(true)
+	}()
+	wg.Wait()
+	if !sentA.Load() || !sentB.Load() {
+		t.Fatal("senders did not finish")
+	}
+	if got := rb.count(Delivered); got != toB {
+		t.Fatalf("comet b: %d of %d delivered", got, toB)
+	}
+	poolWaitFor(t, 10*time.Second, func() error {
+		if _, _, h := hung.stats(); h != cfg.Shards {
+			return fmt.Errorf("comet a holds %d attempts, want one per worker (%d)", h, cfg.Shards)
+		}
+		return nil
+	})
+	// Each worker of a holds one call in flight and cfg.Queue queued; the
+	// rest were refused at once.
+	stuck := toA - ra.total()
+	if ra.total() != ra.count(LostQueueFull) {
+		t.Errorf("comet a: %d calls done, %d of them queue_full; want only queue_full", ra.total(), ra.count(LostQueueFull))
+	}
+	if most := cfg.Shards * (cfg.Queue + 1); stuck < cfg.Shards || stuck > most {
+		t.Errorf("comet a: %d calls pending, want %d..%d", stuck, cfg.Shards, most)
+	}
+	if got := testutil.ToFloat64(m.queued); got != float64(stuck-cfg.Shards) {
+		t.Errorf("queued gauge = %v, want %d", got, stuck-cfg.Shards)
+	}
+	if got := poolCalls(m, "PushMsg", LostQueueFull); got != float64(ra.count(LostQueueFull)) {
+		t.Errorf("calls_total{queue_full} = %v, want %d", got, ra.count(LostQueueFull))
+	}
+
+	// Removing the hung comet ends its calls.
+	p.update(map[string]string{"b": ok.addr})
+	poolWaitFor(t, 10*time.Second, func() error {
+		if n := ra.total(); n != toA {
+			return fmt.Errorf("comet a: %d of %d calls done", n, toA)
+		}
+		return nil
+	})
+	if got := ra.count(LostCometGone); got != stuck {
+		t.Errorf("comet a: %d calls comet_gone, want %d", got, stuck)
+	}
+}
+
+func TestPoolRemoval(t *testing.T) {
+	poolCheckGoroutines(t)
+	hung, failing := startPoolComet(t), startPoolComet(t)
+	hung.set(func(s *poolTestComet) { s.hold = true })
+	failing.set(func(s *poolTestComet) { s.failAll = codes.Unavailable })
+	cfg := poolTestConfig()
+	cfg.Shards, cfg.Queue = 1, 10
+	cfg.CallTimeout = conf.Duration(time.Minute)
+	cfg.RetryBase, cfg.RetryMax = conf.Duration(time.Minute), conf.Duration(time.Minute) // backoffs outlast the test
+	cfg.RetryFor = conf.Duration(10 * time.Minute)
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"h": hung.addr, "f": failing.addr})
+	if got := p.hosts(); fmt.Sprint(got) != "[f h]" {
+		t.Fatalf("hosts() = %v, want [f h]", got)
+	}
+
+	r := newPoolOutcomes(t)
+	for i := range 5 { // 0 in flight, 1..4 queued
+		p.send("h", 0, r.push(i, 0))
+	}
+	for i := 5; i < 8; i++ { // 5 backing off, 6 and 7 queued
+		p.send("f", 0, r.push(i, 0))
+	}
+	poolWaitFor(t, 10*time.Second, func() error {
+		if _, _, h := hung.stats(); h != 1 {
+			return fmt.Errorf("comet h holds %d attempts, want 1", h)
+		}
+		if n := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg")); n != 1 {
+			return fmt.Errorf("retries_total = %v, want 1 (call 5 backing off)", n)
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(m.queued); got != 6 {
+		t.Errorf("queued gauge = %v, want 6", got)
+	}
+	if r.total() != 0 {
+		t.Fatalf("%d calls done before the removal", r.total())
+	}
+
+	p.update(map[string]string{})
+	r.waitIDs(t, LostCometGone, poolIDs(0, 8)...)
+	if p.size() != 0 || len(p.hosts()) != 0 {
+		t.Errorf("size() = %d, hosts() = %v after removing every comet", p.size(), p.hosts())
+	}
+	if got := testutil.ToFloat64(m.comets); got != 0 {
+		t.Errorf("comets gauge = %v, want 0", got)
+	}
+	poolWaitFor(t, 10*time.Second, func() error {
+		if h, f := hung.conns.Load(), failing.conns.Load(); h+f != 0 {
+			return fmt.Errorf("connections still open: h %d, f %d", h, f)
+		}
+		return nil
+	})
+
+	t.Run("unknown host", func(t *testing.T) {
+		for i, host := range []string{"h", "never-known"} {
+			p.send(host, 0, r.push(100+i, 0))
+			if o, ok := r.outcome(100 + i); !ok || o != LostCometGone {
+				t.Errorf("send to %q: outcome %v (done %v), want comet_gone at once", host, o, ok)
+			}
+		}
+	})
+}
+
+func TestPoolAddressChange(t *testing.T) {
+	poolCheckGoroutines(t)
+	old, moved := startPoolComet(t), startPoolComet(t)
+	old.set(func(s *poolTestComet) { s.hold = true }) // never answers
+	cfg := poolTestConfig()
+	cfg.Shards, cfg.Queue = 1, 200
+	cfg.CallTimeout = conf.Duration(time.Minute)
+	p, _ := newTestPool(t, cfg)
+	p.update(map[string]string{"c": old.addr})
+
+	const calls = 100
+	r := newPoolOutcomes(t)
+	for i := range calls {
+		p.send("c", 0, r.push(i, 0))
+	}
+	poolWaitFor(t, 10*time.Second, func() error {
+		if _, _, h := old.stats(); h != 1 {
+			return fmt.Errorf("old address holds %d attempts, want 1", h)
+		}
+		return nil
+	})
+
+	p.update(map[string]string{"c": moved.addr})
+	r.waitIDs(t, Delivered, poolIDs(0, calls)...)
+	want := fmt.Sprint(poolInt32s(0, calls))
+	if got := fmt.Sprint(moved.seqsByShard()[0]); got != want {
+		t.Errorf("new address accepted %s, want %s", got, want)
+	}
+	if accepted, _, _ := old.stats(); len(accepted) != 0 {
+		t.Errorf("old address accepted %d calls", len(accepted))
+	}
+	if got := p.hosts(); fmt.Sprint(got) != "[c]" {
+		t.Errorf("hosts() = %v, want [c]", got)
+	}
+	poolWaitFor(t, 10*time.Second, func() error {
+		if n := old.conns.Load(); n != 0 {
+			return fmt.Errorf("%d connections to the old address still open", n)
+		}
+		return nil
+	})
+}
+
+func poolInt32s(from, to int) []int32 {
+	s := make([]int32, 0, to-from)
+	for i := from; i < to; i++ {
+		s = append(s, int32(i))
+	}
+	return s
+}
+
+// poolNoWorkers fails if a goroutine of the pool still runs.
+func poolNoWorkers(t *testing.T) {
+	t.Helper()
+	poolWaitFor(t, 10*time.Second, func() error {
+		if s := poolStacks(); strings.Contains(s, "(*cometPool)") {
+			return fmt.Errorf("pool goroutines left:\n%s", s)
+		}
+		return nil
+	})
+}
+
+func TestPoolClose(t *testing.T) {
+	t.Run("queued calls delivered before the deadline", func(t *testing.T) {
+		poolCheckGoroutines(t)
+		srv := startPoolComet(t)
+		srv.set(func(s *poolTestComet) { s.hold = true })
+		cfg := poolTestConfig()
+		cfg.Shards, cfg.Queue = 2, 100
+		p, _ := newTestPool(t, cfg)
+		p.update(map[string]string{"c": srv.addr})
+		const calls = 50
+		r := newPoolOutcomes(t)
+		for i := range calls {
+			p.send("c", uint32(i), r.push(i, uint32(i)%2))
+		}
+		poolWaitFor(t, 10*time.Second, func() error {
+			if _, _, h := srv.stats(); h != 2 {
+				return fmt.Errorf("comet holds %d attempts, want 2", h)
+			}
+			return nil
+		})
+
+		errc := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			errc <- p.close(ctx)
+		}()
+		poolWaitFor(t, 10*time.Second, func() error {
+			if !p.closed.Load() {
+				return errors.New("close has not begun")
+			}
+			return nil
+		})
+		p.send("c", 0, r.push(calls, 0))
+		p.send("unknown", 0, r.push(calls+1, 0))
+		for _, id := range []int{calls, calls + 1} {
+			if o, ok := r.outcome(id); !ok || o != LostShutdown {
+				t.Errorf("send during close: outcome %v (done %v), want shutdown at once", o, ok)
+			}
+		}
+		p.update(map[string]string{"c": srv.addr, "d": srv.addr})
+		if got := p.hosts(); fmt.Sprint(got) != "[c]" {
+			t.Errorf("update during close changed hosts to %v", got)
+		}
+
+		srv.open()
+		if err := <-errc; err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		r.waitIDs(t, Delivered, poolIDs(0, calls)...)
+		if p.size() != 0 {
+			t.Errorf("size() = %d after close", p.size())
+		}
+		poolNoWorkers(t)
+		if err := p.close(context.Background()); err != nil {
+			t.Errorf("second close: %v", err)
+		}
+	})
+
+	t.Run("expired context ends everything with shutdown", func(t *testing.T) {
+		poolCheckGoroutines(t)
+		hung, failing := startPoolComet(t), startPoolComet(t)
+		hung.set(func(s *poolTestComet) { s.hold = true })
+		failing.set(func(s *poolTestComet) { s.failAll = codes.ResourceExhausted })
+		cfg := poolTestConfig()
+		cfg.Shards, cfg.Queue = 2, 100
+		cfg.CallTimeout = conf.Duration(time.Minute)
+		cfg.RetryBase, cfg.RetryMax = conf.Duration(time.Minute), conf.Duration(time.Minute)
+		cfg.RetryFor = conf.Duration(10 * time.Minute)
+		p, m := newTestPool(t, cfg)
+		p.update(map[string]string{"h": hung.addr, "f": failing.addr})
+		r := newPoolOutcomes(t)
+		for i := range 20 { // 2 in flight, 18 queued
+			p.send("h", uint32(i), r.push(i, uint32(i)%2))
+		}
+		for i := 20; i < 23; i++ { // 1 backing off, 2 queued
+			p.send("f", 0, r.push(i, 0))
+		}
+		poolWaitFor(t, 10*time.Second, func() error {
+			if _, _, h := hung.stats(); h != 2 {
+				return fmt.Errorf("comet h holds %d attempts, want 2", h)
+			}
+			if n := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg")); n != 1 {
+				return fmt.Errorf("retries_total = %v, want 1", n)
+			}
+			return nil
+		})
+
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := p.close(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("close with a cancelled context: %v, want context.Canceled", err)
+		}
+		// close waited for the workers: every call has ended by now.
+		if n, s := r.total(), r.count(LostShutdown); n != 23 || s != 23 {
+			t.Fatalf("after close: %d calls done, %d shutdown; want 23, 23", n, s)
+		}
+		if got := poolCalls(m, "PushMsg", LostShutdown); got != 23 {
+			t.Errorf("calls_total{shutdown} = %v, want 23", got)
+		}
+		poolNoWorkers(t)
+		poolWaitFor(t, 10*time.Second, func() error {
+			if h, f := hung.conns.Load(), failing.conns.Load(); h+f != 0 {
+				return fmt.Errorf("connections still open: h %d, f %d", h, f)
+			}
+			return nil
+		})
+		if err := p.close(ctx); err != nil {
+			t.Errorf("second close: %v", err)
+		}
+	})
+
+	t.Run("empty pool", func(t *testing.T) {
+		poolCheckGoroutines(t)
+		p := newCometPool(PoolConfig{}, nil, nil)
+		if err := p.close(context.Background()); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		r := newPoolOutcomes(t)
+		p.send("c", 0, r.push(0, 0))
+		if o, ok := r.outcome(0); !ok || o != LostShutdown {
+			t.Errorf("send after close: %v (done %v), want shutdown", o, ok)
+		}
+	})
+}
+
+// TestPoolConcurrentUpdateSend sends from several goroutines while the
+// comets come, go and move, then closes: every call ends exactly once.
+func TestPoolConcurrentUpdateSend(t *testing.T) {
+	poolCheckGoroutines(t)
+	srvs := []*poolTestComet{startPoolComet(t), startPoolComet(t), startPoolComet(t)}
+	cfg := poolTestConfig()
+	cfg.Shards, cfg.Queue = 4, 64
+	p, _ := newTestPool(t, cfg)
+	sets := []map[string]string{
+		{"a": srvs[0].addr, "b": srvs[1].addr},
+		{"b": srvs[2].addr, "c": srvs[0].addr},
+		{"a": srvs[1].addr, "c": srvs[2].addr},
+		{},
+		{"a": srvs[2].addr, "b": srvs[0].addr, "c": srvs[1].addr},
+	}
+	p.update(sets[0])
+
+	const senders, updates = 4, 60
+	r := newPoolOutcomes(t)
+	stop := make(chan struct{})
+	var sending sync.WaitGroup
+	var sent atomic.Int64
+	for s := range senders {
+		sending.Add(1)
+		go func() {
+			defer sending.Done()
+			hosts := []string{"a", "b", "c"}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := int(sent.Add(1))
+				p.send(hosts[(s+i)%3], uint32(i), r.push(id, uint32(i)%4))
+				time.Sleep(20 * time.Microsecond) // let the workers keep up, mostly
+			}
+		}()
+	}
+	for i := range updates {
+		p.update(sets[i%len(sets)])
+		_ = p.hosts()
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(stop)
+	sending.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if n := r.total(); n != int(sent.Load()) {
+		t.Fatalf("%d calls done, want %d", n, sent.Load())
+	}
+	if n := r.count(LostRejected) + r.count(LostRetries); n != 0 {
+		t.Errorf("%d calls rejected or out of retries", n)
+	}
+	t.Logf("delivered %d, comet_gone %d, queue_full %d, shutdown %d", r.count(Delivered),
+		r.count(LostCometGone), r.count(LostQueueFull), r.count(LostShutdown))
+}
+
+func TestPoolUpdateBadAddress(t *testing.T) {
+	poolCheckGoroutines(t)
+	srv := startPoolComet(t)
+	p, _ := newTestPool(t, poolTestConfig())
+	p.update(map[string]string{"good": srv.addr, "scheme": "grpc://" + srv.addr, "noport": "127.0.0.1", "": srv.addr})
+	if got := p.hosts(); fmt.Sprint(got) != "[good]" {
+		t.Errorf("hosts() = %v, want [good]", got)
+	}
+	p.update(map[string]string{"good": "bad address"})
+	if p.size() != 0 {
+		t.Errorf("a comet moved to an unusable address stays: hosts() = %v", p.hosts())
+	}
+}
+
+func TestPoolConfigValidate(t *testing.T) {
+	tests := []struct {
+		name     string
+		modify   func(c *PoolConfig)
+		wantKeys []string // nil: valid
+	}{
+		{name: "defaults", modify: func(*PoolConfig) {}},
+		{name: "no shards", modify: func(c *PoolConfig) { c.Shards = 0 }, wantKeys: []string{"comet.shards"}},
+		{name: "too many shards", modify: func(c *PoolConfig) { c.Shards = 5000 }, wantKeys: []string{"comet.shards"}},
+		{name: "no queue", modify: func(c *PoolConfig) { c.Queue = 0 }, wantKeys: []string{"comet.queue"}},
+		{name: "no call timeout", modify: func(c *PoolConfig) { c.CallTimeout = 0 }, wantKeys: []string{"comet.call_timeout"}},
+		{name: "negative retry base", modify: func(c *PoolConfig) { c.RetryBase = -1 }, wantKeys: []string{"comet.retry_base"}},
+		{name: "retry max below base", modify: func(c *PoolConfig) { c.RetryMax = conf.Duration(time.Millisecond) }, wantKeys: []string{"comet.retry_max"}},
+		{name: "no retry_for", modify: func(c *PoolConfig) { c.RetryFor = 0 }, wantKeys: []string{"comet.retry_for"}},
+		{
+			name:     "every problem at once",
+			modify:   func(c *PoolConfig) { *c = PoolConfig{} },
+			wantKeys: []string{"comet.shards", "comet.queue", "comet.call_timeout", "comet.retry_base", "comet.retry_max", "comet.retry_for"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := DefaultPoolConfig()
+			tt.modify(&c)
+			var p conf.Problems
+			c.Validate(p.Sub("comet"))
+			err := p.Err()
+			if tt.wantKeys == nil {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, conf.ErrInvalid) {
+				t.Fatalf("Validate: %v, want an error wrapping conf.ErrInvalid", err)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if len(lines) != len(tt.wantKeys) {
+				t.Errorf("Validate: %d problems, want %d:\n%v", len(lines), len(tt.wantKeys), err)
+			}
+			for _, k := range tt.wantKeys {
+				if !strings.Contains(err.Error(), k+": ") {
+					t.Errorf("Validate: %v\nwant a problem at %s", err, k)
+				}
+			}
+		})
+	}
+}
+
+func TestPoolWarnLimiter(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	var w poolWarnLimiter
+	c := &call{push: &cometpb.PushMsgReq{}}
+	err := status.Error(codes.InvalidArgument, "bad")
+	for range 5 {
+		w.warn(log, "refused", c, err)
+	}
+	if n := strings.Count(buf.String(), "refused"); n != 1 {
+		t.Fatalf("5 warnings in a row logged %d lines, want 1:\n%s", n, buf.String())
+	}
+	w.mu.Lock()
+	w.last = w.last.Add(-poolWarnEvery) // as if 10 s had passed
+	w.mu.Unlock()
+	w.warn(log, "refused", c, err)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "count=1") || !strings.Contains(lines[1], "count=5") ||
+		!strings.Contains(lines[1], "code=InvalidArgument") || !strings.Contains(lines[1], "method=PushMsg") {
+		t.Errorf("log:\n%s\nwant a line with count=1, then one with count=5 (4 suppressed + 1)", buf.String())
+	}
+}
+
+// BenchmarkPoolPush measures PushMsg calls through the pool to one local
+// comet, at most window calls outstanding so that no queue overflows.
+func BenchmarkPoolPush(b *testing.B) {
+	srv := startPoolComet(b)
+	cfg := DefaultPoolConfig()
+	p, _ := newTestPool(b, cfg)
+	p.update(map[string]string{"c": srv.addr})
+	const window = 2048 // < Shards*Queue, spread evenly over the shards
+	tokens := make(chan struct{}, window)
+	var lost atomic.Int64
+	done := func(o Outcome) {
+		if o != Delivered {
+			lost.Add(1)
+		}
+		<-tokens
+	}
+	req := &cometpb.PushMsgReq{Keys: []string{"key"}, ProtoOp: 1000, Proto: &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: make([]byte, 64)}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		tokens <- struct{}{}
+		p.send("c", uint32(i), &call{push: req, done: done})
+	}
+	for range window {
+		tokens <- struct{}{} // every call has ended
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+	b.StopTimer()
+	if n := lost.Load(); n > 0 {
+		b.Fatalf("%d calls lost", n)
+	}
+}
