@@ -14,6 +14,7 @@ import (
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,20 +26,8 @@ import (
 //
 //	go test -run x -bench Process -benchtime 20000x ./cmd/logic/
 
-// cpuTime is the user+system CPU time the process pid has used.
-func cpuTime(tb testing.TB, pid int) time.Duration {
-	tb.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	// Fields after the command name (which is in parentheses): utime and
-	// stime are the 12th and 13th.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
-}
+// cpuTime is logic's CPU time so far.
+func cpuTime(tb testing.TB, pid int) time.Duration { return testkit.ProcessCPU(tb, pid) }
 
 // load runs n calls of do over workers goroutines and reports calls per
 // second and per logic CPU-second.

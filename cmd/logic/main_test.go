@@ -14,16 +14,6 @@ import (
 	"github.com/goim/goim/internal/testkit"
 )
 
-func build(t testing.TB) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "logic")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // proc is a logic process started by a test against the shared Redis and
 // an in-process Kafka-protocol broker.
 type proc struct {
@@ -42,7 +32,7 @@ type proc struct {
 // The process is killed at cleanup if still running.
 func startProcess(t testing.TB) *proc {
 	t.Helper()
-	bin := build(t)
+	bin := testkit.Build(t, "logic")
 	_, prefix := testkit.Redis(t)
 	kc, topic := testkit.Kafka(t, 4)
 	p := &proc{

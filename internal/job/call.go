@@ -46,7 +46,7 @@ type call struct {
 	room      *cometpb.BroadcastRoomReq
 	broadcast *cometpb.BroadcastReq
 	done      func(Outcome)
-	queued    time.Time // set by send: retry_for counts from here
+	queued    time.Time // set by send: while its comet has failed for retry_for, a call queued longer is dropped
 }
 
 // method names the gRPC method of c (a metric label).

@@ -12,6 +12,7 @@ import (
 
 	cometpb "github.com/goim/goim/api/comet"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/testkit/cluster"
 	"google.golang.org/grpc"
 )
 
@@ -26,19 +27,19 @@ func TestKillAndRestart(t *testing.T) {
 	c := startCluster(t, 2)
 	first, _ := c.startJob(nil)
 	const clients, n = 4, 10000
-	var rs []*recv
+	var rs []*cluster.Client
 	for i := range clients {
 		host := fmt.Sprintf("comet-%d", i%2+1)
-		rs = append(rs, c.dial(host, []string{"tcp", "ws"}[i/2], fmt.Sprintf(`{"mid":%d,"key":"k%d","accepts":[1000]}`, i+1, i)))
+		rs = append(rs, c.Dial(host, []string{"tcp", "ws"}[i/2], fmt.Sprintf(`{"mid":%d,"key":"k%d","accepts":[1000]}`, i+1, i)))
 	}
-	c.waitOnline(clients)
+	c.WaitOnline(clients)
 
 	var published atomic.Int64
 	var wg sync.WaitGroup
 	for w := range 8 { // 8 concurrent publishers, each its own share of the pushes
 		wg.Go(func() {
 			for i := w; i < n; i += 8 {
-				c.push(fmt.Sprintf("/goim/push/keys?operation=1000&keys=k%d", i%clients), strconv.Itoa(i))
+				c.Push(fmt.Sprintf("/goim/push/keys?operation=1000&keys=k%d", i%clients), strconv.Itoa(i))
 				published.Add(1)
 			}
 		})
@@ -46,7 +47,7 @@ func TestKillAndRestart(t *testing.T) {
 	total := func() int {
 		s := 0
 		for _, r := range rs {
-			s += r.count()
+			s += r.Count()
 		}
 		return s
 	}
@@ -61,11 +62,10 @@ func TestKillAndRestart(t *testing.T) {
 	waitCount(t, 60*time.Second, func() bool {
 		clear(seen)
 		for _, r := range rs {
-			r.mu.Lock()
-			for _, b := range r.got {
+			got, _ := r.Received()
+			for _, b := range got {
 				seen[b]++
 			}
-			r.mu.Unlock()
 		}
 		return len(seen) == n
 	})
@@ -75,13 +75,12 @@ func TestKillAndRestart(t *testing.T) {
 	}
 	t.Logf("all %d pushes delivered; %d duplicates after the restart (%.1f %%)", n, dups, 100*float64(dups)/n)
 	for i, r := range rs {
-		r.mu.Lock()
-		for _, b := range r.got {
+		got, _ := r.Received()
+		for _, b := range got {
 			if v, _ := strconv.Atoi(b); v%clients != i {
-				t.Errorf("%s got push %s meant for k%d", r.name, b, v%clients)
+				t.Errorf("%s got push %s meant for k%d", r.Name, b, v%clients)
 			}
 		}
-		r.mu.Unlock()
 	}
 }
 
@@ -140,18 +139,18 @@ func TestHungComet(t *testing.T) {
 		cfg.Comet.RetryFor = conf.Duration(time.Second)
 		cfg.Comet.Queue = 16
 	})
-	r := c.dial("comet-1", "tcp", `{"mid":1,"key":"k1","room_id":"live://h","accepts":[1000]}`)
-	c.waitOnline(1)
+	r := c.Dial("comet-1", "tcp", `{"mid":1,"key":"k1","room_id":"live://h","accepts":[1000]}`)
+	c.WaitOnline(1)
 	const n = 300
 	start := time.Now()
 	for i := range n {
 		if i%2 == 0 {
-			c.push("/goim/push/keys?operation=1000&keys=k1", strconv.Itoa(i))
+			c.Push("/goim/push/keys?operation=1000&keys=k1", strconv.Itoa(i))
 		} else {
-			c.push("/goim/push/room?operation=1000&type=live&room=h", strconv.Itoa(i)) // room pushes go to both comets
+			c.Push("/goim/push/room?operation=1000&type=live&room=h", strconv.Itoa(i)) // room pushes go to both comets
 		}
 	}
-	got := r.wait(n, 20*time.Second)
+	got := r.Wait(n, 20*time.Second)
 	t.Logf("%d pushes to the healthy comet delivered in %v while the hung one held %d calls", len(got), time.Since(start), hung.calls.Load())
 	if hung.calls.Load() == 0 {
 		t.Fatal("the hung comet was never called")

@@ -1,124 +1,46 @@
 package job
 
 import (
-	"bufio"
-	"context"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
-	"github.com/goim/goim/api/protocol"
-	"github.com/goim/goim/internal/comet"
 	"github.com/goim/goim/internal/conf"
-	"github.com/goim/goim/internal/logic"
 	"github.com/goim/goim/internal/testkit"
+	"github.com/goim/goim/internal/testkit/cluster"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-// cluster is a whole goim on loopback but job: kfake, the real logic
-// (goim v2's insecure auth, the shared test Redis under a prefix of its
-// own) and real comets. Tests start jobs on it.
-type cluster struct {
-	t      *testing.T
-	kafka  *kfake.Cluster
-	topic  string
-	group  string
-	logic  *logic.Server
-	api    string // logic's HTTP base URL
-	comets map[string]*comet.Server
+// testCluster is goim on loopback (kfake, logic, real comets) with a
+// consumer group of its own for the jobs a test starts.
+type testCluster struct {
+	*cluster.Cluster
+	t     *testing.T
+	group string
 }
 
-// startCluster starts kfake (4 partitions), logic and n comets named
-// comet-1...comet-n.
-func startCluster(t *testing.T, n int) *cluster {
+func startCluster(t *testing.T, comets int) *testCluster {
 	t.Helper()
-	_, prefix := testkit.Redis(t)
-	kc, topic := testkit.Kafka(t, 4)
-	lc := logic.Default()
-	lc.Host = "logic-job-test"
-	lc.HTTP.Bind, lc.RPC.Bind, lc.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	lc.Auth = logic.AuthConfig{Insecure: true}
-	lc.Redis.Addr, lc.Redis.Prefix = testkit.RedisAddr(), prefix
-	lc.Kafka.Brokers, lc.Kafka.Topic = kc.ListenAddrs(), topic
-	lc.Online.Refresh = conf.Duration(100 * time.Millisecond)
-	ls, err := logic.New(lc, logic.Deps{Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ls.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { shutdown(t, ls.Shutdown) })
-	c := &cluster{t: t, kafka: kc, topic: topic, group: "job-test-" + testkit.RandomHex(4),
-		logic: ls, api: "http://" + ls.HTTPAddr(), comets: map[string]*comet.Server{}}
-	for i := 1; i <= n; i++ {
-		c.startComet(fmt.Sprintf("comet-%d", i))
-	}
-	return c
-}
-
-func shutdown(t *testing.T, f func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := f(ctx); err != nil {
-		t.Logf("shutdown: %v", err)
-	}
-}
-
-// startComet starts a real comet named host, reporting to the logic.
-func (c *cluster) startComet(host string) *comet.Server {
-	c.t.Helper()
-	cfg := comet.Default()
-	cfg.Host = host
-	cfg.TCP.Bind = []string{"127.0.0.1:0"}
-	cfg.WebSocket.Bind = []string{"127.0.0.1:0"}
-	cfg.RPC.Bind = "127.0.0.1:0"
-	cfg.Admin.Addr = "127.0.0.1:0"
-	cfg.Logic.Addrs = []string{c.logic.RPCAddr()}
-	cfg.Logic.ReportInterval = conf.Duration(200 * time.Millisecond)
-	cfg.Protocol.QueueFrames = 4096
-	cfg.Protocol.QueueBytes = 16 << 20
-	srv, err := comet.New(cfg, comet.Deps{Logger: testkit.Logger(c.t)})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(func() { shutdown(c.t, srv.Shutdown) })
-	c.comets[host] = srv
-	return srv
+	return &testCluster{Cluster: cluster.Start(t, comets), t: t, group: "job-test-" + testkit.RandomHex(4)}
 }
 
 // jobConfig is a job on this cluster's topic and group, with the comets
 // listed statically.
-func (c *cluster) jobConfig() Config {
+func (c *testCluster) jobConfig() Config {
 	cfg := Default()
 	cfg.Host = "job-test"
-	cfg.Kafka.Brokers = c.kafka.ListenAddrs()
-	cfg.Kafka.Topic = c.topic
+	cfg.Kafka.Brokers = c.Kafka.ListenAddrs()
+	cfg.Kafka.Topic = c.Topic
 	cfg.Kafka.Group = c.group
 	cfg.Kafka.SessionTimeout = conf.Duration(6 * time.Second) // kfake's minimum
 	cfg.Kafka.CommitInterval = conf.Duration(100 * time.Millisecond)
 	cfg.Admin.Addr = "127.0.0.1:0"
-	cfg.Comets = map[string]string{}
-	for host, s := range c.comets {
-		cfg.Comets[host] = s.RPCAddr().String()
-	}
+	cfg.Comets = c.CometAddrs()
 	return cfg
 }
 
 // startJob starts a job (edit may change its config) and waits until it
 // consumes. It is shut down at cleanup unless the test did.
-func (c *cluster) startJob(edit func(*Config)) (*Job, *prometheus.Registry) {
+func (c *testCluster) startJob(edit func(*Config)) (*Job, *prometheus.Registry) {
 	c.t.Helper()
 	cfg := c.jobConfig()
 	if edit != nil {
@@ -132,177 +54,26 @@ func (c *cluster) startJob(edit func(*Config)) (*Job, *prometheus.Registry) {
 	if err := j.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	c.t.Cleanup(func() { shutdown(c.t, j.Shutdown) })
+	c.t.Cleanup(func() { cluster.Shutdown(c.t, j.Shutdown) })
 	testkit.WaitFor(c.t, 20*time.Second, j.Ready)
 	return j, reg
 }
 
-// push POSTs a push to logic and checks it was accepted.
-func (c *cluster) push(path, body string) {
-	c.t.Helper()
-	resp, err := http.Post(c.api+path, "text/plain", strings.NewReader(body))
+// sumMetric sums every series of the counter or gauge name in reg.
+func sumMetric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || string(b) != `{"code":0,"message":""}` {
-		c.t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
-	}
-}
-
-// recv is a goim v2 client (TCP or WebSocket) whose reader goroutine
-// collects the pushes it receives: the bodies of every frame that is not a
-// reply, op-9 batches unpacked.
-type recv struct {
-	t    *testing.T
-	name string
-	conn net.Conn
-	ws   bool
-	br   *bufio.Reader
-
-	mu   sync.Mutex
-	got  []string
-	ops  []int32
-	at   []time.Time // when each push was read
-	err  error
-	done chan struct{}
-}
-
-// dial connects to comet host over tr ("tcp" or "ws") and authenticates
-// with goim v2's JSON auth body.
-func (c *cluster) dial(host, tr, auth string) *recv {
-	c.t.Helper()
-	srv := c.comets[host]
-	r := &recv{t: c.t, name: host + "/" + tr, ws: tr == "ws", done: make(chan struct{})}
-	var err error
-	if r.ws {
-		var br *bufio.Reader
-		r.conn, br, _, err = ws.Dial(context.Background(), "ws://"+srv.Addrs("ws")[0].String()+"/sub")
-		if br != nil {
-			ws.PutReader(br)
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
 		}
-	} else {
-		r.conn, err = net.Dial("tcp", srv.Addrs("tcp")[0].String())
-	}
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	r.br = bufio.NewReader(r.conn)
-	c.t.Cleanup(func() {
-		r.conn.Close()
-		<-r.done
-	})
-	frame := (&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(auth)}).AppendTCP(nil)
-	if r.ws {
-		err = wsutil.WriteClientBinary(r.conn, frame)
-	} else {
-		_, err = r.conn.Write(frame)
-	}
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	ps, err := r.next()
-	if err != nil || len(ps) != 1 || ps[0].Op != protocol.OpAuthReply {
-		c.t.Fatalf("%s: auth reply %v, %v", r.name, ps, err)
-	}
-	go r.loop()
-	return r
-}
-
-// next reads one frame (TCP) or message (WS, op 9 unpacked).
-func (r *recv) next() ([]*protocol.Proto, error) {
-	p := new(protocol.Proto)
-	if !r.ws {
-		if err := p.ReadTCP(r.br, 1<<24); err != nil {
-			return nil, err
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 		}
-		p.Body = append([]byte(nil), p.Body...)
-		return []*protocol.Proto{p}, nil
 	}
-	msg, _, err := wsutil.ReadServerData(r.conn)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.DecodeWS(msg, 1<<24); err != nil {
-		return nil, err
-	}
-	if p.Op != protocol.OpRaw {
-		return []*protocol.Proto{p}, nil
-	}
-	var out []*protocol.Proto
-	for b := p.Body; len(b) > 0; {
-		in := new(protocol.Proto)
-		n, err := in.Decode(b, 1<<24)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, in)
-		b = b[n:]
-	}
-	return out, nil
-}
-
-func (r *recv) loop() {
-	defer close(r.done)
-	for {
-		ps, err := r.next()
-		r.mu.Lock()
-		if err != nil {
-			r.err = err
-			r.mu.Unlock()
-			return
-		}
-		for _, p := range ps {
-			if p.Op == protocol.OpHeartbeatReply {
-				continue
-			}
-			r.got = append(r.got, string(p.Body))
-			r.ops = append(r.ops, p.Op)
-			r.at = append(r.at, time.Now())
-		}
-		r.mu.Unlock()
-	}
-}
-
-// wait waits until n pushes arrived and returns them (all of them, if
-// more came).
-func (r *recv) wait(n int, timeout time.Duration) []string {
-	r.t.Helper()
-	testkit.WaitFor(r.t, timeout, func() error {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if len(r.got) < n {
-			return fmt.Errorf("%s: %d of %d pushes (read error: %v)", r.name, len(r.got), n, r.err)
-		}
-		return nil
-	})
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]string(nil), r.got...)
-}
-
-// count is how many pushes arrived so far.
-func (r *recv) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.got)
-}
-
-// waitOnline waits until logic sees n connections (the comets reported).
-func (c *cluster) waitOnline(n int) {
-	c.t.Helper()
-	want := fmt.Sprintf(`"conn_count":%d,`, n)
-	testkit.WaitFor(c.t, 10*time.Second, func() error {
-		resp, err := http.Get(c.api + "/goim/online/total")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if !strings.Contains(string(b), want) {
-			return fmt.Errorf("online %s, want conn_count %d", b, n)
-		}
-		return nil
-	})
+	return sum
 }

@@ -31,16 +31,23 @@ import (
 // were sent (goim v2 spread them round robin: goim-v2.md §9 R3). A worker
 // stays on its call through retries, so a call's successors wait behind it
 // rather than overtake it. Each comet has its own workers and queues and
-// send never waits: a slow or hung comet fills its own queues and loses
-// its own calls (LostQueueFull), never delays another comet's (v2's
-// blocking enqueue stalled everything: §9 R4).
+// send never waits (v2's blocking enqueue stalled everything: §9 R4).
+//
+// A queue grows with its backlog (up to Queue calls) and shrinks as it
+// drains, so a healthy comet that answers slower than Kafka is read keeps
+// every call and delivers it, however long that takes. A comet is failing
+// from an attempt's transient error until a call to it succeeds; once it
+// has failed for RetryFor, its calls queued for RetryFor end without an
+// attempt (LostRetries), so a hung comet holds a push, and the commit of
+// its partition, for about RetryFor + CallTimeout, and never delays
+// another comet's calls.
 //
 // Locks: cometPool.mu serializes update and the start of close; it guards
 // the comets map's replacement and every poolComet.addr. poolComet.sendMu
 // guards the comet's state; send holds it for reading while it queues a
 // call, so once a writer has changed the state no call can be queued
-// behind the worker's final drain. Order: cometPool.mu, then
-// poolComet.sendMu.
+// behind the worker's final drain. poolQueue.mu guards one queue's ring.
+// Order: cometPool.mu, then poolComet.sendMu, then poolQueue.mu.
 
 // PoolConfig is the [comet] section of job's config: the client pool of
 // comets.
@@ -50,11 +57,16 @@ type PoolConfig struct {
 	// a comet in order; different shards proceed in parallel. At most
 	// 1024. Default 8.
 	Shards int `toml:"shards"`
-	// Queue is how many calls may wait per worker; a call sent to a full
-	// queue is lost at once (queue_full), which is what a hung comet's
-	// calls become. At most 1048576. Default 1024.
+	// Queue bounds the calls waiting per worker; a call sent to a full
+	// queue is lost at once (queue_full). A bound, not a preallocation: a
+	// queue takes memory for the calls it holds, grows with a backlog and
+	// shrinks again as it drains. A healthy comet's backlog waits as long
+	// as it takes to drain and a hung comet's calls end after retry_for,
+	// so only a backlog beyond this bound loses calls here. At most
+	// 1048576. Default 65536.
 	Queue int `toml:"queue"`
-	// CallTimeout is the deadline of one gRPC attempt. Default "3s".
+	// CallTimeout is the deadline of each gRPC attempt, however long its
+	// call waited or was retried. Default "3s".
 	CallTimeout conf.Duration `toml:"call_timeout"`
 	// RetryBase is the first wait after a transient error (comet busy,
 	// unavailable, deadline exceeded, ...); it doubles with each retry,
@@ -63,12 +75,18 @@ type PoolConfig struct {
 	// RetryMax is the longest wait between retries; >= retry_base.
 	// Default "1s".
 	RetryMax conf.Duration `toml:"retry_max"`
-	// RetryFor bounds how long a call may take from the moment it was
-	// queued: one that waited in its queue that long, or whose next
-	// attempt would start later, is lost (retries_exhausted), and an
-	// attempt's deadline never runs past it. So a hung comet holds a push
-	// (and the commit of its partition) for at most this long. Default
-	// "10s".
+	// RetryFor bounds how long a call is retried after transient errors,
+	// counted from its first attempt: no attempt starts later, so a call
+	// ends within retry_for + call_timeout of its first attempt
+	// (retries_exhausted). While its comet is healthy, a call waits in its
+	// queue as long as needed: a backlog drains in full, nothing expires.
+	// A comet is failing from an attempt's transient error until any call
+	// to it succeeds; a call gets no (further) attempt and is lost
+	// (retries_exhausted) once its comet has been failing for retry_for
+	// and it was queued retry_for ago. So a hung comet holds a push (and
+	// the commit of its partition) for about retry_for + call_timeout
+	// after it was queued, or after the comet hung for pushes queued
+	// before. Default "10s".
 	RetryFor conf.Duration `toml:"retry_for"`
 }
 
@@ -82,7 +100,7 @@ const (
 func DefaultPoolConfig() PoolConfig {
 	return PoolConfig{
 		Shards:      8,
-		Queue:       1024,
+		Queue:       65536,
 		CallTimeout: conf.Duration(3 * time.Second),
 		RetryBase:   conf.Duration(50 * time.Millisecond),
 		RetryMax:    conf.Duration(time.Second),
@@ -161,6 +179,7 @@ type cometPool struct {
 	comets atomic.Pointer[map[string]*poolComet] // replaced whole under mu, never modified; read by send without a lock
 	closed atomic.Bool                           // close has begun; set under mu
 
+	epoch       time.Time               // origin of the pool's clock (see clock)
 	stopCtx     context.Context         // parent of every comet's context
 	stop        context.CancelCauseFunc // ends every attempt and backoff (cause errPoolShutdown)
 	draining    chan struct{}           // closed when close begins: workers finish their queues and exit
@@ -178,7 +197,12 @@ type poolComet struct {
 	ctx    context.Context         // ends on removal (errPoolCometGone) or when the pool stops (errPoolShutdown)
 	cancel context.CancelCauseFunc // of ctx
 	conn   atomic.Pointer[poolConn]
-	queues []chan *call // by shard; never closed
+	queues []*poolQueue // by shard
+
+	// failingSince is when (on the pool's clock, made nonzero) the first
+	// attempt to end with a transient error since the last successful
+	// call ended; 0 while the comet is healthy (no such attempt).
+	failingSince atomic.Int64
 
 	sendMu sync.RWMutex
 	state  poolCometState // guarded by sendMu
@@ -218,6 +242,7 @@ func newCometPool(cfg PoolConfig, log *slog.Logger, m *poolMetrics) *cometPool {
 		cfg:         cfg.withDefaults(),
 		log:         log,
 		m:           m,
+		epoch:       time.Now(),
 		stopCtx:     ctx,
 		stop:        stop,
 		draining:    make(chan struct{}),
@@ -301,11 +326,11 @@ func (p *cometPool) addComet(host, addr string) (*poolComet, error) {
 		log:    p.log.With("comet", host),
 		ctx:    ctx,
 		cancel: cancel,
-		queues: make([]chan *call, p.cfg.Shards),
+		queues: make([]*poolQueue, p.cfg.Shards),
 	}
 	cm.conn.Store(conn)
 	for i := range cm.queues {
-		q := make(chan *call, p.cfg.Queue)
+		q := newPoolQueue(p.cfg.Queue)
 		cm.queues[i] = q
 		p.wg.Add(1) // p.closed is false: close has not started waiting
 		go p.work(cm, q)
@@ -374,14 +399,15 @@ func (p *cometPool) queuedLen() int {
 	n := 0
 	for _, cm := range *p.comets.Load() {
 		for _, q := range cm.queues {
-			n += len(q)
+			n += q.len()
 		}
 	}
 	return n
 }
 
-// send queues c for host on the worker of shard (shard % Shards). It never
-// waits. When c cannot be queued, c.done is called before send returns:
+// send queues c for host on the worker of shard (shard % Shards), stamped
+// with the time (c.queued). It never waits. When c cannot be queued,
+// c.done is called before send returns:
 // LostCometGone for a host not in the pool, LostQueueFull when that
 // worker's queue is full, LostShutdown once close has begun.
 func (p *cometPool) send(host string, shard uint32, c *call) {
@@ -403,11 +429,9 @@ func (p *cometPool) send(host string, shard uint32, c *call) {
 	case poolCometClosing:
 		o = LostShutdown
 	default:
-		select {
-		case cm.queues[shard%uint32(len(cm.queues))] <- c:
+		if cm.queues[shard%uint32(len(cm.queues))].push(c) {
 			cm.sendMu.RUnlock()
 			return
-		default:
 		}
 	}
 	cm.sendMu.RUnlock()
@@ -422,12 +446,15 @@ func (p *cometPool) finish(c *call, o Outcome) {
 
 // work is one worker of cm: it runs the calls of q in order until cm is
 // removed or the pool closes (then it finishes q first).
-func (p *cometPool) work(cm *poolComet, q chan *call) {
+func (p *cometPool) work(cm *poolComet, q *poolQueue) {
 	defer p.wg.Done()
 	for {
+		if c := q.pop(); c != nil {
+			p.deliver(cm, c) // ends c at once if cm's context has ended
+			continue
+		}
 		select {
-		case c := <-q:
-			p.deliver(cm, c)
+		case <-q.wake:
 		case <-cm.ctx.Done():
 			p.abandon(cm, q)
 			return
@@ -435,14 +462,10 @@ func (p *cometPool) work(cm *poolComet, q chan *call) {
 			// No call can be queued any more (close set every comet's
 			// state first): run what is queued, then exit. If the pool
 			// stops meanwhile, deliver ends each remaining call at once.
-			for {
-				select {
-				case c := <-q:
-					p.deliver(cm, c)
-				default:
-					return
-				}
+			for c := q.pop(); c != nil; c = q.pop() {
+				p.deliver(cm, c)
 			}
+			return
 		}
 	}
 }
@@ -450,15 +473,10 @@ func (p *cometPool) work(cm *poolComet, q chan *call) {
 // abandon ends every call left in q with the reason cm's context ended.
 // Nothing can be queued any more: the state was set before the context
 // was cancelled.
-func (p *cometPool) abandon(cm *poolComet, q chan *call) {
+func (p *cometPool) abandon(cm *poolComet, q *poolQueue) {
 	o := cm.lost()
-	for {
-		select {
-		case c := <-q:
-			p.finish(c, o)
-		default:
-			return
-		}
+	for c := q.pop(); c != nil; c = q.pop() {
+		p.finish(c, o)
 	}
 }
 
@@ -472,32 +490,41 @@ func (cm *poolComet) lost() Outcome {
 
 // deliver runs c to its end: attempts, and waits between them after
 // transient errors, until it is accepted, refused, out of time, or cut
-// short by cm's removal or the pool's stop.
+// short by cm's removal or the pool's stop. Out of time is RetryFor after
+// its first attempt, or earlier while cm is failing (see expired); each
+// attempt has the whole CallTimeout. (Cutting an attempt short to fit a
+// budget counted from the queue would fail, and then duplicate, pushes a
+// slow but healthy comet was about to accept; the bound it gave a hung
+// comet comes from expired instead.)
 func (p *cometPool) deliver(cm *poolComet, c *call) {
 	mm := p.m.method(c)
 	base, ceiling, budget := p.cfg.RetryBase.D(), p.cfg.RetryMax.D(), p.cfg.RetryFor.D()
 	wait := base
-	first := c.queued
-	if first.IsZero() {
-		first = time.Now()
-	}
+	var first time.Time
 	for {
 		if cm.ctx.Err() != nil {
 			p.finish(c, cm.lost())
 			return
 		}
-		conn := cm.conn.Load()
 		start := time.Now()
-		left := budget - start.Sub(first)
-		if left < time.Millisecond {
-			cm.exhausted.warn(cm.log, "job: calls to comet waited longer than retry_for; lost", c, errors.New("retry_for passed"))
-			p.finish(c, LostRetries)
-			return
+		if first.IsZero() {
+			if p.expired(cm, c, start) {
+				cm.exhausted.warn(cm.log, "job: comet failing for retry_for; calls queued longer lost unattempted", c,
+					errors.New("comet failing, call queued longer than retry_for"))
+				p.finish(c, LostRetries)
+				return
+			}
+			first = start
 		}
-		err := p.attempt(cm.ctx, conn.client, c, min(p.cfg.CallTimeout.D(), left))
-		mm.duration.Observe(time.Since(start).Seconds())
+		conn := cm.conn.Load()
+		err := p.attempt(cm.ctx, conn.client, c, p.cfg.CallTimeout.D())
+		end := time.Now()
+		mm.duration.Observe(end.Sub(start).Seconds())
 		switch {
 		case err == nil:
+			if cm.failingSince.Load() != 0 {
+				cm.failingSince.Store(0) // healthy again
+			}
 			p.finish(c, Delivered)
 			return
 		case cm.ctx.Err() != nil:
@@ -508,8 +535,11 @@ func (p *cometPool) deliver(cm *poolComet, c *call) {
 			p.finish(c, LostRejected)
 			return
 		}
+		if cm.failingSince.Load() == 0 {
+			cm.failingSince.CompareAndSwap(0, max(int64(p.clock(end)), 1))
+		}
 		d := poolJitter(wait)
-		if time.Since(first)+d > budget {
+		if next := end.Add(d); next.Sub(first) > budget || p.expired(cm, c, next) {
 			cm.exhausted.warn(cm.log, "job: calls to comet failed until retry_for ran out; lost", c, err)
 			p.finish(c, LostRetries)
 			return
@@ -526,6 +556,23 @@ func (p *cometPool) deliver(cm *poolComet, c *call) {
 			wait = min(2*wait, ceiling)
 		}
 	}
+}
+
+// clock is t on the pool's monotonic clock.
+func (p *cometPool) clock(t time.Time) time.Duration { return t.Sub(p.epoch) }
+
+// expired tells whether c is to end, unattempted or without a further
+// attempt, if its next attempt starts at t: cm has been failing for
+// RetryFor by then and c was queued RetryFor before. Requiring the
+// comet to have failed that long, not only now, keeps one transient error
+// of a busy but healthy comet from ending the whole backlog its other
+// workers are draining.
+func (p *cometPool) expired(cm *poolComet, c *call, t time.Time) bool {
+	since := cm.failingSince.Load()
+	if since == 0 {
+		return false
+	}
+	return p.clock(t)-max(time.Duration(since), p.clock(c.queued)) >= p.cfg.RetryFor.D()
 }
 
 // attempt makes one gRPC call for c with the deadline timeout.

@@ -42,6 +42,7 @@ type poolTestComet struct {
 	failures  []codes.Code  // the next attempts fail with these, one each
 	failAll   codes.Code    // when not OK, every attempt fails with it
 	hold      bool          // attempts wait for release (or their context)
+	delay     time.Duration // every attempt takes this long (a slow comet)
 	release   chan struct{} // closed by open
 	pushReply *cometpb.PushMsgReply
 }
@@ -100,6 +101,17 @@ func (s *poolTestComet) handle(ctx context.Context, req proto.Message) error {
 		code := s.failAll
 		s.mu.Unlock()
 		return status.Error(code, "test comet: failing every call")
+	}
+	if d := s.delay; d > 0 {
+		s.mu.Unlock()
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		s.mu.Lock()
 	}
 	if s.hold {
 		s.hanging++
@@ -640,6 +652,358 @@ func TestPoolHungComet(t *testing.T) {
 	})
 	if got := ra.count(LostCometGone); got != stuck {
 		t.Errorf("comet a: %d calls comet_gone, want %d", got, stuck)
+	}
+}
+
+// poolFailing tells whether the pool marks host as failing.
+func poolFailing(p *cometPool, host string) bool {
+	return (*p.comets.Load())[host].failingSince.Load() != 0
+}
+
+// poolCheckOrder fails the test unless srv accepted want PushMsg calls,
+// each shard's in increasing Seq (the order they were sent).
+func poolCheckOrder(t *testing.T, srv *poolTestComet, want int) {
+	t.Helper()
+	n := 0
+	for shard, seqs := range srv.seqsByShard() {
+		n += len(seqs)
+		for j := 1; j < len(seqs); j++ {
+			if seqs[j] <= seqs[j-1] {
+				t.Fatalf("shard %d: seq %d arrived after %d", shard, seqs[j], seqs[j-1])
+			}
+		}
+	}
+	if n != want {
+		t.Errorf("comet accepted %d calls, want %d", n, want)
+	}
+}
+
+// poolWaitTotal waits until r has n calls done.
+func poolWaitTotal(t *testing.T, r *poolOutcomes, n int, timeout time.Duration) {
+	t.Helper()
+	poolWaitFor(t, timeout, func() error {
+		if got := r.total(); got != n {
+			return fmt.Errorf("%d of %d calls done", got, n)
+		}
+		return nil
+	})
+}
+
+// TestPoolBacklog: a healthy comet slower than the sender drains a backlog
+// far beyond the old 1024-call queues, however long it takes: nothing is
+// lost to queue_full, nothing expires although retry_for is far shorter
+// than the drain, and each shard's calls arrive in order.
+func TestPoolBacklog(t *testing.T) {
+	poolCheckGoroutines(t)
+	srv := startPoolComet(t)
+	srv.set(func(s *poolTestComet) { s.delay = time.Millisecond })
+	cfg := poolTestConfig()
+	cfg.RetryFor = conf.Duration(100 * time.Millisecond)
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"c": srv.addr})
+
+	const calls = 20000
+	r := newPoolOutcomes(t)
+	start := time.Now()
+	for i := range calls {
+		shard := uint32(i) % 16 // 16 shards fold onto 8 workers
+		p.send("c", shard, r.push(i, shard))
+	}
+	peak := testutil.ToFloat64(m.queued)
+	poolWaitTotal(t, r, calls, time.Minute)
+	t.Logf("%d calls drained in %v, %v queued after sending", calls, time.Since(start), peak)
+	if got := r.count(Delivered); got != calls {
+		t.Fatalf("%d of %d delivered; queue_full %d, retries_exhausted %d", got, calls,
+			r.count(LostQueueFull), r.count(LostRetries))
+	}
+	poolCheckOrder(t, srv, calls)
+	if got := testutil.ToFloat64(m.queued); got != 0 {
+		t.Errorf("queued gauge = %v after the drain, want 0", got)
+	}
+	for i, q := range (*p.comets.Load())["c"].queues {
+		if c := q.capacity(); c > poolQueueKeep {
+			t.Errorf("worker %d: drained queue has capacity %d, want at most %d", i, c, poolQueueKeep)
+		}
+	}
+	if poolFailing(p, "c") {
+		t.Error("a comet that never failed is marked failing")
+	}
+}
+
+// TestPoolBacklogBlip: one transient error in the middle of a healthy
+// comet's backlog does not end the calls that waited longer than
+// retry_for; only a comet failing for retry_for does.
+func TestPoolBacklogBlip(t *testing.T) {
+	poolCheckGoroutines(t)
+	srv := startPoolComet(t)
+	srv.set(func(s *poolTestComet) { s.delay = time.Millisecond })
+	cfg := poolTestConfig()
+	cfg.RetryFor = conf.Duration(100 * time.Millisecond)
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"c": srv.addr})
+
+	const calls = 4000
+	r := newPoolOutcomes(t)
+	for i := range calls {
+		p.send("c", uint32(i), r.push(i, uint32(i)%8))
+	}
+	poolWaitFor(t, 10*time.Second, func() error {
+		if accepted, _, _ := srv.stats(); len(accepted) < calls/4 {
+			return fmt.Errorf("comet accepted %d calls, want %d first", len(accepted), calls/4)
+		}
+		return nil
+	})
+	srv.set(func(s *poolTestComet) {
+		s.failures = []codes.Code{codes.Unavailable, codes.Unavailable, codes.Unavailable, codes.Unavailable}
+	})
+	poolWaitTotal(t, r, calls, time.Minute)
+	if got := r.count(Delivered); got != calls {
+		t.Fatalf("%d of %d delivered; retries_exhausted %d", got, calls, r.count(LostRetries))
+	}
+	if n := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg")); n < 1 {
+		t.Errorf("retries_total = %v, want the planned failures retried", n)
+	}
+	poolCheckOrder(t, srv, calls)
+	if poolFailing(p, "c") {
+		t.Error("comet still marked failing after calls succeeded")
+	}
+}
+
+// TestPoolHungCometExpires: the calls queued for a comet that accepts
+// calls and never answers end, lost as retries_exhausted, about
+// retry_for + call_timeout after they were queued, most without an
+// attempt; another comet's calls are delivered meanwhile.
+func TestPoolHungCometExpires(t *testing.T) {
+	poolCheckGoroutines(t)
+	hung, ok := startPoolComet(t), startPoolComet(t)
+	hung.set(func(s *poolTestComet) { s.hold = true }) // never released
+	cfg := poolTestConfig()
+	cfg.CallTimeout = conf.Duration(200 * time.Millisecond)
+	cfg.RetryFor = conf.Duration(500 * time.Millisecond)
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"h": hung.addr, "ok": ok.addr})
+
+	const calls, toOK = 2000, 400
+	rh, rok := newPoolOutcomes(t), newPoolOutcomes(t)
+	start := time.Now()
+	for i := range calls {
+		p.send("h", 0, rh.push(i, 0))
+	}
+	for i := range toOK {
+		p.send("ok", uint32(i), rok.push(i, uint32(i)%8))
+	}
+	rok.waitIDs(t, Delivered, poolIDs(0, toOK)...)
+	t.Logf("%d calls to the healthy comet delivered in %v", toOK, time.Since(start))
+	poolWaitTotal(t, rh, calls, 20*time.Second)
+	_, attempts, _ := hung.stats()
+	t.Logf("%d calls to the hung comet ended in %v, with %d attempts", calls, time.Since(start), attempts)
+	if got := rh.count(LostRetries); got != calls {
+		t.Errorf("hung comet: %d of %d calls retries_exhausted, want all", got, calls)
+	}
+	if got := poolCalls(m, "PushMsg", LostRetries); got != calls {
+		t.Errorf("calls_total{retries_exhausted} = %v, want %d", got, calls)
+	}
+	if attempts >= calls/10 {
+		t.Errorf("hung comet saw %d attempts for %d calls; want most ended unattempted", attempts, calls)
+	}
+	if !poolFailing(p, "h") || poolFailing(p, "ok") {
+		t.Errorf("failing: h %v, ok %v; want true, false", poolFailing(p, "h"), poolFailing(p, "ok"))
+	}
+	poolCheckOrder(t, ok, toOK)
+}
+
+// TestPoolQueueFull: a worker's queue holds at most Queue calls; the next
+// one is lost at once, and the comet's other workers are not affected.
+func TestPoolQueueFull(t *testing.T) {
+	poolCheckGoroutines(t)
+	hung := startPoolComet(t)
+	hung.set(func(s *poolTestComet) { s.hold = true })
+	cfg := poolTestConfig()
+	cfg.Shards, cfg.Queue = 2, 10
+	cfg.CallTimeout = conf.Duration(time.Minute)
+	cfg.RetryFor = conf.Duration(10 * time.Minute)
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"h": hung.addr})
+	waitHanging := func(n int) {
+		t.Helper()
+		poolWaitFor(t, 10*time.Second, func() error {
+			if _, _, h := hung.stats(); h != n {
+				return fmt.Errorf("comet holds %d attempts, want %d", h, n)
+			}
+			return nil
+		})
+	}
+
+	r := newPoolOutcomes(t)
+	p.send("h", 0, r.push(0, 0)) // in flight
+	waitHanging(1)
+	for i := 1; i <= cfg.Queue; i++ {
+		p.send("h", 0, r.push(i, 0))
+	}
+	if n := r.total(); n != 0 {
+		t.Fatalf("%d calls done with the queue just full", n)
+	}
+	full := cfg.Queue + 1
+	p.send("h", 0, r.push(full, 0))
+	if o, ok := r.outcome(full); !ok || o != LostQueueFull {
+		t.Errorf("call %d past the bound: %v (done %v), want queue_full at once", full, o, ok)
+	}
+	p.send("h", 1, r.push(full+1, 1)) // the other worker has room
+	waitHanging(2)
+	if got := testutil.ToFloat64(m.queued); got != float64(cfg.Queue) {
+		t.Errorf("queued gauge = %v, want %d", got, cfg.Queue)
+	}
+	if got := poolCalls(m, "PushMsg", LostQueueFull); got != 1 {
+		t.Errorf("calls_total{queue_full} = %v, want 1", got)
+	}
+	p.update(map[string]string{})
+	r.waitIDs(t, LostCometGone, append(poolIDs(0, full), full+1)...)
+}
+
+// TestPoolQueueRelease: a worker's queue takes memory for a burst and
+// gives it back once the burst has drained. The burst piles up behind a
+// hung comet's first call, then drains fast as its calls expire (the
+// backlog test checks the same after calls delivered).
+func TestPoolQueueRelease(t *testing.T) {
+	poolCheckGoroutines(t)
+	srv := startPoolComet(t)
+	srv.set(func(s *poolTestComet) { s.hold = true })
+	cfg := poolTestConfig()
+	cfg.Shards = 1
+	cfg.CallTimeout = conf.Duration(200 * time.Millisecond)
+	cfg.RetryFor = conf.Duration(300 * time.Millisecond)
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"c": srv.addr})
+	q := (*p.comets.Load())["c"].queues[0]
+	if c := q.capacity(); c != 0 {
+		t.Errorf("an unused queue has capacity %d, want 0", c)
+	}
+
+	const calls = 50000
+	r := newPoolOutcomes(t)
+	for i := range calls {
+		p.send("c", 0, r.push(i, 0))
+	}
+	if c, n := q.capacity(), q.len(); c < n || n < calls-1 {
+		t.Errorf("burst: capacity %d, %d calls queued; want >= %d", c, n, calls-1)
+	}
+	t.Logf("burst: capacity %d with %d calls queued, gauge %v", q.capacity(), q.len(), testutil.ToFloat64(m.queued))
+	poolWaitTotal(t, r, calls, 30*time.Second)
+	if got := r.count(LostRetries); got != calls {
+		t.Errorf("%d of %d calls retries_exhausted", got, calls)
+	}
+	if c, n := q.capacity(), q.len(); c > poolQueueKeep || n != 0 {
+		t.Errorf("drained queue: capacity %d, %d calls; want at most %d, 0", c, n, poolQueueKeep)
+	}
+	if got := testutil.ToFloat64(m.queued); got != 0 {
+		t.Errorf("queued gauge = %v after the drain, want 0", got)
+	}
+}
+
+// TestPoolRecovery: a comet that fails transiently is marked failing;
+// once it has failed for retry_for, the calls queued that long end
+// unattempted. When it recovers, the flag clears and the calls queued
+// since are delivered, in order.
+func TestPoolRecovery(t *testing.T) {
+	poolCheckGoroutines(t)
+	srv := startPoolComet(t)
+	srv.set(func(s *poolTestComet) { s.failAll = codes.Unavailable })
+	cfg := poolTestConfig()
+	cfg.Shards = 2
+	cfg.RetryFor = conf.Duration(time.Second)
+	p, m := newTestPool(t, cfg)
+	p.update(map[string]string{"c": srv.addr})
+
+	r := newPoolOutcomes(t)
+	for i := range 5 { // 0 retried until retry_for, 1..4 then expired
+		p.send("c", 0, r.push(i, 0))
+	}
+	r.waitIDs(t, LostRetries, poolIDs(0, 5)...)
+	if _, attempts, _ := srv.stats(); attempts < 2 {
+		t.Errorf("comet saw %d attempts, want call 0 retried", attempts)
+	}
+	if !poolFailing(p, "c") {
+		t.Fatal("comet failing every call is not marked failing")
+	}
+
+	retries := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg"))
+	for i := 5; i < 15; i++ { // queued while it fails, not yet expired
+		shard := uint32(i) % 2
+		p.send("c", shard, r.push(i, shard))
+	}
+	poolWaitFor(t, 10*time.Second, func() error {
+		if n := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg")); n <= retries {
+			return errors.New("the new calls have not failed yet")
+		}
+		return nil
+	})
+	srv.set(func(s *poolTestComet) { s.failAll = codes.OK })
+	r.waitIDs(t, Delivered, poolIDs(5, 15)...)
+	if poolFailing(p, "c") {
+		t.Error("comet still marked failing after calls succeeded")
+	}
+	poolCheckOrder(t, srv, 10)
+}
+
+// TestPoolQueue checks the ring alone: FIFO order through growth,
+// wrap-around and shrinking, the bound, and memory given back.
+func TestPoolQueue(t *testing.T) {
+	const limit = 5000
+	q := newPoolQueue(limit)
+	calls := make([]*call, limit+1)
+	for i := range calls {
+		calls[i] = &call{}
+	}
+	next, want := 0, 0 // next call to push, next call expected from pop
+	pushN := func(n int) {
+		for range n {
+			if !q.push(calls[next%len(calls)]) {
+				t.Fatalf("push %d refused with %d queued", next, q.len())
+			}
+			next++
+		}
+	}
+	popN := func(n int) {
+		for range n {
+			c := q.pop()
+			if c != calls[want%len(calls)] {
+				t.Fatalf("pop %d: wrong call", want)
+			}
+			want++
+		}
+	}
+	select {
+	case <-q.wake:
+	default:
+	}
+	pushN(1)
+	select {
+	case <-q.wake:
+	default:
+		t.Error("push to an empty queue did not wake the worker")
+	}
+	popN(1)
+	// Interleave so that the ring wraps while it grows and shrinks.
+	for _, step := range [][2]int{{10, 3}, {100, 50}, {3000, 1000}, {1900, 2000}, {1000, 2957}, {300, 290}, {0, 10}} {
+		pushN(step[0])
+		popN(step[1])
+	}
+	if q.pop() != nil || q.len() != 0 {
+		t.Fatalf("queue not empty: %d calls", q.len())
+	}
+	if c := q.capacity(); c > poolQueueKeep {
+		t.Errorf("drained queue has capacity %d, want at most %d", c, poolQueueKeep)
+	}
+	pushN(limit)
+	if q.push(calls[0]) {
+		t.Errorf("push past the bound of %d accepted", limit)
+	}
+	if c := q.capacity(); c != limit {
+		t.Errorf("full queue has capacity %d, want %d (never past the bound)", c, limit)
+	}
+	popN(limit)
+	if c := q.capacity(); c > poolQueueKeep {
+		t.Errorf("drained queue has capacity %d, want at most %d", c, poolQueueKeep)
 	}
 }
 

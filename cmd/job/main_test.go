@@ -1,0 +1,123 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/internal/testkit"
+	"github.com/goim/goim/internal/testkit/cluster"
+)
+
+// proc is a job process started by a test on a cluster.
+type proc struct {
+	cmd       *exec.Cmd
+	logs      *strings.Builder
+	exited    chan error
+	adminAddr string
+}
+
+// startProcess builds job and starts it on c's topic with its comets
+// listed statically, and waits until /readyz answers 200 (it consumes).
+func startProcess(tb testing.TB, c *cluster.Cluster, group string) *proc {
+	tb.Helper()
+	bin := testkit.Build(tb, "job")
+	p := &proc{adminAddr: testkit.FreeAddr(tb), logs: &strings.Builder{}, exited: make(chan error, 1)}
+	var comets []string
+	for host, addr := range c.CometAddrs() {
+		comets = append(comets, fmt.Sprintf("%q = %q", host, addr))
+	}
+	cfg := `host = "job-process"
+comets = { ` + strings.Join(comets, ", ") + ` }
+[kafka]
+brokers = ["` + c.Kafka.ListenAddrs()[0] + `"]
+topic = "` + c.Topic + `"
+group = "` + group + `"
+session_timeout = "6s"
+[admin]
+addr = "` + p.adminAddr + `"
+[discovery]
+nodes = []
+`
+	path := filepath.Join(tb.TempDir(), "job.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "-conf", path, "-check-config").CombinedOutput(); err != nil {
+		tb.Fatalf("-check-config: %v\n%s", err, out)
+	}
+	p.cmd = exec.Command(bin, "-conf", path)
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	tb.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	testkit.WaitFor(tb, 20*time.Second, func() error {
+		resp, err := http.Get("http://" + p.adminAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%d %s", resp.StatusCode, b)
+		}
+		return nil
+	})
+	return p
+}
+
+// TestProcess runs the job binary: it delivers a push from logic to a
+// client of a real comet, and on SIGTERM stops gracefully with status 0.
+func TestProcess(t *testing.T) {
+	c := cluster.Start(t, 1)
+	p := startProcess(t, c, "job-process-"+testkit.RandomHex(4))
+	r := c.Dial("comet-1", "tcp", `{"mid":1,"key":"k1","room_id":"live://p","accepts":[1000]}`)
+	c.WaitOnline(1)
+	c.Push("/goim/push/keys?operation=1000&keys=k1", "unicast")
+	c.Push("/goim/push/room?operation=1000&type=live&room=p", "room")
+	// Two partitions (keys by server, room by room): no order between them.
+	if got := r.Wait(2, 10*time.Second); len(got) != 2 || !slices.Contains(got, "unicast") || !slices.Contains(got, "room") {
+		t.Fatalf("got %q\n%s", got, p.logs.String())
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("job exited with %v\n%s", err, p.logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("job did not exit after SIGTERM\n%s", p.logs.String())
+	}
+	if !strings.Contains(p.logs.String(), "job stopped") {
+		t.Fatalf("logs lack the stop:\n%s", p.logs.String())
+	}
+}
+
+func TestCheckConfigRejectsBadFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.toml")
+	if err := os.WriteFile(path, []byte("[kafka]\ntopicc = \"x\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil || !strings.Contains(err.Error(), "kafka.topicc") {
+		t.Fatalf("got %v, want an error naming kafka.topicc", err)
+	}
+}
+
+func TestCheckConfigShippedFile(t *testing.T) {
+	if err := run([]string{"-conf", "../../configs/job.toml", "-check-config"}); err != nil {
+		t.Fatal(err)
+	}
+}

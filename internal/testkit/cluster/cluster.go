@@ -1,0 +1,290 @@
+// Package cluster runs goim on loopback for tests of the services that sit
+// on top of logic and comet (job, the end-to-end suite): an in-process
+// Kafka-protocol broker (kfake), the real logic (goim v2's insecure auth,
+// the shared test Redis under a key prefix of its own) and real comets,
+// plus goim v2 clients that record what they receive. Only tests import
+// it.
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/comet"
+	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/logic"
+	"github.com/goim/goim/internal/testkit"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// Cluster is a whole goim on loopback but job: kfake, the real logic
+// (goim v2's insecure auth, the shared test Redis under a prefix of its
+// own) and real comets. Tests start jobs on it.
+type Cluster struct {
+	t      testing.TB
+	Kafka  *kfake.Cluster
+	Topic  string
+	Logic  *logic.Server
+	API    string // logic's HTTP base URL
+	Comets map[string]*comet.Server
+}
+
+// Start starts kfake (4 partitions), logic and n comets named
+// comet-1...comet-n.
+func Start(t testing.TB, n int) *Cluster {
+	t.Helper()
+	_, prefix := testkit.Redis(t)
+	kc, topic := testkit.Kafka(t, 4)
+	lc := logic.Default()
+	lc.Host = "logic-job-test"
+	lc.HTTP.Bind, lc.RPC.Bind, lc.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	lc.Auth = logic.AuthConfig{Insecure: true}
+	lc.Redis.Addr, lc.Redis.Prefix = testkit.RedisAddr(), prefix
+	lc.Kafka.Brokers, lc.Kafka.Topic = kc.ListenAddrs(), topic
+	lc.Online.Refresh = conf.Duration(100 * time.Millisecond)
+	ls, err := logic.New(lc, logic.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { Shutdown(t, ls.Shutdown) })
+	c := &Cluster{t: t, Kafka: kc, Topic: topic,
+		Logic: ls, API: "http://" + ls.HTTPAddr(), Comets: map[string]*comet.Server{}}
+	for i := 1; i <= n; i++ {
+		c.StartComet(fmt.Sprintf("comet-%d", i))
+	}
+	return c
+}
+
+// Shutdown calls f with a 10 s deadline and logs its error.
+func Shutdown(t testing.TB, f func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f(ctx); err != nil {
+		t.Logf("shutdown: %v", err)
+	}
+}
+
+// StartComet starts a real comet named host, reporting to the logic.
+func (c *Cluster) StartComet(host string) *comet.Server {
+	c.t.Helper()
+	cfg := comet.Default()
+	cfg.Host = host
+	cfg.TCP.Bind = []string{"127.0.0.1:0"}
+	cfg.WebSocket.Bind = []string{"127.0.0.1:0"}
+	cfg.RPC.Bind = "127.0.0.1:0"
+	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.Logic.Addrs = []string{c.Logic.RPCAddr()}
+	cfg.Logic.ReportInterval = conf.Duration(200 * time.Millisecond)
+	cfg.Protocol.QueueFrames = 4096
+	cfg.Protocol.QueueBytes = 16 << 20
+	srv, err := comet.New(cfg, comet.Deps{Logger: testkit.Logger(c.t)})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { Shutdown(c.t, srv.Shutdown) })
+	c.Comets[host] = srv
+	return srv
+}
+
+// CometAddrs maps each comet's server id to its gRPC address.
+func (c *Cluster) CometAddrs() map[string]string {
+	out := make(map[string]string, len(c.Comets))
+	for host, s := range c.Comets {
+		out[host] = s.RPCAddr().String()
+	}
+	return out
+}
+
+// Push POSTs a push to logic and checks it was accepted.
+func (c *Cluster) Push(path, body string) {
+	c.t.Helper()
+	resp, err := http.Post(c.API+path, "text/plain", strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != `{"code":0,"message":""}` {
+		c.t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+	}
+}
+
+// Client is a goim v2 client (TCP or WebSocket) whose reader goroutine
+// collects the pushes it receives: the bodies of every frame that is not a
+// reply, op-9 batches unpacked.
+type Client struct {
+	t    testing.TB
+	Name string
+	conn net.Conn
+	ws   bool
+	br   *bufio.Reader
+
+	mu   sync.Mutex // guards the fields below
+	got  []string
+	ops  []int32
+	at   []time.Time // when each push was read
+	err  error
+	done chan struct{}
+}
+
+// Dial connects to comet host over tr ("tcp" or "ws") and authenticates
+// with goim v2's JSON auth body.
+func (c *Cluster) Dial(host, tr, auth string) *Client {
+	c.t.Helper()
+	srv := c.Comets[host]
+	r := &Client{t: c.t, Name: host + "/" + tr, ws: tr == "ws", done: make(chan struct{})}
+	var err error
+	if r.ws {
+		var br *bufio.Reader
+		r.conn, br, _, err = ws.Dial(context.Background(), "ws://"+srv.Addrs("ws")[0].String()+"/sub")
+		if br != nil {
+			ws.PutReader(br)
+		}
+	} else {
+		r.conn, err = net.Dial("tcp", srv.Addrs("tcp")[0].String())
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	r.br = bufio.NewReader(r.conn)
+	c.t.Cleanup(func() {
+		r.conn.Close()
+		<-r.done
+	})
+	frame := (&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(auth)}).AppendTCP(nil)
+	if r.ws {
+		err = wsutil.WriteClientBinary(r.conn, frame)
+	} else {
+		_, err = r.conn.Write(frame)
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	ps, err := r.next()
+	if err != nil || len(ps) != 1 || ps[0].Op != protocol.OpAuthReply {
+		c.t.Fatalf("%s: auth reply %v, %v", r.Name, ps, err)
+	}
+	go r.loop()
+	return r
+}
+
+// next reads one frame (TCP) or message (WS, op 9 unpacked).
+func (r *Client) next() ([]*protocol.Proto, error) {
+	p := new(protocol.Proto)
+	if !r.ws {
+		if err := p.ReadTCP(r.br, 1<<24); err != nil {
+			return nil, err
+		}
+		p.Body = append([]byte(nil), p.Body...)
+		return []*protocol.Proto{p}, nil
+	}
+	msg, _, err := wsutil.ReadServerData(r.conn)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.DecodeWS(msg, 1<<24); err != nil {
+		return nil, err
+	}
+	if p.Op != protocol.OpRaw {
+		return []*protocol.Proto{p}, nil
+	}
+	var out []*protocol.Proto
+	for b := p.Body; len(b) > 0; {
+		in := new(protocol.Proto)
+		n, err := in.Decode(b, 1<<24)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+		b = b[n:]
+	}
+	return out, nil
+}
+
+func (r *Client) loop() {
+	defer close(r.done)
+	for {
+		ps, err := r.next()
+		r.mu.Lock()
+		if err != nil {
+			r.err = err
+			r.mu.Unlock()
+			return
+		}
+		for _, p := range ps {
+			if p.Op == protocol.OpHeartbeatReply {
+				continue
+			}
+			r.got = append(r.got, string(p.Body))
+			r.ops = append(r.ops, p.Op)
+			r.at = append(r.at, time.Now())
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Wait waits until n pushes arrived and returns them (all of them, if
+// more came).
+func (r *Client) Wait(n int, timeout time.Duration) []string {
+	r.t.Helper()
+	testkit.WaitFor(r.t, timeout, func() error {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(r.got) < n {
+			return fmt.Errorf("%s: %d of %d pushes (read error: %v)", r.Name, len(r.got), n, r.err)
+		}
+		return nil
+	})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got...)
+}
+
+// Count is how many pushes arrived so far.
+func (r *Client) Count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+// WaitOnline waits until logic sees n connections (the comets reported).
+func (c *Cluster) WaitOnline(n int) {
+	c.t.Helper()
+	want := fmt.Sprintf(`"conn_count":%d,`, n)
+	testkit.WaitFor(c.t, 10*time.Second, func() error {
+		resp, err := http.Get(c.API + "/goim/online/total")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(b), want) {
+			return fmt.Errorf("online %s, want conn_count %d", b, n)
+		}
+		return nil
+	})
+}
+
+// Received returns the bodies received so far and when each was read.
+func (r *Client) Received() ([]string, []time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got...), append([]time.Time(nil), r.at...)
+}
