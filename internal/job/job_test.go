@@ -8,7 +8,11 @@ import (
 	"testing"
 	"time"
 
+	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestDelivery: keys, mids, room and broadcast pushes published through
@@ -116,4 +120,39 @@ func TestBroadcastPacing(t *testing.T) {
 	if spread < 50*time.Millisecond {
 		t.Fatalf("broadcast not paced: %d clients in %v", n, spread)
 	}
+}
+
+// TestMaxAge: a push older than kafka.max_age (by its Kafka timestamp) is
+// counted as expired and not delivered; a fresh one behind it is.
+func TestMaxAge(t *testing.T) {
+	c := startCluster(t, 1)
+	r := c.Dial("comet-1", "tcp", `{"mid":1,"key":"k1","accepts":[1000]}`)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Kafka.ListenAddrs()...), kgo.DefaultProduceTopic(c.Topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, m := range []struct {
+		body string
+		at   time.Time
+	}{{body: "stale", at: time.Now().Add(-time.Hour)}, {body: "fresh", at: time.Now()}} {
+		v, err := proto.Marshal(&logicpb.PushMsg{Operation: 1000, Server: "comet-1", Keys: []string{"k1"}, Msg: []byte(m.body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &kgo.Record{Key: []byte("comet-1"), Value: v, Timestamp: m.at}
+		if err := cl.ProduceSync(t.Context(), rec).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, reg := c.startJob(nil) // max_age 5m; the group starts at the oldest offset
+	if got := r.Wait(1, 10*time.Second); len(got) != 1 || got[0] != "fresh" {
+		t.Fatalf("got %q, want only the fresh push", got)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if n := sumMetric(t, reg, "goim_job_expired_total"); n != 1 {
+			return fmt.Errorf("expired_total = %v", n)
+		}
+		return nil
+	})
 }

@@ -81,6 +81,13 @@ func Shutdown(t testing.TB, f func(context.Context) error) {
 // StartComet starts a real comet named host, reporting to the logic.
 func (c *Cluster) StartComet(host string) *comet.Server {
 	c.t.Helper()
+	return c.StartCometWith(host, nil)
+}
+
+// StartCometWith starts a comet as StartComet does, edit changing its
+// config first (to register it in discovery, say).
+func (c *Cluster) StartCometWith(host string, edit func(*comet.Config)) *comet.Server {
+	c.t.Helper()
 	cfg := comet.Default()
 	cfg.Host = host
 	cfg.TCP.Bind = []string{"127.0.0.1:0"}
@@ -91,6 +98,9 @@ func (c *Cluster) StartComet(host string) *comet.Server {
 	cfg.Logic.ReportInterval = conf.Duration(200 * time.Millisecond)
 	cfg.Protocol.QueueFrames = 4096
 	cfg.Protocol.QueueBytes = 16 << 20
+	if edit != nil {
+		edit(&cfg)
+	}
 	srv, err := comet.New(cfg, comet.Deps{Logger: testkit.Logger(c.t)})
 	if err != nil {
 		c.t.Fatal(err)
