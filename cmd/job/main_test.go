@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,18 +59,7 @@ nodes = []
 	}
 	go func() { p.exited <- p.cmd.Wait() }()
 	tb.Cleanup(func() { _ = p.cmd.Process.Kill() })
-	testkit.WaitFor(tb, 20*time.Second, func() error {
-		resp, err := http.Get("http://" + p.adminAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%d %s", resp.StatusCode, b)
-		}
-		return nil
-	})
+	testkit.WaitReady(tb, p.adminAddr, 20*time.Second)
 	return p
 }
 

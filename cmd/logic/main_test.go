@@ -74,18 +74,7 @@ addr = "` + p.adminAddr + `"
 	}
 	go func() { p.exited <- p.cmd.Wait() }()
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
-	testkit.WaitFor(t, 10*time.Second, func() error {
-		resp, err := http.Get("http://" + p.adminAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK {
-			return &httpError{resp.StatusCode, string(b)}
-		}
-		return nil
-	})
+	testkit.WaitReady(t, p.adminAddr, 10*time.Second)
 	return p
 }
 
@@ -121,13 +110,6 @@ func TestProcess(t *testing.T) {
 		t.Fatalf("logs lack the stop:\n%s", p.logs.String())
 	}
 }
-
-type httpError struct {
-	status int
-	body   string
-}
-
-func (e *httpError) Error() string { return http.StatusText(e.status) + ": " + e.body }
 
 func TestCheckConfigRejectsBadFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.toml")

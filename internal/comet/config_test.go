@@ -1,14 +1,9 @@
 package comet
 
 import (
-	"errors"
-	"reflect"
-	"slices"
-	"strings"
 	"testing"
 
-	"github.com/BurntSushi/toml"
-	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/testkit"
 )
 
 // TestConfigFile checks configs/comet.toml: it loads, validates, equals the
@@ -20,53 +15,7 @@ func TestConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Default()
-	nilEmpty(reflect.ValueOf(&got).Elem())
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("configs/comet.toml differs from Default():\n got %+v\nwant %+v", got, want)
-	}
-	var file map[string]any
-	md, err := toml.DecodeFile(path, &file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inFile []string
-	for _, k := range md.Keys() {
-		inFile = append(inFile, k.String())
-	}
-	enc, err := toml.Marshal(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all map[string]any
-	md, err = toml.Decode(string(enc), &all)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range md.Keys() {
-		if k.String() == "host" { // machine-specific default, documented commented out
-			continue
-		}
-		if !slices.Contains(inFile, k.String()) {
-			t.Errorf("configs/comet.toml does not list %s", k)
-		}
-	}
-}
-
-// nilEmpty sets every empty slice in v to nil: "[]" in a file means the
-// same as an absent list.
-func nilEmpty(v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if v.Field(i).CanSet() {
-				nilEmpty(v.Field(i))
-			}
-		}
-	case reflect.Slice:
-		if v.Len() == 0 {
-			v.Set(reflect.Zero(v.Type()))
-		}
-	}
+	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -109,25 +58,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
 			tc.edit(&c)
-			err := c.Validate()
-			if len(tc.paths) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if !errors.Is(err, conf.ErrInvalid) {
-				t.Fatalf("error %v does not wrap conf.ErrInvalid", err)
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(tc.paths) {
-				t.Fatalf("%d problems, want %d:\n%v", len(lines), len(tc.paths), err)
-			}
-			for i, p := range tc.paths {
-				if !strings.Contains(lines[i], p) {
-					t.Errorf("problem %d is %q, want it about %s", i, lines[i], p)
-				}
-			}
+			testkit.WantProblems(t, c.Validate(), tc.paths)
 		})
 	}
 }

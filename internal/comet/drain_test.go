@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
-	"github.com/goim/goim/internal/discovery/embedded"
 	"github.com/goim/goim/internal/logic"
 	"github.com/goim/goim/internal/testkit"
 )
@@ -83,48 +80,14 @@ func TestDrain(t *testing.T) {
 	}
 }
 
-// The embedded discovery server: one per test binary, and its own data
-// race fires 60 s after start, so the tests that use it stay short.
-var discoveryServer struct {
-	once sync.Once
-	addr string
-	err  error
-}
-
-func discoveryAddr(t *testing.T) string {
-	t.Helper()
-	discoveryServer.once.Do(func() {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			discoveryServer.err = err
-			return
-		}
-		discoveryServer.addr = ln.Addr().String()
-		_ = ln.Close()
-		discoveryServer.err = embedded.StartServer(discoveryServer.addr, nil)
-	})
-	if discoveryServer.err != nil {
-		t.Fatalf("embedded discovery: %v", discoveryServer.err)
-	}
-	return discoveryServer.addr
-}
-
-func fastDiscovery(node string) discovery.Config {
-	c := discovery.DefaultConfig()
-	c.Nodes = []string{node}
-	c.FetchInterval = conf.Duration(100 * time.Millisecond)
-	c.PollTimeout = conf.Duration(time.Second)
-	return c
-}
-
 // TestDiscovery registers the comet, finds logic through discovery, follows
 // the load metadata and the drain, and deregisters on shutdown.
 func TestDiscovery(t *testing.T) {
-	node := discoveryAddr(t)
+	env := "comet-test-" + testkit.RandomHex(4)
 	// The real logic registers itself as goim.logic; the comet finds it
 	// there.
-	startRealLogic(t, fastDiscovery(node))
-	dc := fastDiscovery(node)
+	startRealLogic(t, testkit.Discovery(t, env))
+	dc := testkit.Discovery(t, env)
 	dc.Host = "test-watcher"
 	lc, err := discovery.New(dc, nil)
 	if err != nil {
@@ -135,7 +98,7 @@ func TestDiscovery(t *testing.T) {
 	e := startComet(t, func(c *Config) {
 		c.Host = "comet-disc"
 		c.Logic.Addrs = nil // from discovery
-		c.Discovery = fastDiscovery(node)
+		c.Discovery = testkit.Discovery(t, env)
 		c.Node.Addrs = []string{"203.0.113.7"}
 	})
 	watcher := lc.Watch(t.Context(), AppComet)

@@ -69,28 +69,24 @@ func (c *Client) Register(ctx context.Context, ins Instance) (*Registration, err
 	return r, nil
 }
 
-// Set replaces the instance's metadata (e.g. conn_count, offline). The
-// server merges a set into the metadata it has, so when a key is dropped
-// Set registers the instance again instead; so it does when the server
-// has forgotten the instance. After a failure the renew loop retries until
-// the server has the metadata.
+// Set replaces the instance's metadata (e.g. conn_count, offline) by
+// registering the instance again with it. It does not use discovery's
+// /discovery/set: bilibili/discovery v1.2.0's set rewrites the metadata
+// map of the stored instance in place while fetches copy that map without
+// the lock (model.App.Set vs copyInstance), a concurrent map read and
+// write that the race detector reports and that can crash the server. A
+// register stores a new instance object instead, and it also replaces
+// keys that were dropped (set merges). After a failure the renew loop
+// retries until the server has the metadata.
 func (r *Registration) Set(ctx context.Context, metadata map[string]string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gone {
 		return opError("set", r.ins.AppID, ErrCancelled)
 	}
-	dropped := false
-	for k := range r.ins.Metadata {
-		_, ok := metadata[k]
-		dropped = dropped || !ok
-	}
 	r.ins.Metadata = maps.Clone(metadata)
 	r.dirty = true
-	if dropped {
-		return r.register(ctx)
-	}
-	return r.set(ctx)
+	return r.register(ctx)
 }
 
 // Cancel stops the renew loop and deregisters the instance; the server
@@ -143,7 +139,7 @@ func (r *Registration) renew() {
 				"appid", r.ins.AppID, "hostname", r.ins.Hostname)
 		}
 	case err == nil && r.dirty:
-		err = r.set(r.ctx)
+		err = r.register(r.ctx)
 	}
 	key := "renew " + r.ins.AppID
 	if err == nil {
@@ -174,27 +170,6 @@ func (r *Registration) register(ctx context.Context) error {
 		form.Set("metadata", string(md))
 	}
 	_, err := r.c.call(ctx, "register", r.ins.AppID, http.MethodPost, "/discovery/register", form, 0)
-	if err == nil {
-		r.dirty = false
-	}
-	return err
-}
-
-// set sends the metadata, which the server merges into the instance's. It
-// answers -400 for an instance it does not know: then register. r.mu must
-// be held.
-func (r *Registration) set(ctx context.Context) error {
-	md, err := json.Marshal(r.ins.Metadata)
-	if err != nil {
-		return opError("set", r.ins.AppID, err)
-	}
-	form := r.form()
-	form.Set("metadata", string(md))
-	_, err = r.c.call(ctx, "set", r.ins.AppID, http.MethodPost, "/discovery/set", form, 0)
-	var ce *CodeError
-	if errors.As(err, &ce) && ce.Code == codeRequestErr {
-		return r.register(ctx)
-	}
 	if err == nil {
 		r.dirty = false
 	}

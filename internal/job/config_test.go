@@ -1,14 +1,9 @@
 package job
 
 import (
-	"errors"
-	"reflect"
-	"slices"
-	"strings"
 	"testing"
 
-	"github.com/BurntSushi/toml"
-	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/testkit"
 )
 
 // TestConfigFile checks configs/job.toml: it loads, validates, equals the
@@ -23,50 +18,7 @@ func TestConfigFile(t *testing.T) {
 	want := Default()
 	want.Discovery.Nodes = []string{"127.0.0.1:7171"}
 	got.Host = want.Host // machine-specific default, documented commented out
-	nilEmpty(reflect.ValueOf(&got).Elem())
-	nilEmpty(reflect.ValueOf(&want).Elem())
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("configs/job.toml differs from Default():\n got %+v\nwant %+v", got, want)
-	}
-	var file map[string]any
-	md, err := toml.DecodeFile(path, &file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inFile []string
-	for _, k := range md.Keys() {
-		inFile = append(inFile, k.String())
-	}
-	enc, err := toml.Marshal(want)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var all map[string]any
-	if md, err = toml.Decode(string(enc), &all); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range md.Keys() {
-		if k.String() != "host" && !slices.Contains(inFile, k.String()) {
-			t.Errorf("configs/job.toml does not list %s", k)
-		}
-	}
-}
-
-// nilEmpty sets every empty slice or map in v to nil: "[]" or "{}" in a
-// file means the same as an absent key.
-func nilEmpty(v reflect.Value) {
-	switch v.Kind() {
-	case reflect.Struct:
-		for i := range v.NumField() {
-			if v.Field(i).CanSet() {
-				nilEmpty(v.Field(i))
-			}
-		}
-	case reflect.Slice, reflect.Map:
-		if v.Len() == 0 {
-			v.Set(reflect.Zero(v.Type()))
-		}
-	}
+	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -109,25 +61,7 @@ func TestConfigValidate(t *testing.T) {
 			c := Default()
 			c.Host = "job-test"
 			tc.edit(&c)
-			err := c.Validate()
-			if len(tc.paths) == 0 {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if !errors.Is(err, conf.ErrInvalid) {
-				t.Fatalf("error %v does not wrap conf.ErrInvalid", err)
-			}
-			lines := strings.Split(err.Error(), "\n")
-			if len(lines) != len(tc.paths) {
-				t.Fatalf("%d problems, want %d:\n%v", len(lines), len(tc.paths), err)
-			}
-			for i, p := range tc.paths {
-				if !strings.Contains(lines[i], p) {
-					t.Errorf("problem %d is %q, want it about %s", i, lines[i], p)
-				}
-			}
+			testkit.WantProblems(t, c.Validate(), tc.paths)
 		})
 	}
 }

@@ -11,16 +11,19 @@ import (
 type metrics struct {
 	consumed   prometheus.Counter     // Kafka messages read
 	dispatched *prometheus.CounterVec // pushes handed to comets, by type
-	finished   prometheus.Counter     // pushes whose every comet call ended
-	lost       *prometheus.CounterVec // (push, comet) deliveries that failed, by reason
-	expired    prometheus.Counter     // pushes older than max_age, skipped
-	invalid    *prometheus.CounterVec // messages that are not a valid PushMsg, by reason
-	roomBatch  prometheus.Histogram   // pushes per room batch
-	lag        *prometheus.GaugeVec   // messages behind the partition's high water mark
-	committed  prometheus.Counter     // offset commits sent
-	inflight   prometheus.Gauge       // pushes dispatched, not finished
-	rebalances prometheus.Counter     // consumer group sessions started
-	errors     prometheus.Counter     // errors the consumer group reported
+	// dispatched's series, resolved once (the per-message path does no
+	// label lookup).
+	dispatchedPush, dispatchedRoom, dispatchedBroadcast prometheus.Counter
+	finished                                            prometheus.Counter     // pushes whose every comet call ended
+	lost                                                *prometheus.CounterVec // (push, comet) deliveries that failed, by reason
+	expired                                             prometheus.Counter     // pushes older than max_age, skipped
+	invalid                                             *prometheus.CounterVec // messages that are not a valid PushMsg, by reason
+	roomBatch                                           prometheus.Histogram   // pushes per room batch
+	lag                                                 *prometheus.GaugeVec   // messages behind the partition's high water mark
+	committed                                           prometheus.Counter     // offset commits sent
+	inflight                                            prometheus.Gauge       // pushes dispatched, not finished
+	rebalances                                          prometheus.Counter     // consumer group sessions started
+	errors                                              prometheus.Counter     // errors the consumer group reported
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -75,6 +78,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Errors the Kafka consumer group reported (fetch, commit, rebalance).",
 		}),
 	}
+	m.dispatchedPush = m.dispatched.WithLabelValues("push")
+	m.dispatchedRoom = m.dispatched.WithLabelValues("room")
+	m.dispatchedBroadcast = m.dispatched.WithLabelValues("broadcast")
 	for _, c := range []prometheus.Collector{m.errors, m.consumed, m.dispatched, m.finished, m.lost, m.expired, m.invalid,
 		m.roomBatch, m.lag, m.committed, m.inflight, m.rebalances} {
 		if err := reg.Register(c); err != nil {

@@ -11,6 +11,7 @@ import (
 	cometpb "github.com/goim/goim/api/comet"
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -36,8 +37,8 @@ type partition struct {
 	sess    sarama.ConsumerGroupSession
 	topic   string
 	id      int32
-	label   string       // partition number, for metrics
-	hwm     func() int64 // the partition's high water mark (claim.HighWaterMarkOffset)
+	lag     prometheus.Gauge // goim_job_consumer_lag of this partition
+	hwm     func() int64     // the partition's high water mark (claim.HighWaterMarkOffset)
 	pending []*entry
 	marked  int64 // next offset to consume, as marked; -1 before the first
 	dirty   bool  // marked since the last commit
@@ -70,7 +71,7 @@ func newPartition(j *Job, sess sarama.ConsumerGroupSession, claim sarama.Consume
 	t.Stop()
 	return &partition{
 		j: j, sess: sess, topic: claim.Topic(), id: claim.Partition(),
-		label:  strconv.Itoa(int(claim.Partition())),
+		lag:    j.metrics.lag.WithLabelValues(strconv.Itoa(int(claim.Partition()))),
 		hwm:    claim.HighWaterMarkOffset,
 		marked: -1,
 		rooms:  make(map[string]*roomState),
@@ -149,7 +150,7 @@ func (p *partition) drain() {
 func (p *partition) handle(m *sarama.ConsumerMessage) {
 	j := p.j
 	j.metrics.consumed.Inc()
-	j.metrics.lag.WithLabelValues(p.label).Set(float64(max(p.hwm()-m.Offset-1, 0)))
+	p.lag.Set(float64(max(p.hwm()-m.Offset-1, 0)))
 	e := &entry{offset: m.Offset}
 	p.pending = append(p.pending, e)
 	j.metrics.inflight.Inc()
@@ -237,7 +238,7 @@ func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
 		groups[s] = append(groups[s], k)
 	}
 	e.left.Store(int32(len(order)))
-	j.metrics.dispatched.WithLabelValues("push").Inc()
+	j.metrics.dispatchedPush.Inc()
 	for _, s := range order {
 		j.pool.send(pm.GetServer(), s, &call{
 			push: &cometpb.PushMsgReq{Keys: groups[s], Proto: body, ProtoOp: pm.GetOperation()},
@@ -257,7 +258,7 @@ func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
 		return
 	}
 	hosts := j.pool.hosts()
-	j.metrics.dispatched.WithLabelValues("broadcast").Inc()
+	j.metrics.dispatchedBroadcast.Inc()
 	if len(hosts) == 0 {
 		j.metrics.lost.WithLabelValues("no_comets").Inc()
 		p.finish(e)
@@ -327,7 +328,7 @@ func (p *partition) flush(r *roomState) {
 	r.batch, r.entries = nil, nil
 	r.gen++ // the openBatch ref, if still queued, is stale now
 	j.metrics.roomBatch.Observe(float64(len(entries)))
-	j.metrics.dispatched.WithLabelValues("room").Add(float64(len(entries)))
+	j.metrics.dispatchedRoom.Add(float64(len(entries)))
 	hosts := j.pool.hosts()
 	if len(hosts) == 0 {
 		j.metrics.lost.WithLabelValues("no_comets").Add(float64(len(entries)))

@@ -2,43 +2,17 @@ package job
 
 import (
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/goim/goim/internal/comet"
-	"github.com/goim/goim/internal/conf"
-	"github.com/goim/goim/internal/discovery"
-	"github.com/goim/goim/internal/discovery/embedded"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
 )
 
-// The embedded discovery server: one per test binary; its own data race
-// fires 60 s after it starts, so the test that uses it stays short and
-// runs last (go test runs files in name order: hence this file's name).
-var discoveryServer struct {
-	once sync.Once
-	addr string
-	err  error
-}
-
-func fastDiscovery(t *testing.T, env string) discovery.Config {
-	t.Helper()
-	discoveryServer.once.Do(func() {
-		discoveryServer.addr = testkit.FreeAddr(t)
-		discoveryServer.err = embedded.StartServer(discoveryServer.addr, nil)
-	})
-	if discoveryServer.err != nil {
-		t.Fatalf("embedded discovery: %v", discoveryServer.err)
-	}
-	c := discovery.DefaultConfig()
-	c.Nodes = []string{discoveryServer.addr}
-	c.Env = env
-	c.FetchInterval = conf.Duration(100 * time.Millisecond)
-	c.PollTimeout = conf.Duration(time.Second)
-	return c
-}
+// The embedded discovery server's own data race fires 60 s after it starts
+// (testkit.Discovery), so the test that uses it runs last: go test runs
+// files in name order, hence this file's name.
 
 // TestCometsFromDiscovery: job finds the comets in discovery, delivers to
 // them, drops a comet that leaves, and keeps only its zone when told to.
@@ -46,11 +20,11 @@ func TestCometsFromDiscovery(t *testing.T) {
 	env := "job-test-" + testkit.RandomHex(4)
 	c := startCluster(t, 0)
 	for i := 1; i <= 2; i++ {
-		c.StartCometWith(fmt.Sprintf("comet-d%d", i), func(cfg *comet.Config) { cfg.Discovery = fastDiscovery(t, env) })
+		c.StartCometWith(fmt.Sprintf("comet-d%d", i), func(cfg *comet.Config) { cfg.Discovery = testkit.Discovery(t, env) })
 	}
 	j, _ := c.startJob(func(cfg *Config) {
 		cfg.Comets = nil
-		cfg.Discovery = fastDiscovery(t, env)
+		cfg.Discovery = testkit.Discovery(t, env)
 	})
 	testkit.WaitFor(t, 5*time.Second, func() error {
 		if n := j.pool.size(); n != 2 {
@@ -75,7 +49,7 @@ func TestCometsFromDiscovery(t *testing.T) {
 
 	other, _ := c.startJob(func(cfg *Config) {
 		cfg.Comets = nil
-		cfg.Discovery = fastDiscovery(t, env)
+		cfg.Discovery = testkit.Discovery(t, env)
 		cfg.Kafka.Group += "-zone"
 		cfg.CometZone = "no-such-zone"
 	})

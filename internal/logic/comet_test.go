@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,39 +15,8 @@ import (
 	"github.com/goim/goim/internal/comet"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
-	"github.com/goim/goim/internal/discovery/embedded"
 	"github.com/goim/goim/internal/testkit"
 )
-
-// The embedded discovery server: one per test binary, and its own data
-// race fires 60 s after it starts, so the tests that use it stay short.
-var discoveryServer struct {
-	once sync.Once
-	addr string
-	err  error
-}
-
-func discoveryNode(t *testing.T) string {
-	t.Helper()
-	discoveryServer.once.Do(func() {
-		discoveryServer.addr = testkit.FreeAddr(t)
-		discoveryServer.err = embedded.StartServer(discoveryServer.addr, nil)
-	})
-	if discoveryServer.err != nil {
-		t.Fatalf("embedded discovery: %v", discoveryServer.err)
-	}
-	return discoveryServer.addr
-}
-
-// fastDiscovery is a discovery config that notices changes within ~100 ms.
-func fastDiscovery(node, env string) discovery.Config {
-	c := discovery.DefaultConfig()
-	c.Nodes = []string{node}
-	c.Env = env
-	c.FetchInterval = conf.Duration(100 * time.Millisecond)
-	c.PollTimeout = conf.Duration(time.Second)
-	return c
-}
 
 // startComet runs a real comet against logic's gRPC service.
 func startComet(t *testing.T, host, logicAddr string, disc discovery.Config, addrs ...string) *comet.Server {
@@ -129,10 +97,9 @@ func (c *tcpClient) auth(t *testing.T, body []byte) (int32, error) {
 // the comet's reports drive online counts and the nodes list, and a
 // draining comet leaves the list.
 func TestWithComet(t *testing.T) {
-	node := discoveryNode(t)
 	env := "logic-test-" + testkit.RandomHex(4)
-	e := startLogic(t, func(c *Config) { c.Discovery = fastDiscovery(node, env) })
-	cm := startComet(t, "comet-it", e.srv.RPCAddr(), fastDiscovery(node, env), "203.0.113.7")
+	e := startLogic(t, func(c *Config) { c.Discovery = testkit.Discovery(t, env) })
+	cm := startComet(t, "comet-it", e.srv.RPCAddr(), testkit.Discovery(t, env), "203.0.113.7")
 
 	cl := dialTCP(t, cm.Addrs("tcp")[0].String())
 	if op, err := cl.auth(t, authBody(token(t, 77), "live://1000", 1000)); err != nil || op != protocol.OpAuthReply {

@@ -22,7 +22,7 @@ func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicp
 	}
 	id, err := s.auth.Authenticate(req.GetToken())
 	if err != nil {
-		s.metrics.auths.WithLabelValues("rejected").Inc()
+		s.metrics.authRejected.Inc()
 		if s.log.Enabled(ctx, slog.LevelDebug) {
 			s.log.Debug("logic: connect refused", "server", req.GetServer(), "err", err)
 		}
@@ -33,11 +33,11 @@ func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicp
 		key = NewKey()
 	}
 	if err := s.redis.AddSession(ctx, id.Mid, key, req.GetServer()); err != nil {
-		s.metrics.auths.WithLabelValues("error").Inc()
+		s.metrics.authError.Inc()
 		s.metrics.redisErrors.WithLabelValues("add_session").Inc()
 		return nil, fmt.Errorf("logic: connect: %w", err)
 	}
-	s.metrics.auths.WithLabelValues("ok").Inc()
+	s.metrics.authOK.Inc()
 	return &logicpb.ConnectReply{
 		Mid:       id.Mid,
 		Key:       key,

@@ -3,18 +3,24 @@ package logic
 import (
 	"fmt"
 
+	logicpb "github.com/goim/goim/api/logic"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics are logic's own Prometheus series (the HTTP API and the gRPC
 // server register theirs), on the registry given to New.
 type metrics struct {
-	auths         *prometheus.CounterVec   // Connect results: ok, rejected, error
-	publish       *prometheus.HistogramVec // Kafka produce latency by push type and result
-	redisErrors   *prometheus.CounterVec   // failed Redis operations by operation
-	received      *prometheus.CounterVec   // upstream frames by op
-	onlineComets  prometheus.GaugeFunc     // comets with a live report
-	refreshErrors prometheus.Counter       // failed refreshes of the online totals
+	auths *prometheus.CounterVec // Connect results: ok, rejected, error
+	// auths' series, resolved once (a Connect does no label lookup).
+	authOK, authRejected, authError prometheus.Counter
+	publish                         *prometheus.HistogramVec // Kafka produce latency by push type and result
+	// publishBy holds publish's series, [PushMsg type][0 ok, 1 error],
+	// resolved once: a push does no label lookup.
+	publishBy     [3][2]prometheus.Observer
+	redisErrors   *prometheus.CounterVec // failed Redis operations by operation
+	received      *prometheus.CounterVec // upstream frames by op
+	onlineComets  prometheus.GaugeFunc   // comets with a live report
+	refreshErrors prometheus.Counter     // failed refreshes of the online totals
 }
 
 func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, error) {
@@ -44,6 +50,14 @@ func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, err
 			Namespace: "goim", Subsystem: "logic", Name: "online_refresh_errors_total",
 			Help: "Refreshes of the online totals that failed (the previous totals stay).",
 		}),
+	}
+	m.authOK = m.auths.WithLabelValues("ok")
+	m.authRejected = m.auths.WithLabelValues("rejected")
+	m.authError = m.auths.WithLabelValues("error")
+	for t := range m.publishBy {
+		for r, result := range []string{"ok", "error"} {
+			m.publishBy[t][r] = m.publish.WithLabelValues(logicpb.PushMsg_Type(t).String(), result)
+		}
 	}
 	for _, c := range []prometheus.Collector{m.auths, m.publish, m.redisErrors, m.received, m.onlineComets, m.refreshErrors} {
 		if err := reg.Register(c); err != nil {

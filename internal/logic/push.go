@@ -84,11 +84,13 @@ func (s *Service) pushServers(ctx context.Context, op int32, servers map[string]
 func (s *Service) publish(ctx context.Context, pm *logicpb.PushMsg) error {
 	start := time.Now()
 	err := s.kafka.Publish(ctx, pm)
-	result := "ok"
+	result := 0
 	if err != nil {
-		result = "error"
+		result = 1
 	}
-	s.metrics.publish.WithLabelValues(pm.GetType().String(), result).Observe(time.Since(start).Seconds())
+	if t := int(pm.GetType()); t < len(s.metrics.publishBy) {
+		s.metrics.publishBy[t][result].Observe(time.Since(start).Seconds())
+	}
 	if err != nil {
 		return fmt.Errorf("logic: publish: %w", err)
 	}

@@ -187,35 +187,7 @@ func (s *Server) RPCAddr() string {
 
 // advertise is the gRPC address registered in discovery. s.mu is held.
 func (s *Server) advertise() string {
-	if s.cfg.RPC.Advertise != "" {
-		return s.cfg.RPC.Advertise
-	}
-	host, port, _ := net.SplitHostPort(s.rpcLn.Addr().String())
-	if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
-		return s.rpcLn.Addr().String()
-	}
-	return net.JoinHostPort(hostIP(), port)
-}
-
-// hostIP returns the first non-loopback IPv4 address of an up interface,
-// or 127.0.0.1.
-func hostIP() string {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return "127.0.0.1"
-	}
-	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, _ := ifc.Addrs()
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil {
-				return n.IP.String()
-			}
-		}
-	}
-	return "127.0.0.1"
+	return discovery.Advertise(s.cfg.RPC.Advertise, s.rpcLn.Addr())
 }
 
 // Ready reports whether logic can serve: Redis answers PING and a Kafka

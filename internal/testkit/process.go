@@ -2,6 +2,8 @@ package testkit
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,4 +40,22 @@ func ProcessCPU(tb testing.TB, pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// WaitReady waits until the admin listener at addr answers /readyz with
+// 200 (the service started and its dependencies answer).
+func WaitReady(tb testing.TB, addr string, timeout time.Duration) {
+	tb.Helper()
+	WaitFor(tb, timeout, func() error {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %d %s", resp.StatusCode, b)
+		}
+		return nil
+	})
 }

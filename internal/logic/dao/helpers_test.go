@@ -1,14 +1,10 @@
 package dao_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,35 +27,12 @@ func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
 	testkit.WaitFor(t, timeout, cond)
 }
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func randomHex(n int) string { return testkit.RandomHex(n) }
 
 // testLogger writes the code's logs to the test log.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(string(p))
-	return len(p), nil
-}
+func testLogger(t testing.TB) *slog.Logger { return testkit.Logger(t) }
 
 // ---- Redis ----
-
-// testRedisAddr is the shared Redis the tests use: GOIM_TEST_REDIS, or
-// 127.0.0.1:6379 (CI starts one; make test needs one).
-func testRedisAddr() string {
-	if a := os.Getenv("GOIM_TEST_REDIS"); a != "" {
-		return a
-	}
-	return "127.0.0.1:6379"
-}
 
 // rawRedis is a plain connection to the test Redis, bypassing the DAO, to
 // prepare and inspect keys. Keys passed to it are relative to prefix.
@@ -130,21 +103,9 @@ func (r *rawRedis) checkTTL(key string, max time.Duration) {
 // raw connection under the same prefix.
 func newTestRedis(t testing.TB, mutate func(*dao.RedisConfig)) (*dao.Redis, *rawRedis) {
 	t.Helper()
-	addr := testRedisAddr()
-	c, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(time.Second),
-		redis.DialReadTimeout(5*time.Second), redis.DialWriteTimeout(5*time.Second))
-	if err != nil {
-		t.Fatalf("no Redis at %s (start redis-server, or set GOIM_TEST_REDIS): %v", addr, err)
-	}
-	prefix := "test:" + randomHex(8) + ":"
-	t.Cleanup(func() {
-		if err := testkit.DeletePrefix(c, prefix); err != nil {
-			t.Errorf("cleanup of %s*: %v", prefix, err)
-		}
-		c.Close()
-	})
+	c, prefix := testkit.Redis(t)
 	cfg := dao.DefaultRedisConfig()
-	cfg.Addr = addr
+	cfg.Addr = testkit.RedisAddr()
 	cfg.Prefix = prefix
 	if mutate != nil {
 		mutate(&cfg)
@@ -213,17 +174,10 @@ func silentServer(t testing.TB) string {
 
 // ---- Kafka ----
 
-// startKafka starts an in-process one-broker kfake cluster with a topic of
-// the given partitions, closed at cleanup (Close is idempotent).
+// startKafka starts kfake with a topic of its own (testkit.Kafka).
 func startKafka(t testing.TB, partitions int32) (*kfake.Cluster, string) {
 	t.Helper()
-	topic := "goim-push-test-" + randomHex(4)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
-	if err != nil {
-		t.Fatalf("kfake: %v", err)
-	}
-	t.Cleanup(c.Close)
-	return c, topic
+	return testkit.Kafka(t, partitions)
 }
 
 func newTestKafka(t testing.TB, brokers []string, topic string, mutate func(*dao.KafkaConfig)) *dao.Kafka {
@@ -242,32 +196,10 @@ func newTestKafka(t testing.TB, brokers []string, topic string, mutate func(*dao
 	return k
 }
 
-// consume reads n records of topic from the start with a franz-go client.
+// consume reads n records of topic from the start (testkit.Consume).
 func consume(t testing.TB, brokers []string, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatalf("kgo: %v", err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("consumed %d of %d records before the deadline", len(out), n)
-		}
-		fs.EachError(func(topic string, p int32, err error) {
-			t.Errorf("fetch %s[%d]: %v", topic, p, err)
-		})
-		out = append(out, fs.Records()...)
-	}
-	if len(out) != n {
-		t.Fatalf("consumed %d records, want %d", len(out), n)
-	}
-	return out
+	return testkit.Consume(t, brokers, topic, n)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
