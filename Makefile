@@ -12,7 +12,7 @@ FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/pr
 BENCH        ?= .
 BENCHTIME    ?= 1s
 
-.PHONY: all build run test lint bench fuzz proto proto-check clean
+.PHONY: all build run test e2e lint bench fuzz proto proto-check clean
 
 all: build
 
@@ -21,15 +21,18 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## run: the all-in-one cluster (arrives with the all-in-one issue)
+## run: the whole cluster in one process on loopback (embedded Kafka, Redis, discovery; Ctrl-C stops it)
 run:
-	@echo "make run: the all-in-one cluster (cmd/goim) is not built yet; see README.md" >&2
-	@exit 1
+	$(GO) run ./cmd/goim -conf configs/goim.toml
 
 ## test: vet, then every test with the race detector (fuzz seed corpora included)
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+## e2e: the end-to-end suite alone (logic, job, two comets as processes; also part of test)
+e2e:
+	$(GO) test -race -count=1 -v ./internal/e2e/
 
 ## lint: formatting, vet, staticcheck, and no fmt/log printing outside cmd/
 lint: $(TOOLS)/staticcheck

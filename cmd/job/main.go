@@ -54,11 +54,12 @@ func run(args []string) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 
 	reg := admin.NewRegistry()
-	j, err := job.New(cfg, job.Deps{Logger: log, Registry: reg})
+	var adm *admin.Server
+	j, err := job.New(cfg, job.Deps{Logger: log, Registry: reg, AdminAddr: func() string { return adm.Addr() }})
 	if err != nil {
 		return err
 	}
-	adm, err := admin.New(cfg.Admin, reg, j.Ready, log)
+	adm, err = admin.New(cfg.Admin, reg, j.Ready, log)
 	if err != nil {
 		_ = j.Shutdown(context.Background())
 		return err

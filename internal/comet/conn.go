@@ -145,18 +145,14 @@ func (c *Channel) handshake() (authed bool, err error) {
 	c.key, c.mid = reply.GetKey(), reply.GetMid()
 	c.log = nil // rebuild with key and mid
 
-	// The auth reply goes out before the channel can receive pushes, so it
-	// is the first frame the client sees.
-	ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.Protocol.WriteTimeout.D()))
-	if _, err := c.conn.Write(c.encodeReply(&ack)); err != nil {
-		return false, fail(ReasonWriteError, err)
-	}
-	// No deadline may stay on the socket: pushers' non-blocking writes
-	// honour it and would fail once it passed.
-	_ = c.conn.SetWriteDeadline(time.Time{})
-	s.metrics.auths.WithLabelValues("ok").Inc()
-
+	// The channel joins its bucket and room before the auth reply goes
+	// out, so a client that has seen the reply misses no push sent after
+	// it. The reader holds the writer role meanwhile: pushes arriving in
+	// between queue behind the reply, which stays the first frame the
+	// client sees.
+	c.mu.Lock()
+	c.writing = true
+	c.mu.Unlock()
 	c.setWatch(reply.GetAccepts(), true)
 	c.authed.Store(true)
 	if old := s.bucket(c.key).put(c); old != nil {
@@ -165,6 +161,22 @@ func (c *Channel) handshake() (authed bool, err error) {
 	if room := reply.GetRoomID(); room != "" {
 		c.room = s.rooms.join(room, c)
 	}
+	ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.Protocol.WriteTimeout.D()))
+	_, werr := c.conn.Write(c.encodeReply(&ack))
+	// No deadline may stay on the socket: pushers' non-blocking writes
+	// honour it and would fail once it passed.
+	_ = c.conn.SetWriteDeadline(time.Time{})
+	if werr != nil {
+		c.close(ReasonWriteError)
+		c.keepWriting()
+		return true, fail(ReasonWriteError, werr)
+	}
+	if c.keepWriting() {
+		c.startWriter() // pushes that arrived while the reply was written
+	}
+	s.metrics.auths.WithLabelValues("ok").Inc()
+
 	c.session = time.Duration(reply.GetHeartbeat())
 	if c.session <= 0 {
 		c.session = defaultSession

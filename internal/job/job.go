@@ -32,13 +32,14 @@ const retryDelay = time.Second
 // delivers each push to the comets it targets (see partition for the
 // delivery rules and cometPool for the calls).
 type Job struct {
-	cfg     Config
-	log     *slog.Logger
-	metrics *metrics
-	pool    *cometPool
-	seed    maphash.Seed
-	disc    *discovery.Client // nil without discovery nodes
-	sarama  *sarama.Config
+	cfg       Config
+	log       *slog.Logger
+	metrics   *metrics
+	pool      *cometPool
+	seed      maphash.Seed
+	disc      *discovery.Client // nil without discovery nodes
+	sarama    *sarama.Config
+	adminAddr func() string // Deps.AdminAddr
 
 	ctx         context.Context // cancelled when shutdown begins: stops consuming
 	cancel      context.CancelFunc
@@ -66,6 +67,11 @@ type Job struct {
 type Deps struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// AdminAddr, when set, returns the admin listener's address (called at
+	// Start): job serves nothing else, so that is the address it
+	// registers in discovery ("http://" + it). Without one it registers
+	// "job://" + host (discovery requires an address).
+	AdminAddr func() string
 }
 
 // New checks cfg and builds a job; it starts nothing and connects to
@@ -91,13 +97,14 @@ func New(cfg Config, deps Deps) (*Job, error) {
 		return nil, err
 	}
 	j := &Job{
-		cfg:     cfg,
-		log:     log,
-		metrics: m,
-		pool:    newCometPool(cfg.Comet, log, pm),
-		seed:    maphash.MakeSeed(),
-		sarama:  saramaConfig(cfg),
-		abort:   make(chan struct{}),
+		adminAddr: deps.AdminAddr,
+		cfg:       cfg,
+		log:       log,
+		metrics:   m,
+		pool:      newCometPool(cfg.Comet, log, pm),
+		seed:      maphash.MakeSeed(),
+		sarama:    saramaConfig(cfg),
+		abort:     make(chan struct{}),
 	}
 	if len(cfg.Discovery.Nodes) > 0 {
 		dc := cfg.Discovery
@@ -159,7 +166,11 @@ func (j *Job) Start() error {
 		j.wg.Go(func() { j.followComets(w, known) })
 		ctx, cancel := context.WithTimeout(j.ctx, j.cfg.Discovery.RequestTimeout.D())
 		var err error
-		j.registration, err = j.disc.Register(ctx, discovery.Instance{AppID: AppJob, Hostname: j.cfg.Host, Addrs: []string{}})
+		addr := "job://" + j.cfg.Host
+		if j.adminAddr != nil && j.adminAddr() != "" {
+			addr = "http://" + j.adminAddr()
+		}
+		j.registration, err = j.disc.Register(ctx, discovery.Instance{AppID: AppJob, Hostname: j.cfg.Host, Addrs: []string{addr}})
 		cancel()
 		if err != nil {
 			j.log.Error("job: discovery registration failed (job works without it)", "err", err)

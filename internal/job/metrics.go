@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "job", Name: "lost_total",
-			Help: "Deliveries of a push to a comet that failed, by reason (comet_gone, rejected, retries_exhausted, queue_full, shutdown).",
+			Help: "Deliveries of a push to a comet that failed, by reason (comet_gone, rejected, retries_exhausted, queue_full, shutdown, no_comets).",
 		}, []string{"reason"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "job", Name: "expired_total",

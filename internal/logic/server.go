@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -54,6 +55,9 @@ type Server struct {
 type Deps struct {
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// Pages are extra GET pages served by the HTTP API's listener (the
+	// all-in-one's /demo); see httpapi.Deps.
+	Pages map[string]http.Handler
 }
 
 // New checks cfg and builds logic; it starts nothing and connects to
@@ -105,7 +109,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return fail(fmt.Errorf("logic: %w", err))
 		}
 	}
-	if s.http, err = httpapi.New(cfg.HTTP, svc, httpapi.Deps{Logger: log, Registry: reg}); err != nil {
+	if s.http, err = httpapi.New(cfg.HTTP, svc, httpapi.Deps{Logger: log, Registry: reg, Pages: deps.Pages}); err != nil {
 		return fail(fmt.Errorf("logic: %w", err))
 	}
 	if s.grpc, err = rpc.NewServer(reg, log); err != nil {
@@ -207,6 +211,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { s.shutErr = s.shutdown(ctx) })
 	return s.shutErr
 }
+
+// StopPushes makes the HTTP API answer 503 to pushes and online queries
+// from now on (nodes keep answering), as the first step of Shutdown does;
+// the gRPC service keeps serving comets. The all-in-one calls it before
+// stopping job and comet, so that nothing new is accepted while they
+// finish.
+func (s *Server) StopPushes() { s.http.SetDraining() }
 
 func (s *Server) shutdown(ctx context.Context) error {
 	s.mu.Lock()

@@ -62,6 +62,10 @@ type Deps struct {
 	// Registry receives the goim_logic_http_* metrics. Nil means a private
 	// registry nobody scrapes.
 	Registry prometheus.Registerer
+	// Pages are extra GET pages served beside the API, path -> handler:
+	// the all-in-one's browser demo (/demo). They are public, uncounted,
+	// and must not start with /goim/.
+	Pages map[string]http.Handler
 }
 
 // Server is the HTTP API server. Create it with New, then Start it;
@@ -83,11 +87,15 @@ type Server struct {
 	baseCtx    context.Context
 	cancelBase context.CancelFunc
 
-	mu      sync.Mutex // guards ln, done, started, closed
+	mu      sync.Mutex // guards ln, done, started, closed, fresh
 	ln      net.Listener
 	done    chan struct{} // closed when the Serve goroutine returns
 	started bool
 	closed  bool
+	// fresh are the connections that have not sent a request yet.
+	// net/http's Shutdown waits 5 s before it closes such a connection
+	// (browsers open spare ones); ours closes them at once.
+	fresh map[net.Conn]struct{}
 
 	shutOnce sync.Once
 	shutErr  error
@@ -173,6 +181,12 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	s.route(http.MethodGet, "/goim/nodes/weighted", public, s.nodesWeighted)
 	s.route(http.MethodGet, "/goim/nodes/instances", public, s.nodesInstances)
 	s.route(http.MethodGet, "/nodes/instances", public, s.nodesInstances)
+	for path, h := range deps.Pages {
+		if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/goim/") || h == nil {
+			return nil, fmt.Errorf("httpapi: page %q: want a path outside /goim/ and a handler", path)
+		}
+		e.GET(path, gin.WrapH(h))
+	}
 	e.NoRoute(s.wrap(nil, public, s.notFound))
 	e.NoMethod(s.wrap(nil, public, s.methodNotAllowed))
 
@@ -185,6 +199,7 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
+		ConnState:         s.connState,
 	}
 	return s, nil
 }
@@ -352,6 +367,24 @@ func (s *Server) SetDraining() {
 	}
 }
 
+// connState tracks the connections that have not sent a request yet, and
+// closes those that arrive while shutting down.
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case st == http.StateNew && s.closed:
+		_ = c.Close()
+	case st == http.StateNew:
+		if s.fresh == nil {
+			s.fresh = make(map[net.Conn]struct{})
+		}
+		s.fresh[c] = struct{}{}
+	default:
+		delete(s.fresh, c)
+	}
+}
+
 // Shutdown stops the server: it closes the listener at once, waits for
 // in-flight requests (a push waits for its Kafka acknowledgement) and
 // closes idle connections. If ctx ends first it cancels the contexts of the
@@ -369,6 +402,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			s.cancelBase()
 			return
 		}
+		s.mu.Lock()
+		for c := range s.fresh {
+			_ = c.Close()
+		}
+		s.mu.Unlock()
 		err := s.srv.Shutdown(ctx)
 		if err != nil {
 			s.cancelBase()

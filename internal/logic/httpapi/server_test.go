@@ -453,3 +453,31 @@ func goroutines() string {
 	buf := make([]byte, 1<<16)
 	return string(buf[:runtime.Stack(buf, true)])
 }
+
+// TestShutdownSilentConn: a connection that never sent a request (browsers
+// open spare ones) does not hold Shutdown: net/http alone would wait 5 s
+// for it, past this test's 3 s deadline.
+func TestShutdownSilentConn(t *testing.T) {
+	s := startServer(t, testConfig(), &fakeService{})
+	conn, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The server has seen it when a request on another connection is served.
+	resp, err := http.Get("http://" + s.Addr() + "/goim/nodes/instances")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with a silent connection open: %v", err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := conn.Read(make([]byte, 1)); err == nil {
+		t.Fatalf("silent connection still open after Shutdown (read %d bytes)", n)
+	}
+}

@@ -44,6 +44,25 @@ type Cluster struct {
 // comet-1...comet-n.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return StartWith(t, n, Options{})
+}
+
+// Options are what StartWith adds to Start's cluster. The zero value is
+// Start's cluster.
+type Options struct {
+	// Pages are extra GET pages logic's HTTP API serves (logic.Deps.Pages),
+	// such as the browser demo at /demo.
+	Pages map[string]http.Handler
+	// Logic, when set, changes logic's config after the cluster's settings
+	// (listeners, insecure auth, Redis prefix, Kafka topic) are applied and
+	// before logic is built: the [node] answer clients discover comets by,
+	// say.
+	Logic func(*logic.Config)
+}
+
+// StartWith starts a cluster as Start does, with the options.
+func StartWith(t testing.TB, n int, opts Options) *Cluster {
+	t.Helper()
 	_, prefix := testkit.Redis(t)
 	kc, topic := testkit.Kafka(t, 4)
 	lc := logic.Default()
@@ -53,7 +72,10 @@ func Start(t testing.TB, n int) *Cluster {
 	lc.Redis.Addr, lc.Redis.Prefix = testkit.RedisAddr(), prefix
 	lc.Kafka.Brokers, lc.Kafka.Topic = kc.ListenAddrs(), topic
 	lc.Online.Refresh = conf.Duration(100 * time.Millisecond)
-	ls, err := logic.New(lc, logic.Deps{Logger: testkit.Logger(t)})
+	if opts.Logic != nil {
+		opts.Logic(&lc)
+	}
+	ls, err := logic.New(lc, logic.Deps{Logger: testkit.Logger(t), Pages: opts.Pages})
 	if err != nil {
 		t.Fatal(err)
 	}

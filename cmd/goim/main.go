@@ -1,0 +1,115 @@
+// Command goim runs a whole goim cluster in one process, for a laptop:
+// embedded Kafka (kfake), Redis (miniredis) and bilibili/discovery, then
+// logic, job and one comet wired through them on loopback, plus a browser
+// demo at /demo on logic's HTTP API. See configs/goim.toml.
+//
+//	goim -conf configs/goim.toml
+//	goim -kafka 10.0.0.5:9092 -redis 10.0.0.6:6379   real ones instead
+//	goim -conf configs/goim.toml -check-config
+//
+// A flag given replaces the embedded part (it is then not started).
+// SIGINT or SIGTERM stops everything in order: pushes first, then job,
+// the comet (its clients are told to reconnect), logic, the embedded parts.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/goim/goim/internal/allinone"
+	"github.com/goim/goim/internal/demo"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "goim:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("goim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	confPath := fs.String("conf", "configs/goim.toml", "config file")
+	check := fs.Bool("check-config", false, "validate the config file and exit")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	kafka := fs.String("kafka", "", "real Kafka brokers, comma-separated host:port (default: embedded kfake)")
+	redis := fs.String("redis", "", "real Redis host:port (default: embedded miniredis)")
+	disc := fs.String("discovery", "", "real discovery nodes, comma-separated host:port (default: embedded)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q (flags only; -h lists them)", fs.Args())
+	}
+	cfg, err := allinone.Read(*confPath)
+	if err != nil {
+		return err
+	}
+	if *kafka != "" {
+		cfg.Kafka.Brokers = splitList(*kafka)
+	}
+	if *redis != "" {
+		cfg.Redis.Addr = *redis
+	}
+	if *disc != "" {
+		cfg.Discovery.Nodes = splitList(*disc)
+	}
+	cfg.Wire()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("%s: %w", *confPath, err)
+	}
+	if *check {
+		fmt.Fprintln(stdout, *confPath+": ok")
+		return nil
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+
+	c, err := allinone.Start(cfg, allinone.Deps{
+		Logger: log,
+		Pages:  map[string]http.Handler{"/demo": demo.Handler()},
+	})
+	if err != nil {
+		return err
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ReadyTimeout.D())
+	err = c.WaitReady(ctx)
+	cancel()
+	if err != nil {
+		log.Warn("goim: not every service is ready yet; it may recover by itself", "after", cfg.ReadyTimeout, "err", err)
+	}
+	fmt.Fprint(stdout, c.Summary())
+
+	sig := <-sigs
+	log.Info("goim stopping", "signal", sig.String())
+	err = c.Shutdown()
+	log.Info("goim stopped", "err", err)
+	return err
+}
+
+// splitList splits a comma-separated flag value, dropping empty elements.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,134 @@
+package allinone
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/testkit"
+)
+
+// TestStart runs the cluster in the test process (so under -race) with
+// the embedded Kafka and Redis and the test binary's discovery server
+// standing in for a real one: a room push and a mids push (a session in
+// the embedded Redis) reach a TCP client, a page given in Deps is served,
+// sessions expire on the embedded Redis's clock, and Shutdown closes the
+// client and every listener. The binary's own path, discovery embedded,
+// is cmd/goim's test.
+func TestStart(t *testing.T) {
+	d := testkit.Discovery(t, "allinone-"+testkit.RandomHex(4))
+	cfg := Default()
+	port := func() string { return testkit.FreeAddr(t) }
+	cfg.Kafka.Port = testkit.FreePort(t)
+	cfg.Redis.Listen = port()
+	cfg.Discovery.Nodes = d.Nodes
+	cfg.Logic.Discovery, cfg.Job.Discovery, cfg.Comet.Discovery = d, d, d
+	cfg.Logic.Auth.Insecure = true
+	cfg.Logic.HTTP.Bind, cfg.Logic.RPC.Bind, cfg.Logic.Admin.Addr = port(), port(), port()
+	cfg.Logic.Online.Refresh = conf.Duration(200 * time.Millisecond)
+	cfg.Logic.Redis.SessionTTL = conf.Duration(time.Second)
+	cfg.Comet.TCP.Bind, cfg.Comet.WebSocket.Bind = []string{port()}, []string{port()}
+	cfg.Comet.RPC.Bind, cfg.Comet.Admin.Addr, cfg.Job.Admin.Addr = port(), port(), port()
+	cfg.Comet.Host, cfg.Logic.Host, cfg.Job.Host = "c1", "l1", "j1"
+	cfg.Comet.Drain.InterruptWindow = conf.Duration(100 * time.Millisecond)
+	cfg.Wire()
+
+	page := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "a page") })
+	c, err := Start(cfg, Deps{Logger: testkit.Logger(t), Pages: map[string]http.Handler{"/page": page}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Shutdown() })
+	testkit.WaitFor(t, 20*time.Second, c.Ready)
+	if s := c.Summary(); !strings.Contains(s, "Redis (embedded miniredis)") || strings.Contains(s, "discovery (embedded)") {
+		t.Errorf("summary does not match the parts:\n%s", s)
+	}
+
+	conn, err := net.Dial("tcp", cfg.Comet.TCP.Bind[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	read := func() *protocol.Proto {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var p protocol.Proto
+		if err := p.ReadTCP(br, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+		return &p
+	}
+	if _, err := conn.Write(protocol.AppendFrame(nil, 1, protocol.OpAuth, 1,
+		[]byte(`{"mid":3,"key":"k3","room_id":"live://r","accepts":[1000]}`))); err != nil {
+		t.Fatal(err)
+	}
+	if p := read(); p.Op != protocol.OpAuthReply {
+		t.Fatalf("auth reply op %d", p.Op)
+	}
+	api := "http://" + c.HTTPAddr()
+	post := func(path, body string) {
+		t.Helper()
+		resp, err := http.Post(api+path, "text/plain", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != `{"code":0,"message":""}` {
+			t.Fatalf("POST %s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+	post("/goim/push/room?operation=1000&type=live&room=r", "room")
+	if p := read(); p.Op != 1000 || string(p.Body) != "room" {
+		t.Fatalf("got op %d %q, want the room push", p.Op, p.Body)
+	}
+	post("/goim/push/mids?operation=1000&mids=3", "mid")
+	if p := read(); p.Op != 1000 || string(p.Body) != "mid" {
+		t.Fatalf("got op %d %q, want the mids push", p.Op, p.Body)
+	}
+
+	resp, err := http.Get(api + "/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "a page" {
+		t.Fatalf("GET /page: %d %q", resp.StatusCode, b)
+	}
+
+	// The client never heartbeats: its 1 s session must expire in the
+	// embedded Redis, which only happens if its clock advances.
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if c.redis.Exists(cfg.Logic.Redis.Prefix + "mid_3") {
+			return errNotYet("session mid_3 still in the embedded Redis")
+		}
+		return nil
+	})
+
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.Copy(io.Discard, br); err != nil {
+		t.Fatalf("client not closed cleanly: %v", err)
+	}
+	for _, a := range []string{cfg.Redis.Listen, "127.0.0.1:" + strconv.Itoa(cfg.Kafka.Port), c.HTTPAddr()} {
+		if conn, err := net.Dial("tcp", a); err == nil {
+			conn.Close()
+			t.Errorf("%s still listens after Shutdown", a)
+		}
+	}
+}
+
+type errNotYet string
+
+func (e errNotYet) Error() string { return string(e) }

@@ -1,0 +1,134 @@
+package allinone
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/goim/goim/internal/conf"
+)
+
+// TestWire checks that Wire points every service at the same Kafka, Redis
+// and discovery (embedded or real), gives job logic's topic and comet
+// logic's address, and tells logic the comet's ports.
+func TestWire(t *testing.T) {
+	c := Default()
+	c.Logic.Kafka.Topic = "my-topic"
+	c.Logic.RPC.Bind = ":4119"
+	c.Comet.TCP.Bind = []string{"127.0.0.1:4101", "127.0.0.1:4201"}
+	c.Comet.WebSocket.Bind = []string{"127.0.0.1:4102"}
+	c.Comet.WebSocket.TLSBind = []string{"127.0.0.1:4103"}
+	c.Job.Comets = map[string]string{"x": "127.0.0.1:1"}
+	c.Wire()
+	embedded := []string{"127.0.0.1:9092"}
+	if !slices.Equal(c.Logic.Kafka.Brokers, embedded) || !slices.Equal(c.Job.Kafka.Brokers, embedded) {
+		t.Errorf("brokers: logic %v, job %v, want %v", c.Logic.Kafka.Brokers, c.Job.Kafka.Brokers, embedded)
+	}
+	if c.Job.Kafka.Topic != "my-topic" {
+		t.Errorf("job topic %q, want logic's", c.Job.Kafka.Topic)
+	}
+	if c.Logic.Redis.Addr != "127.0.0.1:6380" {
+		t.Errorf("redis %q, want the embedded one's", c.Logic.Redis.Addr)
+	}
+	for name, nodes := range map[string][]string{"logic": c.Logic.Discovery.Nodes, "job": c.Job.Discovery.Nodes, "comet": c.Comet.Discovery.Nodes} {
+		if !slices.Equal(nodes, []string{"127.0.0.1:7171"}) {
+			t.Errorf("%s discovery nodes %v, want the embedded server", name, nodes)
+		}
+	}
+	if c.Job.Comets != nil {
+		t.Errorf("job comets %v, want none (discovery)", c.Job.Comets)
+	}
+	if !slices.Equal(c.Comet.Logic.Addrs, []string{"127.0.0.1:4119"}) {
+		t.Errorf("comet's logic %v, want logic's rpc bind made dialable", c.Comet.Logic.Addrs)
+	}
+	if n := c.Logic.Node; n.TCPPort != 4101 || n.WSPort != 4102 || n.WSSPort != 4103 {
+		t.Errorf("logic node ports %d %d %d, want the comet's first binds", n.TCPPort, n.WSPort, n.WSSPort)
+	}
+
+	c.Kafka.Brokers = []string{"k1:9092", "k2:9092"}
+	c.Redis.Addr = "r:6379"
+	c.Discovery.Nodes = []string{"d:7171"}
+	c.Wire()
+	if !slices.Equal(c.Job.Kafka.Brokers, c.Kafka.Brokers) || c.Logic.Redis.Addr != "r:6379" ||
+		!slices.Equal(c.Comet.Discovery.Nodes, []string{"d:7171"}) {
+		t.Errorf("real parts not wired: %v %q %v", c.Job.Kafka.Brokers, c.Logic.Redis.Addr, c.Comet.Discovery.Nodes)
+	}
+}
+
+// TestValidate checks that the all-in-one's own problems and each
+// service's come back with their key paths.
+func TestValidate(t *testing.T) {
+	ok := Default()
+	ok.Logic.Auth.Insecure = true
+	ok.Wire()
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("defaults with insecure auth: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*Config)
+		want []string
+	}{
+		{"embedded ports", func(c *Config) {
+			c.Kafka.Port, c.Kafka.Partitions, c.Redis.Listen, c.Discovery.Listen = 0, 0, "nowhere", "127.0.0.1:0"
+		}, []string{"kafka.port", "kafka.partitions", "redis.listen", "discovery.listen"}},
+		{"real parts skip the embedded checks", func(c *Config) {
+			c.Kafka.Port, c.Redis.Listen, c.Discovery.Listen = 0, "", ""
+			c.Kafka.Brokers, c.Redis.Addr, c.Discovery.Nodes = []string{"bad"}, "r:6379", []string{"d:7171"}
+		}, []string{"kafka.brokers[0]"}},
+		{"services find each other by fixed ports", func(c *Config) {
+			c.Logic.RPC.Bind = "127.0.0.1:0"
+			c.Comet.TCP.Bind = []string{"127.0.0.1:0"}
+		}, []string{"logic.rpc.bind", "comet.tcp.bind"}},
+		{"a service's own problem is prefixed", func(c *Config) {
+			c.Logic.Auth.Insecure = false
+			c.Job.Kafka.Group = ""
+		}, []string{"[logic] ", "auth", "[job] ", "kafka.group"}},
+		{"timeouts", func(c *Config) { c.ReadyTimeout, c.ShutdownTimeout = 0, -1 }, []string{"ready_timeout", "shutdown_timeout"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ok
+			tc.edit(&c)
+			c.Wire()
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("no error, want %v", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+// TestLoad checks that Load wires and validates, and that unknown keys,
+// also inside a service's section, are errors.
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, err := Load(write("ok.toml", "[redis]\naddr = \"10.0.0.1:6379\"\n[logic.auth]\ninsecure = true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Logic.Redis.Addr != "10.0.0.1:6379" {
+		t.Errorf("not wired: logic redis %q", c.Logic.Redis.Addr)
+	}
+	if _, err := Load(write("unknown.toml", "[logic.auth]\ninsecure = true\nbogus = 1\n")); !errors.Is(err, conf.ErrUnknownKey) {
+		t.Errorf("unknown key: %v, want ErrUnknownKey", err)
+	}
+	if _, err := Load(write("invalid.toml", "[kafka]\npartitions = 0\n[logic.auth]\ninsecure = true\n")); err == nil ||
+		!strings.Contains(err.Error(), "kafka.partitions") {
+		t.Errorf("invalid: %v, want kafka.partitions named", err)
+	}
+}

@@ -1,0 +1,216 @@
+package demo_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/internal/comet"
+	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/demo"
+	"github.com/goim/goim/internal/job"
+	"github.com/goim/goim/internal/logic"
+	"github.com/goim/goim/internal/testkit"
+	"github.com/goim/goim/internal/testkit/browser"
+	"github.com/goim/goim/internal/testkit/cluster"
+)
+
+func TestHandler(t *testing.T) {
+	h := demo.Handler()
+
+	t.Run("get", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/demo?ws=ws://127.0.0.1:1/sub", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d", rec.Code)
+		}
+		for name, want := range map[string]string{
+			"Content-Type":           "text/html; charset=utf-8",
+			"Cache-Control":          "no-store",
+			"X-Content-Type-Options": "nosniff",
+		} {
+			if got := rec.Header().Get(name); got != want {
+				t.Errorf("%s: %q, want %q", name, got, want)
+			}
+		}
+		body := rec.Body.String()
+		csp := rec.Header().Get("Content-Security-Policy")
+		for _, want := range []string{
+			"default-src 'none'",
+			"connect-src 'self' ws: wss:",
+			"script-src " + hashOf(t, body, "script"),
+			"style-src " + hashOf(t, body, "style"),
+			"base-uri 'none'",
+			"frame-ancestors 'none'",
+		} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("Content-Security-Policy %q lacks %q", csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe") {
+			t.Errorf("Content-Security-Policy %q allows unsafe sources", csp)
+		}
+		// Self-contained: nothing is loaded from anywhere, the machines
+		// are offline.
+		for _, bad := range []string{"http://", "https://", "//cdn", "@import", "url("} {
+			if strings.Contains(body, bad) {
+				t.Errorf("page contains %q", bad)
+			}
+		}
+		for _, m := range regexp.MustCompile(`(?i)\b(src|href|action)\s*=\s*["']?([^"' >]*)`).FindAllStringSubmatch(body, -1) {
+			if !strings.HasPrefix(m[2], "data:") {
+				t.Errorf("page refers to %s=%q", m[1], m[2])
+			}
+		}
+		for _, id := range []string{"status", "messages", "push-form", "push-type", "push-room", "push-op", "push-msg", "push-send", "push-result"} {
+			if !strings.Contains(body, `id="`+id+`"`) {
+				t.Errorf("page has no #%s", id)
+			}
+		}
+	})
+
+	t.Run("head", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodHead, "/demo", nil))
+		if rec.Code != http.StatusOK || rec.Body.Len() != 0 || rec.Header().Get("Content-Security-Policy") == "" {
+			t.Fatalf("status %d, %d body bytes, headers %v", rec.Code, rec.Body.Len(), rec.Header())
+		}
+	})
+
+	t.Run("post", func(t *testing.T) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/demo", strings.NewReader("x")))
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
+			t.Fatalf("status %d, Allow %q", rec.Code, rec.Header().Get("Allow"))
+		}
+	})
+}
+
+// hashOf is the CSP source of the page's one inline <tag> element.
+func hashOf(t *testing.T, body, tag string) string {
+	t.Helper()
+	parts := strings.Split(body, "<"+tag+">")
+	if len(parts) != 2 {
+		t.Fatalf("page has %d <%s> elements, want 1", len(parts)-1, tag)
+	}
+	inner, _, ok := strings.Cut(parts[1], "</"+tag+">")
+	if !ok {
+		t.Fatalf("<%s> not closed", tag)
+	}
+	sum := sha256.Sum256([]byte(inner))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
+
+// TestBrowser loads /demo from a real logic in headless Chromium, lets it
+// join a room on a real comet over WebSocket, and checks that pushes from
+// Go and from the page's form (both through Kafka and a real job) show up
+// in the page.
+//
+// Each case starts its browser after its cluster, so the browser closes
+// first at cleanup: logic's HTTP shutdown would otherwise wait for the
+// sockets Chromium opened ahead of use (net/http gives a connection that
+// never sent a request 5 s).
+func TestBrowser(t *testing.T) {
+	t.Run("ws parameter", func(t *testing.T) {
+		d := startDemo(t, "")
+		q := url.Values{"ws": {"ws://" + d.wsAddr + "/sub"}, "room": {"live://" + d.room}}
+		d.roundTrip(t, browser.Start(t), q)
+	})
+
+	t.Run("nodes discovery", func(t *testing.T) {
+		// logic hands out default_domain and ws_port (no discovery in the
+		// cluster): point them at the comet's WebSocket listener.
+		d := startDemo(t, testkit.FreeAddr(t))
+		d.roundTrip(t, browser.Start(t), url.Values{"room": {"live://" + d.room}, "mid": {"42"}})
+	})
+}
+
+// demoCluster is logic serving /demo, one comet and a job on loopback.
+type demoCluster struct {
+	c      *cluster.Cluster
+	wsAddr string // the comet's WebSocket listener
+	room   string // a room id of the test's own, type live
+}
+
+// startDemo starts the cluster. With wsAddr set, the comet's WebSocket
+// listens there and logic's nodes answer names it.
+func startDemo(t *testing.T, wsAddr string) *demoCluster {
+	t.Helper()
+	opts := cluster.Options{Pages: map[string]http.Handler{"/demo": demo.Handler()}}
+	if wsAddr != "" {
+		host, port, err := net.SplitHostPort(wsAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Logic = func(cfg *logic.Config) {
+			cfg.Node.DefaultDomain = host
+			cfg.Node.WSPort, _ = strconv.Atoi(port)
+		}
+	}
+	c := cluster.StartWith(t, 0, opts)
+	srv := c.StartCometWith("comet-1", func(cfg *comet.Config) {
+		if wsAddr != "" {
+			cfg.WebSocket.Bind = []string{wsAddr}
+		}
+	})
+	startJob(t, c)
+	return &demoCluster{c: c, wsAddr: srv.Addrs("ws")[0].String(), room: "demo-" + testkit.RandomHex(6)}
+}
+
+// startJob runs a job delivering c's pushes to its comets and waits until
+// it consumes.
+func startJob(t *testing.T, c *cluster.Cluster) {
+	t.Helper()
+	cfg := job.Default()
+	cfg.Host = "job-demo-test"
+	cfg.Kafka.Brokers = c.Kafka.ListenAddrs()
+	cfg.Kafka.Topic = c.Topic
+	cfg.Kafka.Group = "job-demo-" + testkit.RandomHex(4)
+	cfg.Kafka.SessionTimeout = conf.Duration(6 * time.Second) // kfake's minimum
+	cfg.Kafka.CommitInterval = conf.Duration(100 * time.Millisecond)
+	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.Comets = c.CometAddrs()
+	j, err := job.New(cfg, job.Deps{Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Shutdown(t, j.Shutdown) })
+	testkit.WaitFor(t, 30*time.Second, j.Ready)
+}
+
+// roundTrip runs browser.DemoRoundTrip on /demo with query q, pushing to
+// the test's room through logic's HTTP API.
+func (d *demoCluster) roundTrip(t *testing.T, ctx context.Context, q url.Values) {
+	t.Helper()
+	page := d.c.API + "/demo?" + q.Encode()
+	push := func(msg string) error {
+		path := "/goim/push/room?" + url.Values{"operation": {"1000"}, "type": {"live"}, "room": {d.room}}.Encode()
+		resp, err := http.Post(d.c.API+path, "text/plain", strings.NewReader(msg))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || string(b) != `{"code":0,"message":""}` {
+			return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
+		}
+		return nil
+	}
+	if err := browser.DemoRoundTrip(ctx, page, push); err != nil {
+		t.Fatalf("%s: %v", page, err)
+	}
+}
