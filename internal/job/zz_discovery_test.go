@@ -1,11 +1,14 @@
 package job
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/goim/goim/internal/comet"
+	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
 )
@@ -32,6 +35,25 @@ func TestCometsFromDiscovery(t *testing.T) {
 		}
 		return nil
 	})
+	// job registers itself too, with an address (discovery requires one).
+	dc := testkit.Discovery(t, env)
+	dc.Host = "job-watcher"
+	dcl, err := discovery.New(dc, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dcl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	jobs := dcl.Watch(ctx, AppJob)
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		ins := jobs.Instances()
+		if len(ins) != 1 || len(ins[0].Addrs) != 1 || !strings.HasPrefix(ins[0].Addrs[0], "job://") {
+			return fmt.Errorf("goim.job instances %+v, want one with a job:// address", ins)
+		}
+		return nil
+	})
+
 	r := c.Dial("comet-d1", "tcp", `{"mid":1,"key":"d1","accepts":[1000]}`)
 	c.WaitOnline(1)
 	c.Push("/goim/push/keys?operation=1000&keys=d1", "via-discovery")
