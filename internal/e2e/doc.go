@@ -1,0 +1,13 @@
+// Package e2e is goim's end-to-end suite: it builds the logic, job and
+// comet binaries and bilibili/discovery's server (internal/testkit/discoveryd),
+// runs them as separate processes on loopback against a redis-server of its
+// own and an in-process Kafka-protocol broker (kfake), connects goim v2
+// clients over TCP and WebSocket, and checks what docs/push-api.md,
+// docs/protocol.md and docs/operations.md promise: response shapes,
+// delivery, room order, online counts, the nodes list, comet drain, and
+// recovery from a killed job, a Redis restart and a Kafka outage.
+//
+// The package has tests only; run it with
+//
+//	go test -race -count=1 ./internal/e2e/
+package e2e
