@@ -79,6 +79,7 @@ func TestContract(t *testing.T) {
 			}},
 			{Msg: &OnlineReply{}, FullName: "goim.logic.OnlineReply", Fields: []prototest.Field{
 				{Name: "allRoomCount", Number: 1, Kind: protoreflect.Int32Kind, Shape: prototest.Map, Key: protoreflect.StringKind},
+				{Name: "epoch", Number: 2, Kind: protoreflect.StringKind, Shape: prototest.Single}, // added by goim
 			}},
 			{Msg: &ReceiveReq{}, FullName: "goim.logic.ReceiveReq", Fields: []prototest.Field{
 				{Name: "mid", Number: 1, Kind: protoreflect.Int64Kind, Shape: prototest.Single},

@@ -643,7 +643,14 @@ type OnlineReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Room key ("type://id") to the number of connections in that room on all
 	// comets.
-	AllRoomCount  map[string]int32 `protobuf:"bytes,1,rep,name=allRoomCount,proto3" json:"allRoomCount,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	AllRoomCount map[string]int32 `protobuf:"bytes,1,rep,name=allRoomCount,proto3" json:"allRoomCount,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Names the data set logic keeps sessions in: a random value stored in
+	// Redis once, renewed only when Redis has lost its data (a restart
+	// without persistence, a flush). A comet that sees it change from one
+	// non-empty value to another re-registers each of its sessions at the
+	// connection's next heartbeat, so routing comes back by itself. Empty
+	// from a logic that does not know it yet.
+	Epoch         string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -683,6 +690,13 @@ func (x *OnlineReply) GetAllRoomCount() map[string]int32 {
 		return x.AllRoomCount
 	}
 	return nil
+}
+
+func (x *OnlineReply) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
 }
 
 // ReceiveReq carries an upstream frame a client sent that comet does not
@@ -1070,9 +1084,10 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\bdraining\x18\x05 \x01(\bR\bdraining\x1a<\n" +
 	"\x0eRoomCountEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\x9d\x01\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"\xb3\x01\n" +
 	"\vOnlineReply\x12M\n" +
-	"\fallRoomCount\x18\x01 \x03(\v2).goim.logic.OnlineReply.AllRoomCountEntryR\fallRoomCount\x1a?\n" +
+	"\fallRoomCount\x18\x01 \x03(\v2).goim.logic.OnlineReply.AllRoomCountEntryR\fallRoomCount\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x1a?\n" +
 	"\x11AllRoomCountEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"J\n" +

@@ -183,6 +183,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 	}
 	s.wheel.Reset(&c.timer, c.session)
 	c.nextRenew = time.Now().Add(jitter(s.cfg.Protocol.SessionRenew.D()))
+	c.renewGen = s.sessionGen.Load()
 	return true, nil
 }
 

@@ -50,6 +50,7 @@ type testLogic struct {
 	received    []*protocol.Proto
 	reports     []*logicpb.OnlineReq
 	allRooms    map[string]int32
+	epoch       string // answered in OnlineReply
 }
 
 func (l *testLogic) Connect(_ context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
@@ -95,7 +96,7 @@ func (l *testLogic) RenewOnline(_ context.Context, req *logicpb.OnlineReq) (*log
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.reports = append(l.reports, req)
-	return &logicpb.OnlineReply{AllRoomCount: l.allRooms}, nil
+	return &logicpb.OnlineReply{AllRoomCount: l.allRooms, Epoch: l.epoch}, nil
 }
 
 // check runs f with the recorded calls locked.

@@ -19,6 +19,7 @@ type metrics struct {
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	rooms       prometheus.GaugeFunc
+	resyncs     prometheus.Counter // logic's Redis epoch changes seen
 }
 
 func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, error) {
@@ -64,8 +65,12 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Namespace: "goim", Subsystem: "comet", Name: "rooms",
 			Help: "Rooms with members on this comet.",
 		}, roomCount),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "session_resyncs_total",
+			Help: "Times logic's Redis lost its data (its epoch changed) and every session was re-registered at its next heartbeat.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.bytesIn, m.bytesOut, m.rooms} {
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.bytesIn, m.bytesOut, m.rooms, m.resyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}

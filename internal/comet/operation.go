@@ -89,13 +89,15 @@ func parseOps(b []byte) ([]int32, bool) {
 }
 
 // renewSession renews the session in logic when it is due, so the routing
-// never expires while the client keeps heart-beating.
+// never expires while the client keeps heart-beating, or at once when
+// logic's Redis lost its data since the last renewal (Server.noteEpoch).
 func (c *Channel) renewSession() {
 	now := time.Now()
-	if now.Before(c.nextRenew) {
+	s := c.srv
+	gen := s.sessionGen.Load()
+	if now.Before(c.nextRenew) && gen == c.renewGen {
 		return
 	}
-	s := c.srv
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
 	defer cancel()
 	var err error
@@ -107,4 +109,5 @@ func (c *Channel) renewSession() {
 		return
 	}
 	c.nextRenew = now.Add(jitter(s.cfg.Protocol.SessionRenew.D()))
+	c.renewGen = gen
 }

@@ -49,9 +49,16 @@ type Server struct {
 	discMu       sync.Mutex              // serialises metadata updates
 	lastMetadata string                  // guarded by discMu
 	draining     atomic.Bool
-	started      atomic.Bool
-	ctx          context.Context // cancelled when shutdown begins
-	cancel       context.CancelFunc
+	// epoch is the last OnlineReply.epoch from logic (guarded by
+	// epochMu: reports come from the report loop and from Drain);
+	// sessionGen counts its changes. A channel whose renewGen differs
+	// renews its session at its next heartbeat.
+	epochMu    sync.Mutex
+	epoch      string
+	sessionGen atomic.Uint64
+	started    atomic.Bool
+	ctx        context.Context // cancelled when shutdown begins
+	cancel     context.CancelFunc
 
 	roomQueues     []chan roomJob
 	broadcastQueue chan broadcastJob
@@ -430,10 +437,30 @@ func (s *Server) report() {
 		s.log.Warn("comet: renew online failed", "err", err)
 	} else {
 		s.rooms.setAll(reply.GetAllRoomCount())
+		s.noteEpoch(reply.GetEpoch())
 	}
 	s.discMu.Lock()
 	s.updateMetadata(ctx)
 	s.discMu.Unlock()
+}
+
+// noteEpoch records logic's Redis epoch. When it changes, Redis lost the
+// sessions: every channel re-registers its own at its next heartbeat
+// (spread over the clients' heartbeat period, no burst of RPCs here).
+func (s *Server) noteEpoch(epoch string) {
+	if epoch == "" {
+		return
+	}
+	s.epochMu.Lock()
+	old := s.epoch
+	s.epoch = epoch
+	s.epochMu.Unlock()
+	if old != "" && old != epoch {
+		s.sessionGen.Add(1)
+		s.metrics.resyncs.Inc()
+		s.log.Warn("comet: logic's Redis lost its data (epoch changed); sessions are re-registered at each client's next heartbeat",
+			"old", old, "new", epoch)
+	}
 }
 
 // jitter returns d ± 10 %.

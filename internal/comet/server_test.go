@@ -12,6 +12,7 @@ import (
 	cometpb "github.com/goim/goim/api/comet"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 var transports = []string{"tcp", "tls", "ws", "wss"}
@@ -270,6 +271,62 @@ func TestSessionRenewal(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// TestSessionResync: with the default 10 min session renewal, a heartbeat
+// re-registers the session only after logic's Redis epoch changed (Redis
+// lost its data), once per change.
+func TestSessionResync(t *testing.T) {
+	e := startComet(t, nil)
+	e.logic.mu.Lock()
+	e.logic.epoch = "a"
+	e.logic.mu.Unlock()
+	c := dial(t, e, "tcp")
+	c.auth(`{"mid":9,"key":"resync","accepts":[]}`)
+	heartbeats := func() int {
+		n := 0
+		_ = e.logic.check(func(l *testLogic) error { n = len(l.heartbeats); return nil })
+		return n
+	}
+	// The reader renews after it queued the reply, and reads the next
+	// frame only then: a second heartbeat's reply means the first one's
+	// renewal is done.
+	beat := func() {
+		seq := c.send(protocol.OpHeartbeat, nil)
+		c.expect(protocol.OpHeartbeatReply, seq)
+	}
+	// Let a report carry epoch "a": the first one seen is not a change.
+	waitFor(t, 5*time.Second, func() error {
+		e.srv.epochMu.Lock()
+		defer e.srv.epochMu.Unlock()
+		if e.srv.epoch != "a" {
+			return fmt.Errorf("comet's epoch %q", e.srv.epoch)
+		}
+		return nil
+	})
+	beat()
+	beat()
+	if n := heartbeats(); n != 0 {
+		t.Fatalf("%d session renewals before any epoch change", n)
+	}
+	e.logic.mu.Lock()
+	e.logic.epoch = "b"
+	e.logic.mu.Unlock()
+	waitFor(t, 5*time.Second, func() error {
+		if e.srv.sessionGen.Load() != 1 {
+			return fmt.Errorf("epoch change not noticed")
+		}
+		return nil
+	})
+	beat()
+	beat()
+	beat()
+	if n := heartbeats(); n != 1 {
+		t.Fatalf("%d session renewals after the epoch changed and three heartbeats, want 1", n)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.resyncs); got != 1 {
+		t.Errorf("session_resyncs_total = %v, want 1", got)
+	}
 }
 
 func TestDisconnectTellsLogic(t *testing.T) {

@@ -18,8 +18,9 @@ import (
 )
 
 // heartbeat is the clients' heartbeat period, logic's [node] heartbeat.
-// Short, so that after a Redis restart the next heartbeat (and comet's
-// session_renew, as short) re-creates each session within about a second.
+// Short, so that after a Redis restart (once the comets have seen logic's
+// new Redis epoch in a report) the next heartbeat re-creates each session
+// within about a second.
 const heartbeat = time.Second
 
 // comet is one comet process and where it listens. Every comet listens on
@@ -179,10 +180,6 @@ func (c *cluster) startComet(t *testing.T, host, ip string) *comet {
 bind = [`+a(c.ports.tcp)+`]
 [websocket]
 bind = [`+a(c.ports.ws)+`]
-[protocol]
-# A heartbeat renews the session in logic at most this often: after a
-# Redis restart the sessions come back within about a second.
-session_renew = "1s"
 [rpc]
 bind = `+a(c.ports.rpc)+`
 [logic]

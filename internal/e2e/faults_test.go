@@ -165,9 +165,12 @@ func testRedisRestart(t *testing.T, c *cluster, cs *clients) {
 	}
 	t.Logf("redis: down for %v", time.Since(stopped).Round(time.Millisecond))
 
-	// Same port, empty: every session is gone until a heartbeat renews it
-	// (comet's session_renew, 1 s here). Until then a push to its user
-	// answers 0 and delivers nothing (an offline target, as in goim v2).
+	// Same port, empty: every session is gone until the comets see the new
+	// Redis epoch in their next report (1 s here) and each client's next
+	// heartbeat re-registers its session; comet's session_renew stays at
+	// its 10 min default, so nothing else would bring them back. Until
+	// then a push to its user answers 0 and delivers nothing (an offline
+	// target, as in goim v2).
 	c.redis = testkit.StartRedisServer(c.top, port)
 	restarted := time.Now()
 	attempts, firstOK := c.pushUntil(t, "/goim/push/mids?operation=1000&mids=1", "redis:up:mids:", cs.c1t, cs.c2w)

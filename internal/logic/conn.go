@@ -93,14 +93,14 @@ func (s *Service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*log
 	if server == "" {
 		return nil, fmt.Errorf("%w: renew online: empty server", ErrInvalidArgument)
 	}
-	err := s.redis.StoreOnline(ctx, server, req.GetRoomCount(), req.GetConnCount(), req.GetIpCount(), req.GetDraining())
+	epoch, err := s.redis.StoreOnline(ctx, server, req.GetRoomCount(), req.GetConnCount(), req.GetIpCount(), req.GetDraining())
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("store_online").Inc()
 		return nil, fmt.Errorf("logic: renew online: %w", err)
 	}
 	all := s.online.report(req)
 	s.nodes.reported(server)
-	return &logicpb.OnlineReply{AllRoomCount: all}, nil
+	return &logicpb.OnlineReply{AllRoomCount: all, Epoch: epoch}, nil
 }
 
 // Nodes answers as /goim/nodes/weighted does, for a client of

@@ -2,6 +2,8 @@ package dao
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -70,10 +72,13 @@ const onlineIndexTTLFactor = 3
 // the online TTL, and records server in the online_servers index, in one
 // pipeline: SET ol_<server>, ZADD online_servers, ZREMRANGEBYSCORE of the
 // members older than online_ttl (so the index stays bounded whoever reads
-// it) and PEXPIRE online_servers. Rooms with a count <= 0 are left out.
-func (r *Redis) StoreOnline(ctx context.Context, server string, rooms map[string]int32, connCount, ipCount int64, draining bool) error {
+// it) and PEXPIRE online_servers; then SET epoch NX and GET epoch. Rooms
+// with a count <= 0 are left out. It returns the epoch: a random value
+// stored once without a TTL, so it changes only when Redis lost its data
+// (see OnlineReply.epoch).
+func (r *Redis) StoreOnline(ctx context.Context, server string, rooms map[string]int32, connCount, ipCount int64, draining bool) (epoch string, err error) {
 	if server == "" {
-		return fmt.Errorf("dao: redis: store online: %w: empty server", ErrInvalidArgument)
+		return "", fmt.Errorf("dao: redis: store online: %w: empty server", ErrInvalidArgument)
 	}
 	now := time.Now().UnixMilli()
 	rec := onlineRecord{
@@ -91,9 +96,10 @@ func (r *Redis) StoreOnline(ctx context.Context, server string, rooms map[string
 	}
 	value, err := json.Marshal(&rec)
 	if err != nil { // not reached: the record has only plain fields
-		return &opError{kind: ErrRedis, op: "store online server=" + strconv.Quote(server), err: err}
+		return "", &opError{kind: ErrRedis, op: "store online server=" + strconv.Quote(server), err: err}
 	}
 	index := r.onlineServersKey()
+	fresh := newEpoch()
 	stale := "(" + strconv.FormatInt(now-r.onlineTTL, 10) // scores below it
 	err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
 		// SET before ZADD: LoadAllOnline removes index members that have
@@ -111,13 +117,30 @@ func (r *Redis) StoreOnline(ctx context.Context, server string, rooms map[string
 		if err := c.Send("PEXPIRE", index, onlineIndexTTLFactor*r.onlineTTL); err != nil {
 			return err
 		}
-		_, err := pipeline(c, timeout)
+		if err := c.Send("SET", r.epochKey(), fresh, "NX"); err != nil {
+			return err
+		}
+		if err := c.Send("GET", r.epochKey()); err != nil {
+			return err
+		}
+		replies, err := pipeline(c, timeout)
+		if err != nil {
+			return err
+		}
+		epoch, err = redis.String(replies[len(replies)-1], nil)
 		return err
 	})
 	if err != nil {
-		return &opError{kind: ErrRedis, op: "store online server=" + strconv.Quote(server), err: err}
+		return "", &opError{kind: ErrRedis, op: "store online server=" + strconv.Quote(server), err: err}
 	}
-	return nil
+	return epoch, nil
+}
+
+// newEpoch is a random epoch value.
+func newEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // LoadOnline returns the current reports of servers, with one MGET. A

@@ -71,7 +71,7 @@ func TestStoreOnline(t *testing.T) {
 			ctx := context.Background()
 			before := time.Now().Truncate(time.Millisecond)
 			for _, rep := range tt.reports {
-				if err := r.StoreOnline(ctx, "c1", rep.rooms, rep.connCount, rep.ipCount, rep.draining); err != nil {
+				if _, err := r.StoreOnline(ctx, "c1", rep.rooms, rep.connCount, rep.ipCount, rep.draining); err != nil {
 					t.Fatalf("StoreOnline: %v", err)
 				}
 			}
@@ -103,7 +103,7 @@ func TestLoadOnline(t *testing.T) {
 	r, raw := newTestRedis(t, nil)
 	ctx := context.Background()
 	for _, s := range []string{"c1", "c2"} {
-		if err := r.StoreOnline(ctx, s, map[string]int32{"live://" + s: 1}, 1, 1, false); err != nil {
+		if _, err := r.StoreOnline(ctx, s, map[string]int32{"live://" + s: 1}, 1, 1, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -144,10 +144,10 @@ func TestOnlineReportExpires(t *testing.T) {
 	// A comet that stops reporting drops out after online_ttl.
 	r, _ := newTestRedis(t, func(c *dao.RedisConfig) { c.OnlineTTL = conf.Duration(300 * time.Millisecond) })
 	ctx := context.Background()
-	if err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+	if _, err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.StoreOnline(ctx, "c2", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+	if _, err := r.StoreOnline(ctx, "c2", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
 		t.Fatal(err)
 	}
 	got, err := r.LoadOnline(ctx, []string{"c1", "c2"})
@@ -156,7 +156,7 @@ func TestOnlineReportExpires(t *testing.T) {
 	}
 	// c2 keeps reporting; c1 stopped.
 	waitFor(t, 10*time.Second, func() error {
-		if err := r.StoreOnline(ctx, "c2", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+		if _, err := r.StoreOnline(ctx, "c2", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
 			return err
 		}
 		got, err := r.LoadOnline(ctx, []string{"c1", "c2"})
@@ -183,7 +183,7 @@ func TestLoadAllOnline(t *testing.T) {
 		"c2": {rooms: map[string]int32{"chat://a": 5}, connCount: 5, ipCount: 4, draining: true},
 	}
 	for s, rep := range stored {
-		if err := r.StoreOnline(ctx, s, rep.rooms, rep.connCount, rep.ipCount, rep.draining); err != nil {
+		if _, err := r.StoreOnline(ctx, s, rep.rooms, rep.connCount, rep.ipCount, rep.draining); err != nil {
 			t.Fatalf("StoreOnline(%s): %v", s, err)
 		}
 	}
@@ -283,7 +283,7 @@ func TestLoadAllOnlineIndex(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r, raw := newTestRedis(t, nil)
 			ctx := context.Background()
-			if err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+			if _, err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
 				t.Fatal(err)
 			}
 			tt.prepare(raw, time.Now().UnixMilli())
@@ -315,10 +315,10 @@ func TestLoadAllOnlineIndex(t *testing.T) {
 func TestLoadAllOnlineRoomsFollowLastReport(t *testing.T) {
 	r, _ := newTestRedis(t, nil)
 	ctx := context.Background()
-	if err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 2, "live://2": 5}, 7, 7, false); err != nil {
+	if _, err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 2, "live://2": 5}, 7, 7, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 3, "live://3": 0}, 3, 3, false); err != nil {
+	if _, err := r.StoreOnline(ctx, "c1", map[string]int32{"live://1": 3, "live://3": 0}, 3, 3, false); err != nil {
 		t.Fatal(err)
 	}
 	got, err := r.LoadAllOnline(ctx)
@@ -336,7 +336,7 @@ func TestLoadAllOnlineExpires(t *testing.T) {
 	r, raw := newTestRedis(t, func(c *dao.RedisConfig) { c.OnlineTTL = conf.Duration(200 * time.Millisecond) })
 	ctx := context.Background()
 	for _, s := range []string{"c1", "c2"} {
-		if err := r.StoreOnline(ctx, s, map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+		if _, err := r.StoreOnline(ctx, s, map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -345,7 +345,7 @@ func TestLoadAllOnlineExpires(t *testing.T) {
 		t.Fatalf("LoadAllOnline right after storing = %v, %v; want both comets", got, err)
 	}
 	waitFor(t, 10*time.Second, func() error {
-		if err := r.StoreOnline(ctx, "c2", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+		if _, err := r.StoreOnline(ctx, "c2", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
 			return err
 		}
 		got, err := r.LoadAllOnline(ctx)
@@ -385,10 +385,10 @@ func TestLoadAllOnlinePrefixes(t *testing.T) {
 	a, _ := newTestRedis(t, nil)
 	b, _ := newTestRedis(t, nil)
 	ctx := context.Background()
-	if err := a.StoreOnline(ctx, "ca", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+	if _, err := a.StoreOnline(ctx, "ca", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.StoreOnline(ctx, "cb", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+	if _, err := b.StoreOnline(ctx, "cb", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -445,5 +445,26 @@ func TestLoadAllOnlineMany(t *testing.T) {
 	}
 	if card, _ := redis.Int(raw.must("ZCARD", raw.prefix+"online_servers"), nil); card != len(got) {
 		t.Errorf("ZCARD online_servers = %d, want %d (members without a report removed)", card, len(got))
+	}
+}
+
+// TestStoreOnlineEpoch: every report answers the same epoch while Redis
+// keeps its data, and a new one once the data is gone (here: flushed under
+// the test's prefix, as a restart without persistence would).
+func TestStoreOnlineEpoch(t *testing.T) {
+	r, raw := newTestRedis(t, nil)
+	ctx := context.Background()
+	first, err := r.StoreOnline(ctx, "c1", nil, 0, 0, false)
+	if err != nil || len(first) != 16 {
+		t.Fatalf("epoch %q, %v", first, err)
+	}
+	again, err := r.StoreOnline(ctx, "c2", nil, 0, 0, false)
+	if err != nil || again != first {
+		t.Fatalf("second report: epoch %q (%v), want %q", again, err, first)
+	}
+	raw.must("DEL", raw.prefix+"epoch", raw.prefix+"ol_c1", raw.prefix+"ol_c2", raw.prefix+"online_servers")
+	fresh, err := r.StoreOnline(ctx, "c1", nil, 0, 0, false)
+	if err != nil || fresh == first || len(fresh) != 16 {
+		t.Fatalf("after the data was lost: epoch %q (%v), want a new one (old %q)", fresh, err, first)
 	}
 }

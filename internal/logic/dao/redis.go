@@ -52,6 +52,7 @@ const (
 	keyPrefix         = "key_"
 	onlinePrefix      = "ol_"
 	onlineServersName = "online_servers"
+	epochName         = "epoch"
 )
 
 // RedisConfig is the [redis] section of logic's configuration.
@@ -517,6 +518,9 @@ func (r *Redis) keyKey(key string) string { return r.prefix + keyPrefix + key }
 func (r *Redis) onlineKey(server string) string { return r.prefix + onlinePrefix + server }
 
 func (r *Redis) onlineServersKey() string { return r.prefix + onlineServersName }
+
+// epochKey is the key of the data set's epoch (see StoreOnline).
+func (r *Redis) epochKey() string { return r.prefix + epochName }
 
 // sessionKeys returns the KEYS of the session scripts: key_<key>, then
 // mid_<mid> when mid > 0.

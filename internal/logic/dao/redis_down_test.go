@@ -45,7 +45,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	if owned, err := r.DelSession(ctx, 1, "k", "s2"); err != nil || owned {
 		t.Fatalf("DelSession by another comet on a fresh server = %v, %v; want false, nil", owned, err)
 	}
-	if err := r.StoreOnline(ctx, "s1", map[string]int32{"a": 1}, 1, 1, false); err != nil {
+	if _, err := r.StoreOnline(ctx, "s1", map[string]int32{"a": 1}, 1, 1, false); err != nil {
 		t.Fatalf("StoreOnline on a fresh server: %v", err)
 	}
 	if got, err := r.LoadAllOnline(ctx); err != nil || len(got) != 1 {
@@ -64,7 +64,7 @@ func TestRedisDownAndBack(t *testing.T) {
 		{name: "delete session", call: func() error { _, err := r.DelSession(ctx, 1, "k", "s1"); return err }},
 		{name: "servers by keys", call: func() error { _, err := r.ServersByKeys(ctx, []string{"k"}); return err }},
 		{name: "keys by mids", call: func() error { _, err := r.KeysByMids(ctx, []int64{1}); return err }},
-		{name: "store online", call: func() error { return r.StoreOnline(ctx, "s1", map[string]int32{"a": 1}, 1, 1, false) }},
+		{name: "store online", call: func() error { _, err := r.StoreOnline(ctx, "s1", map[string]int32{"a": 1}, 1, 1, false); return err }},
 		{name: "load online", call: func() error { _, err := r.LoadOnline(ctx, []string{"s1"}); return err }},
 		{name: "load all online", call: func() error { _, err := r.LoadAllOnline(ctx); return err }},
 	}

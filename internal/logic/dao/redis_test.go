@@ -171,7 +171,7 @@ func TestSessionInvalidArgument(t *testing.T) {
 		{name: "add without server", call: func() error { return r.AddSession(ctx, 1, "k", "") }},
 		{name: "renew without key", call: func() error { _, err := r.RenewSession(ctx, 1, "", "s1"); return err }},
 		{name: "delete without server", call: func() error { _, err := r.DelSession(ctx, 1, "k", ""); return err }},
-		{name: "store online without server", call: func() error { return r.StoreOnline(ctx, "", nil, 0, 0, false) }},
+		{name: "store online without server", call: func() error { _, err := r.StoreOnline(ctx, "", nil, 0, 0, false); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
