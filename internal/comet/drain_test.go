@@ -2,11 +2,14 @@ package comet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/logic"
 	"github.com/goim/goim/internal/testkit"
@@ -57,7 +60,13 @@ func TestDrain(t *testing.T) {
 		t.Fatal("ready while draining")
 	}
 	for _, c := range clients {
-		c.expectClosed()
+		err := c.closedWith()
+		// WebSocket clients get a close frame 1001 (going away), not an
+		// abnormal end.
+		var ce wsutil.ClosedError
+		if c.isWS() && (!errors.As(err, &ce) || ce.Code != ws.StatusGoingAway) {
+			t.Errorf("%s client closed by %v, want a close frame 1001", c.tr, err)
+		}
 	}
 	waitCloses(t, e, ReasonDrain, n)
 	waitFor(t, 2*time.Second, func() error {

@@ -399,9 +399,16 @@ func (c *client) auth(body string) {
 // expectClosed waits for the server to close the connection.
 func (c *client) expectClosed() {
 	c.t.Helper()
+	_ = c.closedWith()
+}
+
+// closedWith waits for the server to close the connection and returns the
+// read error that ended it.
+func (c *client) closedWith() error {
+	c.t.Helper()
 	for {
 		if _, err := c.read(); err != nil {
-			return
+			return err
 		}
 	}
 }

@@ -265,7 +265,7 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) {
 	defer t.Stop()
 	for i := 0; i < len(chs); i += per {
 		for _, c := range chs[i:min(i+per, len(chs))] {
-			c.close(ReasonDrain)
+			c.closeGoingAway(ReasonDrain)
 		}
 		if i+per >= len(chs) {
 			break
@@ -359,7 +359,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.pendingMu.Unlock()
 		for _, b := range s.buckets {
 			for _, c := range b.channels(nil) {
-				c.close(ReasonShutdown)
+				c.closeGoingAway(ReasonShutdown)
 			}
 		}
 		waited := make(chan struct{})

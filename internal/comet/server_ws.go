@@ -159,6 +159,21 @@ func (c *Channel) wsControl(h ws.Header) error {
 	return nil // pongs are ignored
 }
 
+// goingAwayFrame is the close frame WebSocket clients get when the comet
+// drains or stops: status 1001 (going away), so a browser sees a clean
+// close to reconnect after, not 1006 (abnormal). Shared, never modified.
+var goingAwayFrame = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusGoingAway, "comet stopping")))
+
+// closeGoingAway ends a published connection for reason (drain or
+// shutdown); a WebSocket one gets goingAwayFrame first.
+func (c *Channel) closeGoingAway(reason CloseReason) {
+	if c.tr.ws() {
+		c.closeWith(goingAwayFrame, reason)
+		return
+	}
+	c.close(reason)
+}
+
 // wsFail closes the connection with a WebSocket close frame.
 func (c *Channel) wsFail(code ws.StatusCode, err error) error {
 	c.closeWith(ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(code, ""))), ReasonBadFrame)
