@@ -169,3 +169,31 @@ func TestDiscovery(t *testing.T) {
 		return nil
 	})
 }
+
+// TestShutdownFinalReport: the last report a stopping comet sends says it
+// has no clients left, so logic's totals drop at once.
+func TestShutdownFinalReport(t *testing.T) {
+	e := startComet(t, nil)
+	c := dial(t, e, "tcp")
+	c.auth(`{"key":"last","room_id":"live://final","accepts":[]}`)
+	waitFor(t, 5*time.Second, func() error {
+		return e.logic.check(func(l *testLogic) error {
+			if n := len(l.reports); n == 0 || l.reports[n-1].ConnCount != 1 {
+				return fmt.Errorf("no report with the client yet")
+			}
+			return nil
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = e.logic.check(func(l *testLogic) error {
+		last := l.reports[len(l.reports)-1]
+		if last.ConnCount != 0 || len(last.RoomCount) != 0 || !last.Draining || last.Server != e.srv.cfg.Host {
+			t.Errorf("last report %+v, want no connections, no rooms, draining", last)
+		}
+		return nil
+	})
+}

@@ -372,6 +372,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.shutErr = fmt.Errorf("comet: shutdown: %w", ctx.Err())
 		}
+		s.finalReport(ctx)
 		s.wheel.Stop()
 		_ = s.logicConn.Close()
 		if s.disc != nil {
@@ -442,6 +443,21 @@ func (s *Server) report() {
 	s.discMu.Lock()
 	s.updateMetadata(ctx)
 	s.discMu.Unlock()
+}
+
+// finalReport tells logic this comet has no clients left, so the online
+// totals drop at once instead of counting the gone clients until the last
+// report expires (online_ttl). Not through report: that would also update
+// the discovery registration Shutdown has just cancelled.
+func (s *Server) finalReport(ctx context.Context) {
+	if ctx.Err() != nil {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.cfg.Logic.Timeout.D())
+	defer cancel()
+	if _, err := s.logic.RenewOnline(rctx, &logicpb.OnlineReq{Server: s.cfg.Host, Draining: true}); err != nil {
+		s.log.Warn("comet: final online report failed; logic counts this comet's clients until its last report expires", "err", err)
+	}
 }
 
 // noteEpoch records logic's Redis epoch. When it changes, Redis lost the

@@ -155,8 +155,8 @@ refresh = "1s"
 [redis]
 addr = "`+c.redis.Addr()+`"
 prefix = "`+c.prefix+`"
-# A stopped comet's report leaves the online totals after this (a few
-# report intervals).
+# A comet killed without a final report leaves the online totals after
+# this (a few report intervals).
 online_ttl = "5s"
 [kafka]
 brokers = ["`+c.kafka.ListenAddrs()[0]+`"]

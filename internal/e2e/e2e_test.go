@@ -391,8 +391,8 @@ func testDrain(t *testing.T, c *cluster, cs *clients) {
 		t.Errorf("the closed connection got %q", got)
 	}
 
-	// comet-2's report leaves the totals after online_ttl: 4 connections,
-	// all on comet-1, one IP.
+	// comet-2's last report, sent as it stopped, says it has no clients:
+	// 4 connections, all on comet-1, one IP.
 	took := c.waitOnline(t, 20*time.Second, map[string]string{
 		"/goim/online/total":                          `{"conn_count":4,"ip_count":1}`,
 		"/goim/online/room?type=live&rooms=1000,2000": `{"1000":3,"2000":1}`,
