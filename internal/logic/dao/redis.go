@@ -149,6 +149,8 @@ type Redis struct {
 	// operation each.
 	staleBefore atomic.Int64
 	closed      atomic.Bool
+
+	adds addBatcher // coalesces concurrent AddSession calls (coalesce.go)
 }
 
 // NewRedis validates cfg and returns a client. It starts nothing and does
@@ -202,6 +204,7 @@ func (r *Redis) Close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
+	r.closeAdds()
 	return r.pool.Close()
 }
 
@@ -222,29 +225,20 @@ func (r *Redis) Ping(ctx context.Context) error {
 
 // AddSession stores the routing of connection key (of member mid, on comet
 // server): key_<key> = server and, when mid > 0, field key of mid_<mid> =
-// server; both keys get the session TTL. It is goim v2's AddMapping, in
-// one pipeline.
+// server; both keys get the session TTL. It is goim v2's AddMapping. The
+// commands of concurrent calls share one pipeline (coalesce.go).
 func (r *Redis) AddSession(ctx context.Context, mid int64, key, server string) error {
 	if key == "" || server == "" {
 		return sessionArgError("add session", mid, key, server)
 	}
-	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		if mid > 0 {
-			mk := r.midKey(mid)
-			if err := c.Send("HSET", mk, key, server); err != nil {
-				return err
-			}
-			if err := c.Send("PEXPIRE", mk, r.sessionTTL); err != nil {
-				return err
-			}
-		}
-		if err := c.Send("SET", r.keyKey(key), server, "PX", r.sessionTTL); err != nil {
+	if r.closed.Load() {
+		return &opError{kind: ErrRedis, op: sessionOp("add session", mid, server), err: ErrClosed}
+	}
+	if err := r.addSession(ctx, &addReq{mid: mid, key: key, server: server}); err != nil {
+		var oe *opError
+		if errors.As(err, &oe) {
 			return err
 		}
-		_, err := pipeline(c, timeout)
-		return err
-	})
-	if err != nil {
 		return &opError{kind: ErrRedis, op: sessionOp("add session", mid, server), err: err}
 	}
 	return nil

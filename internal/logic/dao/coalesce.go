@@ -1,0 +1,173 @@
+package dao
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Concurrent AddSession calls (a reconnect storm: every comet calling
+// Connect at once) are coalesced: each one's commands go into a shared
+// pipeline, so N sessions cost one write and one read system call on
+// each side instead of N. A call never waits for others to gather: a
+// worker takes whatever is queued when it becomes free, so a lone call is
+// sent at once, and with addWorkers pipelines in flight the queue forms
+// only under load.
+const (
+	addWorkers  = 4   // pipelines in flight at once
+	addMaxBatch = 128 // sessions per pipeline at most
+	addQueue    = 1024
+)
+
+// addReq is one queued AddSession.
+type addReq struct {
+	mid         int64
+	key, server string
+	done        chan error // buffered: the worker never blocks on it
+}
+
+// addBatcher owns the queue and the workers; they start with the first
+// AddSession and stop at Close.
+type addBatcher struct {
+	once   sync.Once
+	mu     sync.RWMutex // held (read) while enqueueing; Close takes it to close queue
+	closed bool
+	queue  chan *addReq
+	wg     sync.WaitGroup
+}
+
+// addSession queues a session and waits for its pipeline or for ctx.
+func (r *Redis) addSession(ctx context.Context, req *addReq) error {
+	b := &r.adds
+	b.once.Do(func() {
+		b.queue = make(chan *addReq, addQueue)
+		for range addWorkers {
+			b.wg.Go(func() { r.addLoop() })
+		}
+	})
+	req.done = make(chan error, 1)
+	b.mu.RLock()
+	if b.closed {
+		b.mu.RUnlock()
+		return ErrClosed
+	}
+	select {
+	case b.queue <- req:
+		b.mu.RUnlock()
+	case <-ctx.Done():
+		b.mu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		// The write still completes (it is idempotent); the caller has
+		// given up on knowing.
+		return ctx.Err()
+	}
+}
+
+// addLoop is one worker: it takes a request, everything else already
+// queued (up to addMaxBatch), and writes them in one pipeline.
+func (r *Redis) addLoop() {
+	batch := make([]*addReq, 0, addMaxBatch)
+	for req := range r.adds.queue {
+		batch = append(batch[:0], req)
+	gather:
+		for len(batch) < addMaxBatch {
+			select {
+			case more, ok := <-r.adds.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, more)
+			default:
+				break gather
+			}
+		}
+		r.writeSessions(batch)
+		clear(batch)
+	}
+}
+
+// writeSessions sends every request's commands in one pipeline and tells
+// each its own result: a Redis error in one session's replies fails only
+// that session.
+func (r *Redis) writeSessions(batch []*addReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.readTimeout)
+	defer cancel()
+	errs := make([]error, len(batch))
+	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		counts := make([]int, len(batch))
+		for i, q := range batch {
+			if q.mid > 0 {
+				mk := r.midKey(q.mid)
+				if err := c.Send("HSET", mk, q.key, q.server); err != nil {
+					return err
+				}
+				if err := c.Send("PEXPIRE", mk, r.sessionTTL); err != nil {
+					return err
+				}
+				counts[i] += 2
+			}
+			if err := c.Send("SET", r.keyKey(q.key), q.server, "PX", r.sessionTTL); err != nil {
+				return err
+			}
+			counts[i]++
+		}
+		replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
+		if err != nil {
+			return err
+		}
+		for i, n := range counts {
+			if len(replies) < n {
+				return errNoReplies
+			}
+			for _, reply := range replies[:n] {
+				if e, ok := reply.(redis.Error); ok && errs[i] == nil {
+					errs[i] = e
+				}
+			}
+			replies = replies[n:]
+		}
+		return nil
+	})
+	for i, q := range batch {
+		e := errs[i]
+		if err != nil {
+			e = err
+		}
+		if e != nil {
+			e = &opError{kind: ErrRedis, op: sessionOp("add session", q.mid, q.server), err: e}
+		}
+		q.done <- e
+	}
+}
+
+// closeAdds stops the workers after the queued sessions were written (or
+// failed: the pool may be closed already).
+func (r *Redis) closeAdds() {
+	b := &r.adds
+	b.once.Do(func() {}) // an AddSession after Close must not start workers
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	started := b.queue != nil
+	if started {
+		close(b.queue)
+	}
+	b.mu.Unlock()
+	if started {
+		b.wg.Wait()
+	}
+}
+
+// errNoReplies is not expected: redigo returns one reply per command.
+var errNoReplies = errors.New("dao: redis: pipeline returned fewer replies than commands")

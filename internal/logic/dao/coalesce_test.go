@@ -1,0 +1,82 @@
+package dao_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/internal/logic/dao"
+	"github.com/goim/goim/internal/testkit"
+)
+
+// TestAddSessionConcurrent: 500 concurrent AddSession calls (coalesced into
+// shared pipelines) each store their own routing, and a session whose mid_
+// key holds the wrong type fails alone, not the others sharing its
+// pipeline.
+func TestAddSessionConcurrent(t *testing.T) {
+	r, raw := newTestRedis(t, nil)
+	ctx := context.Background()
+	const bad = 13
+	raw.must("SET", raw.prefix+"mid_"+strconv.Itoa(bad), "not a hash")
+	var wg sync.WaitGroup
+	errs := make([]error, 500)
+	for i := range errs {
+		wg.Go(func() {
+			errs[i] = r.AddSession(ctx, int64(i+1), "k"+strconv.Itoa(i+1), "comet-"+strconv.Itoa(i%4))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		mid := i + 1
+		if mid == bad {
+			if !errors.Is(err, dao.ErrRedis) {
+				t.Errorf("mid %d (wrong type): %v, want ErrRedis", mid, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("mid %d: %v", mid, err)
+		}
+		want := "comet-" + strconv.Itoa(i%4)
+		if got, _ := raw.get("key_k" + strconv.Itoa(mid)); got != want {
+			t.Fatalf("key_k%d = %q, want %q", mid, got, want)
+		}
+		if got := raw.hgetall("mid_" + strconv.Itoa(mid)); got["k"+strconv.Itoa(mid)] != want {
+			t.Fatalf("mid_%d = %v", mid, got)
+		}
+	}
+}
+
+// TestAddSessionClose: Close lets queued sessions finish, stops the
+// coalescing workers, and later calls fail with ErrClosed; a cancelled
+// context answers at once.
+func TestAddSessionClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	r, _ := newTestRedis(t, nil)
+	ctx := context.Background()
+	if err := r.AddSession(ctx, 1, "c1", "s"); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := r.AddSession(cctx, 2, "c2", "s"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v", err)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddSession(ctx, 3, "c3", "s"); !errors.Is(err, dao.ErrClosed) {
+		t.Errorf("after Close: %v, want ErrClosed", err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before", n, before)
+		}
+		return nil
+	})
+}
