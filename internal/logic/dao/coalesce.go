@@ -17,7 +17,7 @@ import (
 // sent at once, and with addWorkers pipelines in flight the queue forms
 // only under load.
 const (
-	addWorkers  = 4   // pipelines in flight at once
+	addWorkers  = 2   // pipelines in flight at once (1 measured best, 2 keeps one slow pipeline from stalling all)
 	addMaxBatch = 128 // sessions per pipeline at most
 	addQueue    = 1024
 )
