@@ -96,6 +96,15 @@ func TestDiscovery(t *testing.T) {
 	// The real logic registers itself as goim.logic; the comet finds it
 	// there.
 	startRealLogic(t, testkit.Discovery(t, env))
+	e := startComet(t, func(c *Config) {
+		c.Host = "comet-disc"
+		c.Logic.Addrs = nil // from discovery
+		c.Discovery = testkit.Discovery(t, env)
+		c.Node.Addrs = []string{"203.0.113.7"}
+	})
+	// The test's own discovery client is closed (its watcher's goroutines
+	// gone) before the comet's cleanup counts goroutines: cleanups run
+	// last registered first.
 	dc := testkit.Discovery(t, env)
 	dc.Host = "test-watcher"
 	lc, err := discovery.New(dc, nil)
@@ -103,13 +112,6 @@ func TestDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = lc.Close() })
-
-	e := startComet(t, func(c *Config) {
-		c.Host = "comet-disc"
-		c.Logic.Addrs = nil // from discovery
-		c.Discovery = testkit.Discovery(t, env)
-		c.Node.Addrs = []string{"203.0.113.7"}
-	})
 	watcher := lc.Watch(t.Context(), AppComet)
 	comet := func() (discovery.Instance, error) {
 		for _, ins := range watcher.Instances() {

@@ -147,7 +147,7 @@ func startComet(t testing.TB, edit func(*Config)) *testEnv {
 	if edit != nil {
 		edit(&cfg)
 	}
-	before := runtime.NumGoroutine() - discoveryServerGoroutines()
+	before := runtime.NumGoroutine() - foreignGoroutines()
 	reg := prometheus.NewRegistry()
 	srv, err := New(cfg, Deps{Registry: reg})
 	if err != nil {
@@ -168,11 +168,10 @@ func startComet(t testing.TB, edit func(*Config)) *testEnv {
 			t.Errorf("shutdown: %v", err)
 		}
 		// Every goroutine the comet started is gone (gRPC's client and the
-		// test logic may take a moment to wind down too). Goroutines of an
-		// in-process discovery server are not counted: a long poll the
-		// comet abandoned is held by the server until its own timeout.
+		// test logic may take a moment to wind down too). Goroutines that
+		// are not the comet's are not counted (foreignGoroutines).
 		waitFor(t, 5*time.Second, func() error {
-			if n := runtime.NumGoroutine() - discoveryServerGoroutines(); n > before {
+			if n := runtime.NumGoroutine() - foreignGoroutines(); n > before {
 				return fmt.Errorf("%d goroutines, %d before the comet started\n%s", n, before, goroutineStacks())
 			}
 			return nil
@@ -187,14 +186,19 @@ func goroutineStacks() string {
 	return string(buf[:runtime.Stack(buf, true)])
 }
 
-// discoveryServerGoroutines counts the goroutines serving requests of the
-// embedded discovery server (testkit.Discovery): its handlers and the
-// net/http connection goroutines around them.
-func discoveryServerGoroutines() int {
+// foreignGoroutines counts the goroutines a test may have running that
+// belong to other parts than the comet: the embedded discovery server
+// (testkit.Discovery: its handlers and the net/http connection goroutines
+// around them; a long poll the comet abandoned is held by the server
+// until its own timeout) and a real logic a test started (its Redis
+// session writers start with the first session, after the count before
+// the comet started, and stop when that logic stops, after the comet).
+func foreignGoroutines() int {
 	n := 0
 	for _, g := range strings.Split(goroutineStacks(), "\n\n") {
 		if strings.Contains(g, "github.com/bilibili/discovery/http.") ||
-			strings.Contains(g, "net/http.(*connReader).backgroundRead") {
+			strings.Contains(g, "net/http.(*connReader).backgroundRead") ||
+			strings.Contains(g, "github.com/goim/goim/internal/logic") {
 			n++
 		}
 	}
