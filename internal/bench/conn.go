@@ -1,0 +1,273 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/goim/goim/api/protocol"
+)
+
+// conn is one client connection: about 200 bytes plus its read buffer and
+// its reader goroutine's stack.
+type conn struct {
+	o    *Conns
+	idx  int // global index
+	mid  int64
+	key  string
+	room string
+
+	nc net.Conn
+	br *bufio.Reader
+	ws *wsReader // nil on TCP
+
+	wmu   sync.Mutex // serialises writes: heartbeats, WebSocket pongs
+	hbSeq int32      // wmu guards it
+
+	up      int64        // auth reply received, Unix ns
+	down    atomic.Int64 // ended without the tool closing it, Unix ns
+	closing atomic.Bool  // the tool is closing it
+
+	recv recvLog
+}
+
+// open dials connection i, authenticates it and starts its reader. A
+// failure is counted by phase and kind.
+func (c *Conns) open(ctx context.Context, i int) {
+	cfg := &c.cfg
+	idx := cfg.First + i
+	cn := &conn{o: c, idx: idx, mid: cfg.MidStart + int64(idx)}
+	if cfg.MidCount > 0 {
+		cn.mid = cfg.MidStart + int64(idx%cfg.MidCount)
+	}
+	if cfg.KeyPrefix != "" {
+		cn.key = cfg.KeyPrefix + strconv.Itoa(idx)
+	}
+	if len(cfg.Rooms) > 0 {
+		cn.room = cfg.Rooms[i%len(cfg.Rooms)]
+	}
+	start := time.Now()
+	phase, err := cn.handshake(ctx, cfg.Addrs[i%len(cfg.Addrs)], c.source(i))
+	if err != nil {
+		c.failed.Add(1)
+		c.countErr(phase, err)
+		if cn.nc != nil {
+			_ = cn.nc.Close()
+		}
+		return
+	}
+	now := time.Now()
+	cn.up = now.UnixNano()
+	c.handshake.Record(now.Sub(start).Nanoseconds())
+	for cur := c.opened.Load(); cn.up > cur && !c.opened.CompareAndSwap(cur, cn.up); cur = c.opened.Load() {
+	}
+	c.mu.Lock()
+	closed := c.end.Load() != 0
+	if !closed {
+		c.conns = append(c.conns, cn)
+		c.alive.Add(1)
+		c.wg.Go(cn.readLoop)
+	}
+	c.mu.Unlock()
+	if closed {
+		_ = cn.nc.Close()
+	}
+}
+
+// source is the local address of connection i, nil for the kernel's choice.
+func (c *Conns) source(i int) net.Addr {
+	if len(c.cfg.Src) == 0 {
+		return nil
+	}
+	return &net.TCPAddr{IP: c.cfg.Src[i%len(c.cfg.Src)].AsSlice()}
+}
+
+// handshake dials, upgrades (WebSocket), sends the auth frame and waits
+// for the auth reply, all within the handshake timeout. It returns the
+// phase an error happened in.
+func (cn *conn) handshake(ctx context.Context, addr string, src net.Addr) (string, error) {
+	cfg := &cn.o.cfg
+	deadline := time.Now().Add(cfg.HandshakeTimeout)
+	d := net.Dialer{Deadline: deadline, LocalAddr: src}
+	if src != nil {
+		d.Control = bindNoPort
+	}
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return phaseDial, err
+	}
+	cn.nc = nc
+	_ = nc.SetDeadline(deadline)
+	// ctx ending (a signal) cuts a handshake short instead of waiting out
+	// its timeout.
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	var rd io.Reader = nc
+	if cfg.Transport == TransportWS {
+		u := &url.URL{Scheme: "ws", Host: addr, Path: cfg.WSPath}
+		br, _, err := ws.Dialer{}.Upgrade(nc, u)
+		if err != nil {
+			return phaseUpgrade, err
+		}
+		if br != nil { // bytes the server sent right after its answer
+			extra, _ := br.Peek(br.Buffered())
+			rd = io.MultiReader(bytes.NewReader(bytes.Clone(extra)), nc)
+			ws.PutReader(br)
+		}
+	}
+	cn.br = bufio.NewReaderSize(countReader{r: rd, n: &cn.o.reads}, cfg.ReadBuffer)
+	if cfg.Transport == TransportWS {
+		cn.ws = &wsReader{br: cn.br, pong: cn.pong}
+	}
+	auth, err := json.Marshal(protocol.AuthBody{Mid: cn.mid, Key: cn.key, RoomID: cn.room, Platform: cfg.Platform, Accepts: cfg.Accepts})
+	if err != nil {
+		return phaseAuth, err
+	}
+	if err := cn.write(protocol.OpAuth, 1, auth); err != nil {
+		return phaseAuth, err
+	}
+	var first int32 = -1
+	err = cn.read(func(op int32, body []byte) {
+		if first < 0 {
+			first = op
+			return
+		}
+		cn.o.onFrame(cn, op, body, time.Now().UnixNano()) // a push right behind the reply
+	})
+	if err != nil {
+		return phaseAuth, err
+	}
+	if first != protocol.OpAuthReply {
+		return phaseAuth, fmt.Errorf("%w: op %d", errAuthReply, first)
+	}
+	if !stop() { // ctx ended: the deadline may already be in the past
+		return phaseAuth, ctx.Err()
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return "", nil
+}
+
+// read reads one TCP frame or one WebSocket message.
+func (cn *conn) read(fn frameFunc) error {
+	if cn.ws != nil {
+		return cn.ws.read(fn)
+	}
+	return readTCP(cn.br, fn)
+}
+
+// readLoop records what arrives until the connection ends.
+func (cn *conn) readLoop() {
+	c := cn.o
+	var now int64 // one clock reading per TCP frame or WebSocket message
+	fn := func(op int32, body []byte) {
+		if now == 0 {
+			now = time.Now().UnixNano()
+		}
+		c.onFrame(cn, op, body, now)
+	}
+	for {
+		err := cn.read(fn)
+		now = 0
+		if err != nil {
+			c.alive.Add(-1)
+			if !cn.closing.Load() {
+				cn.down.Store(time.Now().UnixNano())
+				c.dropped.Add(1)
+				c.countErr(phaseRead, err)
+			}
+			_ = cn.nc.Close()
+			return
+		}
+	}
+}
+
+// onFrame handles one frame a connection received at now (Unix ns).
+func (c *Conns) onFrame(cn *conn, op int32, body []byte, now int64) {
+	switch op {
+	case protocol.OpHeartbeatReply:
+		c.hbReplies.Add(1)
+		return
+	case protocol.OpAuthReply, protocol.OpChangeRoomReply, protocol.OpSubReply, protocol.OpUnsubReply:
+		return
+	}
+	c.frames.Add(1)
+	b, err := ParseBody(body)
+	if err != nil || string(b.Run) != c.cfg.Run {
+		c.foreign.Add(1)
+		return
+	}
+	id, ok := c.streams.id(b.Stream)
+	if !ok {
+		c.foreign.Add(1)
+		return
+	}
+	dup, late, after := cn.recv.add(id, b.Seq)
+	if dup {
+		c.dups.Add(1)
+		return
+	}
+	c.delivered.Add(1)
+	c.latency.Record(now - b.Sent)
+	if late {
+		c.late.Add(1)
+		c.noteLate(lateKey{stream: id, seq: b.Seq, after: after})
+	}
+}
+
+// heartbeat sends an op-2 heartbeat.
+func (cn *conn) heartbeat() error {
+	cn.wmu.Lock()
+	cn.hbSeq++
+	seq := cn.hbSeq
+	cn.wmu.Unlock()
+	return cn.write(protocol.OpHeartbeat, seq, nil)
+}
+
+// pong answers a WebSocket ping.
+func (cn *conn) pong(payload []byte) error {
+	var buf [16 + 125]byte
+	return cn.writeRaw(appendWSClientFrame(buf[:0], wsPong, payload))
+}
+
+// write sends one goim frame: as is on TCP, as one masked binary message
+// on WebSocket.
+func (cn *conn) write(op, seq int32, body []byte) error {
+	var buf [256]byte
+	frame := protocol.AppendFrame(buf[:0], protocol.Version, op, seq, body)
+	if cn.ws != nil {
+		var wbuf [256 + 14]byte
+		frame = appendWSClientFrame(wbuf[:0], wsBinary, frame)
+	}
+	return cn.writeRaw(frame)
+}
+
+// writeRaw writes b with a write deadline, serialised with other writes.
+func (cn *conn) writeRaw(b []byte) error {
+	cn.wmu.Lock()
+	defer cn.wmu.Unlock()
+	_ = cn.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	_, err := cn.nc.Write(b)
+	return err
+}
+
+// countReader counts the reads of a connection's socket: frames per read
+// shows how much the server batches its writes.
+type countReader struct {
+	r io.Reader
+	n *atomic.Uint64
+}
+
+func (c countReader) Read(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.r.Read(p)
+}
