@@ -16,6 +16,7 @@ type metrics struct {
 	droppedPush *prometheus.CounterVec // frames not queued, by push kind
 	slowDrops   *prometheus.CounterVec // frames refused by a full queue, by transport
 	writeBatch  prometheus.Histogram   // frames per write system call
+	roomMerged  prometheus.Histogram   // room batches merged into one fan-out
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	rooms       prometheus.GaugeFunc
@@ -53,6 +54,11 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Help:    "Frames a connection's writer sent in one write (its queue depth when it ran).",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
 		}),
+		roomMerged: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "room_fanout_batches",
+			Help:    "Room batches (BroadcastRoom calls) merged into one fan-out: they queued while the room worker was busy and reach each member in one write.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+		}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "read_bytes_total",
 			Help: "Frame bytes read from clients.",
@@ -70,7 +76,7 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Help: "Times logic's Redis lost its data (its epoch changed) and every session was re-registered at its next heartbeat.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.bytesIn, m.bytesOut, m.rooms, m.resyncs} {
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.resyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}

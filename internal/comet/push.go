@@ -126,15 +126,78 @@ func (s *Server) BroadcastRoom(ctx context.Context, room string, p *protocol.Pro
 	return enqueueTimeout(ctx, s.done, q, roomJob{room: room, f: newFrame(p)})
 }
 
+// Room batches that queued while a room worker was busy are merged per
+// room (in order) before the fan-out, up to these bounds, so a member gets
+// them in one write. This is what adapts the batching to load: a lone push
+// goes out at once; while a big room's fan-out takes time, the pushes that
+// arrive meanwhile share the next one.
+const (
+	maxRoomMerge      = 64       // batches merged into one fan-out at most
+	maxRoomMergeBytes = 64 << 10 // bytes of one merged frame at most (either form)
+)
+
 func (s *Server) roomWorker(q chan roomJob) {
+	jobs := make([]roomJob, 0, maxRoomMerge)
 	for {
 		select {
 		case <-s.done:
 			return
 		case j := <-q:
-			queued, dropped := s.rooms.broadcast(j.room, j.f)
-			s.metrics.kindPushes("room", queued, dropped)
+			jobs = append(jobs[:0], j)
 		}
+	gather:
+		for len(jobs) < maxRoomMerge {
+			select {
+			case j := <-q:
+				jobs = append(jobs, j)
+			default:
+				break gather
+			}
+		}
+		s.fanOut(jobs)
+		clear(jobs)
+	}
+}
+
+// fanOut broadcasts jobs, merging each room's consecutive frames (in
+// their order) while they fit maxRoomMergeBytes. Rooms are independent:
+// only the order within a room is kept. Merged jobs are set to nil frames.
+func (s *Server) fanOut(jobs []roomJob) {
+	for i := range jobs {
+		first := jobs[i]
+		if first.f == nil {
+			continue
+		}
+		n, tcpLen, wsLen := 1, len(first.f.tcp), len(first.f.ws)
+		last := i
+		for k := i + 1; k < len(jobs); k++ {
+			j := jobs[k]
+			if j.f == nil || j.room != first.room {
+				continue
+			}
+			if tcpLen+len(j.f.tcp) > maxRoomMergeBytes || wsLen+len(j.f.ws) > maxRoomMergeBytes {
+				break // the rest of this room goes in a later fan-out, in order
+			}
+			tcpLen += len(j.f.tcp)
+			wsLen += len(j.f.ws)
+			n++
+			last = k
+		}
+		f := first.f
+		if n > 1 {
+			f = &frame{tcp: make([]byte, 0, tcpLen), ws: make([]byte, 0, wsLen)}
+			for k := i; k <= last; k++ {
+				if j := jobs[k]; j.f != nil && j.room == first.room {
+					f.tcp = append(f.tcp, j.f.tcp...)
+					f.ws = append(f.ws, j.f.ws...)
+					jobs[k].f = nil
+				}
+			}
+		}
+		jobs[i].f = nil
+		queued, dropped := s.rooms.broadcast(first.room, f)
+		s.metrics.kindPushes("room", queued*n, dropped*n)
+		s.metrics.roomMerged.Observe(float64(n))
 	}
 }
 
