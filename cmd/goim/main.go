@@ -44,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	kafka := fs.String("kafka", "", "real Kafka brokers, comma-separated host:port (default: embedded kfake)")
 	redis := fs.String("redis", "", "real Redis host:port (default: embedded miniredis)")
 	disc := fs.String("discovery", "", "real discovery nodes, comma-separated host:port (default: embedded)")
+	infraOnly := fs.Bool("infra-only", false, "start only the embedded Kafka, Redis and discovery (not logic, job, comet), to run the services as separate processes against them")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,8 +79,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
 	c, err := allinone.Start(cfg, allinone.Deps{
-		Logger: log,
-		Pages:  map[string]http.Handler{"/demo": demo.Handler()},
+		Logger:    log,
+		Pages:     map[string]http.Handler{"/demo": demo.Handler()},
+		InfraOnly: *infraOnly,
 	})
 	if err != nil {
 		return err

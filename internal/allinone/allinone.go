@@ -44,6 +44,10 @@ type Deps struct {
 	// Pages are extra GET pages served on logic's HTTP listener (the demo
 	// page); see logic.Deps.
 	Pages map[string]http.Handler
+	// InfraOnly starts only the embedded parts (Kafka, Redis, discovery),
+	// not logic, comet and job: for running the services as separate
+	// processes against them (scripts/bench.sh does).
+	InfraOnly bool
 }
 
 // Cluster is a running all-in-one cluster. Start it with Start; Shutdown
@@ -61,6 +65,7 @@ type Cluster struct {
 	job       *job.Job                 // nil until started
 	comet     *comet.Server            // nil until started
 	admins    map[string]*admin.Server // service name -> its admin listener
+	infraOnly bool                     // logic, comet and job are not started
 
 	stopOnce sync.Once
 	stopErr  error
@@ -78,7 +83,7 @@ func Start(cfg Config, deps Deps) (*Cluster, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &Cluster{cfg: cfg, log: log, admins: map[string]*admin.Server{}}
+	c := &Cluster{cfg: cfg, log: log, admins: map[string]*admin.Server{}, infraOnly: deps.InfraOnly}
 	if err := c.start(deps); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 		defer cancel()
@@ -114,6 +119,9 @@ func (c *Cluster) start(deps Deps) error {
 			return err
 		}
 		c.discovery = true
+	}
+	if c.infraOnly {
+		return nil
 	}
 
 	lreg := admin.NewRegistry()
@@ -188,6 +196,9 @@ func (c *Cluster) redisClock() {
 
 // Ready is nil when every service is ready, else the reasons.
 func (c *Cluster) Ready() error {
+	if c.infraOnly {
+		return nil
+	}
 	var errs []error
 	for _, s := range []struct {
 		name  string
@@ -218,8 +229,13 @@ func (c *Cluster) WaitReady(ctx context.Context) error {
 	}
 }
 
-// HTTPAddr is logic's HTTP API address.
-func (c *Cluster) HTTPAddr() string { return c.logic.HTTPAddr() }
+// HTTPAddr is logic's HTTP API address ("" with InfraOnly).
+func (c *Cluster) HTTPAddr() string {
+	if c.logic == nil {
+		return ""
+	}
+	return c.logic.HTTPAddr()
+}
 
 // Summary tells where everything listens, with a push to try and how to
 // connect a client.
@@ -227,7 +243,6 @@ func (c *Cluster) Summary() string {
 	var b strings.Builder
 	line := func(what, where string) { fmt.Fprintf(&b, "  %-28s %s\n", what, where) }
 	cfg := c.cfg
-	api := "http://" + c.logic.HTTPAddr()
 	b.WriteString("goim all-in-one is running\n\n")
 	if c.kafka != nil {
 		line("Kafka (embedded kfake)", fmt.Sprintf("%s  topic %s, %d partitions, in memory",
@@ -245,6 +260,12 @@ func (c *Cluster) Summary() string {
 	} else {
 		line("discovery", strings.Join(cfg.Discovery.Nodes, ","))
 	}
+	if c.infraOnly {
+		b.WriteString("\nOnly the embedded parts run (-infra-only): start logic, job and comets against them.\n")
+		b.WriteString("Ctrl-C stops them.\n")
+		return b.String()
+	}
+	api := "http://" + c.logic.HTTPAddr()
 	line("logic HTTP API", api)
 	line("logic gRPC", c.logic.RPCAddr())
 	for _, a := range c.comet.Addrs("tcp") {

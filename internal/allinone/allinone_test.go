@@ -132,3 +132,59 @@ func TestStart(t *testing.T) {
 type errNotYet string
 
 func (e errNotYet) Error() string { return string(e) }
+
+// TestInfraOnly: with InfraOnly the embedded Kafka and Redis serve and no
+// service starts (logic's HTTP address stays free); Shutdown stops them.
+func TestInfraOnly(t *testing.T) {
+	d := testkit.Discovery(t, "allinone-"+testkit.RandomHex(4))
+	cfg := Default()
+	cfg.Kafka.Port = testkit.FreePort(t)
+	cfg.Redis.Listen = testkit.FreeAddr(t)
+	cfg.Discovery.Nodes = d.Nodes
+	cfg.Logic.HTTP.Bind = testkit.FreeAddr(t)
+	cfg.Logic.Auth.Insecure = true // the services' sections are still validated
+	cfg.Wire()
+	c, err := Start(cfg, Deps{Logger: testkit.Logger(t), InfraOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Shutdown() })
+	if err := c.Ready(); err != nil {
+		t.Fatalf("ready: %v", err)
+	}
+	if c.logic != nil || c.comet != nil || c.job != nil || c.HTTPAddr() != "" {
+		t.Fatal("a service started with InfraOnly")
+	}
+	if s := c.Summary(); !strings.Contains(s, "-infra-only") || strings.Contains(s, "logic HTTP API") {
+		t.Errorf("summary:\n%s", s)
+	}
+	for _, addr := range []string{c.kafka.ListenAddrs()[0], cfg.Redis.Listen} {
+		conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("embedded part at %s: %v", addr, err)
+		}
+		conn.Close()
+	}
+	// Redis answers the protocol.
+	conn, err := net.Dial("tcp", cfg.Redis.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, "*1\r\n$4\r\nPING\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || line != "+PONG\r\n" {
+		t.Fatalf("PING: %q %v", line, err)
+	}
+	if ln, err := net.Listen("tcp", cfg.Logic.HTTP.Bind); err != nil {
+		t.Fatalf("logic's HTTP address is taken: %v", err)
+	} else {
+		ln.Close()
+	}
+	if err := c.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -241,11 +241,7 @@ func (c *Channel) cleanup(authed bool, err error) {
 			s.rooms.leave(c.room, c)
 			c.room = nil
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
-		if _, derr := s.logic.Disconnect(ctx, &logicpb.DisconnectReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host}); derr != nil {
-			c.logger().Warn("comet: logic disconnect failed", "err", derr)
-		}
-		cancel()
+		s.queueDisconnect(c.mid, c.key)
 	}
 	s.metrics.closes.WithLabelValues(reason.String()).Inc()
 	if l := c.logger(); l.Enabled(context.Background(), -4) {

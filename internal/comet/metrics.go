@@ -21,6 +21,7 @@ type metrics struct {
 	bytesOut    prometheus.Counter
 	rooms       prometheus.GaugeFunc
 	resyncs     prometheus.Counter // logic's Redis epoch changes seen
+	releases    prometheus.Counter // free heap returned to the system (release.go)
 }
 
 func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, error) {
@@ -75,8 +76,12 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Namespace: "goim", Subsystem: "comet", Name: "session_resyncs_total",
 			Help: "Times logic's Redis lost its data (its epoch changed) and every session was re-registered at its next heartbeat.",
 		}),
+		releases: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "memory_releases_total",
+			Help: "Times the comet returned free heap memory to the system after its connection count settled.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.resyncs} {
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.resyncs, m.releases} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}

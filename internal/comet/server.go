@@ -73,9 +73,15 @@ type Server struct {
 	listeners []listener
 	rpcLn     net.Listener
 	wg        sync.WaitGroup // every goroutine the server starts
-	done      chan struct{}  // closed when shutdown begins
-	stopOnce  sync.Once
-	shutErr   error
+	// Disconnect workers (release.go): not in wg, they outlive the
+	// connection goroutines that feed them.
+	disconnects chan disconnectReq
+	dstop       chan struct{}
+	dstopOnce   sync.Once
+	dwg         sync.WaitGroup
+	done        chan struct{} // closed when shutdown begins
+	stopOnce    sync.Once
+	shutErr     error
 }
 
 type listener struct {
@@ -115,6 +121,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		broadcastQueue: make(chan broadcastJob, cfg.Bucket.BroadcastQueue),
 		done:           make(chan struct{}),
 		pending:        make(map[*Channel]struct{}),
+		disconnects:    make(chan disconnectReq, disconnectQueue),
+		dstop:          make(chan struct{}),
 	}
 	for i := range s.roomQueues {
 		s.roomQueues[i] = make(chan roomJob, cfg.Bucket.RoomQueue)
@@ -206,6 +214,8 @@ func (s *Server) Start() error {
 	}
 	s.startLocked(s.broadcastWorker)
 	s.startLocked(s.reportLoop)
+	s.startLocked(s.releaseLoop)
+	s.startDisconnects()
 	rpcLn := s.rpcLn
 	s.startLocked(func() {
 		if err := s.grpc.Serve(rpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -372,6 +382,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.shutErr = fmt.Errorf("comet: shutdown: %w", ctx.Err())
 		}
+		s.stopDisconnects(ctx)
 		s.finalReport(ctx)
 		s.wheel.Stop()
 		_ = s.logicConn.Close()

@@ -1,0 +1,123 @@
+package comet
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestDisconnectsQueued: more clients than disconnect workers close at
+// once and logic hears of every one; clients still open at Shutdown are
+// reported before Shutdown returns (the workers drain the queue first).
+func TestDisconnectsQueued(t *testing.T) {
+	e := startComet(t, nil)
+	const n = 4 * disconnectWorkers
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = dial(t, e, []string{"tcp", "ws"}[i%2])
+		clients[i].auth(fmt.Sprintf(`{"key":"q%d","accepts":[]}`, i))
+	}
+	for _, c := range clients[:n/2] {
+		_ = c.conn.Close()
+	}
+	waitFor(t, 5*time.Second, func() error {
+		return e.logic.check(func(l *testLogic) error {
+			if len(l.disconnects) != n/2 {
+				return fmt.Errorf("%d disconnects, want %d", len(l.disconnects), n/2)
+			}
+			return nil
+		})
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := e.logic.check(func(l *testLogic) error {
+		seen := map[string]bool{}
+		for _, k := range l.disconnects {
+			if seen[k] {
+				return fmt.Errorf("key %s reported twice", k)
+			}
+			seen[k] = true
+		}
+		for i := range n {
+			if !seen[fmt.Sprintf("q%d", i)] {
+				return fmt.Errorf("no disconnect for q%d", i)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestQueueDisconnectAfterStop: once the workers have stopped, a
+// connection that closes late sends its disconnect itself.
+func TestQueueDisconnectAfterStop(t *testing.T) {
+	e := startComet(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.srv.stopDisconnects(ctx)
+	e.srv.queueDisconnect(7, "late")
+	if err := e.logic.check(func(l *testLogic) error {
+		if len(l.disconnects) != 1 || l.disconnects[0] != "late" {
+			return fmt.Errorf("disconnects %v", l.disconnects)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestShouldRelease(t *testing.T) {
+	const mb = 1 << 20
+	for _, c := range []struct {
+		free, heap uint64
+		want       bool
+	}{
+		{0, 100 * mb, false},
+		{7 * mb, 20 * mb, false}, // a third free, but under the minimum
+		{8 * mb, 32 * mb, true},  // a quarter
+		{8 * mb, 33 * mb, false}, // under a quarter
+		{60 * mb, 100 * mb, true},
+	} {
+		if got := shouldRelease(c.free, c.heap); got != c.want {
+			t.Errorf("shouldRelease(%d MiB free of %d MiB) = %v, want %v", c.free/mb, c.heap/mb, got, c.want)
+		}
+	}
+}
+
+// TestReleaseStep: with the connection count settled and most of the heap
+// free (garbage collected, not yet returned), a check returns it; while
+// the count moves, it does not.
+func TestReleaseStep(t *testing.T) {
+	e := startComet(t, nil)
+	garbage := func() {
+		var keep [][]byte
+		for range 64 {
+			keep = append(keep, make([]byte, 1<<20))
+		}
+		runtime.KeepAlive(keep)
+		runtime.GC()
+	}
+	garbage()
+	n := e.srv.conns.Load()
+	e.srv.releaseStep(n + 1000) // moving: no release
+	if got := testutil.ToFloat64(e.srv.metrics.releases); got != 0 {
+		t.Fatalf("%v releases while the connection count moved", got)
+	}
+	e.srv.releaseStep(n)
+	if got := testutil.ToFloat64(e.srv.metrics.releases); got != 1 {
+		t.Fatalf("%v releases with 64 MiB free, want 1", got)
+	}
+	e.srv.releaseStep(n) // nothing left to return
+	if got := testutil.ToFloat64(e.srv.metrics.releases); got != 1 {
+		t.Fatalf("%v releases right after one, want 1", got)
+	}
+}

@@ -1,0 +1,380 @@
+#!/usr/bin/env bash
+# Full-path benchmarks: a goim cluster as separate processes on loopback,
+# loaded by goim-bench client and push processes, with each service's CPU
+# seconds (utime+stime from /proc over the measured window) and RSS.
+#
+#   scripts/bench.sh idle       RSS per idle authenticated connection, and after they all leave
+#   scripts/bench.sh room       one room, pushes at a rate: delivered, push->receive latency, deliveries per comet CPU-second
+#   scripts/bench.sh unicast    mids pushes at a rate, one connection per user: push->receive latency
+#   scripts/bench.sh flood      closed-loop HTTP push flood: accepts per logic CPU-second, share delivered
+#   scripts/bench.sh connect    connection bursts: handshakes per comet and per logic CPU-second
+#
+# Knobs (environment): CLIENTS (connections), TRANSPORT (tcp|ws), RATE
+# (pushes/s), DURATION (push phase, seconds), CONCURRENCY (pusher), COMETS (comet
+# processes, 127.0.0.11 and up), PER_PROC (connections per client process,
+# at most ~19,000: the per-process open-file limit), ROOMS (flood: rooms the
+# clients spread over), KIND (flood: room|mids|keys), BURSTS (connect),
+# REDIS (a real Redis, default 127.0.0.1:6379), OUT (results directory).
+#
+# The processes: goim -infra-only (embedded Kafka-protocol broker kfake and
+# bilibili/discovery's server), the real Redis, logic, job, COMETS comets,
+# and ceil(CLIENTS/PER_PROC) goim-bench conns processes plus one push
+# process, all on this machine's 2 cores. Every figure printed comes from
+# goim-bench's JSON summaries and /proc; the run's files stay in OUT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scenario="${1:-}"
+case "$scenario" in
+  idle|room|unicast|flood|connect) ;;
+  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
+
+CLIENTS="${CLIENTS:-}"
+TRANSPORT="${TRANSPORT:-tcp}"
+SECONDS_="${DURATION:-30}"
+CONCURRENCY="${CONCURRENCY:-50}"
+COMETS="${COMETS:-1}"
+PER_PROC="${PER_PROC:-5000}"
+ROOMS="${ROOMS:-100}"
+KIND="${KIND:-room}"
+BURSTS="${BURSTS:-3}"
+REDIS="${REDIS:-127.0.0.1:6379}"
+run_id="$(date +%s)-$$"
+OUT="${OUT:-/tmp/goim-bench}/$scenario-$run_id"
+BIN="${OUT%/*}/bin"
+mkdir -p "$OUT" "$BIN"
+
+echo "== bench $scenario: results in $OUT"
+go build -o "$BIN/" ./cmd/goim ./cmd/logic ./cmd/job ./cmd/comet ./cmd/goim-bench
+
+ulimit -n 20000 2>/dev/null || true
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+# cpu PID: utime+stime of PID in clock ticks.
+cpu() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+TICK="$(getconf CLK_TCK)"
+# rss PID: resident set in KiB.
+rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# secs TICKS: ticks as seconds.
+secs() { awk -v t="$1" -v k="$TICK" 'BEGIN { printf "%.2f", t / k }'; }
+# div A B: A/B with one decimal, or "-" when B is 0.
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.1f", a / b }'; }
+
+# metric ADMIN NAME: the sum of every series of NAME on an admin listener.
+metric() {
+  curl -fsS -m 5 "http://$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 } END { printf "%d\n", s }'
+}
+# gc ADMIN: a forced garbage collection (the heap profile endpoint runs one).
+gc() { curl -fsS -m 10 -o /dev/null "http://$1/debug/pprof/heap?gc=1"; }
+
+# ready ADMIN PID NAME: wait until /readyz answers 200.
+ready() {
+  for _ in $(seq 300); do
+    kill -0 "$2" 2>/dev/null || die "$3 exited: $(tail -5 "$OUT/$3.log")"
+    if curl -fsS -m 2 -o /dev/null "http://$1/readyz" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  die "$3 not ready after 30 s: $(curl -sS -m 2 "http://$1/readyz"; tail -5 "$OUT/$3.log")"
+}
+
+# start NAME CMD...: start a service in the background, logging to OUT.
+start() {
+  local name="$1"; shift
+  "$@" >"$OUT/$name.log" 2>&1 &
+  pids+=("$!")
+  eval "pid_${name//-/_}=$!"
+}
+
+# --- the cluster -----------------------------------------------------------
+env="bench-$run_id"
+topic="goim-push-bench-$run_id"
+disc='[discovery]
+nodes = ["127.0.0.1:17171"]
+env = "'"$env"'"
+poll_timeout = "5s"
+fetch_interval = "1s"'
+
+cat >"$OUT/infra.toml" <<EOF
+[kafka]
+port = 19092
+partitions = 4
+[discovery]
+listen = "127.0.0.1:17171"
+[logic.auth]
+insecure = true
+[logic.kafka]
+topic = "$topic"
+EOF
+start infra "$BIN/goim" -infra-only -conf "$OUT/infra.toml" -redis "$REDIS"
+for _ in $(seq 100); do
+  curl -fsS -m 2 -o /dev/null "http://127.0.0.1:17171/discovery/fetch?appid=x&env=$env&status=1" 2>/dev/null && break
+  sleep 0.1
+done
+
+cat >"$OUT/logic.toml" <<EOF
+host = "logic-bench"
+[http]
+bind = "127.0.0.1:13111"
+[rpc]
+bind = "127.0.0.1:13119"
+[auth]
+insecure = true
+[node]
+tcp_port = 13101
+ws_port = 13102
+[redis]
+addr = "$REDIS"
+prefix = "bench:$run_id:"
+[kafka]
+brokers = ["127.0.0.1:19092"]
+topic = "$topic"
+[admin]
+addr = "127.0.0.1:13112"
+$disc
+EOF
+start logic "$BIN/logic" -conf "$OUT/logic.toml"
+ready 127.0.0.1:13112 "$pid_logic" logic
+
+comet_ips=()
+for i in $(seq "$COMETS"); do
+  ip="127.0.0.$((10 + i))"
+  comet_ips+=("$ip")
+  cat >"$OUT/comet-$i.toml" <<EOF
+host = "comet-bench-$i"
+[tcp]
+bind = ["$ip:13101"]
+[websocket]
+bind = ["$ip:13102"]
+[rpc]
+bind = "$ip:13109"
+[logic]
+addrs = ["127.0.0.1:13119"]
+[node]
+addrs = ["$ip"]
+[admin]
+addr = "$ip:13110"
+$disc
+EOF
+  start "comet-$i" "$BIN/comet" -conf "$OUT/comet-$i.toml"
+  eval "ready $ip:13110 \$pid_comet_$i comet-$i"
+done
+
+cat >"$OUT/job.toml" <<EOF
+host = "job-bench"
+[kafka]
+brokers = ["127.0.0.1:19092"]
+topic = "$topic"
+group = "goim-job-bench-$run_id"
+[admin]
+addr = "127.0.0.1:13114"
+$disc
+EOF
+start job "$BIN/job" -conf "$OUT/job.toml"
+ready 127.0.0.1:13114 "$pid_job" job
+for _ in $(seq 200); do
+  [ "$(metric 127.0.0.1:13114 goim_job_comets)" = "$COMETS" ] && break
+  sleep 0.1
+done
+[ "$(metric 127.0.0.1:13114 goim_job_comets)" = "$COMETS" ] || die "job does not see $COMETS comets"
+echo "cluster up: logic, job, $COMETS comet(s) at ${comet_ips[*]}, Redis $REDIS, kfake + discovery (infra)"
+
+# services: name=pid of every service process.
+services() {
+  echo "infra=$pid_infra logic=$pid_logic job=$pid_job"
+  for i in $(seq "$COMETS"); do eval "echo comet-$i=\$pid_comet_$i"; done
+}
+# snap FILE: every service's CPU ticks, one "name ticks" line each.
+snap() {
+  {
+    services | tr ' ' '\n' | while IFS== read -r n p; do echo "$n $(cpu "$p")"; done
+    local t=0
+    for p in "${conns_pids[@]}"; do t=$(( t + $(cpu "$p" 2>/dev/null || echo 0) )); done
+    echo "clients $t"
+  } >"$1"
+}
+# cpusecs A B NAME: NAME's CPU seconds between snapshots A and B.
+cpusecs() { secs "$(( $(awk -v n="$3" '$1 == n { print $2 }' "$2") - $(awk -v n="$3" '$1 == n { print $2 }' "$1") ))"; }
+# cometsecs A B: all comets' CPU seconds between snapshots.
+cometsecs() {
+  local t=0
+  for i in $(seq "$COMETS"); do
+    t=$(( t + $(awk -v n="comet-$i" '$1 == n { print $2 }' "$2") - $(awk -v n="comet-$i" '$1 == n { print $2 }' "$1") ))
+  done
+  secs "$t"
+}
+cpu_report() {
+  local line="cpu seconds:"
+  for n in infra logic job; do line="$line $n $(cpusecs "$1" "$2" "$n")"; done
+  line="$line comets $(cometsecs "$1" "$2") clients $(cpusecs "$1" "$2" clients)"
+  echo "$line"
+}
+# conn_total: open connections over every comet.
+conn_total() {
+  local t=0
+  for ip in "${comet_ips[@]}"; do t=$(( t + $(metric "$ip:13110" goim_comet_connections) )); done
+  echo "$t"
+}
+# wait_conns N SECONDS: wait until the comets hold N connections.
+wait_conns() {
+  for _ in $(seq $(( $2 * 10 ))); do
+    [ "$(conn_total)" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  die "$(conn_total) connections after $2 s, want $1"
+}
+addrs() {
+  local a=() port=13101
+  [ "$TRANSPORT" = ws ] && port=13102
+  for ip in "${comet_ips[@]}"; do a+=("$ip:$port"); done
+  (IFS=,; echo "${a[*]}")
+}
+
+# conns_start N HOLD ARGS...: ceil(N/PER_PROC) conns processes for HOLD,
+# each from its own source addresses (127.0.1.x, 127.0.2.x, ...).
+conns_files=()
+conns_pids=()
+conns_start() {
+  local n="$1" hold="$2"; shift 2
+  local procs=$(( (n + PER_PROC - 1) / PER_PROC )) first=0
+  for k in $(seq "$procs"); do
+    local m=$(( n - first < PER_PROC ? n - first : PER_PROC ))
+    local f="$OUT/conns-$k.json"
+    "$BIN/goim-bench" conns -q -run "$run_id" -transport "$TRANSPORT" -addrs "$(addrs)" \
+      -src "127.0.$k.1-127.0.$k.8" -n "$m" -first "$first" -duration "$hold" -json "$f" "$@" \
+      >"$OUT/conns-$k.txt" 2>"$OUT/conns-$k.log" &
+    conns_pids+=("$!"); pids+=("$!"); conns_files+=("$f")
+    first=$(( first + m ))
+  done
+}
+conns_wait() { for p in "${conns_pids[@]}"; do wait "$p" || true; done; conns_pids=(); }
+summary() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
+
+# --- scenarios -------------------------------------------------------------
+case "$scenario" in
+idle)
+  CLIENTS="${CLIENTS:-10000}"
+  settle=15
+  comet="${comet_ips[0]}:13110"
+  sleep 5; gc "$comet"; sleep 1
+  rss0=$(rss "$pid_comet_1")
+  hold=$(( 60 + CLIENTS / 500 ))
+  conns_start "$CLIENTS" "${hold}s" -room live://idle -heartbeat 30s -dial-concurrency 200
+  wait_conns "$CLIENTS" "$hold"
+  sleep "$settle"; gc "$comet"; sleep 1
+  rss1=$(rss "$pid_comet_1")
+  conns_wait
+  for _ in $(seq 300); do [ "$(conn_total)" = 0 ] && break; sleep 0.1; done
+  sleep "$settle"; gc "$comet"; sleep 1
+  rss2=$(rss "$pid_comet_1")
+  sleep 60; gc "$comet"; sleep 1
+  rss3=$(rss "$pid_comet_1")
+  echo "comet RSS KiB: idle start $rss0, with $CLIENTS $TRANSPORT connections $rss1, ${settle}s after they left $rss2, 75s after $rss3"
+  echo "BENCH idle transport=$TRANSPORT conns=$CLIENTS rss_per_conn_bytes=$(( (rss1 - rss0) * 1024 / CLIENTS )) after_leave_ratio=$(div "$rss2" "$rss0") after_leave_75s_ratio=$(div "$rss3" "$rss0")"
+  ;;
+room)
+  CLIENTS="${CLIENTS:-10000}"
+  RATE="${RATE:-200}"
+  hold=$(( SECONDS_ + 30 + CLIENTS / 500 ))
+  conns_start "$CLIENTS" "${hold}s" -room live://1000 -heartbeat 30s -dial-concurrency 200
+  wait_conns "$CLIENTS" "$hold"
+  sleep 2
+  snap "$OUT/cpu0"
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind room -room live://1000 \
+    -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
+  sleep 2
+  snap "$OUT/cpu1"
+  conns_wait
+  "$BIN/goim-bench" merge -json "$OUT/merge.json" "${conns_files[@]}" "$OUT/push.json" >"$OUT/merge.txt" 2>&1 || true
+  cat "$OUT/merge.txt"
+  cpu_report "$OUT/cpu0" "$OUT/cpu1"
+  received=$(summary "$OUT/merge.json" 's["delivery"]["received"]')
+  echo "BENCH room transport=$TRANSPORT clients=$CLIENTS rate=$RATE seconds=$SECONDS_ comets=$COMETS" \
+    "delivered_pct=$(summary "$OUT/merge.json" 'round(100*s["delivery"]["delivered_ratio"],3)')" \
+    "p50_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p50"]')" \
+    "p99_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p99"]')" \
+    "deliveries_per_comet_cpu_s=$(div "$received" "$(cometsecs "$OUT/cpu0" "$OUT/cpu1")")" \
+    "frames_per_read=$(summary "$OUT/merge.json" 's["conns"]["frames_per_read"]')"
+  ;;
+unicast)
+  CLIENTS="${CLIENTS:-1000}"
+  RATE="${RATE:-1000}"
+  hold=$(( SECONDS_ + 30 + CLIENTS / 500 ))
+  conns_start "$CLIENTS" "${hold}s" -room "" -heartbeat 30s
+  wait_conns "$CLIENTS" "$hold"
+  sleep 2
+  snap "$OUT/cpu0"
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind mids -mids "1-$CLIENTS" \
+    -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
+  sleep 2
+  snap "$OUT/cpu1"
+  conns_wait
+  "$BIN/goim-bench" merge -json "$OUT/merge.json" "${conns_files[@]}" "$OUT/push.json" >"$OUT/merge.txt" 2>&1 || true
+  cat "$OUT/merge.txt"
+  cpu_report "$OUT/cpu0" "$OUT/cpu1"
+  echo "BENCH unicast transport=$TRANSPORT clients=$CLIENTS rate=$RATE seconds=$SECONDS_" \
+    "delivered_pct=$(summary "$OUT/merge.json" 'round(100*s["delivery"]["delivered_ratio"],3)')" \
+    "p50_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p50"]')" \
+    "p99_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p99"]')" \
+    "p999_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p999"]')"
+  ;;
+flood)
+  CLIENTS="${CLIENTS:-200}"
+  SECONDS_="${DURATION:-20}"
+  hold=$(( SECONDS_ + 40 ))
+  rooms=$(seq -s, -f 'live://f%g' 1 "$ROOMS")
+  case "$KIND" in
+    room) conns_start "$CLIENTS" "${hold}s" -room "$rooms" -heartbeat 30s; target=(-room "$rooms") ;;
+    mids) conns_start "$CLIENTS" "${hold}s" -room "" -heartbeat 30s; target=(-mids "1-$CLIENTS") ;;
+    keys) conns_start "$CLIENTS" "${hold}s" -room "" -heartbeat 30s -key-prefix fk-; target=(-keys "fk-[0-$((CLIENTS - 1))]") ;;
+    *) die "KIND $KIND: want room, mids or keys" ;;
+  esac
+  wait_conns "$CLIENTS" "$hold"
+  sleep 2
+  snap "$OUT/cpu0"
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind "$KIND" "${target[@]}" \
+    -flood -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
+  snap "$OUT/cpu1"
+  conns_wait
+  "$BIN/goim-bench" merge -json "$OUT/merge.json" "${conns_files[@]}" "$OUT/push.json" >"$OUT/merge.txt" 2>&1 || true
+  cat "$OUT/merge.txt"
+  cpu_report "$OUT/cpu0" "$OUT/cpu1"
+  accepted=$(summary "$OUT/push.json" 's["push"]["accepted"]')
+  echo "BENCH flood kind=$KIND clients=$CLIENTS concurrency=$CONCURRENCY seconds=$SECONDS_" \
+    "accepted=$accepted accepted_per_s=$(summary "$OUT/push.json" 's["push"]["accepted_per_s"]')" \
+    "accepts_per_logic_cpu_s=$(div "$accepted" "$(cpusecs "$OUT/cpu0" "$OUT/cpu1" logic)")" \
+    "delivered_pct=$(summary "$OUT/merge.json" 'round(100*s["delivery"]["delivered_ratio"],3)')" \
+    "lost=$(summary "$OUT/merge.json" 's["delivery"]["lost"]')"
+  ;;
+connect)
+  CLIENTS="${CLIENTS:-5000}"
+  for b in $(seq "$BURSTS"); do
+    conns_files=()
+    snap "$OUT/cpu0-$b"
+    start0=$(date +%s%N)
+    conns_start "$CLIENTS" 300s -room live://connect -heartbeat 30s -dial-concurrency "${DIAL_CONCURRENCY:-200}"
+    wait_conns "$CLIENTS" 120
+    snap "$OUT/cpu1-$b"
+    wall=$(( ($(date +%s%N) - start0) / 1000000 ))
+    for p in "${conns_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    conns_wait
+    for _ in $(seq 300); do [ "$(conn_total)" = 0 ] && break; sleep 0.1; done
+    cpu_report "$OUT/cpu0-$b" "$OUT/cpu1-$b"
+    echo "BENCH connect burst=$b transport=$TRANSPORT conns=$CLIENTS wall_ms=$wall" \
+      "handshakes_per_comet_cpu_s=$(div "$CLIENTS" "$(cometsecs "$OUT/cpu0-$b" "$OUT/cpu1-$b")")" \
+      "handshakes_per_logic_cpu_s=$(div "$CLIENTS" "$(cpusecs "$OUT/cpu0-$b" "$OUT/cpu1-$b" logic)")"
+    sleep 3
+  done
+  ;;
+esac
+echo "comet RSS KiB at the end: $(for i in $(seq "$COMETS"); do eval "rss \$pid_comet_$i"; done | tr '\n' ' ')"
