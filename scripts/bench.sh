@@ -14,7 +14,9 @@
 # processes, 127.0.0.11 and up), PER_PROC (connections per client process,
 # at most ~19,000: the per-process open-file limit), ROOMS (flood: rooms the
 # clients spread over), KIND (flood: room|mids|keys), BURSTS (connect),
-# REDIS (a real Redis, default 127.0.0.1:6379), OUT (results directory).
+# REDIS (a real Redis, default 127.0.0.1:6379), OUT (results directory),
+# PROFILE=1 (CPU profiles: the client processes' into OUT, and 10 s of each
+# service's from its admin listener in the middle of the push phase).
 #
 # The processes: goim -infra-only (embedded Kafka-protocol broker kfake and
 # bilibili/discovery's server), the real Redis, logic, job, COMETS comets,
@@ -249,8 +251,9 @@ conns_start() {
   local procs=$(( (n + PER_PROC - 1) / PER_PROC )) first=0
   for k in $(seq "$procs"); do
     local m=$(( n - first < PER_PROC ? n - first : PER_PROC ))
-    local f="$OUT/conns-$k.json"
-    "$BIN/goim-bench" conns -q -run "$run_id" -transport "$TRANSPORT" -addrs "$(addrs)" \
+    local f="$OUT/conns-$k.json" prof=()
+    [ -n "${PROFILE:-}" ] && prof=(-cpuprofile "$OUT/conns-$k.prof")
+    "$BIN/goim-bench" conns "${prof[@]}" -q -run "$run_id" -transport "$TRANSPORT" -addrs "$(addrs)" \
       -src "127.0.$k.1-127.0.$k.8" -n "$m" -first "$first" -duration "$hold" -json "$f" "$@" \
       >"$OUT/conns-$k.txt" 2>"$OUT/conns-$k.log" &
     conns_pids+=("$!"); pids+=("$!"); conns_files+=("$f")
@@ -258,17 +261,26 @@ conns_start() {
   done
 }
 conns_wait() { for p in "${conns_pids[@]}"; do wait "$p" || true; done; conns_pids=(); }
+# profiles: with PROFILE set, 10 s CPU profiles of logic, job and comet-1
+# from their admin listeners, starting 3 s from now (in the background).
+profiles() {
+  [ -n "${PROFILE:-}" ] || return 0
+  local a
+  for a in logic=127.0.0.1:13112 job=127.0.0.1:13114 comet-1="${comet_ips[0]}:13110"; do
+    (sleep 3; curl -fsS -m 30 -o "$OUT/${a%%=*}.prof" "http://${a#*=}/debug/pprof/profile?seconds=10" || true) &
+  done
+}
 summary() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 # --- scenarios -------------------------------------------------------------
 case "$scenario" in
 idle)
   CLIENTS="${CLIENTS:-10000}"
-  settle=15
+  settle=30
   comet="${comet_ips[0]}:13110"
   sleep 5; gc "$comet"; sleep 1
   rss0=$(rss "$pid_comet_1")
-  hold=$(( 60 + CLIENTS / 500 ))
+  hold=$(( 75 + CLIENTS / 500 ))
   conns_start "$CLIENTS" "${hold}s" -room live://idle -heartbeat 30s -dial-concurrency 200
   wait_conns "$CLIENTS" "$hold"
   sleep "$settle"; gc "$comet"; sleep 1
@@ -279,8 +291,8 @@ idle)
   rss2=$(rss "$pid_comet_1")
   sleep 60; gc "$comet"; sleep 1
   rss3=$(rss "$pid_comet_1")
-  echo "comet RSS KiB: idle start $rss0, with $CLIENTS $TRANSPORT connections $rss1, ${settle}s after they left $rss2, 75s after $rss3"
-  echo "BENCH idle transport=$TRANSPORT conns=$CLIENTS rss_per_conn_bytes=$(( (rss1 - rss0) * 1024 / CLIENTS )) after_leave_ratio=$(div "$rss2" "$rss0") after_leave_75s_ratio=$(div "$rss3" "$rss0")"
+  echo "comet RSS KiB: idle start $rss0, with $CLIENTS $TRANSPORT connections $rss1, ${settle}s after they left $rss2, $((settle + 60))s after $rss3"
+  echo "BENCH idle transport=$TRANSPORT conns=$CLIENTS rss_per_conn_bytes=$(( (rss1 - rss0) * 1024 / CLIENTS )) after_leave_ratio=$(div "$rss2" "$rss0") after_leave_later_ratio=$(div "$rss3" "$rss0")"
   ;;
 room)
   CLIENTS="${CLIENTS:-10000}"
@@ -290,6 +302,7 @@ room)
   wait_conns "$CLIENTS" "$hold"
   sleep 2
   snap "$OUT/cpu0"
+  profiles
   "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind room -room live://1000 \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
@@ -314,6 +327,7 @@ unicast)
   wait_conns "$CLIENTS" "$hold"
   sleep 2
   snap "$OUT/cpu0"
+  profiles
   "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind mids -mids "1-$CLIENTS" \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
@@ -342,6 +356,7 @@ flood)
   wait_conns "$CLIENTS" "$hold"
   sleep 2
   snap "$OUT/cpu0"
+  profiles
   "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind "$KIND" "${target[@]}" \
     -flood -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   snap "$OUT/cpu1"

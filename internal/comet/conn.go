@@ -56,10 +56,24 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 	// chains (TLS, gRPC) grew this one's stack to 8 KB, which the runtime
 	// shrinks only to 4 KB while the connection idles; a fresh one parks
 	// at the minimum size (see offStack for the calls made later).
-	if !s.goFunc(func() { end(true, c.serve()) }) {
+	var loop func()
+	loop = func() {
+		err := c.serve()
+		if err == errFreshStack {
+			if s.goFunc(loop) {
+				return
+			}
+			err = fail(ReasonShutdown, ErrServerClosed)
+		}
+		end(true, err)
+	}
+	if !s.goFunc(loop) {
 		end(true, fail(ReasonShutdown, ErrServerClosed))
 	}
 }
+
+// errFreshStack ends a read loop that continues on a new goroutine (serve).
+var errFreshStack = errors.New("comet: read loop continues on a fresh goroutine")
 
 // offStack runs f, a deep call chain such as a gRPC call, on a short-lived
 // goroutine and waits for it, so the calling connection goroutine's stack
@@ -190,7 +204,19 @@ func (c *Channel) handshake() (authed bool, err error) {
 // serve reads and answers frames until the connection ends.
 func (c *Channel) serve() error {
 	var p protocol.Proto
-	for {
+	for handled := false; ; handled = true {
+		// A loop that handled frames and would now wait for the next
+		// goes on on a fresh goroutine: handling a frame (a WebSocket
+		// heartbeat and its reply) grows the stack to 4 KB, and the
+		// runtime shrinks a parked goroutine's stack only while it uses
+		// under a quarter of it, which the wait in the poller does not.
+		// Idle WebSocket connections kept 4 KB stacks that way.
+		if handled && c.rc != nil && (c.r == nil || c.r.Buffered() == 0) {
+			return errFreshStack
+		}
+		if err := c.fill(); err != nil {
+			return readFail(err)
+		}
 		if err := c.readFrame(&p); err != nil {
 			return readFail(err)
 		}

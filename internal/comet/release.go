@@ -52,20 +52,30 @@ func (s *Server) startDisconnects() {
 
 // queueDisconnect hands a closed session to the workers, or sends it
 // itself once they have stopped (a connection still closing after
-// Shutdown gave up waiting for it).
+// Shutdown gave up waiting for it). The read lock keeps stopDisconnects
+// from stopping the workers while a request is being queued, so nothing
+// is left in the queue.
 func (s *Server) queueDisconnect(mid int64, key string) {
 	r := disconnectReq{mid: mid, key: key}
-	select {
-	case s.disconnects <- r:
-	case <-s.dstop:
-		s.disconnect(r)
+	s.dmu.RLock()
+	if !s.dstopped {
+		s.disconnects <- r // the workers run until dstopped is set
+		s.dmu.RUnlock()
+		return
 	}
+	s.dmu.RUnlock()
+	s.disconnect(r)
 }
 
 // stopDisconnects sends what is queued and waits for the workers, or until
 // ctx ends. Call it once every connection goroutine has ended.
 func (s *Server) stopDisconnects(ctx context.Context) {
-	s.dstopOnce.Do(func() { close(s.dstop) })
+	s.dmu.Lock()
+	if !s.dstopped {
+		s.dstopped = true
+		close(s.dstop)
+	}
+	s.dmu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		s.dwg.Wait()

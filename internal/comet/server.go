@@ -76,8 +76,9 @@ type Server struct {
 	// Disconnect workers (release.go): not in wg, they outlive the
 	// connection goroutines that feed them.
 	disconnects chan disconnectReq
-	dstop       chan struct{}
-	dstopOnce   sync.Once
+	dstop       chan struct{} // closed when the workers should drain and stop
+	dmu         sync.RWMutex  // read-held while queueing; guards dstopped
+	dstopped    bool
 	dwg         sync.WaitGroup
 	done        chan struct{} // closed when shutdown begins
 	stopOnce    sync.Once
