@@ -137,13 +137,18 @@ func (cn *conn) handshake(ctx context.Context, addr string, src net.Addr) (strin
 		return phaseAuth, err
 	}
 	var first int32 = -1
+	var t tally
 	err = cn.read(func(op int32, body []byte) {
 		if first < 0 {
 			first = op
 			return
 		}
-		cn.o.onFrame(cn, op, body, time.Now().UnixNano()) // a push right behind the reply
+		if t.now == 0 {
+			t.now = time.Now().UnixNano()
+		}
+		cn.o.onFrame(cn, op, body, &t) // a push right behind the reply
 	})
+	cn.o.flush(&t)
 	if err != nil {
 		return phaseAuth, err
 	}
@@ -165,19 +170,23 @@ func (cn *conn) read(fn frameFunc) error {
 	return readTCP(cn.br, fn)
 }
 
-// readLoop records what arrives until the connection ends.
+// readLoop records what arrives until the connection ends. What one read
+// brought (many frames when the server batches) is tallied locally and
+// added to the shared counters once per read: thousands of readers adding
+// to the same counters per frame made the tool, not the server, the
+// bottleneck of big-room runs.
 func (cn *conn) readLoop() {
 	c := cn.o
-	var now int64 // one clock reading per TCP frame or WebSocket message
+	var t tally
 	fn := func(op int32, body []byte) {
-		if now == 0 {
-			now = time.Now().UnixNano()
+		if t.now == 0 {
+			t.now = time.Now().UnixNano() // one clock reading per read
 		}
-		c.onFrame(cn, op, body, now)
+		c.onFrame(cn, op, body, &t)
 	}
 	for {
 		err := cn.read(fn)
-		now = 0
+		c.flush(&t)
 		if err != nil {
 			c.alive.Add(-1)
 			if !cn.closing.Load() {
@@ -191,35 +200,73 @@ func (cn *conn) readLoop() {
 	}
 }
 
-// onFrame handles one frame a connection received at now (Unix ns).
-func (c *Conns) onFrame(cn *conn, op int32, body []byte, now int64) {
+// tally is what one read brought, before it is added to the Conns.
+type tally struct {
+	now                                         int64 // when the read returned, Unix ns
+	frames, delivered, dups, late, foreign, hbs uint64
+	latency                                     []int64 // ns, of the delivered frames
+	stream                                      []byte  // the last stream name seen and its id
+	streamID                                    int32
+}
+
+// flush adds t to the shared counters and resets it.
+func (c *Conns) flush(t *tally) {
+	if t.frames > 0 {
+		c.frames.Add(t.frames)
+	}
+	if t.delivered > 0 {
+		c.delivered.Add(t.delivered)
+		c.latency.RecordAll(t.latency)
+	}
+	if t.dups > 0 {
+		c.dups.Add(t.dups)
+	}
+	if t.late > 0 {
+		c.late.Add(t.late)
+	}
+	if t.foreign > 0 {
+		c.foreign.Add(t.foreign)
+	}
+	if t.hbs > 0 {
+		c.hbReplies.Add(t.hbs)
+	}
+	t.now, t.frames, t.delivered, t.dups, t.late, t.foreign, t.hbs = 0, 0, 0, 0, 0, 0, 0
+	t.latency = t.latency[:0]
+}
+
+// onFrame tallies one frame a connection received.
+func (c *Conns) onFrame(cn *conn, op int32, body []byte, t *tally) {
 	switch op {
 	case protocol.OpHeartbeatReply:
-		c.hbReplies.Add(1)
+		t.hbs++
 		return
 	case protocol.OpAuthReply, protocol.OpChangeRoomReply, protocol.OpSubReply, protocol.OpUnsubReply:
 		return
 	}
-	c.frames.Add(1)
+	t.frames++
 	b, err := ParseBody(body)
 	if err != nil || string(b.Run) != c.cfg.Run {
-		c.foreign.Add(1)
+		t.foreign++
 		return
 	}
-	id, ok := c.streams.id(b.Stream)
-	if !ok {
-		c.foreign.Add(1)
-		return
+	id := t.streamID
+	if t.stream == nil || string(t.stream) != string(b.Stream) {
+		var ok bool
+		if id, ok = c.streams.id(b.Stream); !ok {
+			t.foreign++
+			return
+		}
+		t.stream, t.streamID = append(t.stream[:0], b.Stream...), id
 	}
 	dup, late, after := cn.recv.add(id, b.Seq)
 	if dup {
-		c.dups.Add(1)
+		t.dups++
 		return
 	}
-	c.delivered.Add(1)
-	c.latency.Record(now - b.Sent)
+	t.delivered++
+	t.latency = append(t.latency, t.now-b.Sent)
 	if late {
-		c.late.Add(1)
+		t.late++
 		c.noteLate(lateKey{stream: id, seq: b.Seq, after: after})
 	}
 }

@@ -82,6 +82,29 @@ func (h *Histogram) Record(v int64) {
 	}
 }
 
+// RecordAll adds values (ns): per value one add to its bucket, and one
+// update of the count, sum, min and max for all of them. Safe for
+// concurrent use.
+func (h *Histogram) RecordAll(vs []int64) {
+	if len(vs) == 0 {
+		return
+	}
+	lo, hi := int64(math.MaxInt64), int64(0)
+	var sum uint64
+	for _, v := range vs {
+		v = max(v, 0)
+		h.counts[bucketOf(v)].Add(1)
+		sum += uint64(v)
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	h.n.Add(uint64(len(vs)))
+	h.sum.Add(sum)
+	for cur := h.min.Load(); lo < cur && !h.min.CompareAndSwap(cur, lo); cur = h.min.Load() {
+	}
+	for cur := h.max.Load(); hi > cur && !h.max.CompareAndSwap(cur, hi); cur = h.max.Load() {
+	}
+}
+
 // Count is the number of values recorded.
 func (h *Histogram) Count() uint64 { return h.n.Load() }
 

@@ -162,3 +162,19 @@ func TestHistogramConcurrent(t *testing.T) {
 		t.Fatalf("n %d min %d max %d", d.N, d.Min, d.Max)
 	}
 }
+
+// TestRecordAll: recording values together is recording them one by one.
+func TestRecordAll(t *testing.T) {
+	vs := []int64{-5, 0, 1, 255, 256, 1000, 123456, 1 << 40, 1 << 50}
+	one, all := NewHistogram(), NewHistogram()
+	for _, v := range vs {
+		one.Record(v)
+	}
+	all.RecordAll(vs[:4])
+	all.RecordAll(nil)
+	all.RecordAll(vs[4:])
+	a, b := one.Snapshot(), all.Snapshot()
+	if a.N != b.N || a.Sum != b.Sum || a.Min != b.Min || a.Max != b.Max || !slices.Equal(a.counts, b.counts) {
+		t.Fatalf("one by one %+v, together %+v", a, b)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -28,10 +29,10 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 	if n := s.conns.Add(1); s.cfg.Limits.MaxConns > 0 && n > int64(s.cfg.Limits.MaxConns) || !s.ips.add(ip, s.cfg.Limits.MaxConnsPerIP) {
 		s.conns.Add(-1)
 		_ = raw.Close()
-		s.metrics.closes.WithLabelValues(ReasonTooManyConn.String()).Inc()
+		s.metrics.closeBy[ReasonTooManyConn].Inc()
 		return
 	}
-	gauge := s.metrics.conns.WithLabelValues(tr.String())
+	gauge := s.metrics.connsBy[tr]
 	gauge.Inc()
 	end := func(authed bool, err error) {
 		c.cleanup(authed, err)
@@ -55,7 +56,7 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 	// The read loop runs on a fresh goroutine. The handshake's deep call
 	// chains (TLS, gRPC) grew this one's stack to 8 KB, which the runtime
 	// shrinks only to 4 KB while the connection idles; a fresh one parks
-	// at the minimum size (see offStack for the calls made later).
+	// at the minimum size (see deep for the calls made later).
 	var loop func()
 	loop = func() {
 		err := c.serve()
@@ -75,16 +76,48 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 // errFreshStack ends a read loop that continues on a new goroutine (serve).
 var errFreshStack = errors.New("comet: read loop continues on a fresh goroutine")
 
-// offStack runs f, a deep call chain such as a gRPC call, on a short-lived
-// goroutine and waits for it, so the calling connection goroutine's stack
-// does not grow: an idle connection then costs a minimum-size stack.
-func offStack(f func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	<-done
+// deepCallers long-lived goroutines run the comet's deep call chains (gRPC
+// calls to logic: Connect, Receive, session renewal) for connection
+// goroutines, which only wait: a connection's stack then stays at the
+// minimum size, and the callers' stacks, grown once, are reused instead of
+// every call growing (copying) a fresh goroutine's stack.
+const deepCallers = 32
+
+type deepCall struct {
+	f    func()
+	done chan struct{}
+}
+
+// startDeepCallers starts the callers; they stop with the server.
+func (s *Server) startDeepCallers() {
+	for range deepCallers {
+		s.startLocked(func() {
+			for {
+				select {
+				case <-s.done:
+					return
+				case c := <-s.calls:
+					c.f()
+					close(c.done)
+				}
+			}
+		})
+	}
+}
+
+// deep runs f on an idle caller, or on a goroutine of its own when none is
+// idle (or the server is stopping), and waits for it.
+func (s *Server) deep(f func()) {
+	c := deepCall{f: f, done: make(chan struct{})}
+	select {
+	case s.calls <- c:
+	default:
+		go func() {
+			defer close(c.done)
+			f()
+		}()
+	}
+	<-c.done
 }
 
 func remoteIP(c net.Conn) string {
@@ -133,27 +166,31 @@ func (c *Channel) handshake() (authed bool, err error) {
 		// goim v2 ignores frames before auth; so do we.
 	}
 	if !s.ips.allowAuth(c.ip, s.cfg.Limits.AuthRatePerIP, time.Now()) {
-		s.metrics.auths.WithLabelValues(ReasonAuthRate.String()).Inc()
+		s.metrics.authBy[ReasonAuthRate].Inc()
 		return false, fail(ReasonAuthRate, errors.New("auth rate per IP exceeded"))
 	}
 	if _, err := protocol.ParseAuthBody(p.Body); err != nil {
-		s.metrics.auths.WithLabelValues(ReasonBadAuth.String()).Inc()
+		s.metrics.authBy[ReasonBadAuth].Inc()
 		return false, fail(ReasonBadAuth, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
-	reply, err := s.logic.Connect(ctx, &logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body)})
-	cancel()
+	var reply *logicpb.ConnectReply
+	token := bytes.Clone(p.Body)
+	s.deep(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
+		reply, err = s.logic.Connect(ctx, &logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: token})
+		cancel()
+	})
 	if err != nil {
 		reason := ReasonLogicError
 		switch status.Code(err) {
 		case codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument, codes.NotFound:
 			reason = ReasonAuthRejected
 		}
-		s.metrics.auths.WithLabelValues(reason.String()).Inc()
+		s.metrics.authBy[reason].Inc()
 		return false, fail(reason, err)
 	}
 	if reply.GetKey() == "" {
-		s.metrics.auths.WithLabelValues(ReasonLogicError.String()).Inc()
+		s.metrics.authBy[ReasonLogicError].Inc()
 		return false, fail(ReasonLogicError, errors.New("logic returned no key"))
 	}
 	c.key, c.mid = reply.GetKey(), reply.GetMid()
@@ -189,7 +226,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 	if c.keepWriting() {
 		c.startWriter() // pushes that arrived while the reply was written
 	}
-	s.metrics.auths.WithLabelValues("ok").Inc()
+	s.metrics.authOK.Inc()
 
 	c.session = time.Duration(reply.GetHeartbeat())
 	if c.session <= 0 {
@@ -269,9 +306,11 @@ func (c *Channel) cleanup(authed bool, err error) {
 		}
 		s.queueDisconnect(c.mid, c.key)
 	}
-	s.metrics.closes.WithLabelValues(reason.String()).Inc()
-	if l := c.logger(); l.Enabled(context.Background(), -4) {
-		l.Debug("connection closed", "reason", reason.String(), "err", err)
+	if reason < numReasons {
+		s.metrics.closeBy[reason].Inc()
+	}
+	if s.log.Enabled(context.Background(), slog.LevelDebug) { // c.logger() builds a logger: only when it is used
+		c.logger().Debug("connection closed", "reason", reason.String(), "err", err)
 	}
 }
 

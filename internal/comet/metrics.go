@@ -22,6 +22,13 @@ type metrics struct {
 	rooms       prometheus.GaugeFunc
 	resyncs     prometheus.Counter // logic's Redis epoch changes seen
 	releases    prometheus.Counter // free heap returned to the system (release.go)
+
+	// Series of the per-connection paths, resolved once (no label lookup
+	// per connection).
+	closeBy [numReasons]prometheus.Counter
+	authBy  [numReasons]prometheus.Counter // by reason; authOK for success
+	authOK  prometheus.Counter
+	connsBy [numTransports]prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, error) {
@@ -80,6 +87,14 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Namespace: "goim", Subsystem: "comet", Name: "memory_releases_total",
 			Help: "Times the comet returned free heap memory to the system after its connection count settled.",
 		}),
+	}
+	for r := range numReasons {
+		m.closeBy[r] = m.closes.WithLabelValues(r.String())
+		m.authBy[r] = m.auths.WithLabelValues(r.String())
+	}
+	m.authOK = m.auths.WithLabelValues("ok")
+	for t := range numTransports {
+		m.connsBy[t] = m.conns.WithLabelValues(t.String())
 	}
 	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.resyncs, m.releases} {
 		if err := reg.Register(c); err != nil {

@@ -76,6 +76,7 @@ type Server struct {
 	// Disconnect workers (release.go): not in wg, they outlive the
 	// connection goroutines that feed them.
 	disconnects chan disconnectReq
+	calls       chan deepCall // to the deep callers (conn.go); unbuffered
 	dstop       chan struct{} // closed when the workers should drain and stop
 	dmu         sync.RWMutex  // read-held while queueing; guards dstopped
 	dstopped    bool
@@ -123,6 +124,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		done:           make(chan struct{}),
 		pending:        make(map[*Channel]struct{}),
 		disconnects:    make(chan disconnectReq, disconnectQueue),
+		calls:          make(chan deepCall),
 		dstop:          make(chan struct{}),
 	}
 	for i := range s.roomQueues {
@@ -217,6 +219,7 @@ func (s *Server) Start() error {
 	s.startLocked(s.reportLoop)
 	s.startLocked(s.releaseLoop)
 	s.startDisconnects()
+	s.startDeepCallers()
 	rpcLn := s.rpcLn
 	s.startLocked(func() {
 		if err := s.grpc.Serve(rpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
