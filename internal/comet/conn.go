@@ -76,48 +76,61 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 // errFreshStack ends a read loop that continues on a new goroutine (serve).
 var errFreshStack = errors.New("comet: read loop continues on a fresh goroutine")
 
-// deepCallers long-lived goroutines run the comet's deep call chains (gRPC
-// calls to logic: Connect, Receive, session renewal) for connection
-// goroutines, which only wait: a connection's stack then stays at the
-// minimum size, and the callers' stacks, grown once, are reused instead of
-// every call growing (copying) a fresh goroutine's stack.
-const deepCallers = 32
+// Long-lived caller goroutines run the comet's deep call chains (the
+// auth body's JSON and the gRPC calls to logic: Connect, Receive, session
+// renewal) for connection goroutines, which only wait: a connection's
+// stack then stays at the minimum size, and a caller's stack, grown once,
+// is reused instead of every call growing (copying) a fresh goroutine's
+// stack. Callers start when none is idle, up to maxDeepCallers, and end
+// after deepIdle without work.
+const (
+	maxDeepCallers = 512
+	deepIdle       = time.Minute
+)
 
 type deepCall struct {
 	f    func()
 	done chan struct{}
 }
 
-// startDeepCallers starts the callers; they stop with the server.
-func (s *Server) startDeepCallers() {
-	for range deepCallers {
-		s.startLocked(func() {
-			for {
-				select {
-				case <-s.done:
-					return
-				case c := <-s.calls:
-					c.f()
-					close(c.done)
-				}
-			}
-		})
-	}
-}
-
-// deep runs f on an idle caller, or on a goroutine of its own when none is
-// idle (or the server is stopping), and waits for it.
+// deep runs f on an idle caller, or on a new one, or on a goroutine of
+// its own past maxDeepCallers or while the server stops, and waits for it.
 func (s *Server) deep(f func()) {
 	c := deepCall{f: f, done: make(chan struct{})}
 	select {
 	case s.calls <- c:
 	default:
-		go func() {
-			defer close(c.done)
-			f()
-		}()
+		if s.deepN.Add(1) > maxDeepCallers || !s.goFunc(func() { s.deepCaller(c) }) {
+			s.deepN.Add(-1)
+			go func() {
+				defer close(c.done)
+				f()
+			}()
+		}
 	}
 	<-c.done
+}
+
+// deepCaller runs first, then calls handed to it until it idles for
+// deepIdle or the server stops.
+func (s *Server) deepCaller(first deepCall) {
+	defer s.deepN.Add(-1)
+	first.f()
+	close(first.done)
+	idle := time.NewTimer(deepIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-idle.C:
+			return
+		case c := <-s.calls:
+			c.f()
+			close(c.done)
+			idle.Reset(deepIdle)
+		}
+	}
 }
 
 func remoteIP(c net.Conn) string {
@@ -169,17 +182,21 @@ func (c *Channel) handshake() (authed bool, err error) {
 		s.metrics.authBy[ReasonAuthRate].Inc()
 		return false, fail(ReasonAuthRate, errors.New("auth rate per IP exceeded"))
 	}
-	if _, err := protocol.ParseAuthBody(p.Body); err != nil {
-		s.metrics.authBy[ReasonBadAuth].Inc()
-		return false, fail(ReasonBadAuth, err)
-	}
 	var reply *logicpb.ConnectReply
-	token := bytes.Clone(p.Body)
+	var bad error
+	body := p.Body
 	s.deep(func() {
+		if _, bad = protocol.ParseAuthBody(body); bad != nil {
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
-		reply, err = s.logic.Connect(ctx, &logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: token})
+		reply, err = s.logic.Connect(ctx, &logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(body)})
 		cancel()
 	})
+	if bad != nil {
+		s.metrics.authBy[ReasonBadAuth].Inc()
+		return false, fail(ReasonBadAuth, bad)
+	}
 	if err != nil {
 		reason := ReasonLogicError
 		switch status.Code(err) {

@@ -76,7 +76,8 @@ type Server struct {
 	// Disconnect workers (release.go): not in wg, they outlive the
 	// connection goroutines that feed them.
 	disconnects chan disconnectReq
-	calls       chan deepCall // to the deep callers (conn.go); unbuffered
+	calls       chan deepCall // to idle deep callers (conn.go); unbuffered
+	deepN       atomic.Int32  // deep callers running
 	dstop       chan struct{} // closed when the workers should drain and stop
 	dmu         sync.RWMutex  // read-held while queueing; guards dstopped
 	dstopped    bool
@@ -178,7 +179,7 @@ func (s *Server) Start() error {
 		{s.cfg.WebSocket.Bind, transportWS}, {s.cfg.WebSocket.TLSBind, transportWSS},
 	}
 	var err error
-	lc := net.ListenConfig{KeepAlive: s.cfg.TCP.KeepAlive.D()}
+	lc := listenConfig(s.cfg.TCP.KeepAlive.D())
 	for _, b := range binds {
 		for _, a := range b.addrs {
 			var ln net.Listener
@@ -219,7 +220,6 @@ func (s *Server) Start() error {
 	s.startLocked(s.reportLoop)
 	s.startLocked(s.releaseLoop)
 	s.startDisconnects()
-	s.startDeepCallers()
 	rpcLn := s.rpcLn
 	s.startLocked(func() {
 		if err := s.grpc.Serve(rpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
