@@ -14,10 +14,9 @@ import (
 	"time"
 
 	"github.com/goim/goim/internal/bench"
-	"github.com/goim/goim/internal/conf"
-	"github.com/goim/goim/internal/job"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
+	"github.com/goim/goim/internal/testkit/jobtest"
 )
 
 func TestUsage(t *testing.T) {
@@ -62,24 +61,7 @@ type benchCluster struct {
 func startBenchCluster(t *testing.T) *benchCluster {
 	t.Helper()
 	c := cluster.Start(t, 3)
-	cfg := job.Default()
-	cfg.Host = "job-bench-test"
-	cfg.Kafka.Brokers = c.Kafka.ListenAddrs()
-	cfg.Kafka.Topic = c.Topic
-	cfg.Kafka.Group = "bench-test-" + testkit.RandomHex(4)
-	cfg.Kafka.SessionTimeout = conf.Duration(6 * time.Second) // kfake's minimum
-	cfg.Kafka.CommitInterval = conf.Duration(100 * time.Millisecond)
-	cfg.Admin.Addr = "127.0.0.1:0"
-	cfg.Comets = c.CometAddrs()
-	j, err := job.New(cfg, job.Deps{Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := j.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cluster.Shutdown(t, j.Shutdown) })
-	testkit.WaitFor(t, 20*time.Second, j.Ready)
+	jobtest.Start(t, c, "job-bench-test")
 	return &benchCluster{Cluster: c}
 }
 

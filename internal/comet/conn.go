@@ -82,10 +82,10 @@ var errFreshStack = errors.New("comet: read loop continues on a fresh goroutine"
 // stack then stays at the minimum size, and a caller's stack, grown once,
 // is reused instead of every call growing (copying) a fresh goroutine's
 // stack. Callers start when none is idle, up to maxDeepCallers, and end
-// after deepIdle without work.
+// after deepIdle without work (soon after a burst of handshakes, so their grown stacks do not stay).
 const (
 	maxDeepCallers = 512
-	deepIdle       = time.Minute
+	deepIdle       = 10 * time.Second
 )
 
 type deepCall struct {

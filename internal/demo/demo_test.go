@@ -14,16 +14,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/goim/goim/internal/comet"
-	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/demo"
-	"github.com/goim/goim/internal/job"
 	"github.com/goim/goim/internal/logic"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/browser"
 	"github.com/goim/goim/internal/testkit/cluster"
+	"github.com/goim/goim/internal/testkit/jobtest"
 )
 
 func TestHandler(t *testing.T) {
@@ -164,32 +162,8 @@ func startDemo(t *testing.T, wsAddr string) *demoCluster {
 			cfg.WebSocket.Bind = []string{wsAddr}
 		}
 	})
-	startJob(t, c)
+	jobtest.Start(t, c, "job-demo-test")
 	return &demoCluster{c: c, wsAddr: srv.Addrs("ws")[0].String(), room: "demo-" + testkit.RandomHex(6)}
-}
-
-// startJob runs a job delivering c's pushes to its comets and waits until
-// it consumes.
-func startJob(t *testing.T, c *cluster.Cluster) {
-	t.Helper()
-	cfg := job.Default()
-	cfg.Host = "job-demo-test"
-	cfg.Kafka.Brokers = c.Kafka.ListenAddrs()
-	cfg.Kafka.Topic = c.Topic
-	cfg.Kafka.Group = "job-demo-" + testkit.RandomHex(4)
-	cfg.Kafka.SessionTimeout = conf.Duration(6 * time.Second) // kfake's minimum
-	cfg.Kafka.CommitInterval = conf.Duration(100 * time.Millisecond)
-	cfg.Admin.Addr = "127.0.0.1:0"
-	cfg.Comets = c.CometAddrs()
-	j, err := job.New(cfg, job.Deps{Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := j.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cluster.Shutdown(t, j.Shutdown) })
-	testkit.WaitFor(t, 30*time.Second, j.Ready)
 }
 
 // roundTrip runs browser.DemoRoundTrip on /demo with query q, pushing to
