@@ -96,56 +96,72 @@ func (s *Server) disconnect(r disconnectReq) {
 }
 
 // After a burst of connections or disconnections the heap holds free
-// pages that Go returns to the system only slowly: it keeps up to its
-// heap goal, twice the live heap by default. Once the connection count
-// has settled (it moved less than 1 % over a check interval) and at least
-// a quarter of the heap, and releaseMinFree, is free, the comet returns
-// it at once (debug.FreeOSMemory: one garbage collection). After 10,000
-// clients left, RSS went back to the idle start this way instead of
-// staying several times above it.
+// pages, or garbage not yet collected, that Go returns to the system only
+// slowly: it keeps up to its heap goal, twice the live heap by default.
+// Every releaseCheck, once the connection count has settled (it moved
+// less than 1 % since the previous check), the comet returns it at once
+// (debug.FreeOSMemory: one garbage collection) when the count moved by a
+// tenth (at least releaseMinMove) since the last release, or when a
+// quarter of the heap, and releaseMinFree, is free. After 10,000 clients
+// left, RSS went back to about twice the idle start instead of staying
+// several times above it.
 const (
 	releaseCheck   = 10 * time.Second
 	releaseMinFree = 8 << 20
+	releaseMinMove = 1000
 )
 
 func (s *Server) releaseLoop() {
 	t := time.NewTicker(releaseCheck)
 	defer t.Stop()
-	last := s.conns.Load()
+	var r releaser
+	r.last = s.conns.Load()
+	r.base = r.last
 	for {
 		select {
 		case <-s.done:
 			return
 		case <-t.C:
 		}
-		last = s.releaseStep(last)
+		r.step(s)
 	}
 }
 
-// releaseStep is one check: last is the connection count at the previous
-// one; it returns the current count.
-func (s *Server) releaseStep(last int64) int64 {
+// releaser is the release loop's state.
+type releaser struct {
+	last int64 // connections at the previous check
+	base int64 // connections at the last release (or the start)
+}
+
+// step is one check.
+func (r *releaser) step(s *Server) {
 	n := s.conns.Load()
+	last := r.last
+	r.last = n
 	if max(n-last, last-n) > max(n/100, 10) {
-		return n // not settled
+		return // not settled
 	}
-	samples := []rtmetrics.Sample{
-		{Name: "/memory/classes/heap/free:bytes"},
-		{Name: "/memory/classes/heap/objects:bytes"},
-		{Name: "/memory/classes/heap/unused:bytes"},
-	}
-	rtmetrics.Read(samples)
-	var v [3]uint64
-	for i, sm := range samples {
-		if sm.Value.Kind() == rtmetrics.KindUint64 {
-			v[i] = sm.Value.Uint64()
+	moved := max(n-r.base, r.base-n) >= max(r.base/10, releaseMinMove)
+	if !moved {
+		samples := []rtmetrics.Sample{
+			{Name: "/memory/classes/heap/free:bytes"},
+			{Name: "/memory/classes/heap/objects:bytes"},
+			{Name: "/memory/classes/heap/unused:bytes"},
+		}
+		rtmetrics.Read(samples)
+		var v [3]uint64
+		for i, sm := range samples {
+			if sm.Value.Kind() == rtmetrics.KindUint64 {
+				v[i] = sm.Value.Uint64()
+			}
+		}
+		if !shouldRelease(v[0], v[0]+v[1]+v[2]) {
+			return
 		}
 	}
-	if shouldRelease(v[0], v[0]+v[1]+v[2]) {
-		debug.FreeOSMemory()
-		s.metrics.releases.Inc()
-	}
-	return n
+	debug.FreeOSMemory()
+	s.metrics.releases.Inc()
+	r.base = n
 }
 
 // shouldRelease: enough of the heap is free to be worth a collection.

@@ -96,7 +96,8 @@ func TestShouldRelease(t *testing.T) {
 
 // TestReleaseStep: with the connection count settled and most of the heap
 // free (garbage collected, not yet returned), a check returns it; while
-// the count moves, it does not.
+// the count moves, it does not; a settled count that moved by a tenth
+// since the last release returns memory too.
 func TestReleaseStep(t *testing.T) {
 	e := startComet(t, nil)
 	garbage := func() {
@@ -107,19 +108,28 @@ func TestReleaseStep(t *testing.T) {
 		runtime.KeepAlive(keep)
 		runtime.GC()
 	}
+	releases := func() float64 { return testutil.ToFloat64(e.srv.metrics.releases) }
 	garbage()
 	n := e.srv.conns.Load()
-	e.srv.releaseStep(n + 1000) // moving: no release
-	if got := testutil.ToFloat64(e.srv.metrics.releases); got != 0 {
+	r := releaser{last: n + 1000, base: n}
+	r.step(e.srv) // moving: no release
+	if got := releases(); got != 0 {
 		t.Fatalf("%v releases while the connection count moved", got)
 	}
-	e.srv.releaseStep(n)
-	if got := testutil.ToFloat64(e.srv.metrics.releases); got != 1 {
+	r.step(e.srv)
+	if got := releases(); got != 1 {
 		t.Fatalf("%v releases with 64 MiB free, want 1", got)
 	}
-	e.srv.releaseStep(n) // nothing left to return
-	if got := testutil.ToFloat64(e.srv.metrics.releases); got != 1 {
+	r.step(e.srv) // nothing left to return, the count did not move
+	if got := releases(); got != 1 {
 		t.Fatalf("%v releases right after one, want 1", got)
+	}
+	// 5,000 connections fewer than at the last release, settled: a
+	// release although little is free.
+	r = releaser{last: n, base: n + 5000}
+	r.step(e.srv)
+	if got := releases(); got != 2 || r.base != n {
+		t.Fatalf("%v releases (base %d) after the count moved, want 2 (base %d)", got, r.base, n)
 	}
 }
 
