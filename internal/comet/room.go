@@ -2,7 +2,6 @@ package comet
 
 import (
 	"hash/maphash"
-	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -14,12 +13,6 @@ type Room struct {
 	members map[*Channel]struct{} // guarded by the room's shard mu
 	online  atomic.Int32          // len(members), readable without the lock
 	all     atomic.Int32          // cluster-wide count from logic; 0 = unknown
-
-	// The members as a slice, for a fan-out split over goroutines;
-	// rebuilt by the next big fan-out after a join or leave.
-	listMu sync.Mutex
-	list   []*Channel
-	stale  atomic.Bool // set (under the shard's write lock) by join and leave
 }
 
 // onlineCount is what a heartbeat reply carries: the cluster-wide count when
@@ -66,7 +59,6 @@ func (rs *rooms) join(id string, c *Channel) *Room {
 	if _, ok := r.members[c]; !ok {
 		r.members[c] = struct{}{}
 		r.online.Add(1)
-		r.stale.Store(true)
 	}
 	sh.mu.Unlock()
 	return r
@@ -79,7 +71,6 @@ func (rs *rooms) leave(r *Room, c *Channel) {
 	if _, ok := r.members[c]; ok {
 		delete(r.members, c)
 		r.online.Add(-1)
-		r.stale.Store(true)
 	}
 	if len(r.members) == 0 && sh.m[r.id] == r {
 		delete(sh.m, r.id)
@@ -87,17 +78,8 @@ func (rs *rooms) leave(r *Room, c *Channel) {
 	sh.mu.Unlock()
 }
 
-// parallelFanOut is the room size from which one fan-out is split over
-// GOMAXPROCS goroutines. Each member costs a write system call of several
-// microseconds (on loopback, the receiver's side of TCP too), so one
-// goroutine needs about 0.1 s for 10,000 members, and a later push to the
-// room waits that long; split, the writes use every core. The fan-out
-// still ends before the room's next one starts, so each member's order
-// holds.
-var parallelFanOut = 1024 // a variable for tests
-
 // broadcast pushes f to every member of room id and returns how many
-// channels queued it and how many dropped it.
+// channels queued it.
 func (rs *rooms) broadcast(id string, f *frame) (queued, dropped int) {
 	sh := rs.shard(id)
 	sh.mu.RLock()
@@ -106,51 +88,13 @@ func (rs *rooms) broadcast(id string, f *frame) (queued, dropped int) {
 	if r == nil {
 		return 0, 0
 	}
-	parts := runtime.GOMAXPROCS(0)
-	if parts < 2 || len(r.members) < parallelFanOut {
-		for c := range r.members {
-			switch c.push(f.bytes(c.tr)) {
-			case pushQueued:
-				queued++
-			case pushDropped:
-				dropped++
-			}
+	for c := range r.members {
+		switch c.push(f.bytes(c.tr)) {
+		case pushQueued:
+			queued++
+		case pushDropped:
+			dropped++
 		}
-		return queued, dropped
-	}
-	r.listMu.Lock()
-	defer r.listMu.Unlock()
-	if r.stale.Swap(false) || len(r.list) != len(r.members) {
-		r.list = r.list[:0]
-		for c := range r.members {
-			r.list = append(r.list, c)
-		}
-	}
-	counts := make([][2]int, parts)
-	var wg sync.WaitGroup
-	size := (len(r.list) + parts - 1) / parts
-	for p := range parts {
-		part := r.list[min(p*size, len(r.list)):min((p+1)*size, len(r.list))]
-		push := func() {
-			for _, c := range part {
-				switch c.push(f.bytes(c.tr)) {
-				case pushQueued:
-					counts[p][0]++
-				case pushDropped:
-					counts[p][1]++
-				}
-			}
-		}
-		if p == parts-1 {
-			push() // the last part on this goroutine
-		} else {
-			wg.Go(push)
-		}
-	}
-	wg.Wait()
-	for _, n := range counts {
-		queued += n[0]
-		dropped += n[1]
 	}
 	return queued, dropped
 }
