@@ -270,6 +270,15 @@ profiles() {
     (sleep 3; curl -fsS -m 30 -o "$OUT/${a%%=*}.prof" "http://${a#*=}/debug/pprof/profile?seconds=10" || true) &
   done
 }
+# judge: the CPU snapshot at the end of the push phase, then, once the
+# conns processes have ended, merge's verdict and the CPU report.
+judge() {
+  snap "$OUT/cpu1"
+  conns_wait
+  "$BIN/goim-bench" merge -json "$OUT/merge.json" "${conns_files[@]}" "$OUT/push.json" >"$OUT/merge.txt" 2>&1 || true
+  cat "$OUT/merge.txt"
+  cpu_report "$OUT/cpu0" "$OUT/cpu1"
+}
 summary() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 # --- scenarios -------------------------------------------------------------
@@ -306,11 +315,7 @@ room)
   "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind room -room live://1000 \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
-  snap "$OUT/cpu1"
-  conns_wait
-  "$BIN/goim-bench" merge -json "$OUT/merge.json" "${conns_files[@]}" "$OUT/push.json" >"$OUT/merge.txt" 2>&1 || true
-  cat "$OUT/merge.txt"
-  cpu_report "$OUT/cpu0" "$OUT/cpu1"
+  judge
   received=$(summary "$OUT/merge.json" 's["delivery"]["received"]')
   echo "BENCH room transport=$TRANSPORT clients=$CLIENTS rate=$RATE seconds=$SECONDS_ comets=$COMETS" \
     "delivered_pct=$(summary "$OUT/merge.json" 'round(100*s["delivery"]["delivered_ratio"],3)')" \
@@ -331,11 +336,7 @@ unicast)
   "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind mids -mids "1-$CLIENTS" \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
-  snap "$OUT/cpu1"
-  conns_wait
-  "$BIN/goim-bench" merge -json "$OUT/merge.json" "${conns_files[@]}" "$OUT/push.json" >"$OUT/merge.txt" 2>&1 || true
-  cat "$OUT/merge.txt"
-  cpu_report "$OUT/cpu0" "$OUT/cpu1"
+  judge
   echo "BENCH unicast transport=$TRANSPORT clients=$CLIENTS rate=$RATE seconds=$SECONDS_" \
     "delivered_pct=$(summary "$OUT/merge.json" 'round(100*s["delivery"]["delivered_ratio"],3)')" \
     "p50_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p50"]')" \
@@ -359,11 +360,7 @@ flood)
   profiles
   "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind "$KIND" "${target[@]}" \
     -flood -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
-  snap "$OUT/cpu1"
-  conns_wait
-  "$BIN/goim-bench" merge -json "$OUT/merge.json" "${conns_files[@]}" "$OUT/push.json" >"$OUT/merge.txt" 2>&1 || true
-  cat "$OUT/merge.txt"
-  cpu_report "$OUT/cpu0" "$OUT/cpu1"
+  judge
   accepted=$(summary "$OUT/push.json" 's["push"]["accepted"]')
   echo "BENCH flood kind=$KIND clients=$CLIENTS concurrency=$CONCURRENCY seconds=$SECONDS_" \
     "accepted=$accepted accepted_per_s=$(summary "$OUT/push.json" 's["push"]["accepted_per_s"]')" \
