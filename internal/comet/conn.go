@@ -29,7 +29,7 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 	if n := s.conns.Add(1); s.cfg.Limits.MaxConns > 0 && n > int64(s.cfg.Limits.MaxConns) || !s.ips.add(ip, s.cfg.Limits.MaxConnsPerIP) {
 		s.conns.Add(-1)
 		_ = raw.Close()
-		s.metrics.closeBy[ReasonTooManyConn].Inc()
+		s.metrics.closed(ReasonTooManyConn)
 		return
 	}
 	gauge := s.metrics.connsBy[tr]
@@ -56,7 +56,7 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 	// The read loop runs on a fresh goroutine. The handshake's deep call
 	// chains (TLS, gRPC) grew this one's stack to 8 KB, which the runtime
 	// shrinks only to 4 KB while the connection idles; a fresh one parks
-	// at the minimum size (see deep for the calls made later).
+	// at the minimum size (see offStack for the calls made later).
 	var loop func()
 	loop = func() {
 		err := c.serve()
@@ -76,61 +76,16 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 // errFreshStack ends a read loop that continues on a new goroutine (serve).
 var errFreshStack = errors.New("comet: read loop continues on a fresh goroutine")
 
-// Long-lived caller goroutines run the comet's deep call chains (the
-// auth body's JSON and the gRPC calls to logic: Connect, Receive, session
-// renewal) for connection goroutines, which only wait: a connection's
-// stack then stays at the minimum size, and a caller's stack, grown once,
-// is reused instead of every call growing (copying) a fresh goroutine's
-// stack. Callers start when none is idle, up to maxDeepCallers, and end
-// after deepIdle without work (soon after a burst of handshakes, so their grown stacks do not stay).
-const (
-	maxDeepCallers = 512
-	deepIdle       = 10 * time.Second
-)
-
-type deepCall struct {
-	f    func()
-	done chan struct{}
-}
-
-// deep runs f on an idle caller, or on a new one, or on a goroutine of
-// its own past maxDeepCallers or while the server stops, and waits for it.
-func (s *Server) deep(f func()) {
-	c := deepCall{f: f, done: make(chan struct{})}
-	select {
-	case s.calls <- c:
-	default:
-		if s.deepN.Add(1) > maxDeepCallers || !s.goFunc(func() { s.deepCaller(c) }) {
-			s.deepN.Add(-1)
-			go func() {
-				defer close(c.done)
-				f()
-			}()
-		}
-	}
-	<-c.done
-}
-
-// deepCaller runs first, then calls handed to it until it idles for
-// deepIdle or the server stops.
-func (s *Server) deepCaller(first deepCall) {
-	defer s.deepN.Add(-1)
-	first.f()
-	close(first.done)
-	idle := time.NewTimer(deepIdle)
-	defer idle.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case <-idle.C:
-			return
-		case c := <-s.calls:
-			c.f()
-			close(c.done)
-			idle.Reset(deepIdle)
-		}
-	}
+// offStack runs f, a deep call chain such as a gRPC call, on a short-lived
+// goroutine and waits for it, so the calling connection goroutine's stack
+// does not grow: an idle connection then costs a minimum-size stack.
+func offStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 func remoteIP(c net.Conn) string {
@@ -179,35 +134,27 @@ func (c *Channel) handshake() (authed bool, err error) {
 		// goim v2 ignores frames before auth; so do we.
 	}
 	if !s.ips.allowAuth(c.ip, s.cfg.Limits.AuthRatePerIP, time.Now()) {
-		s.metrics.authBy[ReasonAuthRate].Inc()
+		s.metrics.authFailed(ReasonAuthRate)
 		return false, fail(ReasonAuthRate, errors.New("auth rate per IP exceeded"))
 	}
-	var reply *logicpb.ConnectReply
-	var bad error
-	body := p.Body
-	s.deep(func() {
-		if _, bad = protocol.ParseAuthBody(body); bad != nil {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
-		reply, err = s.logic.Connect(ctx, &logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(body)})
-		cancel()
-	})
-	if bad != nil {
-		s.metrics.authBy[ReasonBadAuth].Inc()
-		return false, fail(ReasonBadAuth, bad)
+	if _, err := protocol.ParseAuthBody(p.Body); err != nil {
+		s.metrics.authFailed(ReasonBadAuth)
+		return false, fail(ReasonBadAuth, err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
+	reply, err := s.logic.Connect(ctx, &logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body)})
+	cancel()
 	if err != nil {
 		reason := ReasonLogicError
 		switch status.Code(err) {
 		case codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument, codes.NotFound:
 			reason = ReasonAuthRejected
 		}
-		s.metrics.authBy[reason].Inc()
+		s.metrics.authFailed(reason)
 		return false, fail(reason, err)
 	}
 	if reply.GetKey() == "" {
-		s.metrics.authBy[ReasonLogicError].Inc()
+		s.metrics.authFailed(ReasonLogicError)
 		return false, fail(ReasonLogicError, errors.New("logic returned no key"))
 	}
 	c.key, c.mid = reply.GetKey(), reply.GetMid()
@@ -323,9 +270,7 @@ func (c *Channel) cleanup(authed bool, err error) {
 		}
 		s.queueDisconnect(c.mid, c.key)
 	}
-	if reason < numReasons {
-		s.metrics.closeBy[reason].Inc()
-	}
+	s.metrics.closed(reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // c.logger() builds a logger: only when it is used
 		c.logger().Debug("connection closed", "reason", reason.String(), "err", err)
 	}

@@ -24,9 +24,10 @@ type metrics struct {
 	releases    prometheus.Counter // free heap returned to the system (release.go)
 
 	// Series of the per-connection paths, resolved once (no label lookup
-	// per connection).
-	closeBy [numReasons]prometheus.Counter
-	authBy  [numReasons]prometheus.Counter // by reason; authOK for success
+	// per connection): every close reason, the reasons an auth fails for,
+	// auth success.
+	closeBy [numReasons]prometheus.Counter // nil for reasonNone
+	authBy  [numReasons]prometheus.Counter // nil but for authFailures
 	authOK  prometheus.Counter
 	connsBy [numTransports]prometheus.Gauge
 }
@@ -88,8 +89,10 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Help: "Times the comet returned free heap memory to the system after its connection count settled.",
 		}),
 	}
-	for r := range numReasons {
+	for r := reasonNone + 1; r < numReasons; r++ {
 		m.closeBy[r] = m.closes.WithLabelValues(r.String())
+	}
+	for _, r := range authFailures {
 		m.authBy[r] = m.auths.WithLabelValues(r.String())
 	}
 	m.authOK = m.auths.WithLabelValues("ok")
@@ -102,6 +105,24 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 		}
 	}
 	return m, nil
+}
+
+// authFailures are the reasons an auth attempt fails for (the result
+// label of goim_comet_auths_total besides "ok").
+var authFailures = []CloseReason{ReasonAuthRate, ReasonBadAuth, ReasonAuthRejected, ReasonLogicError}
+
+// closed counts a closed connection by reason.
+func (m *metrics) closed(r CloseReason) {
+	if r > reasonNone && r < numReasons {
+		m.closeBy[r].Inc()
+	}
+}
+
+// authFailed counts an auth attempt that failed for r (one of authFailures).
+func (m *metrics) authFailed(r CloseReason) {
+	if c := m.authBy[r]; c != nil {
+		c.Inc()
+	}
 }
 
 func (m *metrics) dropped(t transport) { m.slowDrops.WithLabelValues(t.String()).Inc() }

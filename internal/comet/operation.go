@@ -46,7 +46,7 @@ func (c *Channel) handle(p *protocol.Proto) {
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.Logic.Timeout.D())
 		up := &protocol.Proto{Ver: p.Ver, Op: p.Op, Seq: p.Seq, Body: bytes.Clone(p.Body)}
 		var err error
-		c.srv.deep(func() { _, err = c.srv.logic.Receive(ctx, &logicpb.ReceiveReq{Mid: c.mid, Proto: up}) })
+		offStack(func() { _, err = c.srv.logic.Receive(ctx, &logicpb.ReceiveReq{Mid: c.mid, Proto: up}) })
 		cancel()
 		if err != nil {
 			c.logger().Warn("comet: logic receive failed", "op", p.Op, "err", err)
@@ -101,7 +101,7 @@ func (c *Channel) renewSession() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
 	defer cancel()
 	var err error
-	c.srv.deep(func() {
+	offStack(func() {
 		_, err = s.logic.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host})
 	})
 	if err != nil {

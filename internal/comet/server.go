@@ -73,11 +73,9 @@ type Server struct {
 	listeners []listener
 	rpcLn     net.Listener
 	wg        sync.WaitGroup // every goroutine the server starts
-	// Disconnect workers (release.go): not in wg, they outlive the
+	// Disconnect workers (disconnect.go): not in wg, they outlive the
 	// connection goroutines that feed them.
 	disconnects chan disconnectReq
-	calls       chan deepCall // to idle deep callers (conn.go); unbuffered
-	deepN       atomic.Int32  // deep callers running
 	dstop       chan struct{} // closed when the workers should drain and stop
 	dmu         sync.RWMutex  // read-held while queueing; guards dstopped
 	dstopped    bool
@@ -125,7 +123,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		done:           make(chan struct{}),
 		pending:        make(map[*Channel]struct{}),
 		disconnects:    make(chan disconnectReq, disconnectQueue),
-		calls:          make(chan deepCall),
 		dstop:          make(chan struct{}),
 	}
 	for i := range s.roomQueues {
