@@ -27,6 +27,7 @@ func TestContract(t *testing.T) {
 		Service: "goim.logic.Logic",
 		Methods: []prototest.Method{
 			{Name: "Connect", Input: "goim.logic.ConnectReq", Output: "goim.logic.ConnectReply", GRPCMethod: Logic_Connect_FullMethodName},
+			{Name: "ConnectBatch", Input: "goim.logic.ConnectBatchReq", Output: "goim.logic.ConnectBatchReply", GRPCMethod: Logic_ConnectBatch_FullMethodName}, // added by goim
 			{Name: "Disconnect", Input: "goim.logic.DisconnectReq", Output: "goim.logic.DisconnectReply", GRPCMethod: Logic_Disconnect_FullMethodName},
 			{Name: "Heartbeat", Input: "goim.logic.HeartbeatReq", Output: "goim.logic.HeartbeatReply", GRPCMethod: Logic_Heartbeat_FullMethodName},
 			{Name: "RenewOnline", Input: "goim.logic.OnlineReq", Output: "goim.logic.OnlineReply", GRPCMethod: Logic_RenewOnline_FullMethodName},
@@ -55,6 +56,18 @@ func TestContract(t *testing.T) {
 				{Name: "roomID", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "accepts", Number: 4, Kind: protoreflect.Int32Kind, Shape: prototest.Repeated},
 				{Name: "heartbeat", Number: 5, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
+			}},
+			// Added by goim.
+			{Msg: &ConnectBatchReq{}, FullName: "goim.logic.ConnectBatchReq", Fields: []prototest.Field{
+				{Name: "reqs", Number: 1, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: "goim.logic.ConnectReq"},
+			}},
+			{Msg: &ConnectResult{}, FullName: "goim.logic.ConnectResult", Fields: []prototest.Field{
+				{Name: "reply", Number: 1, Kind: protoreflect.MessageKind, Shape: prototest.Single, Ref: "goim.logic.ConnectReply"},
+				{Name: "code", Number: 2, Kind: protoreflect.Int32Kind, Shape: prototest.Single},
+				{Name: "message", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
+			}},
+			{Msg: &ConnectBatchReply{}, FullName: "goim.logic.ConnectBatchReply", Fields: []prototest.Field{
+				{Name: "results", Number: 1, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: "goim.logic.ConnectResult"},
 			}},
 			{Msg: &DisconnectReq{}, FullName: "goim.logic.DisconnectReq", Fields: []prototest.Field{
 				{Name: "mid", Number: 1, Kind: protoreflect.Int64Kind, Shape: prototest.Single},

@@ -342,6 +342,167 @@ func (x *ConnectReply) GetHeartbeat() int64 {
 	return 0
 }
 
+// ConnectBatchReq carries the ConnectReq of several connections in one
+// call: a comet gathers the handshakes that arrive while its earlier calls
+// are in flight, so a connect burst costs one call per batch, not one per
+// connection. Each request is judged on its own, exactly as Connect would.
+// Added by goim; not in goim v2.
+type ConnectBatchReq struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reqs          []*ConnectReq          `protobuf:"bytes,1,rep,name=reqs,proto3" json:"reqs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectBatchReq) Reset() {
+	*x = ConnectBatchReq{}
+	mi := &file_api_logic_logic_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectBatchReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectBatchReq) ProtoMessage() {}
+
+func (x *ConnectBatchReq) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectBatchReq.ProtoReflect.Descriptor instead.
+func (*ConnectBatchReq) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ConnectBatchReq) GetReqs() []*ConnectReq {
+	if x != nil {
+		return x.Reqs
+	}
+	return nil
+}
+
+// ConnectResult is one connection's answer in a ConnectBatchReply: reply
+// when it is accepted, otherwise the gRPC status Connect would have
+// returned for it. Added by goim; not in goim v2.
+type ConnectResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when code is 0 (OK).
+	Reply *ConnectReply `protobuf:"bytes,1,opt,name=reply,proto3" json:"reply,omitempty"`
+	// A gRPC status code (google.rpc.Code); 0 when accepted.
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The status message when code is not 0.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectResult) Reset() {
+	*x = ConnectResult{}
+	mi := &file_api_logic_logic_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectResult) ProtoMessage() {}
+
+func (x *ConnectResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectResult.ProtoReflect.Descriptor instead.
+func (*ConnectResult) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConnectResult) GetReply() *ConnectReply {
+	if x != nil {
+		return x.Reply
+	}
+	return nil
+}
+
+func (x *ConnectResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ConnectResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ConnectBatchReply answers a ConnectBatchReq: results[i] answers reqs[i].
+// Added by goim; not in goim v2.
+type ConnectBatchReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*ConnectResult       `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectBatchReply) Reset() {
+	*x = ConnectBatchReply{}
+	mi := &file_api_logic_logic_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectBatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectBatchReply) ProtoMessage() {}
+
+func (x *ConnectBatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectBatchReply.ProtoReflect.Descriptor instead.
+func (*ConnectBatchReply) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ConnectBatchReply) GetResults() []*ConnectResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // DisconnectReq tells logic a connection closed.
 type DisconnectReq struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -356,7 +517,7 @@ type DisconnectReq struct {
 
 func (x *DisconnectReq) Reset() {
 	*x = DisconnectReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[3]
+	mi := &file_api_logic_logic_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +529,7 @@ func (x *DisconnectReq) String() string {
 func (*DisconnectReq) ProtoMessage() {}
 
 func (x *DisconnectReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[3]
+	mi := &file_api_logic_logic_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +542,7 @@ func (x *DisconnectReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectReq.ProtoReflect.Descriptor instead.
 func (*DisconnectReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{3}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DisconnectReq) GetMid() int64 {
@@ -416,7 +577,7 @@ type DisconnectReply struct {
 
 func (x *DisconnectReply) Reset() {
 	*x = DisconnectReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[4]
+	mi := &file_api_logic_logic_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -428,7 +589,7 @@ func (x *DisconnectReply) String() string {
 func (*DisconnectReply) ProtoMessage() {}
 
 func (x *DisconnectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[4]
+	mi := &file_api_logic_logic_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -441,7 +602,7 @@ func (x *DisconnectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisconnectReply.ProtoReflect.Descriptor instead.
 func (*DisconnectReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{4}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DisconnectReply) GetHas() bool {
@@ -465,7 +626,7 @@ type HeartbeatReq struct {
 
 func (x *HeartbeatReq) Reset() {
 	*x = HeartbeatReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[5]
+	mi := &file_api_logic_logic_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +638,7 @@ func (x *HeartbeatReq) String() string {
 func (*HeartbeatReq) ProtoMessage() {}
 
 func (x *HeartbeatReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[5]
+	mi := &file_api_logic_logic_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +651,7 @@ func (x *HeartbeatReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReq.ProtoReflect.Descriptor instead.
 func (*HeartbeatReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{5}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeartbeatReq) GetMid() int64 {
@@ -523,7 +684,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[6]
+	mi := &file_api_logic_logic_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +696,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[6]
+	mi := &file_api_logic_logic_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +709,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{6}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{9}
 }
 
 // OnlineReq reports one comet's online counts; comets send it periodically.
@@ -575,7 +736,7 @@ type OnlineReq struct {
 
 func (x *OnlineReq) Reset() {
 	*x = OnlineReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[7]
+	mi := &file_api_logic_logic_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -587,7 +748,7 @@ func (x *OnlineReq) String() string {
 func (*OnlineReq) ProtoMessage() {}
 
 func (x *OnlineReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[7]
+	mi := &file_api_logic_logic_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -600,7 +761,7 @@ func (x *OnlineReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnlineReq.ProtoReflect.Descriptor instead.
 func (*OnlineReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{7}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OnlineReq) GetServer() string {
@@ -657,7 +818,7 @@ type OnlineReply struct {
 
 func (x *OnlineReply) Reset() {
 	*x = OnlineReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[8]
+	mi := &file_api_logic_logic_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +830,7 @@ func (x *OnlineReply) String() string {
 func (*OnlineReply) ProtoMessage() {}
 
 func (x *OnlineReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[8]
+	mi := &file_api_logic_logic_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +843,7 @@ func (x *OnlineReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnlineReply.ProtoReflect.Descriptor instead.
 func (*OnlineReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{8}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *OnlineReply) GetAllRoomCount() map[string]int32 {
@@ -713,7 +874,7 @@ type ReceiveReq struct {
 
 func (x *ReceiveReq) Reset() {
 	*x = ReceiveReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[9]
+	mi := &file_api_logic_logic_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +886,7 @@ func (x *ReceiveReq) String() string {
 func (*ReceiveReq) ProtoMessage() {}
 
 func (x *ReceiveReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[9]
+	mi := &file_api_logic_logic_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +899,7 @@ func (x *ReceiveReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveReq.ProtoReflect.Descriptor instead.
 func (*ReceiveReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{9}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReceiveReq) GetMid() int64 {
@@ -764,7 +925,7 @@ type ReceiveReply struct {
 
 func (x *ReceiveReply) Reset() {
 	*x = ReceiveReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[10]
+	mi := &file_api_logic_logic_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +937,7 @@ func (x *ReceiveReply) String() string {
 func (*ReceiveReply) ProtoMessage() {}
 
 func (x *ReceiveReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[10]
+	mi := &file_api_logic_logic_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +950,7 @@ func (x *ReceiveReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveReply.ProtoReflect.Descriptor instead.
 func (*ReceiveReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{10}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{13}
 }
 
 // NodesReq asks which comet nodes a client should connect to.
@@ -806,7 +967,7 @@ type NodesReq struct {
 
 func (x *NodesReq) Reset() {
 	*x = NodesReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[11]
+	mi := &file_api_logic_logic_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +979,7 @@ func (x *NodesReq) String() string {
 func (*NodesReq) ProtoMessage() {}
 
 func (x *NodesReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[11]
+	mi := &file_api_logic_logic_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +992,7 @@ func (x *NodesReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesReq.ProtoReflect.Descriptor instead.
 func (*NodesReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{11}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NodesReq) GetPlatform() string {
@@ -875,7 +1036,7 @@ type NodesReply struct {
 
 func (x *NodesReply) Reset() {
 	*x = NodesReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[12]
+	mi := &file_api_logic_logic_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1048,7 @@ func (x *NodesReply) String() string {
 func (*NodesReply) ProtoMessage() {}
 
 func (x *NodesReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[12]
+	mi := &file_api_logic_logic_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1061,7 @@ func (x *NodesReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesReply.ProtoReflect.Descriptor instead.
 func (*NodesReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{12}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodesReply) GetDomain() string {
@@ -978,7 +1139,7 @@ type Backoff struct {
 
 func (x *Backoff) Reset() {
 	*x = Backoff{}
-	mi := &file_api_logic_logic_proto_msgTypes[13]
+	mi := &file_api_logic_logic_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1151,7 @@ func (x *Backoff) String() string {
 func (*Backoff) ProtoMessage() {}
 
 func (x *Backoff) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[13]
+	mi := &file_api_logic_logic_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1164,7 @@ func (x *Backoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backoff.ProtoReflect.Descriptor instead.
 func (*Backoff) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{13}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Backoff) GetMaxDelay() int32 {
@@ -1063,7 +1224,15 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
 	"\x06roomID\x18\x03 \x01(\tR\x06roomID\x12\x18\n" +
 	"\aaccepts\x18\x04 \x03(\x05R\aaccepts\x12\x1c\n" +
-	"\theartbeat\x18\x05 \x01(\x03R\theartbeat\"K\n" +
+	"\theartbeat\x18\x05 \x01(\x03R\theartbeat\"=\n" +
+	"\x0fConnectBatchReq\x12*\n" +
+	"\x04reqs\x18\x01 \x03(\v2\x16.goim.logic.ConnectReqR\x04reqs\"m\n" +
+	"\rConnectResult\x12.\n" +
+	"\x05reply\x18\x01 \x01(\v2\x18.goim.logic.ConnectReplyR\x05reply\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"H\n" +
+	"\x11ConnectBatchReply\x123\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.goim.logic.ConnectResultR\aresults\"K\n" +
 	"\rDisconnectReq\x12\x10\n" +
 	"\x03mid\x18\x01 \x01(\x03R\x03mid\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
@@ -1114,9 +1283,10 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\n" +
 	"base_delay\x18\x02 \x01(\x05R\tbaseDelay\x12\x16\n" +
 	"\x06factor\x18\x03 \x01(\x02R\x06factor\x12\x16\n" +
-	"\x06jitter\x18\x04 \x01(\x02R\x06jitter2\x80\x03\n" +
+	"\x06jitter\x18\x04 \x01(\x02R\x06jitter2\xcc\x03\n" +
 	"\x05Logic\x12;\n" +
-	"\aConnect\x12\x16.goim.logic.ConnectReq\x1a\x18.goim.logic.ConnectReply\x12D\n" +
+	"\aConnect\x12\x16.goim.logic.ConnectReq\x1a\x18.goim.logic.ConnectReply\x12J\n" +
+	"\fConnectBatch\x12\x1b.goim.logic.ConnectBatchReq\x1a\x1d.goim.logic.ConnectBatchReply\x12D\n" +
 	"\n" +
 	"Disconnect\x12\x19.goim.logic.DisconnectReq\x1a\x1b.goim.logic.DisconnectReply\x12A\n" +
 	"\tHeartbeat\x12\x18.goim.logic.HeartbeatReq\x1a\x1a.goim.logic.HeartbeatReply\x12=\n" +
@@ -1137,50 +1307,58 @@ func file_api_logic_logic_proto_rawDescGZIP() []byte {
 }
 
 var file_api_logic_logic_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_logic_logic_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_api_logic_logic_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_api_logic_logic_proto_goTypes = []any{
-	(PushMsg_Type)(0),       // 0: goim.logic.PushMsg.Type
-	(*PushMsg)(nil),         // 1: goim.logic.PushMsg
-	(*ConnectReq)(nil),      // 2: goim.logic.ConnectReq
-	(*ConnectReply)(nil),    // 3: goim.logic.ConnectReply
-	(*DisconnectReq)(nil),   // 4: goim.logic.DisconnectReq
-	(*DisconnectReply)(nil), // 5: goim.logic.DisconnectReply
-	(*HeartbeatReq)(nil),    // 6: goim.logic.HeartbeatReq
-	(*HeartbeatReply)(nil),  // 7: goim.logic.HeartbeatReply
-	(*OnlineReq)(nil),       // 8: goim.logic.OnlineReq
-	(*OnlineReply)(nil),     // 9: goim.logic.OnlineReply
-	(*ReceiveReq)(nil),      // 10: goim.logic.ReceiveReq
-	(*ReceiveReply)(nil),    // 11: goim.logic.ReceiveReply
-	(*NodesReq)(nil),        // 12: goim.logic.NodesReq
-	(*NodesReply)(nil),      // 13: goim.logic.NodesReply
-	(*Backoff)(nil),         // 14: goim.logic.Backoff
-	nil,                     // 15: goim.logic.OnlineReq.RoomCountEntry
-	nil,                     // 16: goim.logic.OnlineReply.AllRoomCountEntry
-	(*protocol.Proto)(nil),  // 17: goim.protocol.Proto
+	(PushMsg_Type)(0),         // 0: goim.logic.PushMsg.Type
+	(*PushMsg)(nil),           // 1: goim.logic.PushMsg
+	(*ConnectReq)(nil),        // 2: goim.logic.ConnectReq
+	(*ConnectReply)(nil),      // 3: goim.logic.ConnectReply
+	(*ConnectBatchReq)(nil),   // 4: goim.logic.ConnectBatchReq
+	(*ConnectResult)(nil),     // 5: goim.logic.ConnectResult
+	(*ConnectBatchReply)(nil), // 6: goim.logic.ConnectBatchReply
+	(*DisconnectReq)(nil),     // 7: goim.logic.DisconnectReq
+	(*DisconnectReply)(nil),   // 8: goim.logic.DisconnectReply
+	(*HeartbeatReq)(nil),      // 9: goim.logic.HeartbeatReq
+	(*HeartbeatReply)(nil),    // 10: goim.logic.HeartbeatReply
+	(*OnlineReq)(nil),         // 11: goim.logic.OnlineReq
+	(*OnlineReply)(nil),       // 12: goim.logic.OnlineReply
+	(*ReceiveReq)(nil),        // 13: goim.logic.ReceiveReq
+	(*ReceiveReply)(nil),      // 14: goim.logic.ReceiveReply
+	(*NodesReq)(nil),          // 15: goim.logic.NodesReq
+	(*NodesReply)(nil),        // 16: goim.logic.NodesReply
+	(*Backoff)(nil),           // 17: goim.logic.Backoff
+	nil,                       // 18: goim.logic.OnlineReq.RoomCountEntry
+	nil,                       // 19: goim.logic.OnlineReply.AllRoomCountEntry
+	(*protocol.Proto)(nil),    // 20: goim.protocol.Proto
 }
 var file_api_logic_logic_proto_depIdxs = []int32{
 	0,  // 0: goim.logic.PushMsg.type:type_name -> goim.logic.PushMsg.Type
-	15, // 1: goim.logic.OnlineReq.roomCount:type_name -> goim.logic.OnlineReq.RoomCountEntry
-	16, // 2: goim.logic.OnlineReply.allRoomCount:type_name -> goim.logic.OnlineReply.AllRoomCountEntry
-	17, // 3: goim.logic.ReceiveReq.proto:type_name -> goim.protocol.Proto
-	14, // 4: goim.logic.NodesReply.backoff:type_name -> goim.logic.Backoff
-	2,  // 5: goim.logic.Logic.Connect:input_type -> goim.logic.ConnectReq
-	4,  // 6: goim.logic.Logic.Disconnect:input_type -> goim.logic.DisconnectReq
-	6,  // 7: goim.logic.Logic.Heartbeat:input_type -> goim.logic.HeartbeatReq
-	8,  // 8: goim.logic.Logic.RenewOnline:input_type -> goim.logic.OnlineReq
-	10, // 9: goim.logic.Logic.Receive:input_type -> goim.logic.ReceiveReq
-	12, // 10: goim.logic.Logic.Nodes:input_type -> goim.logic.NodesReq
-	3,  // 11: goim.logic.Logic.Connect:output_type -> goim.logic.ConnectReply
-	5,  // 12: goim.logic.Logic.Disconnect:output_type -> goim.logic.DisconnectReply
-	7,  // 13: goim.logic.Logic.Heartbeat:output_type -> goim.logic.HeartbeatReply
-	9,  // 14: goim.logic.Logic.RenewOnline:output_type -> goim.logic.OnlineReply
-	11, // 15: goim.logic.Logic.Receive:output_type -> goim.logic.ReceiveReply
-	13, // 16: goim.logic.Logic.Nodes:output_type -> goim.logic.NodesReply
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	2,  // 1: goim.logic.ConnectBatchReq.reqs:type_name -> goim.logic.ConnectReq
+	3,  // 2: goim.logic.ConnectResult.reply:type_name -> goim.logic.ConnectReply
+	5,  // 3: goim.logic.ConnectBatchReply.results:type_name -> goim.logic.ConnectResult
+	18, // 4: goim.logic.OnlineReq.roomCount:type_name -> goim.logic.OnlineReq.RoomCountEntry
+	19, // 5: goim.logic.OnlineReply.allRoomCount:type_name -> goim.logic.OnlineReply.AllRoomCountEntry
+	20, // 6: goim.logic.ReceiveReq.proto:type_name -> goim.protocol.Proto
+	17, // 7: goim.logic.NodesReply.backoff:type_name -> goim.logic.Backoff
+	2,  // 8: goim.logic.Logic.Connect:input_type -> goim.logic.ConnectReq
+	4,  // 9: goim.logic.Logic.ConnectBatch:input_type -> goim.logic.ConnectBatchReq
+	7,  // 10: goim.logic.Logic.Disconnect:input_type -> goim.logic.DisconnectReq
+	9,  // 11: goim.logic.Logic.Heartbeat:input_type -> goim.logic.HeartbeatReq
+	11, // 12: goim.logic.Logic.RenewOnline:input_type -> goim.logic.OnlineReq
+	13, // 13: goim.logic.Logic.Receive:input_type -> goim.logic.ReceiveReq
+	15, // 14: goim.logic.Logic.Nodes:input_type -> goim.logic.NodesReq
+	3,  // 15: goim.logic.Logic.Connect:output_type -> goim.logic.ConnectReply
+	6,  // 16: goim.logic.Logic.ConnectBatch:output_type -> goim.logic.ConnectBatchReply
+	8,  // 17: goim.logic.Logic.Disconnect:output_type -> goim.logic.DisconnectReply
+	10, // 18: goim.logic.Logic.Heartbeat:output_type -> goim.logic.HeartbeatReply
+	12, // 19: goim.logic.Logic.RenewOnline:output_type -> goim.logic.OnlineReply
+	14, // 20: goim.logic.Logic.Receive:output_type -> goim.logic.ReceiveReply
+	16, // 21: goim.logic.Logic.Nodes:output_type -> goim.logic.NodesReply
+	15, // [15:22] is the sub-list for method output_type
+	8,  // [8:15] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_api_logic_logic_proto_init() }
@@ -1194,7 +1372,7 @@ func file_api_logic_logic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_logic_logic_proto_rawDesc), len(file_api_logic_logic_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

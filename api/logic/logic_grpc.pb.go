@@ -26,12 +26,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Logic_Connect_FullMethodName     = "/goim.logic.Logic/Connect"
-	Logic_Disconnect_FullMethodName  = "/goim.logic.Logic/Disconnect"
-	Logic_Heartbeat_FullMethodName   = "/goim.logic.Logic/Heartbeat"
-	Logic_RenewOnline_FullMethodName = "/goim.logic.Logic/RenewOnline"
-	Logic_Receive_FullMethodName     = "/goim.logic.Logic/Receive"
-	Logic_Nodes_FullMethodName       = "/goim.logic.Logic/Nodes"
+	Logic_Connect_FullMethodName      = "/goim.logic.Logic/Connect"
+	Logic_ConnectBatch_FullMethodName = "/goim.logic.Logic/ConnectBatch"
+	Logic_Disconnect_FullMethodName   = "/goim.logic.Logic/Disconnect"
+	Logic_Heartbeat_FullMethodName    = "/goim.logic.Logic/Heartbeat"
+	Logic_RenewOnline_FullMethodName  = "/goim.logic.Logic/RenewOnline"
+	Logic_Receive_FullMethodName      = "/goim.logic.Logic/Receive"
+	Logic_Nodes_FullMethodName        = "/goim.logic.Logic/Nodes"
 )
 
 // LogicClient is the client API for Logic service.
@@ -42,6 +43,10 @@ const (
 type LogicClient interface {
 	// Connect authenticates a new connection and registers its session.
 	Connect(ctx context.Context, in *ConnectReq, opts ...grpc.CallOption) (*ConnectReply, error)
+	// ConnectBatch is Connect for several connections at once; a call
+	// fails as a whole only for a malformed batch (InvalidArgument) or when
+	// its context ends. Added by goim; not in goim v2.
+	ConnectBatch(ctx context.Context, in *ConnectBatchReq, opts ...grpc.CallOption) (*ConnectBatchReply, error)
 	// Disconnect removes a closed connection's session.
 	Disconnect(ctx context.Context, in *DisconnectReq, opts ...grpc.CallOption) (*DisconnectReply, error)
 	// Heartbeat renews a connection's session.
@@ -66,6 +71,16 @@ func (c *logicClient) Connect(ctx context.Context, in *ConnectReq, opts ...grpc.
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ConnectReply)
 	err := c.cc.Invoke(ctx, Logic_Connect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *logicClient) ConnectBatch(ctx context.Context, in *ConnectBatchReq, opts ...grpc.CallOption) (*ConnectBatchReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectBatchReply)
+	err := c.cc.Invoke(ctx, Logic_ConnectBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -130,6 +145,10 @@ func (c *logicClient) Nodes(ctx context.Context, in *NodesReq, opts ...grpc.Call
 type LogicServer interface {
 	// Connect authenticates a new connection and registers its session.
 	Connect(context.Context, *ConnectReq) (*ConnectReply, error)
+	// ConnectBatch is Connect for several connections at once; a call
+	// fails as a whole only for a malformed batch (InvalidArgument) or when
+	// its context ends. Added by goim; not in goim v2.
+	ConnectBatch(context.Context, *ConnectBatchReq) (*ConnectBatchReply, error)
 	// Disconnect removes a closed connection's session.
 	Disconnect(context.Context, *DisconnectReq) (*DisconnectReply, error)
 	// Heartbeat renews a connection's session.
@@ -152,6 +171,9 @@ type UnimplementedLogicServer struct{}
 
 func (UnimplementedLogicServer) Connect(context.Context, *ConnectReq) (*ConnectReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedLogicServer) ConnectBatch(context.Context, *ConnectBatchReq) (*ConnectBatchReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConnectBatch not implemented")
 }
 func (UnimplementedLogicServer) Disconnect(context.Context, *DisconnectReq) (*DisconnectReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Disconnect not implemented")
@@ -203,6 +225,24 @@ func _Logic_Connect_Handler(srv interface{}, ctx context.Context, dec func(inter
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(LogicServer).Connect(ctx, req.(*ConnectReq))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Logic_ConnectBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConnectBatchReq)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogicServer).ConnectBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Logic_ConnectBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogicServer).ConnectBatch(ctx, req.(*ConnectBatchReq))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -307,6 +347,10 @@ var Logic_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Connect",
 			Handler:    _Logic_Connect_Handler,
+		},
+		{
+			MethodName: "ConnectBatch",
+			Handler:    _Logic_ConnectBatch_Handler,
 		},
 		{
 			MethodName: "Disconnect",

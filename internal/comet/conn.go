@@ -141,9 +141,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 		s.metrics.authFailed(ReasonBadAuth)
 		return false, fail(ReasonBadAuth, err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
-	reply, err := s.logic.Connect(ctx, &logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body)})
-	cancel()
+	reply, err := s.connectLogic(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body)})
 	if err != nil {
 		reason := ReasonLogicError
 		switch status.Code(err) {

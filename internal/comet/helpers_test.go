@@ -51,9 +51,48 @@ type testLogic struct {
 	reports     []*logicpb.OnlineReq
 	allRooms    map[string]int32
 	epoch       string // answered in OnlineReply
+	noBatch     bool   // ConnectBatch answers Unimplemented, as an older logic
+	batches     []int  // sizes of the ConnectBatch calls
+	connects    int    // Connect calls
+	// gate, when set, holds every Connect and ConnectBatch until closed.
+	gate chan struct{}
+}
+
+// ConnectBatch answers each request as Connect does.
+func (l *testLogic) ConnectBatch(ctx context.Context, req *logicpb.ConnectBatchReq) (*logicpb.ConnectBatchReply, error) {
+	l.mu.Lock()
+	noBatch, gate := l.noBatch, l.gate
+	if !noBatch {
+		l.batches = append(l.batches, len(req.GetReqs()))
+	}
+	l.mu.Unlock()
+	if noBatch {
+		return nil, status.Error(codes.Unimplemented, "no ConnectBatch")
+	}
+	if gate != nil {
+		<-gate
+	}
+	out := &logicpb.ConnectBatchReply{}
+	for _, r := range req.GetReqs() {
+		reply, err := l.connect(r)
+		st := status.Convert(err)
+		out.Results = append(out.Results, &logicpb.ConnectResult{Reply: reply, Code: int32(st.Code()), Message: st.Message()})
+	}
+	return out, nil
 }
 
 func (l *testLogic) Connect(_ context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
+	l.mu.Lock()
+	l.connects++
+	gate := l.gate
+	l.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	return l.connect(req)
+}
+
+func (l *testLogic) connect(req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
 	a, err := protocol.ParseAuthBody(req.GetToken())
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())

@@ -40,6 +40,7 @@ type Server struct {
 	readers sync.Pool // *bufio.Reader of HeaderSize+MaxBody bytes
 
 	logic         logicpb.LogicClient
+	connectOne    atomic.Bool // logic has no ConnectBatch: one Connect per handshake
 	logicConn     *grpc.ClientConn
 	logicResolver *manual.Resolver
 	grpc          *grpc.Server
@@ -73,13 +74,10 @@ type Server struct {
 	listeners []listener
 	rpcLn     net.Listener
 	wg        sync.WaitGroup // every goroutine the server starts
-	// Disconnect workers (disconnect.go): not in wg, they outlive the
-	// connection goroutines that feed them.
-	disconnects chan disconnectReq
-	dstop       chan struct{} // closed when the workers should drain and stop
-	dmu         sync.RWMutex  // read-held while queueing; guards dstopped
-	dstopped    bool
-	dwg         sync.WaitGroup
+	// Connect and disconnect workers (connect.go, disconnect.go): not in
+	// wg, they outlive the connection goroutines that feed them.
+	connects    *gatherer[*connectCall]
+	disconnects *gatherer[disconnectReq]
 	done        chan struct{} // closed when shutdown begins
 	stopOnce    sync.Once
 	shutErr     error
@@ -122,12 +120,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		broadcastQueue: make(chan broadcastJob, cfg.Bucket.BroadcastQueue),
 		done:           make(chan struct{}),
 		pending:        make(map[*Channel]struct{}),
-		disconnects:    make(chan disconnectReq, disconnectQueue),
-		dstop:          make(chan struct{}),
 	}
 	for i := range s.roomQueues {
 		s.roomQueues[i] = make(chan roomJob, cfg.Bucket.RoomQueue)
 	}
+	s.connects = newGatherer(connectQueue, connectMaxBatch, s.connectBatch)
+	s.disconnects = newGatherer(disconnectQueue, 1, s.disconnect)
 	size := protocol.HeaderSize + cfg.Protocol.MaxBody
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
 	var err error
@@ -216,7 +214,8 @@ func (s *Server) Start() error {
 	s.startLocked(s.broadcastWorker)
 	s.startLocked(s.reportLoop)
 	s.startLocked(s.releaseLoop)
-	s.startDisconnects()
+	s.connects.start(connectWorkers)
+	s.disconnects.start(disconnectWorkers)
 	rpcLn := s.rpcLn
 	s.startLocked(func() {
 		if err := s.grpc.Serve(rpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -383,7 +382,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.shutErr = fmt.Errorf("comet: shutdown: %w", ctx.Err())
 		}
-		s.stopDisconnects(ctx)
+		s.connects.stop(ctx)
+		s.disconnects.stop(ctx)
 		s.finalReport(ctx)
 		s.wheel.Stop()
 		_ = s.logicConn.Close()

@@ -9,6 +9,7 @@ import (
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/logic/dao"
+	"google.golang.org/grpc/status"
 )
 
 // Connect authenticates a connection's auth body for the comet req.Server
@@ -17,6 +18,44 @@ import (
 // wraps ErrAuth; a Redis failure fails the connect (the client retries)
 // rather than leave a connection no push can find.
 func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
+	reply, err := s.admit(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	err = s.redis.AddSession(ctx, reply.Mid, reply.Key, req.GetServer())
+	return s.registered(reply, err)
+}
+
+// MaxConnectBatch is the most connections one ConnectBatch may carry.
+const MaxConnectBatch = 1024
+
+// ConnectBatch is Connect for each of reqs (a comet's gathered
+// handshakes): errs[i] is what Connect would have returned for reqs[i],
+// replies[i] its reply otherwise. The sessions are written together.
+func (s *Service) ConnectBatch(ctx context.Context, reqs []*logicpb.ConnectReq) (replies []*logicpb.ConnectReply, errs []error, err error) {
+	if len(reqs) > MaxConnectBatch {
+		return nil, nil, fmt.Errorf("%w: connect batch: %d connections, at most %d", ErrInvalidArgument, len(reqs), MaxConnectBatch)
+	}
+	replies = make([]*logicpb.ConnectReply, len(reqs))
+	errs = make([]error, len(reqs))
+	sessions := make([]dao.Session, 0, len(reqs))
+	admitted := make([]int, 0, len(reqs))
+	for i, req := range reqs {
+		if replies[i], errs[i] = s.admit(ctx, req); errs[i] == nil {
+			sessions = append(sessions, dao.Session{Mid: replies[i].Mid, Key: replies[i].Key, Server: req.GetServer()})
+			admitted = append(admitted, i)
+		}
+	}
+	for j, e := range s.redis.AddSessions(ctx, sessions) {
+		i := admitted[j]
+		replies[i], errs[i] = s.registered(replies[i], e)
+	}
+	return replies, errs, nil
+}
+
+// admit checks a connection's request and auth body and returns its
+// reply, key assigned; the session is not written yet.
+func (s *Service) admit(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
 	if req.GetServer() == "" {
 		return nil, fmt.Errorf("%w: connect: empty server", ErrInvalidArgument)
 	}
@@ -32,12 +71,6 @@ func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicp
 	if key == "" {
 		key = NewKey()
 	}
-	if err := s.redis.AddSession(ctx, id.Mid, key, req.GetServer()); err != nil {
-		s.metrics.authError.Inc()
-		s.metrics.redisErrors.WithLabelValues("add_session").Inc()
-		return nil, fmt.Errorf("logic: connect: %w", err)
-	}
-	s.metrics.authOK.Inc()
 	return &logicpb.ConnectReply{
 		Mid:       id.Mid,
 		Key:       key,
@@ -45,6 +78,17 @@ func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicp
 		Accepts:   id.Accepts,
 		Heartbeat: s.session,
 	}, nil
+}
+
+// registered finishes a connect once its session write returned err.
+func (s *Service) registered(reply *logicpb.ConnectReply, err error) (*logicpb.ConnectReply, error) {
+	if err != nil {
+		s.metrics.authError.Inc()
+		s.metrics.redisErrors.WithLabelValues("add_session").Inc()
+		return nil, fmt.Errorf("logic: connect: %w", err)
+	}
+	s.metrics.authOK.Inc()
+	return reply, nil
 }
 
 // Disconnect removes a connection's routing if it still points at the
@@ -112,6 +156,23 @@ func (s *rpcService) Nodes(_ context.Context, req *logicpb.NodesReq) (*logicpb.N
 func (s *rpcService) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
 	r, err := s.s.Connect(ctx, req)
 	return r, rpcError(err)
+}
+
+func (s *rpcService) ConnectBatch(ctx context.Context, req *logicpb.ConnectBatchReq) (*logicpb.ConnectBatchReply, error) {
+	replies, errs, err := s.s.ConnectBatch(ctx, req.GetReqs())
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	out := &logicpb.ConnectBatchReply{Results: make([]*logicpb.ConnectResult, len(replies))}
+	for i, reply := range replies {
+		r := &logicpb.ConnectResult{Reply: reply}
+		if errs[i] != nil {
+			st := status.Convert(rpcError(errs[i]))
+			r.Code, r.Message = int32(st.Code()), st.Message()
+		}
+		out.Results[i] = r
+	}
+	return out, nil
 }
 
 func (s *rpcService) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {

@@ -65,6 +65,66 @@ func TestConnectRefused(t *testing.T) {
 	}
 }
 
+// TestConnectBatch: each connection of a batch is judged as Connect would
+// judge it alone; the accepted ones get their sessions, the others their
+// own status, and the call itself succeeds.
+func TestConnectBatch(t *testing.T) {
+	e := startLogic(t, nil)
+	forged := token(t, 7)
+	forged = forged[:len(forged)-2] + "xx"
+	reqs := []*logicpb.ConnectReq{
+		{Server: "comet-a", Token: authBody(token(t, 21), "live://1", 1000)},
+		{Server: "comet-a", Token: authBody(forged, "")},
+		{Server: "comet-b", Token: authBody(token(t, 22), "")},
+		{Token: authBody(token(t, 23), "")},
+		{Server: "comet-b", Token: []byte(`{`)},
+	}
+	wantCodes := []codes.Code{codes.OK, codes.Unauthenticated, codes.OK, codes.InvalidArgument, codes.Unauthenticated}
+	r, err := e.rpc.ConnectBatch(context.Background(), &logicpb.ConnectBatchReq{Reqs: reqs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Results) != len(reqs) {
+		t.Fatalf("%d results for %d requests", len(r.Results), len(reqs))
+	}
+	for i, res := range r.Results {
+		if got := codes.Code(res.Code); got != wantCodes[i] {
+			t.Errorf("result %d: code %v (%q), want %v", i, got, res.Message, wantCodes[i])
+			continue
+		}
+		if wantCodes[i] != codes.OK {
+			if res.Reply != nil || res.Message == "" {
+				t.Errorf("result %d: reply %v, message %q; want no reply and a message", i, res.Reply, res.Message)
+			}
+			continue
+		}
+		if !uuidRE.MatchString(res.Reply.Key) || res.Reply.Heartbeat != int64(90*time.Second) {
+			t.Errorf("result %d: reply %+v", i, res.Reply)
+		}
+		if got, want := e.rget("key_"+res.Reply.Key), reqs[i].Server; got != want {
+			t.Errorf("result %d: key_%s = %q, want %q", i, res.Reply.Key, got, want)
+		}
+	}
+	if r.Results[0].Reply.Mid != 21 || r.Results[0].Reply.RoomID != "live://1" || !slices.Equal(r.Results[0].Reply.Accepts, []int32{1000}) {
+		t.Errorf("result 0: reply %+v", r.Results[0].Reply)
+	}
+	if got := testutil.ToFloat64(e.srv.svc.metrics.auths.WithLabelValues("ok")); got != 2 {
+		t.Errorf("auths ok = %v, want 2", got)
+	}
+
+	// An empty batch is answered empty; an oversized one is refused whole.
+	if r, err := e.rpc.ConnectBatch(context.Background(), &logicpb.ConnectBatchReq{}); err != nil || len(r.Results) != 0 {
+		t.Errorf("empty batch: %v, %v", r, err)
+	}
+	big := make([]*logicpb.ConnectReq, MaxConnectBatch+1)
+	for i := range big {
+		big[i] = reqs[0]
+	}
+	if _, err := e.rpc.ConnectBatch(context.Background(), &logicpb.ConnectBatchReq{Reqs: big}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("batch of %d: %v, want InvalidArgument", len(big), err)
+	}
+}
+
 // TestConnectIgnoresClaimedKey: with signed tokens a client cannot take
 // over another connection's key by naming it.
 func TestConnectIgnoresClaimedKey(t *testing.T) {

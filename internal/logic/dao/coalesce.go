@@ -39,8 +39,9 @@ type addBatcher struct {
 	wg     sync.WaitGroup
 }
 
-// addSession queues a session and waits for its pipeline or for ctx.
-func (r *Redis) addSession(ctx context.Context, req *addReq) error {
+// queueAdd queues a session for the workers, waiting for room in the
+// queue or for ctx.
+func (r *Redis) queueAdd(ctx context.Context, req *addReq) error {
 	b := &r.adds
 	b.once.Do(func() {
 		b.queue = make(chan *addReq, addQueue)
@@ -50,17 +51,20 @@ func (r *Redis) addSession(ctx context.Context, req *addReq) error {
 	})
 	req.done = make(chan error, 1)
 	b.mu.RLock()
+	defer b.mu.RUnlock()
 	if b.closed {
-		b.mu.RUnlock()
 		return ErrClosed
 	}
 	select {
 	case b.queue <- req:
-		b.mu.RUnlock()
+		return nil
 	case <-ctx.Done():
-		b.mu.RUnlock()
 		return ctx.Err()
 	}
+}
+
+// waitAdd waits for a queued session's pipeline or for ctx.
+func (r *Redis) waitAdd(ctx context.Context, req *addReq) error {
 	select {
 	case err := <-req.done:
 		return err

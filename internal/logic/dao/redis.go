@@ -228,20 +228,48 @@ func (r *Redis) Ping(ctx context.Context) error {
 // server; both keys get the session TTL. It is goim v2's AddMapping. The
 // commands of concurrent calls share one pipeline (coalesce.go).
 func (r *Redis) AddSession(ctx context.Context, mid int64, key, server string) error {
-	if key == "" || server == "" {
-		return sessionArgError("add session", mid, key, server)
-	}
-	if r.closed.Load() {
-		return &opError{kind: ErrRedis, op: sessionOp("add session", mid, server), err: ErrClosed}
-	}
-	if err := r.addSession(ctx, &addReq{mid: mid, key: key, server: server}); err != nil {
-		var oe *opError
-		if errors.As(err, &oe) {
-			return err
+	return r.AddSessions(ctx, []Session{{Mid: mid, Key: key, Server: server}})[0]
+}
+
+// Session is one connection's routing, as AddSessions takes it.
+type Session struct {
+	Mid         int64
+	Key, Server string
+}
+
+// AddSessions stores several sessions as AddSession does each, all queued
+// before any is waited for, so they share pipelines. errs[i] is the
+// result of sessions[i]: nil when it was stored.
+func (r *Redis) AddSessions(ctx context.Context, sessions []Session) (errs []error) {
+	errs = make([]error, len(sessions))
+	reqs := make([]*addReq, len(sessions))
+	for i, ss := range sessions {
+		if ss.Key == "" || ss.Server == "" {
+			errs[i] = sessionArgError("add session", ss.Mid, ss.Key, ss.Server)
+			continue
 		}
-		return &opError{kind: ErrRedis, op: sessionOp("add session", mid, server), err: err}
+		req := &addReq{mid: ss.Mid, key: ss.Key, server: ss.Server}
+		if r.closed.Load() {
+			errs[i] = ErrClosed
+		} else {
+			errs[i] = r.queueAdd(ctx, req)
+		}
+		if errs[i] == nil {
+			reqs[i] = req
+		}
 	}
-	return nil
+	for i, req := range reqs {
+		if req != nil {
+			errs[i] = r.waitAdd(ctx, req)
+		}
+	}
+	for i, err := range errs {
+		var oe *opError
+		if err != nil && !errors.As(err, &oe) && !errors.Is(err, ErrInvalidArgument) {
+			errs[i] = &opError{kind: ErrRedis, op: sessionOp("add session", sessions[i].Mid, sessions[i].Server), err: err}
+		}
+	}
+	return errs
 }
 
 // renewSessionLua renews a session's TTLs and, when key_ had expired,

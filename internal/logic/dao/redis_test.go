@@ -160,6 +160,34 @@ func TestAddSession(t *testing.T) {
 	}
 }
 
+// TestAddSessions: a batch is stored as its sessions would be one by one;
+// a bad entry fails alone; after Close every entry fails with ErrClosed.
+func TestAddSessions(t *testing.T) {
+	r, raw := newTestRedis(t, nil)
+	errs := r.AddSessions(context.Background(), []dao.Session{
+		{Mid: 7, Key: "k1", Server: "s1"},
+		{Mid: 8, Key: "", Server: "s1"},
+		{Mid: 0, Key: "k3", Server: "s2"},
+		{Mid: 7, Key: "k4", Server: "s2"},
+	})
+	if len(errs) != 4 || errs[0] != nil || errs[2] != nil || errs[3] != nil {
+		t.Fatalf("errs %v, want only the second to fail", errs)
+	}
+	if !errors.Is(errs[1], dao.ErrInvalidArgument) || errors.Is(errs[1], dao.ErrRedis) {
+		t.Fatalf("empty key: %v, want ErrInvalidArgument", errs[1])
+	}
+	checkRouting(t, raw, map[string]string{"k1": "s1", "k3": "s2", "k4": "s2"},
+		map[int64]map[string]string{7: {"k1": "s1", "k4": "s2"}, 8: nil})
+	if got := r.AddSessions(context.Background(), nil); len(got) != 0 {
+		t.Fatalf("empty batch: %v", got)
+	}
+	_ = r.Close()
+	errs = r.AddSessions(context.Background(), []dao.Session{{Mid: 9, Key: "k9", Server: "s1"}})
+	if !errors.Is(errs[0], dao.ErrRedis) || !errors.Is(errs[0], dao.ErrClosed) {
+		t.Fatalf("after Close: %v, want ErrRedis and ErrClosed", errs[0])
+	}
+}
+
 func TestSessionInvalidArgument(t *testing.T) {
 	r, _ := newTestRedis(t, nil)
 	ctx := context.Background()
