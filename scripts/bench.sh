@@ -7,7 +7,7 @@
 #   scripts/bench.sh room       one room, pushes at a rate: delivered, push->receive latency, deliveries per comet CPU-second
 #   scripts/bench.sh unicast    mids pushes at a rate, one connection per user: push->receive latency
 #   scripts/bench.sh flood      closed-loop HTTP push flood: accepts per logic CPU-second, share delivered
-#   scripts/bench.sh connect    connection bursts: handshakes per comet and per logic CPU-second
+#   scripts/bench.sh connect    connection bursts: handshakes (and disconnects) per comet and per logic CPU-second
 #
 # Knobs (environment): CLIENTS (connections), TRANSPORT (tcp|ws), RATE
 # (pushes/s), DURATION (push phase, seconds), CONCURRENCY (pusher), COMETS (comet
@@ -381,11 +381,17 @@ connect)
     for p in "${conns_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     conns_wait
     for _ in $(seq 300); do [ "$(conn_total)" = 0 ] && break; sleep 0.1; done
+    # The disconnects: from the last connection up until 3 s after the
+    # clients left (the comet's disconnect workers and logic's session
+    # deletions are done well within that).
+    sleep 3
+    snap "$OUT/cpu2-$b"
     cpu_report "$OUT/cpu0-$b" "$OUT/cpu1-$b"
     echo "BENCH connect burst=$b transport=$TRANSPORT conns=$CLIENTS wall_ms=$wall" \
       "handshakes_per_comet_cpu_s=$(div "$CLIENTS" "$(cometsecs "$OUT/cpu0-$b" "$OUT/cpu1-$b")")" \
-      "handshakes_per_logic_cpu_s=$(div "$CLIENTS" "$(cpusecs "$OUT/cpu0-$b" "$OUT/cpu1-$b" logic)")"
-    sleep 3
+      "handshakes_per_logic_cpu_s=$(div "$CLIENTS" "$(cpusecs "$OUT/cpu0-$b" "$OUT/cpu1-$b" logic)")" \
+      "disconnects_per_comet_cpu_s=$(div "$CLIENTS" "$(cometsecs "$OUT/cpu1-$b" "$OUT/cpu2-$b")")" \
+      "disconnects_per_logic_cpu_s=$(div "$CLIENTS" "$(cpusecs "$OUT/cpu1-$b" "$OUT/cpu2-$b" logic)")"
   done
   ;;
 esac

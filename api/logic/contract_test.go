@@ -29,6 +29,7 @@ func TestContract(t *testing.T) {
 			{Name: "Connect", Input: "goim.logic.ConnectReq", Output: "goim.logic.ConnectReply", GRPCMethod: Logic_Connect_FullMethodName},
 			{Name: "ConnectBatch", Input: "goim.logic.ConnectBatchReq", Output: "goim.logic.ConnectBatchReply", GRPCMethod: Logic_ConnectBatch_FullMethodName}, // added by goim
 			{Name: "Disconnect", Input: "goim.logic.DisconnectReq", Output: "goim.logic.DisconnectReply", GRPCMethod: Logic_Disconnect_FullMethodName},
+			{Name: "DisconnectBatch", Input: "goim.logic.DisconnectBatchReq", Output: "goim.logic.DisconnectBatchReply", GRPCMethod: Logic_DisconnectBatch_FullMethodName}, // added by goim
 			{Name: "Heartbeat", Input: "goim.logic.HeartbeatReq", Output: "goim.logic.HeartbeatReply", GRPCMethod: Logic_Heartbeat_FullMethodName},
 			{Name: "RenewOnline", Input: "goim.logic.OnlineReq", Output: "goim.logic.OnlineReply", GRPCMethod: Logic_RenewOnline_FullMethodName},
 			{Name: "Receive", Input: "goim.logic.ReceiveReq", Output: "goim.logic.ReceiveReply", GRPCMethod: Logic_Receive_FullMethodName},
@@ -68,6 +69,17 @@ func TestContract(t *testing.T) {
 			}},
 			{Msg: &ConnectBatchReply{}, FullName: "goim.logic.ConnectBatchReply", Fields: []prototest.Field{
 				{Name: "results", Number: 1, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: "goim.logic.ConnectResult"},
+			}},
+			{Msg: &DisconnectBatchReq{}, FullName: "goim.logic.DisconnectBatchReq", Fields: []prototest.Field{
+				{Name: "reqs", Number: 1, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: "goim.logic.DisconnectReq"},
+			}},
+			{Msg: &DisconnectResult{}, FullName: "goim.logic.DisconnectResult", Fields: []prototest.Field{
+				{Name: "has", Number: 1, Kind: protoreflect.BoolKind, Shape: prototest.Single},
+				{Name: "code", Number: 2, Kind: protoreflect.Int32Kind, Shape: prototest.Single},
+				{Name: "message", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
+			}},
+			{Msg: &DisconnectBatchReply{}, FullName: "goim.logic.DisconnectBatchReply", Fields: []prototest.Field{
+				{Name: "results", Number: 1, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: "goim.logic.DisconnectResult"},
 			}},
 			{Msg: &DisconnectReq{}, FullName: "goim.logic.DisconnectReq", Fields: []prototest.Field{
 				{Name: "mid", Number: 1, Kind: protoreflect.Int64Kind, Shape: prototest.Single},

@@ -612,6 +612,164 @@ func (x *DisconnectReply) GetHas() bool {
 	return false
 }
 
+// DisconnectBatchReq carries several closed connections in one call: a
+// comet's disconnect workers gather those that queue while their earlier
+// calls are in flight. Added by goim; not in goim v2.
+type DisconnectBatchReq struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reqs          []*DisconnectReq       `protobuf:"bytes,1,rep,name=reqs,proto3" json:"reqs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectBatchReq) Reset() {
+	*x = DisconnectBatchReq{}
+	mi := &file_api_logic_logic_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectBatchReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectBatchReq) ProtoMessage() {}
+
+func (x *DisconnectBatchReq) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectBatchReq.ProtoReflect.Descriptor instead.
+func (*DisconnectBatchReq) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DisconnectBatchReq) GetReqs() []*DisconnectReq {
+	if x != nil {
+		return x.Reqs
+	}
+	return nil
+}
+
+// DisconnectResult is one connection's answer in a DisconnectBatchReply.
+// Added by goim; not in goim v2.
+type DisconnectResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As DisconnectReply.has.
+	Has bool `protobuf:"varint,1,opt,name=has,proto3" json:"has,omitempty"`
+	// A gRPC status code (google.rpc.Code); 0 when the session was handled.
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// The status message when code is not 0.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectResult) Reset() {
+	*x = DisconnectResult{}
+	mi := &file_api_logic_logic_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectResult) ProtoMessage() {}
+
+func (x *DisconnectResult) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectResult.ProtoReflect.Descriptor instead.
+func (*DisconnectResult) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DisconnectResult) GetHas() bool {
+	if x != nil {
+		return x.Has
+	}
+	return false
+}
+
+func (x *DisconnectResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *DisconnectResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// DisconnectBatchReply answers a DisconnectBatchReq: results[i] answers
+// reqs[i]. Added by goim; not in goim v2.
+type DisconnectBatchReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*DisconnectResult    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectBatchReply) Reset() {
+	*x = DisconnectBatchReply{}
+	mi := &file_api_logic_logic_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectBatchReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectBatchReply) ProtoMessage() {}
+
+func (x *DisconnectBatchReply) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectBatchReply.ProtoReflect.Descriptor instead.
+func (*DisconnectBatchReply) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DisconnectBatchReply) GetResults() []*DisconnectResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 // HeartbeatReq renews a connection's session.
 type HeartbeatReq struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -626,7 +784,7 @@ type HeartbeatReq struct {
 
 func (x *HeartbeatReq) Reset() {
 	*x = HeartbeatReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[8]
+	mi := &file_api_logic_logic_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +796,7 @@ func (x *HeartbeatReq) String() string {
 func (*HeartbeatReq) ProtoMessage() {}
 
 func (x *HeartbeatReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[8]
+	mi := &file_api_logic_logic_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +809,7 @@ func (x *HeartbeatReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReq.ProtoReflect.Descriptor instead.
 func (*HeartbeatReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{8}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *HeartbeatReq) GetMid() int64 {
@@ -684,7 +842,7 @@ type HeartbeatReply struct {
 
 func (x *HeartbeatReply) Reset() {
 	*x = HeartbeatReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[9]
+	mi := &file_api_logic_logic_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +854,7 @@ func (x *HeartbeatReply) String() string {
 func (*HeartbeatReply) ProtoMessage() {}
 
 func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[9]
+	mi := &file_api_logic_logic_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +867,7 @@ func (x *HeartbeatReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatReply.ProtoReflect.Descriptor instead.
 func (*HeartbeatReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{9}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{12}
 }
 
 // OnlineReq reports one comet's online counts; comets send it periodically.
@@ -736,7 +894,7 @@ type OnlineReq struct {
 
 func (x *OnlineReq) Reset() {
 	*x = OnlineReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[10]
+	mi := &file_api_logic_logic_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +906,7 @@ func (x *OnlineReq) String() string {
 func (*OnlineReq) ProtoMessage() {}
 
 func (x *OnlineReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[10]
+	mi := &file_api_logic_logic_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +919,7 @@ func (x *OnlineReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnlineReq.ProtoReflect.Descriptor instead.
 func (*OnlineReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{10}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *OnlineReq) GetServer() string {
@@ -818,7 +976,7 @@ type OnlineReply struct {
 
 func (x *OnlineReply) Reset() {
 	*x = OnlineReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[11]
+	mi := &file_api_logic_logic_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +988,7 @@ func (x *OnlineReply) String() string {
 func (*OnlineReply) ProtoMessage() {}
 
 func (x *OnlineReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[11]
+	mi := &file_api_logic_logic_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1001,7 @@ func (x *OnlineReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OnlineReply.ProtoReflect.Descriptor instead.
 func (*OnlineReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{11}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *OnlineReply) GetAllRoomCount() map[string]int32 {
@@ -874,7 +1032,7 @@ type ReceiveReq struct {
 
 func (x *ReceiveReq) Reset() {
 	*x = ReceiveReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[12]
+	mi := &file_api_logic_logic_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1044,7 @@ func (x *ReceiveReq) String() string {
 func (*ReceiveReq) ProtoMessage() {}
 
 func (x *ReceiveReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[12]
+	mi := &file_api_logic_logic_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1057,7 @@ func (x *ReceiveReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveReq.ProtoReflect.Descriptor instead.
 func (*ReceiveReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{12}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReceiveReq) GetMid() int64 {
@@ -925,7 +1083,7 @@ type ReceiveReply struct {
 
 func (x *ReceiveReply) Reset() {
 	*x = ReceiveReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[13]
+	mi := &file_api_logic_logic_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1095,7 @@ func (x *ReceiveReply) String() string {
 func (*ReceiveReply) ProtoMessage() {}
 
 func (x *ReceiveReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[13]
+	mi := &file_api_logic_logic_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1108,7 @@ func (x *ReceiveReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReceiveReply.ProtoReflect.Descriptor instead.
 func (*ReceiveReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{13}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{16}
 }
 
 // NodesReq asks which comet nodes a client should connect to.
@@ -967,7 +1125,7 @@ type NodesReq struct {
 
 func (x *NodesReq) Reset() {
 	*x = NodesReq{}
-	mi := &file_api_logic_logic_proto_msgTypes[14]
+	mi := &file_api_logic_logic_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1137,7 @@ func (x *NodesReq) String() string {
 func (*NodesReq) ProtoMessage() {}
 
 func (x *NodesReq) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[14]
+	mi := &file_api_logic_logic_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1150,7 @@ func (x *NodesReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesReq.ProtoReflect.Descriptor instead.
 func (*NodesReq) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{14}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NodesReq) GetPlatform() string {
@@ -1036,7 +1194,7 @@ type NodesReply struct {
 
 func (x *NodesReply) Reset() {
 	*x = NodesReply{}
-	mi := &file_api_logic_logic_proto_msgTypes[15]
+	mi := &file_api_logic_logic_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1206,7 @@ func (x *NodesReply) String() string {
 func (*NodesReply) ProtoMessage() {}
 
 func (x *NodesReply) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[15]
+	mi := &file_api_logic_logic_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1219,7 @@ func (x *NodesReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodesReply.ProtoReflect.Descriptor instead.
 func (*NodesReply) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{15}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodesReply) GetDomain() string {
@@ -1139,7 +1297,7 @@ type Backoff struct {
 
 func (x *Backoff) Reset() {
 	*x = Backoff{}
-	mi := &file_api_logic_logic_proto_msgTypes[16]
+	mi := &file_api_logic_logic_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1309,7 @@ func (x *Backoff) String() string {
 func (*Backoff) ProtoMessage() {}
 
 func (x *Backoff) ProtoReflect() protoreflect.Message {
-	mi := &file_api_logic_logic_proto_msgTypes[16]
+	mi := &file_api_logic_logic_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1322,7 @@ func (x *Backoff) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backoff.ProtoReflect.Descriptor instead.
 func (*Backoff) Descriptor() ([]byte, []int) {
-	return file_api_logic_logic_proto_rawDescGZIP(), []int{16}
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Backoff) GetMaxDelay() int32 {
@@ -1238,7 +1396,15 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
 	"\x06server\x18\x03 \x01(\tR\x06server\"#\n" +
 	"\x0fDisconnectReply\x12\x10\n" +
-	"\x03has\x18\x01 \x01(\bR\x03has\"J\n" +
+	"\x03has\x18\x01 \x01(\bR\x03has\"C\n" +
+	"\x12DisconnectBatchReq\x12-\n" +
+	"\x04reqs\x18\x01 \x03(\v2\x19.goim.logic.DisconnectReqR\x04reqs\"R\n" +
+	"\x10DisconnectResult\x12\x10\n" +
+	"\x03has\x18\x01 \x01(\bR\x03has\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"N\n" +
+	"\x14DisconnectBatchReply\x126\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.goim.logic.DisconnectResultR\aresults\"J\n" +
 	"\fHeartbeatReq\x12\x10\n" +
 	"\x03mid\x18\x01 \x01(\x03R\x03mid\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
@@ -1283,12 +1449,13 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\n" +
 	"base_delay\x18\x02 \x01(\x05R\tbaseDelay\x12\x16\n" +
 	"\x06factor\x18\x03 \x01(\x02R\x06factor\x12\x16\n" +
-	"\x06jitter\x18\x04 \x01(\x02R\x06jitter2\xcc\x03\n" +
+	"\x06jitter\x18\x04 \x01(\x02R\x06jitter2\xa1\x04\n" +
 	"\x05Logic\x12;\n" +
 	"\aConnect\x12\x16.goim.logic.ConnectReq\x1a\x18.goim.logic.ConnectReply\x12J\n" +
 	"\fConnectBatch\x12\x1b.goim.logic.ConnectBatchReq\x1a\x1d.goim.logic.ConnectBatchReply\x12D\n" +
 	"\n" +
-	"Disconnect\x12\x19.goim.logic.DisconnectReq\x1a\x1b.goim.logic.DisconnectReply\x12A\n" +
+	"Disconnect\x12\x19.goim.logic.DisconnectReq\x1a\x1b.goim.logic.DisconnectReply\x12S\n" +
+	"\x0fDisconnectBatch\x12\x1e.goim.logic.DisconnectBatchReq\x1a .goim.logic.DisconnectBatchReply\x12A\n" +
 	"\tHeartbeat\x12\x18.goim.logic.HeartbeatReq\x1a\x1a.goim.logic.HeartbeatReply\x12=\n" +
 	"\vRenewOnline\x12\x15.goim.logic.OnlineReq\x1a\x17.goim.logic.OnlineReply\x12;\n" +
 	"\aReceive\x12\x16.goim.logic.ReceiveReq\x1a\x18.goim.logic.ReceiveReply\x125\n" +
@@ -1307,58 +1474,65 @@ func file_api_logic_logic_proto_rawDescGZIP() []byte {
 }
 
 var file_api_logic_logic_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_logic_logic_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_api_logic_logic_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_api_logic_logic_proto_goTypes = []any{
-	(PushMsg_Type)(0),         // 0: goim.logic.PushMsg.Type
-	(*PushMsg)(nil),           // 1: goim.logic.PushMsg
-	(*ConnectReq)(nil),        // 2: goim.logic.ConnectReq
-	(*ConnectReply)(nil),      // 3: goim.logic.ConnectReply
-	(*ConnectBatchReq)(nil),   // 4: goim.logic.ConnectBatchReq
-	(*ConnectResult)(nil),     // 5: goim.logic.ConnectResult
-	(*ConnectBatchReply)(nil), // 6: goim.logic.ConnectBatchReply
-	(*DisconnectReq)(nil),     // 7: goim.logic.DisconnectReq
-	(*DisconnectReply)(nil),   // 8: goim.logic.DisconnectReply
-	(*HeartbeatReq)(nil),      // 9: goim.logic.HeartbeatReq
-	(*HeartbeatReply)(nil),    // 10: goim.logic.HeartbeatReply
-	(*OnlineReq)(nil),         // 11: goim.logic.OnlineReq
-	(*OnlineReply)(nil),       // 12: goim.logic.OnlineReply
-	(*ReceiveReq)(nil),        // 13: goim.logic.ReceiveReq
-	(*ReceiveReply)(nil),      // 14: goim.logic.ReceiveReply
-	(*NodesReq)(nil),          // 15: goim.logic.NodesReq
-	(*NodesReply)(nil),        // 16: goim.logic.NodesReply
-	(*Backoff)(nil),           // 17: goim.logic.Backoff
-	nil,                       // 18: goim.logic.OnlineReq.RoomCountEntry
-	nil,                       // 19: goim.logic.OnlineReply.AllRoomCountEntry
-	(*protocol.Proto)(nil),    // 20: goim.protocol.Proto
+	(PushMsg_Type)(0),            // 0: goim.logic.PushMsg.Type
+	(*PushMsg)(nil),              // 1: goim.logic.PushMsg
+	(*ConnectReq)(nil),           // 2: goim.logic.ConnectReq
+	(*ConnectReply)(nil),         // 3: goim.logic.ConnectReply
+	(*ConnectBatchReq)(nil),      // 4: goim.logic.ConnectBatchReq
+	(*ConnectResult)(nil),        // 5: goim.logic.ConnectResult
+	(*ConnectBatchReply)(nil),    // 6: goim.logic.ConnectBatchReply
+	(*DisconnectReq)(nil),        // 7: goim.logic.DisconnectReq
+	(*DisconnectReply)(nil),      // 8: goim.logic.DisconnectReply
+	(*DisconnectBatchReq)(nil),   // 9: goim.logic.DisconnectBatchReq
+	(*DisconnectResult)(nil),     // 10: goim.logic.DisconnectResult
+	(*DisconnectBatchReply)(nil), // 11: goim.logic.DisconnectBatchReply
+	(*HeartbeatReq)(nil),         // 12: goim.logic.HeartbeatReq
+	(*HeartbeatReply)(nil),       // 13: goim.logic.HeartbeatReply
+	(*OnlineReq)(nil),            // 14: goim.logic.OnlineReq
+	(*OnlineReply)(nil),          // 15: goim.logic.OnlineReply
+	(*ReceiveReq)(nil),           // 16: goim.logic.ReceiveReq
+	(*ReceiveReply)(nil),         // 17: goim.logic.ReceiveReply
+	(*NodesReq)(nil),             // 18: goim.logic.NodesReq
+	(*NodesReply)(nil),           // 19: goim.logic.NodesReply
+	(*Backoff)(nil),              // 20: goim.logic.Backoff
+	nil,                          // 21: goim.logic.OnlineReq.RoomCountEntry
+	nil,                          // 22: goim.logic.OnlineReply.AllRoomCountEntry
+	(*protocol.Proto)(nil),       // 23: goim.protocol.Proto
 }
 var file_api_logic_logic_proto_depIdxs = []int32{
 	0,  // 0: goim.logic.PushMsg.type:type_name -> goim.logic.PushMsg.Type
 	2,  // 1: goim.logic.ConnectBatchReq.reqs:type_name -> goim.logic.ConnectReq
 	3,  // 2: goim.logic.ConnectResult.reply:type_name -> goim.logic.ConnectReply
 	5,  // 3: goim.logic.ConnectBatchReply.results:type_name -> goim.logic.ConnectResult
-	18, // 4: goim.logic.OnlineReq.roomCount:type_name -> goim.logic.OnlineReq.RoomCountEntry
-	19, // 5: goim.logic.OnlineReply.allRoomCount:type_name -> goim.logic.OnlineReply.AllRoomCountEntry
-	20, // 6: goim.logic.ReceiveReq.proto:type_name -> goim.protocol.Proto
-	17, // 7: goim.logic.NodesReply.backoff:type_name -> goim.logic.Backoff
-	2,  // 8: goim.logic.Logic.Connect:input_type -> goim.logic.ConnectReq
-	4,  // 9: goim.logic.Logic.ConnectBatch:input_type -> goim.logic.ConnectBatchReq
-	7,  // 10: goim.logic.Logic.Disconnect:input_type -> goim.logic.DisconnectReq
-	9,  // 11: goim.logic.Logic.Heartbeat:input_type -> goim.logic.HeartbeatReq
-	11, // 12: goim.logic.Logic.RenewOnline:input_type -> goim.logic.OnlineReq
-	13, // 13: goim.logic.Logic.Receive:input_type -> goim.logic.ReceiveReq
-	15, // 14: goim.logic.Logic.Nodes:input_type -> goim.logic.NodesReq
-	3,  // 15: goim.logic.Logic.Connect:output_type -> goim.logic.ConnectReply
-	6,  // 16: goim.logic.Logic.ConnectBatch:output_type -> goim.logic.ConnectBatchReply
-	8,  // 17: goim.logic.Logic.Disconnect:output_type -> goim.logic.DisconnectReply
-	10, // 18: goim.logic.Logic.Heartbeat:output_type -> goim.logic.HeartbeatReply
-	12, // 19: goim.logic.Logic.RenewOnline:output_type -> goim.logic.OnlineReply
-	14, // 20: goim.logic.Logic.Receive:output_type -> goim.logic.ReceiveReply
-	16, // 21: goim.logic.Logic.Nodes:output_type -> goim.logic.NodesReply
-	15, // [15:22] is the sub-list for method output_type
-	8,  // [8:15] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	7,  // 4: goim.logic.DisconnectBatchReq.reqs:type_name -> goim.logic.DisconnectReq
+	10, // 5: goim.logic.DisconnectBatchReply.results:type_name -> goim.logic.DisconnectResult
+	21, // 6: goim.logic.OnlineReq.roomCount:type_name -> goim.logic.OnlineReq.RoomCountEntry
+	22, // 7: goim.logic.OnlineReply.allRoomCount:type_name -> goim.logic.OnlineReply.AllRoomCountEntry
+	23, // 8: goim.logic.ReceiveReq.proto:type_name -> goim.protocol.Proto
+	20, // 9: goim.logic.NodesReply.backoff:type_name -> goim.logic.Backoff
+	2,  // 10: goim.logic.Logic.Connect:input_type -> goim.logic.ConnectReq
+	4,  // 11: goim.logic.Logic.ConnectBatch:input_type -> goim.logic.ConnectBatchReq
+	7,  // 12: goim.logic.Logic.Disconnect:input_type -> goim.logic.DisconnectReq
+	9,  // 13: goim.logic.Logic.DisconnectBatch:input_type -> goim.logic.DisconnectBatchReq
+	12, // 14: goim.logic.Logic.Heartbeat:input_type -> goim.logic.HeartbeatReq
+	14, // 15: goim.logic.Logic.RenewOnline:input_type -> goim.logic.OnlineReq
+	16, // 16: goim.logic.Logic.Receive:input_type -> goim.logic.ReceiveReq
+	18, // 17: goim.logic.Logic.Nodes:input_type -> goim.logic.NodesReq
+	3,  // 18: goim.logic.Logic.Connect:output_type -> goim.logic.ConnectReply
+	6,  // 19: goim.logic.Logic.ConnectBatch:output_type -> goim.logic.ConnectBatchReply
+	8,  // 20: goim.logic.Logic.Disconnect:output_type -> goim.logic.DisconnectReply
+	11, // 21: goim.logic.Logic.DisconnectBatch:output_type -> goim.logic.DisconnectBatchReply
+	13, // 22: goim.logic.Logic.Heartbeat:output_type -> goim.logic.HeartbeatReply
+	15, // 23: goim.logic.Logic.RenewOnline:output_type -> goim.logic.OnlineReply
+	17, // 24: goim.logic.Logic.Receive:output_type -> goim.logic.ReceiveReply
+	19, // 25: goim.logic.Logic.Nodes:output_type -> goim.logic.NodesReply
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_api_logic_logic_proto_init() }
@@ -1372,7 +1546,7 @@ func file_api_logic_logic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_logic_logic_proto_rawDesc), len(file_api_logic_logic_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,13 +26,14 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Logic_Connect_FullMethodName      = "/goim.logic.Logic/Connect"
-	Logic_ConnectBatch_FullMethodName = "/goim.logic.Logic/ConnectBatch"
-	Logic_Disconnect_FullMethodName   = "/goim.logic.Logic/Disconnect"
-	Logic_Heartbeat_FullMethodName    = "/goim.logic.Logic/Heartbeat"
-	Logic_RenewOnline_FullMethodName  = "/goim.logic.Logic/RenewOnline"
-	Logic_Receive_FullMethodName      = "/goim.logic.Logic/Receive"
-	Logic_Nodes_FullMethodName        = "/goim.logic.Logic/Nodes"
+	Logic_Connect_FullMethodName         = "/goim.logic.Logic/Connect"
+	Logic_ConnectBatch_FullMethodName    = "/goim.logic.Logic/ConnectBatch"
+	Logic_Disconnect_FullMethodName      = "/goim.logic.Logic/Disconnect"
+	Logic_DisconnectBatch_FullMethodName = "/goim.logic.Logic/DisconnectBatch"
+	Logic_Heartbeat_FullMethodName       = "/goim.logic.Logic/Heartbeat"
+	Logic_RenewOnline_FullMethodName     = "/goim.logic.Logic/RenewOnline"
+	Logic_Receive_FullMethodName         = "/goim.logic.Logic/Receive"
+	Logic_Nodes_FullMethodName           = "/goim.logic.Logic/Nodes"
 )
 
 // LogicClient is the client API for Logic service.
@@ -49,6 +50,11 @@ type LogicClient interface {
 	ConnectBatch(ctx context.Context, in *ConnectBatchReq, opts ...grpc.CallOption) (*ConnectBatchReply, error)
 	// Disconnect removes a closed connection's session.
 	Disconnect(ctx context.Context, in *DisconnectReq, opts ...grpc.CallOption) (*DisconnectReply, error)
+	// DisconnectBatch is Disconnect for several connections at once; a call
+	// fails as a whole for a malformed batch (InvalidArgument), when Redis
+	// fails (Unavailable) or when its context ends. Added by goim; not in
+	// goim v2.
+	DisconnectBatch(ctx context.Context, in *DisconnectBatchReq, opts ...grpc.CallOption) (*DisconnectBatchReply, error)
 	// Heartbeat renews a connection's session.
 	Heartbeat(ctx context.Context, in *HeartbeatReq, opts ...grpc.CallOption) (*HeartbeatReply, error)
 	// RenewOnline stores a comet's online counts and returns the totals.
@@ -91,6 +97,16 @@ func (c *logicClient) Disconnect(ctx context.Context, in *DisconnectReq, opts ..
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DisconnectReply)
 	err := c.cc.Invoke(ctx, Logic_Disconnect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *logicClient) DisconnectBatch(ctx context.Context, in *DisconnectBatchReq, opts ...grpc.CallOption) (*DisconnectBatchReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectBatchReply)
+	err := c.cc.Invoke(ctx, Logic_DisconnectBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +167,11 @@ type LogicServer interface {
 	ConnectBatch(context.Context, *ConnectBatchReq) (*ConnectBatchReply, error)
 	// Disconnect removes a closed connection's session.
 	Disconnect(context.Context, *DisconnectReq) (*DisconnectReply, error)
+	// DisconnectBatch is Disconnect for several connections at once; a call
+	// fails as a whole for a malformed batch (InvalidArgument), when Redis
+	// fails (Unavailable) or when its context ends. Added by goim; not in
+	// goim v2.
+	DisconnectBatch(context.Context, *DisconnectBatchReq) (*DisconnectBatchReply, error)
 	// Heartbeat renews a connection's session.
 	Heartbeat(context.Context, *HeartbeatReq) (*HeartbeatReply, error)
 	// RenewOnline stores a comet's online counts and returns the totals.
@@ -177,6 +198,9 @@ func (UnimplementedLogicServer) ConnectBatch(context.Context, *ConnectBatchReq) 
 }
 func (UnimplementedLogicServer) Disconnect(context.Context, *DisconnectReq) (*DisconnectReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Disconnect not implemented")
+}
+func (UnimplementedLogicServer) DisconnectBatch(context.Context, *DisconnectBatchReq) (*DisconnectBatchReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method DisconnectBatch not implemented")
 }
 func (UnimplementedLogicServer) Heartbeat(context.Context, *HeartbeatReq) (*HeartbeatReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Heartbeat not implemented")
@@ -261,6 +285,24 @@ func _Logic_Disconnect_Handler(srv interface{}, ctx context.Context, dec func(in
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(LogicServer).Disconnect(ctx, req.(*DisconnectReq))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Logic_DisconnectBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectBatchReq)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogicServer).DisconnectBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Logic_DisconnectBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogicServer).DisconnectBatch(ctx, req.(*DisconnectBatchReq))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -355,6 +397,10 @@ var Logic_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Disconnect",
 			Handler:    _Logic_Disconnect_Handler,
+		},
+		{
+			MethodName: "DisconnectBatch",
+			Handler:    _Logic_DisconnectBatch_Handler,
 		},
 		{
 			MethodName: "Heartbeat",

@@ -126,3 +126,75 @@ func TestConnectExpiredInQueue(t *testing.T) {
 		return nil
 	})
 }
+
+// disconnectBurst closes n authenticated clients, with hold while logic is
+// held until all are queued or at logic: every key must reach logic once.
+func disconnectBurst(t *testing.T, e *testEnv, n int, hold bool) {
+	t.Helper()
+	clients := make([]*client, n)
+	for i := range clients {
+		clients[i] = dial(t, e, "tcp")
+		clients[i].auth(fmt.Sprintf(`{"mid":%d,"key":"bye-%d"}`, i+1, i))
+	}
+	gate := make(chan struct{})
+	if hold {
+		_ = e.logic.check(func(l *testLogic) error { l.dgate = gate; return nil })
+	}
+	for _, c := range clients {
+		_ = c.conn.Close()
+	}
+	if hold { // every disconnect is queued or held at logic
+		waitFor(t, 10*time.Second, func() error {
+			return e.logic.check(func(l *testLogic) error {
+				if q := len(e.srv.disconnects.queue); q+l.dheld != n {
+					return fmt.Errorf("%d disconnects queued and %d at logic, want %d in all", q, l.dheld, n)
+				}
+				return nil
+			})
+		})
+	}
+	close(gate)
+	waitFor(t, 10*time.Second, func() error {
+		return e.logic.check(func(l *testLogic) error {
+			seen := map[string]int{}
+			for _, k := range l.disconnects {
+				seen[k]++
+			}
+			for i := range n {
+				if k := fmt.Sprintf("bye-%d", i); seen[k] != 1 {
+					return fmt.Errorf("key %s reached logic %d times (%d disconnects)", k, seen[k], len(l.disconnects))
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// TestDisconnectBatch: disconnects that queue while calls are in flight
+// go to logic together.
+func TestDisconnectBatch(t *testing.T) {
+	e := startComet(t, nil)
+	const n = 40
+	disconnectBurst(t, e, n, true)
+	_ = e.logic.check(func(l *testLogic) error {
+		most := 0
+		for _, b := range l.dbatches {
+			most = max(most, b)
+		}
+		if most < 2 {
+			t.Errorf("DisconnectBatch sizes %v: the queued disconnects were not gathered", l.dbatches)
+		}
+		return nil
+	})
+}
+
+// TestDisconnectBatchUnimplemented: against an older logic the comet
+// falls back to Disconnect for each session.
+func TestDisconnectBatchUnimplemented(t *testing.T) {
+	e := startComet(t, nil)
+	_ = e.logic.check(func(l *testLogic) error { l.noBatch = true; return nil })
+	disconnectBurst(t, e, 20, false)
+	if !e.srv.disconnectOne.Load() {
+		t.Error("the comet still tries DisconnectBatch")
+	}
+}

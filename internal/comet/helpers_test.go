@@ -55,7 +55,35 @@ type testLogic struct {
 	batches     []int  // sizes of the ConnectBatch calls
 	connects    int    // Connect calls
 	// gate, when set, holds every Connect and ConnectBatch until closed.
-	gate chan struct{}
+	gate     chan struct{}
+	dgate    chan struct{} // the same for Disconnect and DisconnectBatch
+	dbatches []int         // sizes of the DisconnectBatch calls
+	dheld    int           // disconnects that reached logic, held at dgate or not
+}
+
+// DisconnectBatch records each key as Disconnect does.
+func (l *testLogic) DisconnectBatch(_ context.Context, req *logicpb.DisconnectBatchReq) (*logicpb.DisconnectBatchReply, error) {
+	l.mu.Lock()
+	noBatch, gate := l.noBatch, l.dgate
+	if !noBatch {
+		l.dheld += len(req.GetReqs())
+	}
+	l.mu.Unlock()
+	if noBatch {
+		return nil, status.Error(codes.Unimplemented, "no DisconnectBatch")
+	}
+	if gate != nil {
+		<-gate
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dbatches = append(l.dbatches, len(req.GetReqs()))
+	out := &logicpb.DisconnectBatchReply{}
+	for _, r := range req.GetReqs() {
+		l.disconnects = append(l.disconnects, r.GetKey())
+		out.Results = append(out.Results, &logicpb.DisconnectResult{Has: true})
+	}
+	return out, nil
 }
 
 // ConnectBatch answers each request as Connect does.
@@ -111,6 +139,13 @@ func (l *testLogic) connect(req *logicpb.ConnectReq) (*logicpb.ConnectReply, err
 }
 
 func (l *testLogic) Disconnect(_ context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
+	l.mu.Lock()
+	gate := l.dgate
+	l.dheld++
+	l.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.disconnects = append(l.disconnects, req.GetKey())

@@ -41,6 +41,7 @@ type Server struct {
 
 	logic         logicpb.LogicClient
 	connectOne    atomic.Bool // logic has no ConnectBatch: one Connect per handshake
+	disconnectOne atomic.Bool // logic has no DisconnectBatch
 	logicConn     *grpc.ClientConn
 	logicResolver *manual.Resolver
 	grpc          *grpc.Server
@@ -125,7 +126,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.roomQueues[i] = make(chan roomJob, cfg.Bucket.RoomQueue)
 	}
 	s.connects = newGatherer(connectQueue, connectMaxBatch, s.connectBatch)
-	s.disconnects = newGatherer(disconnectQueue, 1, s.disconnect)
+	s.disconnects = newGatherer(disconnectQueue, disconnectMaxBatch, s.disconnect)
 	size := protocol.HeaderSize + cfg.Protocol.MaxBody
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
 	var err error

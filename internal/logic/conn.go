@@ -104,6 +104,28 @@ func (s *Service) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*
 	return &logicpb.DisconnectReply{Has: has}, nil
 }
 
+// MaxDisconnectBatch is the most connections one DisconnectBatch may carry.
+const MaxDisconnectBatch = 1024
+
+// DisconnectBatch is Disconnect for each of reqs (a comet's gathered
+// disconnects), in one Redis pipeline: has[i] answers reqs[i], errs[i] is
+// set for a malformed request. err fails the whole batch (Redis down).
+func (s *Service) DisconnectBatch(ctx context.Context, reqs []*logicpb.DisconnectReq) (has []bool, errs []error, err error) {
+	if len(reqs) > MaxDisconnectBatch {
+		return nil, nil, fmt.Errorf("%w: disconnect batch: %d connections, at most %d", ErrInvalidArgument, len(reqs), MaxDisconnectBatch)
+	}
+	sessions := make([]dao.Session, len(reqs))
+	for i, req := range reqs {
+		sessions[i] = dao.Session{Mid: req.GetMid(), Key: req.GetKey(), Server: req.GetServer()}
+	}
+	has, errs, err = s.redis.DelSessions(ctx, sessions)
+	if err != nil {
+		s.metrics.redisErrors.WithLabelValues("del_session").Inc()
+		return nil, nil, fmt.Errorf("logic: disconnect batch: %w", err)
+	}
+	return has, errs, nil
+}
+
 // Heartbeat renews a connection's routing TTLs, re-adding the routing if
 // it was lost (expired, or deleted by Redis restarting empty).
 func (s *Service) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
@@ -166,18 +188,39 @@ func (s *rpcService) ConnectBatch(ctx context.Context, req *logicpb.ConnectBatch
 	out := &logicpb.ConnectBatchReply{Results: make([]*logicpb.ConnectResult, len(replies))}
 	for i, reply := range replies {
 		r := &logicpb.ConnectResult{Reply: reply}
-		if errs[i] != nil {
-			st := status.Convert(rpcError(errs[i]))
-			r.Code, r.Message = int32(st.Code()), st.Message()
-		}
+		r.Code, r.Message = itemStatus(errs[i])
 		out.Results[i] = r
 	}
 	return out, nil
 }
 
+// itemStatus is the code and message of one entry of a batch's answer:
+// what the single call would have returned for err.
+func itemStatus(err error) (code int32, message string) {
+	if err == nil {
+		return 0, ""
+	}
+	st := status.Convert(rpcError(err))
+	return int32(st.Code()), st.Message()
+}
+
 func (s *rpcService) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
 	r, err := s.s.Disconnect(ctx, req)
 	return r, rpcError(err)
+}
+
+func (s *rpcService) DisconnectBatch(ctx context.Context, req *logicpb.DisconnectBatchReq) (*logicpb.DisconnectBatchReply, error) {
+	has, errs, err := s.s.DisconnectBatch(ctx, req.GetReqs())
+	if err != nil {
+		return nil, rpcError(err)
+	}
+	out := &logicpb.DisconnectBatchReply{Results: make([]*logicpb.DisconnectResult, len(has))}
+	for i := range has {
+		r := &logicpb.DisconnectResult{Has: has[i]}
+		r.Code, r.Message = itemStatus(errs[i])
+		out.Results[i] = r
+	}
+	return out, nil
 }
 
 func (s *rpcService) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {

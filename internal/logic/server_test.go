@@ -125,6 +125,39 @@ func TestConnectBatch(t *testing.T) {
 	}
 }
 
+// TestDisconnectBatch: each session of a batch is removed only where it
+// still points at the asking comet; a malformed entry fails alone.
+func TestDisconnectBatch(t *testing.T) {
+	e := startLogic(t, nil)
+	a := e.connect("comet-a", 31, "")
+	b := e.connect("comet-b", 31, "")
+	r, err := e.rpc.DisconnectBatch(context.Background(), &logicpb.DisconnectBatchReq{Reqs: []*logicpb.DisconnectReq{
+		{Mid: 31, Key: a.Key, Server: "comet-a"},
+		{Mid: 31, Key: b.Key, Server: "comet-a"}, // b is on comet-b
+		{Mid: 31, Server: "comet-a"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Results) != 3 || !r.Results[0].Has || r.Results[1].Has || r.Results[0].Code != 0 || r.Results[1].Code != 0 ||
+		codes.Code(r.Results[2].Code) != codes.InvalidArgument {
+		t.Fatalf("results %v", r.Results)
+	}
+	if got := e.rget("key_" + a.Key); got != "" {
+		t.Errorf("key_%s = %q after its disconnect", a.Key, got)
+	}
+	if got := e.rget("key_" + b.Key); got != "comet-b" {
+		t.Errorf("key_%s = %q, want comet-b", b.Key, got)
+	}
+	big := make([]*logicpb.DisconnectReq, MaxDisconnectBatch+1)
+	for i := range big {
+		big[i] = &logicpb.DisconnectReq{Mid: 1, Key: "k", Server: "comet-a"}
+	}
+	if _, err := e.rpc.DisconnectBatch(context.Background(), &logicpb.DisconnectBatchReq{Reqs: big}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("batch of %d: %v, want InvalidArgument", len(big), err)
+	}
+}
+
 // TestConnectIgnoresClaimedKey: with signed tokens a client cannot take
 // over another connection's key by naming it.
 func TestConnectIgnoresClaimedKey(t *testing.T) {

@@ -356,6 +356,59 @@ func (r *Redis) DelSession(ctx context.Context, mid int64, key, server string) (
 	return owned, nil
 }
 
+// DelSessions deletes several sessions as DelSession does each, in one
+// pipeline. owned[i] is DelSession's answer for sessions[i]; errs[i] is
+// set only for a session with an empty key or server. err is set when
+// Redis failed, and then no answer is known.
+func (r *Redis) DelSessions(ctx context.Context, sessions []Session) (owned []bool, errs []error, err error) {
+	owned = make([]bool, len(sessions))
+	errs = make([]error, len(sessions))
+	valid := make([]int, 0, len(sessions))
+	for i, ss := range sessions {
+		if ss.Key == "" || ss.Server == "" {
+			errs[i] = sessionArgError("delete session", ss.Mid, ss.Key, ss.Server)
+			continue
+		}
+		valid = append(valid, i)
+	}
+	if len(valid) == 0 {
+		return owned, errs, nil
+	}
+	err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		for _, i := range valid {
+			ss := sessions[i]
+			if err := r.delLua.send(c, r.sessionKeys(ss.Mid, ss.Key), ss.Server, ss.Key); err != nil {
+				return err
+			}
+		}
+		replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
+		if err != nil {
+			return err
+		}
+		if len(replies) != len(valid) {
+			return errNoReplies
+		}
+		for j, i := range valid {
+			reply, err := replies[j], error(nil)
+			if e, ok := reply.(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
+				// Redis lost its script cache: this one runs alone, by source.
+				ss := sessions[i]
+				reply, err = r.delLua.run(c, timeout, r.sessionKeys(ss.Mid, ss.Key), ss.Server, ss.Key)
+			}
+			n, err := redis.Int(reply, err)
+			if err != nil {
+				return err
+			}
+			owned[i] = n == 1
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errs, &opError{kind: ErrRedis, op: "delete sessions (" + strconv.Itoa(len(valid)) + ")", err: err}
+	}
+	return owned, errs, nil
+}
+
 // ServersByKeys finds the comet of each connection key, with one MGET, and
 // groups the keys by server. Keys without routing (expired, never added)
 // and empty or repeated keys are left out; the keys of each server keep
@@ -517,18 +570,29 @@ func newLuaScript(src string) luaScript {
 }
 
 func (s luaScript) run(c redis.Conn, timeout time.Duration, keys []string, args ...any) (any, error) {
-	a := make([]any, 0, 2+len(keys)+len(args))
-	a = append(a, s.sha, len(keys))
-	for _, k := range keys {
-		a = append(a, k)
-	}
-	a = append(a, args...)
+	a := s.args(keys, args)
 	reply, err := redis.DoWithTimeout(c, timeout, "EVALSHA", a...)
 	if e, ok := err.(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
 		a[0] = s.src
 		reply, err = redis.DoWithTimeout(c, timeout, "EVAL", a...)
 	}
 	return reply, err
+}
+
+// send queues an EVALSHA of the script in c's pipeline; a NOSCRIPT reply
+// is the caller's to handle (run falls back to the source).
+func (s luaScript) send(c redis.Conn, keys []string, args ...any) error {
+	return c.Send("EVALSHA", s.args(keys, args)...)
+}
+
+// args are EVALSHA's arguments: the script's hash, the keys, then args.
+func (s luaScript) args(keys []string, args []any) []any {
+	a := make([]any, 0, 2+len(keys)+len(args))
+	a = append(a, s.sha, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	return append(a, args...)
 }
 
 func (r *Redis) midKey(mid int64) string {

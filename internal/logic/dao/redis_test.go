@@ -188,6 +188,40 @@ func TestAddSessions(t *testing.T) {
 	}
 }
 
+// TestDelSessions: a batch deletes what DelSession would delete one by
+// one, also after Redis lost its script cache; a bad entry fails alone.
+func TestDelSessions(t *testing.T) {
+	r, raw := newTestRedis(t, nil)
+	ctx := context.Background()
+	addSessions(t, r, []session{{mid: 7, key: "k1", server: "s1"}, {mid: 7, key: "k2", server: "s2"}, {mid: 0, key: "k3", server: "s1"}})
+	for _, flush := range []bool{false, true} {
+		if flush {
+			raw.must("SCRIPT", "FLUSH")
+			addSessions(t, r, []session{{mid: 7, key: "k1", server: "s1"}, {mid: 0, key: "k3", server: "s1"}})
+		}
+		owned, errs, err := r.DelSessions(ctx, []dao.Session{
+			{Mid: 7, Key: "k1", Server: "s1"},
+			{Mid: 7, Key: "k2", Server: "s1"}, // k2 is on s2: not s1's to delete
+			{Mid: 0, Key: "", Server: "s1"},
+			{Mid: 0, Key: "k3", Server: "s1"},
+		})
+		if err != nil {
+			t.Fatalf("flush %v: %v", flush, err)
+		}
+		if want := []bool{true, false, false, true}; !reflect.DeepEqual(owned, want) {
+			t.Errorf("flush %v: owned %v, want %v", flush, owned, want)
+		}
+		if errs[0] != nil || errs[1] != nil || errs[3] != nil || !errors.Is(errs[2], dao.ErrInvalidArgument) {
+			t.Errorf("flush %v: errs %v, want only the empty key to fail", flush, errs)
+		}
+		checkRouting(t, raw, map[string]string{"k1": "", "k2": "s2", "k3": ""}, map[int64]map[string]string{7: {"k2": "s2"}})
+	}
+	_ = r.Close()
+	if _, _, err := r.DelSessions(ctx, []dao.Session{{Mid: 7, Key: "k2", Server: "s2"}}); !errors.Is(err, dao.ErrRedis) {
+		t.Fatalf("after Close: %v, want ErrRedis", err)
+	}
+}
+
 func TestSessionInvalidArgument(t *testing.T) {
 	r, _ := newTestRedis(t, nil)
 	ctx := context.Background()
