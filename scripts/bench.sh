@@ -14,7 +14,9 @@
 # processes, 127.0.0.11 and up), PER_PROC (connections per client process,
 # at most ~19,000: the per-process open-file limit), ROOMS (flood: rooms the
 # clients spread over), KIND (flood: room|mids|keys), BURSTS (connect),
-# REDIS (a real Redis, default 127.0.0.1:6379), OUT (results directory),
+# REDIS (a real Redis, default 127.0.0.1:6379), AUTH (insecure: goim v2's
+# plain JSON, the default; jwt: HS256 tokens logic verifies, logic then
+# chooses the keys, so not with KIND=keys), OUT (results directory),
 # PROFILE=1 (CPU profiles: the client processes' into OUT, and 10 s of each
 # service's from its admin listener in the middle of the push phase).
 #
@@ -29,7 +31,7 @@ cd "$(dirname "$0")/.."
 scenario="${1:-}"
 case "$scenario" in
   idle|room|unicast|flood|connect) ;;
-  *) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac
 
 CLIENTS="${CLIENTS:-}"
@@ -42,6 +44,7 @@ ROOMS="${ROOMS:-100}"
 KIND="${KIND:-room}"
 BURSTS="${BURSTS:-3}"
 REDIS="${REDIS:-127.0.0.1:6379}"
+AUTH="${AUTH:-insecure}"
 run_id="$(date +%s)-$$"
 OUT="${OUT:-/tmp/goim-bench}/$scenario-$run_id"
 BIN="${OUT%/*}/bin"
@@ -124,6 +127,14 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+case "$AUTH" in
+  insecure) auth_conf="insecure = true"; auth_args=() ;;
+  jwt)
+    [ "$KIND" != keys ] || die "AUTH=jwt: logic chooses the keys, so KIND=keys cannot name them"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/hmac.key"
+    auth_conf="hmac_key_file = \"$OUT/hmac.key\""; auth_args=(-hmac-key-file "$OUT/hmac.key") ;;
+  *) die "AUTH $AUTH: want insecure or jwt" ;;
+esac
 cat >"$OUT/logic.toml" <<EOF
 host = "logic-bench"
 [http]
@@ -131,7 +142,7 @@ bind = "127.0.0.1:13111"
 [rpc]
 bind = "127.0.0.1:13119"
 [auth]
-insecure = true
+$auth_conf
 [node]
 tcp_port = 13101
 ws_port = 13102
@@ -254,7 +265,7 @@ conns_start() {
     local f="$OUT/conns-$k.json" prof=()
     [ -n "${PROFILE:-}" ] && prof=(-cpuprofile "$OUT/conns-$k.prof")
     "$BIN/goim-bench" conns "${prof[@]}" -q -run "$run_id" -transport "$TRANSPORT" -addrs "$(addrs)" \
-      -src "127.0.$k.1-127.0.$k.8" -n "$m" -first "$first" -duration "$hold" -json "$f" "$@" \
+      -src "127.0.$k.1-127.0.$k.8" -n "$m" -first "$first" -duration "$hold" -json "$f" "${auth_args[@]}" "$@" \
       >"$OUT/conns-$k.txt" 2>"$OUT/conns-$k.log" &
     conns_pids+=("$!"); pids+=("$!"); conns_files+=("$f")
     first=$(( first + m ))
@@ -387,7 +398,7 @@ connect)
     sleep 3
     snap "$OUT/cpu2-$b"
     cpu_report "$OUT/cpu0-$b" "$OUT/cpu1-$b"
-    echo "BENCH connect burst=$b transport=$TRANSPORT conns=$CLIENTS wall_ms=$wall" \
+    echo "BENCH connect burst=$b transport=$TRANSPORT auth=$AUTH conns=$CLIENTS wall_ms=$wall" \
       "handshakes_per_comet_cpu_s=$(div "$CLIENTS" "$(cometsecs "$OUT/cpu0-$b" "$OUT/cpu1-$b")")" \
       "handshakes_per_logic_cpu_s=$(div "$CLIENTS" "$(cpusecs "$OUT/cpu0-$b" "$OUT/cpu1-$b" logic)")" \
       "disconnects_per_comet_cpu_s=$(div "$CLIENTS" "$(cometsecs "$OUT/cpu1-$b" "$OUT/cpu2-$b")")" \

@@ -20,6 +20,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -195,11 +196,12 @@ func (o *outputFlags) write(s *bench.Summary, stdout, stderr io.Writer) error {
 
 // connsFlags configure connections (conns and run).
 type connsFlags struct {
-	cfg        bench.ConnsConfig
-	addrs, src string
-	rooms      string
-	accepts    string
-	api        string
+	cfg         bench.ConnsConfig
+	addrs, src  string
+	rooms       string
+	accepts     string
+	api         string
+	hmacKeyFile string
 }
 
 func (f *connsFlags) register(fs *flag.FlagSet, withAPI bool) {
@@ -221,6 +223,7 @@ func (f *connsFlags) register(fs *flag.FlagSet, withAPI bool) {
 	fs.Int64Var(&c.MidStart, "mid-start", 1, "user id of the first connection")
 	fs.IntVar(&c.MidCount, "mid-count", 0, "users the connections belong to, cycling (0: one user per connection, mid = mid-start + index)")
 	fs.StringVar(&c.KeyPrefix, "key-prefix", "", "connection i asks for key <prefix><index> (empty: the server chooses keys)")
+	fs.StringVar(&f.hmacKeyFile, "hmac-key-file", "", "authenticate with HS256 tokens signed with this file's bytes (logic's auth.hmac_key_file) instead of goim v2's plain JSON")
 	fs.StringVar(&f.accepts, "accepts", "1000", "ops the connections receive for keys, mids and all pushes, comma-separated")
 	fs.StringVar(&c.Platform, "platform", "web", "platform in the auth body")
 	fs.IntVar(&c.ReadBuffer, "read-buffer", 1024, "read buffer per connection, bytes")
@@ -233,6 +236,13 @@ func (f *connsFlags) config(ctx context.Context, run string, allowRemote bool, s
 	c.Run, c.AllowRemote = run, allowRemote
 	c.Rooms = bench.SplitList(f.rooms)
 	var err error
+	if f.hmacKeyFile != "" {
+		key, err := os.ReadFile(f.hmacKeyFile)
+		if err != nil {
+			return c, fmt.Errorf("%w: -hmac-key-file: %v", bench.ErrUsage, err)
+		}
+		c.HMACKey = bytes.TrimRight(key, "\r\n") // as logic reads it
+	}
 	if c.Accepts, err = bench.ParseInt32List(f.accepts); err != nil {
 		return c, fmt.Errorf("%w: -accepts: %v", bench.ErrUsage, err)
 	}

@@ -30,8 +30,9 @@ import (
 func cpuTime(tb testing.TB, pid int) time.Duration { return testkit.ProcessCPU(tb, pid) }
 
 // load runs n calls of do over workers goroutines and reports calls per
-// second and per logic CPU-second.
-func load(b *testing.B, p *proc, workers int, do func(i int) error) {
+// second and per logic CPU-second (and, when a call carries per > 1
+// connections, connections per logic CPU-second).
+func load(b *testing.B, p *proc, workers, per int, do func(i int) error) {
 	var next atomic.Int64
 	var failed atomic.Int64
 	var firstErr sync.Once
@@ -67,6 +68,9 @@ func load(b *testing.B, p *proc, workers int, do func(i int) error) {
 	if cpu > 0 {
 		b.ReportMetric(float64(b.N)/cpu.Seconds(), "calls/logic-cpu-s")
 	}
+	if cpu > 0 && per > 1 {
+		b.ReportMetric(float64(b.N*per)/cpu.Seconds(), "conns/logic-cpu-s")
+	}
 }
 
 // profile saves a 3-second CPU profile of logic, taken from its admin
@@ -88,7 +92,7 @@ func benchPush(b *testing.B, path func(i int) string) {
 	p := startProcess(b)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	body := strings.Repeat("x", 64)
-	load(b, p, 50, func(i int) error {
+	load(b, p, 50, 1, func(i int) error {
 		resp, err := client.Post("http://"+p.httpAddr+path(i), "application/octet-stream", strings.NewReader(body))
 		if err != nil {
 			return err
@@ -124,7 +128,7 @@ func BenchmarkProcessPushMids(b *testing.B) {
 		}
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	load(b, p, 50, func(i int) error {
+	load(b, p, 50, 1, func(i int) error {
 		resp, err := client.Post("http://"+p.httpAddr+"/goim/push/mids?operation=1000&mids="+strconv.Itoa(i%100+1), "text/plain", strings.NewReader("hello"))
 		if err != nil {
 			return err
@@ -148,9 +152,35 @@ func BenchmarkProcessConnect(b *testing.B) {
 	for i := range tokens {
 		tokens[i] = authToken(b, p, i+1)
 	}
-	load(b, p, 32, func(i int) error {
+	load(b, p, 32, 1, func(i int) error {
 		_, err := rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: "comet-1", Token: tokens[i%len(tokens)]})
 		return err
+	})
+}
+
+// BenchmarkProcessConnectBatch: the same connections, 32 to a
+// ConnectBatch call (as a comet gathers handshakes in a burst), from 4
+// concurrent callers (a comet's connect workers).
+func BenchmarkProcessConnectBatch(b *testing.B) {
+	const per = 32
+	p := startProcess(b)
+	rpc := dialRPC(b, p)
+	reqs := make([]*logicpb.ConnectReq, 1024)
+	for i := range reqs {
+		reqs[i] = &logicpb.ConnectReq{Server: "comet-1", Token: authToken(b, p, i+1)}
+	}
+	load(b, p, 4, per, func(i int) error {
+		j := i * per % len(reqs)
+		r, err := rpc.ConnectBatch(context.Background(), &logicpb.ConnectBatchReq{Reqs: reqs[j : j+per]})
+		if err != nil {
+			return err
+		}
+		for _, res := range r.GetResults() {
+			if res.GetCode() != 0 {
+				return fmt.Errorf("connect refused: %d %s", res.GetCode(), res.GetMessage())
+			}
+		}
+		return nil
 	})
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/goim/goim/api/protocol"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // conn is one client connection: about 200 bytes plus its read buffer and
@@ -129,7 +130,7 @@ func (cn *conn) handshake(ctx context.Context, addr string, src net.Addr) (strin
 	if cfg.Transport == TransportWS {
 		cn.ws = &wsReader{br: cn.br, pong: cn.pong}
 	}
-	auth, err := json.Marshal(protocol.AuthBody{Mid: cn.mid, Key: cn.key, RoomID: cn.room, Platform: cfg.Platform, Accepts: cfg.Accepts})
+	auth, err := cn.authBody(cfg)
 	if err != nil {
 		return phaseAuth, err
 	}
@@ -317,4 +318,23 @@ type countReader struct {
 func (c countReader) Read(p []byte) (int, error) {
 	c.n.Add(1)
 	return c.r.Read(p)
+}
+
+// authBody is the connection's auth frame body: goim v2's plain JSON, or
+// with cfg.HMACKey a signed token in place of mid and key.
+func (cn *conn) authBody(cfg *ConnsConfig) ([]byte, error) {
+	body := protocol.AuthBody{Mid: cn.mid, Key: cn.key, RoomID: cn.room, Platform: cfg.Platform, Accepts: cfg.Accepts}
+	if len(cfg.HMACKey) > 0 {
+		now := time.Now()
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+			Subject:   strconv.FormatInt(cn.mid, 10),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+		}).SignedString(cfg.HMACKey)
+		if err != nil {
+			return nil, err
+		}
+		body.Mid, body.Key, body.Token = 0, "", tok
+	}
+	return json.Marshal(body)
 }

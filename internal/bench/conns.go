@@ -52,6 +52,11 @@ type ConnsConfig struct {
 	// KeyPrefix, when set, makes connection i ask for key KeyPrefix+i (so
 	// keys pushes can name it); empty lets the server choose.
 	KeyPrefix string
+	// HMACKey, when set, makes every connection authenticate with an
+	// HS256 token signed with it (sub = its mid, valid for an hour), as a
+	// logic with auth.hmac_key_file expects, instead of goim v2's plain
+	// JSON; logic then chooses the keys (KeyPrefix must be empty).
+	HMACKey []byte
 	// Accepts are the ops every connection receives for keys, mids and
 	// broadcast pushes.
 	Accepts []int32
@@ -111,6 +116,12 @@ func (c ConnsConfig) Validate() error {
 	}
 	if c.MidCount < 0 {
 		bad("-mid-count %d: want >= 0", c.MidCount)
+	}
+	if len(c.HMACKey) > 0 && len(c.HMACKey) < 32 {
+		bad("-hmac-key-file: %d bytes, want at least 32 (as logic)", len(c.HMACKey))
+	}
+	if len(c.HMACKey) > 0 && c.KeyPrefix != "" {
+		bad("-key-prefix with -hmac-key-file: with tokens logic chooses the keys")
 	}
 	if c.KeyPrefix != "" && !ValidStream(KeyStream(c.KeyPrefix+"0")) {
 		bad("-key-prefix %q: printable ASCII without spaces", c.KeyPrefix)

@@ -8,12 +8,14 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/testkit"
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // fakeComet is a TCP goim server on loopback: it answers auth and
@@ -186,5 +188,44 @@ func TestConnsFailures(t *testing.T) {
 	s.judge()
 	if s.OK || len(s.Failures) != 2 {
 		t.Fatalf("failures %q", s.Failures)
+	}
+}
+
+// TestAuthBodyToken: with an HMAC key the auth body carries an HS256
+// token for the connection's mid (what logic with auth.hmac_key_file
+// verifies) and no claimed mid or key; without one it is goim v2's JSON.
+func TestAuthBodyToken(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	cn := &conn{mid: 42, key: "k42", room: "live://1"}
+	cfg := &ConnsConfig{HMACKey: key, Platform: "web", Accepts: []int32{1000}}
+	b, err := cn.authBody(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := protocol.ParseAuthBody(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Mid != 0 || a.Key != "" || a.RoomID != "live://1" || a.Token == "" || !slices.Equal(a.Accepts, []int32{1000}) {
+		t.Fatalf("body %s", b)
+	}
+	var claims jwt.RegisteredClaims
+	if _, err := jwt.ParseWithClaims(a.Token, &claims, func(*jwt.Token) (any, error) { return key, nil },
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()); err != nil || claims.Subject != "42" {
+		t.Fatalf("token %q: subject %q, %v", a.Token, claims.Subject, err)
+	}
+
+	cfg.HMACKey = nil
+	if b, err = cn.authBody(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if a, err = protocol.ParseAuthBody(b); err != nil || a.Mid != 42 || a.Key != "k42" || a.Token != "" {
+		t.Fatalf("plain body %s: %v", b, err)
+	}
+
+	for _, c := range []ConnsConfig{{HMACKey: key[:31]}, {HMACKey: key, KeyPrefix: "k"}} {
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "-hmac-key-file") {
+			t.Errorf("HMAC key of %d bytes, key prefix %q: %v", len(c.HMACKey), c.KeyPrefix, err)
+		}
 	}
 }
