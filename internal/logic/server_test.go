@@ -51,7 +51,8 @@ func TestConnectRefused(t *testing.T) {
 	}{
 		{name: "forged signature", req: &logicpb.ConnectReq{Server: "c", Token: authBody(forged, "")}, code: codes.Unauthenticated},
 		{name: "no token", req: &logicpb.ConnectReq{Server: "c", Token: []byte(`{"mid":7,"key":"k"}`)}, code: codes.Unauthenticated},
-		{name: "not json", req: &logicpb.ConnectReq{Server: "c", Token: []byte(`{`)}, code: codes.Unauthenticated},
+		{name: "not json", req: &logicpb.ConnectReq{Server: "c", Token: []byte(`{`)}, code: codes.InvalidArgument},
+		{name: "wrong field type", req: &logicpb.ConnectReq{Server: "c", Token: []byte(`{"mid":"7"}`)}, code: codes.InvalidArgument},
 		{name: "room not allowed", req: &logicpb.ConnectReq{Server: "c", Token: authBody(token(t, 7, "live://1"), "live://2")}, code: codes.Unauthenticated},
 		{name: "no server", req: &logicpb.ConnectReq{Token: authBody(token(t, 7), "")}, code: codes.InvalidArgument},
 	}
@@ -79,7 +80,7 @@ func TestConnectBatch(t *testing.T) {
 		{Token: authBody(token(t, 23), "")},
 		{Server: "comet-b", Token: []byte(`{`)},
 	}
-	wantCodes := []codes.Code{codes.OK, codes.Unauthenticated, codes.OK, codes.InvalidArgument, codes.Unauthenticated}
+	wantCodes := []codes.Code{codes.OK, codes.Unauthenticated, codes.OK, codes.InvalidArgument, codes.InvalidArgument}
 	r, err := e.rpc.ConnectBatch(context.Background(), &logicpb.ConnectBatchReq{Reqs: reqs})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
@@ -54,7 +55,8 @@ type rpcService struct {
 
 // rpcError gives err the gRPC code a comet acts on: Unauthenticated for a
 // refused token (the comet closes the connection as rejected),
-// InvalidArgument for a bad request, Unavailable for Redis, DeadlineExceeded
+// InvalidArgument for a bad request or an auth body that is not the auth
+// JSON (the comet closes it as bad_auth_body), Unavailable for Redis, DeadlineExceeded
 // or Canceled when the call's context ended, Internal otherwise.
 func rpcError(err error) error {
 	if err == nil {
@@ -62,6 +64,8 @@ func rpcError(err error) error {
 	}
 	code := codes.Internal
 	switch {
+	case errors.Is(err, protocol.ErrAuthBody): // not the auth JSON: the client's bug, not a refusal
+		code = codes.InvalidArgument
 	case errors.Is(err, ErrAuth):
 		code = codes.Unauthenticated
 	case errors.Is(err, ErrInvalidArgument), errors.Is(err, dao.ErrInvalidArgument):
