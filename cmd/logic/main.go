@@ -51,6 +51,8 @@ func run(args []string) error {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	gcPercent, fromEnv := admin.SetGCPercent(admin.ServiceGCPercent)
+	log.Info("garbage collector target", "percent", gcPercent, "from_GOGC", fromEnv)
 
 	reg := admin.NewRegistry()
 	srv, err := logic.New(cfg, logic.Deps{Logger: log, Registry: reg})
