@@ -249,12 +249,7 @@ func (r *Redis) AddSessions(ctx context.Context, sessions []Session) (errs []err
 			continue
 		}
 		req := &addReq{mid: ss.Mid, key: ss.Key, server: ss.Server}
-		if r.closed.Load() {
-			errs[i] = ErrClosed
-		} else {
-			errs[i] = r.queueAdd(ctx, req)
-		}
-		if errs[i] == nil {
+		if errs[i] = r.queueAdd(ctx, req); errs[i] == nil { // ErrClosed after Close
 			reqs[i] = req
 		}
 	}
@@ -340,20 +335,11 @@ return owned
 // key of mid_<mid> when its value is server (compare-and-delete, one Lua
 // script). It reports whether key_<key> pointed at server.
 func (r *Redis) DelSession(ctx context.Context, mid int64, key, server string) (bool, error) {
-	if key == "" || server == "" {
-		return false, sessionArgError("delete session", mid, key, server)
-	}
-	keys := r.sessionKeys(mid, key)
-	var owned bool
-	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		n, err := redis.Int(r.delLua.run(c, timeout, keys, server, key))
-		owned = n == 1
-		return err
-	})
+	owned, errs, err := r.DelSessions(ctx, []Session{{Mid: mid, Key: key, Server: server}})
 	if err != nil {
-		return false, &opError{kind: ErrRedis, op: sessionOp("delete session", mid, server), err: err}
+		return false, err
 	}
-	return owned, nil
+	return owned[0], errs[0]
 }
 
 // DelSessions deletes several sessions as DelSession does each, in one
@@ -404,7 +390,11 @@ func (r *Redis) DelSessions(ctx context.Context, sessions []Session) (owned []bo
 		return nil
 	})
 	if err != nil {
-		return nil, errs, &opError{kind: ErrRedis, op: "delete sessions (" + strconv.Itoa(len(valid)) + ")", err: err}
+		op := "delete sessions (" + strconv.Itoa(len(valid)) + ")"
+		if len(valid) == 1 {
+			op = sessionOp("delete session", sessions[valid[0]].Mid, sessions[valid[0]].Server)
+		}
+		return nil, errs, &opError{kind: ErrRedis, op: op, err: err}
 	}
 	return owned, errs, nil
 }
