@@ -50,6 +50,7 @@ func TestContract(t *testing.T) {
 				{Name: "server", Number: 1, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "cookie", Number: 2, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "token", Number: 3, Kind: protoreflect.BytesKind, Shape: prototest.Single},
+				{Name: "conn_id", Number: 4, Kind: protoreflect.Uint64Kind, Shape: prototest.Single}, // added by goim
 			}},
 			{Msg: &ConnectReply{}, FullName: "goim.logic.ConnectReply", Fields: []prototest.Field{
 				{Name: "mid", Number: 1, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
@@ -57,6 +58,8 @@ func TestContract(t *testing.T) {
 				{Name: "roomID", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "accepts", Number: 4, Kind: protoreflect.Int32Kind, Shape: prototest.Repeated},
 				{Name: "heartbeat", Number: 5, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
+				{Name: "rooms", Number: 6, Kind: protoreflect.StringKind, Shape: prototest.Repeated},     // added by goim
+				{Name: "rooms_limited", Number: 7, Kind: protoreflect.BoolKind, Shape: prototest.Single}, // added by goim
 			}},
 			// Added by goim.
 			{Msg: &ConnectBatchReq{}, FullName: "goim.logic.ConnectBatchReq", Fields: []prototest.Field{
@@ -85,6 +88,7 @@ func TestContract(t *testing.T) {
 				{Name: "mid", Number: 1, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
 				{Name: "key", Number: 2, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "server", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
+				{Name: "conn_id", Number: 4, Kind: protoreflect.Uint64Kind, Shape: prototest.Single}, // added by goim
 			}},
 			{Msg: &DisconnectReply{}, FullName: "goim.logic.DisconnectReply", Fields: []prototest.Field{
 				{Name: "has", Number: 1, Kind: protoreflect.BoolKind, Shape: prototest.Single},
@@ -93,6 +97,7 @@ func TestContract(t *testing.T) {
 				{Name: "mid", Number: 1, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
 				{Name: "key", Number: 2, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "server", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
+				{Name: "conn_id", Number: 4, Kind: protoreflect.Uint64Kind, Shape: prototest.Single}, // added by goim
 			}},
 			{Msg: &HeartbeatReply{}, FullName: "goim.logic.HeartbeatReply"},
 			{Msg: &OnlineReq{}, FullName: "goim.logic.OnlineReq", Fields: []prototest.Field{

@@ -203,7 +203,13 @@ type ConnectReq struct {
 	// The HTTP Cookie header of a WebSocket handshake; empty for TCP.
 	Cookie string `protobuf:"bytes,2,opt,name=cookie,proto3" json:"cookie,omitempty"`
 	// The whole body of the client's auth frame (JSON), passed through as is.
-	Token         []byte `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	Token []byte `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// The comet's id for this connection, unique on that comet. Logic stores
+	// it with the session routing so that a later Disconnect or Heartbeat of
+	// another connection with the same key (one it replaced) cannot remove or
+	// rewrite this connection's routing. 0: not sent (a comet before goim
+	// added it); the routing is then compared by server only. Added by goim.
+	ConnId        uint64 `protobuf:"varint,4,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,6 +265,13 @@ func (x *ConnectReq) GetToken() []byte {
 	return nil
 }
 
+func (x *ConnectReq) GetConnId() uint64 {
+	if x != nil {
+		return x.ConnId
+	}
+	return 0
+}
+
 // ConnectReply accepts a connection (an error rejects it).
 type ConnectReply struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -272,7 +285,14 @@ type ConnectReply struct {
 	Accepts []int32 `protobuf:"varint,4,rep,packed,name=accepts,proto3" json:"accepts,omitempty"`
 	// Session timeout in nanoseconds (comet uses it as a Go time.Duration):
 	// the connection is closed if no heartbeat arrives within it.
-	Heartbeat     int64 `protobuf:"varint,5,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	Heartbeat int64 `protobuf:"varint,5,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	// When rooms_limited is true the connection may join (at auth and with
+	// op 12) only the rooms that match an entry of rooms: an exact room id,
+	// or a prefix ending in "*" ("live://*"); an empty list allows no room.
+	// When false it may join any valid room (goim v2's behaviour). Added by
+	// goim: a comet that predates it enforces nothing.
+	Rooms         []string `protobuf:"bytes,6,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	RoomsLimited  bool     `protobuf:"varint,7,opt,name=rooms_limited,json=roomsLimited,proto3" json:"rooms_limited,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,6 +360,20 @@ func (x *ConnectReply) GetHeartbeat() int64 {
 		return x.Heartbeat
 	}
 	return 0
+}
+
+func (x *ConnectReply) GetRooms() []string {
+	if x != nil {
+		return x.Rooms
+	}
+	return nil
+}
+
+func (x *ConnectReply) GetRoomsLimited() bool {
+	if x != nil {
+		return x.RoomsLimited
+	}
+	return false
 }
 
 // ConnectBatchReq carries the ConnectReq of several connections in one
@@ -510,7 +544,10 @@ type DisconnectReq struct {
 	// The connection key from ConnectReply.
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// The comet server id the connection was on.
-	Server        string `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	Server string `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	// The comet's id for the connection (ConnectReq.conn_id); 0 when not
+	// known. Added by goim.
+	ConnId        uint64 `protobuf:"varint,4,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -564,6 +601,13 @@ func (x *DisconnectReq) GetServer() string {
 		return x.Server
 	}
 	return ""
+}
+
+func (x *DisconnectReq) GetConnId() uint64 {
+	if x != nil {
+		return x.ConnId
+	}
+	return 0
 }
 
 // DisconnectReply reports whether the session was still registered.
@@ -777,7 +821,10 @@ type HeartbeatReq struct {
 	// The connection key from ConnectReply.
 	Key string `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	// The comet server id the connection is on.
-	Server        string `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	Server string `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	// The comet's id for the connection (ConnectReq.conn_id); 0 when not
+	// known. Added by goim.
+	ConnId        uint64 `protobuf:"varint,4,opt,name=conn_id,json=connId,proto3" json:"conn_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -831,6 +878,13 @@ func (x *HeartbeatReq) GetServer() string {
 		return x.Server
 	}
 	return ""
+}
+
+func (x *HeartbeatReq) GetConnId() uint64 {
+	if x != nil {
+		return x.ConnId
+	}
+	return 0
 }
 
 // HeartbeatReply is empty.
@@ -1371,18 +1425,21 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x04Type\x12\b\n" +
 	"\x04PUSH\x10\x00\x12\b\n" +
 	"\x04ROOM\x10\x01\x12\r\n" +
-	"\tBROADCAST\x10\x02\"R\n" +
+	"\tBROADCAST\x10\x02\"k\n" +
 	"\n" +
 	"ConnectReq\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x16\n" +
 	"\x06cookie\x18\x02 \x01(\tR\x06cookie\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\fR\x05token\"\x82\x01\n" +
+	"\x05token\x18\x03 \x01(\fR\x05token\x12\x17\n" +
+	"\aconn_id\x18\x04 \x01(\x04R\x06connId\"\xbd\x01\n" +
 	"\fConnectReply\x12\x10\n" +
 	"\x03mid\x18\x01 \x01(\x03R\x03mid\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
 	"\x06roomID\x18\x03 \x01(\tR\x06roomID\x12\x18\n" +
 	"\aaccepts\x18\x04 \x03(\x05R\aaccepts\x12\x1c\n" +
-	"\theartbeat\x18\x05 \x01(\x03R\theartbeat\"=\n" +
+	"\theartbeat\x18\x05 \x01(\x03R\theartbeat\x12\x14\n" +
+	"\x05rooms\x18\x06 \x03(\tR\x05rooms\x12#\n" +
+	"\rrooms_limited\x18\a \x01(\bR\froomsLimited\"=\n" +
 	"\x0fConnectBatchReq\x12*\n" +
 	"\x04reqs\x18\x01 \x03(\v2\x16.goim.logic.ConnectReqR\x04reqs\"m\n" +
 	"\rConnectResult\x12.\n" +
@@ -1390,11 +1447,12 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\"H\n" +
 	"\x11ConnectBatchReply\x123\n" +
-	"\aresults\x18\x01 \x03(\v2\x19.goim.logic.ConnectResultR\aresults\"K\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.goim.logic.ConnectResultR\aresults\"d\n" +
 	"\rDisconnectReq\x12\x10\n" +
 	"\x03mid\x18\x01 \x01(\x03R\x03mid\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
-	"\x06server\x18\x03 \x01(\tR\x06server\"#\n" +
+	"\x06server\x18\x03 \x01(\tR\x06server\x12\x17\n" +
+	"\aconn_id\x18\x04 \x01(\x04R\x06connId\"#\n" +
 	"\x0fDisconnectReply\x12\x10\n" +
 	"\x03has\x18\x01 \x01(\bR\x03has\"C\n" +
 	"\x12DisconnectBatchReq\x12-\n" +
@@ -1404,11 +1462,12 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\"N\n" +
 	"\x14DisconnectBatchReply\x126\n" +
-	"\aresults\x18\x01 \x03(\v2\x1c.goim.logic.DisconnectResultR\aresults\"J\n" +
+	"\aresults\x18\x01 \x03(\v2\x1c.goim.logic.DisconnectResultR\aresults\"c\n" +
 	"\fHeartbeatReq\x12\x10\n" +
 	"\x03mid\x18\x01 \x01(\x03R\x03mid\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
-	"\x06server\x18\x03 \x01(\tR\x06server\"\x10\n" +
+	"\x06server\x18\x03 \x01(\tR\x06server\x12\x17\n" +
+	"\aconn_id\x18\x04 \x01(\x04R\x06connId\"\x10\n" +
 	"\x0eHeartbeatReply\"\xfb\x01\n" +
 	"\tOnlineReq\x12\x16\n" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12B\n" +

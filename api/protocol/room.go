@@ -1,0 +1,80 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// MaxRoomIDLen is the longest room id accepted anywhere (auth body, op 12,
+// the push and online HTTP API, comets' online reports), in bytes.
+const MaxRoomIDLen = 128
+
+// ErrRoomID: a room id is empty, longer than MaxRoomIDLen or holds a byte
+// outside the room id charset (see CheckRoomID).
+var ErrRoomID = errors.New("protocol: invalid room id")
+
+// roomByte marks the bytes a room id may hold: ASCII letters and digits and
+// the URI characters - . _ ~ : / @ ! $ & ' ( ) * + , ; = %. Room ids look
+// like "live://1000"; no spaces, control characters, quotes, backslashes,
+// angle brackets or non-ASCII bytes, so an id is safe in a log line, a
+// metric-free report, a URL and an HTML page alike.
+var roomByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "-._~:/@!$&'()*+,;=%" {
+		t[c] = true
+	}
+	return t
+}()
+
+// CheckRoomID reports whether id is a valid room id: 1 to MaxRoomIDLen
+// bytes, each an ASCII letter or digit or one of - . _ ~ : / @ ! $ & ' ( ) *
+// + , ; = %. The error wraps ErrRoomID and says what is wrong without
+// echoing the id.
+func CheckRoomID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty", ErrRoomID)
+	case len(id) > MaxRoomIDLen:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrRoomID, len(id), MaxRoomIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		if !roomByte[id[i]] {
+			return fmt.Errorf("%w: byte %d (0x%02x) is not allowed", ErrRoomID, i, id[i])
+		}
+	}
+	return nil
+}
+
+// CheckRoomPattern reports whether p is a valid entry of a token's rooms
+// claim: a room id (exact match), a room id prefix followed by one final
+// "*" (matches every room id with that prefix, "live://*"), or "*" alone
+// (every room). A "*" anywhere else is literal, as in a room id.
+func CheckRoomPattern(p string) error {
+	if p == "*" {
+		return nil
+	}
+	return CheckRoomID(p)
+}
+
+// RoomAllowed reports whether the room id matches one of patterns (see
+// CheckRoomPattern). No pattern matches the empty id.
+func RoomAllowed(patterns []string, id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(id, prefix) || p == id {
+			return true
+		}
+	}
+	return false
+}
