@@ -13,7 +13,8 @@ import (
 )
 
 // Connect authenticates a connection's auth body for the comet req.Server
-// and stores its session routing. The key is generated here unless the
+// and stores its session routing, with the comet's connection id
+// (req.ConnId) when it sent one. The key is generated here unless the
 // insecure mode's client named one (goim v2 compatibility). A refused body
 // wraps ErrAuth; a Redis failure fails the connect (the client retries)
 // rather than leave a connection no push can find.
@@ -22,7 +23,7 @@ func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicp
 	if err != nil {
 		return nil, err
 	}
-	err = s.redis.AddSession(ctx, reply.Mid, reply.Key, req.GetServer())
+	err = s.redis.AddSession(ctx, dao.Session{Mid: reply.Mid, Key: reply.Key, Server: req.GetServer(), ConnID: req.GetConnId()})
 	return s.registered(reply, err)
 }
 
@@ -42,7 +43,7 @@ func (s *Service) ConnectBatch(ctx context.Context, reqs []*logicpb.ConnectReq) 
 	admitted := make([]int, 0, len(reqs))
 	for i, req := range reqs {
 		if replies[i], errs[i] = s.admit(ctx, req); errs[i] == nil {
-			sessions = append(sessions, dao.Session{Mid: replies[i].Mid, Key: replies[i].Key, Server: req.GetServer()})
+			sessions = append(sessions, dao.Session{Mid: replies[i].Mid, Key: replies[i].Key, Server: req.GetServer(), ConnID: req.GetConnId()})
 			admitted = append(admitted, i)
 		}
 	}
@@ -91,10 +92,12 @@ func (s *Service) registered(reply *logicpb.ConnectReply, err error) (*logicpb.C
 	return reply, nil
 }
 
-// Disconnect removes a connection's routing if it still points at the
-// calling comet; Has reports whether it did.
+// Disconnect removes a connection's routing if it still belongs to it: it
+// points at the calling comet and, when the comet sent the connection's
+// id (req.ConnId), no newer connection took the key over. Has reports
+// whether it did.
 func (s *Service) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
-	has, err := s.redis.DelSession(ctx, req.GetMid(), req.GetKey(), req.GetServer())
+	has, err := s.redis.DelSession(ctx, sessionOf(req))
 	if err != nil {
 		if !errors.Is(err, dao.ErrInvalidArgument) {
 			s.metrics.redisErrors.WithLabelValues("del_session").Inc()
@@ -116,7 +119,7 @@ func (s *Service) DisconnectBatch(ctx context.Context, reqs []*logicpb.Disconnec
 	}
 	sessions := make([]dao.Session, len(reqs))
 	for i, req := range reqs {
-		sessions[i] = dao.Session{Mid: req.GetMid(), Key: req.GetKey(), Server: req.GetServer()}
+		sessions[i] = sessionOf(req)
 	}
 	has, errs, err = s.redis.DelSessions(ctx, sessions)
 	if err != nil {
@@ -126,16 +129,23 @@ func (s *Service) DisconnectBatch(ctx context.Context, reqs []*logicpb.Disconnec
 	return has, errs, nil
 }
 
+// sessionOf is the session a DisconnectReq names.
+func sessionOf(req *logicpb.DisconnectReq) dao.Session {
+	return dao.Session{Mid: req.GetMid(), Key: req.GetKey(), Server: req.GetServer(), ConnID: req.GetConnId()}
+}
+
 // Heartbeat renews a connection's routing TTLs, re-adding the routing if
-// it was lost (expired, or deleted by Redis restarting empty).
+// it was lost (expired, or deleted by Redis restarting empty). The
+// heartbeat of a connection whose key a newer connection took over
+// (another req.ConnId in Redis) changes nothing.
 func (s *Service) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
-	existed, err := s.redis.RenewSession(ctx, req.GetMid(), req.GetKey(), req.GetServer())
+	res, err := s.redis.RenewSession(ctx, dao.Session{Mid: req.GetMid(), Key: req.GetKey(), Server: req.GetServer(), ConnID: req.GetConnId()})
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("renew_session").Inc()
 		return nil, fmt.Errorf("logic: heartbeat: %w", err)
 	}
-	if !existed {
-		s.log.Debug("logic: heartbeat re-added a lost session", "server", req.GetServer(), "mid", req.GetMid())
+	if res != dao.Renewed && s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("logic: heartbeat", "result", res.String(), "server", req.GetServer(), "mid", req.GetMid(), "conn_id", req.GetConnId())
 	}
 	return &logicpb.HeartbeatReply{}, nil
 }

@@ -222,6 +222,46 @@ func TestDisconnectOnlyOwnSession(t *testing.T) {
 	}
 }
 
+// TestKeyReuseKeepsRouting: a client reconnects with its key to the same
+// comet (goim v2 clients choose their key in insecure mode): the new
+// connection (conn id 2) evicts the old one (conn id 1), whose late
+// Heartbeat and Disconnect, single or batched, then leave the new
+// connection's routing, so a push to the key still goes to that comet.
+func TestKeyReuseKeepsRouting(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Auth = AuthConfig{Insecure: true} })
+	ctx := context.Background()
+	for _, id := range []uint64{1, 2} {
+		if _, err := e.rpc.Connect(ctx, &logicpb.ConnectReq{Server: "comet-a", Token: []byte(`{"mid":5,"key":"k5"}`), ConnId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.rpc.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: 5, Key: "k5", Server: "comet-a", ConnId: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.rpc.Disconnect(ctx, &logicpb.DisconnectReq{Mid: 5, Key: "k5", Server: "comet-a", ConnId: 1})
+	if err != nil || r.Has {
+		t.Fatalf("the evicted connection's disconnect: %+v, %v", r, err)
+	}
+	br, err := e.rpc.DisconnectBatch(ctx, &logicpb.DisconnectBatchReq{Reqs: []*logicpb.DisconnectReq{{Mid: 5, Key: "k5", Server: "comet-a", ConnId: 1}}})
+	if err != nil || len(br.Results) != 1 || br.Results[0].Has {
+		t.Fatalf("the evicted connection's batched disconnect: %+v, %v", br, err)
+	}
+	if got, conn := e.rget("key_k5"), e.rget("conn_k5"); got != "comet-a" || conn != "2" {
+		t.Fatalf("key_k5 = %q, conn_k5 = %q; want comet-a and 2", got, conn)
+	}
+	e.expect("POST", "/goim/push/keys?operation=1000&keys=k5", []byte("hi"), 200, `{"code":0,"message":""}`)
+	if p := e.pushed(1); p[0].msg.Server != "comet-a" || !slices.Equal(p[0].msg.Keys, []string{"k5"}) {
+		t.Fatalf("push %+v, want k5 on comet-a", p[0].msg)
+	}
+	r, err = e.rpc.Disconnect(ctx, &logicpb.DisconnectReq{Mid: 5, Key: "k5", Server: "comet-a", ConnId: 2})
+	if err != nil || !r.Has {
+		t.Fatalf("the new connection's disconnect: %+v, %v", r, err)
+	}
+	if got, conn := e.rget("key_k5"), e.rget("conn_k5"); got != "" || conn != "" {
+		t.Fatalf("key_k5 = %q, conn_k5 = %q after the owner's disconnect", got, conn)
+	}
+}
+
 func TestHeartbeatReAddsLostSession(t *testing.T) {
 	e := startLogic(t, nil)
 	r := e.connect("comet-a", 9, "")
