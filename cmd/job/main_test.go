@@ -108,3 +108,37 @@ func TestCheckConfigShippedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckConfigOpensFiles: -check-config opens and parses the files the
+// [kafka] section names (CA, client certificate and key, SASL password
+// file) and names each key whose file is wrong.
+func TestCheckConfigOpensFiles(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOIM_KAFKA_SASL_PASSWORD", "")
+	cfg := `[comets]
+comet-1 = "127.0.0.1:3109"
+[kafka]
+tls = true
+tls_ca_file = "` + notPEM + `"
+sasl_mechanism = "PLAIN"
+sasl_user = "goim"
+sasl_password_file = "` + filepath.Join(dir, "missing") + `"
+`
+	path := filepath.Join(dir, "job.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil {
+		t.Fatal("-check-config accepted unreadable files")
+	}
+	for _, key := range []string{"kafka.tls_ca_file", "kafka.sasl_password_file"} {
+		if !strings.Contains(err.Error(), key+": ") {
+			t.Errorf("-check-config error does not name %s:\n%v", key, err)
+		}
+	}
+}

@@ -127,3 +127,42 @@ func TestCheckConfigShippedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckConfigOpensFiles: -check-config opens and parses the files the
+// [redis] and [kafka] sections name (CA, client certificate and key,
+// password files) and names each key whose file is wrong.
+func TestCheckConfigOpensFiles(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	t.Setenv("GOIM_REDIS_PASSWORD", "")
+	t.Setenv("GOIM_KAFKA_SASL_PASSWORD", "")
+	cfg := `[redis]
+password_file = "` + missing + `"
+tls = true
+tls_ca_file = "` + notPEM + `"
+[kafka]
+tls = true
+tls_cert_file = "` + notPEM + `"
+tls_key_file = "` + notPEM + `"
+sasl_mechanism = "SCRAM-SHA-256"
+sasl_user = "goim"
+sasl_password_file = "` + missing + `"
+`
+	path := filepath.Join(dir, "logic.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil {
+		t.Fatal("-check-config accepted unreadable files")
+	}
+	for _, key := range []string{"redis.password_file", "redis.tls_ca_file", "kafka.tls_cert_file", "kafka.sasl_password_file"} {
+		if !strings.Contains(err.Error(), key+": ") {
+			t.Errorf("-check-config error does not name %s:\n%v", key, err)
+		}
+	}
+}

@@ -18,6 +18,8 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/secret"
+	"github.com/goim/goim/internal/tlsclient"
 )
 
 // Redis schema. Every key starts with RedisConfig.Prefix; behind it the
@@ -67,12 +69,27 @@ const (
 	epochName         = "epoch"
 )
 
+// EnvRedisPassword is the environment variable holding the Redis
+// password; when set and not empty it wins over [redis] password_file and
+// password.
+const EnvRedisPassword = "GOIM_REDIS_PASSWORD"
+
 // RedisConfig is the [redis] section of logic's configuration.
 type RedisConfig struct {
 	// Addr is the Redis server, "host:port". Default "127.0.0.1:6379".
 	Addr string `toml:"addr"`
-	// Password is sent with AUTH when not empty. Default "".
+	// Username is the ACL user (Redis 6 and later) sent with AUTH along
+	// with the password; "" authenticates as the default user (or with
+	// requirepass). It needs a password. Default "".
+	Username string `toml:"username"`
+	// Password is sent with AUTH when not empty. It is the last choice:
+	// the environment variable GOIM_REDIS_PASSWORD, when set, wins over
+	// password_file, which wins over password; prefer either to a
+	// password written in the file. Default "".
 	Password string `toml:"password"`
+	// PasswordFile is a file holding the password (trailing newline
+	// ignored), read at start and by -check-config. Default "".
+	PasswordFile string `toml:"password_file"`
 	// DB is the database index selected on every connection. Default 0.
 	DB int `toml:"db"`
 	// Prefix is prepended to every key, so several clusters (or tests)
@@ -105,6 +122,10 @@ type RedisConfig struct {
 	// it. Keep it a few times comet's logic.report_interval. Millisecond
 	// precision. Default "30s".
 	OnlineTTL conf.Duration `toml:"online_ttl"`
+	// The keys tls, tls_ca_file, tls_cert_file, tls_key_file and
+	// tls_server_name: Redis over TLS (managed Redis services), the
+	// server's certificate always verified. Default: no TLS.
+	tlsclient.Config
 }
 
 // DefaultRedisConfig returns the defaults of RedisConfig.
@@ -138,6 +159,19 @@ func (c RedisConfig) Validate(p *conf.Problems) {
 	p.Check(c.IdleTimeout >= 0, "idle_timeout", "must be >= 0 (0 = never), got %v", c.IdleTimeout)
 	p.Check(c.SessionTTL.D() >= time.Millisecond, "session_ttl", "must be >= 1ms, got %v", c.SessionTTL)
 	p.Check(c.OnlineTTL.D() >= time.Millisecond, "online_ttl", "must be >= 1ms, got %v", c.OnlineTTL)
+	password, _, err := c.password()
+	if err != nil {
+		p.Add("password_file", "%v", err)
+	} else {
+		p.Check(c.Username == "" || password != "", "username", "needs a password (%s, password_file or password)", EnvRedisPassword)
+	}
+	c.Config.Validate(p)
+}
+
+// password resolves the Redis password: GOIM_REDIS_PASSWORD, else
+// password_file, else password.
+func (c RedisConfig) password() (string, secret.Source, error) {
+	return secret.Resolve(EnvRedisPassword, c.PasswordFile, c.Password)
 }
 
 // Redis is logic's Redis client: session routing and online counts. It is
@@ -193,9 +227,22 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 		redis.DialWriteTimeout(cfg.WriteTimeout.D()),
 		redis.DialDatabase(cfg.DB),
 	}
-	if cfg.Password != "" {
-		opts = append(opts, redis.DialPassword(cfg.Password))
+	password, source, err := cfg.password()
+	if err != nil {
+		return nil, fmt.Errorf("dao: redis config: %w", err)
 	}
+	if password != "" {
+		opts = append(opts, redis.DialPassword(password), redis.DialUsername(cfg.Username))
+	}
+	tc, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, fmt.Errorf("dao: redis config: %w", err)
+	}
+	if tc != nil {
+		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(tc),
+			redis.DialTLSHandshakeTimeout(cfg.DialTimeout.D()))
+	}
+	logger.Info("dao: redis", "addr", cfg.Addr, "tls", tc != nil, "user", cfg.Username, "password_from", string(source))
 	addr := cfg.Addr
 	r.pool = &redis.Pool{
 		DialContext: func(ctx context.Context) (redis.Conn, error) {

@@ -58,13 +58,16 @@ type Options struct {
 	// before logic is built: the [node] answer clients discover comets by,
 	// say.
 	Logic func(*logic.Config)
+	// Kafka are more options of the kfake cluster (SASL, TLS); give
+	// logic's [kafka] the matching settings with Logic.
+	Kafka []kfake.Opt
 }
 
 // StartWith starts a cluster as Start does, with the options.
 func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	_, prefix := testkit.Redis(t)
-	kc, topic := testkit.Kafka(t, 4)
+	kc, topic := testkit.Kafka(t, 4, opts.Kafka...)
 	lc := logic.Default()
 	lc.Host = "logic-job-test"
 	lc.HTTP.Bind, lc.RPC.Bind, lc.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
