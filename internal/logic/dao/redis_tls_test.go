@@ -19,8 +19,10 @@ import (
 
 // securedRedis is a redis-server of the test's own with a TLS port (a
 // certificate of ca for 127.0.0.1 and localhost, client certificates not
-// asked for) and an ACL user "goim" with password "goim-password". The
-// plain port, for the test's own setup, has the default user.
+// asked for) and an ACL user "goim" with password "goim-password" and the
+// rights docs/operations.md recommends (keys under "test:", commands of
+// @read, @write, @scripting and @connection but not @dangerous). The plain
+// port, for the test's own setup, has the default user.
 type securedRedis struct {
 	srv     *testkit.RedisServer
 	ca      *testkit.CA
@@ -46,7 +48,8 @@ func startSecuredRedis(t *testing.T) *securedRedis {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Do("ACL", "SETUSER", aclUser, "on", ">"+aclPassword, "~*", "+@all"); err != nil {
+	if _, err := c.Do("ACL", "SETUSER", aclUser, "on", ">"+aclPassword, "~test:*",
+		"+@read", "+@write", "+@scripting", "+@connection", "-@dangerous"); err != nil {
 		t.Fatalf("ACL SETUSER: %v", err)
 	}
 	return &securedRedis{srv: srv, ca: ca, tlsAddr: "127.0.0.1:" + strconv.Itoa(tlsPort)}
@@ -144,14 +147,7 @@ func TestRedisTLSAndACL(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Ping: %v", err)
 				}
-				ctx := context.Background()
-				if err := r.AddSession(ctx, dao.Session{Mid: 1, Key: "k1", Server: "s1", ConnID: 1}); err != nil {
-					t.Fatalf("AddSession: %v", err)
-				}
-				got, err := r.ServersByKeys(ctx, []string{"k1"})
-				if err != nil || len(got["s1"]) != 1 {
-					t.Fatalf("ServersByKeys = %v, %v", got, err)
-				}
+				useEveryOperation(t, r)
 				return
 			}
 			if !errors.Is(err, dao.ErrRedis) {
@@ -249,5 +245,34 @@ func TestRedisConfigFiles(t *testing.T) {
 				t.Errorf("NewRedis = %v, want conf.ErrInvalid", err)
 			}
 		})
+	}
+}
+
+// useEveryOperation runs each of the DAO's Redis operations once, so a
+// missing ACL right shows.
+func useEveryOperation(t *testing.T, r *dao.Redis) {
+	t.Helper()
+	ctx := context.Background()
+	s := dao.Session{Mid: 1, Key: "k1", Server: "s1", ConnID: 1}
+	if err := r.AddSession(ctx, s); err != nil {
+		t.Fatalf("AddSession: %v", err)
+	}
+	if res, err := r.RenewSession(ctx, s); err != nil || res != dao.Renewed {
+		t.Fatalf("RenewSession = %v, %v", res, err)
+	}
+	if got, err := r.ServersByKeys(ctx, []string{"k1"}); err != nil || len(got["s1"]) != 1 {
+		t.Fatalf("ServersByKeys = %v, %v", got, err)
+	}
+	if got, err := r.KeysByMids(ctx, []int64{1}); err != nil || len(got["s1"]) != 1 {
+		t.Fatalf("KeysByMids = %v, %v", got, err)
+	}
+	if _, err := r.StoreOnline(ctx, "s1", map[string]int32{"live://1": 1}, 1, 1, false); err != nil {
+		t.Fatalf("StoreOnline: %v", err)
+	}
+	if _, err := r.LoadAllOnline(ctx); err != nil {
+		t.Fatalf("LoadAllOnline: %v", err)
+	}
+	if owned, err := r.DelSession(ctx, s); err != nil || !owned {
+		t.Fatalf("DelSession = %v, %v", owned, err)
 	}
 }
