@@ -44,6 +44,15 @@ func TestConfigValidate(t *testing.T) {
 			c.Node.Weight = 0
 		}, paths: []string{"protocol.handshake_timeout", "protocol.queue_frames", "protocol.slow_policy",
 			"bucket.count", "limits.max_conns", "node.weight"}},
+		{name: "new limits", edit: func(c *Config) {
+			c.Limits.PendingAuthPerIP = -1
+			c.Limits.FramesPerSecond = -1
+			c.Limits.MaxRooms = -1
+			c.Limits.AuthRatePerIP = 2e6
+			c.Bucket.PacedBroadcasts = 0
+		}, paths: []string{"bucket.paced_broadcasts", "limits.auth_rate_per_ip", "limits.pending_auth_per_ip",
+			"limits.frames_per_second", "limits.max_rooms"}},
+		{name: "limits off", edit: func(c *Config) { c.Limits = LimitsConfig{} }},
 		{name: "no logic and no discovery", edit: func(c *Config) {
 			c.Logic.Addrs = nil
 		}, paths: []string{"logic.addrs"}},

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cometpb "github.com/goim/goim/api/comet"
+	"github.com/goim/goim/api/protocol"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
@@ -47,6 +48,9 @@ func (r *rpcServer) PushMsg(_ context.Context, req *cometpb.PushMsgReq) (*cometp
 func (r *rpcServer) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoomReq) (*cometpb.BroadcastRoomReply, error) {
 	if req.GetRoomID() == "" || req.GetProto() == nil {
 		return nil, status.Error(codes.InvalidArgument, "comet: BroadcastRoom needs roomID and proto")
+	}
+	if err := protocol.CheckRoomID(req.GetRoomID()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, "comet: BroadcastRoom: "+err.Error())
 	}
 	if err := r.s.BroadcastRoom(ctx, req.GetRoomID(), req.GetProto()); err != nil {
 		return nil, rpcError(err)

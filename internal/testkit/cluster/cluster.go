@@ -123,6 +123,9 @@ func (c *Cluster) StartCometWith(host string, edit func(*comet.Config)) *comet.S
 	cfg.Logic.ReportInterval = conf.Duration(200 * time.Millisecond)
 	cfg.Protocol.QueueFrames = 4096
 	cfg.Protocol.QueueBytes = 16 << 20
+	// Tests and benchmarks connect many clients from the loopback address
+	// at once: no per-IP or other [limits] unless edit sets them.
+	cfg.Limits = comet.LimitsConfig{}
 	if edit != nil {
 		edit(&cfg)
 	}
