@@ -390,6 +390,10 @@ func (w *errorLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Anonymous reports whether no credential is configured, so that every
+// endpoint is open (Config.AllowAnonymous).
+func (s *Server) Anonymous() bool { return s.anonymous }
+
 // Handler returns the API's handler, for tests and benchmarks that skip
 // the listener. Its requests still pass every check, metric and log.
 func (s *Server) Handler() http.Handler { return s.engine }
