@@ -8,7 +8,8 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME     ?= 30s
 # package:target pairs
 FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/protocol:FuzzAuthBody \
-                ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList
+                ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList \
+                ./internal/logic/httpapi:FuzzTokenList
 BENCH        ?= .
 BENCHTIME    ?= 1s
 

@@ -205,8 +205,8 @@ func (c Credentials) Anonymous() bool { return len(c.Full) == 0 && len(c.Read) =
 // ErrNoCredential) when there is no token at all and AllowAnonymous is
 // not set. Errors name the source, never the token.
 func (c Config) Credentials() (Credentials, error) {
-	full, errFull := resolveTokens(EnvTokens, "http.tokens_file", c.TokensFile, "http.tokens", c.Tokens)
-	read, errRead := resolveTokens(EnvReadTokens, "http.read_tokens_file", c.ReadTokensFile, "http.read_tokens", c.ReadTokens)
+	full, errFull := resolveTokens(EnvTokens, os.Getenv(EnvTokens), "http.tokens_file", c.TokensFile, "http.tokens", c.Tokens)
+	read, errRead := resolveTokens(EnvReadTokens, os.Getenv(EnvReadTokens), "http.read_tokens_file", c.ReadTokensFile, "http.read_tokens", c.ReadTokens)
 	if err := errors.Join(errFull, errRead); err != nil {
 		return Credentials{}, err
 	}
@@ -227,10 +227,11 @@ func (c Config) Credentials() (Credentials, error) {
 }
 
 // resolveTokens returns the union, in order and without repeats, of the
-// tokens in the variable env, the file at path (config key fileKey) and
-// inline (config key inlineKey), each checked by checkToken. It is
-// secret.ResolveList with errors that say which source holds a bad token.
-func resolveTokens(env, fileKey, path, inlineKey string, inline []string) ([]string, error) {
+// tokens in envValue (the value of the variable env), the file at path
+// (config key fileKey) and inline (config key inlineKey), each checked by
+// checkToken. It is secret.ResolveList with errors that say which source
+// holds a bad token (and never the token).
+func resolveTokens(env, envValue, fileKey, path, inlineKey string, inline []string) ([]string, error) {
 	var (
 		all  []string
 		errs []error
@@ -244,7 +245,7 @@ func resolveTokens(env, fileKey, path, inlineKey string, inline []string) ([]str
 			all = append(all, tok)
 		}
 	}
-	add(env, secret.List(os.Getenv(env)))
+	add(env, secret.List(envValue))
 	if path != "" {
 		lines, err := secret.ReadLines(path)
 		if err != nil {

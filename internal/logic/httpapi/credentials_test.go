@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/goim/goim/internal/secret"
 )
 
 // writeFile writes content to a new file in a temporary directory.
@@ -128,4 +130,34 @@ func TestServerErrorLogLimited(t *testing.T) {
 	if lines < 1 || lines >= n/2 || !strings.Contains(logs.String(), `line="http: error 0"`) {
 		t.Errorf("%d net/http error lines for %d, want the first and a few at most:\n%s", lines, n, logs.String())
 	}
+}
+
+// FuzzTokenList runs a token variable's value and an inline list through
+// the token parsing: accepted tokens are valid, distinct and from the
+// input; a refusal never quotes a token.
+func FuzzTokenList(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"token-a-0123456789abcdef", ""}, {"a-0123456789abcdef,b-0123456789abcdef\nc-0123456789abcdef", "d-0123456789abcdef"},
+		{" , \n", ""}, {"short", ""}, {"has space 0123456789abcdef", ""}, {"\x00\xff-0123456789abcdef", "✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓✓"},
+		{"dup-0123456789abcdef,dup-0123456789abcdef", "dup-0123456789abcdef"}, {"# not a comment here-0123456789", ""},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, env, inline string) {
+		inputs := append(secret.List(env), inline)
+		got, err := resolveTokens(EnvTokens, env, "http.tokens_file", "", "http.tokens", []string{inline})
+		if err != nil {
+			for _, in := range inputs {
+				if len(in) > 100 && !strings.Contains(in, "\n") && strings.Contains(err.Error(), in) {
+					t.Fatalf("error %q quotes a token", err)
+				}
+			}
+			return
+		}
+		for i, tok := range got {
+			if why := checkToken(tok); why != "" || slices.Contains(got[:i], tok) || !slices.Contains(inputs, tok) {
+				t.Fatalf("token %q accepted: %q, repeated or not given", tok, why)
+			}
+		}
+	})
 }
