@@ -12,7 +12,7 @@ import (
 	"github.com/goim/goim/internal/discovery"
 )
 
-// AppComet and AppLogic are the discovery app ids (DESIGN.md §3).
+// AppComet and AppLogic are the discovery app ids.
 const (
 	AppComet = "goim.comet"
 	AppLogic = "goim.logic"
