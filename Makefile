@@ -9,7 +9,8 @@ FUZZTIME     ?= 30s
 # package:target pairs
 FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/protocol:FuzzAuthBody \
                 ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList \
-                ./internal/comet:FuzzRoomGrant
+                ./internal/comet:FuzzRoomGrant ./internal/logic/httpapi:FuzzTokenList ./api/protocol:FuzzRoomID \
+                ./internal/secret:FuzzLines
 BENCH        ?= .
 BENCHTIME    ?= 1s
 

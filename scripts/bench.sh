@@ -15,8 +15,9 @@
 # at most ~19,000: the per-process open-file limit), ROOMS (flood: rooms the
 # clients spread over), KIND (flood: room|mids|keys), BURSTS (connect),
 # REDIS (a real Redis, default 127.0.0.1:6379), AUTH (insecure: goim v2's
-# plain JSON, the default; jwt: HS256 tokens logic verifies, logic then
-# chooses the keys, so not with KIND=keys), OUT (results directory),
+# plain JSON, the default; jwt: HS256 tokens logic verifies, each with a
+# rooms claim of its connection's room; logic then chooses the keys, so not
+# with KIND=keys), OUT (results directory),
 # PROFILE=1 (CPU profiles: the client processes' into OUT, and 10 s of each
 # service's from its admin listener in the middle of the push phase).
 #
@@ -135,10 +136,16 @@ case "$AUTH" in
     auth_conf="hmac_key_file = \"$OUT/hmac.key\""; auth_args=(-hmac-key-file "$OUT/hmac.key") ;;
   *) die "AUTH $AUTH: want insecure or jwt" ;;
 esac
+# The push API's bearer token: logic reads it from tokens_file, the push
+# process from -token-file (never on a command line).
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/http-token"
+chmod 600 "$OUT/http-token"
+push_auth=(-token-file "$OUT/http-token")
 cat >"$OUT/logic.toml" <<EOF
 host = "logic-bench"
 [http]
 bind = "127.0.0.1:13111"
+tokens_file = "$OUT/http-token"
 [rpc]
 bind = "127.0.0.1:13119"
 [auth]
@@ -332,7 +339,7 @@ room)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind room -room live://1000 \
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind room -room live://1000 \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
   judge
@@ -353,7 +360,7 @@ unicast)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind mids -mids "1-$CLIENTS" \
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind mids -mids "1-$CLIENTS" \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
   judge
@@ -378,7 +385,7 @@ flood)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind "$KIND" "${target[@]}" \
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind "$KIND" "${target[@]}" \
     -flood -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   judge
   accepted=$(summary "$OUT/push.json" 's["push"]["accepted"]')

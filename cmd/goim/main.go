@@ -69,6 +69,15 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %w", *confPath, err)
 	}
 	if *check {
+		if !*infraOnly {
+			warnings, err := cfg.Logic.CheckSecrets()
+			if err != nil {
+				return fmt.Errorf("%s: [logic] %w", *confPath, err)
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(stdout, *confPath+": warning: [logic] "+w)
+			}
+		}
 		fmt.Fprintln(stdout, *confPath+": ok")
 		return nil
 	}

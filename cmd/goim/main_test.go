@@ -38,8 +38,10 @@ func freePorts(t *testing.T) ports {
 }
 
 // config is a goim.toml for p: quick online reports so the online
-// endpoints settle within a second, host names given by name. extra is
-// appended at the top level (before the sections).
+// endpoints settle within a second, host names given by name, and, as in
+// configs/goim.toml, insecure auth and an open push API (the browser demo
+// pushes without a token). extra is appended at the top level (before the
+// sections).
 func config(t *testing.T, name string, p ports, extra string) string {
 	a := func(port int) string { return strconv.Quote("127.0.0.1:" + strconv.Itoa(port)) }
 	cfg := extra + `
@@ -55,6 +57,7 @@ listen = ` + a(p.discovery) + `
 host = "` + name + `-logic"
 [logic.http]
 bind = ` + a(p.http) + `
+allow_anonymous = true
 [logic.rpc]
 bind = ` + a(p.rpc) + `
 [logic.auth]
@@ -287,6 +290,7 @@ func TestAllInOne(t *testing.T) {
 	for _, want := range []string{
 		"Kafka (embedded kfake)", "Redis (embedded miniredis)", "discovery (embedded)",
 		"WARNING: [logic.auth] insecure = true", "curl -d",
+		"WARNING: [logic.http] allow_anonymous = true and no token: the push API is OPEN",
 		fmt.Sprintf("127.0.0.1:%d", p.tcp), fmt.Sprintf("ws://127.0.0.1:%d/sub", p.ws),
 		fmt.Sprintf("%s/demo", pr.api),
 	} {
@@ -414,7 +418,8 @@ func TestReplaceEmbedded(t *testing.T) {
 func TestCheckConfig(t *testing.T) {
 	bin := testkit.Build(t, "goim")
 	out, err := exec.Command(bin, "-conf", "../../configs/goim.toml", "-check-config").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "goim.toml: ok") {
+	if err != nil || !strings.Contains(string(out), "goim.toml: ok") ||
+		!strings.Contains(string(out), "warning: [logic] http.allow_anonymous = true and no credential") {
 		t.Fatalf("%v: %s", err, out)
 	}
 	out, err = exec.Command(bin, "-conf", "../../configs/goim.toml", "-check-config", "-kafka", "nohostport").CombinedOutput()
@@ -436,6 +441,7 @@ func TestConfigFile(t *testing.T) {
 	}
 	want := allinone.Default()
 	want.Logic.Auth.Insecure = true
+	want.Logic.HTTP.AllowAnonymous = true
 	want.Wire()
 	got.Logic.Host, got.Job.Host, got.Comet.Host = "", "", ""
 	want.Logic.Host, want.Job.Host, want.Comet.Host = "", "", ""
@@ -444,6 +450,6 @@ func TestConfigFile(t *testing.T) {
 	// An empty list in the file means the same as an absent one.
 	gj, wj = bytes.ReplaceAll(gj, []byte("[]"), []byte("null")), bytes.ReplaceAll(wj, []byte("[]"), []byte("null"))
 	if !bytes.Equal(gj, wj) {
-		t.Fatalf("configs/goim.toml differs from the defaults beyond [logic.auth] insecure:\n got %s\nwant %s", gj, wj)
+		t.Fatalf("configs/goim.toml differs from the defaults beyond [logic.auth] insecure and [logic.http] allow_anonymous:\n got %s\nwant %s", gj, wj)
 	}
 }

@@ -26,6 +26,18 @@ type proc struct {
 	brokers   []string
 	topic     string
 	secret    []byte
+	token     string // the push API's bearer token, from tokens_file
+}
+
+// post POSTs body to the push API path with the process's token.
+func (p *proc) post(client *http.Client, path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+p.httpAddr+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	return client.Do(req)
 }
 
 // startProcess builds and starts logic and waits until /readyz answers 200.
@@ -38,15 +50,21 @@ func startProcess(t testing.TB) *proc {
 	p := &proc{
 		httpAddr: testkit.FreeAddr(t), rpcAddr: testkit.FreeAddr(t), adminAddr: testkit.FreeAddr(t),
 		brokers: kc.ListenAddrs(), topic: topic, secret: []byte("process-test-secret-0123456789abcdef"),
-		logs: &strings.Builder{}, exited: make(chan error, 1),
+		token: "process-test-push-api-token-0123456789",
+		logs:  &strings.Builder{}, exited: make(chan error, 1),
 	}
 	key := filepath.Join(t.TempDir(), "hmac.key")
 	if err := os.WriteFile(key, p.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	tokens := filepath.Join(t.TempDir(), "http-tokens")
+	if err := os.WriteFile(tokens, []byte("# push API tokens\n"+p.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := `host = "logic-process"
 [http]
 bind = "` + p.httpAddr + `"
+tokens_file = "` + tokens + `"
 [rpc]
 bind = "` + p.rpcAddr + `"
 [auth]
@@ -82,7 +100,7 @@ addr = "` + p.adminAddr + `"
 // on SIGTERM stops gracefully with exit status 0.
 func TestProcess(t *testing.T) {
 	p := startProcess(t)
-	resp, err := http.Post("http://"+p.httpAddr+"/goim/push/room?operation=1000&type=live&room=1", "text/plain", strings.NewReader("hi"))
+	resp, err := p.post(http.DefaultClient, "/goim/push/room?operation=1000&type=live&room=1", "hi")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,9 +140,55 @@ func TestCheckConfigRejectsBadFile(t *testing.T) {
 	}
 }
 
+// TestCheckConfigShippedFile: configs/logic.toml validates; -check-config
+// then reads the secret files it names (absent here) and says so.
 func TestCheckConfigShippedFile(t *testing.T) {
-	if err := run([]string{"-conf", "../../configs/logic.toml", "-check-config"}); err != nil {
+	t.Setenv("GOIM_HTTP_TOKENS", "")
+	err := run([]string{"-conf", "../../configs/logic.toml", "-check-config"})
+	if err == nil || !strings.Contains(err.Error(), "http.tokens_file: secret: open /etc/goim/http-tokens") ||
+		!strings.Contains(err.Error(), "auth.hmac_key_file: open /etc/goim/jwt-hmac.key") {
+		t.Fatalf("got %v, want errors naming the absent token and key files", err)
+	}
+}
+
+// TestCheckConfigCredentials: -check-config refuses a config without a push
+// API credential, accepts one from the environment, and warns when
+// allow_anonymous leaves the API open.
+func TestCheckConfigCredentials(t *testing.T) {
+	bin := testkit.Build(t, "logic")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "hmac.key")
+	if err := os.WriteFile(key, []byte("check-config-test-secret-0123456789"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	write := func(name, http string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("[http]\n"+http+"\n[auth]\nhmac_key_file = \""+key+"\"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	none, anonymous := write("none.toml", ""), write("anonymous.toml", "allow_anonymous = true")
+	check := func(path string, env ...string) (string, error) {
+		cmd := exec.Command(bin, "-conf", path, "-check-config")
+		cmd.Env = append(os.Environ(), "GOIM_HTTP_TOKENS=", "GOIM_HTTP_READ_TOKENS=")
+		cmd.Env = append(cmd.Env, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := check(none); err == nil || !strings.Contains(out, "no push API credential") || !strings.Contains(out, "allow_anonymous") {
+		t.Errorf("no credential: %v\n%s", err, out)
+	}
+	if out, err := check(none, "GOIM_HTTP_TOKENS=check-config-token-0123456789"); err != nil || !strings.Contains(out, "none.toml: ok") {
+		t.Errorf("token from the environment: %v\n%s", err, out)
+	}
+	// The error names the source, never the token.
+	if out, err := check(none, "GOIM_HTTP_TOKENS=tooshort"); err == nil || !strings.Contains(out, "GOIM_HTTP_TOKENS: token 1 must be at least 16 bytes") ||
+		strings.Contains(out, "tooshort") {
+		t.Errorf("short token: %v\n%s", err, out)
+	}
+	if out, err := check(anonymous); err != nil || !strings.Contains(out, "warning: http.allow_anonymous = true") || !strings.Contains(out, "anonymous.toml: ok") {
+		t.Errorf("anonymous: %v\n%s", err, out)
 	}
 }
 

@@ -31,6 +31,8 @@ func TestStart(t *testing.T) {
 	cfg.Discovery.Nodes = d.Nodes
 	cfg.Logic.Discovery, cfg.Job.Discovery, cfg.Comet.Discovery = d, d, d
 	cfg.Logic.Auth.Insecure = true
+	const apiToken = "allinone-test-push-api-token-0123"
+	cfg.Logic.HTTP.Tokens = []string{apiToken}
 	cfg.Logic.HTTP.Bind, cfg.Logic.RPC.Bind, cfg.Logic.Admin.Addr = port(), port(), port()
 	cfg.Logic.Online.Refresh = conf.Duration(200 * time.Millisecond)
 	cfg.Logic.Redis.SessionTTL = conf.Duration(time.Second)
@@ -47,8 +49,9 @@ func TestStart(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.Shutdown() })
 	testkit.WaitFor(t, 20*time.Second, c.Ready)
-	if s := c.Summary(); !strings.Contains(s, "Redis (embedded miniredis)") || strings.Contains(s, "discovery (embedded)") {
-		t.Errorf("summary does not match the parts:\n%s", s)
+	if s := c.Summary(); !strings.Contains(s, "Redis (embedded miniredis)") || strings.Contains(s, "discovery (embedded)") ||
+		strings.Contains(s, "allow_anonymous = true and no token") || !strings.Contains(s, "Authorization: Bearer $GOIM_HTTP_TOKEN") {
+		t.Errorf("summary does not match the parts and the push API's token:\n%s", s)
 	}
 
 	conn, err := net.Dial("tcp", cfg.Comet.TCP.Bind[0])
@@ -76,7 +79,12 @@ func TestStart(t *testing.T) {
 	api := "http://" + c.HTTPAddr()
 	post := func(path, body string) {
 		t.Helper()
-		resp, err := http.Post(api+path, "text/plain", strings.NewReader(body))
+		req, err := http.NewRequest(http.MethodPost, api+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+apiToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -32,14 +32,20 @@ type envelope struct {
 }
 
 // do sends a request; a transport error is returned, not fatal, so that
-// tests of outages can tell "no answer" from "an error answer".
+// tests of outages can tell "no answer" from "an error answer". It
+// carries apiToken unless header has an Authorization entry (an empty one
+// sends none).
 func do(method, url string, body io.Reader, header http.Header) (response, error) {
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		return response{}, err
 	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
 	for k, v := range header {
 		req.Header[k] = v
+	}
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Del("Authorization")
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
@@ -85,7 +91,7 @@ func pushOK(t *testing.T, url, body string) {
 // hasData) data in that order and no others. It returns the decoded body.
 func (r response) envelope(t *testing.T, what string, code int, hasData bool) envelope {
 	t.Helper()
-	status := map[int]int{0: 200, -400: 400, -401: 401, -404: 404, -405: 405, -500: 500}[code]
+	status := map[int]int{0: 200, -400: 400, -401: 401, -403: 403, -404: 404, -405: 405, -500: 500}[code]
 	if r.status != status {
 		t.Fatalf("%s: HTTP %d %s, want %d", what, r.status, r.body, status)
 	}

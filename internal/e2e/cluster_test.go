@@ -133,14 +133,30 @@ func (c *cluster) writeConf(t *testing.T, name, text string) string {
 	return path
 }
 
+// The push API's bearer tokens of the suite's logic, read from its token
+// files: do sends apiToken unless told otherwise.
+const (
+	apiToken  = "e2e-push-api-token-0123456789abcdef"
+	readToken = "e2e-read-only-token-0123456789abcdef"
+)
+
 func (c *cluster) startLogic(t *testing.T, httpAddr, rpcAddr, adminAddr string) {
 	t.Helper()
 	c.api = "http://" + httpAddr
 	c.logicRPC, c.logicAdmin = rpcAddr, adminAddr
+	tokens := filepath.Join(c.top.TempDir(), "http-tokens")
+	readTokens := filepath.Join(c.top.TempDir(), "http-read-tokens")
+	for path, tok := range map[string]string{tokens: apiToken, readTokens: readToken} {
+		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	path := c.writeConf(t, "logic", `host = "logic-e2e"
 shutdown_timeout = "5s"
 [http]
 bind = "`+httpAddr+`"
+tokens_file = "`+tokens+`"
+read_tokens_file = "`+readTokens+`"
 [rpc]
 bind = "`+c.logicRPC+`"
 [auth]

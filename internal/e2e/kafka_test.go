@@ -46,6 +46,7 @@ func testKafkaOutage(t *testing.T, c *cluster) {
 shutdown_timeout = "5s"
 [http]
 bind = "`+httpAddr+`"
+tokens = ["`+apiToken+`"]
 [rpc]
 bind = "`+rpcAddr+`"
 [auth]

@@ -102,7 +102,7 @@ func TestWithComet(t *testing.T) {
 	cm := startComet(t, "comet-it", e.srv.RPCAddr(), testkit.Discovery(t, env), "203.0.113.7")
 
 	cl := dialTCP(t, cm.Addrs("tcp")[0].String())
-	if op, err := cl.auth(t, authBody(token(t, 77), "live://1000", 1000)); err != nil || op != protocol.OpAuthReply {
+	if op, err := cl.auth(t, authBody(token(t, 77, "live://1000"), "live://1000", 1000)); err != nil || op != protocol.OpAuthReply {
 		t.Fatalf("auth: op %d, %v", op, err)
 	}
 	// The session routes a mids push to this comet.

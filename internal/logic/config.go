@@ -1,6 +1,7 @@
 package logic
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -196,6 +197,23 @@ func (c Config) Validate() error {
 	}
 	p.Check(c.ShutdownTimeout > 0, "shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
 	return p.Err()
+}
+
+// CheckSecrets reads what Validate only names, as New does: the push API
+// credentials (http.tokens_file, http.read_tokens_file and their
+// variables; none at all is an error unless http.allow_anonymous) and the
+// auth key files. -check-config calls it, so that a config is checked
+// whole before it is deployed. warnings says what is valid but unsafe:
+// an open push API.
+func (c Config) CheckSecrets() (warnings []string, err error) {
+	creds, errHTTP := c.HTTP.Credentials()
+	if errHTTP != nil {
+		errHTTP = fmt.Errorf("logic: %w", errHTTP)
+	} else if creds.Anonymous() {
+		warnings = append(warnings, "http.allow_anonymous = true and no credential: the push API is open to anyone who reaches http.bind (development only)")
+	}
+	_, errAuth := NewAuthenticator(c.Auth)
+	return warnings, errors.Join(errHTTP, errAuth)
 }
 
 func addr(p *conf.Problems, key, a string) {

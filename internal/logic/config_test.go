@@ -8,8 +8,9 @@ import (
 )
 
 // TestConfigFile checks configs/logic.toml: it loads, validates, equals the
-// built-in defaults except for the token key it names (production configs
-// keep signed tokens on), and lists every option the code has.
+// built-in defaults except for the token key and the push API token file
+// it names (production configs keep signed tokens and push API
+// credentials on), and lists every option the code has.
 func TestConfigFile(t *testing.T) {
 	const path = "../../configs/logic.toml"
 	got, err := Load(path)
@@ -21,6 +22,7 @@ func TestConfigFile(t *testing.T) {
 	}
 	want := Default()
 	want.Auth.HMACKeyFile = "/etc/goim/jwt-hmac.key"
+	want.HTTP.TokensFile = "/etc/goim/http-tokens"
 	got.Host = want.Host // machine-specific default, documented commented out
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }

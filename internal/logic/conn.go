@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/logic/dao"
 	"google.golang.org/grpc/status"
 )
@@ -73,11 +73,13 @@ func (s *Service) admit(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.
 		key = NewKey()
 	}
 	return &logicpb.ConnectReply{
-		Mid:       id.Mid,
-		Key:       key,
-		RoomID:    id.RoomID,
-		Accepts:   id.Accepts,
-		Heartbeat: s.session,
+		Mid:          id.Mid,
+		Key:          key,
+		RoomID:       id.RoomID,
+		Accepts:      id.Accepts,
+		Heartbeat:    s.session,
+		Rooms:        id.Rooms,
+		RoomsLimited: id.RoomsLimited,
 	}, nil
 }
 
@@ -151,11 +153,13 @@ func (s *Service) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*lo
 }
 
 // Receive takes an upstream frame a client sent (an op other than auth,
-// heartbeat and room changes). It is counted and, at debug level, logged
-// without its body; nothing else happens to it yet.
+// heartbeat and room changes). It is counted, by op name for the protocol
+// ops and as "other" for every other op (so clients cannot create
+// series), and, at debug level, logged without its body; nothing else
+// happens to it yet.
 func (s *Service) Receive(ctx context.Context, req *logicpb.ReceiveReq) (*logicpb.ReceiveReply, error) {
 	op := req.GetProto().GetOp()
-	s.metrics.received.WithLabelValues(strconv.FormatInt(int64(op), 10)).Inc()
+	s.metrics.receivedOp(op).Inc()
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("logic: upstream frame", "mid", req.GetMid(), "op", op, "bytes", len(req.GetProto().GetBody()))
 	}
@@ -169,6 +173,11 @@ func (s *Service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*log
 	if server == "" {
 		return nil, fmt.Errorf("%w: renew online: empty server", ErrInvalidArgument)
 	}
+	if dropped := boundReport(req.GetRoomCount()); dropped > 0 {
+		s.metrics.roomsDropped.Add(float64(dropped))
+		s.dropWarn.warn(s.log, "logic: a comet reported invalid or too many rooms; dropped them",
+			fmt.Errorf("comet %q: %d of %d rooms dropped", server, dropped, dropped+len(req.GetRoomCount())))
+	}
 	epoch, err := s.redis.StoreOnline(ctx, server, req.GetRoomCount(), req.GetConnCount(), req.GetIpCount(), req.GetDraining())
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("store_online").Inc()
@@ -177,6 +186,29 @@ func (s *Service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*log
 	all := s.online.report(req)
 	s.nodes.reported(server)
 	return &logicpb.OnlineReply{AllRoomCount: all, Epoch: epoch}, nil
+}
+
+// maxReportRooms is the most rooms kept from one comet's online report: a
+// comet's own bound on its rooms (comet limits.max_rooms, 100000 by
+// default). It bounds what one report costs logic and Redis.
+const maxReportRooms = 100000
+
+// boundReport removes from rooms, in place, the entries RenewOnline does
+// not keep: a room id protocol.CheckRoomID refuses, a count <= 0, and
+// every room beyond maxReportRooms (which ones is unspecified: only a
+// faulty or hostile comet reports that many). It returns how many it
+// removed.
+func boundReport(rooms map[string]int32) (dropped int) {
+	kept := 0
+	for id, n := range rooms {
+		if n <= 0 || kept >= maxReportRooms || protocol.CheckRoomID(id) != nil {
+			delete(rooms, id)
+			dropped++
+			continue
+		}
+		kept++
+	}
+	return dropped
 }
 
 // Nodes answers as /goim/nodes/weighted does, for a client of

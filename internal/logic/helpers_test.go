@@ -28,6 +28,10 @@ import (
 // testSecret signs the tests' HS256 tokens.
 var testSecret = []byte("logic-test-secret-0123456789abcdef")
 
+// apiToken is the push API's full-scope bearer token in testConfig; e.do
+// sends it.
+const apiToken = "logic-test-api-token-0123456789"
+
 // env is a running logic with its own Redis key prefix and kfake topic,
 // a gRPC client as a comet would use, and helpers to call the HTTP API.
 type env struct {
@@ -43,8 +47,9 @@ type env struct {
 	topic  string
 }
 
-// testConfig is a logic config on loopback ports, HS256 auth, the shared
-// test Redis under prefix and Kafka at brokers.
+// testConfig is a logic config on loopback ports, apiToken for the push
+// API, HS256 auth, the shared test Redis under prefix and Kafka at
+// brokers.
 func testConfig(t *testing.T, prefix string, brokers []string, topic string) Config {
 	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "hmac.key")
@@ -56,6 +61,7 @@ func testConfig(t *testing.T, prefix string, brokers []string, topic string) Con
 	cfg.HTTP.Bind = "127.0.0.1:0"
 	cfg.RPC.Bind = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.HTTP.Tokens = []string{apiToken}
 	cfg.Auth.HMACKeyFile = keyFile
 	cfg.Redis.Addr = testkit.RedisAddr()
 	cfg.Redis.Prefix = prefix
@@ -106,7 +112,8 @@ func startLogic(t *testing.T, edit func(*Config)) *env {
 	}
 }
 
-// token signs an HS256 connection token for mid.
+// token signs an HS256 connection token for mid, with a rooms claim
+// listing rooms when any is given (none: no rooms claim).
 func token(t testing.TB, mid int64, rooms ...string) string {
 	t.Helper()
 	c := Claims{Rooms: rooms}
@@ -133,10 +140,15 @@ func authBody(tok, room string, accepts ...int32) []byte {
 	return []byte(b.String())
 }
 
-// connect authenticates a connection of mid on comet server over gRPC.
+// connect authenticates a connection of mid on comet server over gRPC,
+// in room (its token's rooms claim) unless room is "".
 func (e *env) connect(server string, mid int64, room string) *logicpb.ConnectReply {
 	e.t.Helper()
-	r, err := e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: server, Token: authBody(token(e.t, mid), room, 1000)})
+	var rooms []string
+	if room != "" {
+		rooms = []string{room}
+	}
+	r, err := e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: server, Token: authBody(token(e.t, mid, rooms...), room, 1000)})
 	if err != nil {
 		e.t.Fatalf("Connect(%s, mid %d): %v", server, mid, err)
 	}
@@ -144,13 +156,19 @@ func (e *env) connect(server string, mid int64, room string) *logicpb.ConnectRep
 }
 
 // do sends an HTTP request to the API and returns the status and body.
+// It carries apiToken unless header sets Authorization ("" sends none).
 func (e *env) do(method, path string, body []byte, header ...string) (int, string) {
 	e.t.Helper()
 	req, err := http.NewRequest(method, e.base+path, bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)

@@ -176,6 +176,10 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// AnonymousAPI reports whether the HTTP API runs without any credential
+// (http.allow_anonymous and no token): open to anyone who reaches it.
+func (s *Server) AnonymousAPI() bool { return s.http.Anonymous() }
+
 // HTTPAddr is the bound address of the HTTP API ("" before Start).
 func (s *Server) HTTPAddr() string { return s.http.Addr() }
 

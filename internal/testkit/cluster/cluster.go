@@ -28,9 +28,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
+// APIToken is the push API's full-scope bearer token of every cluster's
+// logic: Push and WaitOnline send it, and tests calling API themselves
+// send "Authorization: Bearer " + APIToken.
+const APIToken = "cluster-test-push-api-token-0123456789"
+
 // Cluster is a whole goim on loopback but job: kfake, the real logic
-// (goim v2's insecure auth, the shared test Redis under a prefix of its
-// own) and real comets. Tests start jobs on it.
+// (goim v2's insecure auth, the push API token APIToken, the shared test
+// Redis under a prefix of its own) and real comets. Tests start jobs on
+// it.
 type Cluster struct {
 	t      testing.TB
 	Kafka  *kfake.Cluster
@@ -54,9 +60,9 @@ type Options struct {
 	// such as the browser demo at /demo.
 	Pages map[string]http.Handler
 	// Logic, when set, changes logic's config after the cluster's settings
-	// (listeners, insecure auth, Redis prefix, Kafka topic) are applied and
-	// before logic is built: the [node] answer clients discover comets by,
-	// say.
+	// (listeners, insecure auth, APIToken, Redis prefix, Kafka topic) are
+	// applied and before logic is built: the [node] answer clients
+	// discover comets by, say.
 	Logic func(*logic.Config)
 	// Kafka are more options of the kfake cluster (SASL, TLS); give
 	// logic's [kafka] the matching settings with Logic.
@@ -72,6 +78,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	lc.Host = "logic-job-test"
 	lc.HTTP.Bind, lc.RPC.Bind, lc.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	lc.Auth = logic.AuthConfig{Insecure: true}
+	lc.HTTP.Tokens = []string{APIToken}
 	lc.Redis.Addr, lc.Redis.Prefix = testkit.RedisAddr(), prefix
 	lc.Kafka.Brokers, lc.Kafka.Topic = kc.ListenAddrs(), topic
 	lc.Online.Refresh = conf.Duration(100 * time.Millisecond)
@@ -153,7 +160,13 @@ func (c *Cluster) CometAddrs() map[string]string {
 // Push POSTs a push to logic and checks it was accepted.
 func (c *Cluster) Push(path, body string) {
 	c.t.Helper()
-	resp, err := http.Post(c.API+path, "text/plain", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, c.API+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Authorization", "Bearer "+APIToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -307,7 +320,12 @@ func (c *Cluster) WaitOnline(n int) {
 	c.t.Helper()
 	want := fmt.Sprintf(`"conn_count":%d,`, n)
 	testkit.WaitFor(c.t, 10*time.Second, func() error {
-		resp, err := http.Get(c.API + "/goim/online/total")
+		req, err := http.NewRequest(http.MethodGet, c.API+"/goim/online/total", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+APIToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err
 		}
