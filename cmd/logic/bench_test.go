@@ -14,6 +14,7 @@ import (
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
@@ -186,7 +187,11 @@ func BenchmarkProcessConnectBatch(b *testing.B) {
 
 func dialRPC(tb testing.TB, p *proc) logicpb.LogicClient {
 	tb.Helper()
-	conn, err := grpc.NewClient(p.rpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	keys, err := rpcauth.Config{Secrets: []string{p.rpcSecret}}.Load()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := grpc.NewClient(p.rpcAddr, append(keys.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		tb.Fatal(err)
 	}

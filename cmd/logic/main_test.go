@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
 
@@ -26,6 +27,7 @@ type proc struct {
 	brokers   []string
 	topic     string
 	secret    []byte
+	rpcSecret string // the internal gRPC secret comets must send
 }
 
 // startProcess builds and starts logic and waits until /readyz answers 200.
@@ -44,11 +46,14 @@ func startProcess(t testing.TB) *proc {
 	if err := os.WriteFile(key, p.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var rpcSecretFile string
+	p.rpcSecret, rpcSecretFile = testkit.RPCSecret(t)
 	cfg := `host = "logic-process"
 [http]
 bind = "` + p.httpAddr + `"
 [rpc]
 bind = "` + p.rpcAddr + `"
+secret_file = "` + rpcSecretFile + `"
 [auth]
 hmac_key_file = "` + key + `"
 [redis]
@@ -122,8 +127,50 @@ func TestCheckConfigRejectsBadFile(t *testing.T) {
 	}
 }
 
+// TestCheckConfigShippedFile: configs/logic.toml passes -check-config
+// once the files it names exist and hold what they should, and not
+// before: the check opens and parses them.
 func TestCheckConfigShippedFile(t *testing.T) {
-	if err := run([]string{"-conf", "../../configs/logic.toml", "-check-config"}); err != nil {
+	t.Setenv(rpcauth.EnvSecret, "")
+	const shipped = "../../configs/logic.toml"
+	key, secret := "hmac-key-"+testkit.RandomHex(16), testkit.RandomHex(32)
+	if err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, map[string]string{
+		"jwt-hmac.key": key, "rpc.secret": secret,
+	}), "-check-config"}); err != nil {
 		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  string // in the error
+	}{
+		{name: "no rpc secret file", files: map[string]string{"jwt-hmac.key": key}, want: "rpc.secret"},
+		{name: "rpc secret too short", files: map[string]string{"jwt-hmac.key": key, "rpc.secret": "short"}, want: "at least 32"},
+		{name: "no hmac key file", files: map[string]string{"rpc.secret": secret}, want: "jwt-hmac.key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, tc.files), "-check-config"})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("-check-config: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckConfigNoRPCSecret: without an rpc secret (and without
+// rpc.insecure) the config is refused, saying what to set.
+func TestCheckConfigNoRPCSecret(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	path := filepath.Join(t.TempDir(), "logic.toml")
+	if err := os.WriteFile(path, []byte("[auth]\ninsecure = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil || !strings.Contains(err.Error(), "rpc.secret_file") || !strings.Contains(err.Error(), rpcauth.EnvSecret) {
+		t.Fatalf("-check-config: %v, want the missing rpc secret named", err)
+	}
+	t.Setenv(rpcauth.EnvSecret, testkit.RandomHex(32))
+	if err := run([]string{"-conf", path, "-check-config"}); err != nil && strings.Contains(err.Error(), "rpc") {
+		t.Fatalf("with %s set: %v", rpcauth.EnvSecret, err)
 	}
 }

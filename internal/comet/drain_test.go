@@ -26,6 +26,7 @@ func startRealLogic(t *testing.T, disc discovery.Config) *logic.Server {
 	cfg.Host = "logic-" + testkit.RandomHex(4)
 	cfg.HTTP.Bind, cfg.RPC.Bind, cfg.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Auth = logic.AuthConfig{Insecure: true}
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Redis.Addr, cfg.Redis.Prefix = testkit.RedisAddr(), prefix
 	cfg.Kafka.Brokers, cfg.Kafka.Topic = kc.ListenAddrs(), topic
 	cfg.Discovery = disc

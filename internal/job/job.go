@@ -96,12 +96,17 @@ func New(cfg Config, deps Deps) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	keys, err := cfg.RPC.Load()
+	if err != nil {
+		return nil, fmt.Errorf("job: %w", err)
+	}
+	keys.Log(log, "job")
 	j := &Job{
 		adminAddr: deps.AdminAddr,
 		cfg:       cfg,
 		log:       log,
 		metrics:   m,
-		pool:      newCometPool(cfg.Comet, log, pm),
+		pool:      newCometPool(cfg.Comet, log, pm, keys.DialOptions()...),
 		seed:      maphash.MakeSeed(),
 		sarama:    saramaConfig(cfg),
 		abort:     make(chan struct{}),

@@ -32,9 +32,13 @@ import (
 // (goim v2's insecure auth, the shared test Redis under a prefix of its
 // own) and real comets. Tests start jobs on it.
 type Cluster struct {
-	t      testing.TB
-	Kafka  *kfake.Cluster
-	Topic  string
+	t     testing.TB
+	Kafka *kfake.Cluster
+	Topic string
+	// Secret is the internal gRPC secret of the cluster's logic and
+	// comets (random per cluster): a job on the cluster must send it
+	// (job.Config.RPC.Secrets).
+	Secret string
 	Logic  *logic.Server
 	API    string // logic's HTTP base URL
 	Comets map[string]*comet.Server
@@ -69,6 +73,8 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	lc.Host = "logic-job-test"
 	lc.HTTP.Bind, lc.RPC.Bind, lc.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	lc.Auth = logic.AuthConfig{Insecure: true}
+	secret := "cluster-rpc-secret-" + testkit.RandomHex(16)
+	lc.RPC.Secrets = []string{secret}
 	lc.Redis.Addr, lc.Redis.Prefix = testkit.RedisAddr(), prefix
 	lc.Kafka.Brokers, lc.Kafka.Topic = kc.ListenAddrs(), topic
 	lc.Online.Refresh = conf.Duration(100 * time.Millisecond)
@@ -83,7 +89,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { Shutdown(t, ls.Shutdown) })
-	c := &Cluster{t: t, Kafka: kc, Topic: topic,
+	c := &Cluster{t: t, Kafka: kc, Topic: topic, Secret: secret,
 		Logic: ls, API: "http://" + ls.HTTPAddr(), Comets: map[string]*comet.Server{}}
 	for i := 1; i <= n; i++ {
 		c.StartComet(fmt.Sprintf("comet-%d", i))
@@ -117,6 +123,7 @@ func (c *Cluster) StartCometWith(host string, edit func(*comet.Config)) *comet.S
 	cfg.RPC.Bind = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Logic.Addrs = []string{c.Logic.RPCAddr()}
+	cfg.RPC.Secrets = []string{c.Secret}
 	cfg.Logic.ReportInterval = conf.Duration(200 * time.Millisecond)
 	cfg.Protocol.QueueFrames = 4096
 	cfg.Protocol.QueueBytes = 16 << 20
