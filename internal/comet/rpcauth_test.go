@@ -109,3 +109,18 @@ func TestRPCSecretRequired(t *testing.T) {
 		t.Fatalf("New with a missing secret file: %v", err)
 	}
 }
+
+// TestLogicRefusesSecret: a comet whose secret logic does not accept
+// cannot authenticate connections; they close as logic_error (the comet's
+// configuration is wrong), not auth_rejected (the client's token is).
+func TestLogicRefusesSecret(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	e := startComet(t, func(c *Config) { c.RPC.Secrets = []string{strings.Repeat("x", 32)} })
+	c := dial(t, e, "tcp")
+	c.send(protocol.OpAuth, []byte(`{"key":"wrong-secret"}`))
+	c.expectClosed()
+	waitCloses(t, e, ReasonLogicError, 1)
+	if got := e.closes(ReasonAuthRejected); got != 0 {
+		t.Fatalf("%d closes as auth_rejected, want 0", got)
+	}
+}

@@ -69,6 +69,7 @@ func TestEndToEnd(t *testing.T) {
 		run  func(*testing.T)
 	}{
 		{"api", func(t *testing.T) { testAPI(t, c) }},
+		{"rpc-auth", func(t *testing.T) { testRPCAuth(t, c, cs) }},
 		{"delivery", func(t *testing.T) { testDelivery(t, c, cs) }},
 		{"online", func(t *testing.T) { testOnline(t, c, cs) }},
 		{"drain", func(t *testing.T) { testDrain(t, c, cs) }},

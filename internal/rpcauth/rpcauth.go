@@ -68,6 +68,9 @@ const warnEvery = 10 * time.Second
 const (
 	headerKey = "authorization" // gRPC metadata keys are lower case
 	scheme    = "Bearer "
+	// refusedMsg is the message of the Unauthenticated status a server
+	// answers a call without a valid secret (see Refused).
+	refusedMsg = "rpcauth: missing or invalid rpc secret"
 )
 
 // ErrNoSecret: no secret is configured and insecure is false.
@@ -324,7 +327,15 @@ func (g *guard) check(ctx context.Context, method string) error {
 	if g.k.insecure {
 		return nil
 	}
-	return status.Error(codes.Unauthenticated, "missing or invalid rpc secret")
+	return status.Error(codes.Unauthenticated, refusedMsg)
+}
+
+// Refused reports whether err is a server's refusal of the call's secret
+// (not an Unauthenticated the service itself answered, such as logic
+// refusing a client's token): the caller's secret is wrong or missing.
+func Refused(err error) bool {
+	st, ok := status.FromError(err)
+	return ok && st.Code() == codes.Unauthenticated && st.Message() == refusedMsg
 }
 
 // valid reports whether one of vals is "Bearer <s>" with s an accepted

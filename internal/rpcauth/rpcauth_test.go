@@ -270,8 +270,12 @@ func TestUnaryServerInterceptor(t *testing.T) {
 		t.Fatalf("right secret: %v, handler ran %v", err, ran)
 	}
 	ran = false
-	if _, err := icpt(context.Background(), nil, info, h); status.Code(err) != codes.Unauthenticated || ran {
+	_, err = icpt(context.Background(), nil, info, h)
+	if status.Code(err) != codes.Unauthenticated || ran || !Refused(err) {
 		t.Fatalf("no metadata: %v, handler ran %v", err, ran)
+	}
+	if Refused(status.Error(codes.Unauthenticated, "bad token")) || Refused(nil) {
+		t.Fatal("Refused must only match the secret's refusal")
 	}
 	if testutil.ToFloat64(unauth) != 1 {
 		t.Fatal("the refusal was not counted")
