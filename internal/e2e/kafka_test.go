@@ -48,6 +48,7 @@ shutdown_timeout = "5s"
 bind = "`+httpAddr+`"
 [rpc]
 bind = "`+rpcAddr+`"
+secret_file = "`+c.rpcSecretFile+`"
 [auth]
 insecure = true
 [redis]
