@@ -427,10 +427,10 @@ func (cm *poolComet) queue(shard uint32, c *call) *poolQueue {
 
 // send queues c for host, stamped with the time (c.queued): a broadcast
 // on the comet's broadcast worker (shard is then ignored), any other call
-// on the worker of shard (shard % Shards). It never waits. When c cannot be queued,
-// c.done is called before send returns:
-// LostCometGone for a host not in the pool, LostQueueFull when that
-// worker's queue is full, LostShutdown once close has begun.
+// on the worker of shard (shard % Shards). It never waits. When c cannot
+// be queued, c.done is called before send returns: LostCometGone for a
+// host not in the pool, LostQueueFull when that worker's queue is full,
+// LostShutdown once close has begun.
 func (p *cometPool) send(host string, shard uint32, c *call) {
 	cm := (*p.comets.Load())[host]
 	if cm == nil {

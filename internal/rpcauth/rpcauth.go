@@ -21,7 +21,7 @@
 // Without a secret and without insecure = true a service refuses to start
 // (Config.Validate, Config.Load). The secret rides in clear on the private
 // network (no TLS between the services): it keeps out whoever can reach
-// the gRPC ports but cannot read the traffic; see docs/security.md.
+// the gRPC ports but cannot read the traffic; see docs/operations.md.
 package rpcauth
 
 import (
