@@ -128,6 +128,11 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+# The internal gRPC secret every service reads (the services are run as in
+# production: calls between them carry it).
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/rpc.secret"
+rpc_secret="secret_file = \"$OUT/rpc.secret\""
+
 case "$AUTH" in
   insecure) auth_conf="insecure = true"; auth_args=() ;;
   jwt)
@@ -148,6 +153,7 @@ bind = "127.0.0.1:13111"
 tokens_file = "$OUT/http-token"
 [rpc]
 bind = "127.0.0.1:13119"
+$rpc_secret
 [auth]
 $auth_conf
 [node]
@@ -178,6 +184,7 @@ bind = ["$ip:13101"]
 bind = ["$ip:13102"]
 [rpc]
 bind = "$ip:13109"
+$rpc_secret
 [logic]
 addrs = ["127.0.0.1:13119"]
 [node]
@@ -205,6 +212,8 @@ host = "job-bench"
 brokers = ["127.0.0.1:19092"]
 topic = "$topic"
 group = "goim-job-bench-$run_id"
+[rpc]
+$rpc_secret
 [admin]
 addr = "127.0.0.1:13114"
 $disc

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/allinone"
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/browser"
 )
@@ -374,8 +376,11 @@ func TestAllInOne(t *testing.T) {
 // given the first one's Kafka, Redis and discovery by flags, so it starts
 // none of its own, and a push through its logic reaches a client of the
 // first one's comet (found through the shared discovery, delivered by
-// whichever job owns the partition).
+// whichever job owns the partition). The two share an rpc secret (in
+// GOIM_RPC_SECRET, which the processes inherit): each would otherwise
+// generate its own, and one's job could not call the other's comet.
 func TestReplaceEmbedded(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, testkit.RandomHex(32))
 	bin := testkit.Build(t, "goim")
 	pa, pb := freePorts(t), freePorts(t)
 	a := start(t, bin, pa, "-conf", config(t, "a", pa, ""))
@@ -435,6 +440,7 @@ func TestCheckConfig(t *testing.T) {
 // TestConfigFile checks configs/goim.toml against the defaults: it loads,
 // and it differs from Default() only where a laptop cluster needs it to.
 func TestConfigFile(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
 	got, err := allinone.Load("../../configs/goim.toml")
 	if err != nil {
 		t.Fatal(err)
@@ -445,6 +451,14 @@ func TestConfigFile(t *testing.T) {
 	want.Wire()
 	got.Logic.Host, got.Job.Host, got.Comet.Host = "", "", ""
 	want.Logic.Host, want.Job.Host, want.Comet.Host = "", "", ""
+	// The rpc secret is generated per process (per Wire of a fresh
+	// config); each must give the three services one.
+	for _, c := range []*allinone.Config{&got, &want} {
+		if s := c.Logic.RPC.Secrets; len(s) != 1 || !slices.Equal(c.Comet.RPC.Secrets, s) || !slices.Equal(c.Job.RPC.Secrets, s) {
+			t.Fatalf("rpc secrets not generated and shared: %d %d %d", len(s), len(c.Comet.RPC.Secrets), len(c.Job.RPC.Secrets))
+		}
+		c.Logic.RPC.Secrets, c.Comet.RPC.Secrets, c.Job.RPC.Secrets = nil, nil, nil
+	}
 	gj, _ := json.Marshal(got)
 	wj, _ := json.Marshal(want)
 	// An empty list in the file means the same as an absent one.

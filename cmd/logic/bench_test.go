@@ -15,6 +15,7 @@ import (
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/logic"
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
@@ -187,7 +188,11 @@ func BenchmarkProcessConnectBatch(b *testing.B) {
 
 func dialRPC(tb testing.TB, p *proc) logicpb.LogicClient {
 	tb.Helper()
-	conn, err := grpc.NewClient(p.rpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	keys, err := rpcauth.Config{Secrets: []string{p.rpcSecret}}.Load()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := grpc.NewClient(p.rpcAddr, append(keys.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
 
@@ -27,6 +28,7 @@ type proc struct {
 	topic     string
 	secret    []byte
 	token     string // the push API's bearer token, from tokens_file
+	rpcSecret string // the internal gRPC secret comets must send
 }
 
 // post POSTs body to the push API path with the process's token.
@@ -57,6 +59,8 @@ func startProcess(t testing.TB) *proc {
 	if err := os.WriteFile(key, p.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var rpcSecretFile string
+	p.rpcSecret, rpcSecretFile = testkit.RPCSecret(t)
 	tokens := filepath.Join(t.TempDir(), "http-tokens")
 	if err := os.WriteFile(tokens, []byte("# push API tokens\n"+p.token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -67,6 +71,7 @@ bind = "` + p.httpAddr + `"
 tokens_file = "` + tokens + `"
 [rpc]
 bind = "` + p.rpcAddr + `"
+secret_file = "` + rpcSecretFile + `"
 [auth]
 hmac_key_file = "` + key + `"
 [redis]
@@ -140,14 +145,63 @@ func TestCheckConfigRejectsBadFile(t *testing.T) {
 	}
 }
 
-// TestCheckConfigShippedFile: configs/logic.toml validates; -check-config
-// then reads the secret files it names (absent here) and says so.
+// TestCheckConfigShippedFile: configs/logic.toml passes -check-config
+// once the files it names exist and hold what they should, and not
+// before: the check opens and parses them.
 func TestCheckConfigShippedFile(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
 	t.Setenv("GOIM_HTTP_TOKENS", "")
-	err := run([]string{"-conf", "../../configs/logic.toml", "-check-config"})
-	if err == nil || !strings.Contains(err.Error(), "http.tokens_file: secret: open /etc/goim/http-tokens") ||
-		!strings.Contains(err.Error(), "auth.hmac_key_file: open /etc/goim/jwt-hmac.key") {
-		t.Fatalf("got %v, want errors naming the absent token and key files", err)
+	const shipped = "../../configs/logic.toml"
+	key, secret, token := "hmac-key-"+testkit.RandomHex(16), testkit.RandomHex(32), "push-token-"+testkit.RandomHex(16)
+	all := map[string]string{"jwt-hmac.key": key, "rpc.secret": secret, "http-tokens": token}
+	if err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, all), "-check-config"}); err != nil {
+		t.Fatal(err)
+	}
+	without := func(name string) map[string]string {
+		m := map[string]string{}
+		for k, v := range all {
+			if k != name {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	short := without("rpc.secret")
+	short["rpc.secret"] = "short"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  string // in the error
+	}{
+		{name: "no rpc secret file", files: without("rpc.secret"), want: "rpc.secret"},
+		{name: "rpc secret too short", files: short, want: "at least 32"},
+		{name: "no hmac key file", files: without("jwt-hmac.key"), want: "jwt-hmac.key"},
+		{name: "no push API token file", files: without("http-tokens"), want: "http-tokens"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, tc.files), "-check-config"})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("-check-config: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckConfigNoRPCSecret: without an rpc secret (and without
+// rpc.insecure) the config is refused, saying what to set.
+func TestCheckConfigNoRPCSecret(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	path := filepath.Join(t.TempDir(), "logic.toml")
+	if err := os.WriteFile(path, []byte("[http]\nallow_anonymous = true\n[auth]\ninsecure = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil || !strings.Contains(err.Error(), "rpc.secret_file") || !strings.Contains(err.Error(), rpcauth.EnvSecret) {
+		t.Fatalf("-check-config: %v, want the missing rpc secret named", err)
+	}
+	t.Setenv(rpcauth.EnvSecret, testkit.RandomHex(32))
+	if err := run([]string{"-conf", path, "-check-config"}); err != nil {
+		t.Fatalf("with %s set: %v", rpcauth.EnvSecret, err)
 	}
 }
 
@@ -171,7 +225,7 @@ func TestCheckConfigCredentials(t *testing.T) {
 	none, anonymous := write("none.toml", ""), write("anonymous.toml", "allow_anonymous = true")
 	check := func(path string, env ...string) (string, error) {
 		cmd := exec.Command(bin, "-conf", path, "-check-config")
-		cmd.Env = append(os.Environ(), "GOIM_HTTP_TOKENS=", "GOIM_HTTP_READ_TOKENS=")
+		cmd.Env = append(os.Environ(), "GOIM_HTTP_TOKENS=", "GOIM_HTTP_READ_TOKENS=", rpcauth.EnvSecret+"="+testkit.RandomHex(32))
 		cmd.Env = append(cmd.Env, env...)
 		out, err := cmd.CombinedOutput()
 		return string(out), err

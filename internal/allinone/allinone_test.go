@@ -2,6 +2,7 @@ package allinone
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,11 @@ import (
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/testkit"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // TestStart runs the cluster in the test process (so under -race) with
@@ -101,6 +107,24 @@ func TestStart(t *testing.T) {
 	post("/goim/push/mids?operation=1000&mids=3", "mid")
 	if p := read(); p.Op != 1000 || string(p.Body) != "mid" {
 		t.Fatalf("got op %d %q, want the mids push", p.Op, p.Body)
+	}
+
+	// The services authenticate each other with the generated secret
+	// (the pushes above went comet -> logic and job -> comet); a caller
+	// without it is refused by both gRPC services.
+	for addr, method := range map[string]string{
+		cfg.Logic.RPC.Bind: "/goim.logic.Logic/RenewOnline",
+		cfg.Comet.RPC.Bind: "/goim.comet.Comet/Rooms",
+	} {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cc.Invoke(context.Background(), method, &emptypb.Empty{}, &emptypb.Empty{})
+		cc.Close()
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("%s without the secret: %v, want Unauthenticated", method, err)
+		}
 	}
 
 	resp, err := http.Get(api + "/page")

@@ -11,6 +11,7 @@ import (
 	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // Config is the comet's configuration (configs/comet.toml). Every field says
@@ -155,6 +156,10 @@ type RPCConfig struct {
 	// Default: Bind's port on the first non-loopback IPv4 address (or
 	// 127.0.0.1) when Bind has no host.
 	Advertise string `toml:"advertise"`
+	// Config holds secret_file and insecure: the secret this comet sends
+	// to logic and requires of job (with several lines, the secrets
+	// accepted during a rotation).
+	rpcauth.Config
 }
 
 // LogicConfig is the [logic] section.
@@ -323,6 +328,7 @@ func (c Config) Validate() error {
 	if c.RPC.Advertise != "" {
 		addr(&p, "rpc.advertise", c.RPC.Advertise)
 	}
+	c.RPC.Config.Validate(p.Sub("rpc"))
 	l := p.Sub("logic")
 	l.Check(len(c.Logic.Addrs) > 0 || len(c.Discovery.Nodes) > 0, "addrs",
 		"must list at least one logic address when discovery.nodes is empty")

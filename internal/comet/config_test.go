@@ -3,6 +3,7 @@ package comet
 import (
 	"testing"
 
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
 
@@ -15,16 +16,23 @@ func TestConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Default()
+	want.RPC.SecretFile = "/etc/goim/rpc.secret"
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
 	cases := []struct {
 		name  string
 		edit  func(*Config)
 		paths []string // every problem expected, by key path
 	}{
 		{name: "defaults", edit: func(*Config) {}},
+		{name: "no rpc secret", edit: func(c *Config) { c.RPC.Secrets = nil }, paths: []string{"rpc.secret_file"}},
+		{name: "rpc insecure", edit: func(c *Config) {
+			c.RPC.Secrets = nil
+			c.RPC.Insecure = true
+		}},
 		{name: "bad addresses", edit: func(c *Config) {
 			c.TCP.Bind = []string{":3101", "nohost"}
 			c.RPC.Bind = "x"
@@ -66,6 +74,7 @@ func TestConfigValidate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
+			c.RPC.Secrets = []string{testRPCSecret}
 			tc.edit(&c)
 			testkit.WantProblems(t, c.Validate(), tc.paths)
 		})

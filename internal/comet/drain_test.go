@@ -27,6 +27,7 @@ func startRealLogic(t *testing.T, disc discovery.Config) *logic.Server {
 	cfg.HTTP.Bind, cfg.RPC.Bind, cfg.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Auth = logic.AuthConfig{Insecure: true}
 	cfg.HTTP.Tokens = []string{"comet-test-push-api-token-0123456789"} // the push API is not called
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Redis.Addr, cfg.Redis.Prefix = testkit.RedisAddr(), prefix
 	cfg.Kafka.Brokers, cfg.Kafka.Topic = kc.ListenAddrs(), topic
 	cfg.Discovery = disc

@@ -29,6 +29,8 @@ import (
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/rpcauth"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
@@ -210,7 +212,21 @@ func (l *testLogic) check(f func(*testLogic) error) error {
 	return f(l)
 }
 
-// startLogic serves a testLogic on 127.0.0.1:0.
+// testRPCSecret is the internal gRPC secret of the tests' comets, test
+// logic and job clients.
+var testRPCSecret = "comet-test-rpc-secret-" + testkit.RandomHex(8)
+
+// rpcCredentials returns the dial options that send secret.
+func rpcCredentials(t testing.TB, secret string) []grpc.DialOption {
+	t.Helper()
+	keys, err := rpcauth.Config{Secrets: []string{secret}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys.DialOptions()
+}
+
+// startLogic serves a testLogic on 127.0.0.1:0, requiring testRPCSecret.
 func startLogic(t testing.TB, session time.Duration) (*testLogic, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -218,7 +234,11 @@ func startLogic(t testing.TB, session time.Duration) (*testLogic, string) {
 		t.Fatal(err)
 	}
 	l := &testLogic{session: session}
-	gs := grpc.NewServer()
+	keys, err := rpcauth.Config{Secrets: []string{testRPCSecret}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(keys.ServerOptions(nil, nil)...) // comets must send the secret
 	logicpb.RegisterLogicServer(gs, l)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
@@ -252,6 +272,7 @@ func startCometLog(t testing.TB, edit func(*Config), log *slog.Logger) *testEnv 
 	cfg.WebSocket.TLSBind = []string{"127.0.0.1:0"}
 	cfg.TLS = TLSConfig{CertFile: cert, KeyFile: key}
 	cfg.RPC.Bind = "127.0.0.1:0"
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Logic.Addrs = []string{logicAddr}
 	cfg.Logic.ReportInterval = conf.Duration(50 * time.Millisecond)
 	if edit != nil {
@@ -266,7 +287,8 @@ func startCometLog(t testing.TB, edit func(*Config), log *slog.Logger) *testEnv 
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cc, err := grpc.NewClient(srv.RPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(srv.RPCAddr().String(),
+		append(rpcCredentials(t, testRPCSecret), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -152,6 +152,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.metrics, err = newMetrics(reg, func() float64 { return float64(s.rooms.len()) }, func() float64 { return float64(len(s.paced)) }); err != nil {
 		return nil, err
 	}
+	keys, err := cfg.RPC.Load()
+	if err != nil {
+		return nil, fmt.Errorf("comet: %w", err)
+	}
+	keys.Log(log, "comet")
+	if s.grpc, err = newGRPCServer(keys, reg, log); err != nil {
+		return nil, err
+	}
 	if len(cfg.TCP.TLSBind)+len(cfg.WebSocket.TLSBind) > 0 {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
@@ -168,12 +176,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("comet: %w", err)
 		}
 	}
-	if s.logicConn, s.logicResolver, err = dialLogic(cfg.Logic); err != nil {
+	if s.logicConn, s.logicResolver, err = dialLogic(cfg.Logic, keys); err != nil {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logic = logicpb.NewLogicClient(s.logicConn)
-	s.grpc = newGRPCServer()
 	cometpb.RegisterCometServer(s.grpc, &rpcServer{s: s})
 	return s, nil
 }

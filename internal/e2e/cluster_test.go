@@ -74,6 +74,10 @@ type cluster struct {
 
 	runs    map[string]int // processes started per service name
 	jobConf string
+
+	// rpcSecret is the internal gRPC secret every service reads from
+	// rpcSecretFile.
+	rpcSecret, rpcSecretFile string
 }
 
 // startCluster builds the binaries and starts discovery, Redis, Kafka,
@@ -83,6 +87,7 @@ func startCluster(t *testing.T) *cluster {
 	c := &cluster{top: t, env: "e2e-" + testkit.RandomHex(4), prefix: "e2e:" + testkit.RandomHex(6) + ":",
 		group: "e2e-job-" + testkit.RandomHex(4), comets: map[string]*comet{}, runs: map[string]int{}}
 	c.bin = buildBinaries(t)
+	c.rpcSecret, c.rpcSecretFile = testkit.RPCSecret(t)
 
 	addrs := freeAddrs(t, 6)
 	c.discovery = addrs[0]
@@ -159,6 +164,7 @@ tokens_file = "`+tokens+`"
 read_tokens_file = "`+readTokens+`"
 [rpc]
 bind = "`+c.logicRPC+`"
+secret_file = "`+c.rpcSecretFile+`"
 [auth]
 insecure = true
 [node]
@@ -198,6 +204,7 @@ bind = [`+a(c.ports.tcp)+`]
 bind = [`+a(c.ports.ws)+`]
 [rpc]
 bind = `+a(c.ports.rpc)+`
+secret_file = "`+c.rpcSecretFile+`"
 [logic]
 addrs = ["`+c.logicRPC+`"]
 report_interval = "1s"
@@ -232,6 +239,8 @@ topic = "`+c.topic+`"
 group = "`+c.group+`"
 # kfake's minimum: a killed job's partitions move after this.
 session_timeout = "6s"
+[rpc]
+secret_file = "`+c.rpcSecretFile+`"
 [admin]
 addr = "`+c.jobAdmin+`"
 `+c.discoveryConf())

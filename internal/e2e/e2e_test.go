@@ -70,6 +70,7 @@ func TestEndToEnd(t *testing.T) {
 	}{
 		{"api", func(t *testing.T) { testAPI(t, c) }},
 		{"api-secure", func(t *testing.T) { testAPISecure(t, c, cs) }},
+		{"rpc-auth", func(t *testing.T) { testRPCAuth(t, c, cs) }},
 		{"delivery", func(t *testing.T) { testDelivery(t, c, cs) }},
 		{"online", func(t *testing.T) { testOnline(t, c, cs) }},
 		{"drain", func(t *testing.T) { testDrain(t, c, cs) }},

@@ -49,6 +49,7 @@ bind = "`+httpAddr+`"
 tokens = ["`+apiToken+`"]
 [rpc]
 bind = "`+rpcAddr+`"
+secret_file = "`+c.rpcSecretFile+`"
 [auth]
 insecure = true
 [redis]

@@ -12,6 +12,7 @@ import (
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/kafkasec"
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // Config is job's configuration (configs/job.toml). Every field says its
@@ -33,6 +34,8 @@ type Config struct {
 	// Default "": every zone (a push for a comet in another zone would
 	// otherwise be lost).
 	CometZone string `toml:"comet_zone"`
+	// RPC is the secret job sends on every call to a comet.
+	RPC rpcauth.Config `toml:"rpc"`
 	// Admin is the metrics, pprof and health listener.
 	Admin admin.Config `toml:"admin"`
 	// Discovery is bilibili/discovery: job follows goim.comet there and
@@ -179,6 +182,7 @@ func (c Config) Validate() error {
 	} else {
 		p.Check(len(c.Comets) > 0, "comets", "list the comets (server id = \"host:port\") when discovery.nodes is empty")
 	}
+	c.RPC.Validate(p.Sub("rpc"))
 	c.Admin.Validate(p.Sub("admin"))
 	p.Check(c.ShutdownTimeout > 0, "shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
 	return p.Err()

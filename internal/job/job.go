@@ -106,12 +106,17 @@ func New(cfg Config, deps Deps) (*Job, error) {
 		return nil, fmt.Errorf("job: kafka: consumer settings: %w", err)
 	}
 	sec.Log(log, "job: kafka")
+	keys, err := cfg.RPC.Load()
+	if err != nil {
+		return nil, fmt.Errorf("job: %w", err)
+	}
+	keys.Log(log, "job")
 	j := &Job{
 		adminAddr: deps.AdminAddr,
 		cfg:       cfg,
 		log:       log,
 		metrics:   m,
-		pool:      newCometPool(cfg.Comet, log, pm),
+		pool:      newCometPool(cfg.Comet, log, pm, keys.DialOptions()...),
 		seed:      maphash.MakeSeed(),
 		sarama:    sc,
 		abort:     make(chan struct{}),

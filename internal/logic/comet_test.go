@@ -29,6 +29,7 @@ func startComet(t *testing.T, host, logicAddr string, disc discovery.Config, add
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Logic.Addrs = []string{logicAddr}
 	cfg.Logic.ReportInterval = conf.Duration(100 * time.Millisecond)
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Discovery = disc
 	cfg.Node.Addrs = addrs
 	srv, err := comet.New(cfg, comet.Deps{Logger: testkit.Logger(t)})

@@ -1,7 +1,6 @@
 package logic
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // Config is logic's configuration (configs/logic.toml). Every field says
@@ -59,6 +59,9 @@ type RPCConfig struct {
 	Advertise string `toml:"advertise"`
 	// Weight is this instance's weight in discovery. Default 10.
 	Weight int `toml:"weight"`
+	// Config holds secret_file and insecure: the secret comets must send
+	// (and, with several lines, the secrets accepted during a rotation).
+	rpcauth.Config
 }
 
 // NodeConfig is the [node] section: how clients reach comets.
@@ -163,6 +166,7 @@ func (c Config) Validate() error {
 		addr(r, "advertise", c.RPC.Advertise)
 	}
 	r.Check(c.RPC.Weight > 0, "weight", "must be > 0, got %d", c.RPC.Weight)
+	c.RPC.Config.Validate(r)
 	c.Auth.Validate(p.Sub("auth"))
 
 	n := p.Sub("node")
@@ -197,23 +201,6 @@ func (c Config) Validate() error {
 	}
 	p.Check(c.ShutdownTimeout > 0, "shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
 	return p.Err()
-}
-
-// CheckSecrets reads what Validate only names, as New does: the push API
-// credentials (http.tokens_file, http.read_tokens_file and their
-// variables; none at all is an error unless http.allow_anonymous) and the
-// auth key files. -check-config calls it, so that a config is checked
-// whole before it is deployed. warnings says what is valid but unsafe:
-// an open push API.
-func (c Config) CheckSecrets() (warnings []string, err error) {
-	creds, errHTTP := c.HTTP.Credentials()
-	if errHTTP != nil {
-		errHTTP = fmt.Errorf("logic: %w", errHTTP)
-	} else if creds.Anonymous() {
-		warnings = append(warnings, "http.allow_anonymous = true and no credential: the push API is open to anyone who reaches http.bind (development only)")
-	}
-	_, errAuth := NewAuthenticator(c.Auth)
-	return warnings, errors.Join(errHTTP, errAuth)
 }
 
 func addr(p *conf.Problems, key, a string) {

@@ -15,12 +15,14 @@ import (
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
@@ -63,6 +65,7 @@ func testConfig(t *testing.T, prefix string, brokers []string, topic string) Con
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.HTTP.Tokens = []string{apiToken}
 	cfg.Auth.HMACKeyFile = keyFile
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Redis.Addr = testkit.RedisAddr()
 	cfg.Redis.Prefix = prefix
 	cfg.Kafka.Brokers = brokers
@@ -98,7 +101,8 @@ func startLogic(t *testing.T, edit func(*Config)) *env {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	conn, err := grpc.NewClient(srv.RPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(srv.RPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(rpcCredentials(t, testRPCSecret)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,6 +114,20 @@ func startLogic(t *testing.T, edit func(*Config)) *env {
 		redis: rc, prefix: prefix,
 		kafka: kc, topic: topic,
 	}
+}
+
+// testRPCSecret is the internal gRPC secret of the tests' logic and the
+// comets they run.
+var testRPCSecret = "logic-test-rpc-secret-" + testkit.RandomHex(8)
+
+// rpcCredentials returns the per-call credentials that send secret.
+func rpcCredentials(t testing.TB, secret string) credentials.PerRPCCredentials {
+	t.Helper()
+	keys, err := rpcauth.Config{Secrets: []string{secret}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys.Credentials()
 }
 
 // token signs an HS256 connection token for mid, with a rooms claim

@@ -185,17 +185,17 @@ func TestPushAPICredential(t *testing.T) {
 	if !errors.Is(err, httpapi.ErrNoCredential) || !strings.Contains(err.Error(), "allow_anonymous") {
 		t.Fatalf("New without a credential: %v, want httpapi.ErrNoCredential", err)
 	}
-	if _, err := cfg.CheckSecrets(); !errors.Is(err, httpapi.ErrNoCredential) {
-		t.Fatalf("CheckSecrets without a credential: %v", err)
+	if _, err := CheckFiles(cfg); !errors.Is(err, httpapi.ErrNoCredential) {
+		t.Fatalf("CheckFiles without a credential: %v", err)
 	}
 	cfg.HTTP.AllowAnonymous = true
-	if w, err := cfg.CheckSecrets(); err != nil || len(w) != 1 || !strings.Contains(w[0], "open") {
-		t.Fatalf("CheckSecrets anonymous: %q, %v; want one warning", w, err)
+	if w, err := CheckFiles(cfg); err != nil || len(w) != 1 || !strings.Contains(w[0], "open") {
+		t.Fatalf("CheckFiles anonymous: %q, %v; want one warning", w, err)
 	}
 	t.Setenv(httpapi.EnvTokens, "from-the-environment-0123456789")
 	cfg.HTTP.AllowAnonymous = false
-	if w, err := cfg.CheckSecrets(); err != nil || len(w) != 0 {
-		t.Fatalf("CheckSecrets with a token from the environment: %q, %v", w, err)
+	if w, err := CheckFiles(cfg); err != nil || len(w) != 0 {
+		t.Fatalf("CheckFiles with a token from the environment: %q, %v", w, err)
 	}
 
 	e := startLogic(t, nil)

@@ -112,7 +112,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.http, err = httpapi.New(cfg.HTTP, svc, httpapi.Deps{Logger: log, Registry: reg, Pages: deps.Pages}); err != nil {
 		return fail(fmt.Errorf("logic: %w", err))
 	}
-	if s.grpc, err = rpc.NewServer(reg, log); err != nil {
+	keys, err := cfg.RPC.Load()
+	if err != nil {
+		return fail(fmt.Errorf("logic: %w", err))
+	}
+	keys.Log(log, "logic")
+	if s.grpc, err = rpc.NewServer(reg, log, keys); err != nil {
 		return fail(err)
 	}
 	logicpb.RegisterLogicServer(s.grpc, &rpcService{s: svc})

@@ -38,9 +38,13 @@ const APIToken = "cluster-test-push-api-token-0123456789"
 // Redis under a prefix of its own) and real comets. Tests start jobs on
 // it.
 type Cluster struct {
-	t      testing.TB
-	Kafka  *kfake.Cluster
-	Topic  string
+	t     testing.TB
+	Kafka *kfake.Cluster
+	Topic string
+	// Secret is the internal gRPC secret of the cluster's logic and
+	// comets (random per cluster): a job on the cluster must send it
+	// (job.Config.RPC.Secrets).
+	Secret string
 	Logic  *logic.Server
 	API    string // logic's HTTP base URL
 	Comets map[string]*comet.Server
@@ -79,6 +83,8 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	lc.HTTP.Bind, lc.RPC.Bind, lc.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	lc.Auth = logic.AuthConfig{Insecure: true}
 	lc.HTTP.Tokens = []string{APIToken}
+	secret := "cluster-rpc-secret-" + testkit.RandomHex(16)
+	lc.RPC.Secrets = []string{secret}
 	lc.Redis.Addr, lc.Redis.Prefix = testkit.RedisAddr(), prefix
 	lc.Kafka.Brokers, lc.Kafka.Topic = kc.ListenAddrs(), topic
 	lc.Online.Refresh = conf.Duration(100 * time.Millisecond)
@@ -93,7 +99,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { Shutdown(t, ls.Shutdown) })
-	c := &Cluster{t: t, Kafka: kc, Topic: topic,
+	c := &Cluster{t: t, Kafka: kc, Topic: topic, Secret: secret,
 		Logic: ls, API: "http://" + ls.HTTPAddr(), Comets: map[string]*comet.Server{}}
 	for i := 1; i <= n; i++ {
 		c.StartComet(fmt.Sprintf("comet-%d", i))
@@ -127,6 +133,7 @@ func (c *Cluster) StartCometWith(host string, edit func(*comet.Config)) *comet.S
 	cfg.RPC.Bind = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Logic.Addrs = []string{c.Logic.RPCAddr()}
+	cfg.RPC.Secrets = []string{c.Secret}
 	cfg.Logic.ReportInterval = conf.Duration(200 * time.Millisecond)
 	cfg.Protocol.QueueFrames = 4096
 	cfg.Protocol.QueueBytes = 16 << 20
