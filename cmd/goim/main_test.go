@@ -32,9 +32,14 @@ type ports struct {
 }
 
 func freePorts(t *testing.T) ports {
-	p := make([]int, 11)
-	for i := range p {
-		p[i] = testkit.FreePort(t)
+	// Distinct ports: a port just freed may be handed out again.
+	p := make([]int, 0, 11)
+	seen := map[int]bool{}
+	for len(p) < 11 {
+		if n := testkit.FreePort(t); !seen[n] {
+			seen[n] = true
+			p = append(p, n)
+		}
 	}
 	return ports{p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10]}
 }
