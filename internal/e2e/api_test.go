@@ -10,7 +10,27 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goim/goim/internal/testkit"
 )
+
+// The suite's push API credentials: logic's [http] tokens_file holds
+// suiteToken (push and read scope) and read_tokens_file suiteReadToken
+// (read scope only). Every request of the suite's helpers carries
+// suiteToken unless its header says otherwise (see do).
+var (
+	suiteToken     = "e2e-push-" + testkit.RandomHex(16)
+	suiteReadToken = "e2e-read-" + testkit.RandomHex(16)
+)
+
+// bearer is a request header carrying token; token "" means a request
+// without any Authorization header.
+func bearer(token string) http.Header {
+	if token == "" {
+		return http.Header{"Authorization": nil}
+	}
+	return http.Header{"Authorization": {"Bearer " + token}}
+}
 
 // httpClient bounds every request: a push waits for Kafka's
 // acknowledgement, at most logic's kafka.timeout.
@@ -32,14 +52,20 @@ type envelope struct {
 }
 
 // do sends a request; a transport error is returned, not fatal, so that
-// tests of outages can tell "no answer" from "an error answer".
+// tests of outages can tell "no answer" from "an error answer". The
+// request carries suiteToken unless header has an Authorization entry
+// (bearer("") for none).
 func do(method, url string, body io.Reader, header http.Header) (response, error) {
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		return response{}, err
 	}
+	req.Header.Set("Authorization", "Bearer "+suiteToken)
 	for k, v := range header {
 		req.Header[k] = v
+	}
+	if len(req.Header["Authorization"]) == 0 {
+		req.Header.Del("Authorization")
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
@@ -85,7 +111,7 @@ func pushOK(t *testing.T, url, body string) {
 // hasData) data in that order and no others. It returns the decoded body.
 func (r response) envelope(t *testing.T, what string, code int, hasData bool) envelope {
 	t.Helper()
-	status := map[int]int{0: 200, -400: 400, -401: 401, -404: 404, -405: 405, -500: 500}[code]
+	status := map[int]int{0: 200, -400: 400, -401: 401, -403: 403, -404: 404, -405: 405, -500: 500}[code]
 	if r.status != status {
 		t.Fatalf("%s: HTTP %d %s, want %d", what, r.status, r.body, status)
 	}

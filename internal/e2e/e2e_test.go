@@ -71,6 +71,7 @@ func TestEndToEnd(t *testing.T) {
 		{"api", func(t *testing.T) { testAPI(t, c) }},
 		{"delivery", func(t *testing.T) { testDelivery(t, c, cs) }},
 		{"online", func(t *testing.T) { testOnline(t, c, cs) }},
+		{"security", func(t *testing.T) { testSecurity(t, c, cs) }},
 		{"drain", func(t *testing.T) { testDrain(t, c, cs) }},
 		{"rejoin", func(t *testing.T) { testRejoin(t, c, cs) }},
 		{"fault-job", func(t *testing.T) { testJobKill(t, c, cs) }},

@@ -46,9 +46,9 @@ func testKafkaOutage(t *testing.T, c *cluster) {
 shutdown_timeout = "5s"
 [http]
 bind = "`+httpAddr+`"
-[rpc]
+`+c.httpCredentials()+`[rpc]
 bind = "`+rpcAddr+`"
-[auth]
+`+c.rpcSecretConf()+`[auth]
 insecure = true
 [redis]
 addr = "`+c.redis.Addr()+`"
