@@ -564,7 +564,7 @@ func testGarbageTokenFlood(t *testing.T, sp *signedPair) {
 		}
 	}
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		if n := refused.Load(); n < 100 {
+		if n := refused.Load(); n < 300 {
 			return fmt.Errorf("%d bad handshakes refused so far", n)
 		}
 		return nil

@@ -436,6 +436,8 @@ addrs = ["`+c.logicRPC+`"]
 brokers = ["`+c.kafka.ListenAddrs()[0]+`"]
 topic = "`+c.topic+`"
 group = "e2e-no-secret"
+[comets]
+"comet-1" = "`+net.JoinHostPort(c.comets["comet-1"].ip, strconv.Itoa(c.ports.rpc))+`"
 `), words: []string{"secret"}},
 	} {
 		cmd := exec.Command(tc.bin, "-conf", tc.conf, "-check-config")

@@ -55,7 +55,7 @@ func (c *cluster) startSignedPair(t *testing.T) *signedPair {
 		ports:     freeCometPorts(t, "127.0.0.4"),
 	}
 	keyFile := c.writeSecret(t, "signed-hmac.key", string(sp.hmacKey)+"\n")
-	secretFile := c.writeSecret(t, "signed-rpc-secret", "# first: sent; every line: accepted\n"+sp.newSecret+"\n"+sp.oldSecret+"\n")
+	secretFile := c.writeSecret(t, "signed-rpc-secret", sp.newSecret+"\n"+sp.oldSecret+"\n")
 
 	addrs := freeAddrs(t, 3)
 	sp.api, sp.logicRPC, sp.logicAdmin = "http://"+addrs[0], addrs[1], addrs[2]
