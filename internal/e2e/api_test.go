@@ -15,12 +15,12 @@ import (
 )
 
 // The suite's push API credentials: logic's [http] tokens_file holds
-// suiteToken (push and read scope) and read_tokens_file suiteReadToken
+// apiToken (push and read scope) and read_tokens_file readToken
 // (read scope only). Every request of the suite's helpers carries
-// suiteToken unless its header says otherwise (see do).
+// apiToken unless its header says otherwise (see do).
 var (
-	suiteToken     = "e2e-push-" + testkit.RandomHex(16)
-	suiteReadToken = "e2e-read-" + testkit.RandomHex(16)
+	apiToken  = "e2e-push-" + testkit.RandomHex(16)
+	readToken = "e2e-read-" + testkit.RandomHex(16)
 )
 
 // bearer is a request header carrying token; token "" means a request
@@ -53,18 +53,18 @@ type envelope struct {
 
 // do sends a request; a transport error is returned, not fatal, so that
 // tests of outages can tell "no answer" from "an error answer". The
-// request carries suiteToken unless header has an Authorization entry
-// (bearer("") for none).
+// request carries apiToken unless header has an Authorization entry (an
+// empty one, or bearer(""), sends none).
 func do(method, url string, body io.Reader, header http.Header) (response, error) {
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		return response{}, err
 	}
-	req.Header.Set("Authorization", "Bearer "+suiteToken)
+	req.Header.Set("Authorization", "Bearer "+apiToken)
 	for k, v := range header {
 		req.Header[k] = v
 	}
-	if len(req.Header["Authorization"]) == 0 {
+	if req.Header.Get("Authorization") == "" {
 		req.Header.Del("Authorization")
 	}
 	resp, err := httpClient.Do(req)

@@ -76,7 +76,7 @@ type cluster struct {
 	jobConf string
 
 	// Secret files every generated config points to: the push API
-	// tokens (suiteToken, suiteReadToken) and the internal gRPC secret
+	// tokens (apiToken, readToken) and the internal gRPC secret
 	// (rpcSecret) that logic, job and the comets share.
 	tokensFile, readTokensFile string
 	rpcSecret, rpcSecretFile   string
@@ -135,8 +135,8 @@ fetch_interval = "500ms"
 func (c *cluster) writeSecrets(t *testing.T) {
 	t.Helper()
 	c.rpcSecret = "e2e-rpc-" + testkit.RandomHex(24) // >= 32 bytes
-	c.tokensFile = c.writeSecret(t, "http-tokens", "# push API tokens (push and read scope)\n"+suiteToken+"\n")
-	c.readTokensFile = c.writeSecret(t, "http-read-tokens", suiteReadToken+"\n")
+	c.tokensFile = c.writeSecret(t, "http-tokens", "# push API tokens (push and read scope)\n"+apiToken+"\n")
+	c.readTokensFile = c.writeSecret(t, "http-read-tokens", readToken+"\n")
 	c.rpcSecretFile = c.writeSecret(t, "rpc-secret", c.rpcSecret+"\n")
 }
 

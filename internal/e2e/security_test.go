@@ -151,8 +151,8 @@ func testPushAPICredentials(t *testing.T, c *cluster) {
 		}
 		wantUnauthorized(t, send(""), "POST "+path+" without a credential")
 		wantUnauthorized(t, send(wrong), "POST "+path+" with a wrong token")
-		send(suiteReadToken).envelope(t, "POST "+path+" with a read-scope token", -403, false)
-		send(suiteToken).envelope(t, "POST "+path+" with the push token", 0, false)
+		send(readToken).envelope(t, "POST "+path+" with a read-scope token", -403, false)
+		send(apiToken).envelope(t, "POST "+path+" with the push token", 0, false)
 	}
 	reads := []string{
 		"/goim/online/total",
@@ -171,8 +171,8 @@ func testPushAPICredentials(t *testing.T, c *cluster) {
 		}
 		wantUnauthorized(t, get(""), "GET "+path+" without a credential")
 		wantUnauthorized(t, get(wrong), "GET "+path+" with a wrong token")
-		get(suiteReadToken).envelope(t, "GET "+path+" with a read-scope token", 0, true)
-		get(suiteToken).envelope(t, "GET "+path+" with the push token", 0, true)
+		get(readToken).envelope(t, "GET "+path+" with a read-scope token", 0, true)
+		get(apiToken).envelope(t, "GET "+path+" with the push token", 0, true)
 	}
 	r, err := do(http.MethodGet, c.api+"/goim/nodes/weighted?platform=web", nil, bearer(""))
 	if err != nil {

@@ -85,7 +85,7 @@ topic = "`+c.topic+`"
 [admin]
 addr = "`+sp.logicAdmin+`"
 `)
-	sp.logic = startProcessEnv(t, t, "logic-signed", []string{"GOIM_HTTP_TOKENS=" + suiteToken}, c.bin.logic, "-conf", logicConf)
+	sp.logic = startProcessEnv(t, t, "logic-signed", []string{"GOIM_HTTP_TOKENS=" + apiToken}, c.bin.logic, "-conf", logicConf)
 
 	cm := &comet{host: "comet-3", ip: "127.0.0.4"}
 	a := func(port int) string { return strconv.Quote(net.JoinHostPort(cm.ip, strconv.Itoa(port))) }
