@@ -8,7 +8,9 @@ STATICCHECK_VERSION := v0.8.2
 FUZZTIME     ?= 30s
 # package:target pairs
 FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/protocol:FuzzAuthBody \
-                ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList
+                ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList \
+                ./internal/comet:FuzzRoomGrant ./internal/logic/httpapi:FuzzTokenList ./api/protocol:FuzzRoomID \
+                ./internal/secret:FuzzLines
 BENCH        ?= .
 BENCHTIME    ?= 1s
 

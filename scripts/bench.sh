@@ -15,8 +15,9 @@
 # at most ~19,000: the per-process open-file limit), ROOMS (flood: rooms the
 # clients spread over), KIND (flood: room|mids|keys), BURSTS (connect),
 # REDIS (a real Redis, default 127.0.0.1:6379), AUTH (insecure: goim v2's
-# plain JSON, the default; jwt: HS256 tokens logic verifies, logic then
-# chooses the keys, so not with KIND=keys), OUT (results directory),
+# plain JSON, the default; jwt: HS256 tokens logic verifies, each with a
+# rooms claim of its connection's room; logic then chooses the keys, so not
+# with KIND=keys), OUT (results directory),
 # PROFILE=1 (CPU profiles: the client processes' into OUT, and 10 s of each
 # service's from its admin listener in the middle of the push phase).
 #
@@ -127,6 +128,11 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+# The internal gRPC secret every service reads (the services are run as in
+# production: calls between them carry it).
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/rpc.secret"
+rpc_secret="secret_file = \"$OUT/rpc.secret\""
+
 case "$AUTH" in
   insecure) auth_conf="insecure = true"; auth_args=() ;;
   jwt)
@@ -135,12 +141,19 @@ case "$AUTH" in
     auth_conf="hmac_key_file = \"$OUT/hmac.key\""; auth_args=(-hmac-key-file "$OUT/hmac.key") ;;
   *) die "AUTH $AUTH: want insecure or jwt" ;;
 esac
+# The push API's bearer token: logic reads it from tokens_file, the push
+# process from -token-file (never on a command line).
+head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$OUT/http-token"
+chmod 600 "$OUT/http-token"
+push_auth=(-token-file "$OUT/http-token")
 cat >"$OUT/logic.toml" <<EOF
 host = "logic-bench"
 [http]
 bind = "127.0.0.1:13111"
+tokens_file = "$OUT/http-token"
 [rpc]
 bind = "127.0.0.1:13119"
+$rpc_secret
 [auth]
 $auth_conf
 [node]
@@ -171,12 +184,22 @@ bind = ["$ip:13101"]
 bind = ["$ip:13102"]
 [rpc]
 bind = "$ip:13109"
+$rpc_secret
 [logic]
 addrs = ["127.0.0.1:13119"]
 [node]
 addrs = ["$ip"]
 [admin]
 addr = "$ip:13110"
+# The load comes from a few loopback addresses, thousands of clients each:
+# no per-IP, connection, frame or room limits.
+[limits]
+max_conns = 0
+max_conns_per_ip = 0
+auth_rate_per_ip = 0.0
+pending_auth_per_ip = 0
+frames_per_second = 0
+max_rooms = 0
 $disc
 EOF
   start "comet-$i" "$BIN/comet" -conf "$OUT/comet-$i.toml"
@@ -189,6 +212,8 @@ host = "job-bench"
 brokers = ["127.0.0.1:19092"]
 topic = "$topic"
 group = "goim-job-bench-$run_id"
+[rpc]
+$rpc_secret
 [admin]
 addr = "127.0.0.1:13114"
 $disc
@@ -323,7 +348,7 @@ room)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind room -room live://1000 \
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind room -room live://1000 \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
   judge
@@ -344,7 +369,7 @@ unicast)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind mids -mids "1-$CLIENTS" \
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind mids -mids "1-$CLIENTS" \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
   judge
@@ -369,7 +394,7 @@ flood)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 -kind "$KIND" "${target[@]}" \
+  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind "$KIND" "${target[@]}" \
     -flood -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   judge
   accepted=$(summary "$OUT/push.json" 's["push"]["accepted"]')

@@ -35,7 +35,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("comet", flag.ContinueOnError)
 	confPath := fs.String("conf", "configs/comet.toml", "config file")
-	check := fs.Bool("check-config", false, "validate the config file and exit")
+	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -45,6 +45,11 @@ func run(args []string) error {
 		return err
 	}
 	if *check {
+		// Beyond Validate: open and parse every key, certificate and
+		// secret file the config names.
+		if err := comet.CheckFiles(cfg); err != nil {
+			return fmt.Errorf("%s: %w", *confPath, err)
+		}
 		fmt.Println(*confPath + ": ok")
 		return nil
 	}

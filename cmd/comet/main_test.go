@@ -16,6 +16,8 @@ import (
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/rpcauth"
+	"github.com/goim/goim/internal/testkit"
 	"google.golang.org/grpc"
 )
 
@@ -64,7 +66,12 @@ func TestProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	secret, secretFile := testkit.RPCSecret(t)
+	keys, err := rpcauth.Config{Secrets: []string{secret}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(keys.ServerOptions(nil, nil)...) // the comet must send the secret
 	logicpb.RegisterLogicServer(gs, stubLogic{})
 	go func() { _ = gs.Serve(ln) }()
 	defer gs.Stop()
@@ -77,6 +84,7 @@ bind = [%q]
 bind = [%q]
 [rpc]
 bind = %q
+secret_file = %q
 [logic]
 addrs = [%q]
 [drain]
@@ -84,7 +92,7 @@ window = "500ms"
 grace = "5s"
 [admin]
 addr = %q
-`, tcp, freeAddr(t), freeAddr(t), ln.Addr().String(), adminAddr)
+`, tcp, freeAddr(t), freeAddr(t), secretFile, ln.Addr().String(), adminAddr)
 	path := filepath.Join(t.TempDir(), "comet.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -162,5 +170,48 @@ func TestCheckConfigRejectsBadFile(t *testing.T) {
 	err := run([]string{"-conf", path, "-check-config"})
 	if err == nil || !strings.Contains(err.Error(), "tcp.bindd") {
 		t.Fatalf("got %v, want an error naming tcp.bindd", err)
+	}
+}
+
+// TestCheckConfigShippedFile: configs/comet.toml passes -check-config
+// once the rpc secret file it names exists, and not before; a TLS
+// certificate that does not parse is found too.
+func TestCheckConfigShippedFile(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	const shipped = "../../configs/comet.toml"
+	if err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, map[string]string{"rpc.secret": testkit.RandomHex(32)}), "-check-config"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, nil), "-check-config"}); err == nil || !strings.Contains(err.Error(), "rpc.secret") {
+		t.Fatalf("without the secret file: %v, want it named", err)
+	}
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for _, f := range []string{cert, key} {
+		if err := os.WriteFile(f, []byte("not PEM"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "comet.toml")
+	cfg := fmt.Sprintf("[rpc]\ninsecure = true\n[tls]\ncert_file = %q\nkey_file = %q\n", cert, key)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := run([]string{"-conf", path, "-check-config"}); err == nil || !strings.Contains(err.Error(), "tls") {
+		t.Fatalf("unparsable certificate: %v, want a tls error", err)
+	}
+}
+
+// TestCheckConfigNoRPCSecret: without an rpc secret (and without
+// rpc.insecure) the config is refused, saying what to set.
+func TestCheckConfigNoRPCSecret(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	path := filepath.Join(t.TempDir(), "comet.toml")
+	if err := os.WriteFile(path, []byte("host = \"c\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil || !strings.Contains(err.Error(), "rpc.secret_file") || !strings.Contains(err.Error(), rpcauth.EnvSecret) {
+		t.Fatalf("-check-config: %v, want the missing rpc secret named", err)
 	}
 }

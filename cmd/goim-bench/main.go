@@ -274,18 +274,20 @@ func (f *connsFlags) config(ctx context.Context, run string, allowRemote bool, s
 
 // pushFlags configure the pusher (push and run).
 type pushFlags struct {
-	cfg   bench.PushConfig
-	op    int
-	speed int
-	rooms string
-	mids  string
-	keys  string
+	cfg       bench.PushConfig
+	tokenFile string
+	op        int
+	speed     int
+	rooms     string
+	mids      string
+	keys      string
 }
 
 func (f *pushFlags) register(fs *flag.FlagSet, withRoom bool) {
 	c := &f.cfg
 	fs.StringVar(&c.API, "api", "http://127.0.0.1:3111", "logic's HTTP base URL")
-	fs.StringVar(&c.Token, "token", "", "bearer token for the push API ([http] tokens)")
+	fs.StringVar(&c.Token, "token", "", "bearer token for the push API ([http] tokens); other users see it in the process list: prefer -token-file or "+bench.EnvToken)
+	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the push API's bearer token (its first token line: logic's tokens_file will do); without it or -token, the "+bench.EnvToken+" variable")
 	fs.StringVar(&c.Kind, "kind", bench.KindRoom, "keys, mids, room or all")
 	fs.IntVar(&f.op, "op", 1000, "push operation")
 	if withRoom {
@@ -312,6 +314,9 @@ func (f *pushFlags) config(run string, allowRemote bool) (bench.PushConfig, erro
 	}
 	c.Rooms = bench.SplitList(f.rooms)
 	var err error
+	if c.Token, err = bench.ResolveToken(f.tokenFile, c.Token); err != nil {
+		return c, err
+	}
 	if f.mids != "" {
 		if c.Mids, err = bench.ParseInt64List(f.mids); err != nil {
 			return c, fmt.Errorf("%w: -mids: %v", bench.ErrUsage, err)

@@ -133,6 +133,9 @@ func (w *lineWriter) String() string {
 func TestAgainstCluster(t *testing.T) {
 	c := startBenchCluster(t)
 	ctx := t.Context()
+	// The push API's token: from the variable for run, from -token-file
+	// for push.
+	t.Setenv(bench.EnvToken, cluster.APIToken)
 
 	t.Run("run delivers everything", func(t *testing.T) {
 		cases := []struct {
@@ -189,7 +192,12 @@ func TestAgainstCluster(t *testing.T) {
 			return nil
 		})
 		var out, errw bytes.Buffer
-		if code := run(ctx, []string{"push", "-q", "-run", "merge1", "-api", c.API, "-kind", "room", "-room", "live://m1",
+		tokenFile := filepath.Join(dir, "token")
+		if err := os.WriteFile(tokenFile, []byte("# the push API token\n"+cluster.APIToken+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(bench.EnvToken, "")
+		if code := run(ctx, []string{"push", "-q", "-run", "merge1", "-api", c.API, "-token-file", tokenFile, "-kind", "room", "-room", "live://m1",
 			"-rate", "50", "-duration", "1s", "-json", pushOut}, &out, &errw); code != exitOK {
 			t.Fatalf("push: exit %d\n%s%s", code, out.String(), errw.String())
 		}

@@ -39,7 +39,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("goim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	confPath := fs.String("conf", "configs/goim.toml", "config file")
-	check := fs.Bool("check-config", false, "validate the config file and exit")
+	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	kafka := fs.String("kafka", "", "real Kafka brokers, comma-separated host:port (default: embedded kfake)")
 	redis := fs.String("redis", "", "real Redis host:port (default: embedded miniredis)")
@@ -69,6 +69,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%s: %w", *confPath, err)
 	}
 	if *check {
+		warnings, err := cfg.CheckFiles(*infraOnly)
+		for _, w := range warnings {
+			fmt.Fprintln(stdout, *confPath+": warning: "+w)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", *confPath, err)
+		}
 		fmt.Fprintln(stdout, *confPath+": ok")
 		return nil
 	}

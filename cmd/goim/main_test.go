@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/allinone"
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/browser"
 )
@@ -38,8 +40,10 @@ func freePorts(t *testing.T) ports {
 }
 
 // config is a goim.toml for p: quick online reports so the online
-// endpoints settle within a second, host names given by name. extra is
-// appended at the top level (before the sections).
+// endpoints settle within a second, host names given by name, and, as in
+// configs/goim.toml, insecure auth and an open push API (the browser demo
+// pushes without a token). extra is appended at the top level (before the
+// sections).
 func config(t *testing.T, name string, p ports, extra string) string {
 	a := func(port int) string { return strconv.Quote("127.0.0.1:" + strconv.Itoa(port)) }
 	cfg := extra + `
@@ -55,6 +59,7 @@ listen = ` + a(p.discovery) + `
 host = "` + name + `-logic"
 [logic.http]
 bind = ` + a(p.http) + `
+allow_anonymous = true
 [logic.rpc]
 bind = ` + a(p.rpc) + `
 [logic.auth]
@@ -287,6 +292,7 @@ func TestAllInOne(t *testing.T) {
 	for _, want := range []string{
 		"Kafka (embedded kfake)", "Redis (embedded miniredis)", "discovery (embedded)",
 		"WARNING: [logic.auth] insecure = true", "curl -d",
+		"WARNING: [logic.http] allow_anonymous = true and no token: the push API is OPEN",
 		fmt.Sprintf("127.0.0.1:%d", p.tcp), fmt.Sprintf("ws://127.0.0.1:%d/sub", p.ws),
 		fmt.Sprintf("%s/demo", pr.api),
 	} {
@@ -370,8 +376,11 @@ func TestAllInOne(t *testing.T) {
 // given the first one's Kafka, Redis and discovery by flags, so it starts
 // none of its own, and a push through its logic reaches a client of the
 // first one's comet (found through the shared discovery, delivered by
-// whichever job owns the partition).
+// whichever job owns the partition). The two share an rpc secret (in
+// GOIM_RPC_SECRET, which the processes inherit): each would otherwise
+// generate its own, and one's job could not call the other's comet.
 func TestReplaceEmbedded(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, testkit.RandomHex(32))
 	bin := testkit.Build(t, "goim")
 	pa, pb := freePorts(t), freePorts(t)
 	a := start(t, bin, pa, "-conf", config(t, "a", pa, ""))
@@ -414,7 +423,8 @@ func TestReplaceEmbedded(t *testing.T) {
 func TestCheckConfig(t *testing.T) {
 	bin := testkit.Build(t, "goim")
 	out, err := exec.Command(bin, "-conf", "../../configs/goim.toml", "-check-config").CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "goim.toml: ok") {
+	if err != nil || !strings.Contains(string(out), "goim.toml: ok") ||
+		!strings.Contains(string(out), "warning: [logic] http.allow_anonymous = true and no credential") {
 		t.Fatalf("%v: %s", err, out)
 	}
 	out, err = exec.Command(bin, "-conf", "../../configs/goim.toml", "-check-config", "-kafka", "nohostport").CombinedOutput()
@@ -430,20 +440,30 @@ func TestCheckConfig(t *testing.T) {
 // TestConfigFile checks configs/goim.toml against the defaults: it loads,
 // and it differs from Default() only where a laptop cluster needs it to.
 func TestConfigFile(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
 	got, err := allinone.Load("../../configs/goim.toml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := allinone.Default()
 	want.Logic.Auth.Insecure = true
+	want.Logic.HTTP.AllowAnonymous = true
 	want.Wire()
 	got.Logic.Host, got.Job.Host, got.Comet.Host = "", "", ""
 	want.Logic.Host, want.Job.Host, want.Comet.Host = "", "", ""
+	// The rpc secret is generated per process (per Wire of a fresh
+	// config); each must give the three services one.
+	for _, c := range []*allinone.Config{&got, &want} {
+		if s := c.Logic.RPC.Secrets; len(s) != 1 || !slices.Equal(c.Comet.RPC.Secrets, s) || !slices.Equal(c.Job.RPC.Secrets, s) {
+			t.Fatalf("rpc secrets not generated and shared: %d %d %d", len(s), len(c.Comet.RPC.Secrets), len(c.Job.RPC.Secrets))
+		}
+		c.Logic.RPC.Secrets, c.Comet.RPC.Secrets, c.Job.RPC.Secrets = nil, nil, nil
+	}
 	gj, _ := json.Marshal(got)
 	wj, _ := json.Marshal(want)
 	// An empty list in the file means the same as an absent one.
 	gj, wj = bytes.ReplaceAll(gj, []byte("[]"), []byte("null")), bytes.ReplaceAll(wj, []byte("[]"), []byte("null"))
 	if !bytes.Equal(gj, wj) {
-		t.Fatalf("configs/goim.toml differs from the defaults beyond [logic.auth] insecure:\n got %s\nwant %s", gj, wj)
+		t.Fatalf("configs/goim.toml differs from the defaults beyond [logic.auth] insecure and [logic.http] allow_anonymous:\n got %s\nwant %s", gj, wj)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
 )
@@ -33,8 +34,14 @@ func startProcess(tb testing.TB, c *cluster.Cluster, group string) *proc {
 	for host, addr := range c.CometAddrs() {
 		comets = append(comets, fmt.Sprintf("%q = %q", host, addr))
 	}
+	secretFile := filepath.Join(tb.TempDir(), "rpc.secret")
+	if err := os.WriteFile(secretFile, []byte(c.Secret+"\n"), 0o600); err != nil {
+		tb.Fatal(err)
+	}
 	cfg := `host = "job-process"
 comets = { ` + strings.Join(comets, ", ") + ` }
+[rpc]
+secret_file = "` + secretFile + `"
 [kafka]
 brokers = ["` + c.Kafka.ListenAddrs()[0] + `"]
 topic = "` + c.Topic + `"
@@ -103,8 +110,63 @@ func TestCheckConfigRejectsBadFile(t *testing.T) {
 	}
 }
 
+// TestCheckConfigShippedFile: configs/job.toml passes -check-config once
+// the rpc secret file it names exists, and not before.
 func TestCheckConfigShippedFile(t *testing.T) {
-	if err := run([]string{"-conf", "../../configs/job.toml", "-check-config"}); err != nil {
+	t.Setenv(rpcauth.EnvSecret, "")
+	const shipped = "../../configs/job.toml"
+	if err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, map[string]string{"rpc.secret": testkit.RandomHex(32)}), "-check-config"}); err != nil {
 		t.Fatal(err)
+	}
+	if err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, nil), "-check-config"}); err == nil || !strings.Contains(err.Error(), "rpc.secret") {
+		t.Fatalf("without the secret file: %v, want it named", err)
+	}
+}
+
+// TestCheckConfigNoRPCSecret: without an rpc secret (and without
+// rpc.insecure) the config is refused, saying what to set.
+func TestCheckConfigNoRPCSecret(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	path := filepath.Join(t.TempDir(), "job.toml")
+	if err := os.WriteFile(path, []byte("comets = { \"c\" = \"127.0.0.1:3109\" }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil || !strings.Contains(err.Error(), "rpc.secret_file") || !strings.Contains(err.Error(), rpcauth.EnvSecret) {
+		t.Fatalf("-check-config: %v, want the missing rpc secret named", err)
+	}
+}
+
+// TestCheckConfigOpensFiles: -check-config opens and parses the files the
+// [kafka] section names (CA, client certificate and key, SASL password
+// file) and names each key whose file is wrong.
+func TestCheckConfigOpensFiles(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("GOIM_KAFKA_SASL_PASSWORD", "")
+	cfg := `[comets]
+comet-1 = "127.0.0.1:3109"
+[kafka]
+tls = true
+tls_ca_file = "` + notPEM + `"
+sasl_mechanism = "PLAIN"
+sasl_user = "goim"
+sasl_password_file = "` + filepath.Join(dir, "missing") + `"
+`
+	path := filepath.Join(dir, "job.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil {
+		t.Fatal("-check-config accepted unreadable files")
+	}
+	for _, key := range []string{"kafka.tls_ca_file", "kafka.sasl_password_file"} {
+		if !strings.Contains(err.Error(), key+": ") {
+			t.Errorf("-check-config error does not name %s:\n%v", key, err)
+		}
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/logic"
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
@@ -93,7 +95,7 @@ func benchPush(b *testing.B, path func(i int) string) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	body := strings.Repeat("x", 64)
 	load(b, p, 50, 1, func(i int) error {
-		resp, err := client.Post("http://"+p.httpAddr+path(i), "application/octet-stream", strings.NewReader(body))
+		resp, err := p.post(client, path(i), body)
 		if err != nil {
 			return err
 		}
@@ -129,7 +131,7 @@ func BenchmarkProcessPushMids(b *testing.B) {
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	load(b, p, 50, 1, func(i int) error {
-		resp, err := client.Post("http://"+p.httpAddr+"/goim/push/mids?operation=1000&mids="+strconv.Itoa(i%100+1), "text/plain", strings.NewReader("hello"))
+		resp, err := p.post(client, "/goim/push/mids?operation=1000&mids="+strconv.Itoa(i%100+1), "hello")
 		if err != nil {
 			return err
 		}
@@ -186,7 +188,11 @@ func BenchmarkProcessConnectBatch(b *testing.B) {
 
 func dialRPC(tb testing.TB, p *proc) logicpb.LogicClient {
 	tb.Helper()
-	conn, err := grpc.NewClient(p.rpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	keys, err := rpcauth.Config{Secrets: []string{p.rpcSecret}}.Load()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	conn, err := grpc.NewClient(p.rpcAddr, append(keys.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -197,9 +203,12 @@ func dialRPC(tb testing.TB, p *proc) logicpb.LogicClient {
 // authToken is an auth body with an HS256 token for mid.
 func authToken(tb testing.TB, p *proc, mid int) []byte {
 	tb.Helper()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
-		Subject:   strconv.Itoa(mid),
-		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, logic.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   strconv.Itoa(mid),
+			ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+		},
+		Rooms: []string{"live://1"},
 	}).SignedString(p.secret)
 	if err != nil {
 		tb.Fatal(err)

@@ -33,7 +33,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("logic", flag.ContinueOnError)
 	confPath := fs.String("conf", "configs/logic.toml", "config file")
-	check := fs.Bool("check-config", false, "validate the config file and exit")
+	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -43,6 +43,15 @@ func run(args []string) error {
 		return err
 	}
 	if *check {
+		// Beyond Validate: read the credentials and open and parse every
+		// key, certificate and secret file the config names.
+		warnings, err := logic.CheckFiles(cfg)
+		for _, w := range warnings {
+			fmt.Println(*confPath + ": warning: " + w)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", *confPath, err)
+		}
 		fmt.Println(*confPath + ": ok")
 		return nil
 	}

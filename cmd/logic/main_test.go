@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
 
@@ -26,6 +27,19 @@ type proc struct {
 	brokers   []string
 	topic     string
 	secret    []byte
+	token     string // the push API's bearer token, from tokens_file
+	rpcSecret string // the internal gRPC secret comets must send
+}
+
+// post POSTs body to the push API path with the process's token.
+func (p *proc) post(client *http.Client, path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+p.httpAddr+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	return client.Do(req)
 }
 
 // startProcess builds and starts logic and waits until /readyz answers 200.
@@ -38,17 +52,26 @@ func startProcess(t testing.TB) *proc {
 	p := &proc{
 		httpAddr: testkit.FreeAddr(t), rpcAddr: testkit.FreeAddr(t), adminAddr: testkit.FreeAddr(t),
 		brokers: kc.ListenAddrs(), topic: topic, secret: []byte("process-test-secret-0123456789abcdef"),
-		logs: &strings.Builder{}, exited: make(chan error, 1),
+		token: "process-test-push-api-token-0123456789",
+		logs:  &strings.Builder{}, exited: make(chan error, 1),
 	}
 	key := filepath.Join(t.TempDir(), "hmac.key")
 	if err := os.WriteFile(key, p.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var rpcSecretFile string
+	p.rpcSecret, rpcSecretFile = testkit.RPCSecret(t)
+	tokens := filepath.Join(t.TempDir(), "http-tokens")
+	if err := os.WriteFile(tokens, []byte("# push API tokens\n"+p.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := `host = "logic-process"
 [http]
 bind = "` + p.httpAddr + `"
+tokens_file = "` + tokens + `"
 [rpc]
 bind = "` + p.rpcAddr + `"
+secret_file = "` + rpcSecretFile + `"
 [auth]
 hmac_key_file = "` + key + `"
 [redis]
@@ -82,7 +105,7 @@ addr = "` + p.adminAddr + `"
 // on SIGTERM stops gracefully with exit status 0.
 func TestProcess(t *testing.T) {
 	p := startProcess(t)
-	resp, err := http.Post("http://"+p.httpAddr+"/goim/push/room?operation=1000&type=live&room=1", "text/plain", strings.NewReader("hi"))
+	resp, err := p.post(http.DefaultClient, "/goim/push/room?operation=1000&type=live&room=1", "hi")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,8 +145,142 @@ func TestCheckConfigRejectsBadFile(t *testing.T) {
 	}
 }
 
+// TestCheckConfigShippedFile: configs/logic.toml passes -check-config
+// once the files it names exist and hold what they should, and not
+// before: the check opens and parses them.
 func TestCheckConfigShippedFile(t *testing.T) {
-	if err := run([]string{"-conf", "../../configs/logic.toml", "-check-config"}); err != nil {
+	t.Setenv(rpcauth.EnvSecret, "")
+	t.Setenv("GOIM_HTTP_TOKENS", "")
+	const shipped = "../../configs/logic.toml"
+	key, secret, token := "hmac-key-"+testkit.RandomHex(16), testkit.RandomHex(32), "push-token-"+testkit.RandomHex(16)
+	all := map[string]string{"jwt-hmac.key": key, "rpc.secret": secret, "http-tokens": token}
+	if err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, all), "-check-config"}); err != nil {
 		t.Fatal(err)
+	}
+	without := func(name string) map[string]string {
+		m := map[string]string{}
+		for k, v := range all {
+			if k != name {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	short := without("rpc.secret")
+	short["rpc.secret"] = "short"
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  string // in the error
+	}{
+		{name: "no rpc secret file", files: without("rpc.secret"), want: "rpc.secret"},
+		{name: "rpc secret too short", files: short, want: "at least 32"},
+		{name: "no hmac key file", files: without("jwt-hmac.key"), want: "jwt-hmac.key"},
+		{name: "no push API token file", files: without("http-tokens"), want: "http-tokens"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run([]string{"-conf", testkit.ShippedConfig(t, shipped, tc.files), "-check-config"})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("-check-config: %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestCheckConfigNoRPCSecret: without an rpc secret (and without
+// rpc.insecure) the config is refused, saying what to set.
+func TestCheckConfigNoRPCSecret(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	path := filepath.Join(t.TempDir(), "logic.toml")
+	if err := os.WriteFile(path, []byte("[http]\nallow_anonymous = true\n[auth]\ninsecure = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil || !strings.Contains(err.Error(), "rpc.secret_file") || !strings.Contains(err.Error(), rpcauth.EnvSecret) {
+		t.Fatalf("-check-config: %v, want the missing rpc secret named", err)
+	}
+	t.Setenv(rpcauth.EnvSecret, testkit.RandomHex(32))
+	if err := run([]string{"-conf", path, "-check-config"}); err != nil {
+		t.Fatalf("with %s set: %v", rpcauth.EnvSecret, err)
+	}
+}
+
+// TestCheckConfigCredentials: -check-config refuses a config without a push
+// API credential, accepts one from the environment, and warns when
+// allow_anonymous leaves the API open.
+func TestCheckConfigCredentials(t *testing.T) {
+	bin := testkit.Build(t, "logic")
+	dir := t.TempDir()
+	key := filepath.Join(dir, "hmac.key")
+	if err := os.WriteFile(key, []byte("check-config-test-secret-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, http string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("[http]\n"+http+"\n[auth]\nhmac_key_file = \""+key+"\"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	none, anonymous := write("none.toml", ""), write("anonymous.toml", "allow_anonymous = true")
+	check := func(path string, env ...string) (string, error) {
+		cmd := exec.Command(bin, "-conf", path, "-check-config")
+		cmd.Env = append(os.Environ(), "GOIM_HTTP_TOKENS=", "GOIM_HTTP_READ_TOKENS=", rpcauth.EnvSecret+"="+testkit.RandomHex(32))
+		cmd.Env = append(cmd.Env, env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := check(none); err == nil || !strings.Contains(out, "no push API credential") || !strings.Contains(out, "allow_anonymous") {
+		t.Errorf("no credential: %v\n%s", err, out)
+	}
+	if out, err := check(none, "GOIM_HTTP_TOKENS=check-config-token-0123456789"); err != nil || !strings.Contains(out, "none.toml: ok") {
+		t.Errorf("token from the environment: %v\n%s", err, out)
+	}
+	// The error names the source, never the token.
+	if out, err := check(none, "GOIM_HTTP_TOKENS=tooshort"); err == nil || !strings.Contains(out, "GOIM_HTTP_TOKENS: token 1 must be at least 16 bytes") ||
+		strings.Contains(out, "tooshort") {
+		t.Errorf("short token: %v\n%s", err, out)
+	}
+	if out, err := check(anonymous); err != nil || !strings.Contains(out, "warning: http.allow_anonymous = true") || !strings.Contains(out, "anonymous.toml: ok") {
+		t.Errorf("anonymous: %v\n%s", err, out)
+	}
+}
+
+// TestCheckConfigOpensFiles: -check-config opens and parses the files the
+// [redis] and [kafka] sections name (CA, client certificate and key,
+// password files) and names each key whose file is wrong.
+func TestCheckConfigOpensFiles(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	t.Setenv("GOIM_REDIS_PASSWORD", "")
+	t.Setenv("GOIM_KAFKA_SASL_PASSWORD", "")
+	cfg := `[redis]
+password_file = "` + missing + `"
+tls = true
+tls_ca_file = "` + notPEM + `"
+[kafka]
+tls = true
+tls_cert_file = "` + notPEM + `"
+tls_key_file = "` + notPEM + `"
+sasl_mechanism = "SCRAM-SHA-256"
+sasl_user = "goim"
+sasl_password_file = "` + missing + `"
+`
+	path := filepath.Join(dir, "logic.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := run([]string{"-conf", path, "-check-config"})
+	if err == nil {
+		t.Fatal("-check-config accepted unreadable files")
+	}
+	for _, key := range []string{"redis.password_file", "redis.tls_ca_file", "kafka.tls_cert_file", "kafka.sasl_password_file"} {
+		if !strings.Contains(err.Error(), key+": ") {
+			t.Errorf("-check-config error does not name %s:\n%v", key, err)
+		}
 	}
 }

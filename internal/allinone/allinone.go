@@ -289,10 +289,23 @@ func (c *Cluster) Summary() string {
 		b.WriteString("\n!!! WARNING: [logic.auth] insecure = true: connections are NOT authenticated; any client\n" +
 			"!!! may claim any user id, key and room (goim v2 JSON auth). For development only.\n")
 	}
+	anonymous := c.logic.AnonymousAPI()
+	if anonymous {
+		b.WriteString("\n!!! WARNING: [logic.http] allow_anonymous = true and no token: the push API is OPEN; anyone\n" +
+			"!!! who reaches " + api + " may push to every user and room. For development only.\n")
+	}
+	auth := "" // the curl examples' credential
+	if !anonymous {
+		auth = "-H \"Authorization: Bearer $GOIM_HTTP_TOKEN\" "
+	}
 	b.WriteString("\nTry it:\n")
-	fmt.Fprintf(&b, "  open %s/demo in a browser (it joins room live://1000)\n", api)
-	fmt.Fprintf(&b, "  curl -d 'hello, room' '%s/goim/push/room?operation=1000&type=live&room=1000'\n", api)
-	fmt.Fprintf(&b, "  curl -d 'hello, user' '%s/goim/push/mids?operation=1000&mids=1'\n", api)
+	if anonymous {
+		fmt.Fprintf(&b, "  open %s/demo in a browser (it joins room live://1000)\n", api)
+	} else {
+		b.WriteString("  (the browser demo at /demo pushes without a token: it needs [logic.http] allow_anonymous)\n")
+	}
+	fmt.Fprintf(&b, "  curl %s-d 'hello, room' '%s/goim/push/room?operation=1000&type=live&room=1000'\n", auth, api)
+	fmt.Fprintf(&b, "  curl %s-d 'hello, user' '%s/goim/push/mids?operation=1000&mids=1'\n", auth, api)
 	b.WriteString("  clients: any goim v2 client, TCP or WebSocket /sub, auth body (op 7)\n")
 	b.WriteString(`    {"mid":1,"key":"","room_id":"live://1000","platform":"web","accepts":[1000]}` + "\n")
 	b.WriteString("\nCtrl-C stops everything (pushes first, then job, comet, logic).\n")

@@ -2,6 +2,7 @@ package allinone
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,11 @@ import (
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/testkit"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // TestStart runs the cluster in the test process (so under -race) with
@@ -31,6 +37,8 @@ func TestStart(t *testing.T) {
 	cfg.Discovery.Nodes = d.Nodes
 	cfg.Logic.Discovery, cfg.Job.Discovery, cfg.Comet.Discovery = d, d, d
 	cfg.Logic.Auth.Insecure = true
+	const apiToken = "allinone-test-push-api-token-0123"
+	cfg.Logic.HTTP.Tokens = []string{apiToken}
 	cfg.Logic.HTTP.Bind, cfg.Logic.RPC.Bind, cfg.Logic.Admin.Addr = port(), port(), port()
 	cfg.Logic.Online.Refresh = conf.Duration(200 * time.Millisecond)
 	cfg.Logic.Redis.SessionTTL = conf.Duration(time.Second)
@@ -47,8 +55,9 @@ func TestStart(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = c.Shutdown() })
 	testkit.WaitFor(t, 20*time.Second, c.Ready)
-	if s := c.Summary(); !strings.Contains(s, "Redis (embedded miniredis)") || strings.Contains(s, "discovery (embedded)") {
-		t.Errorf("summary does not match the parts:\n%s", s)
+	if s := c.Summary(); !strings.Contains(s, "Redis (embedded miniredis)") || strings.Contains(s, "discovery (embedded)") ||
+		strings.Contains(s, "allow_anonymous = true and no token") || !strings.Contains(s, "Authorization: Bearer $GOIM_HTTP_TOKEN") {
+		t.Errorf("summary does not match the parts and the push API's token:\n%s", s)
 	}
 
 	conn, err := net.Dial("tcp", cfg.Comet.TCP.Bind[0])
@@ -76,7 +85,12 @@ func TestStart(t *testing.T) {
 	api := "http://" + c.HTTPAddr()
 	post := func(path, body string) {
 		t.Helper()
-		resp, err := http.Post(api+path, "text/plain", strings.NewReader(body))
+		req, err := http.NewRequest(http.MethodPost, api+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+apiToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,6 +107,24 @@ func TestStart(t *testing.T) {
 	post("/goim/push/mids?operation=1000&mids=3", "mid")
 	if p := read(); p.Op != 1000 || string(p.Body) != "mid" {
 		t.Fatalf("got op %d %q, want the mids push", p.Op, p.Body)
+	}
+
+	// The services authenticate each other with the generated secret
+	// (the pushes above went comet -> logic and job -> comet); a caller
+	// without it is refused by both gRPC services.
+	for addr, method := range map[string]string{
+		cfg.Logic.RPC.Bind: "/goim.logic.Logic/RenewOnline",
+		cfg.Comet.RPC.Bind: "/goim.comet.Comet/Rooms",
+	} {
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cc.Invoke(context.Background(), method, &emptypb.Empty{}, &emptypb.Empty{})
+		cc.Close()
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("%s without the secret: %v, want Unauthenticated", method, err)
+		}
 	}
 
 	resp, err := http.Get(api + "/page")

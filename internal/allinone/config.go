@@ -4,13 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/goim/goim/internal/comet"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/job"
 	"github.com/goim/goim/internal/logic"
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // Config is the all-in-one's configuration (configs/goim.toml): the three
@@ -21,7 +24,9 @@ import (
 // sections say about it (see Wire): the Kafka brokers, the Redis address
 // and the discovery nodes of every service, job's topic (logic's),
 // comet's logic address (logic's rpc bind) and the comet ports logic
-// hands to clients (comet's first TCP and WebSocket binds).
+// hands to clients (comet's first TCP and WebSocket binds). When no
+// internal gRPC secret is configured, it gives the three services one it
+// generates.
 type Config struct {
 	// Kafka is the push topic's broker: a real Kafka, or the embedded one.
 	Kafka KafkaConfig `toml:"kafka"`
@@ -130,7 +135,16 @@ func Read(path string) (Config, error) {
 // discovery the all-in-one uses (the embedded addresses when no real one
 // is given). It overwrites the sections' own values for these keys and is
 // idempotent; call it again after changing Kafka, Redis or Discovery.
+//
+// When no internal gRPC secret is configured (GOIM_RPC_SECRET unset and
+// no secret_file nor secret in code in [logic.rpc], [comet.rpc] or
+// [job.rpc]), Wire generates a random one and gives it to all three
+// (rpcauth.Config.Secrets): their gRPC is authenticated like a
+// production cluster's, with a secret that lives only in this process.
+// Otherwise every section keeps its own (set it in all three).
 func (c *Config) Wire() {
+	c.wireSecret()
+
 	brokers := c.Kafka.Brokers
 	if len(brokers) == 0 {
 		brokers = []string{"127.0.0.1:" + strconv.Itoa(c.Kafka.Port)}
@@ -206,6 +220,52 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// CheckFiles reads the credentials and opens and parses every key,
+// certificate and secret file the three services' sections name
+// (logic.CheckFiles, comet.CheckFiles, job.CheckFiles), for -check-config.
+// With infraOnly none of the services runs, so nothing is checked.
+// warnings are logic's (an open push API).
+func (c Config) CheckFiles(infraOnly bool) (warnings []string, err error) {
+	if infraOnly {
+		return nil, nil
+	}
+	lw, lerr := logic.CheckFiles(c.Logic)
+	for _, w := range lw {
+		warnings = append(warnings, "[logic] "+w)
+	}
+	var errs []error
+	for _, s := range []struct {
+		name string
+		err  error
+	}{{"logic", lerr}, {"job", job.CheckFiles(c.Job)}, {"comet", comet.CheckFiles(c.Comet)}} {
+		if s.err != nil {
+			errs = append(errs, fmt.Errorf("[%s] %w", s.name, s.err))
+		}
+	}
+	return warnings, errors.Join(errs...)
+}
+
+// wireSecret gives the services one generated rpc secret when none is
+// configured (see Wire).
+func (c *Config) wireSecret() {
+	if strings.TrimSpace(os.Getenv(rpcauth.EnvSecret)) != "" {
+		return
+	}
+	sections := []*rpcauth.Config{&c.Logic.RPC.Config, &c.Comet.RPC.Config, &c.Job.RPC}
+	for _, r := range sections {
+		if r.SecretFile != "" || len(r.Secrets) > 0 {
+			return
+		}
+	}
+	secret, err := rpcauth.Generate()
+	if err != nil {
+		return // Validate reports the missing secret
+	}
+	for _, r := range sections {
+		r.Secrets = []string{secret}
+	}
 }
 
 // hasPort reports whether addr is host:port with a non-zero port.

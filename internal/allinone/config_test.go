@@ -9,12 +9,14 @@ import (
 	"testing"
 
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // TestWire checks that Wire points every service at the same Kafka, Redis
 // and discovery (embedded or real), gives job logic's topic and comet
 // logic's address, and tells logic the comet's ports.
 func TestWire(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
 	c := Default()
 	c.Logic.Kafka.Topic = "my-topic"
 	c.Logic.RPC.Bind = ":4119"
@@ -48,6 +50,12 @@ func TestWire(t *testing.T) {
 		t.Errorf("logic node ports %d %d %d, want the comet's first binds", n.TCPPort, n.WSPort, n.WSSPort)
 	}
 
+	secret := c.Logic.RPC.Secrets
+	if len(secret) != 1 || !slices.Equal(c.Comet.RPC.Secrets, secret) || !slices.Equal(c.Job.RPC.Secrets, secret) {
+		t.Errorf("rpc secrets: logic %d, comet %d, job %d; want one generated secret shared by all three",
+			len(c.Logic.RPC.Secrets), len(c.Comet.RPC.Secrets), len(c.Job.RPC.Secrets))
+	}
+
 	c.Kafka.Brokers = []string{"k1:9092", "k2:9092"}
 	c.Redis.Addr = "r:6379"
 	c.Discovery.Nodes = []string{"d:7171"}
@@ -55,6 +63,35 @@ func TestWire(t *testing.T) {
 	if !slices.Equal(c.Job.Kafka.Brokers, c.Kafka.Brokers) || c.Logic.Redis.Addr != "r:6379" ||
 		!slices.Equal(c.Comet.Discovery.Nodes, []string{"d:7171"}) {
 		t.Errorf("real parts not wired: %v %q %v", c.Job.Kafka.Brokers, c.Logic.Redis.Addr, c.Comet.Discovery.Nodes)
+	}
+	if !slices.Equal(c.Logic.RPC.Secrets, secret) || !slices.Equal(c.Job.RPC.Secrets, secret) {
+		t.Error("a second Wire changed the generated rpc secret")
+	}
+}
+
+// TestWireSecret: a generated rpc secret differs per Config (per
+// process); a configured one, in a file or in the environment, is kept
+// and nothing is generated.
+func TestWireSecret(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	a, b := Default(), Default()
+	a.Wire()
+	b.Wire()
+	if len(a.Logic.RPC.Secrets) != 1 || slices.Equal(a.Logic.RPC.Secrets, b.Logic.RPC.Secrets) {
+		t.Fatalf("generated secrets %d, equal %v; want one, different each time",
+			len(a.Logic.RPC.Secrets), slices.Equal(a.Logic.RPC.Secrets, b.Logic.RPC.Secrets))
+	}
+	c := Default()
+	c.Comet.RPC.SecretFile = "/etc/goim/rpc.secret"
+	c.Wire()
+	if c.Logic.RPC.Secrets != nil || c.Comet.RPC.Secrets != nil || c.Job.RPC.Secrets != nil {
+		t.Fatal("a secret was generated although [comet.rpc] names a secret file")
+	}
+	t.Setenv(rpcauth.EnvSecret, strings.Repeat("e", 32))
+	c = Default()
+	c.Wire()
+	if c.Logic.RPC.Secrets != nil {
+		t.Fatal("a secret was generated although GOIM_RPC_SECRET is set")
 	}
 }
 

@@ -320,17 +320,29 @@ func (c countReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// tokenClaims are the claims of a connection token: logic's, with the
+// rooms claim listing the rooms the connection may join.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Rooms []string `json:"rooms,omitempty"`
+}
+
 // authBody is the connection's auth frame body: goim v2's plain JSON, or
-// with cfg.HMACKey a signed token in place of mid and key.
+// with cfg.HMACKey a signed token in place of mid and key, whose rooms
+// claim allows the connection's room (none without a room).
 func (cn *conn) authBody(cfg *ConnsConfig) ([]byte, error) {
 	body := protocol.AuthBody{Mid: cn.mid, Key: cn.key, RoomID: cn.room, Platform: cfg.Platform, Accepts: cfg.Accepts}
 	if len(cfg.HMACKey) > 0 {
 		now := time.Now()
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		claims := tokenClaims{RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   strconv.FormatInt(cn.mid, 10),
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
-		}).SignedString(cfg.HMACKey)
+		}}
+		if cn.room != "" {
+			claims.Rooms = []string{cn.room}
+		}
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(cfg.HMACKey)
 		if err != nil {
 			return nil, err
 		}

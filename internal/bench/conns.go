@@ -53,7 +53,8 @@ type ConnsConfig struct {
 	// keys pushes can name it); empty lets the server choose.
 	KeyPrefix string
 	// HMACKey, when set, makes every connection authenticate with an
-	// HS256 token signed with it (sub = its mid, valid for an hour), as a
+	// HS256 token signed with it (sub = its mid, rooms = its room, valid
+	// for an hour), as a
 	// logic with auth.hmac_key_file expects, instead of goim v2's plain
 	// JSON; logic then chooses the keys (KeyPrefix must be empty).
 	HMACKey []byte

@@ -192,8 +192,9 @@ func TestConnsFailures(t *testing.T) {
 }
 
 // TestAuthBodyToken: with an HMAC key the auth body carries an HS256
-// token for the connection's mid (what logic with auth.hmac_key_file
-// verifies) and no claimed mid or key; without one it is goim v2's JSON.
+// token for the connection's mid and room (what logic with
+// auth.hmac_key_file verifies) and no claimed mid or key; without one it
+// is goim v2's JSON.
 func TestAuthBodyToken(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	cn := &conn{mid: 42, key: "k42", room: "live://1"}
@@ -209,10 +210,11 @@ func TestAuthBodyToken(t *testing.T) {
 	if a.Mid != 0 || a.Key != "" || a.RoomID != "live://1" || a.Token == "" || !slices.Equal(a.Accepts, []int32{1000}) {
 		t.Fatalf("body %s", b)
 	}
-	var claims jwt.RegisteredClaims
+	var claims tokenClaims
 	if _, err := jwt.ParseWithClaims(a.Token, &claims, func(*jwt.Token) (any, error) { return key, nil },
-		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()); err != nil || claims.Subject != "42" {
-		t.Fatalf("token %q: subject %q, %v", a.Token, claims.Subject, err)
+		jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired()); err != nil || claims.Subject != "42" ||
+		!slices.Equal(claims.Rooms, []string{"live://1"}) {
+		t.Fatalf("token %q: subject %q, rooms %q, %v", a.Token, claims.Subject, claims.Rooms, err)
 	}
 
 	cfg.HMACKey = nil

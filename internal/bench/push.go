@@ -10,12 +10,15 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/goim/goim/internal/secret"
 )
 
 // Push kinds: logic's push endpoints.
@@ -63,6 +66,35 @@ type PushConfig struct {
 	HTTPTimeout time.Duration
 	// AllowRemote permits a non-loopback API.
 	AllowRemote bool
+}
+
+// EnvToken is the variable the push API's bearer token is read from when
+// neither -token nor -token-file is given.
+const EnvToken = "GOIM_HTTP_TOKEN"
+
+// ResolveToken returns the push API's bearer token (PushConfig.Token):
+// the first token of file when file is set (one per line, blank lines and
+// lines starting with "#" ignored, so logic's http.tokens_file itself
+// will do), else inline, else the variable EnvToken (its first entry when
+// it holds a comma- or newline-separated list); "" when none is set.
+// Setting both file and inline is a usage error.
+func ResolveToken(file, inline string) (string, error) {
+	switch {
+	case file != "" && inline != "":
+		return "", fmt.Errorf("%w: -token and -token-file: give one", ErrUsage)
+	case file != "":
+		lines, err := secret.ReadLines(file)
+		if err != nil {
+			return "", fmt.Errorf("%w: -token-file: %v", ErrUsage, err)
+		}
+		return lines[0], nil
+	case inline != "":
+		return inline, nil
+	}
+	if l := secret.List(os.Getenv(EnvToken)); len(l) > 0 {
+		return l[0], nil
+	}
+	return "", nil
 }
 
 // maxDuration bounds any load phase.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -171,6 +173,48 @@ func TestConfigValidate(t *testing.T) {
 			tc.edit(&c)
 			if err := c.Validate(); !errors.Is(err, ErrUsage) {
 				t.Fatalf("error %v, want ErrUsage", err)
+			}
+		})
+	}
+}
+
+// TestResolveToken: -token-file (its first token line), else -token, else
+// GOIM_HTTP_TOKEN; both flags is a usage error.
+func TestResolveToken(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(file, []byte("# push API tokens\n\n  first-token-0123456789  \nsecond-token-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("# none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, env, file, inline string
+		want                    string
+		wantErr                 bool
+	}{
+		{name: "none", want: ""},
+		{name: "variable", env: "env-token, other", want: "env-token"},
+		{name: "flag wins over the variable", env: "env-token", inline: "flag-token", want: "flag-token"},
+		{name: "file wins over the variable", env: "env-token", file: file, want: "first-token-0123456789"},
+		{name: "file and flag", file: file, inline: "flag-token", wantErr: true},
+		{name: "file without a token", file: empty, wantErr: true},
+		{name: "missing file", file: filepath.Join(dir, "nope"), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv(EnvToken, tt.env)
+			got, err := ResolveToken(tt.file, tt.inline)
+			if tt.wantErr {
+				if !errors.Is(err, ErrUsage) {
+					t.Fatalf("ResolveToken: %q, %v; want a usage error", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ResolveToken = %q, %v; want %q", got, err, tt.want)
 			}
 		})
 	}

@@ -16,7 +16,7 @@ import (
 func BenchmarkRoomBroadcast(b *testing.B) {
 	for _, members := range []int{1000} {
 		b.Run(fmt.Sprintf("members=%d", members), func(b *testing.B) {
-			e := startComet(b, nil)
+			e := startComet(b, unlimited) // members clients from one IP
 			var got atomic.Int64
 			var batch protocol.Batch
 			for i := range 20 {

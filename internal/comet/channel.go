@@ -2,8 +2,10 @@ package comet
 
 import (
 	"bufio"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,7 +26,15 @@ type Channel struct {
 	conn net.Conn // what frames are read from and written to (a *tls.Conn over TLS)
 	raw  net.Conn // the TCP connection underneath; closing it aborts any I/O at once
 	tr   transport
-	ip   string // client IP, counted against limits.max_conns_per_ip
+	// frameN counts the client frames in second frameSec (since the
+	// server started) against limits.frames_per_second. Owned by the
+	// reader goroutine; placed in padding (frameSec next to authed).
+	frameN uint32
+	ip     netip.Addr // client IP (IPv6: its /64), counted against the per-IP limits
+	// connID tells this connection from every other of this comet's
+	// process, also one with the same key: logic removes or renews a
+	// session only when its conn id matches.
+	connID uint64
 
 	// Set by the reader during the handshake, before the channel is
 	// published in a bucket; read-only afterwards.
@@ -32,17 +42,19 @@ type Channel struct {
 	mid     int64
 	cookie  string        // the WebSocket upgrade's Cookie header, for logic
 	session time.Duration // session timeout from logic, re-armed by heartbeats
+	grant   roomGrant     // the rooms the connection may join
 
-	watch  atomic.Pointer[[]int32] // ops this connection receives (sorted); replaced whole
-	timer  timer.Entry             // handshake, then session timeout
-	authed atomic.Bool             // set when the channel is published; read by Expire
+	watch    atomic.Pointer[[]int32] // ops this connection receives (sorted); replaced whole
+	timer    timer.Entry             // handshake, then session timeout
+	authed   atomic.Bool             // set when the channel is published; read by Expire
+	frameSec uint32
 
 	// Owned by the reader goroutine.
 	room      *Room
 	r         *bufio.Reader // borrowed from srv.readers while a frame is being read
 	wsMsg     []byte        // a fragmented WebSocket message being assembled
-	nextRenew time.Time
-	renewGen  uint64 // Server.sessionGen when the session was last registered
+	nextRenew time.Duration // when the session is due for renewal, since the server started (Server.born)
+	renewGen  uint64        // Server.sessionGen when the session was last registered
 	log       *slog.Logger
 
 	// Plain TCP and WebSocket only (nil over TLS): the raw socket and the
@@ -58,17 +70,20 @@ type Channel struct {
 	queue    net.Buffers
 	inflight net.Buffers // the batch being written; its array is reused as the next queue
 	qbytes   int
-	writing  bool   // someone holds the writer role: a writer goroutine or a pusher writing inline
-	closed   bool   // no more pushes; the socket is closed or about to be
-	final    []byte // written by the running writer before it closes the socket
-	reason   CloseReason
+	writing  bool        // someone holds the writer role: a writer goroutine or a pusher writing inline
+	closed   bool        // no more pushes; the socket is closed or about to be
+	reason   CloseReason // why it closed, the first reason given
+	final    []byte      // written by the running writer before it closes the socket
 }
 
 // finalWriteTimeout bounds the write of a close frame.
 const finalWriteTimeout = time.Second
 
-func newChannel(s *Server, raw net.Conn, tr transport, ip string) *Channel {
-	c := &Channel{srv: s, conn: raw, raw: raw, tr: tr, ip: ip}
+func newChannel(s *Server, raw net.Conn, tr transport, ip netip.Addr) *Channel {
+	c := &Channel{srv: s, conn: raw, raw: raw, tr: tr, ip: ip, connID: s.connIDs.Add(1)}
+	if c.connID == 0 { // 0 means "no conn id" to logic
+		c.connID = s.connIDs.Add(1)
+	}
 	if tr == transportTCP || tr == transportWS {
 		if c.rc = rawConn(raw); c.rc != nil {
 			c.tryFn = c.writeNow
@@ -316,6 +331,24 @@ func (c *Channel) setWatch(ops []int32, sub bool) {
 		}
 	}
 	c.watch.Store(&next)
+}
+
+// countFrame counts one client frame against limits.frames_per_second and
+// closes the connection (frame_rate) when it is one too many. Only the
+// reader goroutine calls it.
+func (c *Channel) countFrame() error {
+	limit := c.srv.cfg.Limits.FramesPerSecond
+	if limit <= 0 {
+		return nil
+	}
+	if sec := uint32(time.Since(c.srv.born) / time.Second); sec != c.frameSec {
+		c.frameSec, c.frameN = sec, 0
+	}
+	if c.frameN++; c.frameN > uint32(limit) {
+		c.closePolicy(ReasonFrameRate)
+		return fail(ReasonFrameRate, fmt.Errorf("more than %d frames in a second", limit))
+	}
+	return nil
 }
 
 // logger returns the connection's logger, built on first use.

@@ -11,6 +11,7 @@ import (
 	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // Config is the comet's configuration (configs/comet.toml). Every field says
@@ -137,8 +138,14 @@ type BucketConfig struct {
 	RoomWorkers int `toml:"room_workers"`
 	// RoomQueue is each room worker's queue length, in batches. Default 1024.
 	RoomQueue int `toml:"room_queue"`
-	// BroadcastQueue is the broadcast worker's queue length. Default 16.
+	// BroadcastQueue is the broadcast worker's queue length, in unpaced
+	// broadcasts. Default 16.
 	BroadcastQueue int `toml:"broadcast_queue"`
+	// PacedBroadcasts bounds the paced broadcasts (speed > 0) running at
+	// once. Each runs on a goroutine of its own, never on the broadcast
+	// worker, so it delays no other push; when this many run, Broadcast
+	// answers ResourceExhausted at once. Default 16.
+	PacedBroadcasts int `toml:"paced_broadcasts"`
 }
 
 // RPCConfig is the [rpc] section.
@@ -149,6 +156,10 @@ type RPCConfig struct {
 	// Default: Bind's port on the first non-loopback IPv4 address (or
 	// 127.0.0.1) when Bind has no host.
 	Advertise string `toml:"advertise"`
+	// Config holds secret_file and insecure: the secret this comet sends
+	// to logic and requires of job (with several lines, the secrets
+	// accepted during a rotation).
+	rpcauth.Config
 }
 
 // LogicConfig is the [logic] section.
@@ -164,16 +175,54 @@ type LogicConfig struct {
 	ReportInterval conf.Duration `toml:"report_interval"`
 }
 
-// LimitsConfig is the [limits] section. Zero means unlimited.
+// LimitsConfig is the [limits] section: what one client, one IP or all
+// clients together may use. Zero means unlimited for each. The defaults are
+// for production: generous for honest clients (NAT gateways put hundreds
+// of users behind one address), tight enough that one host cannot take a
+// comet's capacity or make logic do unbounded work.
 type LimitsConfig struct {
-	// MaxConns caps the connections on this comet. Default 0.
+	// MaxConns caps the connections on this comet, authenticated or not;
+	// one over it is closed at accept (too_many_conns). An idle
+	// connection costs about 10 KB here (docs/benchmark.md), so 200,000
+	// keep a comet within a few GB while leaving the file descriptor
+	// limit as the next bound. Default 200000.
 	MaxConns int `toml:"max_conns"`
-	// MaxConnsPerIP caps the connections from one client IP. Default 0.
+	// MaxConnsPerIP caps the connections from one client IP (IPv6: one
+	// /64); one over it is closed at accept (too_many_conns). A carrier
+	// or office NAT puts hundreds of users behind one address; 1000 leaves
+	// them room while one host takes at most 0.5 % of max_conns.
+	// Default 1000.
 	MaxConnsPerIP int `toml:"max_conns_per_ip"`
-	// AuthRatePerIP caps auth attempts per second from one client IP (a
-	// token bucket with a burst of the same size); the connection of an
-	// attempt over the cap is closed. Default 0.
+	// AuthRatePerIP caps handshakes (auth frames) per second from one
+	// client IP: a token bucket with a burst of the same size (at least
+	// 1); a handshake over it is closed (auth_rate). The IP's bucket
+	// outlives its connections until it is full again, so connecting,
+	// authenticating and closing in a loop is limited too. At 20 a
+	// second a NAT of 1000 users reconnects within a minute after a
+	// network blip (clients back off anyway), while one host can make
+	// logic check at most 20 tokens a second per comet. Default 20.
 	AuthRatePerIP float64 `toml:"auth_rate_per_ip"`
+	// PendingAuthPerIP caps the handshakes of one client IP waiting for
+	// logic's answer at once; one over it is closed (counted as
+	// auth_rate). It keeps the connect queue fair: a flood of tokens from
+	// one IP while logic is slow holds at most this many of the queue's
+	// places, and other clients' handshakes go on. Default 16.
+	PendingAuthPerIP int `toml:"pending_auth_per_ip"`
+	// FramesPerSecond caps the frames one authenticated client sends per
+	// second (any op, WebSocket pings included), counted in 1-second
+	// windows; a client over it is closed (frame_rate). A goim client
+	// sends a heartbeat every few tens of seconds plus an occasional room
+	// change or message; 50 is far above that and bounds the calls to
+	// logic one connection can cause (each unknown op is a Receive).
+	// Default 50.
+	FramesPerSecond int `toml:"frames_per_second"`
+	// MaxRooms caps the distinct rooms with members on this comet; a join
+	// (op 12 or the auth reply's room) that would create one more is
+	// closed (too_many_rooms). Every room goes to logic in each online
+	// report: 100,000 rooms of up to 128 bytes keep a report within
+	// gRPC's message limit and match the rooms logic keeps per report.
+	// Default 100000.
+	MaxRooms int `toml:"max_rooms"`
 }
 
 // Slow-client policies.
@@ -198,12 +247,20 @@ func Default() Config {
 			SlowPolicy:       SlowClose,
 			SessionRenew:     conf.Duration(10 * time.Minute),
 		},
-		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, BroadcastQueue: 16},
+		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, BroadcastQueue: 16, PacedBroadcasts: 16},
 		RPC:    RPCConfig{Bind: ":3109"},
 		Logic: LogicConfig{
 			Addrs:          []string{"127.0.0.1:3119"},
 			Timeout:        conf.Duration(3 * time.Second),
 			ReportInterval: conf.Duration(5 * time.Second),
+		},
+		Limits: LimitsConfig{
+			MaxConns:         200000,
+			MaxConnsPerIP:    1000,
+			AuthRatePerIP:    20,
+			PendingAuthPerIP: 16,
+			FramesPerSecond:  50,
+			MaxRooms:         100000,
 		},
 		Node: NodeConfig{Weight: 10},
 		Drain: DrainConfig{
@@ -265,11 +322,13 @@ func (c Config) Validate() error {
 	b.Check(c.Bucket.RoomWorkers > 0, "room_workers", "must be > 0, got %d", c.Bucket.RoomWorkers)
 	b.Check(c.Bucket.RoomQueue > 0, "room_queue", "must be > 0, got %d", c.Bucket.RoomQueue)
 	b.Check(c.Bucket.BroadcastQueue > 0, "broadcast_queue", "must be > 0, got %d", c.Bucket.BroadcastQueue)
+	b.Check(c.Bucket.PacedBroadcasts > 0, "paced_broadcasts", "must be > 0, got %d", c.Bucket.PacedBroadcasts)
 
 	addr(&p, "rpc.bind", c.RPC.Bind)
 	if c.RPC.Advertise != "" {
 		addr(&p, "rpc.advertise", c.RPC.Advertise)
 	}
+	c.RPC.Config.Validate(p.Sub("rpc"))
 	l := p.Sub("logic")
 	l.Check(len(c.Logic.Addrs) > 0 || len(c.Discovery.Nodes) > 0, "addrs",
 		"must list at least one logic address when discovery.nodes is empty")
@@ -277,9 +336,13 @@ func (c Config) Validate() error {
 	l.Check(c.Logic.Timeout > 0, "timeout", "must be > 0, got %v", c.Logic.Timeout)
 	l.Check(c.Logic.ReportInterval > 0, "report_interval", "must be > 0, got %v", c.Logic.ReportInterval)
 
-	p.Check(c.Limits.MaxConns >= 0, "limits.max_conns", "must be >= 0, got %d", c.Limits.MaxConns)
-	p.Check(c.Limits.MaxConnsPerIP >= 0, "limits.max_conns_per_ip", "must be >= 0, got %d", c.Limits.MaxConnsPerIP)
-	p.Check(c.Limits.AuthRatePerIP >= 0, "limits.auth_rate_per_ip", "must be >= 0, got %v", c.Limits.AuthRatePerIP)
+	li := p.Sub("limits")
+	li.Check(c.Limits.MaxConns >= 0, "max_conns", "must be >= 0, got %d", c.Limits.MaxConns)
+	li.Check(c.Limits.MaxConnsPerIP >= 0, "max_conns_per_ip", "must be >= 0, got %d", c.Limits.MaxConnsPerIP)
+	li.Check(c.Limits.AuthRatePerIP >= 0 && c.Limits.AuthRatePerIP <= 1e6, "auth_rate_per_ip", "must be 0..1000000, got %v", c.Limits.AuthRatePerIP)
+	li.Check(c.Limits.PendingAuthPerIP >= 0, "pending_auth_per_ip", "must be >= 0, got %d", c.Limits.PendingAuthPerIP)
+	li.Check(c.Limits.FramesPerSecond >= 0 && c.Limits.FramesPerSecond <= 1e6, "frames_per_second", "must be 0..1000000, got %d", c.Limits.FramesPerSecond)
+	li.Check(c.Limits.MaxRooms >= 0, "max_rooms", "must be >= 0, got %d", c.Limits.MaxRooms)
 	p.Check(c.Node.Weight > 0, "node.weight", "must be > 0, got %d", c.Node.Weight)
 	d := p.Sub("drain")
 	d.Check(c.Drain.Window >= 0, "window", "must be >= 0, got %v", c.Drain.Window)

@@ -3,6 +3,7 @@ package comet
 import (
 	"testing"
 
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
 
@@ -15,16 +16,23 @@ func TestConfigFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Default()
+	want.RPC.SecretFile = "/etc/goim/rpc.secret"
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
 	cases := []struct {
 		name  string
 		edit  func(*Config)
 		paths []string // every problem expected, by key path
 	}{
 		{name: "defaults", edit: func(*Config) {}},
+		{name: "no rpc secret", edit: func(c *Config) { c.RPC.Secrets = nil }, paths: []string{"rpc.secret_file"}},
+		{name: "rpc insecure", edit: func(c *Config) {
+			c.RPC.Secrets = nil
+			c.RPC.Insecure = true
+		}},
 		{name: "bad addresses", edit: func(c *Config) {
 			c.TCP.Bind = []string{":3101", "nohost"}
 			c.RPC.Bind = "x"
@@ -44,6 +52,15 @@ func TestConfigValidate(t *testing.T) {
 			c.Node.Weight = 0
 		}, paths: []string{"protocol.handshake_timeout", "protocol.queue_frames", "protocol.slow_policy",
 			"bucket.count", "limits.max_conns", "node.weight"}},
+		{name: "new limits", edit: func(c *Config) {
+			c.Limits.PendingAuthPerIP = -1
+			c.Limits.FramesPerSecond = -1
+			c.Limits.MaxRooms = -1
+			c.Limits.AuthRatePerIP = 2e6
+			c.Bucket.PacedBroadcasts = 0
+		}, paths: []string{"bucket.paced_broadcasts", "limits.auth_rate_per_ip", "limits.pending_auth_per_ip",
+			"limits.frames_per_second", "limits.max_rooms"}},
+		{name: "limits off", edit: func(c *Config) { c.Limits = LimitsConfig{} }},
 		{name: "no logic and no discovery", edit: func(c *Config) {
 			c.Logic.Addrs = nil
 		}, paths: []string{"logic.addrs"}},
@@ -57,6 +74,7 @@ func TestConfigValidate(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
+			c.RPC.Secrets = []string{testRPCSecret}
 			tc.edit(&c)
 			testkit.WantProblems(t, c.Validate(), tc.paths)
 		})

@@ -37,7 +37,7 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 	end := func(authed bool, err error) {
 		c.cleanup(authed, err)
 		gauge.Dec()
-		s.ips.remove(ip)
+		s.ips.remove(ip, s.cfg.Limits.AuthRatePerIP, time.Now())
 		s.conns.Add(-1)
 	}
 
@@ -88,14 +88,6 @@ func offStack(f func()) {
 	<-done
 }
 
-func remoteIP(c net.Conn) string {
-	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
-		return a.IP.String()
-	}
-	host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-	return host
-}
-
 // closeError carries the reason a handshake or read loop ended.
 type closeError struct {
 	reason CloseReason
@@ -133,14 +125,16 @@ func (c *Channel) handshake() (authed bool, err error) {
 		}
 		// goim v2 ignores frames before auth; so do we.
 	}
-	if !s.ips.allowAuth(c.ip, s.cfg.Limits.AuthRatePerIP, time.Now()) {
+	lim := &s.cfg.Limits
+	if !s.ips.startAuth(c.ip, lim.AuthRatePerIP, lim.PendingAuthPerIP, time.Now()) {
 		s.metrics.authFailed(ReasonAuthRate)
-		return false, fail(ReasonAuthRate, errors.New("auth rate per IP exceeded"))
+		return false, fail(ReasonAuthRate, errors.New("auth rate or pending handshakes per IP exceeded"))
 	}
 	// The body goes to logic unparsed: logic parses it anyway, and a
 	// parse here too cost the comet 15 % of its CPU in a connect burst.
 	// Logic answers a body that is not the auth JSON InvalidArgument.
-	reply, err := s.connectLogic(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body)})
+	reply, err := s.connectLogic(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
+	s.ips.endAuth(c.ip)
 	if err != nil {
 		reason := ReasonLogicError
 		switch status.Code(err) {
@@ -158,6 +152,22 @@ func (c *Channel) handshake() (authed bool, err error) {
 	}
 	c.key, c.mid = reply.GetKey(), reply.GetMid()
 	c.log = nil // rebuild with key and mid
+	c.grant = newRoomGrant(reply.GetRoomsLimited(), reply.GetRooms())
+	room := reply.GetRoomID()
+	if room != "" {
+		// Logic checks the room against the token; one outside the
+		// connection's own rooms is a bug there, refused all the same.
+		reason := reasonNone
+		switch {
+		case protocol.CheckRoomID(room) != nil:
+			reason = ReasonBadRoom
+		case !c.grant.allows(room):
+			reason = ReasonRoomDenied
+		}
+		if reason != reasonNone {
+			return false, c.refuseAuthed(reason, errors.New("logic answered a room the connection may not join"))
+		}
+	}
 
 	// The channel joins its bucket and room before the auth reply goes
 	// out, so a client that has seen the reply misses no push sent after
@@ -167,13 +177,17 @@ func (c *Channel) handshake() (authed bool, err error) {
 	c.mu.Lock()
 	c.writing = true
 	c.mu.Unlock()
+	if room != "" {
+		if c.room = s.rooms.join(room, c, s.cfg.Limits.MaxRooms); c.room == nil {
+			err := c.refuseAuthed(ReasonTooManyRooms, fmt.Errorf("limits.max_rooms (%d) reached", s.cfg.Limits.MaxRooms))
+			c.keepWriting() // gives the writer role up, writing the close frame
+			return false, err
+		}
+	}
 	c.setWatch(reply.GetAccepts(), true)
 	c.authed.Store(true)
 	if old := s.bucket(c.key).put(c); old != nil {
 		old.close(ReasonReplaced)
-	}
-	if room := reply.GetRoomID(); room != "" {
-		c.room = s.rooms.join(room, c)
 	}
 	ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq}
 	_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.Protocol.WriteTimeout.D()))
@@ -196,9 +210,19 @@ func (c *Channel) handshake() (authed bool, err error) {
 		c.session = defaultSession
 	}
 	s.wheel.Reset(&c.timer, c.session)
-	c.nextRenew = time.Now().Add(jitter(s.cfg.Protocol.SessionRenew.D()))
+	c.nextRenew = time.Since(s.born) + jitter(s.cfg.Protocol.SessionRenew.D())
 	c.renewGen = s.sessionGen.Load()
 	return true, nil
+}
+
+// refuseAuthed closes a connection logic has accepted but the comet
+// refuses (a room rule), before it is published: logic's session is
+// removed with a Disconnect (the connection's own, by its conn id).
+func (c *Channel) refuseAuthed(reason CloseReason, err error) error {
+	c.closePolicy(reason)
+	c.srv.queueDisconnect(c.mid, c.key, c.connID)
+	c.srv.metrics.authFailed(reason)
+	return fail(reason, err)
 }
 
 // serve reads and answers frames until the connection ends.
@@ -221,7 +245,12 @@ func (c *Channel) serve() error {
 			return readFail(err)
 		}
 		c.srv.metrics.bytesIn.Add(float64(protocol.HeaderSize + len(p.Body)))
-		c.handle(&p)
+		if err := c.countFrame(); err != nil {
+			return err
+		}
+		if err := c.handle(&p); err != nil {
+			return err
+		}
 	}
 }
 
@@ -267,7 +296,7 @@ func (c *Channel) cleanup(authed bool, err error) {
 			s.rooms.leave(c.room, c)
 			c.room = nil
 		}
-		s.queueDisconnect(c.mid, c.key)
+		s.queueDisconnect(c.mid, c.key, c.connID)
 	}
 	s.metrics.closed(reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // c.logger() builds a logger: only when it is used

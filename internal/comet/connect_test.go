@@ -70,7 +70,7 @@ func connectBurst(t *testing.T, e *testEnv, n int) {
 // flight go to logic together, in ConnectBatch calls; each connection
 // gets its own answer.
 func TestConnectBatch(t *testing.T) {
-	e := startComet(t, nil)
+	e := startComet(t, unlimited) // 40 handshakes from one IP at once
 	const n = 40
 	connectBurst(t, e, n)
 	_ = e.logic.check(func(l *testLogic) error {
@@ -94,7 +94,7 @@ func TestConnectBatch(t *testing.T) {
 // TestConnectBatchUnimplemented: against a logic without ConnectBatch
 // (an older version) the comet falls back to one Connect per handshake.
 func TestConnectBatchUnimplemented(t *testing.T) {
-	e := startComet(t, nil)
+	e := startComet(t, unlimited)
 	_ = e.logic.check(func(l *testLogic) error { l.noBatch = true; return nil })
 	const n = 20
 	connectBurst(t, e, n)
@@ -173,7 +173,7 @@ func disconnectBurst(t *testing.T, e *testEnv, n int, hold bool) {
 // TestDisconnectBatch: disconnects that queue while calls are in flight
 // go to logic together.
 func TestDisconnectBatch(t *testing.T) {
-	e := startComet(t, nil)
+	e := startComet(t, unlimited) // 40 handshakes from one IP in a burst
 	const n = 40
 	disconnectBurst(t, e, n, true)
 	_ = e.logic.check(func(l *testLogic) error {
@@ -191,7 +191,7 @@ func TestDisconnectBatch(t *testing.T) {
 // TestDisconnectBatchUnimplemented: against an older logic the comet
 // falls back to Disconnect for each session.
 func TestDisconnectBatchUnimplemented(t *testing.T) {
-	e := startComet(t, nil)
+	e := startComet(t, unlimited)
 	_ = e.logic.check(func(l *testLogic) error { l.noBatch = true; return nil })
 	disconnectBurst(t, e, 20, false)
 	if !e.srv.disconnectOne.Load() {

@@ -23,13 +23,18 @@ const (
 )
 
 type disconnectReq struct {
-	mid int64
-	key string
+	mid    int64
+	key    string
+	connID uint64 // the closed connection's: logic leaves a newer session of the key alone
 }
 
+// msgDisconnectFailed is logged rate-limited: a logic outage fails every
+// disconnect.
+const msgDisconnectFailed = "comet: logic disconnect failed"
+
 // queueDisconnect hands a closed session to the workers (gather.go).
-func (s *Server) queueDisconnect(mid int64, key string) {
-	s.disconnects.put(disconnectReq{mid: mid, key: key})
+func (s *Server) queueDisconnect(mid int64, key string, connID uint64) {
+	s.disconnects.put(disconnectReq{mid: mid, key: key, connID: connID})
 }
 
 // disconnect is a worker's turn. A logic without DisconnectBatch (an
@@ -41,8 +46,8 @@ func (s *Server) disconnect(batch []disconnectReq) {
 	}
 	for _, r := range batch {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
-		if _, err := s.logic.Disconnect(ctx, &logicpb.DisconnectReq{Mid: r.mid, Key: r.key, Server: s.cfg.Host}); err != nil {
-			s.log.Warn("comet: logic disconnect failed", "mid", r.mid, "key", r.key, "err", err)
+		if _, err := s.logic.Disconnect(ctx, &logicpb.DisconnectReq{Mid: r.mid, Key: r.key, Server: s.cfg.Host, ConnId: r.connID}); err != nil {
+			s.warns.Warn(s.log, msgDisconnectFailed, "mid", r.mid, "key", r.key, "err", err)
 		}
 		cancel()
 	}
@@ -55,7 +60,7 @@ func (s *Server) disconnectBatch(batch []disconnectReq) bool {
 	defer cancel()
 	reqs := make([]*logicpb.DisconnectReq, len(batch))
 	for i, r := range batch {
-		reqs[i] = &logicpb.DisconnectReq{Mid: r.mid, Key: r.key, Server: s.cfg.Host}
+		reqs[i] = &logicpb.DisconnectReq{Mid: r.mid, Key: r.key, Server: s.cfg.Host, ConnId: r.connID}
 	}
 	reply, err := s.logic.DisconnectBatch(ctx, &logicpb.DisconnectBatchReq{Reqs: reqs})
 	switch {
@@ -65,11 +70,11 @@ func (s *Server) disconnectBatch(batch []disconnectReq) bool {
 		}
 		return false
 	case err != nil:
-		s.log.Warn("comet: logic disconnect failed", "sessions", len(batch), "err", err)
+		s.warns.Warn(s.log, msgDisconnectFailed, "sessions", len(batch), "err", err)
 	default:
 		for i, res := range reply.GetResults() {
 			if res.GetCode() != int32(codes.OK) && i < len(batch) {
-				s.log.Warn("comet: logic disconnect failed", "mid", batch[i].mid, "key", batch[i].key,
+				s.warns.Warn(s.log, msgDisconnectFailed, "mid", batch[i].mid, "key", batch[i].key,
 					"err", status.Error(codes.Code(res.GetCode()), res.GetMessage()))
 			}
 		}

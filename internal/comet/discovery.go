@@ -58,7 +58,7 @@ func (s *Server) updateMetadata(ctx context.Context) {
 		return
 	}
 	if err := s.registration.Set(ctx, md); err != nil {
-		s.log.Warn("comet: discovery metadata update failed", "err", err)
+		s.warns.Warn(s.log, "comet: discovery metadata update failed", "err", err)
 		return
 	}
 	s.lastMetadata = key

@@ -15,7 +15,7 @@ import (
 	"github.com/goim/goim/internal/testkit"
 )
 
-// startRealLogic runs goim's logic (insecure goim v2 auth, the shared test
+// startRealLogic runs goim's logic (insecure goim v2 auth, a push API token, the shared test
 // Redis under a prefix of its own, an in-process Kafka-protocol broker)
 // registered in discovery.
 func startRealLogic(t *testing.T, disc discovery.Config) *logic.Server {
@@ -26,6 +26,8 @@ func startRealLogic(t *testing.T, disc discovery.Config) *logic.Server {
 	cfg.Host = "logic-" + testkit.RandomHex(4)
 	cfg.HTTP.Bind, cfg.RPC.Bind, cfg.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Auth = logic.AuthConfig{Insecure: true}
+	cfg.HTTP.Tokens = []string{"comet-test-push-api-token-0123456789"} // the push API is not called
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Redis.Addr, cfg.Redis.Prefix = testkit.RedisAddr(), prefix
 	cfg.Kafka.Brokers, cfg.Kafka.Topic = kc.ListenAddrs(), topic
 	cfg.Discovery = disc

@@ -9,7 +9,8 @@ var (
 	// ErrBadRequest: a gRPC request is missing a required field.
 	ErrBadRequest = errors.New("comet: bad request")
 	// ErrBusy: a bounded worker queue is full and the caller's deadline
-	// expired before it had room.
+	// expired before it had room, or every paced broadcast slot
+	// (bucket.paced_broadcasts) is taken.
 	ErrBusy = errors.New("comet: busy")
 )
 
@@ -24,11 +25,15 @@ const (
 	ReasonHandshake                // no auth within the handshake timeout
 	ReasonBadFrame                 // a malformed frame (size, header, WebSocket framing)
 	ReasonBadAuth                  // the auth body is not the auth JSON
-	ReasonAuthRate                 // limits.auth_rate_per_ip reached
+	ReasonAuthRate                 // limits.auth_rate_per_ip or pending_auth_per_ip reached
 	ReasonAuthRejected             // logic refused the auth
 	ReasonLogicError               // logic unreachable or failing during auth
+	ReasonBadRoom                  // a room id (op 12 body or auth reply) fails protocol.CheckRoomID
+	ReasonRoomDenied               // a room outside the connection's rooms (ConnectReply.rooms)
+	ReasonTooManyRooms             // a join would pass limits.max_rooms
 	ReasonClientClosed             // the client closed the connection (EOF, reset)
 	ReasonHeartbeat                // no heartbeat within the session timeout
+	ReasonFrameRate                // more client frames in a second than limits.frames_per_second
 	ReasonSlow                     // outbound queue full (slow consumer), policy "close"
 	ReasonWriteError               // a write failed or timed out
 	ReasonReplaced                 // a newer connection with the same key arrived
@@ -39,8 +44,8 @@ const (
 
 var reasonNames = [numReasons]string{
 	"none", "too_many_conns", "handshake_timeout", "bad_frame", "bad_auth_body", "auth_rate",
-	"auth_rejected", "logic_error", "client_closed", "heartbeat_timeout",
-	"slow_consumer", "write_error", "replaced", "drain", "shutdown",
+	"auth_rejected", "logic_error", "bad_room", "room_denied", "too_many_rooms",
+	"client_closed", "heartbeat_timeout", "frame_rate", "slow_consumer", "write_error", "replaced", "drain", "shutdown",
 }
 
 // String is the reason's metric label.

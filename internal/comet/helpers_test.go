@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -28,6 +29,8 @@ import (
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/rpcauth"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
@@ -59,6 +62,19 @@ type testLogic struct {
 	dgate    chan struct{} // the same for Disconnect and DisconnectBatch
 	dbatches []int         // sizes of the DisconnectBatch calls
 	dheld    int           // disconnects that reached logic, held at dgate or not
+	// Conn ids of the Connect, Disconnect and Heartbeat requests, by key.
+	connIDs    map[string][]uint64
+	dconnIDs   map[string][]uint64
+	hbConnIDs  map[string][]uint64
+	receiveErr error // answered by Receive when set
+}
+
+// noteConnID records the conn id of a request for key in m (l.mu held).
+func noteConnID(m *map[string][]uint64, key string, id uint64) {
+	if *m == nil {
+		*m = map[string][]uint64{}
+	}
+	(*m)[key] = append((*m)[key], id)
 }
 
 // DisconnectBatch records each key as Disconnect does.
@@ -81,6 +97,7 @@ func (l *testLogic) DisconnectBatch(_ context.Context, req *logicpb.DisconnectBa
 	out := &logicpb.DisconnectBatchReply{}
 	for _, r := range req.GetReqs() {
 		l.disconnects = append(l.disconnects, r.GetKey())
+		noteConnID(&l.dconnIDs, r.GetKey(), r.GetConnId())
 		out.Results = append(out.Results, &logicpb.DisconnectResult{Has: true})
 	}
 	return out, nil
@@ -135,7 +152,17 @@ func (l *testLogic) connect(req *logicpb.ConnectReq) (*logicpb.ConnectReply, err
 		l.seq++
 		key = fmt.Sprintf("gen-%d", l.seq)
 	}
-	return &logicpb.ConnectReply{Mid: a.Mid, Key: key, RoomID: a.RoomID, Accepts: a.Accepts, Heartbeat: int64(l.session)}, nil
+	noteConnID(&l.connIDs, key, req.GetConnId())
+	reply := &logicpb.ConnectReply{Mid: a.Mid, Key: key, RoomID: a.RoomID, Accepts: a.Accepts, Heartbeat: int64(l.session)}
+	// A token "rooms=a,b" grants the rooms a and b (none for "rooms=").
+	// The room_id is answered as it is, unchecked, as a buggy logic would.
+	if list, ok := strings.CutPrefix(a.Token, "rooms="); ok {
+		reply.RoomsLimited = true
+		if list != "" {
+			reply.Rooms = strings.Split(list, ",")
+		}
+	}
+	return reply, nil
 }
 
 func (l *testLogic) Disconnect(_ context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
@@ -149,6 +176,7 @@ func (l *testLogic) Disconnect(_ context.Context, req *logicpb.DisconnectReq) (*
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.disconnects = append(l.disconnects, req.GetKey())
+	noteConnID(&l.dconnIDs, req.GetKey(), req.GetConnId())
 	return &logicpb.DisconnectReply{Has: true}, nil
 }
 
@@ -156,6 +184,7 @@ func (l *testLogic) Heartbeat(_ context.Context, req *logicpb.HeartbeatReq) (*lo
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.heartbeats = append(l.heartbeats, req.GetKey())
+	noteConnID(&l.hbConnIDs, req.GetKey(), req.GetConnId())
 	return &logicpb.HeartbeatReply{}, nil
 }
 
@@ -163,6 +192,9 @@ func (l *testLogic) Receive(_ context.Context, req *logicpb.ReceiveReq) (*logicp
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.received = append(l.received, req.GetProto())
+	if l.receiveErr != nil {
+		return nil, l.receiveErr
+	}
 	return &logicpb.ReceiveReply{}, nil
 }
 
@@ -180,7 +212,21 @@ func (l *testLogic) check(f func(*testLogic) error) error {
 	return f(l)
 }
 
-// startLogic serves a testLogic on 127.0.0.1:0.
+// testRPCSecret is the internal gRPC secret of the tests' comets, test
+// logic and job clients.
+var testRPCSecret = "comet-test-rpc-secret-" + testkit.RandomHex(8)
+
+// rpcCredentials returns the dial options that send secret.
+func rpcCredentials(t testing.TB, secret string) []grpc.DialOption {
+	t.Helper()
+	keys, err := rpcauth.Config{Secrets: []string{secret}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys.DialOptions()
+}
+
+// startLogic serves a testLogic on 127.0.0.1:0, requiring testRPCSecret.
 func startLogic(t testing.TB, session time.Duration) (*testLogic, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -188,7 +234,11 @@ func startLogic(t testing.TB, session time.Duration) (*testLogic, string) {
 		t.Fatal(err)
 	}
 	l := &testLogic{session: session}
-	gs := grpc.NewServer()
+	keys, err := rpcauth.Config{Secrets: []string{testRPCSecret}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(keys.ServerOptions(nil, nil)...) // comets must send the secret
 	logicpb.RegisterLogicServer(gs, l)
 	go func() { _ = gs.Serve(ln) }()
 	t.Cleanup(gs.Stop)
@@ -206,6 +256,12 @@ type testEnv struct {
 // startComet starts a comet; edit adjusts the config first.
 func startComet(t testing.TB, edit func(*Config)) *testEnv {
 	t.Helper()
+	return startCometLog(t, edit, nil)
+}
+
+// startCometLog is startComet with the comet logging to log (nil: none).
+func startCometLog(t testing.TB, edit func(*Config), log *slog.Logger) *testEnv {
+	t.Helper()
 	logic, logicAddr := startLogic(t, time.Minute)
 	cert, key := writeCert(t)
 	cfg := Default()
@@ -216,6 +272,7 @@ func startComet(t testing.TB, edit func(*Config)) *testEnv {
 	cfg.WebSocket.TLSBind = []string{"127.0.0.1:0"}
 	cfg.TLS = TLSConfig{CertFile: cert, KeyFile: key}
 	cfg.RPC.Bind = "127.0.0.1:0"
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Logic.Addrs = []string{logicAddr}
 	cfg.Logic.ReportInterval = conf.Duration(50 * time.Millisecond)
 	if edit != nil {
@@ -223,14 +280,15 @@ func startComet(t testing.TB, edit func(*Config)) *testEnv {
 	}
 	before := runtime.NumGoroutine() - foreignGoroutines()
 	reg := prometheus.NewRegistry()
-	srv, err := New(cfg, Deps{Registry: reg})
+	srv, err := New(cfg, Deps{Registry: reg, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	cc, err := grpc.NewClient(srv.RPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(srv.RPCAddr().String(),
+		append(rpcCredentials(t, testRPCSecret), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,6 +336,10 @@ func foreignGoroutines() int {
 	}
 	return n
 }
+
+// unlimited turns every [limits] bound off, for tests of many connections
+// from one IP (the loopback address) or of many frames.
+func unlimited(c *Config) { c.Limits = LimitsConfig{} }
 
 func (e *testEnv) addr(tr string) string { return e.srv.Addrs(tr)[0].String() }
 

@@ -148,10 +148,12 @@ func envInt(t testing.TB, key string, def int) int {
 
 // startLoadComet starts a comet fit for thousands of idle connections: a
 // handshake timeout and a session long enough for the whole run, and no
-// periodic reports to the test logic (which would record them).
+// periodic reports to the test logic (which would record them), and no
+// [limits] (the clients come from a few addresses).
 func startLoadComet(t *testing.T) *testEnv {
 	t.Helper()
 	e := startComet(t, func(c *Config) {
+		unlimited(c) // thousands of clients from a few addresses
 		c.Protocol.HandshakeTimeout = conf.Duration(5 * time.Minute)
 		c.Logic.Timeout = conf.Duration(time.Minute)
 		c.Logic.ReportInterval = conf.Duration(time.Hour)

@@ -20,8 +20,9 @@ type metrics struct {
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	rooms       prometheus.GaugeFunc
-	resyncs     prometheus.Counter // logic's Redis epoch changes seen
-	releases    prometheus.Counter // free heap returned to the system (release.go)
+	paced       prometheus.GaugeFunc // paced broadcasts running
+	resyncs     prometheus.Counter   // logic's Redis epoch changes seen
+	releases    prometheus.Counter   // free heap returned to the system (release.go)
 
 	// Series of the per-connection paths, resolved once (no label lookup
 	// per connection): every close reason, the reasons an auth fails for,
@@ -32,7 +33,7 @@ type metrics struct {
 	connsBy [numTransports]prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64) (*metrics, error) {
 	m := &metrics{
 		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "connections",
@@ -80,6 +81,10 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 			Namespace: "goim", Subsystem: "comet", Name: "rooms",
 			Help: "Rooms with members on this comet.",
 		}, roomCount),
+		paced: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "paced_broadcasts",
+			Help: "Paced broadcasts (speed > 0) running, at most bucket.paced_broadcasts.",
+		}, pacedCount),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "session_resyncs_total",
 			Help: "Times logic's Redis lost its data (its epoch changed) and every session was re-registered at its next heartbeat.",
@@ -99,7 +104,7 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 	for t := range numTransports {
 		m.connsBy[t] = m.conns.WithLabelValues(t.String())
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.resyncs, m.releases} {
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}
@@ -109,7 +114,8 @@ func newMetrics(reg prometheus.Registerer, roomCount func() float64) (*metrics, 
 
 // authFailures are the reasons an auth attempt fails for (the result
 // label of goim_comet_auths_total besides "ok").
-var authFailures = []CloseReason{ReasonAuthRate, ReasonBadAuth, ReasonAuthRejected, ReasonLogicError}
+var authFailures = []CloseReason{ReasonAuthRate, ReasonBadAuth, ReasonAuthRejected, ReasonLogicError,
+	ReasonBadRoom, ReasonRoomDenied, ReasonTooManyRooms}
 
 // closed counts a closed connection by reason.
 func (m *metrics) closed(r CloseReason) {

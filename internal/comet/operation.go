@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -16,8 +18,9 @@ import (
 const maxWatched = 1024
 
 // handle answers one client frame after auth. Replies echo ver and seq and
-// carry copies of request bodies, never the reader's buffer.
-func (c *Channel) handle(p *protocol.Proto) {
+// carry copies of request bodies, never the reader's buffer. An error ends
+// the connection (the channel is already closing).
+func (c *Channel) handle(p *protocol.Proto) error {
 	reply := protocol.Proto{Ver: p.Ver, Op: p.Op, Seq: p.Seq}
 	switch p.Op {
 	case protocol.OpHeartbeat:
@@ -31,7 +34,9 @@ func (c *Channel) handle(p *protocol.Proto) {
 		c.pushReply(c.encodeReply(&reply))
 		c.renewSession()
 	case protocol.OpChangeRoom:
-		c.changeRoom(string(p.Body))
+		if err := c.changeRoom(string(p.Body)); err != nil {
+			return err // no op 13: the connection closes with the reason
+		}
 		reply.Op = protocol.OpChangeRoomReply
 		reply.Body = p.Body // encodeReply copies it
 		c.pushReply(c.encodeReply(&reply))
@@ -49,25 +54,62 @@ func (c *Channel) handle(p *protocol.Proto) {
 		offStack(func() { _, err = c.srv.logic.Receive(ctx, &logicpb.ReceiveReq{Mid: c.mid, Proto: up}) })
 		cancel()
 		if err != nil {
-			c.logger().Warn("comet: logic receive failed", "op", p.Op, "err", err)
+			c.warn(msgReceiveFailed, "op", p.Op, "err", err)
 		}
 		c.pushReply(c.encodeReply(&reply)) // goim v2: same op, empty body
 	}
+	return nil
+}
+
+// Warnings a connection may repeat, rate-limited by Server.warns.
+const (
+	msgReceiveFailed = "comet: logic receive failed"
+	msgRenewFailed   = "comet: session renewal failed, retrying at the next heartbeat"
+)
+
+// warn logs msg on the connection's logger unless Server.warns holds it
+// back (the logger is built only for a line written).
+func (c *Channel) warn(msg string, args ...any) {
+	ok, n := c.srv.warns.Allow(msg)
+	if !ok {
+		return
+	}
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	c.logger().Warn(msg, args...)
 }
 
 // changeRoom leaves the current room and joins id; an empty id only leaves.
-// Changing to the room the channel is in changes nothing.
-func (c *Channel) changeRoom(id string) {
+// Changing to the room the channel is in changes nothing. An id failing
+// protocol.CheckRoomID (bad_room), outside the connection's rooms
+// (room_denied) or a new room past limits.max_rooms (too_many_rooms)
+// closes the connection with that reason.
+func (c *Channel) changeRoom(id string) error {
+	if id != "" {
+		if err := protocol.CheckRoomID(id); err != nil {
+			c.closePolicy(ReasonBadRoom)
+			return fail(ReasonBadRoom, err)
+		}
+		if !c.grant.allows(id) {
+			c.closePolicy(ReasonRoomDenied)
+			return fail(ReasonRoomDenied, errors.New("room not in the connection's rooms"))
+		}
+	}
 	if c.room != nil && c.room.id == id {
-		return
+		return nil
 	}
 	if c.room != nil {
 		c.srv.rooms.leave(c.room, c)
 		c.room = nil
 	}
 	if id != "" {
-		c.room = c.srv.rooms.join(id, c)
+		if c.room = c.srv.rooms.join(id, c, c.srv.cfg.Limits.MaxRooms); c.room == nil {
+			c.closePolicy(ReasonTooManyRooms)
+			return fail(ReasonTooManyRooms, fmt.Errorf("limits.max_rooms (%d) reached", c.srv.cfg.Limits.MaxRooms))
+		}
 	}
+	return nil
 }
 
 // parseOps parses "1000,1001" into ops. Any malformed entry rejects the
@@ -92,22 +134,22 @@ func parseOps(b []byte) ([]int32, bool) {
 // never expires while the client keeps heart-beating, or at once when
 // logic's Redis lost its data since the last renewal (Server.noteEpoch).
 func (c *Channel) renewSession() {
-	now := time.Now()
 	s := c.srv
+	now := time.Since(s.born)
 	gen := s.sessionGen.Load()
-	if now.Before(c.nextRenew) && gen == c.renewGen {
+	if now < c.nextRenew && gen == c.renewGen {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
 	defer cancel()
 	var err error
 	offStack(func() {
-		_, err = s.logic.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host})
+		_, err = s.logic.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host, ConnId: c.connID})
 	})
 	if err != nil {
-		c.logger().Warn("comet: session renewal failed, retrying at the next heartbeat", "err", err)
+		c.warn(msgRenewFailed, "err", err)
 		return
 	}
-	c.nextRenew = now.Add(jitter(s.cfg.Protocol.SessionRenew.D()))
+	c.nextRenew = now + jitter(s.cfg.Protocol.SessionRenew.D())
 	c.renewGen = gen
 }

@@ -207,10 +207,29 @@ type broadcastJob struct {
 	f     *frame
 }
 
-// Broadcast queues p for every channel that watches op, paced to speed
-// channels per second (0 = as fast as possible) by the one broadcast worker.
+// Broadcast queues p for every channel that watches op. An unpaced
+// broadcast (speed 0) goes to the broadcast worker, waiting for room in
+// its queue until ctx ends. A paced one (speed channels per second) runs
+// on a goroutine of its own, so its pacing delays no other push; when
+// bucket.paced_broadcasts already run, it fails with ErrBusy at once.
 func (s *Server) Broadcast(ctx context.Context, op, speed int32, p *protocol.Proto) error {
-	return enqueueTimeout(ctx, s.done, s.broadcastQueue, broadcastJob{op: op, speed: speed, f: newFrame(p)})
+	j := broadcastJob{op: op, speed: speed, f: newFrame(p)}
+	if speed <= 0 {
+		return enqueueTimeout(ctx, s.done, s.broadcastQueue, j)
+	}
+	select {
+	case s.paced <- struct{}{}:
+	default:
+		return fmt.Errorf("%w: %d paced broadcasts already running", ErrBusy, cap(s.paced))
+	}
+	if !s.goFunc(func() {
+		defer func() { <-s.paced }()
+		s.broadcast(j, nil)
+	}) {
+		<-s.paced
+		return ErrServerClosed
+	}
+	return nil
 }
 
 func enqueueTimeout[T any](ctx context.Context, done <-chan struct{}, q chan T, v T) error {
@@ -229,37 +248,46 @@ func enqueueTimeout[T any](ctx context.Context, done <-chan struct{}, q chan T, 
 	}
 }
 
+// broadcastWorker runs the unpaced broadcasts, one after the other.
 func (s *Server) broadcastWorker() {
 	var chs []*Channel
 	for {
-		var j broadcastJob
 		select {
 		case <-s.done:
 			return
-		case j = <-s.broadcastQueue:
+		case j := <-s.broadcastQueue:
+			chs = s.broadcast(j, chs)
 		}
-		pace := newPacer(j.speed)
-		var queued, dropped int
-		for _, b := range s.buckets {
-			chs = b.channels(chs[:0])
-			for _, c := range chs {
-				if !c.watches(j.op) {
-					continue
-				}
-				if !pace.wait(s.done) {
-					return
-				}
-				switch c.push(j.f.bytes(c.tr)) {
-				case pushQueued:
-					queued++
-				case pushDropped:
-					dropped++
-				}
+	}
+}
+
+// broadcast pushes j to every channel watching its op, paced to j.speed
+// channels per second, until done; chs is a slice to reuse, returned for
+// the next call.
+func (s *Server) broadcast(j broadcastJob, chs []*Channel) []*Channel {
+	pace := newPacer(j.speed)
+	var queued, dropped int
+	defer func() { s.metrics.kindPushes("broadcast", queued, dropped) }()
+	for _, b := range s.buckets {
+		chs = b.channels(chs[:0])
+		for _, c := range chs {
+			if !c.watches(j.op) {
+				continue
+			}
+			if !pace.wait(s.done) {
+				clear(chs)
+				return chs
+			}
+			switch c.push(j.f.bytes(c.tr)) {
+			case pushQueued:
+				queued++
+			case pushDropped:
+				dropped++
 			}
 		}
-		clear(chs)
-		s.metrics.kindPushes("broadcast", queued, dropped)
 	}
+	clear(chs)
+	return chs
 }
 
 // pacer is a token bucket releasing speed tokens per second, with a burst of

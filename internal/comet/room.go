@@ -2,8 +2,13 @@ package comet
 
 import (
 	"hash/maphash"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unique"
+
+	"github.com/goim/goim/api/protocol"
 )
 
 // Room is the set of channels in one room on this comet. Membership is
@@ -28,6 +33,7 @@ func (r *Room) onlineCount() int32 {
 type rooms struct {
 	seed   maphash.Seed
 	shards []roomShard
+	n      atomic.Int64 // rooms in every shard
 }
 
 type roomShard struct {
@@ -47,12 +53,18 @@ func (rs *rooms) shard(id string) *roomShard {
 	return &rs.shards[maphash.String(rs.seed, id)%uint64(len(rs.shards))]
 }
 
-// join adds c to room id, creating the room, and returns it.
-func (rs *rooms) join(id string, c *Channel) *Room {
+// join adds c to room id, creating the room, and returns it; nil when the
+// room does not exist and limit rooms (0 = unlimited) already do.
+func (rs *rooms) join(id string, c *Channel, limit int) *Room {
 	sh := rs.shard(id)
 	sh.mu.Lock()
 	r := sh.m[id]
 	if r == nil {
+		if n := rs.n.Add(1); limit > 0 && n > int64(limit) {
+			rs.n.Add(-1)
+			sh.mu.Unlock()
+			return nil
+		}
 		r = &Room{id: id, members: make(map[*Channel]struct{})}
 		sh.m[id] = r
 	}
@@ -74,6 +86,7 @@ func (rs *rooms) leave(r *Room, c *Channel) {
 	}
 	if len(r.members) == 0 && sh.m[r.id] == r {
 		delete(sh.m, r.id)
+		rs.n.Add(-1)
 	}
 	sh.mu.Unlock()
 }
@@ -98,6 +111,9 @@ func (rs *rooms) broadcast(id string, f *frame) (queued, dropped int) {
 	}
 	return queued, dropped
 }
+
+// len returns the number of rooms with members.
+func (rs *rooms) len() int { return int(rs.n.Load()) }
 
 // counts returns the member count of every room.
 func (rs *rooms) counts() map[string]int32 {
@@ -124,4 +140,55 @@ func (rs *rooms) setAll(all map[string]int32) {
 		}
 		sh.mu.RUnlock()
 	}
+}
+
+// roomGrant is the rooms a connection may join, from logic's auth answer
+// (ConnectReply.rooms and rooms_limited). The zero value allows every room
+// (goim v2, and logic in insecure mode). Connections with the same list
+// share one copy of it: the patterns are interned (unique.Make), so a
+// grant costs a connection a pointer, however long its list.
+type roomGrant struct {
+	// patterns are the patterns joined by "\n"; the zero handle means
+	// not limited (a limited grant with no pattern holds "").
+	patterns unique.Handle[string]
+}
+
+// newRoomGrant returns the grant of a Connect reply. Patterns failing
+// protocol.CheckRoomPattern (logic checks them; a bad one here is a bug)
+// are dropped, which only narrows the grant.
+func newRoomGrant(limited bool, patterns []string) roomGrant {
+	if !limited {
+		return roomGrant{}
+	}
+	valid := patterns
+	for i, p := range patterns {
+		if protocol.CheckRoomPattern(p) != nil {
+			valid = slices.Clone(patterns[:i])
+			for _, p := range patterns[i+1:] {
+				if protocol.CheckRoomPattern(p) == nil {
+					valid = append(valid, p)
+				}
+			}
+			break
+		}
+	}
+	return roomGrant{patterns: unique.Make(strings.Join(valid, "\n"))}
+}
+
+// allows reports whether the grant lets the connection join room id (a
+// valid room id).
+func (g roomGrant) allows(id string) bool {
+	if g.patterns == (unique.Handle[string]{}) {
+		return true
+	}
+	all := g.patterns.Value()
+	if all == "" {
+		return false
+	}
+	for p := range strings.SplitSeq(all, "\n") {
+		if protocol.RoomAllowed([]string{p}, id) {
+			return true
+		}
+	}
+	return false
 }

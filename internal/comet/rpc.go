@@ -3,9 +3,14 @@ package comet
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"time"
 
 	cometpb "github.com/goim/goim/api/comet"
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/rpcauth"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
@@ -22,12 +27,21 @@ const (
 	maxMsgSize        = 16 << 20 // room batches can be large
 )
 
-func newGRPCServer() *grpc.Server {
-	return grpc.NewServer(
+// newGRPCServer returns the server of the Comet service. Every call must
+// carry one of keys' secrets (unless keys are insecure); one without is
+// answered Unauthenticated before its handler runs and counted in
+// goim_comet_rpc_unauthenticated_total, registered on reg.
+func newGRPCServer(keys *rpcauth.Keys, reg prometheus.Registerer, log *slog.Logger) (*grpc.Server, error) {
+	unauth, err := rpcauth.NewCounter(reg, "comet")
+	if err != nil {
+		return nil, fmt.Errorf("comet: %w", err)
+	}
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxMsgSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: serverMinPing, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
-	)
+	}
+	return grpc.NewServer(append(opts, keys.ServerOptions(unauth, log)...)...), nil
 }
 
 // rpcServer is the goim.comet.Comet service job calls.
@@ -47,6 +61,9 @@ func (r *rpcServer) PushMsg(_ context.Context, req *cometpb.PushMsgReq) (*cometp
 func (r *rpcServer) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoomReq) (*cometpb.BroadcastRoomReply, error) {
 	if req.GetRoomID() == "" || req.GetProto() == nil {
 		return nil, status.Error(codes.InvalidArgument, "comet: BroadcastRoom needs roomID and proto")
+	}
+	if err := protocol.CheckRoomID(req.GetRoomID()); err != nil {
+		return nil, status.Error(codes.InvalidArgument, "comet: BroadcastRoom: "+err.Error())
 	}
 	if err := r.s.BroadcastRoom(ctx, req.GetRoomID(), req.GetProto()); err != nil {
 		return nil, rpcError(err)

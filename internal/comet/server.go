@@ -19,10 +19,18 @@ import (
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/ratelog"
 	"github.com/goim/goim/internal/timer"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/resolver/manual"
+)
+
+// Repeated warnings (logic unreachable, say) are logged at most warnBurst
+// times per warnEvery each; the next line counts those held back.
+const (
+	warnBurst = 5
+	warnEvery = 10 * time.Second
 )
 
 // Server is a comet: client listeners, the buckets of connections, the
@@ -33,7 +41,7 @@ type Server struct {
 	seed    maphash.Seed
 	buckets []*Bucket
 	rooms   *rooms
-	ips     ipCounter
+	ips     *ipCounter
 	wheel   *timer.Wheel
 	metrics *metrics
 	tlsConf *tls.Config
@@ -64,6 +72,11 @@ type Server struct {
 
 	roomQueues     []chan roomJob
 	broadcastQueue chan broadcastJob
+	paced          chan struct{} // one token per paced broadcast running (bucket.paced_broadcasts)
+
+	connIDs atomic.Uint64    // the last connection id given (Channel.connID)
+	born    time.Time        // when New ran: channels keep their times as durations since (smaller than a time.Time)
+	warns   *ratelog.Limiter // repeated warnings
 
 	conns atomic.Int64 // open connections, authenticated or not
 
@@ -119,18 +132,32 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		wheel:          timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
 		roomQueues:     make([]chan roomJob, cfg.Bucket.RoomWorkers),
 		broadcastQueue: make(chan broadcastJob, cfg.Bucket.BroadcastQueue),
+		paced:          make(chan struct{}, cfg.Bucket.PacedBroadcasts),
+		warns:          ratelog.New(warnBurst, warnEvery),
+		born:           time.Now(),
 		done:           make(chan struct{}),
 		pending:        make(map[*Channel]struct{}),
 	}
 	for i := range s.roomQueues {
 		s.roomQueues[i] = make(chan roomJob, cfg.Bucket.RoomQueue)
 	}
+	// Connection ids start at a random point in every process, so a
+	// restarted comet does not hand out the ids of its previous run.
+	s.connIDs.Store(rand.Uint64())
 	s.connects = newGatherer(connectQueue, connectMaxBatch, s.connectBatch)
 	s.disconnects = newGatherer(disconnectQueue, disconnectMaxBatch, s.disconnect)
 	size := protocol.HeaderSize + cfg.Protocol.MaxBody
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
 	var err error
-	if s.metrics, err = newMetrics(reg, func() float64 { return float64(len(s.rooms.counts())) }); err != nil {
+	if s.metrics, err = newMetrics(reg, func() float64 { return float64(s.rooms.len()) }, func() float64 { return float64(len(s.paced)) }); err != nil {
+		return nil, err
+	}
+	keys, err := cfg.RPC.Load()
+	if err != nil {
+		return nil, fmt.Errorf("comet: %w", err)
+	}
+	keys.Log(log, "comet")
+	if s.grpc, err = newGRPCServer(keys, reg, log); err != nil {
 		return nil, err
 	}
 	if len(cfg.TCP.TLSBind)+len(cfg.WebSocket.TLSBind) > 0 {
@@ -149,12 +176,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("comet: %w", err)
 		}
 	}
-	if s.logicConn, s.logicResolver, err = dialLogic(cfg.Logic); err != nil {
+	if s.logicConn, s.logicResolver, err = dialLogic(cfg.Logic, keys); err != nil {
 		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.logic = logicpb.NewLogicClient(s.logicConn)
-	s.grpc = newGRPCServer()
 	cometpb.RegisterCometServer(s.grpc, &rpcServer{s: s})
 	return s, nil
 }
@@ -215,6 +241,7 @@ func (s *Server) Start() error {
 	s.startLocked(s.broadcastWorker)
 	s.startLocked(s.reportLoop)
 	s.startLocked(s.releaseLoop)
+	s.startLocked(s.ipSweepLoop)
 	s.connects.start(connectWorkers)
 	s.disconnects.start(disconnectWorkers)
 	rpcLn := s.rpcLn
@@ -406,7 +433,7 @@ func (s *Server) acceptLoop(ln listener) {
 				return
 			}
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			s.log.Warn("comet: accept failed, retrying", "addr", ln.Addr().String(), "err", err, "retry_in", delay)
+			s.warns.Warn(s.log, "comet: accept failed, retrying", "addr", ln.Addr().String(), "err", err, "retry_in", delay)
 			select {
 			case <-s.done:
 				return
@@ -448,7 +475,7 @@ func (s *Server) report() {
 		Draining:  s.draining.Load(),
 	})
 	if err != nil {
-		s.log.Warn("comet: renew online failed", "err", err)
+		s.warns.Warn(s.log, "comet: renew online failed", "err", err)
 	} else {
 		s.rooms.setAll(reply.GetAllRoomCount())
 		s.noteEpoch(reply.GetEpoch())
@@ -507,105 +534,4 @@ func (s *Server) getReader(r io.Reader) *bufio.Reader {
 func (s *Server) putReader(br *bufio.Reader) {
 	br.Reset(nil)
 	s.readers.Put(br)
-}
-
-// ipCounter counts connections and auth attempts per client IP, sharded
-// by IP. An IP's entry lives while it has connections.
-type ipCounter struct {
-	seed   maphash.Seed
-	shards []ipShard
-}
-
-type ipShard struct {
-	mu sync.Mutex
-	m  map[string]*ipEntry // guarded by mu
-}
-
-type ipEntry struct {
-	conns  int32
-	tokens float64   // auth attempts available (token bucket)
-	last   time.Time // when tokens was last refilled
-}
-
-func newIPCounter(n int) ipCounter {
-	c := ipCounter{seed: maphash.MakeSeed(), shards: make([]ipShard, n)}
-	for i := range c.shards {
-		c.shards[i].m = make(map[string]*ipEntry)
-	}
-	return c
-}
-
-func (c *ipCounter) shard(ip string) *ipShard {
-	return &c.shards[maphash.String(c.seed, ip)%uint64(len(c.shards))]
-}
-
-// add counts one more connection from ip unless that would pass limit
-// (0 = unlimited).
-func (c *ipCounter) add(ip string, limit int) bool {
-	sh := c.shard(ip)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.m[ip]
-	if e == nil {
-		e = &ipEntry{tokens: -1}
-		sh.m[ip] = e
-	}
-	if limit > 0 && int(e.conns) >= limit {
-		if e.conns == 0 {
-			delete(sh.m, ip)
-		}
-		return false
-	}
-	e.conns++
-	return true
-}
-
-func (c *ipCounter) remove(ip string) {
-	sh := c.shard(ip)
-	sh.mu.Lock()
-	if e := sh.m[ip]; e != nil {
-		if e.conns--; e.conns <= 0 {
-			delete(sh.m, ip)
-		}
-	}
-	sh.mu.Unlock()
-}
-
-// allowAuth takes one auth attempt from ip's bucket: rate per second, with
-// a burst of rate (at least 1). rate 0 allows everything. The IP must have
-// a connection counted by add.
-func (c *ipCounter) allowAuth(ip string, rate float64, now time.Time) bool {
-	if rate <= 0 {
-		return true
-	}
-	sh := c.shard(ip)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	e := sh.m[ip]
-	if e == nil {
-		return true
-	}
-	burst := max(rate, 1)
-	if e.tokens < 0 {
-		e.tokens = burst
-	} else {
-		e.tokens = min(burst, e.tokens+now.Sub(e.last).Seconds()*rate)
-	}
-	e.last = now
-	if e.tokens < 1 {
-		return false
-	}
-	e.tokens--
-	return true
-}
-
-func (c *ipCounter) distinct() int {
-	n := 0
-	for i := range c.shards {
-		sh := &c.shards[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
 }

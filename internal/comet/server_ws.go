@@ -145,6 +145,12 @@ func (c *Channel) wsControl(h ws.Header) error {
 		return err
 	}
 	ws.Cipher(payload, h.Mask, 0)
+	if c.authed.Load() && h.OpCode != ws.OpClose {
+		// Pings and pongs count as frames: a ping costs a pong.
+		if err := c.countFrame(); err != nil {
+			return err
+		}
+	}
 	switch h.OpCode {
 	case ws.OpPing:
 		c.pushReply(ws.MustCompileFrame(ws.NewPongFrame(payload)))
@@ -169,6 +175,26 @@ var goingAwayFrame = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(w
 func (c *Channel) closeGoingAway(reason CloseReason) {
 	if c.tr.ws() {
 		c.closeWith(goingAwayFrame, reason)
+		return
+	}
+	c.close(reason)
+}
+
+// policyFrames are the close frames of the reasons a client is closed for
+// breaking a rule (closePolicy): status 1008 (policy violation) with the
+// reason's name. Shared, never modified.
+var policyFrames = func() (f [numReasons][]byte) {
+	for _, r := range []CloseReason{ReasonBadRoom, ReasonRoomDenied, ReasonTooManyRooms, ReasonFrameRate} {
+		f[r] = ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusPolicyViolation, r.String())))
+	}
+	return f
+}()
+
+// closePolicy ends the connection for reason, a rule the client broke; a
+// WebSocket one gets a close frame 1008 with the reason first.
+func (c *Channel) closePolicy(reason CloseReason) {
+	if c.tr.ws() && policyFrames[reason] != nil {
+		c.closeWith(policyFrames[reason], reason)
 		return
 	}
 	c.close(reason)

@@ -9,7 +9,9 @@
 // The page reads its URL's query: ?ws=ws://host:port/sub dials that comet
 // instead of asking logic, ?room=type://id joins that room (default
 // live://1000), ?mid= is the user id (default random). It authenticates
-// with goim v2's plain JSON body, so logic must run with insecure auth.
+// with goim v2's plain JSON body and pushes without a bearer token, so
+// logic must run with insecure auth and [http] allow_anonymous (the
+// all-in-one's dev config sets both).
 package demo
 
 import (

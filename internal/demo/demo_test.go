@@ -145,15 +145,24 @@ type demoCluster struct {
 // listens there and logic's nodes answer names it.
 func startDemo(t *testing.T, wsAddr string) *demoCluster {
 	t.Helper()
+	// The page pushes from the browser without a credential, as it does in
+	// the all-in-one, whose dev config sets [logic.http] allow_anonymous.
 	opts := cluster.Options{Pages: map[string]http.Handler{"/demo": demo.Handler()}}
+	var host string
+	var port int
 	if wsAddr != "" {
-		host, port, err := net.SplitHostPort(wsAddr)
+		h, p, err := net.SplitHostPort(wsAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		opts.Logic = func(cfg *logic.Config) {
+		host = h
+		port, _ = strconv.Atoi(p)
+	}
+	opts.Logic = func(cfg *logic.Config) {
+		cfg.HTTP.Tokens, cfg.HTTP.AllowAnonymous = nil, true
+		if wsAddr != "" {
 			cfg.Node.DefaultDomain = host
-			cfg.Node.WSPort, _ = strconv.Atoi(port)
+			cfg.Node.WSPort = port
 		}
 	}
 	c := cluster.StartWith(t, 0, opts)

@@ -134,10 +134,9 @@ fetch_interval = "500ms"
 // one secret per line, mode 0600, comments allowed in token files.
 func (c *cluster) writeSecrets(t *testing.T) {
 	t.Helper()
-	c.rpcSecret = "e2e-rpc-" + testkit.RandomHex(24) // >= 32 bytes
+	c.rpcSecret, c.rpcSecretFile = testkit.RPCSecret(t)
 	c.tokensFile = c.writeSecret(t, "http-tokens", "# push API tokens (push and read scope)\n"+apiToken+"\n")
 	c.readTokensFile = c.writeSecret(t, "http-read-tokens", readToken+"\n")
-	c.rpcSecretFile = c.writeSecret(t, "rpc-secret", c.rpcSecret+"\n")
 }
 
 // writeSecret writes text to a file of its own in the suite's temporary

@@ -69,6 +69,8 @@ func TestEndToEnd(t *testing.T) {
 		run  func(*testing.T)
 	}{
 		{"api", func(t *testing.T) { testAPI(t, c) }},
+		{"api-secure", func(t *testing.T) { testAPISecure(t, c, cs) }},
+		{"rpc-auth", func(t *testing.T) { testRPCAuth(t, c, cs) }},
 		{"delivery", func(t *testing.T) { testDelivery(t, c, cs) }},
 		{"online", func(t *testing.T) { testOnline(t, c, cs) }},
 		{"security", func(t *testing.T) { testSecurity(t, c, cs) }},

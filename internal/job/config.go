@@ -11,6 +11,8 @@ import (
 	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/kafkasec"
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // Config is job's configuration (configs/job.toml). Every field says its
@@ -32,6 +34,8 @@ type Config struct {
 	// Default "": every zone (a push for a comet in another zone would
 	// otherwise be lost).
 	CometZone string `toml:"comet_zone"`
+	// RPC is the secret job sends on every call to a comet.
+	RPC rpcauth.Config `toml:"rpc"`
 	// Admin is the metrics, pprof and health listener.
 	Admin admin.Config `toml:"admin"`
 	// Discovery is bilibili/discovery: job follows goim.comet there and
@@ -84,6 +88,11 @@ type KafkaConfig struct {
 	// retry_for, or a hung comet slows the partition's other pushes.
 	// Default 100000.
 	MaxInflight int `toml:"max_inflight"`
+	// The keys tls, tls_ca_file, tls_cert_file, tls_key_file,
+	// tls_server_name, sasl_mechanism, sasl_user and sasl_password_file:
+	// TLS and SASL to the brokers (managed Kafka services), as logic's
+	// [kafka] has them. Default: neither.
+	kafkasec.Config
 }
 
 // RoomConfig is the [room] section. A room push is sent at once when the
@@ -155,28 +164,7 @@ func Load(path string) (Config, error) {
 func (c Config) Validate() error {
 	var p conf.Problems
 	p.Check(c.Host != "", "host", "must not be empty (no OS hostname either)")
-	k := p.Sub("kafka")
-	if k.Check(len(c.Kafka.Brokers) > 0, "brokers", `must list at least one broker "host:port"`) {
-		for i, b := range c.Kafka.Brokers {
-			if _, _, err := net.SplitHostPort(b); err != nil {
-				k.Add(conf.Index("brokers", i), "%q is not host:port: %v", b, err)
-			}
-		}
-	}
-	k.Check(c.Kafka.Topic != "", "topic", "must not be empty")
-	k.Check(c.Kafka.Group != "", "group", "must not be empty")
-	if v, err := sarama.ParseKafkaVersion(c.Kafka.Version); err != nil {
-		k.Add("version", "%q is not a Kafka version: %v", c.Kafka.Version, err)
-	} else {
-		k.Check(v.IsAtLeast(sarama.V0_10_1_0), "version", "must be >= 0.10.1.0 (message timestamps), got %q", c.Kafka.Version)
-	}
-	k.Check(slices.Contains([]string{OffsetOldest, OffsetNewest}, c.Kafka.InitialOffset), "initial_offset",
-		"must be %q or %q, got %q", OffsetOldest, OffsetNewest, c.Kafka.InitialOffset)
-	k.Check(c.Kafka.MaxAge >= 0, "max_age", "must be >= 0 (0 = no limit), got %v", c.Kafka.MaxAge)
-	k.Check(c.Kafka.SessionTimeout.D() >= time.Second, "session_timeout", "must be >= 1s, got %v", c.Kafka.SessionTimeout)
-	k.Check(c.Kafka.RebalanceTimeout.D() >= time.Second, "rebalance_timeout", "must be >= 1s, got %v", c.Kafka.RebalanceTimeout)
-	k.Check(c.Kafka.CommitInterval.D() >= 10*time.Millisecond, "commit_interval", "must be >= 10ms, got %v", c.Kafka.CommitInterval)
-	k.Check(c.Kafka.MaxInflight > 0, "max_inflight", "must be > 0, got %d", c.Kafka.MaxInflight)
+	c.Kafka.Validate(p.Sub("kafka"))
 
 	r := p.Sub("room")
 	r.Check(c.Room.Window > 0, "window", "must be > 0, got %v", c.Room.Window)
@@ -194,7 +182,36 @@ func (c Config) Validate() error {
 	} else {
 		p.Check(len(c.Comets) > 0, "comets", "list the comets (server id = \"host:port\") when discovery.nodes is empty")
 	}
+	c.RPC.Validate(p.Sub("rpc"))
 	c.Admin.Validate(p.Sub("admin"))
 	p.Check(c.ShutdownTimeout > 0, "shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
 	return p.Err()
+}
+
+// Validate records every problem of the [kafka] section in k, with key
+// paths relative to it. It reads the files the section names (CA,
+// certificate, key, SASL password file).
+func (c KafkaConfig) Validate(k *conf.Problems) {
+	if k.Check(len(c.Brokers) > 0, "brokers", `must list at least one broker "host:port"`) {
+		for i, b := range c.Brokers {
+			if _, _, err := net.SplitHostPort(b); err != nil {
+				k.Add(conf.Index("brokers", i), "%q is not host:port: %v", b, err)
+			}
+		}
+	}
+	k.Check(c.Topic != "", "topic", "must not be empty")
+	k.Check(c.Group != "", "group", "must not be empty")
+	if v, err := sarama.ParseKafkaVersion(c.Version); err != nil {
+		k.Add("version", "%q is not a Kafka version: %v", c.Version, err)
+	} else {
+		k.Check(v.IsAtLeast(sarama.V0_10_1_0), "version", "must be >= 0.10.1.0 (message timestamps), got %q", c.Version)
+	}
+	k.Check(slices.Contains([]string{OffsetOldest, OffsetNewest}, c.InitialOffset), "initial_offset",
+		"must be %q or %q, got %q", OffsetOldest, OffsetNewest, c.InitialOffset)
+	k.Check(c.MaxAge >= 0, "max_age", "must be >= 0 (0 = no limit), got %v", c.MaxAge)
+	k.Check(c.SessionTimeout.D() >= time.Second, "session_timeout", "must be >= 1s, got %v", c.SessionTimeout)
+	k.Check(c.RebalanceTimeout.D() >= time.Second, "rebalance_timeout", "must be >= 1s, got %v", c.RebalanceTimeout)
+	k.Check(c.CommitInterval.D() >= 10*time.Millisecond, "commit_interval", "must be >= 10ms, got %v", c.CommitInterval)
+	k.Check(c.MaxInflight > 0, "max_inflight", "must be > 0, got %d", c.MaxInflight)
+	c.Config.Validate(k)
 }

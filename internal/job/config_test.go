@@ -1,8 +1,10 @@
 package job
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
 
@@ -17,11 +19,13 @@ func TestConfigFile(t *testing.T) {
 	}
 	want := Default()
 	want.Discovery.Nodes = []string{"127.0.0.1:7171"}
+	want.RPC.SecretFile = "/etc/goim/rpc.secret"
 	got.Host = want.Host // machine-specific default, documented commented out
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
 	static := func(c *Config) { c.Comets = map[string]string{"comet-1": "127.0.0.1:3109"} }
 	cases := []struct {
 		name  string
@@ -29,6 +33,15 @@ func TestConfigValidate(t *testing.T) {
 		paths []string // every problem expected, by key path
 	}{
 		{name: "static comets", edit: static},
+		{name: "no rpc secret", edit: func(c *Config) {
+			static(c)
+			c.RPC.Secrets = nil
+		}, paths: []string{"rpc.secret_file"}},
+		{name: "rpc insecure", edit: func(c *Config) {
+			static(c)
+			c.RPC.Secrets = nil
+			c.RPC.Insecure = true
+		}},
 		{name: "no comets and no discovery", edit: func(*Config) {}, paths: []string{"comets"}},
 		{name: "bad static comet", edit: func(c *Config) { c.Comets = map[string]string{"c": "nope"} }, paths: []string{"comets.c"}},
 		{name: "kafka", edit: func(c *Config) {
@@ -60,6 +73,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
 			c.Host = "job-test"
+			c.RPC.Secrets = []string{strings.Repeat("s", 32)}
 			tc.edit(&c)
 			testkit.WantProblems(t, c.Validate(), tc.paths)
 		})

@@ -35,6 +35,7 @@ func (c *testCluster) jobConfig() Config {
 	cfg.Kafka.CommitInterval = conf.Duration(100 * time.Millisecond)
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Comets = c.CometAddrs()
+	cfg.RPC.Secrets = []string{c.Secret}
 	return cfg
 }
 

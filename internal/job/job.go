@@ -13,6 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/kafkasec"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -96,14 +97,28 @@ func New(cfg Config, deps Deps) (*Job, error) {
 	if err != nil {
 		return nil, err
 	}
+	sec, err := cfg.Kafka.Security()
+	if err != nil {
+		return nil, fmt.Errorf("job: kafka: %w", err)
+	}
+	sc := saramaConfig(cfg, sec)
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("job: kafka: consumer settings: %w", err)
+	}
+	sec.Log(log, "job: kafka")
+	keys, err := cfg.RPC.Load()
+	if err != nil {
+		return nil, fmt.Errorf("job: %w", err)
+	}
+	keys.Log(log, "job")
 	j := &Job{
 		adminAddr: deps.AdminAddr,
 		cfg:       cfg,
 		log:       log,
 		metrics:   m,
-		pool:      newCometPool(cfg.Comet, log, pm),
+		pool:      newCometPool(cfg.Comet, log, pm, keys.DialOptions()...),
 		seed:      maphash.MakeSeed(),
-		sarama:    saramaConfig(cfg),
+		sarama:    sc,
 		abort:     make(chan struct{}),
 	}
 	if len(cfg.Discovery.Nodes) > 0 {
@@ -122,8 +137,9 @@ func New(cfg Config, deps Deps) (*Job, error) {
 
 // saramaConfig is the consumer group's configuration: manual commits of
 // offsets marked only after delivery (at least once), timestamps for
-// max_age, sticky assignment so a rebalance moves few partitions.
-func saramaConfig(cfg Config) *sarama.Config {
+// max_age, sticky assignment so a rebalance moves few partitions; TLS and
+// SASL as sec says.
+func saramaConfig(cfg Config, sec *kafkasec.Security) *sarama.Config {
 	k := cfg.Kafka
 	c := sarama.NewConfig()
 	c.ClientID = "goim-job"
@@ -140,6 +156,7 @@ func saramaConfig(cfg Config) *sarama.Config {
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
 	c.Net.DialTimeout = 3 * time.Second
 	c.Metadata.Retry.Max = 1
+	sec.Apply(c)
 	return c
 }
 

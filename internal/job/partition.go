@@ -249,7 +249,8 @@ func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
 
 // broadcast sends a BROADCAST to every comet, the speed split evenly and
 // rounded up, so each comet paces at least 1 connection per second and
-// the cluster at least speed (never 0 = unpaced by integer division).
+// the cluster at least speed (never 0 = unpaced by integer division). It
+// goes on each comet's broadcast worker, never one of key or room pushes.
 func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
 	j := p.j
 	body, err := carrier(pm.GetOperation(), pm.GetMsg())
@@ -269,9 +270,8 @@ func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
 		speed = int32((int64(speed) + int64(len(hosts)) - 1) / int64(len(hosts)))
 	}
 	e.left.Store(int32(len(hosts)))
-	shard := j.shard("broadcast") % uint32(j.cfg.Comet.Shards)
 	for _, h := range hosts {
-		j.pool.send(h, shard, &call{
+		j.pool.send(h, 0, &call{
 			broadcast: &cometpb.BroadcastReq{ProtoOp: pm.GetOperation(), Proto: body, Speed: speed},
 			done:      p.lostOne(e),
 		})

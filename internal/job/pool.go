@@ -26,12 +26,15 @@ import (
 )
 
 // The comet pool: one gRPC client per comet, and per comet a fixed set of
-// workers, each with its own bounded queue. A call goes to the worker its
-// shard picks, so the calls of one shard reach a comet in the order they
-// were sent (goim v2 spread them round robin: goim-v2.md §9 R3). A worker
+// workers, each with its own bounded queue. A key push or room push goes
+// to the worker its shard picks, so the calls of one shard reach a comet
+// in the order they were sent (goim v2 spread them round robin). A worker
 // stays on its call through retries, so a call's successors wait behind it
-// rather than overtake it. Each comet has its own workers and queues and
-// send never waits (v2's blocking enqueue stalled everything: §9 R4).
+// rather than overtake it. Broadcasts have a worker and queue of their own
+// per comet, so a slow or retried Broadcast (a paced one the comet turns
+// away as busy, say) holds only the broadcasts behind it, never a key or
+// room push. Each comet has its own workers and queues and send never
+// waits (v2's blocking enqueue stalled everything).
 //
 // A queue grows with its backlog (up to Queue calls) and shrinks as it
 // drains, so a healthy comet that answers slower than Kafka is read keeps
@@ -52,10 +55,12 @@ import (
 // PoolConfig is the [comet] section of job's config: the client pool of
 // comets.
 type PoolConfig struct {
-	// Shards is the number of workers per comet. A call goes to the worker
-	// its shard picks (shard % Shards), so calls with the same shard reach
-	// a comet in order; different shards proceed in parallel. At most
-	// 1024. Default 8.
+	// Shards is the number of workers per comet for key and room pushes.
+	// A call goes to the worker its shard picks (shard % Shards), so calls
+	// with the same shard reach a comet in order; different shards proceed
+	// in parallel. Broadcasts have one more worker per comet of their own,
+	// so a slow broadcast never delays a key or room push. At most 1024.
+	// Default 8.
 	Shards int `toml:"shards"`
 	// Queue bounds the calls waiting per worker; a call sent to a full
 	// queue is lost at once (queue_full). A bound, not a preallocation: a
@@ -171,9 +176,10 @@ var (
 // cometPool holds a gRPC client and workers per comet. Build it with
 // newCometPool, feed it comets with update, send calls, and close it.
 type cometPool struct {
-	cfg PoolConfig
-	log *slog.Logger
-	m   *poolMetrics
+	cfg      PoolConfig
+	log      *slog.Logger
+	m        *poolMetrics
+	dialOpts []grpc.DialOption // added to the pool's own (the rpc secret)
 
 	mu     sync.Mutex                            // serializes update and the start of close
 	comets atomic.Pointer[map[string]*poolComet] // replaced whole under mu, never modified; read by send without a lock
@@ -197,7 +203,7 @@ type poolComet struct {
 	ctx    context.Context         // ends on removal (errPoolCometGone) or when the pool stops (errPoolShutdown)
 	cancel context.CancelCauseFunc // of ctx
 	conn   atomic.Pointer[poolConn]
-	queues []*poolQueue // by shard
+	queues []*poolQueue // by shard, then the broadcast queue (see queue)
 
 	// failingSince is when (on the pool's clock, made nonzero) the first
 	// attempt to end with a transient error since the last successful
@@ -229,8 +235,10 @@ type poolConn struct {
 // newCometPool returns an empty pool; it starts nothing (update starts a
 // comet's workers). Fields of cfg out of their valid range take their
 // defaults; a nil log discards; nil metrics go to a private registry.
-// m's queued gauge reports this pool.
-func newCometPool(cfg PoolConfig, log *slog.Logger, m *poolMetrics) *cometPool {
+// m's queued gauge reports this pool. Every comet is dialled with dial
+// added to the pool's options (the per-call credentials that send the
+// rpc secret).
+func newCometPool(cfg PoolConfig, log *slog.Logger, m *poolMetrics, dial ...grpc.DialOption) *cometPool {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -242,6 +250,7 @@ func newCometPool(cfg PoolConfig, log *slog.Logger, m *poolMetrics) *cometPool {
 		cfg:         cfg.withDefaults(),
 		log:         log,
 		m:           m,
+		dialOpts:    dial,
 		epoch:       time.Now(),
 		stopCtx:     ctx,
 		stop:        stop,
@@ -326,7 +335,7 @@ func (p *cometPool) addComet(host, addr string) (*poolComet, error) {
 		log:    p.log.With("comet", host),
 		ctx:    ctx,
 		cancel: cancel,
-		queues: make([]*poolQueue, p.cfg.Shards),
+		queues: make([]*poolQueue, p.cfg.Shards+1),
 	}
 	cm.conn.Store(conn)
 	for i := range cm.queues {
@@ -368,12 +377,13 @@ func (p *cometPool) remove(cm *poolComet) {
 func (p *cometPool) dial(addr string) (*poolConn, error) {
 	bo := backoff.DefaultConfig
 	bo.MaxDelay = poolReconnectMax
-	cc, err := grpc.NewClient(addr,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: poolPing, Timeout: poolPingTimeout, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(poolMaxMsgSize)),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: bo, MinConnectTimeout: poolConnectTimeout}),
-	)
+	}
+	cc, err := grpc.NewClient(addr, append(opts, p.dialOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("job: comet client %s: %w", addr, err)
 	}
@@ -405,11 +415,22 @@ func (p *cometPool) queuedLen() int {
 	return n
 }
 
-// send queues c for host on the worker of shard (shard % Shards), stamped
-// with the time (c.queued). It never waits. When c cannot be queued,
-// c.done is called before send returns:
-// LostCometGone for a host not in the pool, LostQueueFull when that
-// worker's queue is full, LostShutdown once close has begun.
+// queue returns the queue of c: the broadcast queue for a broadcast, else
+// the queue of shard (shard % Shards).
+func (cm *poolComet) queue(shard uint32, c *call) *poolQueue {
+	shards := uint32(len(cm.queues) - 1)
+	if c.broadcast != nil {
+		return cm.queues[shards]
+	}
+	return cm.queues[shard%shards]
+}
+
+// send queues c for host, stamped with the time (c.queued): a broadcast
+// on the comet's broadcast worker (shard is then ignored), any other call
+// on the worker of shard (shard % Shards). It never waits. When c cannot
+// be queued, c.done is called before send returns: LostCometGone for a
+// host not in the pool, LostQueueFull when that worker's queue is full,
+// LostShutdown once close has begun.
 func (p *cometPool) send(host string, shard uint32, c *call) {
 	cm := (*p.comets.Load())[host]
 	if cm == nil {
@@ -429,7 +450,7 @@ func (p *cometPool) send(host string, shard uint32, c *call) {
 	case poolCometClosing:
 		o = LostShutdown
 	default:
-		if cm.queues[shard%uint32(len(cm.queues))].push(c) {
+		if cm.queue(shard, c).push(c) {
 			cm.sendMu.RUnlock()
 			return
 		}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"time"
 
@@ -41,6 +40,11 @@ type AuthConfig struct {
 	Audience string `toml:"audience"`
 	// Leeway tolerates clock skew on exp, nbf and iat. Default "30s".
 	Leeway conf.Duration `toml:"leeway"`
+	// AnyRoom lets a signed token without a "rooms" claim join any room
+	// (at auth and with op 12). Default false: such a token joins no
+	// room. A token with a rooms claim is limited to it either way.
+	// Insecure mode ignores it (any room, as goim v2).
+	AnyRoom bool `toml:"any_room"`
 }
 
 // DefaultAuth returns the [auth] defaults.
@@ -58,8 +62,12 @@ func (c AuthConfig) Validate(p *conf.Problems) {
 }
 
 // Claims are what a connection token says. sub is the user id (decimal,
-// > 0); rooms, when present, lists the rooms the connection may join at
-// auth; exp is required.
+// > 0); exp is required. rooms lists the rooms the connection may join,
+// at auth and later with op 12: each entry a room id (exact match), a
+// room id prefix ending in "*" ("live://*": every live room) or "*" alone
+// (any room); see protocol.CheckRoomPattern. Without a rooms claim the
+// connection joins no room unless auth.any_room is set; "rooms": [] joins
+// none.
 type Claims struct {
 	jwt.RegisteredClaims
 	Rooms []string `json:"rooms,omitempty"`
@@ -69,14 +77,19 @@ type Claims struct {
 type Identity struct {
 	Mid      int64
 	Key      string // empty: logic generates one
-	RoomID   string
+	RoomID   string // "" or a valid room id (protocol.CheckRoomID)
 	Platform string
 	Accepts  []int32
+	// Rooms are the patterns of the rooms the connection may join, when
+	// RoomsLimited (ConnectReply.rooms and rooms_limited).
+	Rooms        []string
+	RoomsLimited bool
 }
 
 // Authenticator turns an auth body into an Identity.
 type Authenticator struct {
 	insecure bool
+	anyRoom  bool
 	parser   *jwt.Parser
 	hmac     []byte
 	pub      crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey
@@ -84,7 +97,7 @@ type Authenticator struct {
 
 // NewAuthenticator loads the key files of cfg.
 func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
-	a := &Authenticator{insecure: cfg.Insecure}
+	a := &Authenticator{insecure: cfg.Insecure, anyRoom: cfg.AnyRoom}
 	var methods []string
 	if cfg.HMACKeyFile != "" {
 		b, err := os.ReadFile(cfg.HMACKeyFile)
@@ -131,15 +144,23 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	return a, nil
 }
 
-// Authenticate checks an auth frame body. Signed mode: the body's token is
-// verified, the user id comes only from its subject, a rooms claim limits
-// room_id, and the body's key is ignored (logic generates keys, so a client
-// cannot take over another connection's key). Insecure mode trusts goim
-// v2's plain JSON.
+// Authenticate checks an auth frame body. A room_id that is not a valid
+// room id is refused in both modes, wrapping protocol.ErrRoomID (the
+// client's bug, like a body that is not the auth JSON). Signed mode: the
+// body's token is verified, the user id comes only from its subject, the
+// rooms claim (or auth.any_room) says which rooms the connection may join
+// and so limits room_id, and the body's key is ignored (logic generates
+// keys, so a client cannot take over another connection's key). Insecure
+// mode trusts goim v2's plain JSON: any room, not limited.
 func (a *Authenticator) Authenticate(body []byte) (Identity, error) {
 	ab, err := protocol.ParseAuthBody(body)
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: %w", ErrAuth, err)
+	}
+	if ab.RoomID != "" {
+		if err := protocol.CheckRoomID(ab.RoomID); err != nil {
+			return Identity{}, fmt.Errorf("%w: room_id: %w", ErrAuth, err)
+		}
 	}
 	id := Identity{RoomID: ab.RoomID, Platform: ab.Platform, Accepts: ab.Accepts}
 	if a.insecure {
@@ -157,7 +178,18 @@ func (a *Authenticator) Authenticate(body []byte) (Identity, error) {
 	if err != nil || mid <= 0 {
 		return Identity{}, fmt.Errorf("%w: token subject %q is not a user id > 0", ErrAuth, claims.Subject)
 	}
-	if id.RoomID != "" && len(claims.Rooms) > 0 && !slices.Contains(claims.Rooms, id.RoomID) {
+	for i, p := range claims.Rooms {
+		if err := protocol.CheckRoomPattern(p); err != nil {
+			// Not wrapped: a bad claim is a refused token, not a bad body.
+			return Identity{}, fmt.Errorf("%w: token rooms claim entry %d: %v", ErrAuth, i, err)
+		}
+	}
+	id.Rooms = claims.Rooms
+	id.RoomsLimited = claims.Rooms != nil || !a.anyRoom
+	if id.RoomID != "" && id.RoomsLimited && !protocol.RoomAllowed(id.Rooms, id.RoomID) {
+		if claims.Rooms == nil {
+			return Identity{}, fmt.Errorf("%w: room %q: the token has no rooms claim (and auth.any_room is off)", ErrAuth, id.RoomID)
+		}
 		return Identity{}, fmt.Errorf("%w: room %q is not in the token's rooms", ErrAuth, id.RoomID)
 	}
 	id.Mid = mid

@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -98,6 +100,13 @@ func TestAuthenticate(t *testing.T) {
 		return a
 	}
 	hmacAuth := auth(AuthConfig{HMACKeyFile: k.hmacF})
+	anyRoom := auth(AuthConfig{HMACKeyFile: k.hmacF, AnyRoom: true})
+	hs := func(c Claims) string { return sign(t, jwt.SigningMethodHS256, k.hmac, c) }
+	emptyRooms, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "1001", "rooms": []string{},
+		"exp": time.Now().Add(time.Hour).Unix()}).SignedString(k.hmac)
+	if err != nil {
+		t.Fatal(err)
+	}
 	rsaAuth := auth(AuthConfig{PublicKeyFile: k.rsaPubF})
 	ecAuth := auth(AuthConfig{PublicKeyFile: k.ecPubF, Issuer: "goim-test", Audience: "comet"})
 	insecure := auth(AuthConfig{Insecure: true})
@@ -116,38 +125,114 @@ func TestAuthenticate(t *testing.T) {
 		body    []byte
 		want    Identity
 		wantErr string // substring; empty = accepted
+		roomErr bool   // the error wraps protocol.ErrRoomID (a bad room_id: InvalidArgument)
 	}{
 		{
 			name: "HS256 token gives the subject as mid; the body's key is ignored",
 			a:    hmacAuth,
-			body: body(t, map[string]any{"token": sign(t, jwt.SigningMethodHS256, k.hmac, Claims{}), "mid": 7, "key": "victim-key",
+			body: body(t, map[string]any{"token": hs(Claims{Rooms: []string{"live://1"}}), "mid": 7, "key": "victim-key",
 				"room_id": "live://1", "platform": "web", "accepts": []int32{1000}}),
-			want: Identity{Mid: 1001, RoomID: "live://1", Platform: "web", Accepts: []int32{1000}},
+			want: Identity{Mid: 1001, RoomID: "live://1", Platform: "web", Accepts: []int32{1000}, Rooms: []string{"live://1"}, RoomsLimited: true},
 		},
 		{
 			name: "RS256 token",
 			a:    rsaAuth,
 			body: body(t, map[string]any{"token": sign(t, jwt.SigningMethodRS256, k.rsa, Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "42"}})}),
-			want: Identity{Mid: 42},
+			want: Identity{Mid: 42, RoomsLimited: true},
 		},
 		{
 			name: "ES256 token with issuer and audience",
 			a:    ecAuth,
 			body: body(t, map[string]any{"token": sign(t, jwt.SigningMethodES256, k.ec, Claims{RegisteredClaims: jwt.RegisteredClaims{
 				Issuer: "goim-test", Audience: jwt.ClaimStrings{"comet"}}})}),
-			want: Identity{Mid: 1001},
+			want: Identity{Mid: 1001, RoomsLimited: true},
 		},
 		{
 			name: "room allowed by the token",
 			a:    hmacAuth,
-			body: body(t, map[string]any{"room_id": "live://2", "token": sign(t, jwt.SigningMethodHS256, k.hmac, Claims{Rooms: []string{"live://1", "live://2"}})}),
-			want: Identity{Mid: 1001, RoomID: "live://2"},
+			body: body(t, map[string]any{"room_id": "live://2", "token": hs(Claims{Rooms: []string{"live://1", "live://2"}})}),
+			want: Identity{Mid: 1001, RoomID: "live://2", Rooms: []string{"live://1", "live://2"}, RoomsLimited: true},
+		},
+		{
+			name: "room allowed by a pattern",
+			a:    hmacAuth,
+			body: body(t, map[string]any{"room_id": "live://9", "token": hs(Claims{Rooms: []string{"chat://1", "live://*"}})}),
+			want: Identity{Mid: 1001, RoomID: "live://9", Rooms: []string{"chat://1", "live://*"}, RoomsLimited: true},
+		},
+		{
+			name: "any room by the * pattern, still limited to it",
+			a:    hmacAuth,
+			body: body(t, map[string]any{"room_id": "x://y", "token": hs(Claims{Rooms: []string{"*"}})}),
+			want: Identity{Mid: 1001, RoomID: "x://y", Rooms: []string{"*"}, RoomsLimited: true},
+		},
+		{
+			name: "no rooms claim, no room: limited to none",
+			a:    hmacAuth,
+			body: body(t, map[string]any{"token": hs(Claims{})}),
+			want: Identity{Mid: 1001, RoomsLimited: true},
+		},
+		{
+			name:    "no rooms claim joins no room",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"room_id": "live://1", "token": hs(Claims{})}),
+			wantErr: `room "live://1": the token has no rooms claim (and auth.any_room is off)`,
+		},
+		{
+			name: "any_room: no rooms claim joins any room, not limited",
+			a:    anyRoom,
+			body: body(t, map[string]any{"room_id": "live://1", "token": hs(Claims{})}),
+			want: Identity{Mid: 1001, RoomID: "live://1"},
+		},
+		{
+			name:    "any_room: a rooms claim still limits",
+			a:       anyRoom,
+			body:    body(t, map[string]any{"room_id": "live://2", "token": hs(Claims{Rooms: []string{"live://1"}})}),
+			wantErr: `room "live://2" is not in the token's rooms`,
+		},
+		{
+			name:    "any_room: an empty rooms claim joins none",
+			a:       anyRoom,
+			body:    body(t, map[string]any{"room_id": "live://2", "token": emptyRooms}),
+			wantErr: `room "live://2" is not in the token's rooms`,
+		},
+		{
+			name: "any_room: an empty rooms claim, no room: limited to none",
+			a:    anyRoom,
+			body: body(t, map[string]any{"token": emptyRooms}),
+			want: Identity{Mid: 1001, Rooms: []string{}, RoomsLimited: true},
+		},
+		{
+			name:    "bad rooms claim entry refuses the token",
+			a:       anyRoom,
+			body:    body(t, map[string]any{"token": hs(Claims{Rooms: []string{"live://1", "live://a b"}})}),
+			wantErr: "token rooms claim entry 1: protocol: invalid room id: byte 8 (0x20) is not allowed",
+		},
+		{
+			name:    "room_id too long",
+			a:       anyRoom,
+			body:    body(t, map[string]any{"room_id": "live://" + strings.Repeat("r", 122), "token": hs(Claims{})}),
+			wantErr: "room_id: protocol: invalid room id: 129 bytes, at most 128",
+			roomErr: true,
+		},
+		{
+			name:    "room_id with a control byte",
+			a:       hmacAuth,
+			body:    body(t, map[string]any{"room_id": "live://1\n", "token": hs(Claims{Rooms: []string{"*"}})}),
+			wantErr: "room_id: protocol: invalid room id: byte 8 (0x0a) is not allowed",
+			roomErr: true,
 		},
 		{
 			name: "insecure mode trusts goim v2's JSON",
 			a:    insecure,
 			body: []byte(`{"mid":123, "key":"mine", "room_id":"live://1000", "platform":"web", "accepts":[1000,1001]}`),
 			want: Identity{Mid: 123, Key: "mine", RoomID: "live://1000", Platform: "web", Accepts: []int32{1000, 1001}},
+		},
+		{
+			name:    "insecure mode still checks the room id",
+			a:       insecure,
+			body:    []byte(`{"mid":123, "room_id":"live://<b>"}`),
+			wantErr: "room_id: protocol: invalid room id: byte 7 (0x3c) is not allowed",
+			roomErr: true,
 		},
 		{name: "no token", a: hmacAuth, body: []byte(`{"mid":1}`), wantErr: "no token"},
 		{name: "not JSON", a: hmacAuth, body: []byte(`mid=1`), wantErr: "not a JSON object"},
@@ -229,13 +314,18 @@ func TestAuthenticate(t *testing.T) {
 				if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("error %v, want ErrAuth containing %q", err, tc.wantErr)
 				}
+				if errors.Is(err, protocol.ErrRoomID) != tc.roomErr {
+					t.Fatalf("error %v: wraps protocol.ErrRoomID = %v, want %v", err, !tc.roomErr, tc.roomErr)
+				}
 				return
 			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got.Mid != tc.want.Mid || got.Key != tc.want.Key || got.RoomID != tc.want.RoomID ||
-				got.Platform != tc.want.Platform || len(got.Accepts) != len(tc.want.Accepts) {
+				got.Platform != tc.want.Platform || len(got.Accepts) != len(tc.want.Accepts) ||
+				!slices.Equal(got.Rooms, tc.want.Rooms) || (got.Rooms == nil) != (tc.want.Rooms == nil) ||
+				got.RoomsLimited != tc.want.RoomsLimited {
 				t.Fatalf("identity %+v, want %+v", got, tc.want)
 			}
 		})
@@ -288,11 +378,15 @@ func TestNewKey(t *testing.T) {
 }
 
 // FuzzAuthenticate: any body gets an identity or an error wrapping ErrAuth,
-// never a panic, in both modes.
+// never a panic, in both modes (signed with and without any_room); an
+// accepted identity's room is a valid room id its rooms allow.
 func FuzzAuthenticate(f *testing.F) {
 	f.Add([]byte(`{"mid":123,"room_id":"live://1","accepts":[1000]}`))
 	f.Add([]byte(`{"token":"eyJhbGciOiJIUzI1NiJ9.e30.x"}`))
 	f.Add([]byte(`{"token":"a.b.c","mid":"x"}`))
+	f.Add([]byte(`{"mid":1,"room_id":"live://a b"}`))
+	f.Add([]byte(`{"mid":1,"room_id":"` + strings.Repeat("r", 129) + `"}`))
+	f.Add([]byte(`{"mid":1,"room_id":"live://\u00e9"}`))
 	dir := f.TempDir()
 	key := filepath.Join(dir, "k")
 	if err := os.WriteFile(key, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
@@ -302,11 +396,28 @@ func FuzzAuthenticate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	anyRoom, err := NewAuthenticator(AuthConfig{HMACKeyFile: key, AnyRoom: true})
+	if err != nil {
+		f.Fatal(err)
+	}
 	insecure, _ := NewAuthenticator(AuthConfig{Insecure: true})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, a := range []*Authenticator{secure, insecure} {
-			if _, err := a.Authenticate(b); err != nil && !errors.Is(err, ErrAuth) {
-				t.Fatalf("error %v does not wrap ErrAuth", err)
+		for _, a := range []*Authenticator{secure, anyRoom, insecure} {
+			id, err := a.Authenticate(b)
+			if err != nil {
+				if !errors.Is(err, ErrAuth) {
+					t.Fatalf("error %v does not wrap ErrAuth", err)
+				}
+				continue
+			}
+			if id.RoomID != "" && protocol.CheckRoomID(id.RoomID) != nil {
+				t.Fatalf("room_id %q accepted", id.RoomID)
+			}
+			if id.RoomsLimited && id.RoomID != "" && !protocol.RoomAllowed(id.Rooms, id.RoomID) {
+				t.Fatalf("room_id %q accepted outside rooms %q", id.RoomID, id.Rooms)
+			}
+			if a == insecure && (id.RoomsLimited || id.Rooms != nil) {
+				t.Fatalf("insecure identity limited: %+v", id)
 			}
 		}
 	})

@@ -29,6 +29,7 @@ func startComet(t *testing.T, host, logicAddr string, disc discovery.Config, add
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Logic.Addrs = []string{logicAddr}
 	cfg.Logic.ReportInterval = conf.Duration(100 * time.Millisecond)
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Discovery = disc
 	cfg.Node.Addrs = addrs
 	srv, err := comet.New(cfg, comet.Deps{Logger: testkit.Logger(t)})
@@ -102,7 +103,7 @@ func TestWithComet(t *testing.T) {
 	cm := startComet(t, "comet-it", e.srv.RPCAddr(), testkit.Discovery(t, env), "203.0.113.7")
 
 	cl := dialTCP(t, cm.Addrs("tcp")[0].String())
-	if op, err := cl.auth(t, authBody(token(t, 77), "live://1000", 1000)); err != nil || op != protocol.OpAuthReply {
+	if op, err := cl.auth(t, authBody(token(t, 77, "live://1000"), "live://1000", 1000)); err != nil || op != protocol.OpAuthReply {
 		t.Fatalf("auth: op %d, %v", op, err)
 	}
 	// The session routes a mids push to this comet.

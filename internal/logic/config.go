@@ -12,6 +12,7 @@ import (
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // Config is logic's configuration (configs/logic.toml). Every field says
@@ -58,6 +59,9 @@ type RPCConfig struct {
 	Advertise string `toml:"advertise"`
 	// Weight is this instance's weight in discovery. Default 10.
 	Weight int `toml:"weight"`
+	// Config holds secret_file and insecure: the secret comets must send
+	// (and, with several lines, the secrets accepted during a rotation).
+	rpcauth.Config
 }
 
 // NodeConfig is the [node] section: how clients reach comets.
@@ -162,6 +166,7 @@ func (c Config) Validate() error {
 		addr(r, "advertise", c.RPC.Advertise)
 	}
 	r.Check(c.RPC.Weight > 0, "weight", "must be > 0, got %d", c.RPC.Weight)
+	c.RPC.Config.Validate(r)
 	c.Auth.Validate(p.Sub("auth"))
 
 	n := p.Sub("node")

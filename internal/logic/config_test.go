@@ -4,28 +4,33 @@ import (
 	"testing"
 
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
 
 // TestConfigFile checks configs/logic.toml: it loads, validates, equals the
-// built-in defaults except for the token key it names (production configs
-// keep signed tokens on), and lists every option the code has.
+// built-in defaults except for the token key and the push API token file
+// it names (production configs keep signed tokens and push API
+// credentials on), and lists every option the code has.
 func TestConfigFile(t *testing.T) {
 	const path = "../../configs/logic.toml"
 	got, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Auth.Insecure {
-		t.Fatal("the production config must not set auth.insecure")
+	if got.Auth.Insecure || got.RPC.Insecure {
+		t.Fatal("the production config must not set auth.insecure or rpc.insecure")
 	}
 	want := Default()
 	want.Auth.HMACKeyFile = "/etc/goim/jwt-hmac.key"
+	want.HTTP.TokensFile = "/etc/goim/http-tokens"
+	want.RPC.SecretFile = "/etc/goim/rpc.secret"
 	got.Host = want.Host // machine-specific default, documented commented out
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 
 func TestConfigValidate(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
 	cases := []struct {
 		name  string
 		edit  func(*Config)
@@ -33,6 +38,20 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{name: "insecure defaults", edit: func(c *Config) { c.Auth.Insecure = true }},
 		{name: "no token key", edit: func(*Config) {}, paths: []string{"auth"}},
+		{name: "no rpc secret", edit: func(c *Config) {
+			c.Auth.Insecure = true
+			c.RPC.Secrets = nil
+		}, paths: []string{"rpc.secret_file"}},
+		{name: "rpc secret file", edit: func(c *Config) {
+			c.Auth.Insecure = true
+			c.RPC.Secrets = nil
+			c.RPC.SecretFile = "/etc/goim/rpc.secret"
+		}},
+		{name: "rpc insecure", edit: func(c *Config) {
+			c.Auth.Insecure = true
+			c.RPC.Secrets = nil
+			c.RPC.Insecure = true
+		}},
 		{name: "addresses", edit: func(c *Config) {
 			c.Auth.Insecure = true
 			c.RPC.Bind = "x"
@@ -69,6 +88,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()
 			c.Host = "logic-test"
+			c.RPC.Secrets = []string{testRPCSecret}
 			tc.edit(&c)
 			testkit.WantProblems(t, c.Validate(), tc.paths)
 		})

@@ -5,15 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/logic/dao"
 	"google.golang.org/grpc/status"
 )
 
 // Connect authenticates a connection's auth body for the comet req.Server
-// and stores its session routing. The key is generated here unless the
+// and stores its session routing, with the comet's connection id
+// (req.ConnId) when it sent one. The key is generated here unless the
 // insecure mode's client named one (goim v2 compatibility). A refused body
 // wraps ErrAuth; a Redis failure fails the connect (the client retries)
 // rather than leave a connection no push can find.
@@ -22,7 +23,7 @@ func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicp
 	if err != nil {
 		return nil, err
 	}
-	err = s.redis.AddSession(ctx, reply.Mid, reply.Key, req.GetServer())
+	err = s.redis.AddSession(ctx, dao.Session{Mid: reply.Mid, Key: reply.Key, Server: req.GetServer(), ConnID: req.GetConnId()})
 	return s.registered(reply, err)
 }
 
@@ -42,7 +43,7 @@ func (s *Service) ConnectBatch(ctx context.Context, reqs []*logicpb.ConnectReq) 
 	admitted := make([]int, 0, len(reqs))
 	for i, req := range reqs {
 		if replies[i], errs[i] = s.admit(ctx, req); errs[i] == nil {
-			sessions = append(sessions, dao.Session{Mid: replies[i].Mid, Key: replies[i].Key, Server: req.GetServer()})
+			sessions = append(sessions, dao.Session{Mid: replies[i].Mid, Key: replies[i].Key, Server: req.GetServer(), ConnID: req.GetConnId()})
 			admitted = append(admitted, i)
 		}
 	}
@@ -72,11 +73,13 @@ func (s *Service) admit(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.
 		key = NewKey()
 	}
 	return &logicpb.ConnectReply{
-		Mid:       id.Mid,
-		Key:       key,
-		RoomID:    id.RoomID,
-		Accepts:   id.Accepts,
-		Heartbeat: s.session,
+		Mid:          id.Mid,
+		Key:          key,
+		RoomID:       id.RoomID,
+		Accepts:      id.Accepts,
+		Heartbeat:    s.session,
+		Rooms:        id.Rooms,
+		RoomsLimited: id.RoomsLimited,
 	}, nil
 }
 
@@ -91,10 +94,12 @@ func (s *Service) registered(reply *logicpb.ConnectReply, err error) (*logicpb.C
 	return reply, nil
 }
 
-// Disconnect removes a connection's routing if it still points at the
-// calling comet; Has reports whether it did.
+// Disconnect removes a connection's routing if it still belongs to it: it
+// points at the calling comet and, when the comet sent the connection's
+// id (req.ConnId), no newer connection took the key over. Has reports
+// whether it did.
 func (s *Service) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
-	has, err := s.redis.DelSession(ctx, req.GetMid(), req.GetKey(), req.GetServer())
+	has, err := s.redis.DelSession(ctx, sessionOf(req))
 	if err != nil {
 		if !errors.Is(err, dao.ErrInvalidArgument) {
 			s.metrics.redisErrors.WithLabelValues("del_session").Inc()
@@ -116,7 +121,7 @@ func (s *Service) DisconnectBatch(ctx context.Context, reqs []*logicpb.Disconnec
 	}
 	sessions := make([]dao.Session, len(reqs))
 	for i, req := range reqs {
-		sessions[i] = dao.Session{Mid: req.GetMid(), Key: req.GetKey(), Server: req.GetServer()}
+		sessions[i] = sessionOf(req)
 	}
 	has, errs, err = s.redis.DelSessions(ctx, sessions)
 	if err != nil {
@@ -126,26 +131,35 @@ func (s *Service) DisconnectBatch(ctx context.Context, reqs []*logicpb.Disconnec
 	return has, errs, nil
 }
 
+// sessionOf is the session a DisconnectReq names.
+func sessionOf(req *logicpb.DisconnectReq) dao.Session {
+	return dao.Session{Mid: req.GetMid(), Key: req.GetKey(), Server: req.GetServer(), ConnID: req.GetConnId()}
+}
+
 // Heartbeat renews a connection's routing TTLs, re-adding the routing if
-// it was lost (expired, or deleted by Redis restarting empty).
+// it was lost (expired, or deleted by Redis restarting empty). The
+// heartbeat of a connection whose key a newer connection took over
+// (another req.ConnId in Redis) changes nothing.
 func (s *Service) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
-	existed, err := s.redis.RenewSession(ctx, req.GetMid(), req.GetKey(), req.GetServer())
+	res, err := s.redis.RenewSession(ctx, dao.Session{Mid: req.GetMid(), Key: req.GetKey(), Server: req.GetServer(), ConnID: req.GetConnId()})
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("renew_session").Inc()
 		return nil, fmt.Errorf("logic: heartbeat: %w", err)
 	}
-	if !existed {
-		s.log.Debug("logic: heartbeat re-added a lost session", "server", req.GetServer(), "mid", req.GetMid())
+	if res != dao.Renewed && s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.Debug("logic: heartbeat", "result", res.String(), "server", req.GetServer(), "mid", req.GetMid(), "conn_id", req.GetConnId())
 	}
 	return &logicpb.HeartbeatReply{}, nil
 }
 
 // Receive takes an upstream frame a client sent (an op other than auth,
-// heartbeat and room changes). It is counted and, at debug level, logged
-// without its body; nothing else happens to it yet.
+// heartbeat and room changes). It is counted, by op name for the protocol
+// ops and as "other" for every other op (so clients cannot create
+// series), and, at debug level, logged without its body; nothing else
+// happens to it yet.
 func (s *Service) Receive(ctx context.Context, req *logicpb.ReceiveReq) (*logicpb.ReceiveReply, error) {
 	op := req.GetProto().GetOp()
-	s.metrics.received.WithLabelValues(strconv.FormatInt(int64(op), 10)).Inc()
+	s.metrics.receivedOp(op).Inc()
 	if s.log.Enabled(ctx, slog.LevelDebug) {
 		s.log.Debug("logic: upstream frame", "mid", req.GetMid(), "op", op, "bytes", len(req.GetProto().GetBody()))
 	}
@@ -159,6 +173,11 @@ func (s *Service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*log
 	if server == "" {
 		return nil, fmt.Errorf("%w: renew online: empty server", ErrInvalidArgument)
 	}
+	if dropped := boundReport(req.GetRoomCount()); dropped > 0 {
+		s.metrics.roomsDropped.Add(float64(dropped))
+		s.dropWarn.warn(s.log, "logic: a comet reported invalid or too many rooms; dropped them",
+			fmt.Errorf("comet %q: %d of %d rooms dropped", server, dropped, dropped+len(req.GetRoomCount())))
+	}
 	epoch, err := s.redis.StoreOnline(ctx, server, req.GetRoomCount(), req.GetConnCount(), req.GetIpCount(), req.GetDraining())
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("store_online").Inc()
@@ -167,6 +186,29 @@ func (s *Service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*log
 	all := s.online.report(req)
 	s.nodes.reported(server)
 	return &logicpb.OnlineReply{AllRoomCount: all, Epoch: epoch}, nil
+}
+
+// maxReportRooms is the most rooms kept from one comet's online report: a
+// comet's own bound on its rooms (comet limits.max_rooms, 100000 by
+// default). It bounds what one report costs logic and Redis.
+const maxReportRooms = 100000
+
+// boundReport removes from rooms, in place, the entries RenewOnline does
+// not keep: a room id protocol.CheckRoomID refuses, a count <= 0, and
+// every room beyond maxReportRooms (which ones is unspecified: only a
+// faulty or hostile comet reports that many). It returns how many it
+// removed.
+func boundReport(rooms map[string]int32) (dropped int) {
+	kept := 0
+	for id, n := range rooms {
+		if n <= 0 || kept >= maxReportRooms || protocol.CheckRoomID(id) != nil {
+			delete(rooms, id)
+			dropped++
+			continue
+		}
+		kept++
+	}
+	return dropped
 }
 
 // Nodes answers as /goim/nodes/weighted does, for a client of

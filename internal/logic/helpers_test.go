@@ -15,18 +15,24 @@ import (
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 )
 
 // testSecret signs the tests' HS256 tokens.
 var testSecret = []byte("logic-test-secret-0123456789abcdef")
+
+// apiToken is the push API's full-scope bearer token in testConfig; e.do
+// sends it.
+const apiToken = "logic-test-api-token-0123456789"
 
 // env is a running logic with its own Redis key prefix and kfake topic,
 // a gRPC client as a comet would use, and helpers to call the HTTP API.
@@ -43,8 +49,9 @@ type env struct {
 	topic  string
 }
 
-// testConfig is a logic config on loopback ports, HS256 auth, the shared
-// test Redis under prefix and Kafka at brokers.
+// testConfig is a logic config on loopback ports, apiToken for the push
+// API, HS256 auth, the shared test Redis under prefix and Kafka at
+// brokers.
 func testConfig(t *testing.T, prefix string, brokers []string, topic string) Config {
 	t.Helper()
 	keyFile := filepath.Join(t.TempDir(), "hmac.key")
@@ -56,7 +63,9 @@ func testConfig(t *testing.T, prefix string, brokers []string, topic string) Con
 	cfg.HTTP.Bind = "127.0.0.1:0"
 	cfg.RPC.Bind = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
+	cfg.HTTP.Tokens = []string{apiToken}
 	cfg.Auth.HMACKeyFile = keyFile
+	cfg.RPC.Secrets = []string{testRPCSecret}
 	cfg.Redis.Addr = testkit.RedisAddr()
 	cfg.Redis.Prefix = prefix
 	cfg.Kafka.Brokers = brokers
@@ -92,7 +101,8 @@ func startLogic(t *testing.T, edit func(*Config)) *env {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	conn, err := grpc.NewClient(srv.RPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(srv.RPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(rpcCredentials(t, testRPCSecret)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +116,22 @@ func startLogic(t *testing.T, edit func(*Config)) *env {
 	}
 }
 
-// token signs an HS256 connection token for mid.
+// testRPCSecret is the internal gRPC secret of the tests' logic and the
+// comets they run.
+var testRPCSecret = "logic-test-rpc-secret-" + testkit.RandomHex(8)
+
+// rpcCredentials returns the per-call credentials that send secret.
+func rpcCredentials(t testing.TB, secret string) credentials.PerRPCCredentials {
+	t.Helper()
+	keys, err := rpcauth.Config{Secrets: []string{secret}}.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys.Credentials()
+}
+
+// token signs an HS256 connection token for mid, with a rooms claim
+// listing rooms when any is given (none: no rooms claim).
 func token(t testing.TB, mid int64, rooms ...string) string {
 	t.Helper()
 	c := Claims{Rooms: rooms}
@@ -133,10 +158,15 @@ func authBody(tok, room string, accepts ...int32) []byte {
 	return []byte(b.String())
 }
 
-// connect authenticates a connection of mid on comet server over gRPC.
+// connect authenticates a connection of mid on comet server over gRPC,
+// in room (its token's rooms claim) unless room is "".
 func (e *env) connect(server string, mid int64, room string) *logicpb.ConnectReply {
 	e.t.Helper()
-	r, err := e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: server, Token: authBody(token(e.t, mid), room, 1000)})
+	var rooms []string
+	if room != "" {
+		rooms = []string{room}
+	}
+	r, err := e.rpc.Connect(context.Background(), &logicpb.ConnectReq{Server: server, Token: authBody(token(e.t, mid, rooms...), room, 1000)})
 	if err != nil {
 		e.t.Fatalf("Connect(%s, mid %d): %v", server, mid, err)
 	}
@@ -144,13 +174,19 @@ func (e *env) connect(server string, mid int64, room string) *logicpb.ConnectRep
 }
 
 // do sends an HTTP request to the API and returns the status and body.
+// It carries apiToken unless header sets Authorization ("" sends none).
 func (e *env) do(method, path string, body []byte, header ...string) (int, string) {
 	e.t.Helper()
 	req, err := http.NewRequest(method, e.base+path, bytes.NewReader(body))
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+apiToken)
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i])
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,11 +17,16 @@ type metrics struct {
 	publish                         *prometheus.HistogramVec // Kafka produce latency by push type and result
 	// publishBy holds publish's series, [PushMsg type][0 ok, 1 error],
 	// resolved once: a push does no label lookup.
-	publishBy     [3][2]prometheus.Observer
-	redisErrors   *prometheus.CounterVec // failed Redis operations by operation
-	received      *prometheus.CounterVec // upstream frames by op
-	onlineComets  prometheus.GaugeFunc   // comets with a live report
-	refreshErrors prometheus.Counter     // failed refreshes of the online totals
+	publishBy   [3][2]prometheus.Observer
+	redisErrors *prometheus.CounterVec // failed Redis operations by operation
+	received    *prometheus.CounterVec // upstream frames by op name, or "other"
+	// receivedBy holds received's series of the protocol ops 0..17, and
+	// receivedOther that of every other op, resolved once.
+	receivedBy    [protocolOps]prometheus.Counter
+	receivedOther prometheus.Counter
+	roomsDropped  prometheus.Counter   // online report entries RenewOnline dropped
+	onlineComets  prometheus.GaugeFunc // comets with a live report
+	refreshErrors prometheus.Counter   // failed refreshes of the online totals
 }
 
 func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, error) {
@@ -40,8 +46,12 @@ func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, err
 		}, []string{"op"}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "logic", Name: "received_total",
-			Help: "Upstream client frames comets forwarded (Receive), by op.",
+			Help: `Upstream client frames comets forwarded (Receive), by op: the protocol op's name for ops 0..17 ("send_msg"), "other" for every other op.`,
 		}, []string{"op"}),
+		roomsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "online_rooms_dropped_total",
+			Help: "Room entries dropped from comets' online reports: an invalid room id, a count <= 0, or beyond 100000 rooms in one report.",
+		}),
 		onlineComets: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: "goim", Subsystem: "logic", Name: "online_comets",
 			Help: "Comets whose online report is live (reported within redis.online_ttl).",
@@ -54,15 +64,31 @@ func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, err
 	m.authOK = m.auths.WithLabelValues("ok")
 	m.authRejected = m.auths.WithLabelValues("rejected")
 	m.authError = m.auths.WithLabelValues("error")
+	for op := range m.receivedBy {
+		m.receivedBy[op] = m.received.WithLabelValues(protocol.OpName(int32(op)))
+	}
+	m.receivedOther = m.received.WithLabelValues("other")
 	for t := range m.publishBy {
 		for r, result := range []string{"ok", "error"} {
 			m.publishBy[t][r] = m.publish.WithLabelValues(logicpb.PushMsg_Type(t).String(), result)
 		}
 	}
-	for _, c := range []prometheus.Collector{m.auths, m.publish, m.redisErrors, m.received, m.onlineComets, m.refreshErrors} {
+	for _, c := range []prometheus.Collector{m.auths, m.publish, m.redisErrors, m.received, m.roomsDropped, m.onlineComets, m.refreshErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("logic: register metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// protocolOps is the number of protocol ops, 0..17, counted by name.
+const protocolOps = protocol.OpUnsubReply + 1
+
+// receivedOp is the received counter of op: its name's series for the
+// protocol ops, "other" for any other op.
+func (m *metrics) receivedOp(op int32) prometheus.Counter {
+	if op >= 0 && op < protocolOps {
+		return m.receivedBy[op]
+	}
+	return m.receivedOther
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/goim/goim/internal/discovery"
 )
 
-// AppComet and AppLogic are the discovery app ids (DESIGN.md §3).
+// AppComet and AppLogic are the discovery app ids.
 const (
 	AppComet = "goim.comet"
 	AppLogic = "goim.logic"
@@ -26,10 +26,31 @@ const defaultWeight = 10
 // clients it has sent there, so a burst of clients spreads over the comets
 // in proportion to their weights instead of all going to the one that was
 // emptiest at the last report.
+//
+// /goim/nodes/weighted is public, so anyone can make logic count a
+// client that never connects. That state is bounded three ways:
+//   - in size: assigned has an entry only for a comet logic knows (from
+//     discovery or a live report), never for anything a caller names;
+//   - in time: a comet's count is forgotten at its next report and every
+//     count at each online refresh (every online.refresh, 5 s);
+//   - in value: a comet's count stops at max(minAssignCap, its reported
+//     connections) (assignCap). So anonymous calls can at most double a
+//     comet's apparent load (plus minAssignCap) until the next report,
+//     not bury the real counts under millions of phantom clients; a real
+//     burst larger than that goes by the reported counts alone, as
+//     without the balancer.
 type balancer struct {
 	mu       sync.Mutex
-	assigned map[string]int64 // clients sent to a comet since its last report; guarded by mu
+	assigned map[string]int64 // clients sent to a comet since its last report, at most assignCap; guarded by mu
 }
+
+// minAssignCap is the least number of clients counted against a comet
+// between two of its reports, however few connections it reported.
+const minAssignCap = 1000
+
+// assignCap is the most clients counted against a comet that reported
+// conns connections, between two of its reports.
+func assignCap(conns int64) int64 { return max(minAssignCap, conns) }
 
 func newBalancer() *balancer { return &balancer{assigned: map[string]int64{}} }
 
@@ -69,7 +90,7 @@ func (b *balancer) order(cands []candidate) {
 		}
 		return strings.Compare(x.host, y.host)
 	})
-	if len(cands) > 0 {
+	if len(cands) > 0 && b.assigned[cands[0].host] < assignCap(cands[0].conns) {
 		b.assigned[cands[0].host]++
 	}
 }

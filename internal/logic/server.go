@@ -112,7 +112,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.http, err = httpapi.New(cfg.HTTP, svc, httpapi.Deps{Logger: log, Registry: reg, Pages: deps.Pages}); err != nil {
 		return fail(fmt.Errorf("logic: %w", err))
 	}
-	if s.grpc, err = rpc.NewServer(reg, log); err != nil {
+	keys, err := cfg.RPC.Load()
+	if err != nil {
+		return fail(fmt.Errorf("logic: %w", err))
+	}
+	keys.Log(log, "logic")
+	if s.grpc, err = rpc.NewServer(reg, log, keys); err != nil {
 		return fail(err)
 	}
 	logicpb.RegisterLogicServer(s.grpc, &rpcService{s: svc})
@@ -175,6 +180,10 @@ func (s *Server) Start() error {
 	}
 	return nil
 }
+
+// AnonymousAPI reports whether the HTTP API runs without any credential
+// (http.allow_anonymous and no token): open to anyone who reaches it.
+func (s *Server) AnonymousAPI() bool { return s.http.Anonymous() }
 
 // HTTPAddr is the bound address of the HTTP API ("" before Start).
 func (s *Server) HTTPAddr() string { return s.http.Addr() }

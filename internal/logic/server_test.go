@@ -17,6 +17,18 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// forge changes the first character of tok's signature, so that it no
+// longer verifies. (Changing the last characters may not: the final
+// base64 character carries padding bits a decoder ignores.)
+func forge(tok string) string {
+	i := strings.LastIndexByte(tok, '.') + 1
+	c := byte('A')
+	if tok[i] == 'A' {
+		c = 'B'
+	}
+	return tok[:i] + string(c) + tok[i+1:]
+}
+
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func TestConnect(t *testing.T) {
@@ -42,8 +54,7 @@ func TestConnect(t *testing.T) {
 
 func TestConnectRefused(t *testing.T) {
 	e := startLogic(t, nil)
-	forged := token(t, 7)
-	forged = forged[:len(forged)-2] + "xx"
+	forged := forge(token(t, 7))
 	cases := []struct {
 		name string
 		req  *logicpb.ConnectReq
@@ -71,10 +82,9 @@ func TestConnectRefused(t *testing.T) {
 // own status, and the call itself succeeds.
 func TestConnectBatch(t *testing.T) {
 	e := startLogic(t, nil)
-	forged := token(t, 7)
-	forged = forged[:len(forged)-2] + "xx"
+	forged := forge(token(t, 7))
 	reqs := []*logicpb.ConnectReq{
-		{Server: "comet-a", Token: authBody(token(t, 21), "live://1", 1000)},
+		{Server: "comet-a", Token: authBody(token(t, 21, "live://1"), "live://1", 1000)},
 		{Server: "comet-a", Token: authBody(forged, "")},
 		{Server: "comet-b", Token: authBody(token(t, 22), "")},
 		{Token: authBody(token(t, 23), "")},
@@ -222,6 +232,46 @@ func TestDisconnectOnlyOwnSession(t *testing.T) {
 	}
 }
 
+// TestKeyReuseKeepsRouting: a client reconnects with its key to the same
+// comet (goim v2 clients choose their key in insecure mode): the new
+// connection (conn id 2) evicts the old one (conn id 1), whose late
+// Heartbeat and Disconnect, single or batched, then leave the new
+// connection's routing, so a push to the key still goes to that comet.
+func TestKeyReuseKeepsRouting(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Auth = AuthConfig{Insecure: true} })
+	ctx := context.Background()
+	for _, id := range []uint64{1, 2} {
+		if _, err := e.rpc.Connect(ctx, &logicpb.ConnectReq{Server: "comet-a", Token: []byte(`{"mid":5,"key":"k5"}`), ConnId: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e.rpc.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: 5, Key: "k5", Server: "comet-a", ConnId: 1}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := e.rpc.Disconnect(ctx, &logicpb.DisconnectReq{Mid: 5, Key: "k5", Server: "comet-a", ConnId: 1})
+	if err != nil || r.Has {
+		t.Fatalf("the evicted connection's disconnect: %+v, %v", r, err)
+	}
+	br, err := e.rpc.DisconnectBatch(ctx, &logicpb.DisconnectBatchReq{Reqs: []*logicpb.DisconnectReq{{Mid: 5, Key: "k5", Server: "comet-a", ConnId: 1}}})
+	if err != nil || len(br.Results) != 1 || br.Results[0].Has {
+		t.Fatalf("the evicted connection's batched disconnect: %+v, %v", br, err)
+	}
+	if got, conn := e.rget("key_k5"), e.rget("conn_k5"); got != "comet-a" || conn != "2" {
+		t.Fatalf("key_k5 = %q, conn_k5 = %q; want comet-a and 2", got, conn)
+	}
+	e.expect("POST", "/goim/push/keys?operation=1000&keys=k5", []byte("hi"), 200, `{"code":0,"message":""}`)
+	if p := e.pushed(1); p[0].msg.Server != "comet-a" || !slices.Equal(p[0].msg.Keys, []string{"k5"}) {
+		t.Fatalf("push %+v, want k5 on comet-a", p[0].msg)
+	}
+	r, err = e.rpc.Disconnect(ctx, &logicpb.DisconnectReq{Mid: 5, Key: "k5", Server: "comet-a", ConnId: 2})
+	if err != nil || !r.Has {
+		t.Fatalf("the new connection's disconnect: %+v, %v", r, err)
+	}
+	if got, conn := e.rget("key_k5"), e.rget("conn_k5"); got != "" || conn != "" {
+		t.Fatalf("key_k5 = %q, conn_k5 = %q after the owner's disconnect", got, conn)
+	}
+}
+
 func TestHeartbeatReAddsLostSession(t *testing.T) {
 	e := startLogic(t, nil)
 	r := e.connect("comet-a", 9, "")
@@ -255,8 +305,8 @@ func TestReceiveCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(e.srv.svc.metrics.received.WithLabelValues("1000")); got != 1 {
-		t.Fatalf("received{op=1000} = %v", got)
+	if got := testutil.ToFloat64(e.srv.svc.metrics.received.WithLabelValues("other")); got != 1 {
+		t.Fatalf("received{op=other} = %v", got)
 	}
 }
 

@@ -37,6 +37,7 @@ type Service struct {
 	session int64                       // ConnectReply.heartbeat: the session timeout in ns
 
 	refreshWarn warnLimiter
+	dropWarn    warnLimiter // rooms dropped from online reports
 }
 
 // The Service serves both APIs.
@@ -56,7 +57,8 @@ type rpcService struct {
 // rpcError gives err the gRPC code a comet acts on: Unauthenticated for a
 // refused token (the comet closes the connection as rejected),
 // InvalidArgument for a bad request or an auth body that is not the auth
-// JSON (the comet closes it as bad_auth_body), Unavailable for Redis, DeadlineExceeded
+// JSON or whose room_id is not a valid room id (the comet closes it as
+// bad_auth_body), Unavailable for Redis, DeadlineExceeded
 // or Canceled when the call's context ended, Internal otherwise.
 func rpcError(err error) error {
 	if err == nil {
@@ -64,7 +66,9 @@ func rpcError(err error) error {
 	}
 	code := codes.Internal
 	switch {
-	case errors.Is(err, protocol.ErrAuthBody): // not the auth JSON: the client's bug, not a refusal
+	case errors.Is(err, protocol.ErrAuthBody), errors.Is(err, protocol.ErrRoomID):
+		// Not the auth JSON, or a room_id no room can have: the client's
+		// bug, not a refusal.
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrAuth):
 		code = codes.Unauthenticated

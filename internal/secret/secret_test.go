@@ -90,3 +90,23 @@ func TestResolveList(t *testing.T) {
 		t.Fatalf("nothing configured: %q, %v", got, err)
 	}
 }
+
+// FuzzLines checks the token-list parsers: every entry is trimmed, non-empty
+// and not a comment, and List never yields an entry holding a separator.
+func FuzzLines(f *testing.F) {
+	for _, s := range []string{"a,b\nc", "# c\n  x  \n", "", ",,\n\r\n", "tok\r\nen"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, l := range Lines(s) {
+			if l == "" || l != strings.TrimSpace(l) || strings.HasPrefix(l, "#") || strings.Contains(l, "\n") {
+				t.Fatalf("Lines(%q) yielded %q", s, l)
+			}
+		}
+		for _, l := range List(s) {
+			if l == "" || strings.ContainsAny(l, ",\n") {
+				t.Fatalf("List(%q) yielded %q", s, l)
+			}
+		}
+	})
+}

@@ -20,16 +20,19 @@ type RedisServer struct {
 }
 
 // StartRedisServer starts redis-server on port and waits until it answers.
-// It skips the test when redis-server is not installed. The process is
-// killed at cleanup if the test did not stop it.
-func StartRedisServer(t testing.TB, port int) *RedisServer {
+// extra are more command-line options ("--tls-port", "6390", ...); the
+// plain port stays open to the test, for setting up and for the readiness
+// check. It skips the test when redis-server is not installed. The process
+// is killed at cleanup if the test did not stop it.
+func StartRedisServer(t testing.TB, port int, extra ...string) *RedisServer {
 	t.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Skipf("redis-server is not on PATH (install redis-server to run this test): %v", err)
 	}
-	cmd := exec.Command(path, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir()}
+	cmd := exec.Command(path, append(args, extra...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}

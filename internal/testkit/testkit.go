@@ -125,12 +125,12 @@ func DeletePrefix(c redis.Conn, prefix string) error {
 }
 
 // Kafka starts an in-process one-broker kfake cluster with a topic of its
-// own of the given partitions; it is closed at cleanup (Close is
-// idempotent, so a test may close it earlier).
-func Kafka(t testing.TB, partitions int32) (*kfake.Cluster, string) {
+// own of the given partitions, and opts (SASL, TLS...); it is closed at
+// cleanup (Close is idempotent, so a test may close it earlier).
+func Kafka(t testing.TB, partitions int32, opts ...kfake.Opt) (*kfake.Cluster, string) {
 	t.Helper()
 	topic := "goim-push-test-" + RandomHex(4)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic)}, opts...)...)
 	if err != nil {
 		t.Fatalf("kfake: %v", err)
 	}
@@ -138,12 +138,13 @@ func Kafka(t testing.TB, partitions int32) (*kfake.Cluster, string) {
 	return c, topic
 }
 
-// Consume reads n records of topic from the start with a franz-go client,
-// failing the test if they do not arrive within 15 s.
-func Consume(t testing.TB, brokers []string, topic string, n int) []*kgo.Record {
+// Consume reads n records of topic from the start with a franz-go client
+// (with opts: SASL, TLS...), failing the test if they do not arrive
+// within 15 s.
+func Consume(t testing.TB, brokers []string, topic string, n int, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}, opts...)...)
 	if err != nil {
 		t.Fatalf("kgo: %v", err)
 	}

@@ -60,8 +60,8 @@ func BenchmarkPublishParallel(b *testing.B) {
 	}
 }
 
-// BenchmarkAddSession is one AddSession (a pipeline of HSET, PEXPIRE and
-// SET PX) after another against the real Redis.
+// BenchmarkAddSession is one AddSession (a pipeline of SET PX of conn_,
+// HSET, PEXPIRE and SET PX of key_) after another against the real Redis.
 func BenchmarkAddSession(b *testing.B) {
 	r, _ := newTestRedis(b, nil)
 	ctx := context.Background()
@@ -72,7 +72,7 @@ func BenchmarkAddSession(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := r.AddSession(ctx, int64(i%1024+1), keys[i%1024], "comet-1"); err != nil {
+		if err := r.AddSession(ctx, dao.Session{Mid: int64(i%1024 + 1), Key: keys[i%1024], Server: "comet-1", ConnID: uint64(i + 1)}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -90,7 +90,7 @@ func BenchmarkAddSessionParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := n.Add(1) % 4096
-			if err := r.AddSession(ctx, i+1, "key-"+strconv.FormatInt(i, 10), "comet-1"); err != nil {
+			if err := r.AddSession(ctx, dao.Session{Mid: i + 1, Key: "key-" + strconv.FormatInt(i, 10), Server: "comet-1", ConnID: uint64(i + 1)}); err != nil {
 				b.Error(err)
 				return
 			}

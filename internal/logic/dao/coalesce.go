@@ -26,6 +26,7 @@ const (
 type addReq struct {
 	mid         int64
 	key, server string
+	connID      uint64
 	done        chan error // buffered: the worker never blocks on it
 }
 
@@ -101,6 +102,11 @@ func (r *Redis) addLoop() {
 // writeSessions sends every request's commands in one pipeline and tells
 // each its own result: a Redis error in one session's replies fails only
 // that session.
+//
+// conn_<key> is written first: a pipeline is not atomic, and a compare-and-
+// delete script of the connection being replaced can run between two of
+// its commands. Once conn_ holds the new id that script finds the key not
+// its own; before, it runs wholly before the new routing is written.
 func (r *Redis) writeSessions(batch []*addReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.readTimeout)
 	defer cancel()
@@ -108,6 +114,16 @@ func (r *Redis) writeSessions(batch []*addReq) {
 	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
 		counts := make([]int, len(batch))
 		for i, q := range batch {
+			var err error
+			if q.connID != 0 {
+				err = c.Send("SET", r.connKey(q.key), connIDArg(q.connID), "PX", r.sessionTTL)
+			} else {
+				err = c.Send("DEL", r.connKey(q.key))
+			}
+			if err != nil {
+				return err
+			}
+			counts[i]++
 			if q.mid > 0 {
 				mk := r.midKey(q.mid)
 				if err := c.Send("HSET", mk, q.key, q.server); err != nil {

@@ -27,7 +27,7 @@ func TestAddSessionConcurrent(t *testing.T) {
 	errs := make([]error, 500)
 	for i := range errs {
 		wg.Go(func() {
-			errs[i] = r.AddSession(ctx, int64(i+1), "k"+strconv.Itoa(i+1), "comet-"+strconv.Itoa(i%4))
+			errs[i] = r.AddSession(ctx, dao.Session{Mid: int64(i + 1), Key: "k" + strconv.Itoa(i+1), Server: "comet-" + strconv.Itoa(i%4), ConnID: uint64(i + 1)})
 		})
 	}
 	wg.Wait()
@@ -49,6 +49,9 @@ func TestAddSessionConcurrent(t *testing.T) {
 		if got := raw.hgetall("mid_" + strconv.Itoa(mid)); got["k"+strconv.Itoa(mid)] != want {
 			t.Fatalf("mid_%d = %v", mid, got)
 		}
+		if got, _ := raw.get("conn_k" + strconv.Itoa(mid)); got != strconv.Itoa(mid) {
+			t.Fatalf("conn_k%d = %q, want %d", mid, got, mid)
+		}
 	}
 }
 
@@ -59,18 +62,18 @@ func TestAddSessionClose(t *testing.T) {
 	before := runtime.NumGoroutine()
 	r, _ := newTestRedis(t, nil)
 	ctx := context.Background()
-	if err := r.AddSession(ctx, 1, "c1", "s"); err != nil {
+	if err := r.AddSession(ctx, dao.Session{Mid: 1, Key: "c1", Server: "s"}); err != nil {
 		t.Fatal(err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := r.AddSession(cctx, 2, "c2", "s"); !errors.Is(err, context.Canceled) {
+	if err := r.AddSession(cctx, dao.Session{Mid: 2, Key: "c2", Server: "s"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled context: %v", err)
 	}
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.AddSession(ctx, 3, "c3", "s"); !errors.Is(err, dao.ErrClosed) {
+	if err := r.AddSession(ctx, dao.Session{Mid: 3, Key: "c3", Server: "s"}); !errors.Is(err, dao.ErrClosed) {
 		t.Errorf("after Close: %v, want ErrClosed", err)
 	}
 	testkit.WaitFor(t, 5*time.Second, func() error {

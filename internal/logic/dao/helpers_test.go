@@ -175,9 +175,9 @@ func silentServer(t testing.TB) string {
 // ---- Kafka ----
 
 // startKafka starts kfake with a topic of its own (testkit.Kafka).
-func startKafka(t testing.TB, partitions int32) (*kfake.Cluster, string) {
+func startKafka(t testing.TB, partitions int32, opts ...kfake.Opt) (*kfake.Cluster, string) {
 	t.Helper()
-	return testkit.Kafka(t, partitions)
+	return testkit.Kafka(t, partitions, opts...)
 }
 
 func newTestKafka(t testing.TB, brokers []string, topic string, mutate func(*dao.KafkaConfig)) *dao.Kafka {
@@ -197,9 +197,9 @@ func newTestKafka(t testing.TB, brokers []string, topic string, mutate func(*dao
 }
 
 // consume reads n records of topic from the start (testkit.Consume).
-func consume(t testing.TB, brokers []string, topic string, n int) []*kgo.Record {
+func consume(t testing.TB, brokers []string, topic string, n int, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
-	return testkit.Consume(t, brokers, topic, n)
+	return testkit.Consume(t, brokers, topic, n, opts...)
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

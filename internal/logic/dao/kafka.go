@@ -15,6 +15,7 @@ import (
 
 	"github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/kafkasec"
 )
 
 // KafkaConfig is the [kafka] section of logic's configuration.
@@ -41,6 +42,11 @@ type KafkaConfig struct {
 	// version >= "0.11.0" and, on a cluster with ACLs, IDEMPOTENT_WRITE
 	// (or WRITE on the topic). Default true.
 	Idempotent bool `toml:"idempotent"`
+	// The keys tls, tls_ca_file, tls_cert_file, tls_key_file,
+	// tls_server_name, sasl_mechanism, sasl_user and sasl_password_file:
+	// TLS and SASL to the brokers (managed Kafka services), as job's
+	// [kafka] has them. Default: neither.
+	kafkasec.Config
 }
 
 // DefaultKafkaConfig returns the defaults of KafkaConfig.
@@ -74,6 +80,7 @@ func (c KafkaConfig) Validate(p *conf.Problems) {
 			p.Check(v.IsAtLeast(sarama.V0_11_0_0), "version", `must be >= "0.11.0" with idempotent = true, got %q`, c.Version)
 		}
 	}
+	c.Config.Validate(p)
 }
 
 // validTopic reports whether t is a legal Kafka topic name.
@@ -113,6 +120,7 @@ type Kafka struct {
 	topic   string
 	brokers []string
 	cfg     KafkaConfig
+	sec     *kafkasec.Security
 	version sarama.KafkaVersion
 	timeout time.Duration
 	log     *slog.Logger
@@ -148,10 +156,15 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger) (*Kafka, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	v, _ := sarama.ParseKafkaVersion(cfg.Version) // validated
+	sec, err := cfg.Security()
+	if err != nil {
+		return nil, fmt.Errorf("dao: kafka config: %w", err)
+	}
 	k := &Kafka{
 		topic:   cfg.Topic,
 		brokers: append([]string(nil), cfg.Brokers...),
 		cfg:     cfg,
+		sec:     sec,
 		version: v,
 		timeout: cfg.Timeout.D(),
 		log:     logger,
@@ -159,6 +172,7 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger) (*Kafka, error) {
 	if err := k.saramaConfig().Validate(); err != nil {
 		return nil, fmt.Errorf("dao: kafka: producer settings: %w", err)
 	}
+	sec.Log(logger, "dao: kafka")
 	return k, nil
 }
 
@@ -194,6 +208,7 @@ func (k *Kafka) saramaConfig() *sarama.Config {
 		// next Publish after reconnectDelay.
 		c.Producer.Transaction.Retry.Max = 0
 	}
+	k.sec.Apply(c)
 	return c
 }
 

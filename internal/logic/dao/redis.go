@@ -18,6 +18,8 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/secret"
+	"github.com/goim/goim/internal/tlsclient"
 )
 
 // Redis schema. Every key starts with RedisConfig.Prefix; behind it the
@@ -27,6 +29,9 @@ import (
 //	mid_<mid>    hash    field = connection key, value = comet server id;
 //	                     TTL session_ttl, renewed as a whole (mid > 0 only)
 //	key_<key>    string  comet server id; TTL session_ttl
+//	conn_<key>   string  the connection id (decimal) of the connection
+//	                     that holds key, when its comet sent one; TTL
+//	                     session_ttl, written and renewed with key_<key>
 //	ol_<server>     string  that comet's whole online report as JSON (see
 //	                        onlineRecord); TTL online_ttl
 //	online_servers  zset    member = comet server id, score = Unix ms of
@@ -37,12 +42,20 @@ import (
 // online_servers has no ol_ prefix, so no server id can make an ol_<server>
 // key collide with it.
 //
+// conn_<key> is what makes session routing survive key re-use: when a
+// second connection takes a key on the same comet (evicting the first),
+// the first one's late Disconnect or Heartbeat carries its own connection
+// id, finds the second one's in conn_<key> and changes nothing. A session
+// written without a connection id (a goim v2 comet, or one that sends
+// none) deletes conn_<key>, and its operations compare the server only.
+// goim v2 readers ignore conn_ keys; key_ and mid_ keep v2's shapes.
+//
 // Every operation is one round trip: a single command, a pipeline or one
 // Lua script. Nothing else is written: the health check is PING (goim v2
 // wrote SET PING PONG, R20).
 //
 // Redis Cluster is not supported, only a single Redis (or a primary with
-// replicas): the session scripts take key_<key> and mid_<mid>, which hash
+// replicas): the session scripts take key_<key>, conn_<key> and mid_<mid>, which hash
 // to different slots (CROSSSLOT), and the LoadAllOnline script reads
 // ol_<server> keys it builds itself, which are not declared in KEYS (a
 // hash tag in Prefix, such as "{goim}:", would put every key in one slot,
@@ -50,17 +63,33 @@ import (
 const (
 	midPrefix         = "mid_"
 	keyPrefix         = "key_"
+	connPrefix        = "conn_"
 	onlinePrefix      = "ol_"
 	onlineServersName = "online_servers"
 	epochName         = "epoch"
 )
 
+// EnvRedisPassword is the environment variable holding the Redis
+// password; when set and not empty it wins over [redis] password_file and
+// password.
+const EnvRedisPassword = "GOIM_REDIS_PASSWORD"
+
 // RedisConfig is the [redis] section of logic's configuration.
 type RedisConfig struct {
 	// Addr is the Redis server, "host:port". Default "127.0.0.1:6379".
 	Addr string `toml:"addr"`
-	// Password is sent with AUTH when not empty. Default "".
+	// Username is the ACL user (Redis 6 and later) sent with AUTH along
+	// with the password; "" authenticates as the default user (or with
+	// requirepass). It needs a password. Default "".
+	Username string `toml:"username"`
+	// Password is sent with AUTH when not empty. It is the last choice:
+	// the environment variable GOIM_REDIS_PASSWORD, when set, wins over
+	// password_file, which wins over password; prefer either to a
+	// password written in the file. Default "".
 	Password string `toml:"password"`
+	// PasswordFile is a file holding the password (trailing newline
+	// ignored), read at start and by -check-config. Default "".
+	PasswordFile string `toml:"password_file"`
 	// DB is the database index selected on every connection. Default 0.
 	DB int `toml:"db"`
 	// Prefix is prepended to every key, so several clusters (or tests)
@@ -93,6 +122,10 @@ type RedisConfig struct {
 	// it. Keep it a few times comet's logic.report_interval. Millisecond
 	// precision. Default "30s".
 	OnlineTTL conf.Duration `toml:"online_ttl"`
+	// The keys tls, tls_ca_file, tls_cert_file, tls_key_file and
+	// tls_server_name: Redis over TLS (managed Redis services), the
+	// server's certificate always verified. Default: no TLS.
+	tlsclient.Config
 }
 
 // DefaultRedisConfig returns the defaults of RedisConfig.
@@ -126,6 +159,19 @@ func (c RedisConfig) Validate(p *conf.Problems) {
 	p.Check(c.IdleTimeout >= 0, "idle_timeout", "must be >= 0 (0 = never), got %v", c.IdleTimeout)
 	p.Check(c.SessionTTL.D() >= time.Millisecond, "session_ttl", "must be >= 1ms, got %v", c.SessionTTL)
 	p.Check(c.OnlineTTL.D() >= time.Millisecond, "online_ttl", "must be >= 1ms, got %v", c.OnlineTTL)
+	password, _, err := c.password()
+	if err != nil {
+		p.Add("password_file", "%v", err)
+	} else {
+		p.Check(c.Username == "" || password != "", "username", "needs a password (%s, password_file or password)", EnvRedisPassword)
+	}
+	c.Config.Validate(p)
+}
+
+// password resolves the Redis password: GOIM_REDIS_PASSWORD, else
+// password_file, else password.
+func (c RedisConfig) password() (string, secret.Source, error) {
+	return secret.Resolve(EnvRedisPassword, c.PasswordFile, c.Password)
 }
 
 // Redis is logic's Redis client: session routing and online counts. It is
@@ -181,9 +227,22 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 		redis.DialWriteTimeout(cfg.WriteTimeout.D()),
 		redis.DialDatabase(cfg.DB),
 	}
-	if cfg.Password != "" {
-		opts = append(opts, redis.DialPassword(cfg.Password))
+	password, source, err := cfg.password()
+	if err != nil {
+		return nil, fmt.Errorf("dao: redis config: %w", err)
 	}
+	if password != "" {
+		opts = append(opts, redis.DialPassword(password), redis.DialUsername(cfg.Username))
+	}
+	tc, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, fmt.Errorf("dao: redis config: %w", err)
+	}
+	if tc != nil {
+		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(tc),
+			redis.DialTLSHandshakeTimeout(cfg.DialTimeout.D()))
+	}
+	logger.Info("dao: redis", "addr", cfg.Addr, "tls", tc != nil, "user", cfg.Username, "password_from", string(source))
 	addr := cfg.Addr
 	r.pool = &redis.Pool{
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
@@ -223,18 +282,24 @@ func (r *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-// AddSession stores the routing of connection key (of member mid, on comet
-// server): key_<key> = server and, when mid > 0, field key of mid_<mid> =
-// server; both keys get the session TTL. It is goim v2's AddMapping. The
-// commands of concurrent calls share one pipeline (coalesce.go).
-func (r *Redis) AddSession(ctx context.Context, mid int64, key, server string) error {
-	return r.AddSessions(ctx, []Session{{Mid: mid, Key: key, Server: server}})[0]
+// AddSession stores the routing of connection s.Key (of member s.Mid, on
+// comet s.Server, connection id s.ConnID): key_<key> = server, conn_<key>
+// = conn id (deleted when ConnID is 0) and, when mid > 0, field key of
+// mid_<mid> = server; every key gets the session TTL. It is goim v2's
+// AddMapping plus the connection id. The commands of concurrent calls
+// share one pipeline (coalesce.go).
+func (r *Redis) AddSession(ctx context.Context, s Session) error {
+	return r.AddSessions(ctx, []Session{s})[0]
 }
 
-// Session is one connection's routing, as AddSessions takes it.
+// Session is one connection's routing.
 type Session struct {
 	Mid         int64
 	Key, Server string
+	// ConnID is the comet's id of the connection (unique on that comet
+	// for its lifetime); 0 means none was sent (a goim v2 comet): the
+	// session is then told apart by its server only.
+	ConnID uint64
 }
 
 // AddSessions stores several sessions as AddSession does each, all queued
@@ -248,7 +313,7 @@ func (r *Redis) AddSessions(ctx context.Context, sessions []Session) (errs []err
 			errs[i] = sessionArgError("add session", ss.Mid, ss.Key, ss.Server)
 			continue
 		}
-		req := &addReq{mid: ss.Mid, key: ss.Key, server: ss.Server}
+		req := &addReq{mid: ss.Mid, key: ss.Key, server: ss.Server, connID: ss.ConnID}
 		if errs[i] = r.queueAdd(ctx, req); errs[i] == nil { // ErrClosed after Close
 			reqs[i] = req
 		}
@@ -269,73 +334,134 @@ func (r *Redis) AddSessions(ctx context.Context, sessions []Session) (errs []err
 
 // renewSessionLua renews a session's TTLs and, when key_ had expired,
 // stores the whole routing again (goim v2's Heartbeat: ExpireMapping, then
-// AddMapping if the key was gone), atomically.
+// AddMapping if the key was gone), atomically, unless conn_ holds another
+// connection's id: the key then belongs to the connection that replaced
+// this one, and nothing is written. A session with a connection id whose
+// key_ exists on its server without a conn_ (written by a logic that did
+// not store ids) takes its id in conn_.
 //
-//	KEYS[1] key_<key>, KEYS[2] mid_<mid> (absent when mid <= 0)
-//	ARGV[1] server, ARGV[2] connection key, ARGV[3] TTL in ms
+//	KEYS[1] key_<key>, KEYS[2] conn_<key>, KEYS[3] mid_<mid> (absent when mid <= 0)
+//	ARGV[1] server, ARGV[2] connection key, ARGV[3] TTL in ms,
+//	ARGV[4] connection id in decimal ("0": none)
 //
-// Returns 1 if key_ existed, else 0.
+// Returns 1 if key_ existed, 0 if it was re-added, -1 if not owned.
 const renewSessionLua = `
+local cur = redis.call('GET', KEYS[2])
+if ARGV[4] ~= '0' and cur and cur ~= ARGV[4] then
+  return -1
+end
 local existed = redis.call('PEXPIRE', KEYS[1], ARGV[3])
-if #KEYS > 1 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+if #KEYS > 2 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
 end
 if existed == 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
-  if #KEYS > 1 then
-    redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
-    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  if ARGV[4] ~= '0' then
+    redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
+  elseif cur then
+    redis.call('DEL', KEYS[2])
   end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  if #KEYS > 2 then
+    redis.call('HSET', KEYS[3], ARGV[2], ARGV[1])
+    redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  end
+elseif cur then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+elseif ARGV[4] ~= '0' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
 end
 return existed
 `
 
+// Renewal is what RenewSession found and did.
+type Renewal int8
+
+// Renewals; the values are the renewal script's answers.
+const (
+	// NotOwned: conn_<key> holds another connection's id (the key was
+	// taken over by a newer connection); nothing was written.
+	NotOwned Renewal = -1
+	// Readded: key_<key> was gone (expired, deleted, Redis restarted
+	// empty); the whole routing was stored again, as AddSession would.
+	Readded Renewal = 0
+	// Renewed: the routing existed; its TTLs were extended.
+	Renewed Renewal = 1
+)
+
+func (n Renewal) String() string {
+	switch n {
+	case NotOwned:
+		return "not owned"
+	case Readded:
+		return "re-added"
+	case Renewed:
+		return "renewed"
+	}
+	return "Renewal(" + strconv.Itoa(int(n)) + ")"
+}
+
 // RenewSession extends the TTLs of a session's routing keys. If key_<key>
 // had expired (or was deleted) it re-adds the whole routing, as AddSession
-// would, and returns existed = false. One Lua script, one round trip.
-func (r *Redis) RenewSession(ctx context.Context, mid int64, key, server string) (existed bool, err error) {
-	if key == "" || server == "" {
-		return false, sessionArgError("renew session", mid, key, server)
+// would. When s.ConnID is not 0 and conn_<key> holds another id, it
+// changes nothing and answers NotOwned. One Lua script, one round trip.
+func (r *Redis) RenewSession(ctx context.Context, s Session) (Renewal, error) {
+	if s.Key == "" || s.Server == "" {
+		return 0, sessionArgError("renew session", s.Mid, s.Key, s.Server)
 	}
-	keys := r.sessionKeys(mid, key)
-	err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		n, err := redis.Int(r.renewLua.run(c, timeout, keys, server, key, r.sessionTTL))
-		existed = n == 1
+	var res Renewal
+	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		n, err := redis.Int(r.renewLua.run(c, timeout, r.sessionKeys(s.Mid, s.Key), s.Server, s.Key, r.sessionTTL, connIDArg(s.ConnID)))
+		if err == nil && (n < int(NotOwned) || n > int(Renewed)) {
+			err = fmt.Errorf("renew script answered %d", n)
+		}
+		res = Renewal(n)
 		return err
 	})
 	if err != nil {
-		return false, &opError{kind: ErrRedis, op: sessionOp("renew session", mid, server), err: err}
+		return 0, &opError{kind: ErrRedis, op: sessionOp("renew session", s.Mid, s.Server), err: err}
 	}
-	return existed, nil
+	return res, nil
 }
 
-// delSessionLua deletes a session's routing only where it still points at
-// the server that asks: a late Disconnect from the comet a key has left
-// must not erase the mapping its new connection wrote (goim v2 deleted
-// blindly: R5).
+// delSessionLua deletes a session's routing only where it still belongs
+// to the connection that asks: a late Disconnect from the comet a key has
+// left (goim v2 deleted blindly: R5), or from a connection a newer one on
+// the same comet replaced, must not erase the newer connection's routing.
+// With a connection id, a conn_ holding another id means not owned; then
+// (and without an id, or without a conn_) key_ and the mid_ field are
+// deleted only where they hold the server that asks.
 //
-//	KEYS[1] key_<key>, KEYS[2] mid_<mid> (absent when mid <= 0)
-//	ARGV[1] server, ARGV[2] connection key
+//	KEYS[1] key_<key>, KEYS[2] conn_<key>, KEYS[3] mid_<mid> (absent when mid <= 0)
+//	ARGV[1] server, ARGV[2] connection key, ARGV[3] connection id in
+//	decimal ("0": none)
 //
-// Returns 1 if key_ pointed at server (and was deleted), else 0.
+// Returns 1 if key_ was owned (and was deleted, with conn_), else 0.
 const delSessionLua = `
+if ARGV[3] ~= '0' then
+  local cur = redis.call('GET', KEYS[2])
+  if cur and cur ~= ARGV[3] then
+    return 0
+  end
+end
 local owned = 0
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1], KEYS[2])
   owned = 1
 end
-if #KEYS > 1 and redis.call('HGET', KEYS[2], ARGV[2]) == ARGV[1] then
-  redis.call('HDEL', KEYS[2], ARGV[2])
+if #KEYS > 2 and redis.call('HGET', KEYS[3], ARGV[2]) == ARGV[1] then
+  redis.call('HDEL', KEYS[3], ARGV[2])
 end
 return owned
 `
 
-// DelSession removes the routing of connection key if, and only if, it
-// points at server: key_<key> is deleted when its value is server, field
-// key of mid_<mid> when its value is server (compare-and-delete, one Lua
-// script). It reports whether key_<key> pointed at server.
-func (r *Redis) DelSession(ctx context.Context, mid int64, key, server string) (bool, error) {
-	owned, errs, err := r.DelSessions(ctx, []Session{{Mid: mid, Key: key, Server: server}})
+// DelSession removes the routing of connection s.Key if, and only if, it
+// still belongs to s: when s.ConnID is not 0 and conn_<key> holds another
+// id nothing is deleted; otherwise key_<key> (with conn_<key>) is deleted
+// when its value is s.Server, field key of mid_<mid> when its value is
+// s.Server (compare-and-delete, one Lua script). It reports whether
+// key_<key> was deleted.
+func (r *Redis) DelSession(ctx context.Context, s Session) (bool, error) {
+	owned, errs, err := r.DelSessions(ctx, []Session{s})
 	if err != nil {
 		return false, err
 	}
@@ -363,7 +489,7 @@ func (r *Redis) DelSessions(ctx context.Context, sessions []Session) (owned []bo
 	err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
 		for _, i := range valid {
 			ss := sessions[i]
-			if err := r.delLua.send(c, r.sessionKeys(ss.Mid, ss.Key), ss.Server, ss.Key); err != nil {
+			if err := r.delLua.send(c, r.sessionKeys(ss.Mid, ss.Key), ss.Server, ss.Key, connIDArg(ss.ConnID)); err != nil {
 				return err
 			}
 		}
@@ -379,7 +505,7 @@ func (r *Redis) DelSessions(ctx context.Context, sessions []Session) (owned []bo
 			if e, ok := reply.(redis.Error); ok && strings.HasPrefix(string(e), "NOSCRIPT") {
 				// Redis lost its script cache: this one runs alone, by source.
 				ss := sessions[i]
-				reply, err = r.delLua.run(c, timeout, r.sessionKeys(ss.Mid, ss.Key), ss.Server, ss.Key)
+				reply, err = r.delLua.run(c, timeout, r.sessionKeys(ss.Mid, ss.Key), ss.Server, ss.Key, connIDArg(ss.ConnID))
 			}
 			n, err := redis.Int(reply, err)
 			if err != nil {
@@ -591,6 +717,12 @@ func (r *Redis) midKey(mid int64) string {
 
 func (r *Redis) keyKey(key string) string { return r.prefix + keyPrefix + key }
 
+func (r *Redis) connKey(key string) string { return r.prefix + connPrefix + key }
+
+// connIDArg is a connection id as the session scripts take it: decimal,
+// "0" for none.
+func connIDArg(id uint64) string { return strconv.FormatUint(id, 10) }
+
 func (r *Redis) onlineKey(server string) string { return r.prefix + onlinePrefix + server }
 
 func (r *Redis) onlineServersKey() string { return r.prefix + onlineServersName }
@@ -598,13 +730,13 @@ func (r *Redis) onlineServersKey() string { return r.prefix + onlineServersName 
 // epochKey is the key of the data set's epoch (see StoreOnline).
 func (r *Redis) epochKey() string { return r.prefix + epochName }
 
-// sessionKeys returns the KEYS of the session scripts: key_<key>, then
-// mid_<mid> when mid > 0.
+// sessionKeys returns the KEYS of the session scripts: key_<key>,
+// conn_<key>, then mid_<mid> when mid > 0.
 func (r *Redis) sessionKeys(mid int64, key string) []string {
 	if mid > 0 {
-		return []string{r.keyKey(key), r.midKey(mid)}
+		return []string{r.keyKey(key), r.connKey(key), r.midKey(mid)}
 	}
-	return []string{r.keyKey(key)}
+	return []string{r.keyKey(key), r.connKey(key)}
 }
 
 // sessionOp names a session operation in an error. The connection key is

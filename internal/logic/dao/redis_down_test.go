@@ -27,7 +27,7 @@ func TestRedisDownAndBack(t *testing.T) {
 	}
 	defer r.Close()
 	ctx := context.Background()
-	if err := r.AddSession(ctx, 1, "k", "s1"); err != nil {
+	if err := r.AddSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s1"}); err != nil {
 		t.Fatalf("AddSession: %v", err)
 	}
 
@@ -35,14 +35,14 @@ func TestRedisDownAndBack(t *testing.T) {
 	// connection the old server closed is detected and replaced.
 	srv.Stop()
 	srv = testkit.StartRedisServer(t, port)
-	if err := r.AddSession(ctx, 1, "k", "s1"); err != nil {
+	if err := r.AddSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s1"}); err != nil {
 		t.Fatalf("first AddSession after a restart: %v", err)
 	}
 	// A fresh server has no script cached: EVALSHA falls back to EVAL.
-	if existed, err := r.RenewSession(ctx, 1, "k", "s1"); err != nil || !existed {
-		t.Fatalf("RenewSession on a fresh server = %v, %v; want true, nil", existed, err)
+	if res, err := r.RenewSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s1"}); err != nil || res != dao.Renewed {
+		t.Fatalf("RenewSession on a fresh server = %v, %v; want renewed, nil", res, err)
 	}
-	if owned, err := r.DelSession(ctx, 1, "k", "s2"); err != nil || owned {
+	if owned, err := r.DelSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s2"}); err != nil || owned {
 		t.Fatalf("DelSession by another comet on a fresh server = %v, %v; want false, nil", owned, err)
 	}
 	if _, err := r.StoreOnline(ctx, "s1", map[string]int32{"a": 1}, 1, 1, false); err != nil {
@@ -59,9 +59,9 @@ func TestRedisDownAndBack(t *testing.T) {
 		call func() error
 	}{
 		{name: "ping", call: func() error { return r.Ping(ctx) }},
-		{name: "add session", call: func() error { return r.AddSession(ctx, 1, "k", "s1") }},
-		{name: "renew session", call: func() error { _, err := r.RenewSession(ctx, 1, "k", "s1"); return err }},
-		{name: "delete session", call: func() error { _, err := r.DelSession(ctx, 1, "k", "s1"); return err }},
+		{name: "add session", call: func() error { return r.AddSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s1"}) }},
+		{name: "renew session", call: func() error { _, err := r.RenewSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s1"}); return err }},
+		{name: "delete session", call: func() error { _, err := r.DelSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s1"}); return err }},
 		{name: "servers by keys", call: func() error { _, err := r.ServersByKeys(ctx, []string{"k"}); return err }},
 		{name: "keys by mids", call: func() error { _, err := r.KeysByMids(ctx, []int64{1}); return err }},
 		{name: "store online", call: func() error { _, err := r.StoreOnline(ctx, "s1", map[string]int32{"a": 1}, 1, 1, false); return err }},
@@ -86,7 +86,7 @@ func TestRedisDownAndBack(t *testing.T) {
 
 	// Back on the same port: the same DAO recovers.
 	_ = testkit.StartRedisServer(t, port) // stopped by its own cleanup
-	waitFor(t, 10*time.Second, func() error { return r.AddSession(ctx, 1, "k", "s2") })
+	waitFor(t, 10*time.Second, func() error { return r.AddSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s2"}) })
 	got, err := r.ServersByKeys(ctx, []string{"k"})
 	if err != nil {
 		t.Fatalf("ServersByKeys after recovery: %v", err)

@@ -13,18 +13,24 @@ import (
 	"github.com/goim/goim/internal/logic/dao"
 )
 
-// session is one connection's routing: member mid, connection key, comet.
+// session is one connection's routing: member mid, connection key,
+// comet, connection id (0: none).
 type session struct {
 	mid    int64
 	key    string
 	server string
+	connID uint64
+}
+
+func (s session) dao() dao.Session {
+	return dao.Session{Mid: s.mid, Key: s.key, Server: s.server, ConnID: s.connID}
 }
 
 func addSessions(t *testing.T, r *dao.Redis, sessions []session) {
 	t.Helper()
 	for _, s := range sessions {
-		if err := r.AddSession(context.Background(), s.mid, s.key, s.server); err != nil {
-			t.Fatalf("AddSession(%d, %q, %q): %v", s.mid, s.key, s.server, err)
+		if err := r.AddSession(context.Background(), s.dao()); err != nil {
+			t.Fatalf("AddSession(%+v): %v", s, err)
 		}
 	}
 }
@@ -148,7 +154,7 @@ func TestAddSession(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r, raw := newTestRedis(t, func(c *dao.RedisConfig) { c.SessionTTL = conf.Duration(ttl) })
 			addSessions(t, r, tt.before)
-			if err := r.AddSession(context.Background(), tt.add.mid, tt.add.key, tt.add.server); err != nil {
+			if err := r.AddSession(context.Background(), tt.add.dao()); err != nil {
 				t.Fatalf("AddSession: %v", err)
 			}
 			checkRouting(t, raw, tt.wantKeys, tt.wantMids)
@@ -229,10 +235,10 @@ func TestSessionInvalidArgument(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{name: "add without key", call: func() error { return r.AddSession(ctx, 1, "", "s1") }},
-		{name: "add without server", call: func() error { return r.AddSession(ctx, 1, "k", "") }},
-		{name: "renew without key", call: func() error { _, err := r.RenewSession(ctx, 1, "", "s1"); return err }},
-		{name: "delete without server", call: func() error { _, err := r.DelSession(ctx, 1, "k", ""); return err }},
+		{name: "add without key", call: func() error { return r.AddSession(ctx, dao.Session{Mid: 1, Server: "s1"}) }},
+		{name: "add without server", call: func() error { return r.AddSession(ctx, dao.Session{Mid: 1, Key: "k"}) }},
+		{name: "renew without key", call: func() error { _, err := r.RenewSession(ctx, dao.Session{Mid: 1, Server: "s1"}); return err }},
+		{name: "delete without server", call: func() error { _, err := r.DelSession(ctx, dao.Session{Mid: 1, Key: "k"}); return err }},
 		{name: "store online without server", call: func() error { _, err := r.StoreOnline(ctx, "", nil, 0, 0, false); return err }},
 	}
 	for _, tt := range tests {
@@ -248,13 +254,13 @@ func TestSessionInvalidArgument(t *testing.T) {
 func TestRenewSession(t *testing.T) {
 	ttl := 10 * time.Minute
 	tests := []struct {
-		name        string
-		before      []session
-		prepare     func(raw *rawRedis) // damage done before the renewal
-		renew       session
-		wantExisted bool
-		wantKeys    map[string]string
-		wantMids    map[int64]map[string]string
+		name     string
+		before   []session
+		prepare  func(raw *rawRedis) // damage done before the renewal
+		renew    session
+		want     dao.Renewal
+		wantKeys map[string]string
+		wantMids map[int64]map[string]string
 	}{
 		{
 			name:   "live session gets its full TTL back",
@@ -263,10 +269,10 @@ func TestRenewSession(t *testing.T) {
 				raw.must("PEXPIRE", raw.prefix+"key_k1", 5000)
 				raw.must("PEXPIRE", raw.prefix+"mid_7", 5000)
 			},
-			renew:       session{mid: 7, key: "k1", server: "s1"},
-			wantExisted: true,
-			wantKeys:    map[string]string{"k1": "s1"},
-			wantMids:    map[int64]map[string]string{7: {"k1": "s1"}},
+			renew:    session{mid: 7, key: "k1", server: "s1"},
+			want:     dao.Renewed,
+			wantKeys: map[string]string{"k1": "s1"},
+			wantMids: map[int64]map[string]string{7: {"k1": "s1"}},
 		},
 		{
 			name:   "lost key is re-added with its mid_ field",
@@ -275,32 +281,32 @@ func TestRenewSession(t *testing.T) {
 				raw.must("DEL", raw.prefix+"key_k1")
 				raw.must("HDEL", raw.prefix+"mid_7", "k1")
 			},
-			renew:       session{mid: 7, key: "k1", server: "s1"},
-			wantExisted: false,
-			wantKeys:    map[string]string{"k1": "s1", "k2": "s2"},
-			wantMids:    map[int64]map[string]string{7: {"k1": "s1", "k2": "s2"}},
+			renew:    session{mid: 7, key: "k1", server: "s1"},
+			want:     dao.Readded,
+			wantKeys: map[string]string{"k1": "s1", "k2": "s2"},
+			wantMids: map[int64]map[string]string{7: {"k1": "s1", "k2": "s2"}},
 		},
 		{
-			name:        "expired member session is re-added whole",
-			renew:       session{mid: 9, key: "k9", server: "s1"},
-			wantExisted: false,
-			wantKeys:    map[string]string{"k9": "s1"},
-			wantMids:    map[int64]map[string]string{9: {"k9": "s1"}},
+			name:     "expired member session is re-added whole",
+			renew:    session{mid: 9, key: "k9", server: "s1"},
+			want:     dao.Readded,
+			wantKeys: map[string]string{"k9": "s1"},
+			wantMids: map[int64]map[string]string{9: {"k9": "s1"}},
 		},
 		{
-			name:        "lost anonymous key is re-added without mid_",
-			renew:       session{mid: 0, key: "k1", server: "s1"},
-			wantExisted: false,
-			wantKeys:    map[string]string{"k1": "s1"},
-			wantMids:    map[int64]map[string]string{0: nil},
+			name:     "lost anonymous key is re-added without mid_",
+			renew:    session{mid: 0, key: "k1", server: "s1"},
+			want:     dao.Readded,
+			wantKeys: map[string]string{"k1": "s1"},
+			wantMids: map[int64]map[string]string{0: nil},
 		},
 		{
-			name:        "key that moved to another comet is not taken back",
-			before:      []session{{mid: 7, key: "k1", server: "s2"}},
-			renew:       session{mid: 7, key: "k1", server: "s1"},
-			wantExisted: true,
-			wantKeys:    map[string]string{"k1": "s2"},
-			wantMids:    map[int64]map[string]string{7: {"k1": "s2"}},
+			name:     "key that moved to another comet is not taken back",
+			before:   []session{{mid: 7, key: "k1", server: "s2"}},
+			renew:    session{mid: 7, key: "k1", server: "s1"},
+			want:     dao.Renewed,
+			wantKeys: map[string]string{"k1": "s2"},
+			wantMids: map[int64]map[string]string{7: {"k1": "s2"}},
 		},
 	}
 	for _, tt := range tests {
@@ -310,12 +316,12 @@ func TestRenewSession(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(raw)
 			}
-			existed, err := r.RenewSession(context.Background(), tt.renew.mid, tt.renew.key, tt.renew.server)
+			got, err := r.RenewSession(context.Background(), tt.renew.dao())
 			if err != nil {
 				t.Fatalf("RenewSession: %v", err)
 			}
-			if existed != tt.wantExisted {
-				t.Errorf("existed = %v, want %v", existed, tt.wantExisted)
+			if got != tt.want {
+				t.Errorf("RenewSession = %v, want %v", got, tt.want)
 			}
 			checkRouting(t, raw, tt.wantKeys, tt.wantMids)
 			// Renewed: well above the 5 s left before, at most the TTL.
@@ -397,7 +403,7 @@ func TestDelSession(t *testing.T) {
 			if tt.prepare != nil {
 				tt.prepare(raw)
 			}
-			owned, err := r.DelSession(context.Background(), tt.del.mid, tt.del.key, tt.del.server)
+			owned, err := r.DelSession(context.Background(), tt.del.dao())
 			if err != nil {
 				t.Fatalf("DelSession: %v", err)
 			}
@@ -496,7 +502,7 @@ func TestRedisPingAndClose(t *testing.T) {
 	if err := r.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	err := r.AddSession(ctx, 1, "k", "s")
+	err := r.AddSession(ctx, dao.Session{Mid: 1, Key: "k", Server: "s"})
 	if !errors.Is(err, dao.ErrRedis) || !errors.Is(err, dao.ErrClosed) {
 		t.Fatalf("AddSession after Close = %v, want ErrRedis and ErrClosed", err)
 	}

@@ -11,10 +11,15 @@ const (
 	// (HTTP 400). Nothing was published. The message reads
 	// "<param>: <why>".
 	CodeBadRequest = -400
-	// CodeUnauthorized: tokens are configured and the request to a push
-	// or online endpoint has no valid "Authorization: Bearer" header
-	// (HTTP 401, with a WWW-Authenticate challenge).
+	// CodeUnauthorized: a request to a push, online or instances endpoint
+	// has no valid "Authorization: Bearer <token>" header (HTTP 401, with
+	// a WWW-Authenticate challenge). Never answered when no credential is
+	// configured (Config.AllowAnonymous).
 	CodeUnauthorized = -401
+	// CodeForbidden: a push endpoint got a read-scope token (HTTP 403,
+	// with a WWW-Authenticate challenge naming insufficient_scope).
+	// Nothing was published.
+	CodeForbidden = -403
 	// CodeNotFound: no endpoint has the request's path (HTTP 404).
 	CodeNotFound = -404
 	// CodeMethodNotAllowed: the path exists with another method, named in

@@ -128,15 +128,21 @@ func (f *fakeService) Instances() []discovery.Instance {
 	return f.instances
 }
 
-// testToken is a valid bearer token for tests that turn auth on.
+// testToken is the full-scope bearer token of testConfig; serve and
+// bearer send it unless told otherwise.
 const testToken = "0123456789abcdef-test"
 
-// testConfig is the default config on a loopback port chosen by the OS.
+// testConfig is the default config on a loopback port chosen by the OS,
+// with testToken as its only credential.
 func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Bind = "127.0.0.1:0"
+	cfg.Tokens = []string{testToken}
 	return cfg
 }
+
+// bearer is the Authorization header value carrying testToken.
+const bearer = "Bearer " + testToken
 
 // newTestServer returns a server, not started, serving svc with cfg, on a
 // private registry; its log goes to t.Log at debug level.
@@ -188,7 +194,9 @@ type response struct {
 }
 
 // serve runs one request through h without a socket. body nil means no
-// body; header pairs are name, value.
+// body; header pairs are name, value. The request carries
+// "Authorization: Bearer testToken" unless header names Authorization: a
+// pair ("Authorization", "") sends none.
 func serve(t testing.TB, h http.Handler, method, target string, body []byte, header ...string) response {
 	t.Helper()
 	var r io.Reader
@@ -196,8 +204,16 @@ func serve(t testing.TB, h http.Handler, method, target string, body []byte, hea
 		r = bytes.NewReader(body)
 	}
 	req := httptest.NewRequest(method, target, r)
+	auth := bearer
 	for i := 0; i+1 < len(header); i += 2 {
+		if http.CanonicalHeaderKey(header[i]) == "Authorization" {
+			auth = header[i+1]
+			continue
+		}
 		req.Header.Add(header[i], header[i+1])
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)

@@ -17,6 +17,10 @@ type metrics struct {
 	requests  *prometheus.CounterVec   // by endpoint and envelope code
 	duration  *prometheus.HistogramVec // by endpoint
 	bodyBytes prometheus.Histogram     // accepted push bodies
+	// authFailures counts refused credentials by reason; its three series
+	// are resolved once.
+	authFailures                            *prometheus.CounterVec
+	authMissing, authInvalid, authForbidden prometheus.Counter
 
 	// byPath holds every route's series, resolved at New so that a request
 	// costs no label lookup; read-only afterwards.
@@ -36,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "logic_http", Name: "requests_total",
-			Help: `HTTP API requests by endpoint (route path, or "unknown") and response code ("0", "-400", "-401", "-404", "-405", "-500").`,
+			Help: `HTTP API requests by endpoint (route path, or "unknown") and response code ("0", "-400", "-401", "-403", "-404", "-405", "-500").`,
 		}, []string{"endpoint", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "goim", Subsystem: "logic_http", Name: "request_duration_seconds",
@@ -48,9 +52,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Size of accepted push messages (request bodies), in bytes.",
 			Buckets: prometheus.ExponentialBuckets(16, 4, 9), // 16 B .. 1 MiB
 		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic_http", Name: "auth_failures_total",
+			Help: "Requests refused for their credential, by reason: missing (no Authorization header, 401), invalid (not a configured bearer token, 401), forbidden (a read-scope token on a push endpoint, 403).",
+		}, []string{"reason"}),
 		byPath: make(map[string]*endpointMetrics),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bodyBytes} {
+	m.authMissing = m.authFailures.WithLabelValues(reasonMissing)
+	m.authInvalid = m.authFailures.WithLabelValues(reasonInvalid)
+	m.authForbidden = m.authFailures.WithLabelValues(reasonForbidden)
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.bodyBytes, m.authFailures} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("httpapi: register metrics: %w", err)
 		}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -46,6 +47,10 @@ func TestOnlineTop(t *testing.T) {
 	runGetCases(t, testConfig(), []getCase{
 		{name: "type missing", target: path + "?limit=10", wantStatus: 400, wantBody: badJSON("type: required")},
 		{name: "type with separator", target: path + "?type=live://&limit=10", wantStatus: 400, wantBody: badJSON(`type: must not contain "://"`)},
+		{name: "type with a space", target: path + "?type=li%20ve&limit=10", wantStatus: 400,
+			wantBody: badJSON(`type: room id "li ve://" is invalid: byte 2 (0x20) is not allowed` + roomRule)},
+		{name: "type too long for any room", target: path + "?type=" + strings.Repeat("t", 126) + "&limit=10", wantStatus: 400,
+			wantBody: badJSON(`type: room id "` + strings.Repeat("t", 64) + `"... is invalid: 129 bytes, at most 128` + roomRule)},
 		{name: "limit missing", target: path + "?type=live", wantStatus: 400, wantBody: badJSON("limit: required")},
 		{name: "limit empty", target: path + "?type=live&limit=", wantStatus: 400, wantBody: badJSON("limit: required")},
 		{name: "limit zero", target: path + "?type=live&limit=0", wantStatus: 400, wantBody: badJSON("limit: must be 1..1000, got 0")},
@@ -73,6 +78,12 @@ func TestOnlineRoom(t *testing.T) {
 		{name: "rooms missing", target: path + "?type=live", wantStatus: 400,
 			wantBody: badJSON("rooms: required (repeat rooms=... or separate with commas)")},
 		{name: "rooms empty element", target: path + "?type=live&rooms=1&rooms=,2", wantStatus: 400, wantBody: badJSON("rooms: empty value at position 2")},
+		{name: "room with a quote", target: path + "?type=live&rooms=1,a%22b", wantStatus: 400,
+			wantBody: badJSON(`rooms: room id "live://a\"b" is invalid: byte 8 (0x22) is not allowed` + roomRule)},
+		{name: "room too long", target: path + "?type=live&rooms=1," + strings.Repeat("r", 122), wantStatus: 400,
+			wantBody: badJSON(`rooms: room id "live://` + strings.Repeat("r", 57) + `"... is invalid: 129 bytes, at most 128` + roomRule)},
+		{name: "type with a quote", target: path + "?type=%22&rooms=1", wantStatus: 400,
+			wantBody: badJSON(`type: room id "\"://" is invalid: byte 0 (0x22) is not allowed` + roomRule)},
 		{name: "counts, unknown room 0, sorted keys", svc: &fakeService{rooms: map[string]int32{"1000": 100, "2000": 200, "other": 5}},
 			target: path + "?type=live&rooms=2000,1000&rooms=3000&rooms=1000", wantStatus: 200,
 			wantBody: `{"code":0,"message":"","data":{"1000":100,"2000":200,"3000":0}}`,

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/goim/goim/api/protocol"
 )
 
 // Parameter parsing. Parameters come only from the URL query string, never
@@ -16,6 +18,10 @@ import (
 //     (keys=a,b) or both; its elements keep their order, an empty element
 //     is rejected, and duplicates are dropped keeping the first. Elements
 //     are used as given: no trimming, so a key cannot contain a comma.
+//   - A list has a bound on its length (keys and mids: Config.MaxKeys and
+//     Config.MaxMids), counted after duplicates are dropped.
+//   - Room ids ("type://room") must pass protocol.CheckRoomID: at most
+//     protocol.MaxRoomIDLen bytes of the room id charset.
 //   - Parameters are checked in the order of docs/push-api.md's tables and
 //     the first problem is reported. Unknown parameters are ignored.
 //
@@ -42,26 +48,44 @@ func parseQuery(raw string) (url.Values, error) {
 	return q, nil
 }
 
-// parsePushKeys parses /goim/push/keys: operation, keys.
-func parsePushKeys(q url.Values) (op int32, keys []string, err error) {
+// parsePushKeys parses /goim/push/keys: operation, keys (at most
+// maxKeys).
+func parsePushKeys(q url.Values, maxKeys int) (op int32, keys []string, err error) {
 	if op, err = parseOperation(q); err != nil {
 		return 0, nil, err
 	}
 	if keys, err = stringList(q, "keys"); err != nil {
 		return 0, nil, err
 	}
+	if err = checkLen("keys", len(keys), maxKeys, "max_keys"); err != nil {
+		return 0, nil, err
+	}
 	return op, keys, nil
 }
 
-// parsePushMids parses /goim/push/mids: operation, mids.
-func parsePushMids(q url.Values) (op int32, mids []int64, err error) {
+// parsePushMids parses /goim/push/mids: operation, mids (at most
+// maxMids).
+func parsePushMids(q url.Values, maxMids int) (op int32, mids []int64, err error) {
 	if op, err = parseOperation(q); err != nil {
 		return 0, nil, err
 	}
 	if mids, err = midList(q, "mids"); err != nil {
 		return 0, nil, err
 	}
+	if err = checkLen("mids", len(mids), maxMids, "max_mids"); err != nil {
+		return 0, nil, err
+	}
 	return op, mids, nil
+}
+
+// checkLen rejects a list parameter of n distinct elements over limit,
+// naming the config key of the bound.
+func checkLen(name string, n, limit int, key string) error {
+	if n <= limit {
+		return nil
+	}
+	return &paramError{param: name, why: strconv.Itoa(n) + " distinct values, at most " +
+		strconv.Itoa(limit) + " (http." + key + ")"}
 }
 
 // parsePushRoom parses /goim/push/room: operation, type, room. The room
@@ -78,7 +102,23 @@ func parsePushRoom(q url.Values) (op int32, room string, err error) {
 	if err != nil {
 		return 0, "", err
 	}
-	return op, typ + "://" + id, nil
+	room = typ + "://" + id
+	if err := checkRoom("room", room); err != nil {
+		return 0, "", err
+	}
+	return op, room, nil
+}
+
+// checkRoom rejects a full room id that protocol.CheckRoomID refuses, for
+// parameter name. The message quotes the id (cut at maxEcho bytes).
+func checkRoom(name, room string) error {
+	err := protocol.CheckRoomID(room)
+	if err == nil {
+		return nil
+	}
+	why := strings.TrimPrefix(err.Error(), protocol.ErrRoomID.Error()+": ")
+	return &paramError{param: name, why: "room id " + echo(room) + " is invalid: " + why +
+		" (at most " + strconv.Itoa(protocol.MaxRoomIDLen) + " bytes of letters, digits and -._~:/@!$&'()*+,;=%)"}
 }
 
 // parsePushAll parses /goim/push/all: operation, speed (absent: 0).
@@ -94,8 +134,9 @@ func parsePushAll(q url.Values) (op, speed int32, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	if v < 0 {
-		return 0, 0, &paramError{param: "speed", why: "must be >= 0, got " + strconv.FormatInt(v, 10)}
+	if v < 0 || v > MaxSpeed {
+		return 0, 0, &paramError{param: "speed",
+			why: "must be 0.." + strconv.Itoa(MaxSpeed) + ", got " + strconv.FormatInt(v, 10)}
 	}
 	return op, int32(v), nil
 }
@@ -124,13 +165,18 @@ func parseOnlineTop(q url.Values) (typ string, limit int, err error) {
 }
 
 // parseOnlineRoom parses /goim/online/room: type, rooms (ids without the
-// "type://" prefix).
+// "type://" prefix; each type://room a valid room id).
 func parseOnlineRoom(q url.Values) (typ string, rooms []string, err error) {
 	if typ, err = roomType(q); err != nil {
 		return "", nil, err
 	}
 	if rooms, err = stringList(q, "rooms"); err != nil {
 		return "", nil, err
+	}
+	for _, r := range rooms {
+		if err := checkRoom("rooms", typ+"://"+r); err != nil {
+			return "", nil, err
+		}
 	}
 	return typ, rooms, nil
 }
@@ -159,8 +205,10 @@ func parseOperation(q url.Values) (int32, error) {
 	return int32(v), nil
 }
 
-// roomType parses the type parameter: required, and without "://", which
-// separates it from the room id in a full room id.
+// roomType parses the type parameter: required, without "://", which
+// separates it from the room id in a full room id, and such that
+// "type://" passes protocol.CheckRoomID (so some room of the type can
+// exist).
 func roomType(q url.Values) (string, error) {
 	typ, err := requiredString(q, "type")
 	if err != nil {
@@ -168,6 +216,9 @@ func roomType(q url.Values) (string, error) {
 	}
 	if strings.Contains(typ, "://") {
 		return "", &paramError{param: "type", why: `must not contain "://"`}
+	}
+	if err := checkRoom("type", typ+"://"); err != nil {
+		return "", err
 	}
 	return typ, nil
 }

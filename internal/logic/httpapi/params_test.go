@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/goim/goim/api/protocol"
 )
 
 func TestSplitList(t *testing.T) {
@@ -120,7 +122,8 @@ func FuzzList(f *testing.F) {
 // FuzzQuery runs an arbitrary raw query string through every endpoint's
 // parameter parsing: it must never panic, every error must be a
 // "<param>: <why>" paramError, and accepted values must hold the
-// invariants the Service relies on.
+// invariants the Service relies on, bounds included (keys and mids are
+// parsed with a limit of fuzzLimit).
 func FuzzQuery(f *testing.F) {
 	for _, seed := range []string{
 		"", "operation=1&keys=a", "operation=7&keys=a,b&keys=c", "operation=0", "operation=-1&mids=1",
@@ -128,7 +131,10 @@ func FuzzQuery(f *testing.F) {
 		"operation=1&type=a://b&room=1", "operation=1&speed=-5", "operation=1&speed=2147483647", "type=live&limit=0",
 		"type=live&limit=1000", "type=live&limit=1001", "type=live&rooms=1,,2", "platform=web", "platform=a&platform=b",
 		"%zz", "a;b", "keys=%2C", "keys=a%00b", "operation=+1&keys=%E2%9C%93", "operation=1&operation=1",
-		"operation=1&keys=" + strings.Repeat("k,", 100) + "k",
+		"operation=1&keys=" + strings.Repeat("k,", 100) + "k", "operation=1&keys=a,b,c,d,e,f", "operation=1&mids=1,2,3,4,5,6",
+		"operation=1&mids=1,1,1,1,1,1,2", "operation=1&speed=1000000", "operation=1&speed=1000001",
+		"operation=1&type=live&room=" + strings.Repeat("r", 122), "operation=1&type=live&room=" + strings.Repeat("r", 123),
+		"operation=1&type=live&room=a%20b", "operation=1&type=li%22ve&room=1", "type=live&rooms=1,%3Cb%3E", "type=*&limit=1",
 	} {
 		f.Add(seed)
 	}
@@ -138,18 +144,21 @@ func FuzzQuery(f *testing.F) {
 			checkParamError(t, err, "query")
 			return
 		}
-		if op, keys, err := parsePushKeys(q); err != nil {
+		if op, keys, err := parsePushKeys(q, fuzzLimit); err != nil {
 			checkParamError(t, err, "operation", "keys")
 		} else {
 			checkOp(t, op)
 			checkStrings(t, "keys", keys)
+			if len(keys) > fuzzLimit {
+				t.Fatalf("%d keys accepted, limit %d", len(keys), fuzzLimit)
+			}
 		}
-		if op, mids, err := parsePushMids(q); err != nil {
+		if op, mids, err := parsePushMids(q, fuzzLimit); err != nil {
 			checkParamError(t, err, "operation", "mids")
 		} else {
 			checkOp(t, op)
-			if len(mids) == 0 {
-				t.Fatal("no mids accepted")
+			if len(mids) == 0 || len(mids) > fuzzLimit {
+				t.Fatalf("%d mids accepted, limit %d", len(mids), fuzzLimit)
 			}
 			seen := map[int64]bool{}
 			for _, m := range mids {
@@ -167,18 +176,21 @@ func FuzzQuery(f *testing.F) {
 			if !ok || typ == "" || id == "" || typ != q.Get("type") || id != q.Get("room") {
 				t.Fatalf("room %q from type %q, room %q", room, q.Get("type"), q.Get("room"))
 			}
+			if err := protocol.CheckRoomID(room); err != nil {
+				t.Fatalf("room %q accepted: %v", room, err)
+			}
 		}
 		if op, speed, err := parsePushAll(q); err != nil {
 			checkParamError(t, err, "operation", "speed")
 		} else {
 			checkOp(t, op)
-			if speed < 0 {
+			if speed < 0 || speed > MaxSpeed {
 				t.Fatalf("speed %d accepted", speed)
 			}
 		}
 		if typ, limit, err := parseOnlineTop(q); err != nil {
 			checkParamError(t, err, "type", "limit")
-		} else if typ == "" || strings.Contains(typ, "://") || limit < 1 || limit > MaxTopLimit {
+		} else if typ == "" || strings.Contains(typ, "://") || protocol.CheckRoomID(typ+"://") != nil || limit < 1 || limit > MaxTopLimit {
 			t.Fatalf("online top accepted type %q, limit %d", typ, limit)
 		}
 		if typ, rooms, err := parseOnlineRoom(q); err != nil {
@@ -188,6 +200,11 @@ func FuzzQuery(f *testing.F) {
 				t.Fatalf("online room accepted type %q", typ)
 			}
 			checkStrings(t, "rooms", rooms)
+			for _, r := range rooms {
+				if err := protocol.CheckRoomID(typ + "://" + r); err != nil {
+					t.Fatalf("online room accepted %q of type %q: %v", r, typ, err)
+				}
+			}
 		}
 		if platform, err := parseNodes(q); err != nil {
 			checkParamError(t, err, "platform")
@@ -196,6 +213,9 @@ func FuzzQuery(f *testing.F) {
 		}
 	})
 }
+
+// fuzzLimit is FuzzQuery's bound on keys and mids.
+const fuzzLimit = 5
 
 func checkOp(t *testing.T, op int32) {
 	t.Helper()

@@ -19,7 +19,7 @@ func (s *Server) pushKeys(c *gin.Context) int {
 	if err != nil {
 		return s.badRequest(c, err)
 	}
-	op, keys, err := parsePushKeys(q)
+	op, keys, err := parsePushKeys(q, s.cfg.MaxKeys)
 	if err != nil {
 		return s.badRequest(c, err)
 	}
@@ -35,7 +35,7 @@ func (s *Server) pushMids(c *gin.Context) int {
 	if err != nil {
 		return s.badRequest(c, err)
 	}
-	op, mids, err := parsePushMids(q)
+	op, mids, err := parsePushMids(q, s.cfg.MaxMids)
 	if err != nil {
 		return s.badRequest(c, err)
 	}

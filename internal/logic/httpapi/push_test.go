@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -168,6 +169,21 @@ func TestPushRoom(t *testing.T) {
 			wantCall: &call{Method: "PushRoom", Op: 5, Room: "live://1000", Msg: []byte(`{"text":"hi"}`)}},
 		{name: "room id kept as given", path: path, query: "operation=5&type=live&room=a%2Cb%2Fc", body: []byte("m"), wantStatus: 200, wantBody: okJSON,
 			wantCall: &call{Method: "PushRoom", Op: 5, Room: "live://a,b/c", Msg: []byte("m")}},
+		{name: "room id of the longest length", path: path, query: "operation=5&type=live&room=" + strings.Repeat("r", 121), body: []byte("m"),
+			wantStatus: 200, wantBody: okJSON,
+			wantCall: &call{Method: "PushRoom", Op: 5, Room: "live://" + strings.Repeat("r", 121), Msg: []byte("m")}},
+		{name: "room id one byte too long", path: path, query: "operation=5&type=live&room=" + strings.Repeat("r", 122), body: []byte("m"),
+			wantStatus: 400, wantBody: badJSON(`room: room id "live://` + strings.Repeat("r", 57) + `"... is invalid: 129 bytes, at most 128` + roomRule)},
+		{name: "room id with a space", path: path, query: "operation=5&type=live&room=a%20b", body: []byte("m"), wantStatus: 400,
+			wantBody: badJSON(`room: room id "live://a b" is invalid: byte 8 (0x20) is not allowed` + roomRule)},
+		{name: "room id with markup", path: path, query: "operation=5&type=live&room=%3Cscript%3E", body: []byte("m"), wantStatus: 400,
+			wantBody: badJSON(`room: room id "live://<script>" is invalid: byte 7 (0x3c) is not allowed` + roomRule)},
+		{name: "room id not ASCII", path: path, query: "operation=5&type=live&room=%E2%9C%93", body: []byte("m"), wantStatus: 400,
+			wantBody: badJSON(`room: room id "live://✓" is invalid: byte 7 (0xe2) is not allowed` + roomRule)},
+		{name: "type with a quote", path: path, query: "operation=5&type=li%22ve&room=1", body: []byte("m"), wantStatus: 400,
+			wantBody: badJSON(`type: room id "li\"ve://" is invalid: byte 2 (0x22) is not allowed` + roomRule)},
+		{name: "type too long for any room", path: path, query: "operation=5&type=" + strings.Repeat("t", 126) + "&room=1", body: []byte("m"),
+			wantStatus: 400, wantBody: badJSON(`type: room id "` + strings.Repeat("t", 64) + `"... is invalid: 129 bytes, at most 128` + roomRule)},
 	}...)
 	runPushCases(t, cases)
 }
@@ -176,7 +192,11 @@ func TestPushAll(t *testing.T) {
 	const path = "/goim/push/all"
 	cases := opCases(path, "speed=1")
 	cases = append(cases, []pushCase{
-		{name: "speed negative", path: path, query: "operation=1&speed=-5", body: []byte("m"), wantStatus: 400, wantBody: badJSON("speed: must be >= 0, got -5")},
+		{name: "speed negative", path: path, query: "operation=1&speed=-5", body: []byte("m"), wantStatus: 400, wantBody: badJSON("speed: must be 0..1000000, got -5")},
+		{name: "speed over the bound", path: path, query: "operation=1&speed=1000001", body: []byte("m"), wantStatus: 400,
+			wantBody: badJSON("speed: must be 0..1000000, got 1000001")},
+		{name: "speed at the bound", path: path, query: "operation=1&speed=1000000", body: []byte("m"), wantStatus: 200, wantBody: okJSON,
+			wantCall: &call{Method: "PushAll", Op: 1, Speed: 1000000, Msg: []byte("m")}},
 		{name: "speed not integer", path: path, query: "operation=1&speed=fast", body: []byte("m"), wantStatus: 400,
 			wantBody: badJSON(`speed: "fast" is not an integer`)},
 		{name: "speed over int32", path: path, query: "operation=1&speed=4294967296", body: []byte("m"), wantStatus: 400,
@@ -189,6 +209,65 @@ func TestPushAll(t *testing.T) {
 			wantCall: &call{Method: "PushAll", Op: 1, Speed: 2000, Msg: []byte("m")}},
 	}...)
 	runPushCases(t, cases)
+}
+
+// roomRule ends the message of a refused room id.
+const roomRule = " (at most 128 bytes of letters, digits and -._~:/@!$&'()*+,;=%)"
+
+// TestPushListBounds: keys and mids beyond max_keys and max_mids, counted
+// after duplicates are dropped, are refused before the service is called;
+// the defaults are 1000.
+func TestPushListBounds(t *testing.T) {
+	list := func(prefix string, n int) string {
+		var b strings.Builder
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(prefix + strconv.Itoa(i+1))
+		}
+		return b.String()
+	}
+	tests := []struct {
+		name       string
+		max        int // MaxKeys and MaxMids; 0: the default
+		target     string
+		wantStatus int
+		wantBody   string
+		wantN      int // keys or mids the service got
+	}{
+		{name: "default keys at the bound", target: "/goim/push/keys?operation=1&keys=" + list("k", 1000), wantStatus: 200, wantBody: okJSON, wantN: 1000},
+		{name: "default keys over", target: "/goim/push/keys?operation=1&keys=" + list("k", 1001), wantStatus: 400,
+			wantBody: badJSON("keys: 1001 distinct values, at most 1000 (http.max_keys)")},
+		{name: "default mids at the bound", target: "/goim/push/mids?operation=1&mids=" + list("", 1000), wantStatus: 200, wantBody: okJSON, wantN: 1000},
+		{name: "default mids over", target: "/goim/push/mids?operation=1&mids=" + list("", 1001), wantStatus: 400,
+			wantBody: badJSON("mids: 1001 distinct values, at most 1000 (http.max_mids)")},
+		{name: "keys over a small bound", max: 3, target: "/goim/push/keys?operation=1&keys=a,b&keys=c,d", wantStatus: 400,
+			wantBody: badJSON("keys: 4 distinct values, at most 3 (http.max_keys)")},
+		{name: "duplicate keys not counted", max: 3, target: "/goim/push/keys?operation=1&keys=a,b,a,c,b,c,a", wantStatus: 200, wantBody: okJSON, wantN: 3},
+		{name: "mids over a small bound", max: 3, target: "/goim/push/mids?operation=1&mids=1,2,3,4", wantStatus: 400,
+			wantBody: badJSON("mids: 4 distinct values, at most 3 (http.max_mids)")},
+		{name: "duplicate mids not counted", max: 3, target: "/goim/push/mids?operation=1&mids=1,1,2,2,3,3", wantStatus: 200, wantBody: okJSON, wantN: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			if tt.max > 0 {
+				cfg.MaxKeys, cfg.MaxMids = tt.max, tt.max
+			}
+			svc := &fakeService{}
+			s, _ := newTestServer(t, cfg, svc)
+			got := serve(t, s.Handler(), http.MethodPost, tt.target, []byte("m"))
+			checkResponse(t, got, tt.wantStatus, tt.wantBody)
+			calls := svc.Calls()
+			switch {
+			case tt.wantN == 0 && len(calls) != 0:
+				t.Errorf("service called: %d calls", len(calls))
+			case tt.wantN > 0 && (len(calls) != 1 || len(calls[0].Keys)+len(calls[0].Mids) != tt.wantN):
+				t.Errorf("service calls %d, want one with %d targets", len(calls), tt.wantN)
+			}
+		})
+	}
 }
 
 func TestPushServiceError(t *testing.T) {
@@ -219,6 +298,7 @@ func TestOversizedBodyNotRead(t *testing.T) {
 	body := &countingReader{}
 	req := httptest.NewRequest(http.MethodPost, "/goim/push/all?operation=1", io.NopCloser(body))
 	req.ContentLength = -1
+	req.Header.Set("Authorization", bearer)
 	rec := httptest.NewRecorder()
 	s.Handler().ServeHTTP(rec, req)
 	checkResponse(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.String()},
@@ -281,7 +361,7 @@ func rawPost(t *testing.T, addr, target string, body []byte, chunked bool) respo
 	}
 	defer conn.Close()
 	var req bytes.Buffer
-	fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: test\r\n", target)
+	fmt.Fprintf(&req, "POST %s HTTP/1.1\r\nHost: test\r\nAuthorization: %s\r\n", target, bearer)
 	if chunked {
 		req.WriteString("Transfer-Encoding: chunked\r\n\r\n")
 		half := len(body) / 2

@@ -21,13 +21,16 @@
 // caller's mistake such as sending the message as a form field).
 //
 // A request is checked in this order, the first failure answering:
-// draining (503), bearer token (401), query parameters (400), body (400);
-// only then is the service called. So a rejected request never reads its
-// body, and nothing is published unless every check passed. The push and
-// online endpoints need the token and answer 503 while draining; the nodes
-// endpoints, which clients call to find a comet, are public and keep
-// answering while logic drains. Endpoints without parameters ignore the
-// query string.
+// draining (503), bearer token (401 missing or wrong, 403 a read token on
+// a push endpoint), query parameters (400), body (400); only then is the
+// service called. So a rejected request never reads its body, and nothing
+// is published unless every check passed. The push endpoints need a
+// full-scope token; the online endpoints and the instances endpoints take
+// a read-scope one too. The push and online endpoints answer 503 while
+// draining; the nodes endpoints keep answering while logic drains, and
+// /goim/nodes/weighted, which clients call to find a comet, is public.
+// With no credential configured (Config.AllowAnonymous) every endpoint is
+// open. Endpoints without parameters ignore the query string.
 //
 // HEAD is not served: /goim/nodes/weighted has a side effect (it counts the
 // client against the node it returns) and the online endpoints do the full
@@ -36,9 +39,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -77,10 +82,14 @@ type Server struct {
 	metrics *metrics
 	engine  *gin.Engine
 	srv     *http.Server
-	tokens  [][tokenHashLen]byte // SHA-256 of Config.Tokens; empty: no auth
+	// creds are the accepted tokens (Config.Credentials), hashed;
+	// anonymous is set when there is none: every endpoint is open.
+	creds     []credential
+	anonymous bool
 
 	draining atomic.Bool
 	warns    warnLimiter // service error warnings
+	srvWarns warnLimiter // net/http's own error log, which clients can trigger
 
 	// baseCtx is the parent of every request's context; cancelBase cuts
 	// in-flight service calls short when Shutdown runs out of time.
@@ -102,14 +111,22 @@ type Server struct {
 }
 
 // access says which checks a route's requests pass before its handler.
-type access int
+type access struct {
+	need   scope // the credential's scope the route needs
+	drains bool  // the route answers 503 while draining
+}
 
-const (
+var (
 	// public routes need no token and are served while draining.
-	public access = iota
-	// protected routes need a token (when configured) and answer 503
-	// while draining.
-	protected
+	public = access{}
+	// nodesRead routes need a read or full token and are served while
+	// draining: /goim/nodes/instances.
+	nodesRead = access{need: scopeRead}
+	// onlineRead routes need a read or full token and answer 503 while
+	// draining: the online endpoints.
+	onlineRead = access{need: scopeRead, drains: true}
+	// pushFull routes need a full token and answer 503 while draining.
+	pushFull = access{need: scopeFull, drains: true}
 )
 
 // handler serves one request: it writes the whole response and returns
@@ -122,9 +139,12 @@ type handler func(c *gin.Context) int
 // (gin's default): a "release" or "test" mode is left as it is.
 var ginModeOnce sync.Once
 
-// New returns a server, not yet listening, serving svc. It validates cfg
-// and registers the metrics on deps.Registry; it fails when cfg is invalid,
-// svc is nil, or the metrics are already registered there.
+// New returns a server, not yet listening, serving svc. It validates cfg,
+// reads its credentials (Config.Credentials: the token files and
+// variables) and registers the metrics on deps.Registry; it fails when cfg
+// is invalid, no credential is configured and anonymous access is not
+// allowed (ErrNoCredential), a token source cannot be read, svc is nil, or
+// the metrics are already registered there.
 func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	var p conf.Problems
 	cfg.Validate(&p)
@@ -133,6 +153,10 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	}
 	if svc == nil {
 		return nil, errors.New("httpapi: nil Service")
+	}
+	creds, err := cfg.Credentials()
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
 	}
 	logger := deps.Logger
 	if logger == nil {
@@ -146,7 +170,7 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, svc: svc, log: logger, metrics: m, tokens: hashTokens(cfg.Tokens)}
+	s := &Server{cfg: cfg, svc: svc, log: logger, metrics: m, creds: newCredentials(creds), anonymous: creds.Anonymous()}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 
 	ginModeOnce.Do(func() {
@@ -171,16 +195,16 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	}
 	s.engine = e
 
-	s.route(http.MethodPost, "/goim/push/keys", protected, s.pushKeys)
-	s.route(http.MethodPost, "/goim/push/mids", protected, s.pushMids)
-	s.route(http.MethodPost, "/goim/push/room", protected, s.pushRoom)
-	s.route(http.MethodPost, "/goim/push/all", protected, s.pushAll)
-	s.route(http.MethodGet, "/goim/online/top", protected, s.onlineTop)
-	s.route(http.MethodGet, "/goim/online/room", protected, s.onlineRoom)
-	s.route(http.MethodGet, "/goim/online/total", protected, s.onlineTotal)
+	s.route(http.MethodPost, "/goim/push/keys", pushFull, s.pushKeys)
+	s.route(http.MethodPost, "/goim/push/mids", pushFull, s.pushMids)
+	s.route(http.MethodPost, "/goim/push/room", pushFull, s.pushRoom)
+	s.route(http.MethodPost, "/goim/push/all", pushFull, s.pushAll)
+	s.route(http.MethodGet, "/goim/online/top", onlineRead, s.onlineTop)
+	s.route(http.MethodGet, "/goim/online/room", onlineRead, s.onlineRoom)
+	s.route(http.MethodGet, "/goim/online/total", onlineRead, s.onlineTotal)
 	s.route(http.MethodGet, "/goim/nodes/weighted", public, s.nodesWeighted)
-	s.route(http.MethodGet, "/goim/nodes/instances", public, s.nodesInstances)
-	s.route(http.MethodGet, "/nodes/instances", public, s.nodesInstances)
+	s.route(http.MethodGet, "/goim/nodes/instances", nodesRead, s.nodesInstances)
+	s.route(http.MethodGet, "/nodes/instances", nodesRead, s.nodesInstances)
 	for path, h := range deps.Pages {
 		if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/goim/") || h == nil {
 			return nil, fmt.Errorf("httpapi: page %q: want a path outside /goim/ and a handler", path)
@@ -197,7 +221,7 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 		WriteTimeout:      cfg.WriteTimeout.D(),
 		IdleTimeout:       cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          log.New(&errorLog{s: s}, "", 0),
 		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
 		ConnState:         s.connState,
 	}
@@ -207,8 +231,11 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 // route registers h at method and path with its metrics.
 func (s *Server) route(method, path string, acc access, h handler) {
 	codes := []int{CodeOK, CodeBadRequest, CodeServerError}
-	if acc == protected {
+	if acc.need != scopeNone {
 		codes = append(codes, CodeUnauthorized)
+	}
+	if acc.need == scopeFull {
+		codes = append(codes, CodeForbidden)
 	}
 	s.engine.Handle(method, path, s.wrap(s.metrics.endpoint(path, codes...), acc, h))
 }
@@ -221,19 +248,42 @@ func (s *Server) wrap(m *endpointMetrics, acc access, h handler) gin.HandlerFunc
 		start := time.Now()
 		code := CodeServerError // what a panic leaves
 		defer s.finish(c, m, start, &code)
-		if acc == protected {
-			if s.draining.Load() {
-				closeAfter(c.Writer)
-				code = s.fail(c, http.StatusServiceUnavailable, CodeServerError, "logic is shutting down")
-				return
-			}
-			if !s.authorized(c.Request) {
-				c.Writer.Header().Set("WWW-Authenticate", `Bearer realm="goim"`)
-				code = s.fail(c, http.StatusUnauthorized, CodeUnauthorized, "missing or invalid bearer token")
+		if acc.drains && s.draining.Load() {
+			closeAfter(c.Writer)
+			code = s.fail(c, http.StatusServiceUnavailable, CodeServerError, "logic is shutting down")
+			return
+		}
+		if acc.need != scopeNone && !s.anonymous {
+			if code = s.authorize(c, acc.need); code != CodeOK {
 				return
 			}
 		}
 		code = h(c)
+	}
+}
+
+// authorize checks the request's credential against need. It answers 401
+// (no valid token) or 403 (a read token where a full one is needed), with
+// a WWW-Authenticate challenge, counts the failure and returns its code;
+// it returns CodeOK, having written nothing, when the credential will do.
+func (s *Server) authorize(c *gin.Context, need scope) int {
+	got, reason := s.authenticate(c.Request)
+	h := c.Writer.Header()
+	switch {
+	case got >= need:
+		return CodeOK
+	case got == scopeNone && reason == reasonMissing:
+		s.metrics.authMissing.Inc()
+		h.Set("WWW-Authenticate", challengeMissing)
+		return s.fail(c, http.StatusUnauthorized, CodeUnauthorized, "missing bearer token: send \"Authorization: Bearer <token>\"")
+	case got == scopeNone:
+		s.metrics.authInvalid.Inc()
+		h.Set("WWW-Authenticate", challengeInvalid)
+		return s.fail(c, http.StatusUnauthorized, CodeUnauthorized, "invalid bearer token")
+	default:
+		s.metrics.authForbidden.Inc()
+		h.Set("WWW-Authenticate", challengeForbidden)
+		return s.fail(c, http.StatusForbidden, CodeForbidden, "the bearer token has read scope only; pushes need a full-scope token")
 	}
 }
 
@@ -313,6 +363,37 @@ func (s *Server) methodNotAllowed(c *gin.Context) int {
 		"method "+c.Request.Method+" not allowed on "+c.Request.URL.Path+"; use "+strings.ReplaceAll(allow, ", ", " or "))
 }
 
+// scopes counts the configured tokens of each scope.
+func (s *Server) scopes() (full, read int) {
+	for _, c := range s.creds {
+		if c.scope == scopeFull {
+			full++
+		} else {
+			read++
+		}
+	}
+	return full, read
+}
+
+// errorLog receives net/http's own error lines (a connection it failed
+// to serve, a response written twice). Such lines can come once per
+// request or connection, and so at a client's pace; they are logged at
+// Warn at most once a second, with the count of lines held back since the
+// last one.
+type errorLog struct{ s *Server }
+
+func (w *errorLog) Write(p []byte) (int, error) {
+	if ok, suppressed := w.s.srvWarns.allow(time.Now()); ok {
+		w.s.log.LogAttrs(context.Background(), slog.LevelWarn, "httpapi: net/http error",
+			slog.String("line", string(bytes.TrimRight(p, "\n"))), slog.Int64("suppressed", suppressed))
+	}
+	return len(p), nil
+}
+
+// Anonymous reports whether no credential is configured, so that every
+// endpoint is open (Config.AllowAnonymous).
+func (s *Server) Anonymous() bool { return s.anonymous }
+
 // Handler returns the API's handler, for tests and benchmarks that skip
 // the listener. Its requests still pass every check, metric and log.
 func (s *Server) Handler() http.Handler { return s.engine }
@@ -334,7 +415,14 @@ func (s *Server) Start() error {
 		return fmt.Errorf("httpapi: %w", err)
 	}
 	s.started, s.ln, s.done = true, ln, make(chan struct{})
-	s.log.Info("httpapi listening", "addr", ln.Addr().String(), "auth", len(s.tokens) > 0)
+	full, read := s.scopes()
+	s.log.Info("httpapi listening", "addr", ln.Addr().String(), "anonymous", s.anonymous,
+		"full_tokens", full, "read_tokens", read)
+	if s.anonymous {
+		s.log.Warn("!!! httpapi: NO CREDENTIAL CONFIGURED (http.allow_anonymous = true): anyone who reaches " +
+			ln.Addr().String() + " may push to every user and room, broadcast, and read the online counts and comet addresses." +
+			" For development only: set http.tokens_file or " + EnvTokens + " in production.")
+	}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

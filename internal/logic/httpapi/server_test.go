@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -32,6 +33,9 @@ func TestConfigValidate(t *testing.T) {
 		MaxBody:        MaxBodyLimit + 1,
 		MaxHeaderBytes: 10,
 		Tokens:         []string{testToken, "", "short", "with space 0123456789"},
+		ReadTokens:     []string{"read\x00token-0123456789"},
+		MaxKeys:        0,
+		MaxMids:        MaxListLimit + 1,
 		TrustedProxies: []string{"10.0.0.1", "fd00::/8", "nope", "10.0.0.0/33"},
 	}
 	var q conf.Problems
@@ -48,9 +52,12 @@ func TestConfigValidate(t *testing.T) {
 		"http.write_timeout: must be > 0, got 0s",
 		"http.idle_timeout: must be > 0, got 0s",
 		"http.max_header_bytes: must be 1024..16777216 bytes, got 10",
+		"http.max_keys: must be 1..100000, got 0",
+		"http.max_mids: must be 1..100000, got 100001",
 		"http.tokens[1]: must not be empty",
 		"http.tokens[2]: must be at least 16 bytes, got 5",
 		"http.tokens[3]: must be visible ASCII without spaces",
+		"http.read_tokens[0]: must be visible ASCII without spaces",
 		"http.trusted_proxies[2]: invalid IP address: nope",
 		"http.trusted_proxies[3]: invalid CIDR address: 10.0.0.0/33",
 	}
@@ -60,7 +67,7 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := New(cfg, &fakeService{}, Deps{}); !errors.Is(err, conf.ErrInvalid) {
 		t.Errorf("New with invalid config: %v", err)
 	}
-	if _, err := New(DefaultConfig(), nil, Deps{}); err == nil {
+	if _, err := New(testConfig(), nil, Deps{}); err == nil {
 		t.Errorf("New with nil Service succeeded")
 	}
 }
@@ -106,12 +113,20 @@ func TestNotFoundAndMethodNotAllowed(t *testing.T) {
 }
 
 func TestAuth(t *testing.T) {
-	const unauthorized = `{"code":-401,"message":"missing or invalid bearer token"}`
-	const other = "another-token-0123456789"
+	const (
+		other     = "another-token-0123456789"
+		readToken = "read-only-token-0123456789"
+		missing   = `{"code":-401,"message":"missing bearer token: send \"Authorization: Bearer \u003ctoken\u003e\""}`
+		invalid   = `{"code":-401,"message":"invalid bearer token"}`
+		forbidden = `{"code":-403,"message":"the bearer token has read scope only; pushes need a full-scope token"}`
+		empty     = `{"code":0,"message":"","data":[]}`
+		total     = `{"code":0,"message":"","data":{"conn_count":0,"ip_count":0}}`
+	)
 	cfg := testConfig()
 	cfg.Tokens = []string{testToken, other}
+	cfg.ReadTokens = []string{readToken}
 	svc := &fakeService{}
-	s, _ := newTestServer(t, cfg, svc)
+	s, reg := newTestServer(t, cfg, svc)
 	tests := []struct {
 		name       string
 		method     string
@@ -119,54 +134,126 @@ func TestAuth(t *testing.T) {
 		auth       string // Authorization header; "" for none
 		wantStatus int
 		wantBody   string
+		challenge  string // WWW-Authenticate; "" for none
 	}{
-		{name: "push without token", method: http.MethodPost, target: "/goim/push/keys?operation=1&keys=a", wantStatus: 401, wantBody: unauthorized},
-		{name: "auth before params", method: http.MethodPost, target: "/goim/push/keys", wantStatus: 401, wantBody: unauthorized},
+		{name: "push without token", method: http.MethodPost, target: "/goim/push/keys?operation=1&keys=a",
+			wantStatus: 401, wantBody: missing, challenge: `Bearer realm="goim"`},
+		{name: "auth before params", method: http.MethodPost, target: "/goim/push/keys",
+			wantStatus: 401, wantBody: missing, challenge: `Bearer realm="goim"`},
 		{name: "push wrong token", method: http.MethodPost, target: "/goim/push/keys?operation=1&keys=a", auth: "Bearer " + testToken + "x",
-			wantStatus: 401, wantBody: unauthorized},
+			wantStatus: 401, wantBody: invalid, challenge: `Bearer realm="goim", error="invalid_token"`},
 		{name: "token prefix", method: http.MethodPost, target: "/goim/push/keys?operation=1&keys=a", auth: "Bearer " + testToken[:16],
-			wantStatus: 401, wantBody: unauthorized},
+			wantStatus: 401, wantBody: invalid, challenge: `Bearer realm="goim", error="invalid_token"`},
 		{name: "basic scheme", method: http.MethodPost, target: "/goim/push/keys?operation=1&keys=a", auth: "Basic " + testToken,
-			wantStatus: 401, wantBody: unauthorized},
+			wantStatus: 401, wantBody: invalid, challenge: `Bearer realm="goim", error="invalid_token"`},
 		{name: "bare token", method: http.MethodPost, target: "/goim/push/keys?operation=1&keys=a", auth: testToken,
-			wantStatus: 401, wantBody: unauthorized},
+			wantStatus: 401, wantBody: invalid, challenge: `Bearer realm="goim", error="invalid_token"`},
 		{name: "bearer without token", method: http.MethodPost, target: "/goim/push/keys?operation=1&keys=a", auth: "Bearer",
-			wantStatus: 401, wantBody: unauthorized},
-		{name: "online without token", method: http.MethodGet, target: "/goim/online/total", wantStatus: 401, wantBody: unauthorized},
+			wantStatus: 401, wantBody: invalid, challenge: `Bearer realm="goim", error="invalid_token"`},
+		{name: "online without token", method: http.MethodGet, target: "/goim/online/total",
+			wantStatus: 401, wantBody: missing, challenge: `Bearer realm="goim"`},
+		{name: "instances without token", method: http.MethodGet, target: "/goim/nodes/instances",
+			wantStatus: 401, wantBody: missing, challenge: `Bearer realm="goim"`},
+		{name: "instances alias without token", method: http.MethodGet, target: "/nodes/instances",
+			wantStatus: 401, wantBody: missing, challenge: `Bearer realm="goim"`},
+		{name: "instances wrong token", method: http.MethodGet, target: "/goim/nodes/instances", auth: "Bearer " + readToken + "x",
+			wantStatus: 401, wantBody: invalid, challenge: `Bearer realm="goim", error="invalid_token"`},
 		{name: "push with token", method: http.MethodPost, target: "/goim/push/keys?operation=1&keys=a", auth: "Bearer " + testToken,
 			wantStatus: 200, wantBody: okJSON},
 		{name: "second token, scheme case-insensitive", method: http.MethodPost, target: "/goim/push/all?operation=1", auth: "bearer " + other,
 			wantStatus: 200, wantBody: okJSON},
-		{name: "online with token", method: http.MethodGet, target: "/goim/online/total", auth: "Bearer " + other,
-			wantStatus: 200, wantBody: `{"code":0,"message":"","data":{"conn_count":0,"ip_count":0}}`},
+		{name: "online with full token", method: http.MethodGet, target: "/goim/online/total", auth: "Bearer " + other,
+			wantStatus: 200, wantBody: total},
+		{name: "online with read token", method: http.MethodGet, target: "/goim/online/total", auth: "Bearer " + readToken,
+			wantStatus: 200, wantBody: total},
+		{name: "instances with read token", method: http.MethodGet, target: "/goim/nodes/instances", auth: "Bearer " + readToken,
+			wantStatus: 200, wantBody: empty},
+		{name: "instances alias with full token", method: http.MethodGet, target: "/nodes/instances", auth: "Bearer " + testToken,
+			wantStatus: 200, wantBody: empty},
+		{name: "push with read token", method: http.MethodPost, target: "/goim/push/room?operation=1&type=live&room=1", auth: "Bearer " + readToken,
+			wantStatus: 403, wantBody: forbidden, challenge: `Bearer realm="goim", error="insufficient_scope"`},
+		{name: "scope before params", method: http.MethodPost, target: "/goim/push/mids", auth: "Bearer " + readToken,
+			wantStatus: 403, wantBody: forbidden, challenge: `Bearer realm="goim", error="insufficient_scope"`},
 		{name: "bad params with token", method: http.MethodPost, target: "/goim/push/keys", auth: "Bearer " + testToken,
 			wantStatus: 400, wantBody: badJSON("operation: required")},
-		{name: "nodes public", method: http.MethodGet, target: "/goim/nodes/instances", wantStatus: 200, wantBody: `{"code":0,"message":"","data":[]}`},
-		{name: "nodes alias public", method: http.MethodGet, target: "/nodes/instances", wantStatus: 200, wantBody: `{"code":0,"message":"","data":[]}`},
+		{name: "weighted public", method: http.MethodGet, target: "/goim/nodes/weighted", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":{"domain":"","tcp_port":0,"ws_port":0,"wss_port":0,"heartbeat":0,"heartbeat_max":0,` +
+				`"nodes":[],"backoff":{"max_delay":0,"base_delay":0,"factor":0,"jitter":0}}}`},
 		{name: "not found without token", method: http.MethodGet, target: "/x", wantStatus: 404,
 			wantBody: `{"code":-404,"message":"no such endpoint: GET /x"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var hdr []string
-			if tt.auth != "" {
-				hdr = []string{"Authorization", tt.auth}
-			}
-			got := serve(t, s.Handler(), tt.method, tt.target, []byte("m"), hdr...)
+			got := serve(t, s.Handler(), tt.method, tt.target, []byte("m"), "Authorization", tt.auth)
 			checkResponse(t, got, tt.wantStatus, tt.wantBody)
-			challenge := got.header.Get("WWW-Authenticate")
-			if tt.wantStatus == 401 && challenge != `Bearer realm="goim"` {
-				t.Errorf("WWW-Authenticate = %q", challenge)
-			}
-			if tt.wantStatus != 401 && challenge != "" {
-				t.Errorf("WWW-Authenticate = %q on a %d", challenge, tt.wantStatus)
+			if c := got.header.Get("WWW-Authenticate"); c != tt.challenge {
+				t.Errorf("WWW-Authenticate = %q, want %q", c, tt.challenge)
 			}
 		})
 	}
 	for _, c := range svc.Calls() {
-		if c.Method == "PushKeys" && !bytes.Equal(c.Msg, []byte("m")) {
-			t.Errorf("unexpected call %+v", c)
+		if c.Method == "PushRoom" || c.Method == "PushMids" {
+			t.Errorf("refused push reached the service: %+v", c)
 		}
+	}
+	// Two Authorization headers are refused, whatever they hold.
+	req := httptest.NewRequest(http.MethodGet, "/goim/online/total", nil)
+	req.Header.Add("Authorization", "Bearer "+testToken)
+	req.Header.Add("Authorization", "Bearer "+other)
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if rec.Code != 401 || rec.Body.String() != invalid {
+		t.Errorf("two Authorization headers: %d %s", rec.Code, rec.Body.String())
+	}
+	const want = `
+# HELP goim_logic_http_auth_failures_total Requests refused for their credential, by reason: missing (no Authorization header, 401), invalid (not a configured bearer token, 401), forbidden (a read-scope token on a push endpoint, 403).
+# TYPE goim_logic_http_auth_failures_total counter
+goim_logic_http_auth_failures_total{reason="forbidden"} 2
+goim_logic_http_auth_failures_total{reason="invalid"} 7
+goim_logic_http_auth_failures_total{reason="missing"} 5
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "goim_logic_http_auth_failures_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.ToFloat64(s.metrics.requests.WithLabelValues("/goim/push/room", "-403")); n != 1 {
+		t.Errorf("requests_total{/goim/push/room,-403} = %v, want 1", n)
+	}
+}
+
+// TestAnonymous: with allow_anonymous and no credential every endpoint is
+// open, and Start warns loudly; with a credential configured too, it is
+// still required.
+func TestAnonymous(t *testing.T) {
+	var logs syncBuffer
+	cfg := testConfig()
+	cfg.Tokens, cfg.AllowAnonymous = nil, true
+	s, err := New(cfg, &fakeService{}, Deps{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	for _, target := range []string{"/goim/online/total", "/goim/nodes/instances", "/goim/push/all?operation=1"} {
+		method := http.MethodGet
+		if strings.HasPrefix(target, "/goim/push/") {
+			method = http.MethodPost
+		}
+		if got := serve(t, s.Handler(), method, target, []byte("m"), "Authorization", ""); got.status != 200 {
+			t.Errorf("anonymous %s %s: %d %s", method, target, got.status, got.body)
+		}
+	}
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.String(); !strings.Contains(l, "level=WARN") || !strings.Contains(l, "NO CREDENTIAL CONFIGURED") ||
+		!strings.Contains(l, "anonymous=true") {
+		t.Errorf("no loud warning at start:\n%s", l)
+	}
+
+	cfg = testConfig()
+	cfg.AllowAnonymous = true // with testToken: the token is still required
+	s2, _ := newTestServer(t, cfg, &fakeService{})
+	if got := serve(t, s2.Handler(), http.MethodPost, "/goim/push/all?operation=1", []byte("m"), "Authorization", ""); got.status != 401 {
+		t.Errorf("allow_anonymous with a token, no credential sent: %d %s, want 401", got.status, got.body)
 	}
 }
 
@@ -259,7 +346,7 @@ func TestMetrics(t *testing.T) {
 	serve(t, h, http.MethodPost, "/goim/push/keys?operation=1&keys=a", []byte("12345"), auth...)
 	serve(t, h, http.MethodPost, "/goim/push/keys?operation=1&keys=a", []byte("1234567890"), auth...)
 	serve(t, h, http.MethodPost, "/goim/push/keys?operation=0&keys=a", []byte("m"), auth...)
-	serve(t, h, http.MethodPost, "/goim/push/keys?operation=1&keys=a", []byte("m"))
+	serve(t, h, http.MethodPost, "/goim/push/keys?operation=1&keys=a", []byte("m"), "Authorization", "")
 	serve(t, h, http.MethodGet, "/goim/push/keys", nil)
 	serve(t, h, http.MethodGet, "/nope", nil)
 	serve(t, h, http.MethodGet, "/nodes/instances", nil)
@@ -340,7 +427,7 @@ func TestStartShutdown(t *testing.T) {
 	}
 	results := make(chan result, 1)
 	go func() {
-		resp, err := client.Post("http://"+addr+"/goim/push/room?operation=1&type=live&room=1000", "application/octet-stream", strings.NewReader("hello"))
+		resp, err := client.Do(authed(t, http.MethodPost, "http://"+addr+"/goim/push/room?operation=1&type=live&room=1000", "hello"))
 		if err != nil {
 			results <- result{err: err}
 			return
@@ -403,7 +490,7 @@ func TestShutdownDeadline(t *testing.T) {
 	client := &http.Client{Transport: &http.Transport{}}
 	done := make(chan error, 1)
 	go func() {
-		resp, err := client.Post("http://"+s.Addr()+"/goim/push/all?operation=1", "", strings.NewReader("x"))
+		resp, err := client.Do(authed(t, http.MethodPost, "http://"+s.Addr()+"/goim/push/all?operation=1", "x"))
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			_ = resp.Body.Close()
@@ -449,6 +536,17 @@ func TestStartBindError(t *testing.T) {
 	}
 }
 
+// authed is a request carrying testToken.
+func authed(t testing.TB, method, url, body string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", bearer)
+	return req
+}
+
 func goroutines() string {
 	buf := make([]byte, 1<<16)
 	return string(buf[:runtime.Stack(buf, true)])
@@ -465,7 +563,7 @@ func TestShutdownSilentConn(t *testing.T) {
 	}
 	defer conn.Close()
 	// The server has seen it when a request on another connection is served.
-	resp, err := http.Get("http://" + s.Addr() + "/goim/nodes/instances")
+	resp, err := http.DefaultClient.Do(authed(t, http.MethodGet, "http://"+s.Addr()+"/goim/nodes/instances", ""))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,9 @@ import (
 
 // Service is what the HTTP API serves; logic's service implements it. The
 // API parses and validates every parameter before calling it, so a call
-// always has well-formed arguments (op > 0, at least one non-empty key or
-// mid > 0, room "type://id").
+// always has well-formed arguments (op > 0, 1..Config.MaxKeys distinct
+// non-empty keys, 1..Config.MaxMids distinct mids > 0, room "type://id"
+// passing protocol.CheckRoomID, speed 0..MaxSpeed).
 type Service interface {
 	// PushKeys publishes msg to the connections keys. Keys with no
 	// session are skipped. An error means nothing or only part was

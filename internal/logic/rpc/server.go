@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/encoding/gzip" // comets may compress RenewOnline, as goim v2's did
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+
+	"github.com/goim/goim/internal/rpcauth"
 )
 
 // Limits and keepalive. Comets ping every 30 s even without calls in
@@ -35,7 +37,11 @@ var _ = gzip.Name
 
 // NewServer returns a gRPC server with logic's options. Its metrics are
 // registered on reg; panics in handlers are logged and answered Internal.
-func NewServer(reg prometheus.Registerer, logger *slog.Logger) (*grpc.Server, error) {
+// Every call must carry one of keys' secrets (unless keys are insecure);
+// one without is answered Unauthenticated before its handler runs and
+// counted in goim_logic_rpc_unauthenticated_total (and, by its code, in
+// goim_logic_rpc_requests_total).
+func NewServer(reg prometheus.Registerer, logger *slog.Logger, keys *rpcauth.Keys) (*grpc.Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -53,6 +59,10 @@ func NewServer(reg prometheus.Registerer, logger *slog.Logger) (*grpc.Server, er
 			return nil, fmt.Errorf("logic: rpc: register metrics: %w", err)
 		}
 	}
+	unauth, err := rpcauth.NewCounter(reg, "logic")
+	if err != nil {
+		return nil, fmt.Errorf("logic: rpc: %w", err)
+	}
 	intercept := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		start := time.Now()
 		method := path.Base(info.FullMethod)
@@ -66,10 +76,11 @@ func NewServer(reg prometheus.Registerer, logger *slog.Logger) (*grpc.Server, er
 		}()
 		return handler(ctx, req)
 	}
-	return grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxRecvSize),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: MinPing, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: pingEvery, Timeout: pingTimeout}),
-		grpc.UnaryInterceptor(intercept),
-	), nil
+		grpc.UnaryInterceptor(intercept), // outermost: counts refused calls too
+	}
+	return grpc.NewServer(append(opts, keys.ServerOptions(unauth, logger)...)...), nil
 }

@@ -28,13 +28,23 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
+// APIToken is the push API's full-scope bearer token of every cluster's
+// logic: Push and WaitOnline send it, and tests calling API themselves
+// send "Authorization: Bearer " + APIToken.
+const APIToken = "cluster-test-push-api-token-0123456789"
+
 // Cluster is a whole goim on loopback but job: kfake, the real logic
-// (goim v2's insecure auth, the shared test Redis under a prefix of its
-// own) and real comets. Tests start jobs on it.
+// (goim v2's insecure auth, the push API token APIToken, the shared test
+// Redis under a prefix of its own) and real comets. Tests start jobs on
+// it.
 type Cluster struct {
-	t      testing.TB
-	Kafka  *kfake.Cluster
-	Topic  string
+	t     testing.TB
+	Kafka *kfake.Cluster
+	Topic string
+	// Secret is the internal gRPC secret of the cluster's logic and
+	// comets (random per cluster): a job on the cluster must send it
+	// (job.Config.RPC.Secrets).
+	Secret string
 	Logic  *logic.Server
 	API    string // logic's HTTP base URL
 	Comets map[string]*comet.Server
@@ -54,21 +64,27 @@ type Options struct {
 	// such as the browser demo at /demo.
 	Pages map[string]http.Handler
 	// Logic, when set, changes logic's config after the cluster's settings
-	// (listeners, insecure auth, Redis prefix, Kafka topic) are applied and
-	// before logic is built: the [node] answer clients discover comets by,
-	// say.
+	// (listeners, insecure auth, APIToken, Redis prefix, Kafka topic) are
+	// applied and before logic is built: the [node] answer clients
+	// discover comets by, say.
 	Logic func(*logic.Config)
+	// Kafka are more options of the kfake cluster (SASL, TLS); give
+	// logic's [kafka] the matching settings with Logic.
+	Kafka []kfake.Opt
 }
 
 // StartWith starts a cluster as Start does, with the options.
 func StartWith(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
 	_, prefix := testkit.Redis(t)
-	kc, topic := testkit.Kafka(t, 4)
+	kc, topic := testkit.Kafka(t, 4, opts.Kafka...)
 	lc := logic.Default()
 	lc.Host = "logic-job-test"
 	lc.HTTP.Bind, lc.RPC.Bind, lc.Admin.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	lc.Auth = logic.AuthConfig{Insecure: true}
+	lc.HTTP.Tokens = []string{APIToken}
+	secret := "cluster-rpc-secret-" + testkit.RandomHex(16)
+	lc.RPC.Secrets = []string{secret}
 	lc.Redis.Addr, lc.Redis.Prefix = testkit.RedisAddr(), prefix
 	lc.Kafka.Brokers, lc.Kafka.Topic = kc.ListenAddrs(), topic
 	lc.Online.Refresh = conf.Duration(100 * time.Millisecond)
@@ -83,7 +99,7 @@ func StartWith(t testing.TB, n int, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { Shutdown(t, ls.Shutdown) })
-	c := &Cluster{t: t, Kafka: kc, Topic: topic,
+	c := &Cluster{t: t, Kafka: kc, Topic: topic, Secret: secret,
 		Logic: ls, API: "http://" + ls.HTTPAddr(), Comets: map[string]*comet.Server{}}
 	for i := 1; i <= n; i++ {
 		c.StartComet(fmt.Sprintf("comet-%d", i))
@@ -117,9 +133,13 @@ func (c *Cluster) StartCometWith(host string, edit func(*comet.Config)) *comet.S
 	cfg.RPC.Bind = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Logic.Addrs = []string{c.Logic.RPCAddr()}
+	cfg.RPC.Secrets = []string{c.Secret}
 	cfg.Logic.ReportInterval = conf.Duration(200 * time.Millisecond)
 	cfg.Protocol.QueueFrames = 4096
 	cfg.Protocol.QueueBytes = 16 << 20
+	// Tests and benchmarks connect many clients from the loopback address
+	// at once: no per-IP or other [limits] unless edit sets them.
+	cfg.Limits = comet.LimitsConfig{}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -147,7 +167,13 @@ func (c *Cluster) CometAddrs() map[string]string {
 // Push POSTs a push to logic and checks it was accepted.
 func (c *Cluster) Push(path, body string) {
 	c.t.Helper()
-	resp, err := http.Post(c.API+path, "text/plain", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, c.API+path, strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	req.Header.Set("Authorization", "Bearer "+APIToken)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -301,7 +327,12 @@ func (c *Cluster) WaitOnline(n int) {
 	c.t.Helper()
 	want := fmt.Sprintf(`"conn_count":%d,`, n)
 	testkit.WaitFor(c.t, 10*time.Second, func() error {
-		resp, err := http.Get(c.API + "/goim/online/total")
+		req, err := http.NewRequest(http.MethodGet, c.API+"/goim/online/total", nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+APIToken)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return err
 		}
