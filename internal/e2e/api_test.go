@@ -10,7 +10,27 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/goim/goim/internal/testkit"
 )
+
+// The suite's push API credentials: logic's [http] tokens_file holds
+// apiToken (push and read scope) and read_tokens_file readToken
+// (read scope only). Every request of the suite's helpers carries
+// apiToken unless its header says otherwise (see do).
+var (
+	apiToken  = "e2e-push-" + testkit.RandomHex(16)
+	readToken = "e2e-read-" + testkit.RandomHex(16)
+)
+
+// bearer is a request header carrying token; token "" means a request
+// without any Authorization header.
+func bearer(token string) http.Header {
+	if token == "" {
+		return http.Header{"Authorization": nil}
+	}
+	return http.Header{"Authorization": {"Bearer " + token}}
+}
 
 // httpClient bounds every request: a push waits for Kafka's
 // acknowledgement, at most logic's kafka.timeout.
@@ -32,9 +52,9 @@ type envelope struct {
 }
 
 // do sends a request; a transport error is returned, not fatal, so that
-// tests of outages can tell "no answer" from "an error answer". It
-// carries apiToken unless header has an Authorization entry (an empty one
-// sends none).
+// tests of outages can tell "no answer" from "an error answer". The
+// request carries apiToken unless header has an Authorization entry (an
+// empty one, or bearer(""), sends none).
 func do(method, url string, body io.Reader, header http.Header) (response, error) {
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {

@@ -64,17 +64,27 @@ type client struct {
 // success the client heart-beats every heartbeat until closed; the test
 // closes it at cleanup. An error means no authenticated connection.
 func dial(t testing.TB, name, tr, addr, auth string, heartbeat time.Duration) (*client, error) {
+	return dialFrom(t, "", name, tr, addr, auth, heartbeat)
+}
+
+// dialFrom is dial from the local address src (an IP such as
+// "127.0.0.10"; "" lets the system choose, 127.0.0.1 on loopback). Comets
+// keep state per client IP (connection counts, handshake rate), so tests
+// that make many handshakes dial from addresses of their own: on Linux
+// every 127.0.0.0/8 address is local without any setup.
+func dialFrom(t testing.TB, src, name, tr, addr, auth string, heartbeat time.Duration) (*client, error) {
 	c := &client{name: name, tr: tr, addr: addr, auth: auth, done: make(chan struct{}), stop: make(chan struct{})}
+	d := localDialer(src)
 	var err error
 	switch tr {
 	case "tcp":
-		c.conn, err = net.DialTimeout("tcp", addr, 5*time.Second)
+		c.conn, err = d.Dial("tcp", addr)
 		if err == nil {
 			c.br = bufio.NewReader(c.conn)
 		}
 	case "ws":
 		var br *bufio.Reader
-		c.conn, br, _, err = ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+addr+"/sub")
+		c.conn, br, _, err = ws.Dialer{Timeout: 5 * time.Second, NetDial: d.DialContext}.Dial(context.Background(), "ws://"+addr+"/sub")
 		c.br = br // data the server sent right after its handshake answer, if any
 		if err == nil && c.br == nil {
 			c.br = bufio.NewReader(c.conn)
@@ -94,6 +104,15 @@ func dial(t testing.TB, name, tr, addr, auth string, heartbeat time.Duration) (*
 	go c.heartbeatLoop(heartbeat)
 	t.Cleanup(c.close)
 	return c, nil
+}
+
+// localDialer dials from src ("" = the system's choice) within 5 s.
+func localDialer(src string) *net.Dialer {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
+	}
+	return d
 }
 
 // mustDial is dial failing the test on error.
@@ -188,8 +207,23 @@ func (c *client) read() ([]frame, error) {
 	return out, nil
 }
 
-// errWSClosed is a close frame from the server.
+// errWSClosed is a close frame from the server; the error that wraps it
+// is a *wsCloseError.
 var errWSClosed = errors.New("websocket close frame")
+
+// wsCloseError is the close frame a server sent: its status code and
+// reason (RFC 6455 §5.5.1).
+type wsCloseError struct {
+	code    uint16 // 0: the frame had no status code
+	reason  string
+	payload []byte
+}
+
+func (e *wsCloseError) Error() string {
+	return fmt.Sprintf("%v: status %d, reason %q (payload %x)", errWSClosed, e.code, e.reason, e.payload)
+}
+
+func (e *wsCloseError) Unwrap() error { return errWSClosed }
 
 // readWSMessage reads one data message (fragments joined), answering
 // pings; the payload is the client's own.
@@ -219,7 +253,11 @@ func (c *client) readWSMessage() ([]byte, error) {
 		case ws.OpPong:
 			continue
 		case ws.OpClose:
-			return nil, fmt.Errorf("%w (payload %x)", errWSClosed, payload)
+			e := &wsCloseError{payload: payload}
+			if len(payload) >= 2 {
+				e.code, e.reason = uint16(payload[0])<<8|uint16(payload[1]), string(payload[2:])
+			}
+			return nil, e
 		}
 		msg = append(msg, payload...)
 		if h.Fin {

@@ -75,9 +75,11 @@ type cluster struct {
 	runs    map[string]int // processes started per service name
 	jobConf string
 
-	// rpcSecret is the internal gRPC secret every service reads from
-	// rpcSecretFile.
-	rpcSecret, rpcSecretFile string
+	// Secret files every generated config points to: the push API
+	// tokens (apiToken, readToken) and the internal gRPC secret
+	// (rpcSecret) that logic, job and the comets share.
+	tokensFile, readTokensFile string
+	rpcSecret, rpcSecretFile   string
 }
 
 // startCluster builds the binaries and starts discovery, Redis, Kafka,
@@ -87,7 +89,7 @@ func startCluster(t *testing.T) *cluster {
 	c := &cluster{top: t, env: "e2e-" + testkit.RandomHex(4), prefix: "e2e:" + testkit.RandomHex(6) + ":",
 		group: "e2e-job-" + testkit.RandomHex(4), comets: map[string]*comet{}, runs: map[string]int{}}
 	c.bin = buildBinaries(t)
-	c.rpcSecret, c.rpcSecretFile = testkit.RPCSecret(t)
+	c.writeSecrets(t)
 
 	addrs := freeAddrs(t, 6)
 	c.discovery = addrs[0]
@@ -128,6 +130,41 @@ fetch_interval = "500ms"
 `
 }
 
+// writeSecrets writes the suite's secret files, as an operator would:
+// one secret per line, mode 0600, comments allowed in token files.
+func (c *cluster) writeSecrets(t *testing.T) {
+	t.Helper()
+	c.rpcSecret, c.rpcSecretFile = testkit.RPCSecret(t)
+	c.tokensFile = c.writeSecret(t, "http-tokens", "# push API tokens (push and read scope)\n"+apiToken+"\n")
+	c.readTokensFile = c.writeSecret(t, "http-read-tokens", readToken+"\n")
+}
+
+// writeSecret writes text to a file of its own in the suite's temporary
+// directory and returns its path.
+func (c *cluster) writeSecret(t *testing.T, name, text string) string {
+	t.Helper()
+	path := filepath.Join(c.top.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// httpCredentials are the [http] keys of a logic serving the suite: its
+// token files.
+func (c *cluster) httpCredentials() string {
+	return `tokens_file = "` + c.tokensFile + `"
+read_tokens_file = "` + c.readTokensFile + `"
+`
+}
+
+// rpcSecretConf is the [rpc] key every service of the suite gets: the
+// shared internal gRPC secret's file.
+func (c *cluster) rpcSecretConf() string {
+	return `secret_file = "` + c.rpcSecretFile + `"
+`
+}
+
 // writeConf writes a config file into the suite's temporary directory.
 func (c *cluster) writeConf(t *testing.T, name, text string) string {
 	t.Helper()
@@ -138,33 +175,18 @@ func (c *cluster) writeConf(t *testing.T, name, text string) string {
 	return path
 }
 
-// The push API's bearer tokens of the suite's logic, read from its token
-// files: do sends apiToken unless told otherwise.
-const (
-	apiToken  = "e2e-push-api-token-0123456789abcdef"
-	readToken = "e2e-read-only-token-0123456789abcdef"
-)
-
 func (c *cluster) startLogic(t *testing.T, httpAddr, rpcAddr, adminAddr string) {
 	t.Helper()
 	c.api = "http://" + httpAddr
 	c.logicRPC, c.logicAdmin = rpcAddr, adminAddr
-	tokens := filepath.Join(c.top.TempDir(), "http-tokens")
-	readTokens := filepath.Join(c.top.TempDir(), "http-read-tokens")
-	for path, tok := range map[string]string{tokens: apiToken, readTokens: readToken} {
-		if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	path := c.writeConf(t, "logic", `host = "logic-e2e"
 shutdown_timeout = "5s"
 [http]
 bind = "`+httpAddr+`"
-tokens_file = "`+tokens+`"
-read_tokens_file = "`+readTokens+`"
-[rpc]
+`+c.httpCredentials()+`[rpc]
 bind = "`+c.logicRPC+`"
-secret_file = "`+c.rpcSecretFile+`"
+`+c.rpcSecretConf()+`# goim v2's plain JSON auth: the suite's clients choose their keys and
+# rooms (signedPair runs a logic in signed mode).
 [auth]
 insecure = true
 [node]
@@ -204,8 +226,7 @@ bind = [`+a(c.ports.tcp)+`]
 bind = [`+a(c.ports.ws)+`]
 [rpc]
 bind = `+a(c.ports.rpc)+`
-secret_file = "`+c.rpcSecretFile+`"
-[logic]
+`+c.rpcSecretConf()+`[logic]
 addrs = ["`+c.logicRPC+`"]
 report_interval = "1s"
 [node]
@@ -215,6 +236,12 @@ window = "1s"
 grace = "5s"
 [admin]
 addr = `+a(c.ports.admin)+`
+# [limits] keeps the production defaults (per IP: 1000 connections, 20
+# handshakes a second, 16 waiting for logic; 50 frames a second per
+# connection): the suite's long-lived clients make a few handshakes from
+# 127.0.0.1 over the whole run, and the security tests dial from source
+# addresses of their own (127.0.0.x), so that the per-IP state one test
+# builds never limits another.
 `+c.discoveryConf())
 		c.comets[host] = cm
 	}
@@ -240,8 +267,7 @@ group = "`+c.group+`"
 # kfake's minimum: a killed job's partitions move after this.
 session_timeout = "6s"
 [rpc]
-secret_file = "`+c.rpcSecretFile+`"
-[admin]
+`+c.rpcSecretConf()+`[admin]
 addr = "`+c.jobAdmin+`"
 `+c.discoveryConf())
 	}
@@ -301,6 +327,68 @@ func metric(admin, name string) (float64, error) {
 		return 0, fmt.Errorf("no series %s at %s", name, admin)
 	}
 	return sum, nil
+}
+
+// series returns every series of the Prometheus metric name that admin
+// serves on /metrics, by label set as exposed (`reason="drain"`; "" for a
+// series without labels).
+func series(admin, name string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		labels := ""
+		if rest[0] == '{' {
+			end := strings.LastIndexByte(rest, '}')
+			if end < 0 {
+				return nil, fmt.Errorf("%s: %q: no closing brace", name, line)
+			}
+			labels = rest[1:end]
+		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %q: %w", name, line, err)
+		}
+		out[labels] = v
+	}
+	return out, sc.Err()
+}
+
+// metricWith is the value of the series of name with exactly the label
+// set labels (`reason="room_denied"`) at admin; 0 when there is no such
+// series (a counter not yet counted).
+func metricWith(admin, name, labels string) (float64, error) {
+	all, err := series(admin, name)
+	if err != nil {
+		return 0, err
+	}
+	return all[labels], nil
+}
+
+// waitMetric waits until the series of name with labels at admin reaches
+// at least want.
+func waitMetric(t *testing.T, timeout time.Duration, admin, name, labels string, want float64) {
+	t.Helper()
+	testkit.WaitFor(t, timeout, func() error {
+		v, err := metricWith(admin, name, labels)
+		if err != nil {
+			return err
+		}
+		if v < want {
+			return fmt.Errorf("%s{%s} at %s is %v, want >= %v", name, labels, admin, v, want)
+		}
+		return nil
+	})
 }
 
 // freeAddrs returns n distinct 127.0.0.1 addresses whose ports were free

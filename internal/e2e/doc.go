@@ -5,7 +5,12 @@
 // clients over TCP and WebSocket, and checks what docs/push-api.md,
 // docs/protocol.md and docs/operations.md promise: response shapes,
 // delivery, room order, online counts, the nodes list, comet drain, and
-// recovery from a killed job, a Redis restart and a Kafka outage.
+// recovery from a killed job, a Redis restart and a Kafka outage; and what
+// docs/security.md promises, one test per finding of the security review
+// (security_test.go lists them), with a signed-mode logic and comet of
+// their own beside the cluster. Every service runs with credentials: the
+// push API's bearer tokens and the internal gRPC secret, from files and
+// the environment.
 //
 // The package has tests only; run it with
 //

@@ -73,6 +73,7 @@ func TestEndToEnd(t *testing.T) {
 		{"rpc-auth", func(t *testing.T) { testRPCAuth(t, c, cs) }},
 		{"delivery", func(t *testing.T) { testDelivery(t, c, cs) }},
 		{"online", func(t *testing.T) { testOnline(t, c, cs) }},
+		{"security", func(t *testing.T) { testSecurity(t, c, cs) }},
 		{"drain", func(t *testing.T) { testDrain(t, c, cs) }},
 		{"rejoin", func(t *testing.T) { testRejoin(t, c, cs) }},
 		{"fault-job", func(t *testing.T) { testJobKill(t, c, cs) }},

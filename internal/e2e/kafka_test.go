@@ -46,11 +46,9 @@ func testKafkaOutage(t *testing.T, c *cluster) {
 shutdown_timeout = "5s"
 [http]
 bind = "`+httpAddr+`"
-tokens = ["`+apiToken+`"]
-[rpc]
+`+c.httpCredentials()+`[rpc]
 bind = "`+rpcAddr+`"
-secret_file = "`+c.rpcSecretFile+`"
-[auth]
+`+c.rpcSecretConf()+`[auth]
 insecure = true
 [redis]
 addr = "`+c.redis.Addr()+`"

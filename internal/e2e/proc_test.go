@@ -62,12 +62,20 @@ type process struct {
 // and when owner failed the tail of its log is printed.
 func startProcess(t, owner *testing.T, name, bin string, args ...string) *process {
 	t.Helper()
+	return startProcessEnv(t, owner, name, nil, bin, args...)
+}
+
+// startProcessEnv is startProcess with env ("NAME=value") added to the
+// process's environment (see childEnv).
+func startProcessEnv(t, owner *testing.T, name string, env []string, bin string, args ...string) *process {
+	t.Helper()
 	logPath := filepath.Join(owner.TempDir(), name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &process{name: name, cmd: exec.Command(bin, args...), logPath: logPath, exited: make(chan struct{})}
+	p.cmd.Env = childEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = f, f
 	if err := p.cmd.Start(); err != nil {
 		f.Close()
@@ -90,6 +98,20 @@ func startProcess(t, owner *testing.T, name, bin string, args ...string) *proces
 		}
 	})
 	return p
+}
+
+// childEnv is the test's environment without any GOIM_ variable, plus
+// env: the services read secrets from GOIM_ variables (GOIM_RPC_SECRET,
+// GOIM_HTTP_TOKENS, ...), which win over their config files, so one set
+// in the developer's shell must not reach the suite's processes.
+func childEnv(env ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOIM_") {
+			out = append(out, kv)
+		}
+	}
+	return append(out, env...)
 }
 
 // running reports whether the process has not exited.
