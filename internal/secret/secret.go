@@ -133,14 +133,19 @@ func ResolveList(env, file string, inline []string) ([]string, error) {
 		}
 		all = append(all, l...)
 	}
-	all = append(all, inline...)
-	seen := make(map[string]bool, len(all))
-	out := all[:0]
-	for _, t := range all {
+	return Unique(append(all, inline...)), nil
+}
+
+// Unique drops the repeats of list in place, keeping the first of each in
+// order, and returns the shortened list.
+func Unique(list []string) []string {
+	seen := make(map[string]bool, len(list))
+	out := list[:0]
+	for _, t := range list {
 		if !seen[t] {
 			seen[t] = true
 			out = append(out, t)
 		}
 	}
-	return out, nil
+	return out
 }

@@ -257,15 +257,7 @@ func resolveTokens(env, envValue, fileKey, path, inlineKey string, inline []stri
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	seen := make(map[string]bool, len(all))
-	out := all[:0]
-	for _, t := range all {
-		if !seen[t] {
-			seen[t] = true
-			out = append(out, t)
-		}
-	}
-	return out, nil
+	return secret.Unique(all), nil
 }
 
 // checkProxy accepts what gin's Engine.SetTrustedProxies accepts: an IP, or
