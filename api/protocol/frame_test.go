@@ -20,10 +20,10 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// authBody83 is an 83-byte auth body, the size of goim-v2.md §2.1's example.
+// authBody83 is an 83-byte auth body, the size of goim v2's documented example.
 const authBody83 = `{"mid":1234, "room_id":"live://1000", "platform":"web", "accepts":[1000,1001,1002]}`
 
-// goldenFrames are the worked examples of goim-v2.md §2.1 (and docs/protocol.md).
+// goldenFrames are the worked examples of goim v2's protocol (also in docs/protocol.md).
 var goldenFrames = []struct {
 	name  string
 	proto *Proto
@@ -100,7 +100,7 @@ func TestGoldenFrames(t *testing.T) {
 	}
 }
 
-// TestGoldenRawBatch is goim-v2.md §2.9's example: two room messages as one
+// TestGoldenRawBatch is goim v2's documented example: two room messages as one
 // op-9 carrier, 62 bytes on WebSocket, the two bare frames on TCP.
 func TestGoldenRawBatch(t *testing.T) {
 	push1 := unhex(t, "00 00 00 17 00 10 00 01 00 00 03 e8 00 00 00 00 7b 22 61 22 3a 31 7d")

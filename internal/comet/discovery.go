@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/resolver"
 )
 
-// Discovery app ids (DESIGN.md §3).
+// Discovery app ids, goim v2's.
 const (
 	AppComet = "goim.comet"
 	AppLogic = "goim.logic"

@@ -19,7 +19,7 @@ import (
 
 // gRPC settings shared by the comet's server and its logic client. Clients
 // ping every clientPing; the server allows pings that often (goim v2's
-// servers refused their own clients' pings: goim-v2.md §9 R16).
+// servers refused their own clients' pings).
 const (
 	clientPing        = 30 * time.Second
 	clientPingTimeout = 10 * time.Second

@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Discovery app ids (DESIGN.md §3).
+// Discovery app ids, goim v2's.
 const (
 	AppComet = "goim.comet"
 	AppJob   = "goim.job"

@@ -24,7 +24,7 @@ import (
 
 // Limits and keepalive. Comets ping every 30 s even without calls in
 // flight; the server allows pings down to MinPing (goim v2's servers
-// refused their own clients' pings and sent GOAWAY: goim-v2.md §9 R16).
+// refused their own clients' pings and sent GOAWAY).
 const (
 	MinPing     = 10 * time.Second
 	MaxRecvSize = 16 << 20 // a RenewOnline of a comet with many rooms
