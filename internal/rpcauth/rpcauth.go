@@ -125,7 +125,7 @@ func (c Config) Load() (*Keys, error) {
 	src := secret.SourceNone
 	switch env := os.Getenv(EnvSecret); {
 	case len(c.Secrets) > 0:
-		list, src = c.Secrets, secret.SourceInline
+		list, src = c.Secrets, secret.SourceCode
 	case strings.TrimSpace(env) != "":
 		list, src = secret.List(env), secret.SourceEnv
 	case c.SecretFile != "":
@@ -136,9 +136,9 @@ func (c Config) Load() (*Keys, error) {
 		list, src = l, secret.SourceFile
 	}
 	where := map[secret.Source]string{
-		secret.SourceInline: "rpc secret",
-		secret.SourceEnv:    EnvSecret,
-		secret.SourceFile:   "rpc.secret_file " + c.SecretFile,
+		secret.SourceCode: "rpc secret",
+		secret.SourceEnv:  EnvSecret,
+		secret.SourceFile: "rpc.secret_file " + c.SecretFile,
 	}[src]
 	k := &Keys{insecure: c.Insecure, source: src}
 	seen := make(map[string]bool, len(list))

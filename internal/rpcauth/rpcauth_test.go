@@ -61,7 +61,7 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("env: %v, %+v", err, k)
 	}
 	if k, err = (Config{SecretFile: file, Secrets: []string{secretA}}).Load(); err != nil || k.send != secretA || k.Accepted() != 1 ||
-		k.Source() != secret.SourceInline {
+		k.Source() != secret.SourceCode {
 		t.Fatalf("code: %v, %+v", err, k)
 	}
 	t.Setenv(EnvSecret, " \n")

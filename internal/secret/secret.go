@@ -91,6 +91,9 @@ const (
 	SourceEnv    Source = "environment"
 	SourceFile   Source = "file"
 	SourceInline Source = "config"
+	// SourceCode: set by the program itself, such as the secret the
+	// all-in-one generates for its own services.
+	SourceCode Source = "code"
 )
 
 // Resolve returns one secret by the package's precedence: the variable env
