@@ -295,7 +295,7 @@ func TestAllInOne(t *testing.T) {
 	p := freePorts(t)
 	pr := start(t, bin, p, "-conf", config(t, "a", p, ""))
 	for _, want := range []string{
-		"Kafka (embedded kfake)", "Redis (embedded miniredis)", "discovery (embedded)",
+		"Kafka (embedded kfake)", "Redis (embedded miniredis)", "discovery (embedded)", "env dev",
 		"WARNING: [logic.auth] insecure = true", "curl -d",
 		"WARNING: [logic.http] allow_anonymous = true and no token: the push API is OPEN",
 		fmt.Sprintf("127.0.0.1:%d", p.tcp), fmt.Sprintf("ws://127.0.0.1:%d/sub", p.ws),
@@ -305,6 +305,31 @@ func TestAllInOne(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, pr.stdout)
 		}
 	}
+
+	// The embedded discovery server registered itself in [discovery] env
+	// (default dev) and zone sh001, where goim v2's naming client looks
+	// for discovery nodes.
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/discovery/fetch?appid=infra.discovery&env=dev&status=1", p.discovery))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var r struct {
+			Data struct {
+				Instances map[string][]struct {
+					Addrs []string `json:"addrs"`
+				} `json:"instances"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			return err
+		}
+		if is := r.Data.Instances["sh001"]; len(is) != 1 || !slices.Equal(is[0].Addrs, []string{fmt.Sprintf("http://127.0.0.1:%d", p.discovery)}) {
+			return fmt.Errorf("infra.discovery in env dev: %+v, want the embedded server in zone sh001", r.Data.Instances)
+		}
+		return nil
+	})
 
 	var nodes struct {
 		TCPPort int      `json:"tcp_port"`

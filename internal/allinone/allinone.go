@@ -115,7 +115,8 @@ func (c *Cluster) start(deps Deps) error {
 		go c.redisClock()
 	}
 	if len(cfg.Discovery.Nodes) == 0 {
-		if err := embedded.StartServer(cfg.Discovery.Listen, c.log.With("service", "discovery")); err != nil {
+		if _, err := embedded.Start(embedded.Config{Addr: cfg.Discovery.Listen, Env: cfg.Discovery.Env},
+			c.log.With("service", "discovery")); err != nil {
 			return err
 		}
 		c.discovery = true
@@ -256,9 +257,9 @@ func (c *Cluster) Summary() string {
 		line("Redis", cfg.Redis.Addr)
 	}
 	if c.discovery {
-		line("discovery (embedded)", "http://"+cfg.Discovery.Listen)
+		line("discovery (embedded)", "http://"+cfg.Discovery.Listen+"  env "+cfg.Discovery.Env)
 	} else {
-		line("discovery", strings.Join(cfg.Discovery.Nodes, ","))
+		line("discovery", strings.Join(cfg.Discovery.Nodes, ",")+"  env "+cfg.Discovery.Env)
 	}
 	if c.infraOnly {
 		b.WriteString("\nOnly the embedded parts run (-infra-only): start logic, job and comets against them.\n")

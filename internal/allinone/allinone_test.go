@@ -34,7 +34,7 @@ func TestStart(t *testing.T) {
 	port := func() string { return testkit.FreeAddr(t) }
 	cfg.Kafka.Port = testkit.FreePort(t)
 	cfg.Redis.Listen = port()
-	cfg.Discovery.Nodes = d.Nodes
+	cfg.Discovery.Nodes, cfg.Discovery.Env = d.Nodes, d.Env
 	cfg.Logic.Discovery, cfg.Job.Discovery, cfg.Comet.Discovery = d, d, d
 	cfg.Logic.Auth.Insecure = true
 	const apiToken = "allinone-test-push-api-token-0123"

@@ -22,7 +22,7 @@ import (
 //
 // The all-in-one wires the services together and overwrites what the
 // sections say about it (see Wire): the Kafka brokers, the Redis address
-// and the discovery nodes of every service, job's topic (logic's),
+// and the discovery nodes and env of every service, job's topic (logic's),
 // comet's logic address (logic's rpc bind) and the comet ports logic
 // hands to clients (comet's first TCP and WebSocket binds). When no
 // internal gRPC secret is configured, it gives the three services one it
@@ -82,6 +82,12 @@ type DiscoveryConfig struct {
 	// Listen is the embedded server's address, with a fixed port (the
 	// server registers its own address). Default "127.0.0.1:7171".
 	Listen string `toml:"listen"`
+	// Env is the discovery env of the whole cluster: the embedded server
+	// registers itself there (where goim v2's naming client looks for
+	// discovery nodes, so v2 processes of the same env can share it), and
+	// logic, job and comet register and look there (Wire overwrites their
+	// [discovery] env). Default "dev".
+	Env string `toml:"env"`
 }
 
 // Default returns the built-in configuration: every service's defaults
@@ -97,7 +103,7 @@ func Default() Config {
 	return Config{
 		Kafka:           KafkaConfig{Port: 9092, Partitions: 4},
 		Redis:           RedisConfig{Listen: "127.0.0.1:6380"},
-		Discovery:       DiscoveryConfig{Listen: "127.0.0.1:7171"},
+		Discovery:       DiscoveryConfig{Listen: "127.0.0.1:7171", Env: "dev"},
 		Logic:           lc,
 		Job:             job.Default(),
 		Comet:           cc,
@@ -165,6 +171,9 @@ func (c *Config) Wire() {
 	c.Logic.Discovery.Nodes = nodes
 	c.Job.Discovery.Nodes = nodes
 	c.Comet.Discovery.Nodes = nodes
+	c.Logic.Discovery.Env = c.Discovery.Env
+	c.Job.Discovery.Env = c.Discovery.Env
+	c.Comet.Discovery.Env = c.Discovery.Env
 	c.Job.Comets = nil // comets come from discovery
 
 	c.Comet.Logic.Addrs = []string{dialable(c.Logic.RPC.Bind)}
@@ -196,6 +205,7 @@ func (c Config) Validate() error {
 	if c.Redis.Addr == "" {
 		p.Sub("redis").Check(hasPort(c.Redis.Listen), "listen", "must be host:port for the embedded Redis, got %q", c.Redis.Listen)
 	}
+	p.Sub("discovery").Check(strings.TrimSpace(c.Discovery.Env) != "", "env", "must not be empty")
 	if len(c.Discovery.Nodes) == 0 {
 		p.Sub("discovery").Check(hasPort(c.Discovery.Listen), "listen",
 			"must be host:port with a fixed port for the embedded discovery, got %q", c.Discovery.Listen)

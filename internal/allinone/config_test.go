@@ -40,6 +40,11 @@ func TestWire(t *testing.T) {
 			t.Errorf("%s discovery nodes %v, want the embedded server", name, nodes)
 		}
 	}
+	for name, env := range map[string]string{"logic": c.Logic.Discovery.Env, "job": c.Job.Discovery.Env, "comet": c.Comet.Discovery.Env} {
+		if env != "dev" {
+			t.Errorf("%s discovery env %q, want [discovery] env's default dev", name, env)
+		}
+	}
 	if c.Job.Comets != nil {
 		t.Errorf("job comets %v, want none (discovery)", c.Job.Comets)
 	}
@@ -59,9 +64,10 @@ func TestWire(t *testing.T) {
 	c.Kafka.Brokers = []string{"k1:9092", "k2:9092"}
 	c.Redis.Addr = "r:6379"
 	c.Discovery.Nodes = []string{"d:7171"}
+	c.Discovery.Env = "v2-prod"
 	c.Wire()
 	if !slices.Equal(c.Job.Kafka.Brokers, c.Kafka.Brokers) || c.Logic.Redis.Addr != "r:6379" ||
-		!slices.Equal(c.Comet.Discovery.Nodes, []string{"d:7171"}) {
+		!slices.Equal(c.Comet.Discovery.Nodes, []string{"d:7171"}) || c.Job.Discovery.Env != "v2-prod" {
 		t.Errorf("real parts not wired: %v %q %v", c.Job.Kafka.Brokers, c.Logic.Redis.Addr, c.Comet.Discovery.Nodes)
 	}
 	if !slices.Equal(c.Logic.RPC.Secrets, secret) || !slices.Equal(c.Job.RPC.Secrets, secret) {
@@ -111,7 +117,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{"embedded ports", func(c *Config) {
 			c.Kafka.Port, c.Kafka.Partitions, c.Redis.Listen, c.Discovery.Listen = 0, 0, "nowhere", "127.0.0.1:0"
-		}, []string{"kafka.port", "kafka.partitions", "redis.listen", "discovery.listen"}},
+			c.Discovery.Env = " "
+		}, []string{"kafka.port", "kafka.partitions", "redis.listen", "discovery.env", "discovery.listen"}},
 		{"real parts skip the embedded checks", func(c *Config) {
 			c.Kafka.Port, c.Redis.Listen, c.Discovery.Listen = 0, "", ""
 			c.Kafka.Brokers, c.Redis.Addr, c.Discovery.Nodes = []string{"bad"}, "r:6379", []string{"d:7171"}

@@ -17,6 +17,8 @@ func TestConfigFile(t *testing.T) {
 	}
 	want := Default()
 	want.RPC.SecretFile = "/etc/goim/rpc.secret"
+	want.Discovery.Nodes = []string{"127.0.0.1:7171"}
+	want.Logic.Addrs = nil
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 

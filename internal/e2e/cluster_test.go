@@ -48,7 +48,7 @@ type cluster struct {
 	bin binaries
 
 	env       string // discovery env of this run
-	discovery string // discoveryd's host:port
+	discovery string // the discovery server's host:port
 
 	// A redis-server of the suite's own on its own port, not the shared
 	// test Redis on 127.0.0.1:6379: the suite stops and restarts Redis,
@@ -93,7 +93,7 @@ func startCluster(t *testing.T) *cluster {
 
 	addrs := freeAddrs(t, 6)
 	c.discovery = addrs[0]
-	disc := startProcess(t, t, "discoveryd", c.bin.discoveryd, "-addr", c.discovery)
+	disc := startProcess(t, t, "discovery", c.bin.discovery, "-listen", c.discovery)
 	testkit.WaitFor(t, 20*time.Second, func() error {
 		disc.failIfExited(t)
 		// Any JSON answer means it serves (an unknown app is code -404).

@@ -1,5 +1,5 @@
 // Package e2e is goim's end-to-end suite: it builds the logic, job and
-// comet binaries and bilibili/discovery's server (internal/testkit/discoveryd),
+// comet binaries and bilibili/discovery's server (cmd/discovery),
 // runs them as separate processes on loopback against a redis-server of its
 // own and an in-process Kafka-protocol broker (kfake), connects goim v2
 // clients over TCP and WebSocket, and checks what docs/push-api.md,

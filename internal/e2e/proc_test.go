@@ -15,7 +15,7 @@ import (
 
 // binaries are the commands the suite runs, built once per test binary.
 type binaries struct {
-	logic, job, comet, discoveryd string
+	logic, job, comet, discovery string
 }
 
 // buildBinaries compiles the four commands in one go build (which builds
@@ -32,16 +32,16 @@ func buildBinaries(t *testing.T) binaries {
 		args = append(args, "-race")
 	}
 	args = append(args, "github.com/goim/goim/cmd/logic", "github.com/goim/goim/cmd/job",
-		"github.com/goim/goim/cmd/comet", "github.com/goim/goim/internal/testkit/discoveryd")
+		"github.com/goim/goim/cmd/comet", "github.com/goim/goim/cmd/discovery")
 	out, err := exec.Command("go", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return binaries{
-		logic:      filepath.Join(dir, "logic"),
-		job:        filepath.Join(dir, "job"),
-		comet:      filepath.Join(dir, "comet"),
-		discoveryd: filepath.Join(dir, "discoveryd"),
+		logic:     filepath.Join(dir, "logic"),
+		job:       filepath.Join(dir, "job"),
+		comet:     filepath.Join(dir, "comet"),
+		discovery: filepath.Join(dir, "discovery"),
 	}
 }
 

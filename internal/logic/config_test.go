@@ -11,7 +11,8 @@ import (
 // TestConfigFile checks configs/logic.toml: it loads, validates, equals the
 // built-in defaults except for the token key and the push API token file
 // it names (production configs keep signed tokens and push API
-// credentials on), and lists every option the code has.
+// credentials on) and its discovery node (the shipped files form a
+// cluster), and lists every option the code has.
 func TestConfigFile(t *testing.T) {
 	const path = "../../configs/logic.toml"
 	got, err := Load(path)
@@ -25,6 +26,7 @@ func TestConfigFile(t *testing.T) {
 	want.Auth.HMACKeyFile = "/etc/goim/jwt-hmac.key"
 	want.HTTP.TokensFile = "/etc/goim/http-tokens"
 	want.RPC.SecretFile = "/etc/goim/rpc.secret"
+	want.Discovery.Nodes = []string{"127.0.0.1:7171"}
 	got.Host = want.Host // machine-specific default, documented commented out
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
