@@ -1,5 +1,5 @@
-# goim: the contract for building, testing and checking. CI runs `make test`
-# and `make proto-check` (see .ci/run).
+# goim: the contract for building, testing and checking. CI runs `make test`,
+# `make deploy-check` and `make proto-check` (see .ci/run).
 
 GO           ?= go
 BIN          := bin
@@ -14,7 +14,7 @@ FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/pr
 BENCH        ?= .
 BENCHTIME    ?= 1s
 
-.PHONY: all build run test e2e lint bench fuzz proto proto-check clean
+.PHONY: all build run test e2e deploy-check lint bench fuzz proto proto-check clean
 
 all: build
 
@@ -35,6 +35,10 @@ test:
 ## e2e: the end-to-end suite alone (logic, job, two comets as processes; also part of test)
 e2e:
 	$(GO) test -race -count=1 -v ./internal/e2e/
+
+## deploy-check: run every shell block of docs/deploy.md on loopback (a whole cluster from nothing)
+deploy-check:
+	scripts/deploy-check.sh
 
 ## lint: formatting, vet, staticcheck, and no fmt/log printing outside cmd/
 lint: $(TOOLS)/staticcheck
