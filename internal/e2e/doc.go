@@ -10,7 +10,9 @@
 // (security_test.go lists them), with a signed-mode logic and comet of
 // their own beside the cluster. Every service runs with credentials: the
 // push API's bearer tokens and the internal gRPC secret, from files and
-// the environment.
+// the environment. TestShippedConfigs runs logic, job and a comet on
+// configs/*.toml as shipped (only their addresses moved) and delivers a
+// key, a user, a room and a broadcast push to clients with signed tokens.
 //
 // The package has tests only; run it with
 //
