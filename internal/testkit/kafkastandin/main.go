@@ -146,7 +146,7 @@ func topics(args []string) error {
 				return fmt.Errorf("create %s: %w", t.Topic, err)
 			}
 		}
-		fmt.Printf("Created topic %s.\n", *topic)
+		fmt.Fprintf(os.Stdout, "Created topic %s.\n", *topic)
 		return nil
 	}
 	req := kmsg.NewPtrMetadataRequest()
@@ -165,10 +165,10 @@ func topics(args []string) error {
 		if len(t.Partitions) > 0 {
 			rf = len(t.Partitions[0].Replicas)
 		}
-		fmt.Printf("Topic: %s\tPartitionCount: %d\tReplicationFactor: %d\n", *topic, len(t.Partitions), rf)
+		fmt.Fprintf(os.Stdout, "Topic: %s\tPartitionCount: %d\tReplicationFactor: %d\n", *topic, len(t.Partitions), rf)
 		slices.SortFunc(t.Partitions, func(a, b kmsg.MetadataResponseTopicPartition) int { return int(a.Partition - b.Partition) })
 		for _, p := range t.Partitions {
-			fmt.Printf("\tTopic: %s\tPartition: %d\tLeader: %d\tReplicas: %v\tIsr: %v\n", *topic, p.Partition, p.Leader, p.Replicas, p.ISR)
+			fmt.Fprintf(os.Stdout, "\tTopic: %s\tPartition: %d\tLeader: %d\tReplicas: %v\tIsr: %v\n", *topic, p.Partition, p.Leader, p.Replicas, p.ISR)
 		}
 	}
 	return nil
