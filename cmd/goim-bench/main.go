@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/goim/goim/internal/bench"
+	"github.com/goim/goim/internal/buildinfo"
 )
 
 func main() {
@@ -50,7 +51,8 @@ const usage = `usage: goim-bench conns|push|run|merge [flags]; -h after a comman
   conns   open client connections, hold them and record what they receive
   push    send pushes to logic's HTTP API at a rate or as a flood
   run     conns and push in one process, then judge delivery
-  merge   judge the JSON summaries of conns and push processes of one run`
+  merge   judge the JSON summaries of conns and push processes of one run
+  -version  print the version, commit and Go version`
 
 // Exit statuses.
 const (
@@ -77,6 +79,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		c = &mergeCmd{}
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
+		return exitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, "goim-bench", buildinfo.Version())
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "goim-bench: unknown command %q\n%s\n", args[0], usage)

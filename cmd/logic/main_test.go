@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -47,6 +48,7 @@ func (p *proc) post(client *http.Client, path, body string) (*http.Response, err
 func startProcess(t testing.TB) *proc {
 	t.Helper()
 	bin := testkit.Build(t, "logic")
+	testkit.CheckVersion(t, bin, "logic")
 	_, prefix := testkit.Redis(t)
 	kc, topic := testkit.Kafka(t, 4)
 	p := &proc{
@@ -90,7 +92,7 @@ addr = "` + p.adminAddr + `"
 	if out, err := exec.Command(bin, "-conf", path, "-check-config").CombinedOutput(); err != nil {
 		t.Fatalf("-check-config: %v\n%s", err, out)
 	}
-	p.cmd = exec.Command(bin, "-conf", path)
+	p.cmd = exec.Command(bin, "-conf", path, "-log-format", "json")
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -101,10 +103,12 @@ addr = "` + p.adminAddr + `"
 	return p
 }
 
-// TestProcess runs the logic binary: it becomes ready, accepts a push, and
-// on SIGTERM stops gracefully with exit status 0.
+// TestProcess runs the logic binary: it becomes ready, exports its build,
+// accepts a push, logs JSON lines (-log-format json), and on SIGTERM stops
+// gracefully with exit status 0.
 func TestProcess(t *testing.T) {
 	p := startProcess(t)
+	testkit.CheckBuildInfo(t, p.adminAddr)
 	resp, err := p.post(http.DefaultClient, "/goim/push/room?operation=1000&type=live&room=1", "hi")
 	if err != nil {
 		t.Fatal(err)
@@ -129,8 +133,13 @@ func TestProcess(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("logic did not exit after SIGTERM\n%s", p.logs.String())
 	}
-	if !strings.Contains(p.logs.String(), "logic stopped") {
+	if !strings.Contains(p.logs.String(), `"msg":"logic stopped"`) {
 		t.Fatalf("logs lack the stop:\n%s", p.logs.String())
+	}
+	for _, l := range strings.Split(strings.TrimSpace(p.logs.String()), "\n") {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("-log-format json wrote a line that is not JSON: %q", l)
+		}
 	}
 }
 
