@@ -124,8 +124,10 @@ type ProtocolConfig struct {
 	// counted. Default "close".
 	SlowPolicy string `toml:"slow_policy"`
 	// SessionRenew is how often, at most, a connection's session is renewed
-	// in logic (on a client heartbeat), jittered by ±10 %. It must stay well
-	// inside logic's session TTL. Default "10m".
+	// in logic (on a client heartbeat), jittered by ±10 %. Renewals of a
+	// live connection are then at most 1.1 x SessionRenew plus logic's
+	// heartbeat x heartbeat_max apart, which must stay below logic's
+	// redis.session_ttl. Default "10m".
 	SessionRenew conf.Duration `toml:"session_renew"`
 }
 
@@ -211,7 +213,7 @@ type LimitsConfig struct {
 	// FramesPerSecond caps the frames one authenticated client sends per
 	// second (any op, WebSocket pings included), counted in 1-second
 	// windows; a client over it is closed (frame_rate). A goim client
-	// sends a heartbeat every few tens of seconds plus an occasional room
+	// sends a heartbeat every few minutes plus an occasional room
 	// change or message; 50 is far above that and bounds the calls to
 	// logic one connection can cause (each unknown op is a Receive).
 	// Default 50.

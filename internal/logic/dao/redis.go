@@ -85,8 +85,9 @@ type RedisConfig struct {
 	// Password is sent with AUTH when not empty. It is the last choice:
 	// the environment variable GOIM_REDIS_PASSWORD, when set, wins over
 	// password_file, which wins over password; prefer either to a
-	// password written in the file. Default "".
-	Password string `toml:"password"`
+	// password written in the file (conf.ApplyEnv leaves the key to that
+	// rule). Default "".
+	Password string `toml:"password" env:"GOIM_REDIS_PASSWORD"`
 	// PasswordFile is a file holding the password (trailing newline
 	// ignored), read at start and by -check-config. Default "".
 	PasswordFile string `toml:"password_file"`
@@ -112,9 +113,10 @@ type RedisConfig struct {
 	// Keep it below the server's own timeout setting. Default "4m".
 	IdleTimeout conf.Duration `toml:"idle_timeout"`
 	// SessionTTL is the lifetime of the mid_ and key_ routing keys,
-	// renewed by each heartbeat the comet forwards. Keep it well above
-	// comet's protocol.session_renew (3x or more) or live connections lose
-	// their routing between renewals (goim v2's R6). Millisecond
+	// renewed by the heartbeats the comet forwards (at most every comet's
+	// protocol.session_renew, ±10 %). Keep it above 1.1 x session_renew +
+	// node.heartbeat x node.heartbeat_max (19m with the defaults) or live
+	// connections lose their routing between renewals. Millisecond
 	// precision. Default "30m".
 	SessionTTL conf.Duration `toml:"session_ttl"`
 	// OnlineTTL is the lifetime of a comet's online report (ol_<server>):
