@@ -129,7 +129,7 @@ func TestHeartbeatPolicy(t *testing.T) {
 type hbClient struct {
 	conn     net.Conn
 	wmu      sync.Mutex // serialises writes
-	sent     time.Time // just before the auth frame was written
+	sent     time.Time  // just before the auth frame was written
 	replies  atomic.Int64
 	pushes   chan string
 	closed   chan struct{} // closed by the reader at EOF or error

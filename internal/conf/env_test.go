@@ -121,7 +121,7 @@ func TestApplyEnv(t *testing.T) {
 		"GOIM_PORTS":              "1,2",
 		"GOIM_COMETS":             "comet-1=10.0.0.1:3109, comet-2 = 10.0.0.2:3109",
 		"GOIM_HTTP_BIND":          ":4111",
-		"GOIM_HTTP_TOKENS":        "env-token",     // read by the service itself
+		"GOIM_HTTP_TOKENS":        "env-token",       // read by the service itself
 		"GOIM_HTTP_ACCESS_TOKENS": "a-token,b-token", // its tag names another variable
 		"GOIM_HTTP_READTIMEOUT":   "250ms",
 		"GOIM_OPT_DEPTH":          "3",
