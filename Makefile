@@ -1,5 +1,5 @@
-# goim: the contract for building, testing and checking. CI runs `make test`
-# and `make proto-check` (see .ci/run).
+# goim: the contract for building, testing and checking. CI runs `make test`,
+# `make proto-check`, `make lint` and `make monitoring-check` (see .ci/run).
 
 GO           ?= go
 BIN          := bin
@@ -10,11 +10,11 @@ FUZZTIME     ?= 30s
 FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/protocol:FuzzAuthBody \
                 ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList \
                 ./internal/comet:FuzzRoomGrant ./internal/logic/httpapi:FuzzTokenList ./api/protocol:FuzzRoomID \
-                ./internal/secret:FuzzLines ./internal/rpcauth:FuzzValid
+                ./internal/secret:FuzzLines ./internal/rpcauth:FuzzValid ./internal/conf:FuzzApplyEnv
 BENCH        ?= .
 BENCHTIME    ?= 1s
 
-.PHONY: all build run test e2e lint bench fuzz proto proto-check clean
+.PHONY: all build run test e2e lint bench fuzz proto proto-check monitoring-check clean
 
 all: build
 
@@ -66,6 +66,13 @@ proto:
 ## proto-check: fail when committed generated code differs from its .proto
 proto-check:
 	scripts/proto.sh --check
+
+## monitoring-check: promtool on docs/monitoring (the alert rules, their unit tests, the dashboard's
+## queries) and the test that every metric they name exists (promtool: Debian's prometheus package)
+monitoring-check:
+	promtool check rules docs/monitoring/alerts.yml
+	promtool test rules docs/monitoring/alerts_test.yml
+	GOIM_REQUIRE_PROMTOOL=1 $(GO) test -count=1 ./internal/monitoring/
 
 ## clean: remove build outputs and installed tools
 clean:
