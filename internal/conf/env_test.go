@@ -57,6 +57,7 @@ func envDefault() envConfig {
 	return envConfig{
 		Host: "h", Count: 1, Ratio: 1.5, Timeout: conf.Duration(time.Second),
 		Brokers: []string{"127.0.0.1:9092"}, HTTP: envHTTP{Bind: ":3111", Tokens: []string{"file-token"}},
+		hidden: "unexported: no variable",
 	}
 }
 
