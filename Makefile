@@ -1,5 +1,5 @@
-# goim: the contract for building, testing and checking. CI runs `make test`
-# and `make proto-check` (see .ci/run).
+# goim: the contract for building, testing and checking. CI runs `make test`,
+# `make e2e-scale` and `make proto-check` (see .ci/run).
 
 GO           ?= go
 BIN          := bin
@@ -14,7 +14,7 @@ FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/pr
 BENCH        ?= .
 BENCHTIME    ?= 1s
 
-.PHONY: all build run test e2e lint bench fuzz proto proto-check clean
+.PHONY: all build run test e2e e2e-scale lint bench fuzz proto proto-check clean
 
 all: build
 
@@ -35,6 +35,11 @@ test:
 ## e2e: the end-to-end suite alone (logic, job, two comets as processes; also part of test)
 e2e:
 	$(GO) test -race -count=1 -v ./internal/e2e/
+
+## e2e-scale: the scale-out scenarios alone (2 logic, 2 job, 3 comets: pushes through job rebalances
+## and a logic outage; 10,000 clients reconnecting after kill -9 of their comet); about 30 s, not in test
+e2e-scale:
+	GOIM_E2E_SCALE=1 $(GO) test -race -count=1 -v -run '^TestScaleOut$$' ./internal/e2e/
 
 ## lint: formatting, vet, staticcheck, and no fmt/log printing outside cmd/
 lint: $(TOOLS)/staticcheck
