@@ -10,7 +10,7 @@ FUZZTIME     ?= 30s
 FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/protocol:FuzzAuthBody \
                 ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList \
                 ./internal/comet:FuzzRoomGrant ./internal/logic/httpapi:FuzzTokenList ./api/protocol:FuzzRoomID \
-                ./internal/secret:FuzzLines ./internal/rpcauth:FuzzValid
+                ./internal/secret:FuzzLines ./internal/rpcauth:FuzzValid ./api/protocol:FuzzKey
 BENCH        ?= .
 BENCHTIME    ?= 1s
 
