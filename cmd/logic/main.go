@@ -7,6 +7,8 @@
 //
 // SIGINT or SIGTERM stops it gracefully within shutdown_timeout: new
 // pushes get 503, in-flight ones finish, it leaves discovery, then exits.
+// SIGHUP reloads the connection token verification keys ([auth] key
+// files and keys_dir); a failed reload keeps the keys in use.
 package main
 
 import (
@@ -68,6 +70,12 @@ func run(args []string) error {
 	gcPercent, fromEnv := admin.SetGCPercent(admin.ServiceGCPercent)
 	log.Info("garbage collector target", "percent", gcPercent, "from_GOGC", fromEnv)
 
+	// Signals are caught before anything serves: a SIGHUP sent once the
+	// process answers must not kill it (SIGHUP's default action).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	reg := admin.NewRegistry()
 	srv, err := logic.New(cfg, logic.Deps{Logger: log, Registry: reg})
 	if err != nil {
@@ -89,9 +97,11 @@ func run(args []string) error {
 	}
 	log.Info("logic serving", "http", srv.HTTPAddr(), "rpc", srv.RPCAddr(), "admin", adm.Addr())
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	sig := <-sigs
+	for sig == syscall.SIGHUP {
+		_ = srv.Reload() // logs and counts the result; a failure keeps the keys in use
+		sig = <-sigs
+	}
 	signal.Stop(sigs)
 	log.Info("logic stopping", "signal", sig.String())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -28,6 +29,7 @@ type proc struct {
 	brokers   []string
 	topic     string
 	secret    []byte
+	keyFile   string // auth.hmac_key_file, holding secret
 	token     string // the push API's bearer token, from tokens_file
 	rpcSecret string // the internal gRPC secret comets must send
 }
@@ -61,6 +63,7 @@ func startProcess(t testing.TB) *proc {
 	if err := os.WriteFile(key, p.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	p.keyFile = key
 	var rpcSecretFile string
 	p.rpcSecret, rpcSecretFile = testkit.RPCSecret(t)
 	tokens := filepath.Join(t.TempDir(), "http-tokens")
@@ -140,6 +143,79 @@ func TestProcess(t *testing.T) {
 		if !json.Valid([]byte(l)) {
 			t.Fatalf("-log-format json wrote a line that is not JSON: %q", l)
 		}
+	}
+}
+
+// metric returns the value of the series named exactly series (name and
+// labels as /metrics prints them) on the admin listener, or "" if absent.
+func (p *proc) metric(t *testing.T, series string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestSIGHUPReloadsKeys: SIGHUP reloads the token verification keys; a
+// failed reload is counted, keeps the keys and the process running.
+func TestSIGHUPReloadsKeys(t *testing.T) {
+	p := startProcess(t)
+	if err := os.WriteFile(p.keyFile, []byte("rotated-secret-"+testkit.RandomHex(16)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The periodic check (auth.reload_interval) may reload the changed
+	// file too: at least one reload succeeds, none fails.
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if v := p.metric(t, `goim_logic_auth_key_reloads_total{result="ok"}`); v == "" || v == "0" {
+			return fmt.Errorf("reloads ok = %q", v)
+		}
+		return nil
+	})
+	if err := os.WriteFile(p.keyFile, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if v := p.metric(t, `goim_logic_auth_key_reloads_total{result="error"}`); v == "" || v == "0" {
+			return fmt.Errorf("reloads error = %q", v)
+		}
+		return nil
+	})
+	if v := p.metric(t, "goim_logic_auth_keys"); v != "1" {
+		t.Fatalf("goim_logic_auth_keys = %q, want 1 (the keys stay)", v)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("logic exited with %v\n%s", err, p.logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("logic did not exit after SIGTERM")
+	}
+	logs := p.logs.String()
+	// startProcess runs logic with -log-format json.
+	if !strings.Contains(logs, `"msg":"logic: token verification keys","keys":1,"kids":[],"reason":"reload"`) ||
+		!strings.Contains(logs, "logic: token verification keys not reloaded; the previous keys stay in use") {
+		t.Fatalf("logs lack the reloads:\n%s", logs)
 	}
 }
 

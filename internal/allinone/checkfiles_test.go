@@ -125,7 +125,7 @@ type fileSet struct {
 	ca                         *testkit.CA
 	server, client             testkit.CertFiles
 	hmac, pub, secret, pw, tok string
-	readTok                    string
+	readTok, keysDir           string
 }
 
 func newFileSet(t *testing.T) *fileSet {
@@ -146,8 +146,16 @@ func newFileSet(t *testing.T) *fileSet {
 		t.Fatal(err)
 	}
 	ca := testkit.NewCA(t, "check-files")
+	keysDir := filepath.Join(dir, "jwt-keys")
+	if err := os.Mkdir(keysDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(keysDir, "k1.key"), []byte("kid-k1-hmac-key-for-the-check-files-test-0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	return &fileSet{
-		ca: ca, server: ca.Server("comet", "localhost"), client: ca.Client("goim"),
+		keysDir: keysDir,
+		ca:      ca, server: ca.Server("comet", "localhost"), client: ca.Client("goim"),
 		hmac:    write("hmac.key", "hmac-key-for-the-check-files-test-0123456789\n"),
 		pub:     write("ec.pub", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))),
 		secret:  write("rpc.secret", testkit.RandomHex(32)+"\n"),
@@ -184,6 +192,8 @@ func (f *fileSet) content(t *testing.T, path string) string {
 		return f.tok
 	case last == "read_tokens_file":
 		return f.readTok
+	case last == "keys_dir":
+		return f.keysDir
 	}
 	t.Fatalf("file key %s: this test has no good file for it; add one to fileSet.content (and make sure -check-config opens it)", path)
 	return ""

@@ -40,6 +40,8 @@ type EnvKey struct {
 	// Hidden is true for a key whose value is a secret (its name contains
 	// token, secret or password): errors never show its value.
 	Hidden bool
+	// Type is the key's Go type.
+	Type reflect.Type
 }
 
 // EnvKeys lists the keys of the configuration v (a struct or a pointer to
@@ -178,7 +180,7 @@ func walkEnv(t reflect.Type, path string, visit func(EnvKey, []int) error, index
 		case ft.Kind() == reflect.Slice && isTable(elemType(ft)):
 			// An array of tables: no variable.
 		default:
-			k := EnvKey{Path: sub, Var: EnvName(sub), Own: f.Tag.Get(envTagName), Hidden: secretName(name)}
+			k := EnvKey{Path: sub, Var: EnvName(sub), Own: f.Tag.Get(envTagName), Hidden: secretName(name), Type: f.Type}
 			if err := visit(k, idx); err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package conf_test
 import (
 	"maps"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -42,8 +43,9 @@ func addressKey(name string) bool {
 
 // TestEnvironmentDoc: the "Environment variables" section of
 // docs/configuration.md names the variable of every address, secret (a key
-// whose name holds token, secret or password, and every file key) and the
-// discovery env of every service, and every variable it names exists.
+// whose name holds token, secret or password, but a switch, and every file
+// or directory key) and the discovery env of every service, and every
+// variable it names exists.
 func TestEnvironmentDoc(t *testing.T) {
 	data, err := os.ReadFile(configDoc)
 	if err != nil {
@@ -78,7 +80,7 @@ func TestEnvironmentDoc(t *testing.T) {
 			switch {
 			case addressKey(last):
 				required[k.Var] = name + " address " + k.Path
-			case k.Hidden || strings.HasSuffix(last, "_file") || strings.HasSuffix(last, "_dir"):
+			case k.Hidden && k.Type.Kind() != reflect.Bool || strings.HasSuffix(last, "_file") || strings.HasSuffix(last, "_dir"):
 				required[k.Var] = name + " secret or file " + k.Path
 			case k.Path == "discovery.env":
 				required[k.Var] = name + " discovery env"
