@@ -192,17 +192,16 @@ outer:
 		}
 		groups = append(groups, group{addr: addr, idx: []int{i}})
 	}
-	if len(groups) == 1 {
-		err = c.run(timeout, cmds, groups[0].idx)
-	} else {
-		errs := make([]error, len(groups))
-		var wg sync.WaitGroup
-		for g := range groups {
-			wg.Go(func() { errs[g] = c.run(timeout, cmds, groups[g].idx) })
-		}
-		wg.Wait()
-		err = errors.Join(errs...)
+	// The first master's pipeline runs on this goroutine, the others'
+	// alongside.
+	errs := make([]error, len(groups))
+	var wg sync.WaitGroup
+	for g := 1; g < len(groups); g++ {
+		wg.Go(func() { errs[g] = c.run(timeout, cmds, groups[g].idx) })
 	}
+	errs[0] = c.run(timeout, cmds, groups[0].idx)
+	wg.Wait()
+	err = errors.Join(errs...)
 	if err != nil {
 		return err
 	}
