@@ -97,10 +97,12 @@ type RedisConfig struct {
 	// PasswordFile is a file holding the password (trailing newline
 	// ignored), read at start and by -check-config. Default "".
 	PasswordFile string `toml:"password_file"`
-	// DB is the database index selected on every connection. Default 0.
+	// DB is the database index selected on every connection; 0 in
+	// cluster mode. Default 0.
 	DB int `toml:"db"`
 	// Prefix is prepended to every key, so several clusters (or tests)
-	// can share one Redis. Default "" (goim v2's key names).
+	// can share one Redis; no braces in cluster mode. Default "" (goim
+	// v2's key names).
 	Prefix string `toml:"prefix"`
 	// DialTimeout bounds connecting (and AUTH/SELECT). Default "1s".
 	DialTimeout conf.Duration `toml:"dial_timeout"`
