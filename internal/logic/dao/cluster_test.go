@@ -87,7 +87,9 @@ func TestRedisCluster(t *testing.T) {
 		return []string{"--tls-port", strconv.Itoa(tc.ports[i]), "--tls-cluster", "yes",
 			"--tls-cert-file", cert.CertFile, "--tls-key-file", cert.KeyFile,
 			"--tls-client-cert-file", node.CertFile, "--tls-client-key-file", node.KeyFile,
-			"--tls-ca-cert-file", tc.ca.CertFile, "--tls-auth-clients", "no"}
+			"--tls-ca-cert-file", tc.ca.CertFile, "--tls-auth-clients", "no",
+			// The last subtest stops a master: the others keep serving.
+			"--cluster-require-full-coverage", "no"}
 	})
 	clusterUnderTest.Store(rc)
 	t.Cleanup(func() { clusterUnderTest.Store(nil) })
@@ -131,6 +133,35 @@ func TestRedisCluster(t *testing.T) {
 	t.Run("SlotMigrating", testClusterSlotMigrating)
 	t.Run("ACL", testClusterACL)
 	t.Run("TLS", func(t *testing.T) { testClusterTLS(t, tc) })
+	t.Run("MasterGone", testClusterMasterGone) // last: it stops a node
+}
+
+// testClusterMasterGone: a slot moves to another master and its old master
+// goes away before the client learns of it (as after a failover): the
+// client cannot reach the old address, sends the command to another master
+// instead (redisc), follows its MOVED and reads the slot map again; the
+// operations succeed.
+func testClusterMasterGone(t *testing.T) {
+	r, raw := newTestRedis(t, nil)
+	ctx := context.Background()
+	s := dao.Session{Key: "orphan", Server: "s1", ConnID: 1}
+	if err := r.AddSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	slot := redisc.Slot(raw.key("key_orphan"))
+	from := raw.rc.Owner(t, slot)
+	raw.rc.MoveSlot(t, slot, (from+1)%len(raw.rc.Nodes))
+	raw.rc.Nodes[from].Stop()
+
+	if got, err := r.ServersByKeys(ctx, []string{"orphan"}); err != nil || len(got["s1"]) != 1 {
+		t.Fatalf("ServersByKeys = %v, %v", got, err)
+	}
+	if res, err := r.RenewSession(ctx, s); err != nil || res != dao.Renewed {
+		t.Fatalf("RenewSession = %v, %v", res, err)
+	}
+	if owned, err := r.DelSession(ctx, s); err != nil || !owned {
+		t.Fatalf("DelSession = %v, %v", owned, err)
+	}
 }
 
 // testClusterTLS: given one TLS seed, the DAO reaches every master over
