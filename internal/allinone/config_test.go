@@ -125,6 +125,7 @@ func TestValidate(t *testing.T) {
 			c.Job.Kafka.Group = ""
 		}, []string{"[logic] ", "auth", "[job] ", "kafka.group"}},
 		{"timeouts", func(c *Config) { c.ReadyTimeout, c.ShutdownTimeout = 0, -1 }, []string{"ready_timeout", "shutdown_timeout"}},
+		{"the embedded Redis is no cluster", func(c *Config) { c.Logic.Redis.Cluster = true }, []string{"logic.redis.cluster"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok

@@ -175,6 +175,13 @@ type LogicConfig struct {
 	// ReportInterval is how often room online counts and load go to logic
 	// (RenewOnline). Default "5s".
 	ReportInterval conf.Duration `toml:"report_interval"`
+	// DisconnectRetry is how long a disconnect that failed because logic
+	// (or its Redis) was unavailable or too slow keeps being sent again,
+	// with a backoff from 0.5 s doubling to 8 s, from its first failure;
+	// then it is given up (goim_comet_disconnects_abandoned_total) and the
+	// session's routing stays in Redis until it expires. "0s": never sent
+	// again. Default "30s".
+	DisconnectRetry conf.Duration `toml:"disconnect_retry"`
 }
 
 // LimitsConfig is the [limits] section: what one client, one IP or all
@@ -252,9 +259,10 @@ func Default() Config {
 		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, BroadcastQueue: 16, PacedBroadcasts: 16},
 		RPC:    RPCConfig{Bind: ":3109"},
 		Logic: LogicConfig{
-			Addrs:          []string{"127.0.0.1:3119"},
-			Timeout:        conf.Duration(3 * time.Second),
-			ReportInterval: conf.Duration(5 * time.Second),
+			Addrs:           []string{"127.0.0.1:3119"},
+			Timeout:         conf.Duration(3 * time.Second),
+			ReportInterval:  conf.Duration(5 * time.Second),
+			DisconnectRetry: conf.Duration(30 * time.Second),
 		},
 		Limits: LimitsConfig{
 			MaxConns:         200000,
@@ -337,6 +345,7 @@ func (c Config) Validate() error {
 	addrs(l, "addrs", c.Logic.Addrs)
 	l.Check(c.Logic.Timeout > 0, "timeout", "must be > 0, got %v", c.Logic.Timeout)
 	l.Check(c.Logic.ReportInterval > 0, "report_interval", "must be > 0, got %v", c.Logic.ReportInterval)
+	l.Check(c.Logic.DisconnectRetry >= 0, "disconnect_retry", "must be >= 0 (0 = no retry), got %v", c.Logic.DisconnectRetry)
 
 	li := p.Sub("limits")
 	li.Check(c.Limits.MaxConns >= 0, "max_conns", "must be >= 0, got %d", c.Limits.MaxConns)

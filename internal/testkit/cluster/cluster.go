@@ -233,10 +233,12 @@ func (c *Cluster) Dial(host, tr, auth string) *Client {
 		_, err = r.conn.Write(frame)
 	}
 	if err != nil {
+		close(r.done)
 		c.t.Fatal(err)
 	}
 	ps, err := r.next()
 	if err != nil || len(ps) != 1 || ps[0].Op != protocol.OpAuthReply {
+		close(r.done) // no reader: the cleanup must not wait for one
 		c.t.Fatalf("%s: auth reply %v, %v", r.Name, ps, err)
 	}
 	go r.loop()
