@@ -1,5 +1,6 @@
 # goim: the contract for building, testing and checking. CI runs `make test`,
-# `make deploy-check` and `make proto-check` (see .ci/run).
+# `make e2e-scale`, `make deploy-check`, `make proto-check`, `make lint` and
+# `make monitoring-check` (see .ci/run).
 
 GO           ?= go
 BIN          := bin
@@ -10,11 +11,12 @@ FUZZTIME     ?= 30s
 FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/protocol:FuzzAuthBody \
                 ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList \
                 ./internal/comet:FuzzRoomGrant ./internal/logic/httpapi:FuzzTokenList ./api/protocol:FuzzRoomID \
-                ./internal/secret:FuzzLines ./internal/rpcauth:FuzzValid
+                ./internal/secret:FuzzLines ./internal/rpcauth:FuzzValid ./api/protocol:FuzzKey \
+                ./internal/conf:FuzzApplyEnv
 BENCH        ?= .
 BENCHTIME    ?= 1s
 
-.PHONY: all build run test e2e deploy-check lint bench fuzz proto proto-check clean
+.PHONY: all build run test e2e e2e-scale deploy-check lint bench fuzz proto proto-check monitoring-check clean
 
 all: build
 
@@ -35,6 +37,11 @@ test:
 ## e2e: the end-to-end suite alone (logic, job, two comets as processes; also part of test)
 e2e:
 	$(GO) test -race -count=1 -v ./internal/e2e/
+
+## e2e-scale: the scale-out scenarios alone (2 logic, 2 job, 3 comets: pushes through job rebalances
+## and a logic outage; 10,000 clients reconnecting after kill -9 of their comet); about 30 s, not in test
+e2e-scale:
+	GOIM_E2E_SCALE=1 $(GO) test -race -count=1 -v -run '^TestScaleOut$$' ./internal/e2e/
 
 ## deploy-check: run every shell block of docs/deploy.md on loopback (a whole cluster from nothing)
 deploy-check:
@@ -70,6 +77,13 @@ proto:
 ## proto-check: fail when committed generated code differs from its .proto
 proto-check:
 	scripts/proto.sh --check
+
+## monitoring-check: promtool on docs/monitoring (the alert rules, their unit tests, the dashboard's
+## queries) and the test that every metric they name exists (promtool: Debian's prometheus package)
+monitoring-check:
+	promtool check rules docs/monitoring/alerts.yml
+	promtool test rules docs/monitoring/alerts_test.yml
+	GOIM_REQUIRE_PROMTOOL=1 $(GO) test -count=1 ./internal/monitoring/
 
 ## clean: remove build outputs and installed tools
 clean:

@@ -60,6 +60,7 @@ func TestContract(t *testing.T) {
 				{Name: "heartbeat", Number: 5, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
 				{Name: "rooms", Number: 6, Kind: protoreflect.StringKind, Shape: prototest.Repeated},     // added by goim
 				{Name: "rooms_limited", Number: 7, Kind: protoreflect.BoolKind, Shape: prototest.Single}, // added by goim
+				{Name: "auth_reply", Number: 8, Kind: protoreflect.BytesKind, Shape: prototest.Single},   // added by goim
 			}},
 			// Added by goim.
 			{Msg: &ConnectBatchReq{}, FullName: "goim.logic.ConnectBatchReq", Fields: []prototest.Field{

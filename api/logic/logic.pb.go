@@ -291,8 +291,13 @@ type ConnectReply struct {
 	// or a prefix ending in "*" ("live://*"); an empty list allows no room.
 	// When false it may join any valid room (goim v2's behaviour). Added by
 	// goim: a comet that predates it enforces nothing.
-	Rooms         []string `protobuf:"bytes,6,rep,name=rooms,proto3" json:"rooms,omitempty"`
-	RoomsLimited  bool     `protobuf:"varint,7,opt,name=rooms_limited,json=roomsLimited,proto3" json:"rooms_limited,omitempty"`
+	Rooms        []string `protobuf:"bytes,6,rep,name=rooms,proto3" json:"rooms,omitempty"`
+	RoomsLimited bool     `protobuf:"varint,7,opt,name=rooms_limited,json=roomsLimited,proto3" json:"rooms_limited,omitempty"`
+	// The body of the auth reply (op 8) the comet sends the client; empty
+	// (goim v2's empty reply) unless logic runs with auth.reply_key, which
+	// sets it to {"key":"<key>"}. Added by goim: a comet that predates it
+	// sends an empty body.
+	AuthReply     []byte `protobuf:"bytes,8,opt,name=auth_reply,json=authReply,proto3" json:"auth_reply,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +379,13 @@ func (x *ConnectReply) GetRoomsLimited() bool {
 		return x.RoomsLimited
 	}
 	return false
+}
+
+func (x *ConnectReply) GetAuthReply() []byte {
+	if x != nil {
+		return x.AuthReply
+	}
+	return nil
 }
 
 // ConnectBatchReq carries the ConnectReq of several connections in one
@@ -1431,7 +1443,7 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x16\n" +
 	"\x06cookie\x18\x02 \x01(\tR\x06cookie\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\fR\x05token\x12\x17\n" +
-	"\aconn_id\x18\x04 \x01(\x04R\x06connId\"\xbd\x01\n" +
+	"\aconn_id\x18\x04 \x01(\x04R\x06connId\"\xdc\x01\n" +
 	"\fConnectReply\x12\x10\n" +
 	"\x03mid\x18\x01 \x01(\x03R\x03mid\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
@@ -1439,7 +1451,9 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\aaccepts\x18\x04 \x03(\x05R\aaccepts\x12\x1c\n" +
 	"\theartbeat\x18\x05 \x01(\x03R\theartbeat\x12\x14\n" +
 	"\x05rooms\x18\x06 \x03(\tR\x05rooms\x12#\n" +
-	"\rrooms_limited\x18\a \x01(\bR\froomsLimited\"=\n" +
+	"\rrooms_limited\x18\a \x01(\bR\froomsLimited\x12\x1d\n" +
+	"\n" +
+	"auth_reply\x18\b \x01(\fR\tauthReply\"=\n" +
 	"\x0fConnectBatchReq\x12*\n" +
 	"\x04reqs\x18\x01 \x03(\v2\x16.goim.logic.ConnectReqR\x04reqs\"m\n" +
 	"\rConnectResult\x12.\n" +

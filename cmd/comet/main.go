@@ -15,14 +15,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/goim/goim/internal/admin"
+	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/comet"
+	"github.com/goim/goim/internal/logging"
 )
 
 func main() {
@@ -36,8 +37,16 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("comet", flag.ContinueOnError)
 	confPath := fs.String("conf", "configs/comet.toml", "config file")
 	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	logf := logging.AddFlags(fs)
+	version := buildinfo.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if version.Print(os.Stdout, "comet") {
+		return nil
+	}
+	log, err := logf.New(os.Stderr)
+	if err != nil {
 		return err
 	}
 	cfg, err := comet.Load(*confPath)
@@ -53,11 +62,7 @@ func run(args []string) error {
 		fmt.Println(*confPath + ": ok")
 		return nil
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	log.Info("comet starting", "version", buildinfo.Version())
 
 	reg := admin.NewRegistry()
 	srv, err := comet.New(cfg, comet.Deps{Logger: log, Registry: reg})

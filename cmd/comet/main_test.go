@@ -62,6 +62,7 @@ func build(t *testing.T) string {
 // SIGTERM drains its clients and exits 0.
 func TestProcess(t *testing.T) {
 	bin := build(t)
+	testkit.CheckVersion(t, bin, "comet")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -127,6 +128,7 @@ addr = %q
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	testkit.CheckBuildInfo(t, adminAddr)
 
 	conn, err := net.Dial("tcp", tcp)
 	if err != nil {

@@ -7,6 +7,12 @@
 //	goim-bench push  -kind room -room live://1000 -rate 200 -duration 30s -run r1 -json p.json
 //	goim-bench merge -json all.json c1.json c2.json p.json
 //	goim-bench run   -n 2000 -room live://1000 -rate 200 -duration 10s
+//	goim-bench conns -n 2500 -addrs 127.0.0.4:3101 -reconnect -api http://127.0.0.1:3111 -duration 5m
+//
+// With -reconnect a connection the server ends comes back as a goim client
+// would: it waits the backoff /goim/nodes/weighted hints and dials the
+// nodes it lists; the summary counts drops, reconnects, attempts and the
+// time from drop to auth reply.
 //
 // run does both in one process and judges delivery; conns and push run in
 // separate processes (several conns, one push, say) and merge judges their
@@ -37,6 +43,7 @@ import (
 	"time"
 
 	"github.com/goim/goim/internal/bench"
+	"github.com/goim/goim/internal/buildinfo"
 )
 
 func main() {
@@ -50,7 +57,8 @@ const usage = `usage: goim-bench conns|push|run|merge [flags]; -h after a comman
   conns   open client connections, hold them and record what they receive
   push    send pushes to logic's HTTP API at a rate or as a flood
   run     conns and push in one process, then judge delivery
-  merge   judge the JSON summaries of conns and push processes of one run`
+  merge   judge the JSON summaries of conns and push processes of one run
+  -version  print the version, commit and Go version`
 
 // Exit statuses.
 const (
@@ -77,6 +85,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		c = &mergeCmd{}
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, usage)
+		return exitOK
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, "goim-bench", buildinfo.Version())
 		return exitOK
 	default:
 		fmt.Fprintf(stderr, "goim-bench: unknown command %q\n%s\n", args[0], usage)
@@ -211,7 +222,8 @@ func (f *connsFlags) register(fs *flag.FlagSet, withAPI bool) {
 	fs.StringVar(&c.Transport, "transport", bench.TransportTCP, "tcp or ws")
 	fs.StringVar(&f.addrs, "addrs", "", "comet client addresses host:port, comma-separated, used round-robin (default: ask -api)")
 	if withAPI {
-		fs.StringVar(&f.api, "api", "", "logic's HTTP base URL, to ask /goim/nodes/weighted for comets when -addrs is empty")
+		fs.StringVar(&f.api, "api", "", "logic's HTTP base URL(s), comma-separated, to ask /goim/nodes/weighted for comets when -addrs is empty and on every -reconnect (in turn, one failing, the next)")
+		fs.BoolVar(&c.Reconnect, "reconnect", false, "a connection the server or the network ends reconnects as a goim client does: it waits the backoff /goim/nodes/weighted hints (base_delay x factor^attempt up to max_delay, +-jitter), then dials the nodes it lists (needs -api)")
 	}
 	fs.StringVar(&c.WSPath, "ws-path", "/sub", "WebSocket path")
 	fs.StringVar(&f.src, "src", "", "source addresses, round-robin: 127.0.0.2-127.0.0.20, 127.0.0.2-20 or a list (default: the kernel's choice)")
@@ -251,15 +263,26 @@ func (f *connsFlags) config(ctx context.Context, run string, allowRemote bool, s
 			return c, fmt.Errorf("%w: -src: %v", bench.ErrUsage, err)
 		}
 	}
+	c.APIs = bench.SplitList(f.api)
 	c.Addrs = bench.SplitList(f.addrs)
 	if len(c.Addrs) == 0 {
-		if f.api == "" {
+		if len(c.APIs) == 0 {
 			return c, fmt.Errorf("%w: give -addrs or -api", bench.ErrUsage)
 		}
-		if c.Addrs, err = bench.ResolveNodes(ctx, f.api, c.Transport, c.Platform, allowRemote); err != nil {
-			return c, err
+		var errs []error
+		for _, api := range c.APIs {
+			addrs, err := bench.ResolveNodes(ctx, api, c.Transport, c.Platform, allowRemote)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			c.Addrs = addrs
+			fmt.Fprintf(stderr, "goim-bench: comets from %s: %s\n", api, strings.Join(c.Addrs, ", "))
+			break
 		}
-		fmt.Fprintf(stderr, "goim-bench: comets from %s: %s\n", f.api, strings.Join(c.Addrs, ", "))
+		if len(c.Addrs) == 0 {
+			return c, errors.Join(errs...)
+		}
 	}
 	limit, err := bench.RaiseFileLimit()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/goim/goim/internal/bench"
+	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
 	"github.com/goim/goim/internal/testkit/jobtest"
@@ -29,6 +30,7 @@ func TestUsage(t *testing.T) {
 		{name: "no command", args: nil, wantCode: exitUsage, wantErr: "usage"},
 		{name: "unknown command", args: []string{"bench"}, wantCode: exitUsage, wantErr: `unknown command "bench"`},
 		{name: "help", args: []string{"help"}, wantCode: exitOK},
+		{name: "version", args: []string{"-version"}, wantCode: exitOK},
 		{name: "help of a command", args: []string{"push", "-h"}, wantCode: exitOK, wantErr: "-flood"},
 		{name: "unknown flag", args: []string{"conns", "-nope"}, wantCode: exitUsage, wantErr: "-nope"},
 		{name: "stray argument", args: []string{"run", "x"}, wantCode: exitUsage, wantErr: "unexpected arguments"},
@@ -47,6 +49,9 @@ func TestUsage(t *testing.T) {
 			code := run(t.Context(), tc.args, &stdout, &stderr)
 			if code != tc.wantCode || !strings.Contains(stderr.String(), tc.wantErr) {
 				t.Fatalf("exit %d, want %d; stderr %q, want it to contain %q", code, tc.wantCode, stderr.String(), tc.wantErr)
+			}
+			if want := "goim-bench " + buildinfo.Version() + "\n"; tc.args != nil && tc.args[0] == "-version" && stdout.String() != want {
+				t.Fatalf("-version printed %q, want %q", stdout.String(), want)
 			}
 		})
 	}

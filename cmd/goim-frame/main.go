@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/buildinfo"
 )
 
 func main() {
@@ -32,13 +33,16 @@ func main() {
 	}
 }
 
-const usage = "usage: goim-frame encode [flags] | goim-frame decode [flags] [hex...]; -h after a command lists its flags"
+const usage = "usage: goim-frame encode [flags] | goim-frame decode [flags] [hex...] | goim-frame -version; -h after a command lists its flags"
 
 func run(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New(usage)
 	}
 	switch args[0] {
+	case "-version", "--version", "version":
+		_, err := fmt.Fprintln(stdout, "goim-frame", buildinfo.Version())
+		return err
 	case "encode":
 		return encode(args[1:], stdout)
 	case "decode":

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/buildinfo"
 )
 
 func TestRun(t *testing.T) {
@@ -50,6 +51,7 @@ func TestRun(t *testing.T) {
 		{name: "decode WebSocket trailing bytes", args: []string{"decode", "-ws", "00000010001000010000000200000000ff"}, wantErr: protocol.ErrTrailing},
 		{name: "decode bad hex", args: []string{"decode", "zz"}, errText: "bad hex"},
 		{name: "no command", args: nil, errText: "usage"},
+		{name: "version", args: []string{"-version"}, want: "goim-frame " + buildinfo.Version() + "\n"},
 		{name: "unknown command", args: []string{"frob"}, errText: `unknown command "frob"`},
 		{name: "encode stray argument", args: []string{"encode", "x"}, errText: "unexpected arguments"},
 	}

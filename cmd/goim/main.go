@@ -17,7 +17,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
@@ -25,7 +24,9 @@ import (
 	"syscall"
 
 	"github.com/goim/goim/internal/allinone"
+	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/demo"
+	"github.com/goim/goim/internal/logging"
 )
 
 func main() {
@@ -40,7 +41,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	confPath := fs.String("conf", "configs/goim.toml", "config file")
 	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	logf := logging.AddFlags(fs)
+	version := buildinfo.AddFlag(fs)
 	kafka := fs.String("kafka", "", "real Kafka brokers, comma-separated host:port (default: embedded kfake)")
 	redis := fs.String("redis", "", "real Redis host:port (default: embedded miniredis)")
 	disc := fs.String("discovery", "", "real discovery nodes, comma-separated host:port (default: embedded)")
@@ -50,6 +52,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q (flags only; -h lists them)", fs.Args())
+	}
+	if version.Print(stdout, "goim") {
+		return nil
+	}
+	log, err := logf.New(stderr)
+	if err != nil {
+		return err
 	}
 	cfg, err := allinone.Read(*confPath)
 	if err != nil {
@@ -79,11 +88,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, *confPath+": ok")
 		return nil
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	log.Info("goim starting", "version", buildinfo.Version())
 
 	c, err := allinone.Start(cfg, allinone.Deps{
 		Logger:    log,

@@ -356,6 +356,9 @@ func TestAllInOne(t *testing.T) {
 	c.want(t, "to key k7")
 	pr.push(t, "/goim/push/all?operation=1000&speed=100", "to everyone")
 	c.want(t, "to everyone")
+	for _, admin := range []int{p.logicAdmin, p.cometAdmin, p.jobAdmin} {
+		testkit.CheckBuildInfo(t, "127.0.0.1:"+strconv.Itoa(admin))
+	}
 
 	testkit.WaitFor(t, 10*time.Second, func() error {
 		var total struct {
@@ -452,6 +455,7 @@ func TestReplaceEmbedded(t *testing.T) {
 // bad flag value is refused with the key named.
 func TestCheckConfig(t *testing.T) {
 	bin := testkit.Build(t, "goim")
+	testkit.CheckVersion(t, bin, "goim")
 	out, err := exec.Command(bin, "-conf", "../../configs/goim.toml", "-check-config").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "goim.toml: ok") ||
 		!strings.Contains(string(out), "warning: [logic] http.allow_anonymous = true and no credential") {

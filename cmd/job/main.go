@@ -15,13 +15,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/goim/goim/internal/admin"
+	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/job"
+	"github.com/goim/goim/internal/logging"
 )
 
 func main() {
@@ -35,8 +36,16 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("job", flag.ContinueOnError)
 	confPath := fs.String("conf", "configs/job.toml", "config file")
 	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	logf := logging.AddFlags(fs)
+	version := buildinfo.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if version.Print(os.Stdout, "job") {
+		return nil
+	}
+	log, err := logf.New(os.Stderr)
+	if err != nil {
 		return err
 	}
 	cfg, err := job.Load(*confPath)
@@ -52,11 +61,7 @@ func run(args []string) error {
 		fmt.Println(*confPath + ": ok")
 		return nil
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	log.Info("job starting", "version", buildinfo.Version())
 	gcPercent, fromEnv := admin.SetGCPercent(admin.ServiceGCPercent)
 	log.Info("garbage collector target", "percent", gcPercent, "from_GOGC", fromEnv)
 

@@ -29,6 +29,7 @@ type proc struct {
 func startProcess(tb testing.TB, c *cluster.Cluster, group string) *proc {
 	tb.Helper()
 	bin := testkit.Build(tb, "job")
+	testkit.CheckVersion(tb, bin, "job")
 	p := &proc{adminAddr: testkit.FreeAddr(tb), logs: &strings.Builder{}, exited: make(chan error, 1)}
 	var comets []string
 	for host, addr := range c.CometAddrs() {
@@ -75,6 +76,7 @@ nodes = []
 func TestProcess(t *testing.T) {
 	c := cluster.Start(t, 1)
 	p := startProcess(t, c, "job-process-"+testkit.RandomHex(4))
+	testkit.CheckBuildInfo(t, p.adminAddr)
 	r := c.Dial("comet-1", "tcp", `{"mid":1,"key":"k1","room_id":"live://p","accepts":[1000]}`)
 	c.WaitOnline(1)
 	c.Push("/goim/push/keys?operation=1000&keys=k1", "unicast")

@@ -7,6 +7,8 @@
 //
 // SIGINT or SIGTERM stops it gracefully within shutdown_timeout: new
 // pushes get 503, in-flight ones finish, it leaves discovery, then exits.
+// SIGHUP reloads the connection token verification keys ([auth] key
+// files and keys_dir); a failed reload keeps the keys in use.
 package main
 
 import (
@@ -14,12 +16,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/goim/goim/internal/admin"
+	"github.com/goim/goim/internal/buildinfo"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/logic"
 )
 
@@ -34,8 +37,16 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("logic", flag.ContinueOnError)
 	confPath := fs.String("conf", "configs/logic.toml", "config file")
 	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
-	level := fs.String("log-level", "info", "debug, info, warn or error")
+	logf := logging.AddFlags(fs)
+	version := buildinfo.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if version.Print(os.Stdout, "logic") {
+		return nil
+	}
+	log, err := logf.New(os.Stderr)
+	if err != nil {
 		return err
 	}
 	cfg, err := logic.Load(*confPath)
@@ -55,13 +66,15 @@ func run(args []string) error {
 		fmt.Println(*confPath + ": ok")
 		return nil
 	}
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+	log.Info("logic starting", "version", buildinfo.Version())
 	gcPercent, fromEnv := admin.SetGCPercent(admin.ServiceGCPercent)
 	log.Info("garbage collector target", "percent", gcPercent, "from_GOGC", fromEnv)
+
+	// Signals are caught before anything serves: a SIGHUP sent once the
+	// process answers must not kill it (SIGHUP's default action).
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 
 	reg := admin.NewRegistry()
 	srv, err := logic.New(cfg, logic.Deps{Logger: log, Registry: reg})
@@ -84,9 +97,11 @@ func run(args []string) error {
 	}
 	log.Info("logic serving", "http", srv.HTTPAddr(), "rpc", srv.RPCAddr(), "admin", adm.Addr())
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	sig := <-sigs
+	for sig == syscall.SIGHUP {
+		_ = srv.Reload() // logs and counts the result; a failure keeps the keys in use
+		sig = <-sigs
+	}
 	signal.Stop(sigs)
 	log.Info("logic stopping", "signal", sig.String())
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())

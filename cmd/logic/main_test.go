@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -27,6 +29,7 @@ type proc struct {
 	brokers   []string
 	topic     string
 	secret    []byte
+	keyFile   string // auth.hmac_key_file, holding secret
 	token     string // the push API's bearer token, from tokens_file
 	rpcSecret string // the internal gRPC secret comets must send
 }
@@ -47,6 +50,7 @@ func (p *proc) post(client *http.Client, path, body string) (*http.Response, err
 func startProcess(t testing.TB) *proc {
 	t.Helper()
 	bin := testkit.Build(t, "logic")
+	testkit.CheckVersion(t, bin, "logic")
 	_, prefix := testkit.Redis(t)
 	kc, topic := testkit.Kafka(t, 4)
 	p := &proc{
@@ -59,6 +63,7 @@ func startProcess(t testing.TB) *proc {
 	if err := os.WriteFile(key, p.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	p.keyFile = key
 	var rpcSecretFile string
 	p.rpcSecret, rpcSecretFile = testkit.RPCSecret(t)
 	tokens := filepath.Join(t.TempDir(), "http-tokens")
@@ -90,7 +95,7 @@ addr = "` + p.adminAddr + `"
 	if out, err := exec.Command(bin, "-conf", path, "-check-config").CombinedOutput(); err != nil {
 		t.Fatalf("-check-config: %v\n%s", err, out)
 	}
-	p.cmd = exec.Command(bin, "-conf", path)
+	p.cmd = exec.Command(bin, "-conf", path, "-log-format", "json")
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -101,10 +106,12 @@ addr = "` + p.adminAddr + `"
 	return p
 }
 
-// TestProcess runs the logic binary: it becomes ready, accepts a push, and
-// on SIGTERM stops gracefully with exit status 0.
+// TestProcess runs the logic binary: it becomes ready, exports its build,
+// accepts a push, logs JSON lines (-log-format json), and on SIGTERM stops
+// gracefully with exit status 0.
 func TestProcess(t *testing.T) {
 	p := startProcess(t)
+	testkit.CheckBuildInfo(t, p.adminAddr)
 	resp, err := p.post(http.DefaultClient, "/goim/push/room?operation=1000&type=live&room=1", "hi")
 	if err != nil {
 		t.Fatal(err)
@@ -129,8 +136,86 @@ func TestProcess(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("logic did not exit after SIGTERM\n%s", p.logs.String())
 	}
-	if !strings.Contains(p.logs.String(), "logic stopped") {
+	if !strings.Contains(p.logs.String(), `"msg":"logic stopped"`) {
 		t.Fatalf("logs lack the stop:\n%s", p.logs.String())
+	}
+	for _, l := range strings.Split(strings.TrimSpace(p.logs.String()), "\n") {
+		if !json.Valid([]byte(l)) {
+			t.Fatalf("-log-format json wrote a line that is not JSON: %q", l)
+		}
+	}
+}
+
+// metric returns the value of the series named exactly series (name and
+// labels as /metrics prints them) on the admin listener, or "" if absent.
+func (p *proc) metric(t *testing.T, series string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + p.adminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// TestSIGHUPReloadsKeys: SIGHUP reloads the token verification keys; a
+// failed reload is counted, keeps the keys and the process running.
+func TestSIGHUPReloadsKeys(t *testing.T) {
+	p := startProcess(t)
+	if err := os.WriteFile(p.keyFile, []byte("rotated-secret-"+testkit.RandomHex(16)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	// The periodic check (auth.reload_interval) may reload the changed
+	// file too: at least one reload succeeds, none fails.
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if v := p.metric(t, `goim_logic_auth_key_reloads_total{result="ok"}`); v == "" || v == "0" {
+			return fmt.Errorf("reloads ok = %q", v)
+		}
+		return nil
+	})
+	if err := os.WriteFile(p.keyFile, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if v := p.metric(t, `goim_logic_auth_key_reloads_total{result="error"}`); v == "" || v == "0" {
+			return fmt.Errorf("reloads error = %q", v)
+		}
+		return nil
+	})
+	if v := p.metric(t, "goim_logic_auth_keys"); v != "1" {
+		t.Fatalf("goim_logic_auth_keys = %q, want 1 (the keys stay)", v)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("logic exited with %v\n%s", err, p.logs.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("logic did not exit after SIGTERM")
+	}
+	logs := p.logs.String()
+	// startProcess runs logic with -log-format json.
+	if !strings.Contains(logs, `"msg":"logic: token verification keys","keys":1,"kids":[],"reason":"reload"`) ||
+		!strings.Contains(logs, "logic: token verification keys not reloaded; the previous keys stay in use") {
+		t.Fatalf("logs lack the reloads:\n%s", logs)
 	}
 }
 

@@ -4,6 +4,7 @@
 // Routes:
 //
 //	/metrics       Prometheus exposition of the registry given to New
+//	               (NewRegistry's has goim_build_info, go_* and process_*)
 //	/debug/pprof/  net/http/pprof index, named profiles, cmdline, profile,
 //	               symbol, trace
 //	/healthz       200 "ok" while the process serves
@@ -30,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/conf"
 )
 
@@ -76,15 +78,29 @@ func (c Config) Validate(p *conf.Problems) {
 }
 
 // NewRegistry returns a registry with the Go runtime and process collectors
-// registered, for a service's own metrics. It never touches the global
-// default registry.
+// and goim_build_info registered, for a service's own metrics. It never
+// touches the global default registry.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		BuildInfo(buildinfo.Read()),
 	)
 	return reg
+}
+
+// BuildInfo is the goim_build_info gauge: always 1, labelled with the
+// build's version, commit (with "-modified" for a modified tree) and Go
+// version, so dashboards can show and group what every instance runs.
+func BuildInfo(in buildinfo.Info) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "goim", Name: "build_info",
+		Help:        "Always 1; the labels say which build runs: module version, VCS commit, Go version.",
+		ConstLabels: prometheus.Labels{"version": in.Version, "commit": in.CommitLabel(), "go": in.Go},
+	})
+	g.Set(1)
+	return g
 }
 
 // Server is the admin HTTP server. Create it with New, then Start it;

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/conf"
 )
 
@@ -91,6 +93,21 @@ func TestNewRegistryHasRuntimeCollectors(t *testing.T) {
 		if !strings.Contains(body, "\n"+name+" ") {
 			t.Errorf("/metrics lacks %s", name)
 		}
+	}
+	in := buildinfo.Read()
+	want := fmt.Sprintf("goim_build_info{commit=%q,go=%q,version=%q} 1\n", in.CommitLabel(), in.Go, in.Version)
+	if !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %q:\n%s", want, body)
+	}
+}
+
+func TestBuildInfo(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(BuildInfo(buildinfo.Info{Version: "v1.2.0", Commit: "abc", Modified: true, Go: "go1.26.8"}))
+	_, base := start(t, DefaultConfig(), reg, nil)
+	_, body := get(t, base+"/metrics")
+	if want := `goim_build_info{commit="abc-modified",go="go1.26.8",version="v1.2.0"} 1`; !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %s:\n%s", want, body)
 	}
 }
 

@@ -204,6 +204,8 @@ func (c Config) Validate() error {
 	}
 	if c.Redis.Addr == "" {
 		p.Sub("redis").Check(hasPort(c.Redis.Listen), "listen", "must be host:port for the embedded Redis, got %q", c.Redis.Listen)
+		p.Sub("logic").Sub("redis").Check(!c.Logic.Redis.Cluster, "cluster",
+			"the embedded Redis is a single Redis: set [redis] addr (or -redis) to a cluster node to use cluster mode")
 	}
 	p.Sub("discovery").Check(strings.TrimSpace(c.Discovery.Env) != "", "env", "must not be empty")
 	if len(c.Discovery.Nodes) == 0 {

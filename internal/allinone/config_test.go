@@ -132,6 +132,7 @@ func TestValidate(t *testing.T) {
 			c.Job.Kafka.Group = ""
 		}, []string{"[logic] ", "auth", "[job] ", "kafka.group"}},
 		{"timeouts", func(c *Config) { c.ReadyTimeout, c.ShutdownTimeout = 0, -1 }, []string{"ready_timeout", "shutdown_timeout"}},
+		{"the embedded Redis is no cluster", func(c *Config) { c.Logic.Redis.Cluster = true }, []string{"logic.redis.cluster"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok
@@ -174,5 +175,32 @@ func TestLoad(t *testing.T) {
 	if _, err := Load(write("invalid.toml", "[kafka]\npartitions = 0\n[logic.auth]\ninsecure = true\n")); err == nil ||
 		!strings.Contains(err.Error(), "kafka.partitions") {
 		t.Errorf("invalid: %v, want kafka.partitions named", err)
+	}
+}
+
+// TestEnvSections: the all-in-one reads its own keys' variables
+// (GOIM_REDIS_ADDR) and its service sections' under the section's name
+// (GOIM_LOGIC_HTTP_BIND, GOIM_COMET_TCP_BIND, GOIM_JOB_KAFKA_GROUP); Wire
+// then points the services at the Redis the variable named.
+func TestEnvSections(t *testing.T) {
+	t.Setenv(rpcauth.EnvSecret, "")
+	t.Setenv("GOIM_REDIS_ADDR", "10.0.0.6:6379")
+	t.Setenv("GOIM_LOGIC_HTTP_BIND", "127.0.0.1:4111")
+	t.Setenv("GOIM_COMET_TCP_BIND", "127.0.0.1:4101,127.0.0.1:4201")
+	t.Setenv("GOIM_JOB_KAFKA_GROUP", "env-group")
+	t.Setenv("GOIM_HTTP_BIND", "127.0.0.1:5111") // a standalone logic's variable: no key of the all-in-one
+	c, err := Load("../../configs/goim.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Redis.Addr != "10.0.0.6:6379" || c.Logic.Redis.Addr != "10.0.0.6:6379" || c.Logic.HTTP.Bind != "127.0.0.1:4111" ||
+		!slices.Equal(c.Comet.TCP.Bind, []string{"127.0.0.1:4101", "127.0.0.1:4201"}) || c.Job.Kafka.Group != "env-group" ||
+		c.Logic.Node.TCPPort != 4101 {
+		t.Errorf("redis %q (logic %q), logic http %q, comet tcp %q, job group %q, logic node.tcp_port %d",
+			c.Redis.Addr, c.Logic.Redis.Addr, c.Logic.HTTP.Bind, c.Comet.TCP.Bind, c.Job.Kafka.Group, c.Logic.Node.TCPPort)
+	}
+	t.Setenv("GOIM_COMET_PROTOCOL_SESSION_RENEW", "often")
+	if _, err := Load("../../configs/goim.toml"); !errors.Is(err, conf.ErrEnv) || !strings.Contains(err.Error(), "GOIM_COMET_PROTOCOL_SESSION_RENEW (key comet.protocol.session_renew)") {
+		t.Errorf("bad variable: %v, want an error naming it and its key", err)
 	}
 }

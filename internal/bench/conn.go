@@ -28,6 +28,8 @@ type conn struct {
 	key  string
 	room string
 
+	// nc is replaced by a reconnect: the reader goroutine, the only
+	// writer, sets it under wmu; other goroutines read it under wmu.
 	nc net.Conn
 	br *bufio.Reader
 	ws *wsReader // nil on TCP
@@ -35,9 +37,10 @@ type conn struct {
 	wmu   sync.Mutex // serialises writes: heartbeats, WebSocket pongs
 	hbSeq int32      // wmu guards it
 
-	up      int64        // auth reply received, Unix ns
-	down    atomic.Int64 // ended without the tool closing it, Unix ns
-	closing atomic.Bool  // the tool is closing it
+	up         int64        // first auth reply received, Unix ns
+	down       atomic.Int64 // ended without the tool closing it (and not back yet), Unix ns
+	closing    atomic.Bool  // the tool is closing it
+	reconnects atomic.Int32 // times it came back after a drop (reconnect mode)
 
 	recv recvLog
 }
@@ -107,7 +110,9 @@ func (cn *conn) handshake(ctx context.Context, addr string, src net.Addr) (strin
 	if err != nil {
 		return phaseDial, err
 	}
+	cn.wmu.Lock()
 	cn.nc = nc
+	cn.wmu.Unlock()
 	_ = nc.SetDeadline(deadline)
 	// ctx ending (a signal) cuts a handshake short instead of waiting out
 	// its timeout.
@@ -188,16 +193,32 @@ func (cn *conn) readLoop() {
 	for {
 		err := cn.read(fn)
 		c.flush(&t)
-		if err != nil {
-			c.alive.Add(-1)
-			if !cn.closing.Load() {
-				cn.down.Store(time.Now().UnixNano())
-				c.dropped.Add(1)
-				c.countErr(phaseRead, err)
-			}
-			_ = cn.nc.Close()
+		if err == nil {
+			continue
+		}
+		c.alive.Add(-1)
+		_ = cn.nc.Close()
+		if cn.closing.Load() {
 			return
 		}
+		down := time.Now()
+		cn.down.Store(down.UnixNano())
+		c.dropped.Add(1)
+		c.countErr(phaseRead, err)
+		if !c.cfg.Reconnect || !cn.reconnect(down) {
+			return
+		}
+		c.alive.Add(1)
+	}
+}
+
+// closeNC closes the connection's socket; any goroutine may call it.
+func (cn *conn) closeNC() {
+	cn.wmu.Lock()
+	nc := cn.nc
+	cn.wmu.Unlock()
+	if nc != nil {
+		_ = nc.Close()
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -66,7 +67,16 @@ type ConnsConfig struct {
 	// ReadBuffer is each connection's read buffer, bytes: frames larger
 	// than it are read into a fresh allocation. Default 1024.
 	ReadBuffer int
-	// AllowRemote permits non-loopback comets and source addresses.
+	// Reconnect makes a connection that the server or the network ends
+	// come back as a goim client would, until the tool closes it: it
+	// follows the backoff hint and the nodes of logic's
+	// /goim/nodes/weighted (reconnect.go). Without it a dropped
+	// connection stays down.
+	Reconnect bool
+	// APIs are logic HTTP base URLs that reconnecting connections ask for
+	// nodes, in turn (one failing, the next). Required with Reconnect.
+	APIs []string
+	// AllowRemote permits non-loopback comets, APIs and source addresses.
 	AllowRemote bool
 }
 
@@ -132,6 +142,14 @@ func (c ConnsConfig) Validate() error {
 			bad("room %q: printable ASCII without spaces", r)
 		}
 	}
+	if c.Reconnect && len(c.APIs) == 0 {
+		bad("-reconnect needs logic's HTTP URL (-api) to ask for nodes and the backoff hint")
+	}
+	for _, a := range c.APIs {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("-api %q: want an http:// or https:// base URL", a)
+		}
+	}
 	if c.ReadBuffer < 64 || c.ReadBuffer > 1<<20 {
 		bad("-read-buffer %d: want 64..1048576", c.ReadBuffer)
 	}
@@ -147,6 +165,11 @@ func (c ConnsConfig) CheckTargets(ctx context.Context) error {
 	for _, a := range c.Addrs {
 		if err := checkHostPort(ctx, a); err != nil {
 			return fmt.Errorf("comet %w", err)
+		}
+	}
+	for _, a := range c.APIs {
+		if err := checkURL(ctx, a); err != nil {
+			return fmt.Errorf("api %w", err)
 		}
 	}
 	for _, a := range c.Src {
@@ -168,6 +191,15 @@ type Conns struct {
 	latency   *Histogram // push sent to received
 	handshake *Histogram // dial to auth reply
 
+	// Reconnect mode (reconnect.go). ctx ends at Close.
+	ctx               context.Context
+	cancel            context.CancelFunc
+	nodes             *nodesSource
+	reconnects        atomic.Uint64 // connections brought back after a drop
+	reconnectAttempts atomic.Uint64
+	reconnectTime     *Histogram // drop to the new auth reply
+	firstWait         *Histogram // backoff drawn before the first attempt after a drop
+
 	mu    sync.Mutex // guards conns and errs
 	conns []*conn
 	errs  map[string]uint64
@@ -177,7 +209,7 @@ type Conns struct {
 	end       atomic.Int64 // Close, Unix ns
 	failed    atomic.Int64
 	alive     atomic.Int64
-	dropped   atomic.Int64
+	dropped   atomic.Int64  // drops: connections the server or the network ended
 	frames    atomic.Uint64 // push frames, any run
 	foreign   atomic.Uint64
 	delivered atomic.Uint64 // this run's pushes, duplicates excluded
@@ -215,16 +247,23 @@ func NewConns(cfg ConnsConfig, log *slog.Logger) (*Conns, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Conns{
-		cfg:       cfg,
-		log:       log,
-		streams:   newStreamTable(),
-		latency:   NewHistogram(),
-		handshake: NewHistogram(),
-		errs:      make(map[string]uint64),
-		lates:     make(map[lateKey]uint32),
-		stop:      make(chan struct{}),
-	}, nil
+	c := &Conns{
+		cfg:           cfg,
+		log:           log,
+		streams:       newStreamTable(),
+		latency:       NewHistogram(),
+		handshake:     NewHistogram(),
+		reconnectTime: NewHistogram(),
+		firstWait:     NewHistogram(),
+		errs:          make(map[string]uint64),
+		lates:         make(map[lateKey]uint32),
+		stop:          make(chan struct{}),
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	if cfg.Reconnect {
+		c.nodes = newNodesSource(&c.cfg, func(err error) { c.countErr(phaseNodes, err) })
+	}
+	return c, nil
 }
 
 // Open opens the connections, at most DialConcurrency handshakes at a time
@@ -291,14 +330,18 @@ func (c *Conns) Close() {
 	c.stopOnce.Do(func() {
 		c.end.Store(time.Now().UnixNano())
 		close(c.stop)
+		c.cancel()
 		c.mu.Lock()
 		all := c.conns
 		c.mu.Unlock()
 		for _, cn := range all {
 			cn.closing.Store(true)
-			_ = cn.nc.Close()
+			cn.closeNC()
 		}
 		c.wg.Wait()
+		if c.nodes != nil {
+			c.nodes.close()
+		}
 	})
 }
 
@@ -336,6 +379,7 @@ func (c *Conns) heartbeatLoop() {
 // connsProgress is what the progress line shows of the connections.
 type connsProgress struct {
 	alive, failed, dropped int64
+	reconnected            uint64
 	opened                 int
 	delivered, foreign     uint64
 	latency                *HistData
@@ -346,7 +390,7 @@ func (c *Conns) progress() connsProgress {
 	opened := len(c.conns)
 	c.mu.Unlock()
 	return connsProgress{
-		alive: c.alive.Load(), failed: c.failed.Load(), dropped: c.dropped.Load(), opened: opened,
+		alive: c.alive.Load(), failed: c.failed.Load(), dropped: c.dropped.Load(), reconnected: c.reconnects.Load(), opened: opened,
 		delivered: c.delivered.Load(), foreign: c.foreign.Load(), latency: c.latency.Snapshot(),
 	}
 }
@@ -359,25 +403,31 @@ func (c *Conns) Record() *ConnsRecord {
 	errs := maps.Clone(c.errs)
 	c.mu.Unlock()
 	r := &ConnsRecord{
-		Run:              c.cfg.Run,
-		Transport:        c.cfg.Transport,
-		Requested:        c.cfg.N,
-		First:            c.cfg.First,
-		Accepts:          c.cfg.Accepts,
-		Start:            c.start.Load(),
-		Opened:           c.opened.Load(),
-		End:              c.end.Load(),
-		Failed:           int(c.failed.Load()),
-		Errors:           errs,
-		Frames:           c.frames.Load(),
-		Foreign:          c.foreign.Load(),
-		HeartbeatsSent:   c.hbSent.Load(),
-		HeartbeatReplies: c.hbReplies.Load(),
-		Reads:            c.reads.Load(),
-		LateUnclassified: c.lateOverflow.Load(),
-		Handshake:        *c.handshake.Snapshot(),
-		Latency:          *c.latency.Snapshot(),
-		Conns:            make([]ConnRecord, 0, len(all)),
+		Run:               c.cfg.Run,
+		Transport:         c.cfg.Transport,
+		Requested:         c.cfg.N,
+		First:             c.cfg.First,
+		Accepts:           c.cfg.Accepts,
+		Start:             c.start.Load(),
+		Opened:            c.opened.Load(),
+		End:               c.end.Load(),
+		Failed:            int(c.failed.Load()),
+		Errors:            errs,
+		Frames:            c.frames.Load(),
+		Foreign:           c.foreign.Load(),
+		HeartbeatsSent:    c.hbSent.Load(),
+		HeartbeatReplies:  c.hbReplies.Load(),
+		Reads:             c.reads.Load(),
+		LateUnclassified:  c.lateOverflow.Load(),
+		Handshake:         *c.handshake.Snapshot(),
+		Reconnect:         c.cfg.Reconnect,
+		Drops:             uint64(c.dropped.Load()),
+		Reconnects:        c.reconnects.Load(),
+		ReconnectAttempts: c.reconnectAttempts.Load(),
+		ReconnectTime:     *c.reconnectTime.Snapshot(),
+		FirstWait:         *c.firstWait.Snapshot(),
+		Latency:           *c.latency.Snapshot(),
+		Conns:             make([]ConnRecord, 0, len(all)),
 	}
 	if r.Accepts == nil {
 		r.Accepts = []int32{}
@@ -391,7 +441,8 @@ func (c *Conns) Record() *ConnsRecord {
 		return cmp.Or(strings.Compare(a.Stream, b.Stream), cmp.Compare(a.Seq, b.Seq), cmp.Compare(a.After, b.After))
 	})
 	for _, cn := range all {
-		cr := ConnRecord{Index: cn.idx, Mid: cn.mid, Key: cn.key, Room: cn.room, Up: cn.up, Down: cn.down.Load()}
+		cr := ConnRecord{Index: cn.idx, Mid: cn.mid, Key: cn.key, Room: cn.room, Up: cn.up, Down: cn.down.Load(),
+			Reconnects: int(cn.reconnects.Load())}
 		cn.recv.mu.Lock()
 		for _, st := range cn.recv.streams {
 			sr := StreamRecv{Stream: c.streams.name(st.id), Ranges: make([][2]uint64, len(st.set.r)), Dup: st.dup, Late: st.late}

@@ -37,6 +37,7 @@ const (
 	phaseAuth      = "auth"
 	phaseRead      = "read"
 	phaseHeartbeat = "heartbeat"
+	phaseNodes     = "nodes" // reconnect mode: asking logic for nodes
 )
 
 // errKind sorts an error into a small fixed set of kinds, so error counters

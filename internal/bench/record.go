@@ -40,7 +40,19 @@ type ConnsRecord struct {
 	LateUnclassified uint64        `json:"late_unclassified,omitempty"`
 	Handshake        HistData      `json:"handshake"` // dial to auth reply, ns
 	Latency          HistData      `json:"latency"`   // push sent to received, ns
-	Conns            []ConnRecord  `json:"conns"`     // authenticated connections
+	// Reconnect is the reconnect mode (conns -reconnect). Drops counts
+	// connections ended by the server or the network (in any mode),
+	// Reconnects those that came back, ReconnectAttempts the attempts
+	// (each dials the nodes in turn until one handshake succeeds),
+	// ReconnectTime the time from a drop to the new auth reply, and
+	// FirstWait the backoff drawn before the first attempt after a drop.
+	Reconnect         bool         `json:"reconnect,omitempty"`
+	Drops             uint64       `json:"drops,omitempty"`
+	Reconnects        uint64       `json:"reconnects,omitempty"`
+	ReconnectAttempts uint64       `json:"reconnect_attempts,omitempty"`
+	ReconnectTime     HistData     `json:"reconnect_time"`
+	FirstWait         HistData     `json:"first_wait"`
+	Conns             []ConnRecord `json:"conns"` // authenticated connections
 }
 
 // ConnRecord is one authenticated connection.
@@ -49,11 +61,16 @@ type ConnRecord struct {
 	Mid   int64  `json:"mid,omitempty"`
 	Key   string `json:"key,omitempty"` // asked for; "" let the server choose
 	Room  string `json:"room,omitempty"`
-	Up    int64  `json:"up"` // auth reply received
+	Up    int64  `json:"up"` // first auth reply received
 	// Down is when the connection ended without the tool closing it (the
-	// server or the network dropped it); 0 if it did not.
-	Down    int64        `json:"down,omitempty"`
-	Streams []StreamRecv `json:"streams,omitempty"`
+	// server or the network dropped it); 0 if it did not, or came back
+	// (reconnect mode).
+	Down int64 `json:"down,omitempty"`
+	// Reconnects counts the times it came back after a drop; pushes sent
+	// while it was away are not expected of it again (goim does not
+	// replay them), so they count as lost.
+	Reconnects int          `json:"reconnects,omitempty"`
+	Streams    []StreamRecv `json:"streams,omitempty"`
 }
 
 // StreamRecv is what one connection received of one stream.

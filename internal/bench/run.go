@@ -255,6 +255,9 @@ func startProgress(w io.Writer, start time.Time, c *Conns, p *Pusher) (stop func
 				if c != nil {
 					cp := c.progress()
 					fmt.Fprintf(&b, " | conns %d up, %d failed, %d dropped", cp.alive, cp.failed, cp.dropped)
+					if c.cfg.Reconnect {
+						fmt.Fprintf(&b, ", %d reconnected", cp.reconnected)
+					}
 					if c.cfg.N > cp.opened+int(cp.failed) {
 						fmt.Fprintf(&b, " (%d/%d tried)", cp.opened+int(cp.failed), c.cfg.N)
 					}

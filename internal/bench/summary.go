@@ -59,6 +59,17 @@ type ConnsSummary struct {
 	Reads         uint64            `json:"reads"`
 	FramesPerRead float64           `json:"frames_per_read"`
 	Errors        map[string]uint64 `json:"errors"` // "phase/kind"
+	// Reconnect mode (conns -reconnect): Drops counts connections the
+	// server or the network ended, Reconnects those that came back
+	// (Dropped those still down at the end), ReconnectAttempts the
+	// attempts, Reconnect the time from a drop to the new auth reply and
+	// FirstWait the backoff drawn before the first attempt.
+	Reconnect         bool      `json:"reconnect,omitempty"`
+	Drops             uint64    `json:"drops,omitempty"`
+	Reconnects        uint64    `json:"reconnects,omitempty"`
+	ReconnectAttempts uint64    `json:"reconnect_attempts,omitempty"`
+	ReconnectTime     Quantiles `json:"reconnect_ms"`
+	FirstWait         Quantiles `json:"first_wait_ms"`
 }
 
 // PushSummary is the pushers' side.
@@ -156,7 +167,7 @@ type LostSample struct {
 // summarizeConns merges conns records.
 func summarizeConns(recs []*ConnsRecord) *ConnsSummary {
 	s := &ConnsSummary{Errors: map[string]uint64{}}
-	hs := &HistData{}
+	hs, rt, fw := &HistData{}, &HistData{}, &HistData{}
 	var first, last int64
 	for _, r := range recs {
 		s.Processes++
@@ -181,6 +192,12 @@ func summarizeConns(recs []*ConnsRecord) *ConnsSummary {
 			s.Errors[k] += v
 		}
 		hs.Merge(&r.Handshake)
+		s.Reconnect = s.Reconnect || r.Reconnect
+		s.Drops += r.Drops
+		s.Reconnects += r.Reconnects
+		s.ReconnectAttempts += r.ReconnectAttempts
+		rt.Merge(&r.ReconnectTime)
+		fw.Merge(&r.FirstWait)
 		if r.Start > 0 && (first == 0 || r.Start < first) {
 			first = r.Start
 		}
@@ -190,6 +207,7 @@ func summarizeConns(recs []*ConnsRecord) *ConnsSummary {
 		s.HandshakesPerSecond = round1(float64(s.Established) / (float64(last-first) / 1e9))
 	}
 	s.Handshake = hs.Quantiles()
+	s.ReconnectTime, s.FirstWait = rt.Quantiles(), fw.Quantiles()
 	if s.Reads > 0 {
 		s.FramesPerRead = round3(float64(s.Frames) / float64(s.Reads))
 	}
@@ -244,7 +262,10 @@ func (s *Summary) judge() {
 		if c.Failed > 0 {
 			fail("%d of %d connections failed to open (errors: %s)", c.Failed, c.Requested, fmtCounts(c.Errors))
 		}
-		if c.Dropped > 0 {
+		switch {
+		case c.Dropped > 0 && c.Reconnect:
+			fail("%d connections were down at the end (%d drops, %d reconnected)", c.Dropped, c.Drops, c.Reconnects)
+		case c.Dropped > 0:
 			fail("%d connections were dropped before the end", c.Dropped)
 		}
 	}
@@ -346,6 +367,10 @@ func WriteText(w io.Writer, s *Summary) error {
 		fmt.Fprintf(&b, "  handshakes: %.0f/s; dial to auth reply ms %s\n", c.HandshakesPerSecond, fmtQ(c.Handshake))
 		fmt.Fprintf(&b, "  heartbeats: %d sent, %d replies; %d push frames in %d socket reads (%.2f per read)\n",
 			c.HeartbeatsSent, c.HeartbeatReplies, c.Frames, c.Reads, c.FramesPerRead)
+		if c.Reconnect {
+			fmt.Fprintf(&b, "  reconnect: %d drops, %d reconnected in %d attempts; drop to auth reply ms %s; first backoff ms %s\n",
+				c.Drops, c.Reconnects, c.ReconnectAttempts, fmtQ(c.ReconnectTime), fmtQ(c.FirstWait))
+		}
 		if len(c.Errors) > 0 {
 			fmt.Fprintf(&b, "  errors: %s\n", fmtCounts(c.Errors))
 		}

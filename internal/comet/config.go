@@ -124,8 +124,10 @@ type ProtocolConfig struct {
 	// counted. Default "close".
 	SlowPolicy string `toml:"slow_policy"`
 	// SessionRenew is how often, at most, a connection's session is renewed
-	// in logic (on a client heartbeat), jittered by ±10 %. It must stay well
-	// inside logic's session TTL. Default "10m".
+	// in logic (on a client heartbeat), jittered by ±10 %. Renewals of a
+	// live connection are then at most 1.1 x SessionRenew plus logic's
+	// heartbeat x heartbeat_max apart, which must stay below logic's
+	// redis.session_ttl. Default "10m".
 	SessionRenew conf.Duration `toml:"session_renew"`
 }
 
@@ -173,6 +175,13 @@ type LogicConfig struct {
 	// ReportInterval is how often room online counts and load go to logic
 	// (RenewOnline). Default "5s".
 	ReportInterval conf.Duration `toml:"report_interval"`
+	// DisconnectRetry is how long a disconnect that failed because logic
+	// (or its Redis) was unavailable or too slow keeps being sent again,
+	// with a backoff from 0.5 s doubling to 8 s, from its first failure;
+	// then it is given up (goim_comet_disconnects_abandoned_total) and the
+	// session's routing stays in Redis until it expires. "0s": never sent
+	// again. Default "30s".
+	DisconnectRetry conf.Duration `toml:"disconnect_retry"`
 }
 
 // LimitsConfig is the [limits] section: what one client, one IP or all
@@ -211,7 +220,7 @@ type LimitsConfig struct {
 	// FramesPerSecond caps the frames one authenticated client sends per
 	// second (any op, WebSocket pings included), counted in 1-second
 	// windows; a client over it is closed (frame_rate). A goim client
-	// sends a heartbeat every few tens of seconds plus an occasional room
+	// sends a heartbeat every few minutes plus an occasional room
 	// change or message; 50 is far above that and bounds the calls to
 	// logic one connection can cause (each unknown op is a Receive).
 	// Default 50.
@@ -250,9 +259,10 @@ func Default() Config {
 		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, BroadcastQueue: 16, PacedBroadcasts: 16},
 		RPC:    RPCConfig{Bind: ":3109"},
 		Logic: LogicConfig{
-			Addrs:          []string{"127.0.0.1:3119"},
-			Timeout:        conf.Duration(3 * time.Second),
-			ReportInterval: conf.Duration(5 * time.Second),
+			Addrs:           []string{"127.0.0.1:3119"},
+			Timeout:         conf.Duration(3 * time.Second),
+			ReportInterval:  conf.Duration(5 * time.Second),
+			DisconnectRetry: conf.Duration(30 * time.Second),
 		},
 		Limits: LimitsConfig{
 			MaxConns:         200000,
@@ -335,6 +345,7 @@ func (c Config) Validate() error {
 	addrs(l, "addrs", c.Logic.Addrs)
 	l.Check(c.Logic.Timeout > 0, "timeout", "must be > 0, got %v", c.Logic.Timeout)
 	l.Check(c.Logic.ReportInterval > 0, "report_interval", "must be > 0, got %v", c.Logic.ReportInterval)
+	l.Check(c.Logic.DisconnectRetry >= 0, "disconnect_retry", "must be >= 0 (0 = no retry), got %v", c.Logic.DisconnectRetry)
 
 	li := p.Sub("limits")
 	li.Check(c.Limits.MaxConns >= 0, "max_conns", "must be >= 0, got %d", c.Limits.MaxConns)

@@ -189,7 +189,8 @@ func (c *Channel) handshake() (authed bool, err error) {
 	if old := s.bucket(c.key).put(c); old != nil {
 		old.close(ReasonReplaced)
 	}
-	ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq}
+	// Empty unless logic's auth.reply_key puts the key in it.
+	ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq, Body: reply.GetAuthReply()}
 	_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.Protocol.WriteTimeout.D()))
 	_, werr := c.conn.Write(c.encodeReply(&ack))
 	// No deadline may stay on the socket: pushers' non-blocking writes

@@ -11,13 +11,16 @@ import (
 // load one call to logic carries many. The workers outlive the connection
 // goroutines that feed them: stop drains the queue, then ends them.
 type gatherer[T any] struct {
-	queue   chan T
-	max     int
-	handle  func([]T)
-	stopc   chan struct{} // closed when the workers should drain and stop
-	mu      sync.RWMutex  // read-held while queueing; guards stopped
-	stopped bool
-	wg      sync.WaitGroup
+	queue  chan T
+	max    int
+	handle func([]T)
+	// overflow, when set, takes a request that finds the queue full, so
+	// put never waits (set it before start).
+	overflow func(T)
+	stopc    chan struct{} // closed when the workers should drain and stop
+	mu       sync.RWMutex  // read-held while queueing; guards stopped
+	stopped  bool
+	wg       sync.WaitGroup
 }
 
 func newGatherer[T any](queue, max int, handle func([]T)) *gatherer[T] {
@@ -59,20 +62,31 @@ func (g *gatherer[T]) work() {
 	}
 }
 
-// put queues r, waiting for room in the queue, or handles it on the
+// put queues r, waiting for room in the queue (or, with overflow set,
+// handing r to overflow when the queue is full), or handles it on the
 // calling goroutine once the workers have stopped (a connection still
-// closing after Shutdown gave up waiting for it). The read lock keeps
-// stop from stopping the workers while r is being queued, so nothing is
-// left in the queue.
+// closing after Shutdown gave up waiting for it). The read lock keeps stop
+// from stopping the workers while r is being queued, so nothing is left in
+// the queue.
 func (g *gatherer[T]) put(r T) {
 	g.mu.RLock()
-	if !g.stopped {
+	if g.stopped {
+		g.mu.RUnlock()
+		g.handle([]T{r})
+		return
+	}
+	if g.overflow == nil {
 		g.queue <- r // the workers run until stopped is set
 		g.mu.RUnlock()
 		return
 	}
-	g.mu.RUnlock()
-	g.handle([]T{r})
+	select {
+	case g.queue <- r:
+		g.mu.RUnlock()
+	default:
+		g.mu.RUnlock()
+		g.overflow(r)
+	}
 }
 
 // stop lets the workers handle what is queued and waits for them, or

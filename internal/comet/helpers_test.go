@@ -61,7 +61,11 @@ type testLogic struct {
 	gate     chan struct{}
 	dgate    chan struct{} // the same for Disconnect and DisconnectBatch
 	dbatches []int         // sizes of the DisconnectBatch calls
-	dheld    int           // disconnects that reached logic, held at dgate or not
+	// dfail is how many more Disconnect and DisconnectBatch calls answer
+	// Unavailable (as logic does when its Redis times out); < 0: all.
+	dfail   int
+	dfailed int // calls answered so
+	dheld   int // disconnects that reached logic, held at dgate or not
 	// Conn ids of the Connect, Disconnect and Heartbeat requests, by key.
 	connIDs    map[string][]uint64
 	dconnIDs   map[string][]uint64
@@ -93,6 +97,9 @@ func (l *testLogic) DisconnectBatch(_ context.Context, req *logicpb.DisconnectBa
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.failDisconnect(); err != nil {
+		return nil, err
+	}
 	l.dbatches = append(l.dbatches, len(req.GetReqs()))
 	out := &logicpb.DisconnectBatchReply{}
 	for _, r := range req.GetReqs() {
@@ -175,9 +182,25 @@ func (l *testLogic) Disconnect(_ context.Context, req *logicpb.DisconnectReq) (*
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if err := l.failDisconnect(); err != nil {
+		return nil, err
+	}
 	l.disconnects = append(l.disconnects, req.GetKey())
 	noteConnID(&l.dconnIDs, req.GetKey(), req.GetConnId())
 	return &logicpb.DisconnectReply{Has: true}, nil
+}
+
+// failDisconnect answers a disconnect call Unavailable while dfail says
+// so (l.mu held).
+func (l *testLogic) failDisconnect() error {
+	if l.dfail == 0 {
+		return nil
+	}
+	if l.dfail > 0 {
+		l.dfail--
+	}
+	l.dfailed++
+	return status.Error(codes.Unavailable, "logic: disconnect: dao: redis: i/o timeout")
 }
 
 func (l *testLogic) Heartbeat(_ context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {

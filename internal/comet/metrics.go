@@ -22,7 +22,9 @@ type metrics struct {
 	rooms       prometheus.GaugeFunc
 	paced       prometheus.GaugeFunc // paced broadcasts running
 	resyncs     prometheus.Counter   // logic's Redis epoch changes seen
-	releases    prometheus.Counter   // free heap returned to the system (release.go)
+	// disconnects sent again after a failure, and given up
+	disconnectsRetried, disconnectsAbandoned prometheus.Counter
+	releases                                 prometheus.Counter // free heap returned to the system (release.go)
 
 	// Series of the per-connection paths, resolved once (no label lookup
 	// per connection): every close reason, the reasons an auth fails for,
@@ -89,6 +91,14 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 			Namespace: "goim", Subsystem: "comet", Name: "session_resyncs_total",
 			Help: "Times logic's Redis lost its data (its epoch changed) and every session was re-registered at its next heartbeat.",
 		}),
+		disconnectsRetried: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "disconnects_retried_total",
+			Help: "Disconnects sent to logic again after a failed attempt (logic or its Redis unavailable or too slow).",
+		}),
+		disconnectsAbandoned: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "disconnects_abandoned_total",
+			Help: "Disconnects given up (still failing logic.disconnect_retry after the first failure, not retryable, or more held than the retrier keeps): their routing stays in Redis until it expires.",
+		}),
 		releases: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "memory_releases_total",
 			Help: "Times the comet returned free heap memory to the system after its connection count settled.",
@@ -104,7 +114,7 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 	for t := range numTransports {
 		m.connsBy[t] = m.conns.WithLabelValues(t.String())
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases} {
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases, m.disconnectsRetried, m.disconnectsAbandoned} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}

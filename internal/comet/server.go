@@ -92,7 +92,8 @@ type Server struct {
 	// wg, they outlive the connection goroutines that feed them.
 	connects    *gatherer[*connectCall]
 	disconnects *gatherer[disconnectReq]
-	done        chan struct{} // closed when shutdown begins
+	dretry      *disconnectRetrier // failed disconnects, sent again
+	done        chan struct{}      // closed when shutdown begins
 	stopOnce    sync.Once
 	shutErr     error
 }
@@ -152,6 +153,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.metrics, err = newMetrics(reg, func() float64 { return float64(s.rooms.len()) }, func() float64 { return float64(len(s.paced)) }); err != nil {
 		return nil, err
 	}
+	s.dretry = newDisconnectRetrier(cfg.Logic.DisconnectRetry.D(), s.sendDisconnects,
+		func(n int) { s.metrics.disconnectsRetried.Add(float64(n)) }, s.disconnectsLost)
+	s.disconnects.overflow = s.dretry.overflow
 	keys, err := cfg.RPC.Load()
 	if err != nil {
 		return nil, fmt.Errorf("comet: %w", err)
@@ -244,6 +248,7 @@ func (s *Server) Start() error {
 	s.startLocked(s.ipSweepLoop)
 	s.connects.start(connectWorkers)
 	s.disconnects.start(disconnectWorkers)
+	s.dretry.start()
 	rpcLn := s.rpcLn
 	s.startLocked(func() {
 		if err := s.grpc.Serve(rpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -412,6 +417,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.connects.stop(ctx)
 		s.disconnects.stop(ctx)
+		s.dretry.stop(ctx)
 		s.finalReport(ctx)
 		s.wheel.Stop()
 		_ = s.logicConn.Close()

@@ -9,9 +9,11 @@
 //
 // Load starts from Default() and calls [Load] with a pointer to it, so keys
 // absent from the file keep their default. Unknown keys are an error
-// ([ErrUnknownKey]). Durations are [Duration] fields written as Go duration
-// strings ("5s", "250ms"). Validate collects every problem in a [Problems]
-// and returns [Problems.Err].
+// ([ErrUnknownKey]). Then the environment overrides keys ([ApplyEnv]: the
+// variable GOIM_HTTP_BIND sets http.bind), so the precedence is variable,
+// then file, then default. Durations are [Duration] fields written as Go
+// duration strings ("5s", "250ms"). Validate collects every problem in a
+// [Problems] and returns [Problems.Err].
 //
 // A TOML array replaces the default slice, but the underlying decoder reuses
 // the default's elements when the default slice is long enough, so an element
@@ -31,15 +33,20 @@ import (
 )
 
 // Load reads the TOML file at path and decodes it strictly into v, which must
-// be a non-nil pointer to a struct, normally already filled with defaults.
-// It is [Decode] with the file's contents, and the file's path as name.
-// A missing file yields an error wrapping fs.ErrNotExist.
+// be a non-nil pointer to a struct, normally already filled with defaults,
+// then overrides keys from the process environment. It is [Decode] with the
+// file's contents, and the file's path as name, then [ApplyEnv] with
+// os.LookupEnv. A missing file yields an error wrapping fs.ErrNotExist; a
+// variable that does not parse, one wrapping [ErrEnv].
 func Load(path string, v any) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return err // *fs.PathError: names the file and wraps fs.ErrNotExist etc.
 	}
-	return Decode(path, string(data), v)
+	if err := Decode(path, string(data), v); err != nil {
+		return err
+	}
+	return ApplyEnv(v, os.LookupEnv)
 }
 
 // Decode decodes the TOML document data strictly into v, which must be a

@@ -2,18 +2,15 @@ package conf_test
 
 import (
 	"os"
-	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/goim/goim/internal/comet"
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/job"
-	"github.com/goim/goim/internal/kafkasec"
 	"github.com/goim/goim/internal/logic"
-	"github.com/goim/goim/internal/logic/dao"
-	"github.com/goim/goim/internal/logic/httpapi"
 	"github.com/goim/goim/internal/rpcauth"
 )
 
@@ -22,62 +19,20 @@ import (
 // wrong variable there shows as a service on a wrong address, but a
 // GOIM_ variable in running text or in the container examples is never
 // run. Every GOIM_ variable they name must override a key of logic, comet
-// or job (GOIM_ + the key path upper-cased, "." and other bytes as "_") or
-// be one the services read themselves; every unit file must start a
-// command of cmd/ on a config of configs/.
+// or job (conf.EnvKeys) or be one the services read themselves; every
+// unit file must start a command of cmd/ on a config of configs/.
 
 // deployFiles are the files whose GOIM_ variables are checked.
 var deployFiles = []string{"../../docs/deploy.md", "../../deploy/docker/compose.yaml"}
 
-// keyPaths returns the dotted key paths of every leaf of the configuration
-// struct t (tables recursed, anonymous fields inlined).
-func keyPaths(t reflect.Type, prefix string) []string {
-	var out []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		name := strings.Split(f.Tag.Get("toml"), ",")[0]
-		if name == "-" {
-			continue
-		}
-		ft := f.Type
-		if f.Anonymous && name == "" && ft.Kind() == reflect.Struct {
-			out = append(out, keyPaths(ft, prefix)...)
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		path := prefix + name
-		if ft.Kind() == reflect.Struct && !reflect.PointerTo(ft).Implements(textUnmarshaler) {
-			out = append(out, keyPaths(ft, path+".")...)
-			continue
-		}
-		out = append(out, path)
-	}
-	return out
-}
-
-// envName is the variable of the key at path.
-func envName(path string) string {
-	return "GOIM_" + regexp.MustCompile(`[^A-Z0-9]`).ReplaceAllString(strings.ToUpper(path), "_")
-}
-
 func TestDeployVariables(t *testing.T) {
-	known := map[string]bool{
-		rpcauth.EnvSecret: true, dao.EnvRedisPassword: true, kafkasec.EnvSASLPassword: true,
-		httpapi.EnvTokens: true, httpapi.EnvReadTokens: true,
-	}
+	known := map[string]bool{rpcauth.EnvSecret: true}
 	for _, c := range []any{logic.Default(), comet.Default(), job.Default()} {
-		for _, p := range keyPaths(reflect.TypeOf(c), "") {
-			known[envName(p)] = true
-		}
-	}
-	for _, want := range []string{"GOIM_HTTP_BIND", "GOIM_TCP_BIND", "GOIM_REDIS_PASSWORD_FILE", "GOIM_DISCOVERY_NODES", "GOIM_HOST"} {
-		if !known[want] {
-			t.Fatalf("the key walk misses %s: fix keyPaths", want)
+		for _, k := range conf.EnvKeys(c) {
+			known[k.Var] = true
+			if k.Own != "" {
+				known[k.Own] = true
+			}
 		}
 	}
 	re := regexp.MustCompile(`GOIM_[A-Z0-9_]*[A-Z0-9]`)

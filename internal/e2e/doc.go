@@ -14,6 +14,13 @@
 // configs/*.toml as shipped (only their addresses moved) and delivers a
 // key, a user, a room and a broadcast push to clients with signed tokens.
 //
+// TestScaleOut (scale_test.go, massreconnect_test.go) runs the scale-out
+// scenarios on a cluster of its own, two logic, two job and three comet
+// processes: pushes through job rebalances and a logic outage, and 10,000
+// clients (goim-bench processes) reconnecting after their comet is killed.
+// It is heavy for this 2-core machine and runs only with GOIM_E2E_SCALE=1
+// (make e2e-scale).
+//
 // The package has tests only; run it with
 //
 //	go test -race -count=1 ./internal/e2e/

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/logic"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -18,7 +19,26 @@ import (
 // TestDelivery: keys, mids, room and broadcast pushes published through
 // logic reach the right clients on two real comets, over TCP and WS.
 func TestDelivery(t *testing.T) {
-	c := startCluster(t, 2)
+	testDelivery(t, startCluster(t, 2))
+}
+
+// TestDeliveryRedisCluster: the same pushes with logic's session routing
+// and online reports in a Redis Cluster of three masters (redis-server
+// processes of the test's own, [redis] cluster = true).
+func TestDeliveryRedisCluster(t *testing.T) {
+	rc := testkit.StartRedisCluster(t, 3, nil)
+	c := &testCluster{t: t, group: "job-test-" + testkit.RandomHex(4), Cluster: cluster.StartWith(t, 2, cluster.Options{
+		Logic: func(lc *logic.Config) {
+			lc.Redis.Cluster = true
+			lc.Redis.ClusterAddrs = rc.Addrs()
+		},
+	})}
+	testDelivery(t, c)
+}
+
+// testDelivery: pushes to a member, to keys, to a room and to all reach
+// exactly the connections they name, on two comets, through a job.
+func testDelivery(t *testing.T, c *testCluster) {
 	_, reg := c.startJob(nil)
 	// User 7 has a TCP connection on comet-1 and a WS one on comet-2.
 	u7tcp := c.Dial("comet-1", "tcp", `{"mid":7,"key":"u7-tcp","room_id":"live://1","accepts":[1000,1001]}`)

@@ -1,15 +1,12 @@
 package logic
 
 import (
-	"bytes"
-	"crypto"
-	"crypto/ecdsa"
 	"crypto/rand"
-	"crypto/rsa"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goim/goim/api/protocol"
@@ -28,12 +25,41 @@ type AuthConfig struct {
 	// sets it); logic logs a warning at start. Default false.
 	Insecure bool `toml:"insecure"`
 	// HMACKeyFile holds the HS256 secret (the file's bytes, trailing
-	// newlines removed; at least 32 bytes). Default "" (HS256 off).
+	// newlines removed; at least 32 bytes) that verifies tokens without a
+	// kid. Default "" (off).
 	HMACKeyFile string `toml:"hmac_key_file"`
-	// PublicKeyFile is a PEM RSA or EC public key, for RS256 or ES256
-	// tokens. Default "" (off). One of the two key files is required unless
+	// PublicKeyFile is a PEM RSA (at least 2048 bits) or EC P-256 public
+	// key, for RS256 or ES256 tokens without a kid. Default "" (off). One
+	// of hmac_key_file, public_key_file and keys_dir is required unless
 	// insecure.
 	PublicKeyFile string `toml:"public_key_file"`
+	// KeysDir is a directory of verification keys selected by the token
+	// header's kid: each file is one key, its name without the extension
+	// is the kid ("2025-01.pem" is kid "2025-01"; ASCII letters, digits and
+	// - . _ ~ : @, at most 128 bytes). A file holds an HS256 secret (at
+	// least 32 bytes) or a PEM public key as public_key_file does. Names
+	// starting with "." and subdirectories are skipped; at most
+	// MaxAuthKeys keys. With keys_dir set a token's kid must name one of
+	// its keys; a token without kid uses hmac_key_file or public_key_file
+	// (by its alg), or the directory's key when it holds only one and
+	// neither file is set. Default "" (off).
+	KeysDir string `toml:"keys_dir"`
+	// ReloadInterval is how often logic checks the key files' sizes and
+	// modification times, and reloads every key when one changed (as
+	// SIGHUP does); a failed reload keeps the keys in use. 0 disables the
+	// check (SIGHUP only). Default "30s".
+	ReloadInterval conf.Duration `toml:"reload_interval"`
+	// TokenKeys makes a token's "key" claim the connection's key, so a
+	// backend that signs it can push to the connection with
+	// /goim/push/keys. A second connection with the same key replaces the
+	// first (which is closed). The claim must pass protocol.CheckKey. A
+	// token without it gets a generated key. Default false: logic
+	// generates every key and ignores the claim.
+	TokenKeys bool `toml:"token_keys"`
+	// ReplyKey puts the connection's key in the body of the auth reply
+	// (op 8) as JSON, {"key":"..."}. Default false: an empty body, as
+	// goim v2 clients expect.
+	ReplyKey bool `toml:"reply_key"`
 	// Issuer, when set, must equal the token's iss. Default "".
 	Issuer string `toml:"issuer"`
 	// Audience, when set, must be in the token's aud. Default "".
@@ -49,16 +75,18 @@ type AuthConfig struct {
 
 // DefaultAuth returns the [auth] defaults.
 func DefaultAuth() AuthConfig {
-	return AuthConfig{Leeway: conf.Duration(30 * time.Second)}
+	return AuthConfig{Leeway: conf.Duration(30 * time.Second), ReloadInterval: conf.Duration(30 * time.Second)}
 }
 
 // Validate records the section's problems in p.
 func (c AuthConfig) Validate(p *conf.Problems) {
 	if !c.Insecure {
-		p.Check(c.HMACKeyFile != "" || c.PublicKeyFile != "", "",
-			"set hmac_key_file or public_key_file to verify tokens (or insecure = true for development)")
+		p.Check(c.HMACKeyFile != "" || c.PublicKeyFile != "" || c.KeysDir != "", "",
+			"set hmac_key_file, public_key_file or keys_dir to verify tokens (or insecure = true for development)")
 	}
 	p.Check(c.Leeway >= 0, "leeway", "must be >= 0, got %v", c.Leeway)
+	p.Check(c.ReloadInterval == 0 || c.ReloadInterval.D() >= time.Second, "reload_interval",
+		"must be 0 (off) or at least 1s, got %v", c.ReloadInterval)
 }
 
 // Claims are what a connection token says. sub is the user id (decimal,
@@ -67,10 +95,11 @@ func (c AuthConfig) Validate(p *conf.Problems) {
 // room id prefix ending in "*" ("live://*": every live room) or "*" alone
 // (any room); see protocol.CheckRoomPattern. Without a rooms claim the
 // connection joins no room unless auth.any_room is set; "rooms": [] joins
-// none.
+// none. key is the connection key, used only with auth.token_keys.
 type Claims struct {
 	jwt.RegisteredClaims
 	Rooms []string `json:"rooms,omitempty"`
+	Key   string   `json:"key,omitempty"`
 }
 
 // Identity is what logic grants a connection.
@@ -86,72 +115,78 @@ type Identity struct {
 	RoomsLimited bool
 }
 
-// Authenticator turns an auth body into an Identity.
+// Authenticator turns an auth body into an Identity. Its verification
+// keys can be reloaded while it serves (Reload).
 type Authenticator struct {
-	insecure bool
-	anyRoom  bool
-	parser   *jwt.Parser
-	hmac     []byte
-	pub      crypto.PublicKey // *rsa.PublicKey or *ecdsa.PublicKey
+	cfg  AuthConfig
+	keys atomic.Pointer[keyset] // the keys in use, swapped whole by a reload
+
+	loadMu sync.Mutex // serializes loads; guards tried
+	tried  string     // the key files' fingerprint at the last load
 }
 
 // NewAuthenticator loads the key files of cfg.
 func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
-	a := &Authenticator{insecure: cfg.Insecure, anyRoom: cfg.AnyRoom}
-	var methods []string
-	if cfg.HMACKeyFile != "" {
-		b, err := os.ReadFile(cfg.HMACKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("logic: auth.hmac_key_file: %w", err)
-		}
-		a.hmac = bytes.TrimRight(b, "\r\n")
-		if len(a.hmac) < 32 {
-			return nil, fmt.Errorf("logic: auth.hmac_key_file: the secret has %d bytes, at least 32 needed", len(a.hmac))
-		}
-		methods = append(methods, jwt.SigningMethodHS256.Alg())
+	a := &Authenticator{cfg: cfg}
+	if err := a.Reload(); err != nil {
+		return nil, err
 	}
-	if cfg.PublicKeyFile != "" {
-		b, err := os.ReadFile(cfg.PublicKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("logic: auth.public_key_file: %w", err)
-		}
-		if k, err := jwt.ParseRSAPublicKeyFromPEM(b); err == nil {
-			a.pub = k
-			methods = append(methods, jwt.SigningMethodRS256.Alg())
-		} else if k, err := jwt.ParseECPublicKeyFromPEM(b); err == nil {
-			a.pub = k
-			methods = append(methods, jwt.SigningMethodES256.Alg())
-		} else {
-			return nil, fmt.Errorf("logic: auth.public_key_file: not a PEM RSA or EC public key")
-		}
-	}
-	if !a.insecure && len(methods) == 0 {
-		return nil, errors.New("logic: auth: no key to verify tokens with (set a key file or insecure = true)")
-	}
-	opts := []jwt.ParserOption{
-		jwt.WithValidMethods(methods), // only the configured algorithms: no "none", no key confusion
-		jwt.WithExpirationRequired(),
-		jwt.WithLeeway(cfg.Leeway.D()),
-		jwt.WithIssuedAt(),
-	}
-	if cfg.Issuer != "" {
-		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
-	}
-	if cfg.Audience != "" {
-		opts = append(opts, jwt.WithAudience(cfg.Audience))
-	}
-	a.parser = jwt.NewParser(opts...)
 	return a, nil
 }
+
+// Reload reads every key file of the config again and uses the new keys
+// from the next token on. On error the keys in use stay and the error says
+// which file is wrong.
+func (a *Authenticator) Reload() error {
+	a.loadMu.Lock()
+	defer a.loadMu.Unlock()
+	return a.load()
+}
+
+// ReloadIfChanged reloads the keys when a key file's size or modification
+// time changed (or one appeared or went) since the last load, successful
+// or not: a file that failed to load is retried once it changes again.
+// reloaded says whether it tried.
+func (a *Authenticator) ReloadIfChanged() (reloaded bool, err error) {
+	a.loadMu.Lock()
+	defer a.loadMu.Unlock()
+	if fingerprint(a.cfg) == a.tried {
+		return false, nil
+	}
+	return true, a.load()
+}
+
+// load reads the keys. a.loadMu is held.
+func (a *Authenticator) load() error {
+	a.tried = fingerprint(a.cfg) // before reading: a change while reading is seen next time
+	ks, err := loadKeys(a.cfg)
+	if err != nil {
+		return err
+	}
+	a.keys.Store(ks)
+	return nil
+}
+
+// Keys returns how many verification keys are in use and the kids among
+// them (keys_dir's, sorted).
+func (a *Authenticator) Keys() (n int, kids []string) {
+	ks := a.keys.Load()
+	return ks.count(), ks.kids()
+}
+
+// ReplyKey reports whether the auth reply carries the connection's key
+// (auth.reply_key).
+func (a *Authenticator) ReplyKey() bool { return a.cfg.ReplyKey }
 
 // Authenticate checks an auth frame body. A room_id that is not a valid
 // room id is refused in both modes, wrapping protocol.ErrRoomID (the
 // client's bug, like a body that is not the auth JSON). Signed mode: the
 // body's token is verified, the user id comes only from its subject, the
 // rooms claim (or auth.any_room) says which rooms the connection may join
-// and so limits room_id, and the body's key is ignored (logic generates
-// keys, so a client cannot take over another connection's key). Insecure
-// mode trusts goim v2's plain JSON: any room, not limited.
+// and so limits room_id, and the body's key is ignored: the key is the
+// token's key claim with auth.token_keys, else empty (logic generates
+// one), so a client cannot take over a key no token of its own names.
+// Insecure mode trusts goim v2's plain JSON: any room, not limited.
 func (a *Authenticator) Authenticate(body []byte) (Identity, error) {
 	ab, err := protocol.ParseAuthBody(body)
 	if err != nil {
@@ -163,15 +198,16 @@ func (a *Authenticator) Authenticate(body []byte) (Identity, error) {
 		}
 	}
 	id := Identity{RoomID: ab.RoomID, Platform: ab.Platform, Accepts: ab.Accepts}
-	if a.insecure {
+	if a.cfg.Insecure {
 		id.Mid, id.Key = ab.Mid, ab.Key
 		return id, nil
 	}
 	if ab.Token == "" {
 		return Identity{}, fmt.Errorf("%w: no token in the auth body", ErrAuth)
 	}
+	ks := a.keys.Load()
 	var claims Claims
-	if _, err := a.parser.ParseWithClaims(ab.Token, &claims, a.key); err != nil {
+	if _, err := ks.parser.ParseWithClaims(ab.Token, &claims, ks.key); err != nil {
 		return Identity{}, fmt.Errorf("%w: token: %w", ErrAuth, err)
 	}
 	mid, err := strconv.ParseInt(claims.Subject, 10, 64)
@@ -184,8 +220,14 @@ func (a *Authenticator) Authenticate(body []byte) (Identity, error) {
 			return Identity{}, fmt.Errorf("%w: token rooms claim entry %d: %v", ErrAuth, i, err)
 		}
 	}
+	if a.cfg.TokenKeys && claims.Key != "" {
+		if err := protocol.CheckKey(claims.Key); err != nil {
+			return Identity{}, fmt.Errorf("%w: token key claim: %v", ErrAuth, err)
+		}
+		id.Key = claims.Key
+	}
 	id.Rooms = claims.Rooms
-	id.RoomsLimited = claims.Rooms != nil || !a.anyRoom
+	id.RoomsLimited = claims.Rooms != nil || !a.cfg.AnyRoom
 	if id.RoomID != "" && id.RoomsLimited && !protocol.RoomAllowed(id.Rooms, id.RoomID) {
 		if claims.Rooms == nil {
 			return Identity{}, fmt.Errorf("%w: room %q: the token has no rooms claim (and auth.any_room is off)", ErrAuth, id.RoomID)
@@ -194,24 +236,6 @@ func (a *Authenticator) Authenticate(body []byte) (Identity, error) {
 	}
 	id.Mid = mid
 	return id, nil
-}
-
-// key picks the verification key for the token's algorithm (the parser
-// already refused any algorithm not configured).
-func (a *Authenticator) key(t *jwt.Token) (any, error) {
-	switch t.Method.(type) {
-	case *jwt.SigningMethodHMAC:
-		return a.hmac, nil
-	case *jwt.SigningMethodRSA:
-		if k, ok := a.pub.(*rsa.PublicKey); ok {
-			return k, nil
-		}
-	case *jwt.SigningMethodECDSA:
-		if k, ok := a.pub.(*ecdsa.PublicKey); ok {
-			return k, nil
-		}
-	}
-	return nil, fmt.Errorf("no key for %s", t.Method.Alg())
 }
 
 // NewKey returns a fresh connection key: a random UUID (version 4), as

@@ -110,6 +110,7 @@ func TestAuthenticate(t *testing.T) {
 	rsaAuth := auth(AuthConfig{PublicKeyFile: k.rsaPubF})
 	ecAuth := auth(AuthConfig{PublicKeyFile: k.ecPubF, Issuer: "goim-test", Audience: "comet"})
 	insecure := auth(AuthConfig{Insecure: true})
+	tokenKeys := auth(AuthConfig{HMACKeyFile: k.hmacF, TokenKeys: true})
 	otherRSA, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -200,6 +201,36 @@ func TestAuthenticate(t *testing.T) {
 			a:    anyRoom,
 			body: body(t, map[string]any{"token": emptyRooms}),
 			want: Identity{Mid: 1001, Rooms: []string{}, RoomsLimited: true},
+		},
+		{
+			name: "token_keys: the key claim is the key, the body's is ignored",
+			a:    tokenKeys,
+			body: body(t, map[string]any{"key": "victim-key", "token": hs(Claims{Key: "user-1001:phone"})}),
+			want: Identity{Mid: 1001, Key: "user-1001:phone", RoomsLimited: true},
+		},
+		{
+			name: "token_keys: no key claim, logic generates the key",
+			a:    tokenKeys,
+			body: body(t, map[string]any{"key": "victim-key", "token": hs(Claims{})}),
+			want: Identity{Mid: 1001, RoomsLimited: true},
+		},
+		{
+			name: "without token_keys the key claim is ignored",
+			a:    hmacAuth,
+			body: body(t, map[string]any{"token": hs(Claims{Key: "user-1001:phone"})}),
+			want: Identity{Mid: 1001, RoomsLimited: true},
+		},
+		{
+			name:    "token_keys: a key claim outside the charset refuses the token",
+			a:       tokenKeys,
+			body:    body(t, map[string]any{"token": hs(Claims{Key: "a,b"})}),
+			wantErr: "token key claim: protocol: invalid connection key: byte 1 (0x2c) is not allowed",
+		},
+		{
+			name:    "token_keys: a key claim too long refuses the token",
+			a:       tokenKeys,
+			body:    body(t, map[string]any{"token": hs(Claims{Key: strings.Repeat("k", protocol.MaxKeyLen+1)})}),
+			wantErr: "token key claim: protocol: invalid connection key: 129 bytes, at most 128",
 		},
 		{
 			name:    "bad rooms claim entry refuses the token",
@@ -355,10 +386,26 @@ func TestNewAuthenticatorErrors(t *testing.T) {
 			}
 		})
 	}
-	var p conf.Problems
-	AuthConfig{}.Validate(&p)
-	if p.Err() == nil {
-		t.Fatal("Validate accepted a config with no key and insecure off")
+	for _, tc := range []struct {
+		name    string
+		cfg     AuthConfig
+		wantErr string // "" valid
+	}{
+		{name: "no key and not insecure", cfg: AuthConfig{}, wantErr: "set hmac_key_file, public_key_file or keys_dir"},
+		{name: "keys_dir alone", cfg: AuthConfig{KeysDir: "/etc/goim/jwt-keys"}},
+		{name: "reload_interval off", cfg: AuthConfig{KeysDir: "/k", ReloadInterval: 0}},
+		{name: "reload_interval 1s", cfg: AuthConfig{KeysDir: "/k", ReloadInterval: conf.Duration(time.Second)}},
+		{name: "reload_interval under 1s", cfg: AuthConfig{KeysDir: "/k", ReloadInterval: conf.Duration(time.Millisecond)}, wantErr: "reload_interval: must be 0 (off) or at least 1s"},
+		{name: "negative reload_interval", cfg: AuthConfig{KeysDir: "/k", ReloadInterval: conf.Duration(-time.Second)}, wantErr: "reload_interval"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var p conf.Problems
+			tc.cfg.Validate(&p)
+			err := p.Err()
+			if (err == nil) != (tc.wantErr == "") || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("Validate: %v, want %q", err, tc.wantErr)
+			}
+		})
 	}
 }
 
@@ -384,6 +431,7 @@ func FuzzAuthenticate(f *testing.F) {
 	f.Add([]byte(`{"mid":123,"room_id":"live://1","accepts":[1000]}`))
 	f.Add([]byte(`{"token":"eyJhbGciOiJIUzI1NiJ9.e30.x"}`))
 	f.Add([]byte(`{"token":"a.b.c","mid":"x"}`))
+	f.Add([]byte(`{"token":"eyJhbGciOiJIUzI1NiIsImtpZCI6IngifQ.e30.x","key":"k"}`))
 	f.Add([]byte(`{"mid":1,"room_id":"live://a b"}`))
 	f.Add([]byte(`{"mid":1,"room_id":"` + strings.Repeat("r", 129) + `"}`))
 	f.Add([]byte(`{"mid":1,"room_id":"live://\u00e9"}`))
@@ -401,8 +449,12 @@ func FuzzAuthenticate(f *testing.F) {
 		f.Fatal(err)
 	}
 	insecure, _ := NewAuthenticator(AuthConfig{Insecure: true})
+	tokenKeys, err := NewAuthenticator(AuthConfig{HMACKeyFile: key, TokenKeys: true})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, a := range []*Authenticator{secure, anyRoom, insecure} {
+		for _, a := range []*Authenticator{secure, anyRoom, insecure, tokenKeys} {
 			id, err := a.Authenticate(b)
 			if err != nil {
 				if !errors.Is(err, ErrAuth) {
@@ -415,6 +467,9 @@ func FuzzAuthenticate(f *testing.F) {
 			}
 			if id.RoomsLimited && id.RoomID != "" && !protocol.RoomAllowed(id.Rooms, id.RoomID) {
 				t.Fatalf("room_id %q accepted outside rooms %q", id.RoomID, id.Rooms)
+			}
+			if a != insecure && id.Key != "" && (a != tokenKeys || protocol.CheckKey(id.Key) != nil) {
+				t.Fatalf("key %q accepted from a token", id.Key)
 			}
 			if a == insecure && (id.RoomsLimited || id.Rooms != nil) {
 				t.Fatalf("insecure identity limited: %+v", id)

@@ -79,10 +79,16 @@ type NodeConfig struct {
 	WSPort  int `toml:"ws_port"`
 	WSSPort int `toml:"wss_port"`
 	// Heartbeat is the period at which clients should heartbeat, whole
-	// seconds. Default "30s".
+	// seconds, 1s..1h. Default "4m": goim v2's, which its clients and mobile
+	// SDKs are built for. A shorter period finds dead connections sooner
+	// (a comet closes one after Heartbeat x HeartbeatMax) at the cost of
+	// more wake-ups of every mobile client's radio, and of more frames for
+	// comets.
 	Heartbeat conf.Duration `toml:"heartbeat"`
-	// HeartbeatMax is how many heartbeats a client may miss: a comet closes
-	// a connection silent for Heartbeat x HeartbeatMax. Default 3.
+	// HeartbeatMax is how many heartbeat periods a client may stay silent:
+	// a comet closes a connection silent for Heartbeat x HeartbeatMax (the
+	// session timeout logic gives comets at auth), 1..100. Default 2
+	// (goim v2's): one heartbeat may be lost or late by up to a period.
 	HeartbeatMax int `toml:"heartbeat_max"`
 	// MaxNodes caps the entries in a nodes answer. Default 5.
 	MaxNodes int `toml:"max_nodes"`
@@ -123,8 +129,8 @@ func Default() Config {
 			TCPPort:       3101,
 			WSPort:        3102,
 			WSSPort:       3103,
-			Heartbeat:     conf.Duration(30 * time.Second),
-			HeartbeatMax:  3,
+			Heartbeat:     conf.Duration(4 * time.Minute),
+			HeartbeatMax:  2,
 			MaxNodes:      5,
 		},
 		Backoff:         BackoffConfig{MaxDelay: 300, BaseDelay: 3, Factor: 1.8, Jitter: 0.3},

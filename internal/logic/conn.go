@@ -2,6 +2,7 @@ package logic
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,7 +16,11 @@ import (
 // Connect authenticates a connection's auth body for the comet req.Server
 // and stores its session routing, with the comet's connection id
 // (req.ConnId) when it sent one. The key is generated here unless the
-// insecure mode's client named one (goim v2 compatibility). A refused body
+// token names one (auth.token_keys) or the insecure mode's client did
+// (goim v2 compatibility). A key in use is taken over: pushes by key go
+// to the newer connection, and a comet closes an older connection with
+// the same key (ReasonReplaced); one on another comet stays connected
+// without the key's routing, as in goim v2. A refused body
 // wraps ErrAuth; a Redis failure fails the connect (the client retries)
 // rather than leave a connection no push can find.
 func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
@@ -72,7 +77,7 @@ func (s *Service) admit(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.
 	if key == "" {
 		key = NewKey()
 	}
-	return &logicpb.ConnectReply{
+	reply := &logicpb.ConnectReply{
 		Mid:          id.Mid,
 		Key:          key,
 		RoomID:       id.RoomID,
@@ -80,7 +85,21 @@ func (s *Service) admit(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.
 		Heartbeat:    s.session,
 		Rooms:        id.Rooms,
 		RoomsLimited: id.RoomsLimited,
-	}, nil
+	}
+	if s.auth.ReplyKey() {
+		reply.AuthReply = authReplyBody(key)
+	}
+	return reply, nil
+}
+
+// authReplyBody is the auth reply's body with auth.reply_key:
+// {"key":"<key>"}. Clients must ignore fields they do not know (more may
+// come).
+func authReplyBody(key string) []byte {
+	b, _ := json.Marshal(struct {
+		Key string `json:"key"`
+	}{key}) // a string always marshals
+	return b
 }
 
 // registered finishes a connect once its session write returned err.

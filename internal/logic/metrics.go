@@ -27,9 +27,14 @@ type metrics struct {
 	roomsDropped  prometheus.Counter   // online report entries RenewOnline dropped
 	onlineComets  prometheus.GaugeFunc // comets with a live report
 	refreshErrors prometheus.Counter   // failed refreshes of the online totals
+	// keyReloads counts reloads of the token verification keys by result;
+	// keyReloadOK and keyReloadError are its series.
+	keyReloads                  *prometheus.CounterVec
+	keyReloadOK, keyReloadError prometheus.Counter
+	authKeys                    prometheus.GaugeFunc // verification keys in use
 }
 
-func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, comets, authKeys func() float64) (*metrics, error) {
 	m := &metrics{
 		auths: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "logic", Name: "auths_total",
@@ -60,6 +65,14 @@ func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, err
 			Namespace: "goim", Subsystem: "logic", Name: "online_refresh_errors_total",
 			Help: "Refreshes of the online totals that failed (the previous totals stay).",
 		}),
+		keyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "auth_key_reloads_total",
+			Help: "Reloads of the token verification keys (SIGHUP, or a key file changed) by result: ok, error (the previous keys stay).",
+		}, []string{"result"}),
+		authKeys: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "auth_keys",
+			Help: "Token verification keys in use: the key files of [auth] plus the keys of auth.keys_dir.",
+		}, authKeys),
 	}
 	m.authOK = m.auths.WithLabelValues("ok")
 	m.authRejected = m.auths.WithLabelValues("rejected")
@@ -68,12 +81,14 @@ func newMetrics(reg prometheus.Registerer, comets func() float64) (*metrics, err
 		m.receivedBy[op] = m.received.WithLabelValues(protocol.OpName(int32(op)))
 	}
 	m.receivedOther = m.received.WithLabelValues("other")
+	m.keyReloadOK = m.keyReloads.WithLabelValues("ok")
+	m.keyReloadError = m.keyReloads.WithLabelValues("error")
 	for t := range m.publishBy {
 		for r, result := range []string{"ok", "error"} {
 			m.publishBy[t][r] = m.publish.WithLabelValues(logicpb.PushMsg_Type(t).String(), result)
 		}
 	}
-	for _, c := range []prometheus.Collector{m.auths, m.publish, m.redisErrors, m.received, m.roomsDropped, m.onlineComets, m.refreshErrors} {
+	for _, c := range []prometheus.Collector{m.auths, m.publish, m.redisErrors, m.received, m.roomsDropped, m.onlineComets, m.refreshErrors, m.keyReloads, m.authKeys} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("logic: register metrics: %w", err)
 		}

@@ -125,7 +125,7 @@ func TestNodes(t *testing.T) {
 	if want := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}; !slices.Equal(r.Nodes, want) {
 		t.Fatalf("nodes %v, want %v", r.Nodes, want)
 	}
-	if r.Domain != "127.0.0.1" || r.TcpPort != 3101 || r.WsPort != 3102 || r.WssPort != 3103 || r.Heartbeat != 30 || r.HeartbeatMax != 3 ||
+	if r.Domain != "127.0.0.1" || r.TcpPort != 3101 || r.WsPort != 3102 || r.WssPort != 3103 || r.Heartbeat != 240 || r.HeartbeatMax != 2 ||
 		r.Backoff.MaxDelay != 300 || r.Backoff.BaseDelay != 3 || r.Backoff.Factor != 1.8 || r.Backoff.Jitter != 0.3 {
 		t.Fatalf("reply %+v", r)
 	}

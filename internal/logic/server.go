@@ -86,7 +86,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		nodes:   newBalancer(),
 		session: sessionTimeout(cfg.Node),
 	}
-	if svc.metrics, err = newMetrics(reg, func() float64 { return float64(svc.online.count()) }); err != nil {
+	authKeys := func() float64 {
+		n, _ := auth.Keys()
+		return float64(n)
+	}
+	if svc.metrics, err = newMetrics(reg, func() float64 { return float64(svc.online.count()) }, authKeys); err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, svc: svc}
@@ -163,6 +167,10 @@ func (s *Server) Start() error {
 		}
 	})
 	s.wg.Go(func() { s.svc.onlineLoop(s.ctx) })
+	s.logKeys()
+	if d := s.cfg.Auth.ReloadInterval.D(); d > 0 && s.cfg.Auth.hasKeyFiles() {
+		s.wg.Go(func() { s.keysLoop(s.ctx, d) })
+	}
 	if s.disc != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Discovery.RequestTimeout.D())
 		s.registration, err = s.disc.Register(ctx, discovery.Instance{

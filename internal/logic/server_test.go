@@ -37,8 +37,8 @@ func TestConnect(t *testing.T) {
 	if r.Mid != 1001 || !uuidRE.MatchString(r.Key) || r.RoomID != "live://1000" || !slices.Equal(r.Accepts, []int32{1000}) {
 		t.Fatalf("reply %+v", r)
 	}
-	if want := int64(90 * time.Second); r.Heartbeat != want {
-		t.Fatalf("heartbeat %d ns, want %d (30s x 3)", r.Heartbeat, want)
+	if want := int64(8 * time.Minute); r.Heartbeat != want {
+		t.Fatalf("heartbeat %d ns, want %d (the default 4m x 2, goim v2's)", r.Heartbeat, want)
 	}
 	if got := e.rget("key_" + r.Key); got != "comet-a" {
 		t.Fatalf("key_%s = %q, want comet-a", r.Key, got)
@@ -109,7 +109,7 @@ func TestConnectBatch(t *testing.T) {
 			}
 			continue
 		}
-		if !uuidRE.MatchString(res.Reply.Key) || res.Reply.Heartbeat != int64(90*time.Second) {
+		if !uuidRE.MatchString(res.Reply.Key) || res.Reply.Heartbeat != int64(8*time.Minute) {
 			t.Errorf("result %d: reply %+v", i, res.Reply)
 		}
 		if got, want := e.rget("key_"+res.Reply.Key), reqs[i].Server; got != want {
@@ -293,10 +293,10 @@ func TestNodesRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(r.Nodes, []string{"127.0.0.1"}) || r.Heartbeat != 30 || r.HeartbeatMax != 3 || r.TcpPort != 3101 || r.Backoff.GetMaxDelay() != 300 {
+	if !slices.Equal(r.Nodes, []string{"127.0.0.1"}) || r.Heartbeat != 240 || r.HeartbeatMax != 2 || r.TcpPort != 3101 || r.Backoff.GetMaxDelay() != 300 {
 		t.Fatalf("Nodes %+v", r)
 	}
-	e.expect("GET", "/goim/nodes/weighted?platform=ios", nil, 200, `{"code":0,"message":"","data":{"domain":"127.0.0.1","tcp_port":3101,"ws_port":3102,"wss_port":3103,"heartbeat":30,"heartbeat_max":3,"nodes":["127.0.0.1"],"backoff":{"max_delay":300,"base_delay":3,"factor":1.8,"jitter":0.3}}}`)
+	e.expect("GET", "/goim/nodes/weighted?platform=ios", nil, 200, `{"code":0,"message":"","data":{"domain":"127.0.0.1","tcp_port":3101,"ws_port":3102,"wss_port":3103,"heartbeat":240,"heartbeat_max":2,"nodes":["127.0.0.1"],"backoff":{"max_delay":300,"base_delay":3,"factor":1.8,"jitter":0.3}}}`)
 }
 
 func TestReceiveCounted(t *testing.T) {

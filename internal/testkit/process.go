@@ -59,3 +59,41 @@ func WaitReady(tb testing.TB, addr string, timeout time.Duration) {
 		return nil
 	})
 }
+
+// CheckVersion runs bin -version and checks that it prints one line,
+// "<name> <version> commit <revision>[ (modified)] <go version>", and
+// exits 0 without reading a config file.
+func CheckVersion(tb testing.TB, bin, name string) {
+	tb.Helper()
+	out, err := exec.Command(bin, "-version", "-conf", "/nonexistent/config.toml").CombinedOutput()
+	if err != nil {
+		tb.Fatalf("%s -version: %v\n%s", name, err, out)
+	}
+	line := strings.TrimSuffix(string(out), "\n")
+	f := strings.Fields(line)
+	if strings.Contains(line, "\n") || len(f) < 5 || f[0] != name || f[2] != "commit" || !strings.HasPrefix(f[len(f)-1], "go") {
+		tb.Fatalf("%s -version printed %q, want %q", name, out, name+" <version> commit <revision> <go version>")
+	}
+}
+
+// CheckBuildInfo fetches the /metrics of the admin listener at addr and
+// checks that it exports goim_build_info with value 1.
+func CheckBuildInfo(tb testing.TB, addr string) {
+	tb.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "goim_build_info{") && strings.Contains(l, `commit="`) && strings.Contains(l, `go="go`) &&
+			strings.Contains(l, `version="`) && strings.HasSuffix(l, "} 1") {
+			return
+		}
+	}
+	tb.Fatalf("%s/metrics has no goim_build_info{version,commit,go} 1:\n%s", addr, b)
+}

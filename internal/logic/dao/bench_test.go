@@ -6,8 +6,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/alicebob/miniredis/v2"
+
 	"github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/logic/dao"
+	"github.com/goim/goim/internal/testkit"
 )
 
 // BenchmarkPublish is one synchronous publish (acks = all) after another
@@ -93,6 +96,129 @@ func BenchmarkAddSessionParallel(b *testing.B) {
 			if err := r.AddSession(ctx, dao.Session{Mid: i + 1, Key: "key-" + strconv.FormatInt(i, 10), Server: "comet-1", ConnID: uint64(i + 1)}); err != nil {
 				b.Error(err)
 				return
+			}
+		}
+	})
+}
+
+// BenchmarkRedisModes is what logic's Redis work per connection costs, one
+// operation after another (latency, not throughput), on one Redis and on a
+// Redis Cluster of three masters, both redis-server processes of the
+// benchmark's own on loopback, and on miniredis (the all-in-one's embedded
+// Redis):
+//
+//	connect     AddSession (one handshake)
+//	push_key    ServersByKeys of one key (one unicast push to a key)
+//	push_mid    KeysByMids of one mid (one unicast push to a member)
+//	renew       RenewSession (one heartbeat renewal)
+//	disconnect  DelSession (one disconnect)
+//	churn_256   AddSessions then DelSessions of 256 sessions (the Redis side
+//	            of a ConnectBatch and a DisconnectBatch of 256)
+func BenchmarkRedisModes(b *testing.B) {
+	single := testkit.StartRedisServer(b, freePort(b))
+	cluster := testkit.StartRedisCluster(b, 3, nil)
+	mini := miniredis.RunT(b)
+	for _, mode := range []struct {
+		name string
+		edit func(*dao.RedisConfig)
+	}{
+		{name: "single", edit: func(c *dao.RedisConfig) { c.Addr = single.Addr() }},
+		{name: "cluster", edit: func(c *dao.RedisConfig) { c.Cluster, c.ClusterAddrs = true, cluster.Addrs() }},
+		{name: "miniredis", edit: func(c *dao.RedisConfig) { c.Addr = mini.Addr() }},
+	} {
+		cfg := dao.DefaultRedisConfig()
+		cfg.Prefix = "bench:" + randomHex(4) + ":"
+		mode.edit(&cfg)
+		r, err := dao.NewRedis(cfg, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { r.Close() })
+		benchRedisOps(b, mode.name, r)
+	}
+}
+
+func benchRedisOps(b *testing.B, mode string, r *dao.Redis) {
+	ctx := context.Background()
+	const live = 1024 // sessions the reads and renewals use
+	session := func(i int) dao.Session {
+		return dao.Session{Mid: int64(i + 1), Key: "key-" + strconv.Itoa(i), Server: "comet-" + strconv.Itoa(i%3), ConnID: uint64(i + 1)}
+	}
+	add := func(b *testing.B, from, n int) {
+		for first := from; first < from+n; first += 1024 {
+			batch := make([]dao.Session, 0, 1024)
+			for i := first; i < min(first+1024, from+n); i++ {
+				batch = append(batch, session(i))
+			}
+			for _, err := range r.AddSessions(ctx, batch) {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	}
+	add(b, 0, live)
+	next := live // sessions above live are fresh for connect and disconnect
+	b.Run(mode+"/connect", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if err := r.AddSession(ctx, session(next+i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		next += b.N
+	})
+	b.Run(mode+"/push_key", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if got, err := r.ServersByKeys(ctx, []string{session(i % live).Key}); err != nil || len(got) != 1 {
+				b.Fatal(got, err)
+			}
+		}
+	})
+	b.Run(mode+"/push_mid", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if got, err := r.KeysByMids(ctx, []int64{session(i % live).Mid}); err != nil || len(got) != 1 {
+				b.Fatal(got, err)
+			}
+		}
+	})
+	b.Run(mode+"/renew", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			if res, err := r.RenewSession(ctx, session(i%live)); err != nil || res != dao.Renewed {
+				b.Fatal(res, err)
+			}
+		}
+	})
+	b.Run(mode+"/disconnect", func(b *testing.B) {
+		add(b, next, b.N)
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if owned, err := r.DelSession(ctx, session(next+i)); err != nil || !owned {
+				b.Fatal(owned, err)
+			}
+		}
+		b.StopTimer()
+		next += b.N
+	})
+	b.Run(mode+"/churn_256", func(b *testing.B) {
+		batch := make([]dao.Session, 256)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			for j := range batch {
+				batch[j] = session(next + j)
+			}
+			next += len(batch)
+			for _, err := range r.AddSessions(ctx, batch) {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, _, err := r.DelSessions(ctx, batch); err != nil {
+				b.Fatal(err)
 			}
 		}
 	})

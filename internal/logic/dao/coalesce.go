@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"time"
-
-	"github.com/gomodule/redigo/redis"
 )
 
 // Concurrent AddSession calls (a reconnect storm: every comet calling
@@ -106,56 +103,40 @@ func (r *Redis) addLoop() {
 // conn_<key> is written first: a pipeline is not atomic, and a compare-and-
 // delete script of the connection being replaced can run between two of
 // its commands. Once conn_ holds the new id that script finds the key not
-// its own; before, it runs wholly before the new routing is written.
+// its own; before, it runs wholly before the new routing is written. (In
+// cluster mode conn_ and key_ share a slot, so they stay in this order in
+// their master's pipeline.)
 func (r *Redis) writeSessions(batch []*addReq) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.readTimeout)
 	defer cancel()
+	cmds := make([]command, 0, 4*len(batch))
+	owner := make([]int, 0, 4*len(batch)) // owner[j]: the request of cmds[j]
+	add := func(i int, key, name string, args ...any) {
+		cmds = append(cmds, command{key: key, name: name, args: args})
+		owner = append(owner, i)
+	}
+	for i, q := range batch {
+		ck := r.connKey(q.key)
+		if q.connID != 0 {
+			add(i, ck, "SET", ck, connIDArg(q.connID), "PX", r.sessionTTL)
+		} else {
+			add(i, ck, "DEL", ck)
+		}
+		if q.mid > 0 {
+			mk := r.midKey(q.mid)
+			add(i, mk, "HSET", mk, q.key, q.server)
+			add(i, mk, "PEXPIRE", mk, r.sessionTTL)
+		}
+		kk := r.keyKey(q.key)
+		add(i, kk, "SET", kk, q.server, "PX", r.sessionTTL)
+	}
+	err := r.exec(ctx, cmds)
 	errs := make([]error, len(batch))
-	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		counts := make([]int, len(batch))
-		for i, q := range batch {
-			var err error
-			if q.connID != 0 {
-				err = c.Send("SET", r.connKey(q.key), connIDArg(q.connID), "PX", r.sessionTTL)
-			} else {
-				err = c.Send("DEL", r.connKey(q.key))
-			}
-			if err != nil {
-				return err
-			}
-			counts[i]++
-			if q.mid > 0 {
-				mk := r.midKey(q.mid)
-				if err := c.Send("HSET", mk, q.key, q.server); err != nil {
-					return err
-				}
-				if err := c.Send("PEXPIRE", mk, r.sessionTTL); err != nil {
-					return err
-				}
-				counts[i] += 2
-			}
-			if err := c.Send("SET", r.keyKey(q.key), q.server, "PX", r.sessionTTL); err != nil {
-				return err
-			}
-			counts[i]++
+	for j := range cmds {
+		if i := owner[j]; errs[i] == nil {
+			errs[i] = cmds[j].err
 		}
-		replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
-		if err != nil {
-			return err
-		}
-		for i, n := range counts {
-			if len(replies) < n {
-				return errNoReplies
-			}
-			for _, reply := range replies[:n] {
-				if e, ok := reply.(redis.Error); ok && errs[i] == nil {
-					errs[i] = e
-				}
-			}
-			replies = replies[n:]
-		}
-		return nil
-	})
+	}
 	for i, q := range batch {
 		e := errs[i]
 		if err != nil {

@@ -22,7 +22,7 @@ func TestAddSessionConcurrent(t *testing.T) {
 	r, raw := newTestRedis(t, nil)
 	ctx := context.Background()
 	const bad = 13
-	raw.must("SET", raw.prefix+"mid_"+strconv.Itoa(bad), "not a hash")
+	raw.must("SET", raw.key("mid_"+strconv.Itoa(bad)), "not a hash")
 	var wg sync.WaitGroup
 	errs := make([]error, 500)
 	for i := range errs {

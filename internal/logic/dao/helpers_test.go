@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/mna/redisc"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -34,17 +35,68 @@ func testLogger(t testing.TB) *slog.Logger { return testkit.Logger(t) }
 
 // ---- Redis ----
 
-// rawRedis is a plain connection to the test Redis, bypassing the DAO, to
-// prepare and inspect keys. Keys passed to it are relative to prefix.
+// rawRedis is a plain connection to the test Redis (or Redis Cluster),
+// bypassing the DAO, to prepare and inspect keys. Keys passed to its
+// helpers are logical names relative to prefix ("key_k1", "mid_7",
+// "online_servers"); key gives a name's real key in the mode under test.
 type rawRedis struct {
 	t      testing.TB
-	c      redis.Conn
+	c      redis.Conn // single mode: the connection; cluster mode: bound to the online slot
 	prefix string
+	rc     *testkit.RedisCluster // cluster mode only
+	cl     *redisc.Cluster       // routes raw commands in cluster mode
+}
+
+// key is the real key of logical name n: prefix + n in single mode, the
+// cluster shapes (hash tags) in cluster mode.
+func (r *rawRedis) key(n string) string {
+	if r.cl == nil {
+		return r.prefix + n
+	}
+	return r.prefix + clusterName(n)
+}
+
+// clusterName is a logical name's key in cluster mode, as the schema
+// atop redis_cluster.go lays them out.
+func clusterName(n string) string {
+	switch {
+	case strings.HasPrefix(n, "key_"):
+		return "key_{:" + n[len("key_"):] + "}"
+	case strings.HasPrefix(n, "conn_"):
+		return "conn_{:" + n[len("conn_"):] + "}"
+	case strings.HasPrefix(n, "mid_"):
+		return "mid_{" + n[len("mid_"):] + "}"
+	case strings.HasPrefix(n, "ol_"), n == "online_servers", n == "epoch":
+		return "{online}" + n
+	}
+	return n
+}
+
+// do sends one command: in cluster mode to the master of its first
+// argument's slot (following redirections); SCRIPT goes to every node.
+func (r *rawRedis) do(cmd string, args ...any) (any, error) {
+	if r.cl == nil {
+		return r.c.Do(cmd, args...)
+	}
+	if cmd == "SCRIPT" {
+		var reply any
+		for i := range r.rc.Nodes {
+			reply = r.rc.Do(r.t, i, cmd, args...)
+		}
+		return reply, nil
+	}
+	c := r.cl.Get()
+	defer c.Close()
+	rc, err := redisc.RetryConn(c, 5, 20*time.Millisecond)
+	if err != nil {
+		return nil, err
+	}
+	return rc.Do(cmd, args...)
 }
 
 func (r *rawRedis) must(cmd string, args ...any) any {
 	r.t.Helper()
-	reply, err := r.c.Do(cmd, args...)
+	reply, err := r.do(cmd, args...)
 	if err != nil {
 		r.t.Fatalf("raw %s %v: %v", cmd, args, err)
 	}
@@ -53,7 +105,7 @@ func (r *rawRedis) must(cmd string, args ...any) any {
 
 func (r *rawRedis) get(key string) (string, bool) {
 	r.t.Helper()
-	v, err := redis.String(r.c.Do("GET", r.prefix+key))
+	v, err := redis.String(r.do("GET", r.key(key)))
 	if errors.Is(err, redis.ErrNil) {
 		return "", false
 	}
@@ -65,7 +117,7 @@ func (r *rawRedis) get(key string) (string, bool) {
 
 func (r *rawRedis) hgetall(key string) map[string]string {
 	r.t.Helper()
-	m, err := redis.StringMap(r.c.Do("HGETALL", r.prefix+key))
+	m, err := redis.StringMap(r.do("HGETALL", r.key(key)))
 	if err != nil {
 		r.t.Fatalf("HGETALL %s: %v", key, err)
 	}
@@ -74,7 +126,7 @@ func (r *rawRedis) hgetall(key string) map[string]string {
 
 func (r *rawRedis) exists(key string) bool {
 	r.t.Helper()
-	n, err := redis.Int(r.c.Do("EXISTS", r.prefix+key))
+	n, err := redis.Int(r.do("EXISTS", r.key(key)))
 	if err != nil {
 		r.t.Fatalf("EXISTS %s: %v", key, err)
 	}
@@ -83,7 +135,7 @@ func (r *rawRedis) exists(key string) bool {
 
 func (r *rawRedis) pttl(key string) time.Duration {
 	r.t.Helper()
-	ms, err := redis.Int64(r.c.Do("PTTL", r.prefix+key))
+	ms, err := redis.Int64(r.do("PTTL", r.key(key)))
 	if err != nil {
 		r.t.Fatalf("PTTL %s: %v", key, err)
 	}
@@ -100,9 +152,13 @@ func (r *rawRedis) checkTTL(key string, max time.Duration) {
 
 // newTestRedis returns a DAO on the shared test Redis under a key prefix of
 // its own ("test:<random>:"), the prefix's keys deleted at cleanup, and a
-// raw connection under the same prefix.
+// raw connection under the same prefix. Under TestRedisCluster it is a
+// DAO in cluster mode on that test's Redis Cluster instead.
 func newTestRedis(t testing.TB, mutate func(*dao.RedisConfig)) (*dao.Redis, *rawRedis) {
 	t.Helper()
+	if rc := testCluster(t); rc != nil {
+		return newClusterTestRedis(t, rc, mutate)
+	}
 	c, prefix := testkit.Redis(t)
 	cfg := dao.DefaultRedisConfig()
 	cfg.Addr = testkit.RedisAddr()

@@ -101,35 +101,26 @@ func (r *Redis) StoreOnline(ctx context.Context, server string, rooms map[string
 	index := r.onlineServersKey()
 	fresh := newEpoch()
 	stale := "(" + strconv.FormatInt(now-r.onlineTTL, 10) // scores below it
-	err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		// SET before ZADD: LoadAllOnline removes index members that have
-		// no report, so a member must never be in the index before its
-		// report is stored.
-		if err := c.Send("SET", r.onlineKey(server), value, "PX", r.onlineTTL); err != nil {
-			return err
-		}
-		if err := c.Send("ZADD", index, now, server); err != nil {
-			return err
-		}
-		if err := c.Send("ZREMRANGEBYSCORE", index, "-inf", stale); err != nil {
-			return err
-		}
-		if err := c.Send("PEXPIRE", index, onlineIndexTTLFactor*r.onlineTTL); err != nil {
-			return err
-		}
-		if err := c.Send("SET", r.epochKey(), fresh, "NX"); err != nil {
-			return err
-		}
-		if err := c.Send("GET", r.epochKey()); err != nil {
-			return err
-		}
-		replies, err := pipeline(c, timeout)
-		if err != nil {
-			return err
-		}
-		epoch, err = redis.String(replies[len(replies)-1], nil)
-		return err
-	})
+	// SET before ZADD: LoadAllOnline removes index members that have no
+	// report, so a member must never be in the index before its report is
+	// stored. (In cluster mode every key here has the online tag: one
+	// slot, one pipeline.)
+	ek, rk := r.epochKey(), r.onlineKey(server)
+	cmds := []command{
+		{key: rk, name: "SET", args: []any{rk, value, "PX", r.onlineTTL}},
+		{key: index, name: "ZADD", args: []any{index, now, server}},
+		{key: index, name: "ZREMRANGEBYSCORE", args: []any{index, "-inf", stale}},
+		{key: index, name: "PEXPIRE", args: []any{index, onlineIndexTTLFactor * r.onlineTTL}},
+		{key: ek, name: "SET", args: []any{ek, fresh, "NX"}},
+		{key: ek, name: "GET", args: []any{ek}},
+	}
+	err = r.exec(ctx, cmds)
+	if err == nil {
+		err = firstError(cmds)
+	}
+	if err == nil {
+		epoch, err = redis.String(cmds[len(cmds)-1].reply, nil)
+	}
 	if err != nil {
 		return "", &opError{kind: ErrRedis, op: "store online server=" + strconv.Quote(server), err: err}
 	}
@@ -157,12 +148,13 @@ func (r *Redis) LoadOnline(ctx context.Context, servers []string) (map[string]On
 	for i, s := range servers {
 		args[i] = r.onlineKey(s)
 	}
+	// In cluster mode the report keys share the online tag: one MGET.
+	cmds := []command{{key: r.onlineKey(servers[0]), name: "MGET", args: args}}
+	err := r.exec(ctx, cmds)
 	var values [][]byte
-	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		var err error
-		values, err = redis.ByteSlices(redis.DoWithTimeout(c, timeout, "MGET", args...))
-		return err
-	})
+	if err == nil {
+		values, err = redis.ByteSlices(cmds[0].reply, cmds[0].err)
+	}
 	if err != nil {
 		return nil, &opError{kind: ErrRedis, op: "load online (" + strconv.Itoa(len(servers)) + " servers)", err: err}
 	}
@@ -186,8 +178,9 @@ func (r *Redis) LoadOnline(ctx context.Context, servers []string) (map[string]On
 // report is gone (expired or deleted) and returns {server1, report1,
 // server2, report2, ...} for the rest.
 //
-// The ol_ keys are built here, not passed in KEYS: this script is not
-// Redis Cluster safe (see the schema comment atop redis.go).
+// The ol_ keys are built here, not passed in KEYS: this script is for
+// single mode only; cluster mode reads the index first and passes the keys
+// (clusterLoadOnlineLua).
 const loadAllOnlineLua = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 local servers = redis.call('ZRANGE', KEYS[1], 0, -1)
@@ -218,7 +211,8 @@ return out
 
 // LoadAllOnline returns the reports of every comet that reported within
 // the online TTL, found through the online_servers index rather than a
-// list of servers (discovery's membership can lag), in one Lua script. It
+// list of servers (discovery's membership can lag), in one Lua script (in
+// cluster mode a pipeline, then a script). It
 // trims the index as it reads: members older than online_ttl by this
 // process's clock, and members whose report expired, are removed.
 //
@@ -230,13 +224,18 @@ return out
 // A value that does not decode is logged and left out, as in LoadOnline.
 func (r *Redis) LoadAllOnline(ctx context.Context) (map[string]OnlineReport, error) {
 	oldest := strconv.FormatInt(time.Now().UnixMilli()-r.onlineTTL, 10)
-	keys := []string{r.onlineServersKey()}
 	var pairs [][]byte
-	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		var err error
-		pairs, err = redis.ByteSlices(r.onlineLua.run(c, timeout, keys, oldest, r.prefix+onlinePrefix))
-		return err
-	})
+	var err error
+	if r.cluster != nil {
+		pairs, err = r.clusterLoadAllOnline(ctx, oldest)
+	} else {
+		keys := []string{r.onlineServersKey()}
+		err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+			var err error
+			pairs, err = redis.ByteSlices(r.onlineLua.run(c, timeout, keys, oldest, r.onlinePrefixKey()))
+			return err
+		})
+	}
 	if err != nil {
 		return nil, &opError{kind: ErrRedis, op: "load all online", err: err}
 	}

@@ -54,12 +54,8 @@ import (
 // Lua script. Nothing else is written: the health check is PING (goim v2
 // wrote SET PING PONG, R20).
 //
-// Redis Cluster is not supported, only a single Redis (or a primary with
-// replicas): the session scripts take key_<key>, conn_<key> and mid_<mid>, which hash
-// to different slots (CROSSSLOT), and the LoadAllOnline script reads
-// ol_<server> keys it builds itself, which are not declared in KEYS (a
-// hash tag in Prefix, such as "{goim}:", would put every key in one slot,
-// but undeclared keys still break the cluster's rules).
+// In cluster mode ([redis] cluster = true) the shapes differ: see the
+// schema comment atop redis_cluster.go.
 const (
 	midPrefix         = "mid_"
 	keyPrefix         = "key_"
@@ -76,8 +72,19 @@ const EnvRedisPassword = "GOIM_REDIS_PASSWORD"
 
 // RedisConfig is the [redis] section of logic's configuration.
 type RedisConfig struct {
-	// Addr is the Redis server, "host:port". Default "127.0.0.1:6379".
+	// Addr is the Redis server, "host:port". In cluster mode it is the
+	// seed node when cluster_addrs is empty. Default "127.0.0.1:6379".
 	Addr string `toml:"addr"`
+	// Cluster selects Redis Cluster: the session routing is spread over
+	// the cluster's masters, under the key shapes of cluster mode (hash
+	// tags; see docs/architecture.md), which a goim v2 logic does not
+	// read. It needs db = 0 and a prefix without braces. Default false.
+	Cluster bool `toml:"cluster"`
+	// ClusterAddrs are seed nodes of the cluster, "host:port": the client
+	// asks them for the slot map (CLUSTER SLOTS) and then talks to every
+	// master it names. Empty means [addr]. Only read in cluster mode.
+	// Default [].
+	ClusterAddrs []string `toml:"cluster_addrs"`
 	// Username is the ACL user (Redis 6 and later) sent with AUTH along
 	// with the password; "" authenticates as the default user (or with
 	// requirepass). It needs a password. Default "".
@@ -85,15 +92,18 @@ type RedisConfig struct {
 	// Password is sent with AUTH when not empty. It is the last choice:
 	// the environment variable GOIM_REDIS_PASSWORD, when set, wins over
 	// password_file, which wins over password; prefer either to a
-	// password written in the file. Default "".
-	Password string `toml:"password"`
+	// password written in the file (conf.ApplyEnv leaves the key to that
+	// rule). Default "".
+	Password string `toml:"password" env:"GOIM_REDIS_PASSWORD"`
 	// PasswordFile is a file holding the password (trailing newline
 	// ignored), read at start and by -check-config. Default "".
 	PasswordFile string `toml:"password_file"`
-	// DB is the database index selected on every connection. Default 0.
+	// DB is the database index selected on every connection; 0 in
+	// cluster mode. Default 0.
 	DB int `toml:"db"`
 	// Prefix is prepended to every key, so several clusters (or tests)
-	// can share one Redis. Default "" (goim v2's key names).
+	// can share one Redis; no braces in cluster mode. Default "" (goim
+	// v2's key names).
 	Prefix string `toml:"prefix"`
 	// DialTimeout bounds connecting (and AUTH/SELECT). Default "1s".
 	DialTimeout conf.Duration `toml:"dial_timeout"`
@@ -102,19 +112,22 @@ type RedisConfig struct {
 	ReadTimeout conf.Duration `toml:"read_timeout"`
 	// WriteTimeout bounds writing one operation's commands. Default "1s".
 	WriteTimeout conf.Duration `toml:"write_timeout"`
-	// MaxIdle is the number of idle connections the pool keeps.
-	// Default 32.
+	// MaxIdle is the number of idle connections the pool keeps (per
+	// node in cluster mode). Default 32.
 	MaxIdle int `toml:"max_idle"`
-	// MaxActive caps the open connections; an operation beyond it waits for
-	// a free one (until its context ends). 0 means unlimited. Default 256.
+	// MaxActive caps the open connections (per node in cluster mode); an
+	// operation beyond it waits for a free one (until its context ends;
+	// in cluster mode at most read_timeout). 0 means unlimited.
+	// Default 256.
 	MaxActive int `toml:"max_active"`
 	// IdleTimeout closes connections idle for longer; "0s" keeps them.
 	// Keep it below the server's own timeout setting. Default "4m".
 	IdleTimeout conf.Duration `toml:"idle_timeout"`
 	// SessionTTL is the lifetime of the mid_ and key_ routing keys,
-	// renewed by each heartbeat the comet forwards. Keep it well above
-	// comet's protocol.session_renew (3x or more) or live connections lose
-	// their routing between renewals (goim v2's R6). Millisecond
+	// renewed by the heartbeats the comet forwards (at most every comet's
+	// protocol.session_renew, ±10 %). Keep it above 1.1 x session_renew +
+	// node.heartbeat x node.heartbeat_max (19m with the defaults) or live
+	// connections lose their routing between renewals. Millisecond
 	// precision. Default "30m".
 	SessionTTL conf.Duration `toml:"session_ttl"`
 	// OnlineTTL is the lifetime of a comet's online report (ol_<server>):
@@ -149,6 +162,16 @@ func (c RedisConfig) Validate(p *conf.Problems) {
 		p.Add("addr", `must be "host:port", got %q`, c.Addr)
 	}
 	p.Check(c.DB >= 0, "db", "must be >= 0, got %d", c.DB)
+	if c.Cluster {
+		p.Check(c.DB == 0, "db", "must be 0 in cluster mode (Redis Cluster has database 0 only), got %d", c.DB)
+		p.Check(!strings.ContainsAny(c.Prefix, "{}"), "prefix",
+			"must not contain { or } in cluster mode (a hash tag in the prefix would put every key in one slot), got %q", c.Prefix)
+		for i, a := range c.ClusterAddrs {
+			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+				p.Add("cluster_addrs["+strconv.Itoa(i)+"]", `must be "host:port", got %q`, a)
+			}
+		}
+	}
 	p.Check(c.DialTimeout > 0, "dial_timeout", "must be > 0, got %v", c.DialTimeout)
 	p.Check(c.ReadTimeout > 0, "read_timeout", "must be > 0, got %v", c.ReadTimeout)
 	p.Check(c.WriteTimeout > 0, "write_timeout", "must be > 0, got %v", c.WriteTimeout)
@@ -179,7 +202,8 @@ func (c RedisConfig) password() (string, secret.Source, error) {
 // bounded by ReadTimeout (or the context's deadline, if sooner) and, when
 // Redis is down, fails with ErrRedis instead of waiting for it.
 type Redis struct {
-	pool        *redis.Pool
+	pool        *redis.Pool // single Redis; nil in cluster mode
+	cluster     *cluster    // Redis Cluster; nil in single mode
 	log         *slog.Logger
 	prefix      string
 	readTimeout time.Duration
@@ -188,6 +212,9 @@ type Redis struct {
 	renewLua    luaScript
 	delLua      luaScript
 	onlineLua   luaScript
+
+	// The scripts of cluster mode (redis_cluster.go).
+	clusterRenew, clusterDel, delMidField, clusterOnline luaScript
 
 	// staleBefore (Unix ns) is set when a connection turns out to have been
 	// closed by the server (Redis restarted): idle connections returned to
@@ -220,6 +247,11 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 		renewLua:    newLuaScript(renewSessionLua),
 		delLua:      newLuaScript(delSessionLua),
 		onlineLua:   newLuaScript(loadAllOnlineLua),
+
+		clusterRenew:  newLuaScript(clusterRenewLua),
+		clusterDel:    newLuaScript(clusterDelLua),
+		delMidField:   newLuaScript(delMidFieldLua),
+		clusterOnline: newLuaScript(clusterLoadOnlineLua),
 	}
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(cfg.DialTimeout.D()),
@@ -242,9 +274,24 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(tc),
 			redis.DialTLSHandshakeTimeout(cfg.DialTimeout.D()))
 	}
+	if cfg.Cluster {
+		seeds := cfg.ClusterAddrs
+		if len(seeds) == 0 {
+			seeds = []string{cfg.Addr}
+		}
+		logger.Info("dao: redis cluster", "seeds", seeds, "tls", tc != nil, "user", cfg.Username, "password_from", string(source))
+		r.cluster = newCluster(r, cfg, seeds, opts)
+		return r, nil
+	}
 	logger.Info("dao: redis", "addr", cfg.Addr, "tls", tc != nil, "user", cfg.Username, "password_from", string(source))
-	addr := cfg.Addr
-	r.pool = &redis.Pool{
+	r.pool = r.newPool(cfg, cfg.Addr, opts)
+	return r, nil
+}
+
+// newPool returns a connection pool to the Redis server at addr: the one
+// Redis, or one node of a cluster.
+func (r *Redis) newPool(cfg RedisConfig, addr string, opts []redis.DialOption) *redis.Pool {
+	return &redis.Pool{
 		DialContext: func(ctx context.Context) (redis.Conn, error) {
 			return redis.DialContext(ctx, "tcp", addr, opts...)
 		},
@@ -254,7 +301,6 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 		IdleTimeout:  cfg.IdleTimeout.D(),
 		Wait:         true,
 	}
-	return r, nil
 }
 
 // Close closes the pool. Operations after Close fail with ErrRedis and
@@ -264,11 +310,21 @@ func (r *Redis) Close() error {
 		return nil
 	}
 	r.closeAdds()
+	if r.cluster != nil {
+		return r.cluster.close()
+	}
 	return r.pool.Close()
 }
 
-// Ping checks that Redis answers, with PING.
+// Ping checks that Redis answers, with PING; in cluster mode every master
+// must answer.
 func (r *Redis) Ping(ctx context.Context) error {
+	if r.cluster != nil {
+		if err := r.clusterPing(ctx); err != nil {
+			return &opError{kind: ErrRedis, op: "ping", err: err}
+		}
+		return nil
+	}
 	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
 		pong, err := redis.String(redis.DoWithTimeout(c, timeout, "PING"))
 		if err == nil && pong != "PONG" {
@@ -408,6 +464,13 @@ func (r *Redis) RenewSession(ctx context.Context, s Session) (Renewal, error) {
 	if s.Key == "" || s.Server == "" {
 		return 0, sessionArgError("renew session", s.Mid, s.Key, s.Server)
 	}
+	if r.cluster != nil {
+		res, err := r.clusterRenewSession(ctx, s)
+		if err != nil {
+			return 0, &opError{kind: ErrRedis, op: sessionOp("renew session", s.Mid, s.Server), err: err}
+		}
+		return res, nil
+	}
 	var res Renewal
 	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
 		n, err := redis.Int(r.renewLua.run(c, timeout, r.sessionKeys(s.Mid, s.Key), s.Server, s.Key, r.sessionTTL, connIDArg(s.ConnID)))
@@ -486,7 +549,25 @@ func (r *Redis) DelSessions(ctx context.Context, sessions []Session) (owned []bo
 	if len(valid) == 0 {
 		return owned, errs, nil
 	}
-	err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+	if r.cluster != nil {
+		err = r.clusterDelSessions(ctx, sessions, valid, owned)
+	} else {
+		err = r.delSessions(ctx, sessions, valid, owned)
+	}
+	if err != nil {
+		op := "delete sessions (" + strconv.Itoa(len(valid)) + ")"
+		if len(valid) == 1 {
+			op = sessionOp("delete session", sessions[valid[0]].Mid, sessions[valid[0]].Server)
+		}
+		return nil, errs, &opError{kind: ErrRedis, op: op, err: err}
+	}
+	return owned, errs, nil
+}
+
+// delSessions is DelSessions' Redis part in single mode: one pipeline of
+// delete scripts for the sessions valid of sessions; it fills owned.
+func (r *Redis) delSessions(ctx context.Context, sessions []Session, valid []int, owned []bool) error {
+	return r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
 		for _, i := range valid {
 			ss := sessions[i]
 			if err := r.delLua.send(c, r.sessionKeys(ss.Mid, ss.Key), ss.Server, ss.Key, connIDArg(ss.ConnID)); err != nil {
@@ -515,14 +596,6 @@ func (r *Redis) DelSessions(ctx context.Context, sessions []Session) (owned []bo
 		}
 		return nil
 	})
-	if err != nil {
-		op := "delete sessions (" + strconv.Itoa(len(valid)) + ")"
-		if len(valid) == 1 {
-			op = sessionOp("delete session", sessions[valid[0]].Mid, sessions[valid[0]].Server)
-		}
-		return nil, errs, &opError{kind: ErrRedis, op: op, err: err}
-	}
-	return owned, errs, nil
 }
 
 // ServersByKeys finds the comet of each connection key, with one MGET, and
@@ -535,16 +608,21 @@ func (r *Redis) ServersByKeys(ctx context.Context, keys []string) (map[string][]
 	if len(keys) == 0 {
 		return out, nil
 	}
-	args := make([]any, len(keys))
-	for i, k := range keys {
-		args[i] = r.keyKey(k)
-	}
 	var servers []string
-	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		var err error
-		servers, err = redis.Strings(redis.DoWithTimeout(c, timeout, "MGET", args...))
-		return err
-	})
+	var err error
+	if r.cluster != nil {
+		servers, err = r.clusterServersByKeys(ctx, keys)
+	} else {
+		args := make([]any, len(keys))
+		for i, k := range keys {
+			args[i] = r.keyKey(k)
+		}
+		err = r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+			var err error
+			servers, err = redis.Strings(redis.DoWithTimeout(c, timeout, "MGET", args...))
+			return err
+		})
+	}
 	if err != nil {
 		return nil, &opError{kind: ErrRedis, op: "servers by keys (" + strconv.Itoa(len(keys)) + " keys)", err: err}
 	}
@@ -566,22 +644,20 @@ func (r *Redis) KeysByMids(ctx context.Context, mids []int64) (map[string][]stri
 	if len(mids) == 0 {
 		return out, nil
 	}
-	var replies []any
-	err := r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
-		for _, mid := range mids {
-			if err := c.Send("HGETALL", r.midKey(mid)); err != nil {
-				return err
-			}
-		}
-		var err error
-		replies, err = pipeline(c, timeout)
-		return err
-	})
+	cmds := make([]command, len(mids))
+	for i, mid := range mids {
+		mk := r.midKey(mid)
+		cmds[i] = command{key: mk, name: "HGETALL", args: []any{mk}}
+	}
+	err := r.exec(ctx, cmds)
+	if err == nil {
+		err = firstError(cmds)
+	}
 	if err != nil {
 		return nil, &opError{kind: ErrRedis, op: "keys by mids (" + strconv.Itoa(len(mids)) + " mids)", err: err}
 	}
-	for _, reply := range replies {
-		fields, err := redis.StringMap(reply, nil)
+	for i := range cmds {
+		fields, err := redis.StringMap(cmds[i].reply, nil)
 		if err != nil {
 			return nil, &opError{kind: ErrRedis, op: "keys by mids", err: err}
 		}
@@ -592,22 +668,6 @@ func (r *Redis) KeysByMids(ctx context.Context, mids []int64) (map[string][]stri
 		}
 	}
 	return out, nil
-}
-
-// pipeline flushes the commands queued on c with Send and reads all their
-// replies, waiting at most timeout. A Redis error reply to any command
-// fails the pipeline.
-func pipeline(c redis.Conn, timeout time.Duration) ([]any, error) {
-	replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
-	if err != nil {
-		return nil, err
-	}
-	for _, reply := range replies {
-		if e, ok := reply.(redis.Error); ok {
-			return nil, e
-		}
-	}
-	return replies, nil
 }
 
 // do runs fn on a pooled connection; fn must send its commands through
@@ -627,17 +687,101 @@ func (r *Redis) do(ctx context.Context, fn func(c redis.Conn, timeout time.Durat
 	return err
 }
 
-func (r *Redis) try(ctx context.Context, fn func(c redis.Conn, timeout time.Duration) error) error {
+// opTimeout bounds an operation: read_timeout, or what is left of ctx's
+// deadline when that is sooner. It fails when ctx has ended.
+func (r *Redis) opTimeout(ctx context.Context) (time.Duration, error) {
+	if r.closed.Load() {
+		return 0, ErrClosed
+	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	timeout := r.readTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		left := time.Until(dl)
 		if left <= 0 {
-			return context.DeadlineExceeded
+			return 0, context.DeadlineExceeded
 		}
 		timeout = min(timeout, left)
+	}
+	return timeout, nil
+}
+
+// command is one command of an operation run by exec; in cluster mode
+// key's slot routes it. exec sets reply, or err to the command's error
+// reply.
+type command struct {
+	key    string
+	name   string
+	args   []any
+	script *luaScript // for an EVALSHA: the script, sent by source on NOSCRIPT
+	reply  any
+	err    error
+}
+
+// set records reply as c's answer. An EVALSHA answered NOSCRIPT (Redis, or
+// this cluster node, lost its script cache) is sent again on conn as EVAL.
+// The error is a transport failure of that EVAL.
+func (c *command) set(conn redis.Conn, timeout time.Duration, reply any) error {
+	c.reply, c.err = reply, nil
+	e, ok := reply.(redis.Error)
+	if !ok {
+		return nil
+	}
+	c.reply, c.err = nil, e
+	if c.script == nil || !isNoScript(e) {
+		return nil
+	}
+	reply, err := redis.DoWithTimeout(conn, timeout, "EVAL", c.script.withSource(c.args)...)
+	if e, ok := err.(redis.Error); ok {
+		c.err = e
+		return nil
+	}
+	c.reply, c.err = reply, nil
+	return err
+}
+
+// exec runs cmds and records each one's reply or error reply: in single
+// mode as one pipeline on one connection; in cluster mode as one pipeline
+// per master, in parallel (see cluster.exec). The error is a failure to
+// reach Redis (or a node): then any command may or may not have run.
+func (r *Redis) exec(ctx context.Context, cmds []command) error {
+	if len(cmds) == 0 {
+		return nil
+	}
+	if r.cluster != nil {
+		timeout, err := r.opTimeout(ctx)
+		if err != nil {
+			return err
+		}
+		return r.cluster.exec(timeout, cmds)
+	}
+	return r.do(ctx, func(c redis.Conn, timeout time.Duration) error {
+		for i := range cmds {
+			if err := c.Send(cmds[i].name, cmds[i].args...); err != nil {
+				return err
+			}
+		}
+		replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
+		if err != nil {
+			return err
+		}
+		if len(replies) != len(cmds) {
+			return errNoReplies
+		}
+		for i, reply := range replies {
+			if err := cmds[i].set(c, timeout, reply); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (r *Redis) try(ctx context.Context, fn func(c redis.Conn, timeout time.Duration) error) error {
+	timeout, err := r.opTimeout(ctx)
+	if err != nil {
+		return err
 	}
 	c, err := r.pool.GetContext(ctx)
 	if err != nil {
@@ -701,6 +845,20 @@ func (s luaScript) send(c redis.Conn, keys []string, args ...any) error {
 	return c.Send("EVALSHA", s.args(keys, args)...)
 }
 
+// command is an EVALSHA of the script as a command for exec, routed by key.
+func (s *luaScript) command(key string, keys []string, args ...any) command {
+	return command{key: key, name: "EVALSHA", args: s.args(keys, args), script: s}
+}
+
+// withSource turns EVALSHA's arguments into EVAL's: the source instead of
+// the hash.
+func (s luaScript) withSource(evalshaArgs []any) []any {
+	a := make([]any, len(evalshaArgs))
+	copy(a, evalshaArgs)
+	a[0] = s.src
+	return a
+}
+
 // args are EVALSHA's arguments: the script's hash, the keys, then args.
 func (s luaScript) args(keys []string, args []any) []any {
 	a := make([]any, 0, 2+len(keys)+len(args))
@@ -712,23 +870,54 @@ func (s luaScript) args(keys []string, args []any) []any {
 }
 
 func (r *Redis) midKey(mid int64) string {
+	if r.cluster != nil {
+		return r.prefix + midPrefix + "{" + strconv.FormatInt(mid, 10) + "}"
+	}
 	return r.prefix + midPrefix + strconv.FormatInt(mid, 10)
 }
 
-func (r *Redis) keyKey(key string) string { return r.prefix + keyPrefix + key }
+func (r *Redis) keyKey(key string) string {
+	if r.cluster != nil {
+		return r.prefix + keyPrefix + clusterKeyTagOpen + key + "}"
+	}
+	return r.prefix + keyPrefix + key
+}
 
-func (r *Redis) connKey(key string) string { return r.prefix + connPrefix + key }
+func (r *Redis) connKey(key string) string {
+	if r.cluster != nil {
+		return r.prefix + connPrefix + clusterKeyTagOpen + key + "}"
+	}
+	return r.prefix + connPrefix + key
+}
+
+// onlinePrefixKey is what precedes a server id in its report's key.
+func (r *Redis) onlinePrefixKey() string {
+	if r.cluster != nil {
+		return r.prefix + clusterOnlineTag + onlinePrefix
+	}
+	return r.prefix + onlinePrefix
+}
 
 // connIDArg is a connection id as the session scripts take it: decimal,
 // "0" for none.
 func connIDArg(id uint64) string { return strconv.FormatUint(id, 10) }
 
-func (r *Redis) onlineKey(server string) string { return r.prefix + onlinePrefix + server }
+func (r *Redis) onlineKey(server string) string { return r.onlinePrefixKey() + server }
 
-func (r *Redis) onlineServersKey() string { return r.prefix + onlineServersName }
+func (r *Redis) onlineServersKey() string {
+	if r.cluster != nil {
+		return r.prefix + clusterOnlineTag + onlineServersName
+	}
+	return r.prefix + onlineServersName
+}
 
 // epochKey is the key of the data set's epoch (see StoreOnline).
-func (r *Redis) epochKey() string { return r.prefix + epochName }
+func (r *Redis) epochKey() string {
+	if r.cluster != nil {
+		return r.prefix + clusterOnlineTag + epochName
+	}
+	return r.prefix + epochName
+}
 
 // sessionKeys returns the KEYS of the session scripts: key_<key>,
 // conn_<key>, then mid_<mid> when mid > 0.

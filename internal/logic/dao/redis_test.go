@@ -266,8 +266,8 @@ func TestRenewSession(t *testing.T) {
 			name:   "live session gets its full TTL back",
 			before: []session{{mid: 7, key: "k1", server: "s1"}},
 			prepare: func(raw *rawRedis) {
-				raw.must("PEXPIRE", raw.prefix+"key_k1", 5000)
-				raw.must("PEXPIRE", raw.prefix+"mid_7", 5000)
+				raw.must("PEXPIRE", raw.key("key_k1"), 5000)
+				raw.must("PEXPIRE", raw.key("mid_7"), 5000)
 			},
 			renew:    session{mid: 7, key: "k1", server: "s1"},
 			want:     dao.Renewed,
@@ -278,8 +278,8 @@ func TestRenewSession(t *testing.T) {
 			name:   "lost key is re-added with its mid_ field",
 			before: []session{{mid: 7, key: "k1", server: "s1"}, {mid: 7, key: "k2", server: "s2"}},
 			prepare: func(raw *rawRedis) {
-				raw.must("DEL", raw.prefix+"key_k1")
-				raw.must("HDEL", raw.prefix+"mid_7", "k1")
+				raw.must("DEL", raw.key("key_k1"))
+				raw.must("HDEL", raw.key("mid_7"), "k1")
 			},
 			renew:    session{mid: 7, key: "k1", server: "s1"},
 			want:     dao.Readded,
@@ -389,7 +389,7 @@ func TestDelSession(t *testing.T) {
 		{
 			name:      "expired key_ still clears its own mid_ field",
 			before:    []session{{mid: 7, key: "k1", server: "s1"}, {mid: 7, key: "k2", server: "s2"}},
-			prepare:   func(raw *rawRedis) { raw.must("DEL", raw.prefix+"key_k1") },
+			prepare:   func(raw *rawRedis) { raw.must("DEL", raw.key("key_k1")) },
 			del:       session{mid: 7, key: "k1", server: "s1"},
 			wantOwned: false,
 			wantKeys:  map[string]string{"k1": "", "k2": "s2"},
@@ -484,7 +484,7 @@ func TestKeysByMidsWrongType(t *testing.T) {
 	// A key of the wrong type fails the operation with ErrRedis (no panic,
 	// no partial answer).
 	r, raw := newTestRedis(t, nil)
-	raw.must("SET", raw.prefix+"mid_5", "not a hash")
+	raw.must("SET", raw.key("mid_5"), "not a hash")
 	if _, err := r.KeysByMids(context.Background(), []int64{5}); !errors.Is(err, dao.ErrRedis) {
 		t.Fatalf("KeysByMids on a string = %v, want ErrRedis", err)
 	}

@@ -204,7 +204,7 @@ func TestSessionConnTTL(t *testing.T) {
 	if got, _ := raw.get("conn_k1"); got != "18446744073709551615" {
 		t.Fatalf("conn_k1 = %q, want the id in decimal", got)
 	}
-	raw.must("PEXPIRE", raw.prefix+"conn_k1", 5000)
+	raw.must("PEXPIRE", raw.key("conn_k1"), 5000)
 	runSteps(t, r, []sessionStep{{op: "renew", s: s, wantRenew: dao.Renewed}})
 	if got := raw.pttl("conn_k1"); got < ttl-time.Minute {
 		t.Fatalf("PTTL conn_k1 = %v after renewal, want about %v", got, ttl)

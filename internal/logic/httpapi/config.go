@@ -71,9 +71,10 @@ type Config struct {
 	// clients call, stays public. Each token must be at least 16 bytes of
 	// visible ASCII (no spaces). The full-scope tokens are the union of
 	// this list, the lines of TokensFile and the GOIM_HTTP_TOKENS
-	// variable, so several tokens, from several places, allow rotation.
-	// Default none.
-	Tokens []string `toml:"tokens"`
+	// variable, so several tokens, from several places, allow rotation
+	// (that variable adds to this list rather than replacing it as other
+	// GOIM_ variables replace their key, see conf.ApplyEnv). Default none.
+	Tokens []string `toml:"tokens" env:"GOIM_HTTP_TOKENS"`
 	// TokensFile is a file of more full-scope tokens, one per line; blank
 	// lines and lines starting with "#" are ignored. Read at start (and
 	// by -check-config). Default "" (none).
@@ -81,9 +82,10 @@ type Config struct {
 	// ReadTokens are bearer tokens of read scope: the online endpoints and
 	// /goim/nodes/instances accept them; a push endpoint answers them
 	// HTTP 403 (-403). Same rules as Tokens; unioned with the lines of
-	// ReadTokensFile and the GOIM_HTTP_READ_TOKENS variable. A token may
-	// not have both scopes. Default none.
-	ReadTokens []string `toml:"read_tokens"`
+	// ReadTokensFile and the GOIM_HTTP_READ_TOKENS variable (which adds
+	// to the list, as GOIM_HTTP_TOKENS does). A token may not have both
+	// scopes. Default none.
+	ReadTokens []string `toml:"read_tokens" env:"GOIM_HTTP_READ_TOKENS"`
 	// ReadTokensFile is a file of more read-scope tokens, as TokensFile.
 	// Default "" (none).
 	ReadTokensFile string `toml:"read_tokens_file"`

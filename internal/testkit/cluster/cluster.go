@@ -222,6 +222,10 @@ func (c *Cluster) Dial(host, tr, auth string) *Client {
 		c.t.Fatal(err)
 	}
 	r.br = bufio.NewReader(r.conn)
+	c.t.Cleanup(func() {
+		r.conn.Close()
+		<-r.done
+	})
 	frame := (&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(auth)}).AppendTCP(nil)
 	if r.ws {
 		err = wsutil.WriteClientBinary(r.conn, frame)
@@ -229,21 +233,15 @@ func (c *Cluster) Dial(host, tr, auth string) *Client {
 		_, err = r.conn.Write(frame)
 	}
 	if err != nil {
-		r.conn.Close()
+		close(r.done)
 		c.t.Fatal(err)
 	}
 	ps, err := r.next()
 	if err != nil || len(ps) != 1 || ps[0].Op != protocol.OpAuthReply {
-		r.conn.Close()
+		close(r.done) // no reader: the cleanup must not wait for one
 		c.t.Fatalf("%s: auth reply %v, %v", r.Name, ps, err)
 	}
-	// Registered once the reader runs: it closes done when the
-	// connection ends (a cleanup waiting for done before would hang).
 	go r.loop()
-	c.t.Cleanup(func() {
-		r.conn.Close()
-		<-r.done
-	})
 	return r
 }
 

@@ -1,0 +1,62 @@
+package bench
+
+import (
+	"math"
+	"time"
+)
+
+// Backoff is a client's reconnect back-off as logic hints it in
+// /goim/nodes/weighted ("backoff": base_delay and max_delay in seconds,
+// factor, jitter; logic's [backoff] section). Attempt n after a drop (0
+// for the first) waits min(Base × Factor^n, Max), spread uniformly by
+// ±Jitter of itself: clients dropped together, by a comet that died,
+// come back spread over time instead of all at once, and back off further
+// while the comets they reach cannot take them. It is gRPC's connection
+// back-off, which goim v2's hints were made for, with one difference: the
+// first attempt waits too (gRPC dials at once), because a drop is what
+// puts a comet's clients in step.
+type Backoff struct {
+	Base, Max      time.Duration
+	Factor, Jitter float64
+}
+
+// DefaultBackoff is logic's default hint ([backoff] base_delay 3,
+// max_delay 300, factor 1.8, jitter 0.3): the tool follows it while it
+// has not been able to ask logic.
+var DefaultBackoff = Backoff{Base: 3 * time.Second, Max: 300 * time.Second, Factor: 1.8, Jitter: 0.3}
+
+// orDefault returns b with every field a client cannot follow made
+// followable: a negative delay or one over a day is DefaultBackoff's, a
+// factor below 1 (or NaN) is 1, jitter is clamped to 0..1, and Max is at
+// least Base.
+func (b Backoff) orDefault() Backoff {
+	const day = 24 * time.Hour
+	if b.Base < 0 || b.Base > day {
+		b.Base = DefaultBackoff.Base
+	}
+	if b.Max < 0 || b.Max > day {
+		b.Max = DefaultBackoff.Max
+	}
+	b.Max = max(b.Max, b.Base)
+	if !(b.Factor >= 1) || math.IsInf(b.Factor, 0) {
+		b.Factor = 1
+	}
+	if !(b.Jitter >= 0) {
+		b.Jitter = 0
+	}
+	b.Jitter = min(b.Jitter, 1)
+	return b
+}
+
+// Delay is the wait before attempt n (0 for the first after a drop),
+// with r, uniform in [0, 1), drawing the jitter: r = 0.5 gives the
+// unjittered delay.
+func (b Backoff) Delay(n int, r float64) time.Duration {
+	d := float64(b.Base)
+	for i := 0; i < n && d < float64(b.Max); i++ {
+		d *= b.Factor
+	}
+	d = min(d, float64(b.Max))
+	d *= 1 + b.Jitter*(2*r-1)
+	return time.Duration(max(d, 0))
+}
