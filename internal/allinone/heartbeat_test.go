@@ -36,7 +36,7 @@ func TestHeartbeatPolicy(t *testing.T) {
 	port := func() string { return testkit.FreeAddr(t) }
 	cfg.Kafka.Port = testkit.FreePort(t)
 	cfg.Redis.Listen = port()
-	cfg.Discovery.Nodes = d.Nodes
+	cfg.Discovery.Nodes, cfg.Discovery.Env = d.Nodes, d.Env // Wire gives the services [discovery] env
 	cfg.Logic.Discovery, cfg.Job.Discovery, cfg.Comet.Discovery = d, d, d
 	cfg.Logic.Auth.Insecure = true
 	cfg.Logic.HTTP.AllowAnonymous = true
