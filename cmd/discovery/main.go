@@ -26,14 +26,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/discovery/embedded"
+	"github.com/goim/goim/internal/logging"
 )
 
 // deregisterTimeout bounds the removal of the server's own registration
@@ -52,8 +53,9 @@ func main() {
 
 // options are the command's flags.
 type options struct {
-	cfg   embedded.Config
-	level slog.Level
+	cfg     embedded.Config
+	log     *logging.Flags
+	version *buildinfo.Flag
 }
 
 // parse reads the flags. It never starts anything.
@@ -61,14 +63,15 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("discovery", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
-	var peers, level string
+	var peers string
 	fs.StringVar(&o.cfg.Addr, "listen", "127.0.0.1:7171", `listen address, "host:port" with a fixed non-zero port (the server registers it as its own address, so it must be the one clients dial)`)
 	fs.StringVar(&o.cfg.Env, "env", embedded.DefaultEnv, "deploy env the server registers itself in (services choose theirs in [discovery] env)")
 	fs.StringVar(&o.cfg.Zone, "zone", embedded.DefaultZone, "zone the server registers itself in")
 	fs.StringVar(&o.cfg.Region, "region", embedded.DefaultRegion, "region the server registers itself in")
 	fs.StringVar(&o.cfg.Host, "host", "", "the server's name in its registry (default: the OS hostname); distinct for each server of a set of peers")
 	fs.StringVar(&peers, "peers", "", "the other discovery servers of this zone, comma-separated host:port: replicated to, and fetched from at start")
-	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error")
+	o.log = logging.AddFlags(fs)
+	o.version = buildinfo.AddFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return options{}, err
 	}
@@ -85,9 +88,6 @@ func parse(args []string, stderr io.Writer) (options, error) {
 			return options{}, fmt.Errorf("-%s must not be empty", name)
 		}
 	}
-	if err := o.level.UnmarshalText([]byte(level)); err != nil {
-		return options{}, fmt.Errorf("-log-level: %w", err)
-	}
 	return o, nil
 }
 
@@ -96,7 +96,14 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.level}))
+	if o.version.Print(os.Stdout, "discovery") {
+		return nil
+	}
+	log, err := o.log.New(stderr)
+	if err != nil {
+		return err
+	}
+	log.Info("discovery starting", "version", buildinfo.Version())
 	// Subscribe before starting, so a signal sent as soon as the server
 	// answers is not lost.
 	sigs := make(chan os.Signal, 1)
