@@ -234,8 +234,19 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
+# The guide's Redis, replica and Sentinel run on 127.0.77.x beside the
+# machine's own Redis at 127.0.0.1:6379, which other tests share: the
+# guide must never reconfigure it (a replica that does not announce its
+# own address is listed by the primary as 127.0.0.1:6379, and Sentinel
+# then turns that Redis into a replica). Its role is checked at the end.
+shared_role="$(redis-cli -h 127.0.0.1 -p 6379 role 2>/dev/null | head -n 1 || true)"
 echo "deploy-check: running $blocks blocks of $DOC (scratch root $ROOT)"
 began=$(date +%s)
 # A bound on the whole run: a command that waits forever fails the check.
 timeout --kill-after=10 "${TIMEOUT:-600}" bash "$WORK/doc.sh" 2>&1 | tee "$WORK/logs/doc.log"
+now_role="$(redis-cli -h 127.0.0.1 -p 6379 role 2>/dev/null | head -n 1 || true)"
+if [ "$now_role" != "$shared_role" ]; then
+  echo "deploy-check: the shared Redis at 127.0.0.1:6379 changed role ($shared_role -> $now_role): the guide reconfigured a Redis it does not own" >&2
+  exit 1
+fi
 echo "deploy-check: ok, $blocks blocks of $DOC in $(( $(date +%s) - began ))s"
