@@ -137,7 +137,10 @@ func (w *lineWriter) String() string {
 // has no receiver.
 func TestAgainstCluster(t *testing.T) {
 	c := startBenchCluster(t)
-	ctx := t.Context()
+	// Bounded: a goim-bench that never prints what a case waits for fails
+	// the test after this instead of hanging until go test's own timeout.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
 	// The push API's token: from the variable for run, from -token-file
 	// for push.
 	t.Setenv(bench.EnvToken, cluster.APIToken)

@@ -48,9 +48,13 @@ type scaleJob struct {
 // comets) with two logics and any number of jobs.
 type scaleCluster struct {
 	*cluster
-	bench  string // the goim-bench binary
-	logics []*scaleLogic
-	jobs   map[string]*scaleJob
+	// redisCluster holds the logics' session routing and online data: a
+	// real Redis Cluster of three masters (redis-server processes), so the
+	// scale-out runs on the engine a cluster that outgrew one Redis uses.
+	redisCluster *testkit.RedisCluster
+	bench        string // the goim-bench binary
+	logics       []*scaleLogic
+	jobs         map[string]*scaleJob
 }
 
 // buildBench compiles cmd/goim-bench (without -race, as the services).
@@ -64,7 +68,7 @@ func buildBench(t *testing.T) string {
 	return filepath.Join(dir, "goim-bench")
 }
 
-// startScaleCluster starts discovery, Redis, Kafka (8 partitions), two
+// startScaleCluster starts discovery, a Redis Cluster of three masters, Kafka (8 partitions), two
 // logics, three comets (127.0.0.2-4) and job-1, each ready, with job-1
 // knowing the three comets.
 func startScaleCluster(t *testing.T) *scaleCluster {
@@ -87,9 +91,7 @@ func startScaleCluster(t *testing.T) *scaleCluster {
 		resp.Body.Close()
 		return nil
 	})
-	_, redisPort, _ := net.SplitHostPort(addrs[1])
-	port, _ := strconv.Atoi(redisPort)
-	c.redis = testkit.StartRedisServer(t, port)
+	sc.redisCluster = testkit.StartRedisCluster(t, 3, nil)
 	c.kafka, c.topic = testkit.Kafka(t, 8)
 	c.ports = freeCometPorts(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
 
@@ -133,7 +135,8 @@ heartbeat_max = 3
 [online]
 refresh = "1s"
 [redis]
-addr = "`+c.redis.Addr()+`"
+cluster = true
+cluster_addrs = ["`+strings.Join(sc.redisCluster.Addrs(), `", "`)+`"]
 prefix = "`+c.prefix+`"
 online_ttl = "5s"
 [kafka]
