@@ -1,9 +1,6 @@
 package protocol
 
-import (
-	"errors"
-	"fmt"
-)
+import "errors"
 
 // MaxKeyLen is the longest connection key a token's key claim may name,
 // in bytes.
@@ -18,21 +15,7 @@ var ErrKey = errors.New("protocol: invalid connection key")
 // commas and a query string turns "+" into a space, so the charset is
 // narrower than a room id's: a key never needs escaping in a URL, a Redis
 // key, a log line or a JSON string.
-var keyByte = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "-._~:@" {
-		t[c] = true
-	}
-	return t
-}()
+var keyByte = charset("-._~:@")
 
 // CheckKey reports whether key is a valid connection key for a token to
 // name: 1 to MaxKeyLen bytes, each an ASCII letter or digit or one of
@@ -40,16 +23,5 @@ var keyByte = func() (t [256]bool) {
 // ErrKey and says what is wrong without echoing the key. The same rule
 // names verification keys (a token's kid).
 func CheckKey(key string) error {
-	switch {
-	case key == "":
-		return fmt.Errorf("%w: empty", ErrKey)
-	case len(key) > MaxKeyLen:
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrKey, len(key), MaxKeyLen)
-	}
-	for i := 0; i < len(key); i++ {
-		if !keyByte[key[i]] {
-			return fmt.Errorf("%w: byte %d (0x%02x) is not allowed", ErrKey, i, key[i])
-		}
-	}
-	return nil
+	return checkBytes(key, MaxKeyLen, &keyByte, ErrKey)
 }

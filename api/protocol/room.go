@@ -19,7 +19,10 @@ var ErrRoomID = errors.New("protocol: invalid room id")
 // like "live://1000"; no spaces, control characters, quotes, backslashes,
 // angle brackets or non-ASCII bytes, so an id is safe in a log line, a
 // metric-free report, a URL and an HTML page alike.
-var roomByte = func() (t [256]bool) {
+var roomByte = charset("-._~:/@!$&'()*+,;=%")
+
+// charset marks the ASCII letters and digits and the bytes of extra.
+func charset(extra string) (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
 		t[c] = true
 	}
@@ -29,29 +32,35 @@ var roomByte = func() (t [256]bool) {
 	for c := '0'; c <= '9'; c++ {
 		t[c] = true
 	}
-	for _, c := range "-._~:/@!$&'()*+,;=%" {
-		t[c] = true
+	for i := 0; i < len(extra); i++ {
+		t[extra[i]] = true
 	}
 	return t
-}()
+}
+
+// checkBytes reports why s is not 1 to max bytes of the charset allowed,
+// as an error wrapping sentinel that does not echo s.
+func checkBytes(s string, max int, allowed *[256]bool, sentinel error) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: empty", sentinel)
+	case len(s) > max:
+		return fmt.Errorf("%w: %d bytes, at most %d", sentinel, len(s), max)
+	}
+	for i := 0; i < len(s); i++ {
+		if !allowed[s[i]] {
+			return fmt.Errorf("%w: byte %d (0x%02x) is not allowed", sentinel, i, s[i])
+		}
+	}
+	return nil
+}
 
 // CheckRoomID reports whether id is a valid room id: 1 to MaxRoomIDLen
 // bytes, each an ASCII letter or digit or one of - . _ ~ : / @ ! $ & ' ( ) *
 // + , ; = %. The error wraps ErrRoomID and says what is wrong without
 // echoing the id.
 func CheckRoomID(id string) error {
-	switch {
-	case id == "":
-		return fmt.Errorf("%w: empty", ErrRoomID)
-	case len(id) > MaxRoomIDLen:
-		return fmt.Errorf("%w: %d bytes, at most %d", ErrRoomID, len(id), MaxRoomIDLen)
-	}
-	for i := 0; i < len(id); i++ {
-		if !roomByte[id[i]] {
-			return fmt.Errorf("%w: byte %d (0x%02x) is not allowed", ErrRoomID, i, id[i])
-		}
-	}
-	return nil
+	return checkBytes(id, MaxRoomIDLen, &roomByte, ErrRoomID)
 }
 
 // CheckRoomPattern reports whether p is a valid entry of a token's rooms

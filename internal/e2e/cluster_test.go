@@ -82,17 +82,10 @@ type cluster struct {
 	rpcSecret, rpcSecretFile   string
 }
 
-// startCluster builds the binaries and starts discovery, Redis, Kafka,
-// logic, two comets and job, each ready.
-func startCluster(t *testing.T) *cluster {
+// startDiscovery runs cmd/discovery on c.discovery and waits until it
+// serves.
+func (c *cluster) startDiscovery(t *testing.T) {
 	t.Helper()
-	c := &cluster{top: t, env: "e2e-" + testkit.RandomHex(4), prefix: "e2e:" + testkit.RandomHex(6) + ":",
-		group: "e2e-job-" + testkit.RandomHex(4), comets: map[string]*comet{}, runs: map[string]int{}}
-	c.bin = buildBinaries(t)
-	c.writeSecrets(t)
-
-	addrs := freeAddrs(t, 6)
-	c.discovery = addrs[0]
 	disc := startProcess(t, t, "discovery", c.bin.discovery, "-listen", c.discovery)
 	testkit.WaitFor(t, 20*time.Second, func() error {
 		disc.failIfExited(t)
@@ -104,6 +97,20 @@ func startCluster(t *testing.T) *cluster {
 		resp.Body.Close()
 		return nil
 	})
+}
+
+// startCluster builds the binaries and starts discovery, Redis, Kafka,
+// logic, two comets and job, each ready.
+func startCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{top: t, env: "e2e-" + testkit.RandomHex(4), prefix: "e2e:" + testkit.RandomHex(6) + ":",
+		group: "e2e-job-" + testkit.RandomHex(4), comets: map[string]*comet{}, runs: map[string]int{}}
+	c.bin = buildBinaries(t)
+	c.writeSecrets(t)
+
+	addrs := freeAddrs(t, 6)
+	c.discovery = addrs[0]
+	c.startDiscovery(t)
 
 	_, redisPort, _ := net.SplitHostPort(addrs[1])
 	port, _ := strconv.Atoi(redisPort)

@@ -81,16 +81,7 @@ func startScaleCluster(t *testing.T) *scaleCluster {
 
 	addrs := freeAddrs(t, 10)
 	c.discovery = addrs[0]
-	disc := startProcess(t, t, "discovery", c.bin.discovery, "-listen", c.discovery)
-	testkit.WaitFor(t, 20*time.Second, func() error {
-		disc.failIfExited(t)
-		resp, err := http.Get("http://" + c.discovery + "/discovery/fetch?appid=goim.comet&env=" + c.env + "&status=1")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		return nil
-	})
+	c.startDiscovery(t)
 	sc.redisCluster = testkit.StartRedisCluster(t, 3, nil)
 	c.kafka, c.topic = testkit.Kafka(t, 8)
 	c.ports = freeCometPorts(t, "127.0.0.2", "127.0.0.3", "127.0.0.4")
