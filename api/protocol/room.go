@@ -77,13 +77,20 @@ func CheckRoomPattern(p string) error {
 // RoomAllowed reports whether the room id matches one of patterns (see
 // CheckRoomPattern). No pattern matches the empty id.
 func RoomAllowed(patterns []string, id string) bool {
-	if id == "" {
-		return false
-	}
 	for _, p := range patterns {
-		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(id, prefix) || p == id {
+		if RoomMatches(p, id) {
 			return true
 		}
 	}
 	return false
+}
+
+// RoomMatches reports whether the room id matches the one pattern (see
+// CheckRoomPattern). No pattern matches the empty id.
+func RoomMatches(pattern, id string) bool {
+	if id == "" {
+		return false
+	}
+	prefix, star := strings.CutSuffix(pattern, "*")
+	return star && strings.HasPrefix(id, prefix) || pattern == id
 }

@@ -157,15 +157,8 @@ func (c *Channel) handshake() (authed bool, err error) {
 	if room != "" {
 		// Logic checks the room against the token; one outside the
 		// connection's own rooms is a bug there, refused all the same.
-		reason := reasonNone
-		switch {
-		case protocol.CheckRoomID(room) != nil:
-			reason = ReasonBadRoom
-		case !c.grant.allows(room):
-			reason = ReasonRoomDenied
-		}
-		if reason != reasonNone {
-			return false, c.refuseAuthed(reason, errors.New("logic answered a room the connection may not join"))
+		if reason, err := c.roomRefusal(room); err != nil {
+			return false, c.refuseAuthed(reason, fmt.Errorf("logic answered a room the connection may not join: %w", err))
 		}
 	}
 

@@ -87,13 +87,9 @@ func (c *Channel) warn(msg string, args ...any) {
 // closes the connection with that reason.
 func (c *Channel) changeRoom(id string) error {
 	if id != "" {
-		if err := protocol.CheckRoomID(id); err != nil {
-			c.closePolicy(ReasonBadRoom)
-			return fail(ReasonBadRoom, err)
-		}
-		if !c.grant.allows(id) {
-			c.closePolicy(ReasonRoomDenied)
-			return fail(ReasonRoomDenied, errors.New("room not in the connection's rooms"))
+		if reason, err := c.roomRefusal(id); err != nil {
+			c.closePolicy(reason)
+			return fail(reason, err)
 		}
 	}
 	if c.room != nil && c.room.id == id {
@@ -110,6 +106,19 @@ func (c *Channel) changeRoom(id string) error {
 		}
 	}
 	return nil
+}
+
+// roomRefusal says why the connection may not join room id (not empty):
+// an id failing protocol.CheckRoomID (bad_room) or outside the
+// connection's rooms (room_denied); a nil error allows it.
+func (c *Channel) roomRefusal(id string) (CloseReason, error) {
+	if err := protocol.CheckRoomID(id); err != nil {
+		return ReasonBadRoom, err
+	}
+	if !c.grant.allows(id) {
+		return ReasonRoomDenied, errors.New("room not in the connection's rooms")
+	}
+	return reasonNone, nil
 }
 
 // parseOps parses "1000,1001" into ops. Any malformed entry rejects the

@@ -2,7 +2,6 @@ package comet
 
 import (
 	"hash/maphash"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,16 +159,10 @@ func newRoomGrant(limited bool, patterns []string) roomGrant {
 	if !limited {
 		return roomGrant{}
 	}
-	valid := patterns
-	for i, p := range patterns {
-		if protocol.CheckRoomPattern(p) != nil {
-			valid = slices.Clone(patterns[:i])
-			for _, p := range patterns[i+1:] {
-				if protocol.CheckRoomPattern(p) == nil {
-					valid = append(valid, p)
-				}
-			}
-			break
+	valid := make([]string, 0, len(patterns))
+	for _, p := range patterns {
+		if protocol.CheckRoomPattern(p) == nil {
+			valid = append(valid, p)
 		}
 	}
 	return roomGrant{patterns: unique.Make(strings.Join(valid, "\n"))}
@@ -186,7 +179,7 @@ func (g roomGrant) allows(id string) bool {
 		return false
 	}
 	for p := range strings.SplitSeq(all, "\n") {
-		if protocol.RoomAllowed([]string{p}, id) {
+		if protocol.RoomMatches(p, id) {
 			return true
 		}
 	}
