@@ -35,7 +35,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +46,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/ratelog"
 	"github.com/goim/goim/internal/secret"
 )
 
@@ -290,7 +290,7 @@ func (k *Keys) guard(unauth prometheus.Counter, log *slog.Logger) *guard {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &guard{k: k, unauth: unauth, log: log}
+	return &guard{k: k, unauth: unauth, log: log, warns: ratelog.New(1, warnEvery)}
 }
 
 // guard checks the calls of one server.
@@ -298,10 +298,7 @@ type guard struct {
 	k      *Keys
 	unauth prometheus.Counter // may be nil
 	log    *slog.Logger
-
-	mu     sync.Mutex // guards last and missed
-	last   time.Time  // of the last warning
-	missed int        // calls without a valid secret since the last warning
+	warns  *ratelog.Limiter // one warning per warnEvery
 }
 
 // check returns nil when the call may run: it carries an accepted secret,
@@ -355,25 +352,19 @@ func (k *Keys) valid(vals []string) bool {
 }
 
 // warn logs a call without a valid secret, at most one line per
-// warnEvery; the line counts the calls not logged before it.
+// warnEvery; the line counts the calls held back before it (suppressed).
 func (g *guard) warn(ctx context.Context, method, reason string) {
-	now := time.Now()
-	g.mu.Lock()
-	g.missed++
-	if !g.last.IsZero() && now.Sub(g.last) < warnEvery {
-		g.mu.Unlock()
-		return
-	}
-	n := g.missed
-	g.missed, g.last = 0, now
-	g.mu.Unlock()
-	from := "unknown"
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		from = p.Addr.String()
-	}
 	msg := "rpc call refused: missing or invalid rpc secret"
 	if g.k.insecure {
 		msg = "rpc call without a valid secret served (rpc.insecure = true)"
 	}
-	g.log.Warn(msg, "method", method, "remote", from, "reason", reason, "count", n)
+	ok, n := g.warns.Allow(msg)
+	if !ok {
+		return
+	}
+	from := "unknown"
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		from = p.Addr.String()
+	}
+	g.log.Warn(msg, "method", method, "remote", from, "reason", reason, "suppressed", n)
 }
