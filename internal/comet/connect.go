@@ -41,7 +41,7 @@ func (c *connectCall) finish(reply *logicpb.ConnectReply, err error) {
 // twice the logic timeout (waiting in the queue, then the call).
 func (s *Server) connectLogic(req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
 	call := &connectCall{req: req, deadline: time.Now().Add(s.cfg.Logic.Timeout.D()), done: make(chan struct{})}
-	s.connects.put(call)
+	s.connects.Put(call)
 	<-call.done
 	return call.reply, call.err
 }

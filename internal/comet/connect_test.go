@@ -34,7 +34,7 @@ func connectBurst(t *testing.T, e *testEnv, n int) {
 			for _, b := range l.batches {
 				at += b
 			}
-			if q := len(e.srv.connects.queue); q+at != n {
+			if q := e.srv.connects.Queued(); q+at != n {
 				return fmt.Errorf("%d handshakes queued and %d at logic, want %d in all", q, at, n)
 			}
 			return nil
@@ -146,7 +146,7 @@ func disconnectBurst(t *testing.T, e *testEnv, n int, hold bool) {
 	if hold { // every disconnect is queued or held at logic
 		waitFor(t, 10*time.Second, func() error {
 			return e.logic.check(func(l *testLogic) error {
-				if q := len(e.srv.disconnects.queue); q+l.dheld != n {
+				if q := e.srv.disconnects.Queued(); q+l.dheld != n {
 					return fmt.Errorf("%d disconnects queued and %d at logic, want %d in all", q, l.dheld, n)
 				}
 				return nil

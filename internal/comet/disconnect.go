@@ -35,7 +35,7 @@ const msgDisconnectFailed = "comet: logic disconnect failed"
 
 // queueDisconnect hands a closed session to the workers (gather.go).
 func (s *Server) queueDisconnect(mid int64, key string, connID uint64) {
-	s.disconnects.put(disconnectReq{mid: mid, key: key, connID: connID})
+	s.disconnects.Put(disconnectReq{mid: mid, key: key, connID: connID})
 }
 
 // disconnect is a worker's turn: the disconnects that fail because logic

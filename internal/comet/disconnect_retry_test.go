@@ -192,45 +192,6 @@ func TestDisconnectRetrierStop(t *testing.T) {
 	}
 }
 
-// TestGathererOverflow: with overflow set, put never waits: a request
-// that finds the queue full goes to overflow.
-func TestGathererOverflow(t *testing.T) {
-	gate := make(chan struct{})
-	var mu sync.Mutex
-	var handled, overflowed []int
-	g := newGatherer(2, 1, func(b []int) {
-		<-gate
-		mu.Lock()
-		handled = append(handled, b...)
-		mu.Unlock()
-	})
-	g.overflow = func(r int) {
-		mu.Lock()
-		overflowed = append(overflowed, r)
-		mu.Unlock()
-	}
-	g.start(1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := range 10 {
-			g.put(i)
-		}
-	}()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("put waited for a full queue")
-	}
-	close(gate)
-	g.stop(context.Background())
-	mu.Lock()
-	defer mu.Unlock()
-	if len(handled)+len(overflowed) != 10 || len(overflowed) < 7 {
-		t.Fatalf("handled %v, overflowed %v: want all 10, at least 7 overflowed (queue 2, one in the worker)", handled, overflowed)
-	}
-}
-
 // TestDisconnectRetry: a logic whose disconnects fail (Unavailable, as
 // when its Redis times out) and then recover gets every session's
 // disconnect once; nothing is given up.

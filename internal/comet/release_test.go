@@ -64,7 +64,7 @@ func TestQueueDisconnectAfterStop(t *testing.T) {
 	e := startComet(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	e.srv.disconnects.stop(ctx)
+	e.srv.disconnects.Stop(ctx)
 	e.srv.queueDisconnect(7, "late", 1)
 	if err := e.logic.check(func(l *testLogic) error {
 		if len(l.disconnects) != 1 || l.disconnects[0] != "late" {

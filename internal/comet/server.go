@@ -19,6 +19,7 @@ import (
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/gather"
 	"github.com/goim/goim/internal/ratelog"
 	"github.com/goim/goim/internal/timer"
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,8 +91,8 @@ type Server struct {
 	wg        sync.WaitGroup // every goroutine the server starts
 	// Connect and disconnect workers (connect.go, disconnect.go): not in
 	// wg, they outlive the connection goroutines that feed them.
-	connects    *gatherer[*connectCall]
-	disconnects *gatherer[disconnectReq]
+	connects    *gather.Gatherer[*connectCall]
+	disconnects *gather.Gatherer[disconnectReq]
 	dretry      *disconnectRetrier // failed disconnects, sent again
 	done        chan struct{}      // closed when shutdown begins
 	stopOnce    sync.Once
@@ -145,8 +146,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	// Connection ids start at a random point in every process, so a
 	// restarted comet does not hand out the ids of its previous run.
 	s.connIDs.Store(rand.Uint64())
-	s.connects = newGatherer(connectQueue, connectMaxBatch, s.connectBatch)
-	s.disconnects = newGatherer(disconnectQueue, disconnectMaxBatch, s.disconnect)
+	s.connects = gather.New(connectQueue, connectMaxBatch, s.connectBatch)
+	s.disconnects = gather.New(disconnectQueue, disconnectMaxBatch, s.disconnect)
 	size := protocol.HeaderSize + cfg.Protocol.MaxBody
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
 	var err error
@@ -155,7 +156,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.dretry = newDisconnectRetrier(cfg.Logic.DisconnectRetry.D(), s.sendDisconnects,
 		func(n int) { s.metrics.disconnectsRetried.Add(float64(n)) }, s.disconnectsLost)
-	s.disconnects.overflow = s.dretry.overflow
+	s.disconnects.Overflow = s.dretry.overflow
 	keys, err := cfg.RPC.Load()
 	if err != nil {
 		return nil, fmt.Errorf("comet: %w", err)
@@ -246,8 +247,8 @@ func (s *Server) Start() error {
 	s.startLocked(s.reportLoop)
 	s.startLocked(s.releaseLoop)
 	s.startLocked(s.ipSweepLoop)
-	s.connects.start(connectWorkers)
-	s.disconnects.start(disconnectWorkers)
+	s.connects.Start(connectWorkers)
+	s.disconnects.Start(disconnectWorkers)
 	s.dretry.start()
 	rpcLn := s.rpcLn
 	s.startLocked(func() {
@@ -415,8 +416,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			s.shutErr = fmt.Errorf("comet: shutdown: %w", ctx.Err())
 		}
-		s.connects.stop(ctx)
-		s.disconnects.stop(ctx)
+		s.connects.Stop(ctx)
+		s.disconnects.Stop(ctx)
 		s.dretry.stop(ctx)
 		s.finalReport(ctx)
 		s.wheel.Stop()

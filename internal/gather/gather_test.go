@@ -1,0 +1,87 @@
+package gather
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestGatherBatches: requests queued while the worker is busy are handled
+// together, in order, and Stop handles what is still queued.
+func TestGatherBatches(t *testing.T) {
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var batches [][]int
+	g := New(16, 4, func(b []int) {
+		if b[0] == 0 {
+			<-gate
+		}
+		mu.Lock()
+		batches = append(batches, append([]int(nil), b...))
+		mu.Unlock()
+	})
+	g.Start(1)
+	for i := range 9 {
+		g.Put(i)
+	}
+	close(gate)
+	g.Stop(context.Background())
+	g.Put(9) // after Stop: handled on this goroutine
+	mu.Lock()
+	defer mu.Unlock()
+	var all []int
+	for _, b := range batches {
+		if len(b) > 4 {
+			t.Fatalf("batch %v larger than max 4", b)
+		}
+		all = append(all, b...)
+	}
+	for i, v := range all {
+		if v != i {
+			t.Fatalf("handled %v: want 0..9 in order", all)
+		}
+	}
+	if len(all) != 10 || len(batches) > 5 || len(batches) < 3 {
+		t.Fatalf("batches %v: want 0..9 in 3 to 5 batches (1 alone while the rest queue, then at most 4 each, then 9 alone)", batches)
+	}
+}
+
+// TestGathererOverflow: with overflow set, Put never waits: a request
+// that finds the queue full goes to Overflow.
+func TestGathererOverflow(t *testing.T) {
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var handled, overflowed []int
+	g := New(2, 1, func(b []int) {
+		<-gate
+		mu.Lock()
+		handled = append(handled, b...)
+		mu.Unlock()
+	})
+	g.Overflow = func(r int) {
+		mu.Lock()
+		overflowed = append(overflowed, r)
+		mu.Unlock()
+	}
+	g.Start(1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 10 {
+			g.Put(i)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("put waited for a full queue")
+	}
+	close(gate)
+	g.Stop(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled)+len(overflowed) != 10 || len(overflowed) < 7 {
+		t.Fatalf("handled %v, overflowed %v: want all 10, at least 7 overflowed (queue 2, one in the worker)", handled, overflowed)
+	}
+}
