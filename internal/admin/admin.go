@@ -262,3 +262,12 @@ type promLogger struct{ l *slog.Logger }
 func (p promLogger) Println(v ...any) {
 	p.l.Error("admin: serving metrics", "err", fmt.Sprint(v...))
 }
+
+// OrPrivate returns reg, or a new private registry when reg is nil (a
+// service built without one keeps its metrics to itself).
+func OrPrivate(reg prometheus.Registerer) prometheus.Registerer {
+	if reg == nil {
+		return prometheus.NewRegistry()
+	}
+	return reg
+}

@@ -379,3 +379,13 @@ func TestDefaultConfigDecodes(t *testing.T) {
 		t.Errorf("decoded %+v", wrap.Admin)
 	}
 }
+
+func TestOrPrivate(t *testing.T) {
+	if OrPrivate(nil) == nil {
+		t.Fatal("OrPrivate(nil) = nil")
+	}
+	reg := prometheus.NewRegistry()
+	if OrPrivate(reg) != reg {
+		t.Fatal("OrPrivate(reg) is not reg")
+	}
+}

@@ -96,3 +96,19 @@ func hasUnknownParent(k toml.Key, seen map[string]bool) bool {
 	}
 	return false
 }
+
+// Validator is a config that can check itself.
+type Validator interface{ Validate() error }
+
+// LoadValid reads path over c (the defaults), applies GOIM_* environment
+// overrides (see Load) and validates the result; errors name path.
+func LoadValid[T Validator](path string, c T) (T, error) {
+	var zero T
+	if err := Load(path, &c); err != nil {
+		return zero, err
+	}
+	if err := c.Validate(); err != nil {
+		return zero, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}

@@ -56,3 +56,12 @@ func (f *Flags) New(w io.Writer) (*slog.Logger, error) {
 		return nil, fmt.Errorf("-log-format: %q is not %q or %q", f.Format, FormatText, FormatJSON)
 	}
 }
+
+// OrDiscard returns l, or a logger that discards everything when l is nil
+// (a service built without a logger).
+func OrDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"log/slog"
 	"strings"
 	"testing"
 )
@@ -65,5 +66,15 @@ func TestNew(t *testing.T) {
 			log.Info("hello", "k", "v")
 			tt.check(t, buf.String())
 		})
+	}
+}
+
+func TestOrDiscard(t *testing.T) {
+	if OrDiscard(nil) == nil {
+		t.Fatal("OrDiscard(nil) = nil")
+	}
+	l := slog.New(slog.DiscardHandler)
+	if OrDiscard(l) != l {
+		t.Fatal("OrDiscard(l) is not l")
 	}
 }
