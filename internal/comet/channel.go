@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,10 +16,10 @@ import (
 
 // Channel is one client connection. Its reader goroutine owns it: it
 // authenticates, reads and answers frames, and cleans up when the connection
-// ends. One writer at a time (the writer role): a pusher writing inline to an
-// idle socket, or a writer goroutine draining the bounded queue, which runs
-// only while there is something to write. An idle connection so costs one
-// parked goroutine and no buffers.
+// ends. Its output is its writer (out, writer.go): one writer at a time, a
+// pusher writing inline to an idle socket or a write loop draining the
+// bounded queue, which runs only while there is something to write. An idle
+// connection so costs one parked goroutine and no buffers.
 type Channel struct {
 	srv  *Server
 	conn net.Conn // what frames are read from and written to (a *tls.Conn over TLS)
@@ -57,27 +56,12 @@ type Channel struct {
 	renewGen  uint64        // Server.sessionGen when the session was last registered
 	log       *slog.Logger
 
-	// Plain TCP and WebSocket only (nil over TLS): the raw socket and the
-	// bound write function a pusher uses for its one non-blocking write.
-	// tryBuf, tryN and tryErr belong to whoever holds the writer role.
-	rc     syscall.RawConn
-	tryFn  func(fd uintptr) bool
-	tryBuf []byte
-	tryN   int
-	tryErr error
-
-	mu       sync.Mutex // guards the fields below
-	queue    net.Buffers
-	inflight net.Buffers // the batch being written; its array is reused as the next queue
-	qbytes   int
-	writing  bool        // someone holds the writer role: a writer goroutine or a pusher writing inline
-	closed   bool        // no more pushes; the socket is closed or about to be
-	reason   CloseReason // why it closed, the first reason given
-	final    []byte      // written by the running writer before it closes the socket
+	// rc is the raw socket of a plain TCP or WebSocket connection (nil
+	// over TLS): the reader waits on it for data without holding a buffer
+	// (waitReadable), the writer writes to it inline (writeInline).
+	rc  syscall.RawConn
+	out writer // the output: queue, inline write, write loop, writer role, close
 }
-
-// finalWriteTimeout bounds the write of a close frame.
-const finalWriteTimeout = time.Second
 
 func newChannel(s *Server, raw net.Conn, tr transport, ip netip.Addr) *Channel {
 	c := &Channel{srv: s, conn: raw, raw: raw, tr: tr, ip: ip, connID: s.connIDs.Add(1)}
@@ -86,212 +70,10 @@ func newChannel(s *Server, raw net.Conn, tr transport, ip netip.Addr) *Channel {
 	}
 	if tr == transportTCP || tr == transportWS {
 		if c.rc = rawConn(raw); c.rc != nil {
-			c.tryFn = c.writeNow
+			c.out.tryFn = c.out.writeNow
 		}
 	}
 	return c
-}
-
-// pushResult is what happened to one frame pushed to a channel.
-type pushResult uint8
-
-const (
-	pushQueued  pushResult = iota
-	pushDropped            // queue full
-	pushClosed             // the channel is closing
-)
-
-// push queues b, bytes already framed for this channel's transport and
-// shared with other channels (never modified), and makes sure a writer runs.
-// It never blocks: a full queue drops the frame or closes the channel,
-// following protocol.slow_policy. When nothing is queued or being written
-// on a plain TCP or WebSocket connection, the pusher writes b itself with
-// one non-blocking system call; only what the socket does not take goes to
-// the queue and a writer goroutine.
-func (c *Channel) push(b []byte) pushResult {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return pushClosed
-	}
-	p := &c.srv.cfg.Protocol
-	if len(c.queue) >= p.QueueFrames || c.qbytes+len(b) > p.QueueBytes {
-		c.mu.Unlock()
-		c.srv.metrics.dropped(c.tr)
-		if p.SlowPolicy == SlowClose {
-			c.close(ReasonSlow)
-		}
-		return pushDropped
-	}
-	if !c.writing && c.rc != nil {
-		c.writing = true // the pusher is the writer for one write
-		c.mu.Unlock()
-		return c.pushInline(b)
-	}
-	c.queue = append(c.queue, b)
-	c.qbytes += len(b)
-	start := !c.writing
-	c.writing = true
-	c.mu.Unlock()
-	if start {
-		c.startWriter()
-	}
-	return pushQueued
-}
-
-// pushInline writes b without blocking; the caller holds the writer role.
-func (c *Channel) pushInline(b []byte) pushResult {
-	c.tryBuf, c.tryN, c.tryErr = b, 0, nil
-	err := c.rc.Write(c.tryFn)
-	n := c.tryN
-	if err == nil {
-		err = c.tryErr
-	}
-	c.tryBuf = nil
-	if err != nil {
-		c.close(ReasonWriteError)
-		c.keepWriting()
-		return pushClosed
-	}
-	if n < len(b) {
-		// The socket is full: the rest goes first in the queue, for a
-		// writer goroutine that may wait.
-		c.mu.Lock()
-		c.queue = append(c.queue, nil)
-		copy(c.queue[1:], c.queue)
-		c.queue[0] = b[n:]
-		c.qbytes += len(b) - n
-		c.mu.Unlock()
-		c.startWriter()
-	} else if c.keepWriting() {
-		c.startWriter() // pushes queued while we wrote
-	}
-	if n > 0 {
-		c.srv.metrics.bytesOut.Add(float64(n))
-	}
-	return pushQueued
-}
-
-// startWriter starts a writer goroutine for the caller's writer role.
-func (c *Channel) startWriter() {
-	if !c.srv.goWriter(c) {
-		c.close(ReasonShutdown)
-		c.keepWriting()
-	}
-}
-
-// keepWriting is called by the writer when it is done with what it took:
-// it reports whether more is queued (the caller keeps the writer role), or
-// gives the role up, writing the close frame first when the channel closed.
-func (c *Channel) keepWriting() bool {
-	c.mu.Lock()
-	if !c.closed && len(c.queue) > 0 {
-		c.mu.Unlock()
-		return true
-	}
-	c.writing = false
-	final, closed := c.final, c.closed
-	if closed {
-		c.queue, c.inflight, c.final = nil, nil, nil
-	}
-	c.mu.Unlock()
-	if closed {
-		c.writeFinal(final)
-	}
-	return false
-}
-
-// writeLoop writes queued frames until the queue is empty, many frames per
-// system call (writev), each batch under the write deadline. The queue's
-// array and the batch in flight are kept between runs.
-func (c *Channel) writeLoop() {
-	defer c.srv.wg.Done()
-	for c.keepWriting() {
-		c.mu.Lock()
-		// Swap the queue with the (empty) array of the previous batch.
-		c.inflight, c.queue = c.queue, c.inflight[:0]
-		n := c.qbytes
-		c.qbytes = 0
-		c.mu.Unlock()
-
-		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.Protocol.WriteTimeout.D()))
-		batch := c.inflight
-		c.srv.metrics.writeBatch.Observe(float64(len(batch)))
-		_, err := c.inflight.WriteTo(c.conn)     // consumes c.inflight
-		_ = c.conn.SetWriteDeadline(time.Time{}) // see pushInline: no deadline may outlive the write
-		clear(batch)                             // drop references to shared frames
-		c.mu.Lock()
-		c.inflight = batch[:0]
-		if cap(batch) > 2*c.srv.cfg.Protocol.QueueFrames {
-			c.inflight = nil // do not keep a burst's array forever
-		}
-		c.mu.Unlock()
-		if err != nil {
-			c.close(ReasonWriteError)
-			continue
-		}
-		c.srv.metrics.bytesOut.Add(float64(n))
-	}
-}
-
-// pushReply queues a reply to the client's own request. Replies are never
-// dropped: a client whose replies cannot be queued is not reading, and is
-// closed as a slow consumer whatever the slow policy.
-func (c *Channel) pushReply(b []byte) {
-	c.mu.Lock()
-	full := len(c.queue) >= c.srv.cfg.Protocol.QueueFrames || c.qbytes+len(b) > c.srv.cfg.Protocol.QueueBytes
-	c.mu.Unlock()
-	if full {
-		c.close(ReasonSlow)
-		return
-	}
-	c.push(b)
-}
-
-// close ends the connection for reason; the first reason wins. It never
-// blocks: it closes the TCP socket, which makes the reader and any writer
-// return; the reader then cleans up.
-func (c *Channel) close(reason CloseReason) { c.closeWith(nil, reason) }
-
-// closeWith is close that first writes final (a WebSocket close frame) when
-// it can do so without blocking the caller for long: by the running writer
-// after its current batch, else here under the write deadline. No push is
-// accepted once it has been called.
-func (c *Channel) closeWith(final []byte, reason CloseReason) {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return
-	}
-	c.closed = true
-	c.reason = reason
-	writerRunning := c.writing
-	if writerRunning {
-		c.final = final
-	}
-	c.mu.Unlock()
-	c.srv.wheel.Del(&c.timer)
-	if writerRunning && final != nil {
-		return // the writer writes final and closes the socket
-	}
-	c.writeFinal(final)
-}
-
-// writeFinal writes b, if any, and closes the socket. Only the goroutine
-// that is the channel's writer at that moment calls it.
-func (c *Channel) writeFinal(b []byte) {
-	if b != nil {
-		_ = c.conn.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
-		_, _ = c.conn.Write(b)
-	}
-	_ = c.raw.Close()
-}
-
-// closeReason returns why the channel closed (reasonNone while it is open).
-func (c *Channel) closeReason() CloseReason {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reason
 }
 
 // Expire is called by the timer wheel when the handshake or session timeout

@@ -167,13 +167,11 @@ func (c *Channel) handshake() (authed bool, err error) {
 	// it. The reader holds the writer role meanwhile: pushes arriving in
 	// between queue behind the reply, which stays the first frame the
 	// client sees.
-	c.mu.Lock()
-	c.writing = true
-	c.mu.Unlock()
+	c.claimWriter()
 	if room != "" {
 		if c.room = s.rooms.join(room, c, s.cfg.Limits.MaxRooms); c.room == nil {
 			err := c.refuseAuthed(ReasonTooManyRooms, fmt.Errorf("limits.max_rooms (%d) reached", s.cfg.Limits.MaxRooms))
-			c.keepWriting() // gives the writer role up, writing the close frame
+			c.releaseWriter() // writes the close frame
 			return false, err
 		}
 	}
@@ -191,12 +189,10 @@ func (c *Channel) handshake() (authed bool, err error) {
 	_ = c.conn.SetWriteDeadline(time.Time{})
 	if werr != nil {
 		c.close(ReasonWriteError)
-		c.keepWriting()
+		c.releaseWriter()
 		return true, fail(ReasonWriteError, werr)
 	}
-	if c.keepWriting() {
-		c.startWriter() // pushes that arrived while the reply was written
-	}
+	c.releaseWriter() // a write loop for pushes that arrived while the reply was written
 	s.metrics.authOK.Inc()
 
 	c.session = time.Duration(reply.GetHeartbeat())

@@ -50,13 +50,14 @@ func rawConn(conn net.Conn) syscall.RawConn {
 	return rc
 }
 
-// writeNow writes c.tryBuf to fd without waiting: as much as the socket
-// takes now. It always returns true so RawConn.Write never waits.
-func (c *Channel) writeNow(fd uintptr) bool {
-	for c.tryN < len(c.tryBuf) {
-		n, err := syscall.Write(int(fd), c.tryBuf[c.tryN:])
+// writeNow is the writer's inline write (writeInline): it writes w.tryBuf
+// to fd without waiting, as much as the socket takes now. It always
+// returns true so RawConn.Write never waits.
+func (w *writer) writeNow(fd uintptr) bool {
+	for w.tryN < len(w.tryBuf) {
+		n, err := syscall.Write(int(fd), w.tryBuf[w.tryN:])
 		if n > 0 {
-			c.tryN += n
+			w.tryN += n
 		}
 		switch err {
 		case nil:
@@ -64,7 +65,7 @@ func (c *Channel) writeNow(fd uintptr) bool {
 		case syscall.EAGAIN:
 			return true
 		default:
-			c.tryErr = err
+			w.tryErr = err
 			return true
 		}
 	}

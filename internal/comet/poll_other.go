@@ -15,4 +15,4 @@ func waitReadable(syscall.RawConn) error { return nil }
 // implemented.
 func rawConn(net.Conn) syscall.RawConn { return nil }
 
-func (c *Channel) writeNow(uintptr) bool { return true }
+func (w *writer) writeNow(uintptr) bool { return true }

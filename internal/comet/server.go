@@ -368,19 +368,6 @@ func (s *Server) goFunc(f func()) bool {
 	return true
 }
 
-// goWriter starts c's writer as an owned goroutine (writeLoop calls
-// wg.Done) unless shutdown has begun.
-func (s *Server) goWriter(c *Channel) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closing {
-		return false
-	}
-	s.wg.Add(1)
-	go c.writeLoop()
-	return true
-}
-
 // Shutdown stops accepting, closes every connection (telling logic), stops
 // the workers and the gRPC server, and waits for every goroutine, or until
 // ctx ends. It is idempotent.
