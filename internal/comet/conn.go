@@ -21,71 +21,34 @@ import (
 const defaultSession = 90 * time.Second
 
 // serveConn runs one connection from accept to cleanup, on its own
-// goroutine: limits, handshake (TLS, WebSocket upgrade, auth) under one
-// timeout, then the read loop.
+// goroutine: the handshake (TLS, WebSocket upgrade, auth) under one
+// timeout, then the read loop until the connection ends; cleanup runs
+// after either.
 func (s *Server) serveConn(raw net.Conn, tr transport) {
-	ip := remoteIP(raw)
-	c := newChannel(s, raw, tr, ip)
-	if n := s.conns.Add(1); s.cfg.Limits.MaxConns > 0 && n > int64(s.cfg.Limits.MaxConns) || !s.ips.add(ip, s.cfg.Limits.MaxConnsPerIP) {
-		s.conns.Add(-1)
-		_ = raw.Close()
-		s.metrics.closed(ReasonTooManyConn)
+	c := newChannel(s, raw, tr, remoteIP(raw))
+	if !s.admit(c) {
 		return
 	}
-	gauge := s.metrics.connsBy[tr]
-	gauge.Inc()
-	end := func(authed bool, err error) {
-		c.cleanup(authed, err)
-		gauge.Dec()
-		s.ips.remove(ip, s.cfg.Limits.AuthRatePerIP, time.Now())
-		s.conns.Add(-1)
-	}
-
-	s.pendingMu.Lock()
-	s.pending[c] = struct{}{}
-	s.pendingMu.Unlock()
-	s.wheel.Add(&c.timer, s.cfg.Protocol.HandshakeTimeout.D(), c)
 	authed, err := c.handshake()
-	s.pendingMu.Lock()
-	delete(s.pending, c)
-	s.pendingMu.Unlock()
 	if err != nil || !authed {
-		end(authed, err)
+		c.cleanup(authed, err)
 		return
 	}
-	// The read loop runs on a fresh goroutine. The handshake's deep call
-	// chains (TLS, gRPC) grew this one's stack to 8 KB, which the runtime
-	// shrinks only to 4 KB while the connection idles; a fresh one parks
-	// at the minimum size (see offStack for the calls made later).
-	var loop func()
-	loop = func() {
-		err := c.serve()
-		if err == errFreshStack {
-			if s.goFunc(loop) {
-				return
-			}
-			err = fail(ReasonShutdown, ErrServerClosed)
-		}
-		end(true, err)
-	}
-	if !s.goFunc(loop) {
-		end(true, fail(ReasonShutdown, ErrServerClosed))
-	}
+	c.startReadLoop() // it cleans up when the loop ends
 }
 
-// errFreshStack ends a read loop that continues on a new goroutine (serve).
-var errFreshStack = errors.New("comet: read loop continues on a fresh goroutine")
-
-// offStack runs f, a deep call chain such as a gRPC call, on a short-lived
-// goroutine and waits for it, so the calling connection goroutine's stack
-// does not grow: an idle connection then costs a minimum-size stack.
-func offStack(f func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	<-done
+// admit counts c against limits.max_conns and limits.max_conns_per_ip and
+// closes it at once when it is one too many; cleanup gives back what it
+// counted.
+func (s *Server) admit(c *Channel) bool {
+	if n := s.conns.Add(1); s.cfg.Limits.MaxConns > 0 && n > int64(s.cfg.Limits.MaxConns) || !s.ips.add(c.ip, s.cfg.Limits.MaxConnsPerIP) {
+		s.conns.Add(-1)
+		_ = c.raw.Close()
+		s.metrics.closed(ReasonTooManyConn)
+		return false
+	}
+	s.metrics.connsBy[c.tr].Inc()
+	return true
 }
 
 // closeError carries the reason a handshake or read loop ended.
@@ -99,26 +62,46 @@ func (e *closeError) Unwrap() error { return e.err }
 
 func fail(reason CloseReason, err error) error { return &closeError{reason: reason, err: err} }
 
-// handshake runs TLS, the WebSocket upgrade and auth. authed reports whether
-// the channel was published (and so needs the full cleanup).
+// handshake runs TLS, the WebSocket upgrade and auth under the handshake
+// timeout, listed in Server.pending meanwhile so that Shutdown closes it.
+// authed reports whether the channel was published (and so needs the full
+// cleanup).
 func (c *Channel) handshake() (authed bool, err error) {
+	s := c.srv
+	s.pendingMu.Lock()
+	s.pending[c] = struct{}{}
+	s.pendingMu.Unlock()
+	s.wheel.Add(&c.timer, s.cfg.Protocol.HandshakeTimeout.D(), c)
+	var p protocol.Proto
+	reply, err := c.authenticate(&p)
+	if err == nil {
+		authed, err = c.publish(&p, reply)
+	}
+	s.pendingMu.Lock()
+	delete(s.pending, c)
+	s.pendingMu.Unlock()
+	return authed, err
+}
+
+// authenticate sets the transport up (TLS, WebSocket upgrade), reads the
+// auth frame into p and has logic check it.
+func (c *Channel) authenticate(p *protocol.Proto) (*logicpb.ConnectReply, error) {
 	s := c.srv
 	if c.tr == transportTLS || c.tr == transportWSS {
 		tc := tls.Server(c.raw, s.tlsConf)
 		if err := tc.Handshake(); err != nil {
-			return false, fail(ReasonBadFrame, fmt.Errorf("tls handshake: %w", err))
+			return nil, fail(ReasonBadFrame, fmt.Errorf("tls handshake: %w", err))
 		}
 		c.conn = tc
 	}
 	if c.tr.ws() {
 		if err := c.upgrade(); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
-	var p protocol.Proto
 	for {
-		if err := c.readFrame(&p); err != nil {
-			return false, readFail(err)
+		if err := c.readFrame(p); err != nil {
+			return nil, readFail(err)
 		}
 		if p.Op == protocol.OpAuth {
 			break
@@ -128,11 +111,12 @@ func (c *Channel) handshake() (authed bool, err error) {
 	lim := &s.cfg.Limits
 	if !s.ips.startAuth(c.ip, lim.AuthRatePerIP, lim.PendingAuthPerIP, time.Now()) {
 		s.metrics.authFailed(ReasonAuthRate)
-		return false, fail(ReasonAuthRate, errors.New("auth rate or pending handshakes per IP exceeded"))
+		return nil, fail(ReasonAuthRate, errors.New("auth rate or pending handshakes per IP exceeded"))
 	}
 	// The body goes to logic unparsed: logic parses it anyway, and a
-	// parse here too cost the comet 15 % of its CPU in a connect burst.
-	// Logic answers a body that is not the auth JSON InvalidArgument.
+	// second parse here was a large share of the comet's CPU in a connect
+	// burst (docs/benchmark.md). Logic answers a body that is not the auth
+	// JSON InvalidArgument.
 	reply, err := s.connectLogic(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
 	s.ips.endAuth(c.ip)
 	if err != nil {
@@ -144,12 +128,21 @@ func (c *Channel) handshake() (authed bool, err error) {
 			reason = ReasonAuthRejected
 		}
 		s.metrics.authFailed(reason)
-		return false, fail(reason, err)
+		return nil, fail(reason, err)
 	}
 	if reply.GetKey() == "" {
 		s.metrics.authFailed(ReasonLogicError)
-		return false, fail(ReasonLogicError, errors.New("logic returned no key"))
+		return nil, fail(ReasonLogicError, errors.New("logic returned no key"))
 	}
+	return reply, nil
+}
+
+// publish makes the channel logic accepted reachable: it joins its room
+// and its bucket, then the auth reply (op 8, answering p) goes out and the
+// session timeout replaces the handshake's. authed reports whether the
+// channel was published.
+func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authed bool, err error) {
+	s := c.srv
 	c.key, c.mid = reply.GetKey(), reply.GetMid()
 	c.log = nil // rebuild with key and mid
 	c.grant = newRoomGrant(reply.GetRoomsLimited(), reply.GetRooms())
@@ -219,14 +212,8 @@ func (c *Channel) refuseAuthed(reason CloseReason, err error) error {
 func (c *Channel) serve() error {
 	var p protocol.Proto
 	for handled := false; ; handled = true {
-		// A loop that handled frames and would now wait for the next
-		// goes on on a fresh goroutine: handling a frame (a WebSocket
-		// heartbeat and its reply) grows the stack to 4 KB, and the
-		// runtime shrinks a parked goroutine's stack only while it uses
-		// under a quarter of it, which the wait in the poller does not.
-		// Idle WebSocket connections kept 4 KB stacks that way.
-		if handled && c.rc != nil && (c.r == nil || c.r.Buffered() == 0) {
-			return errFreshStack
+		if handled && c.waitsNext() {
+			return errFreshStack // the loop goes on on a fresh goroutine (stack.go)
 		}
 		if err := c.fill(); err != nil {
 			return readFail(err)
@@ -267,9 +254,10 @@ func isFrameError(err error) bool {
 	return false
 }
 
-// cleanup ends the channel: it unpublishes it, leaves its room, tells logic
-// and counts the close by its reason (the first reason recorded wins, so a
-// timeout or an eviction is not reported as the read error it caused).
+// cleanup ends the channel: it unpublishes it, leaves its room, tells logic,
+// counts the close by its reason (the first reason recorded wins, so a
+// timeout or an eviction is not reported as the read error it caused) and
+// gives back what admit counted.
 func (c *Channel) cleanup(authed bool, err error) {
 	reason := ReasonClientClosed
 	var ce *closeError
@@ -292,6 +280,9 @@ func (c *Channel) cleanup(authed bool, err error) {
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // c.logger() builds a logger: only when it is used
 		c.logger().Debug("connection closed", "reason", reason.String(), "err", err)
 	}
+	s.metrics.connsBy[c.tr].Dec()
+	s.ips.remove(c.ip, s.cfg.Limits.AuthRatePerIP, time.Now())
+	s.conns.Add(-1)
 }
 
 // releaseReader returns the borrowed frame reader, if any.
