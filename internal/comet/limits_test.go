@@ -514,7 +514,7 @@ func TestPacedBroadcastIsolated(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := len(e.srv.paced); n != 1 {
+	if n := len(e.srv.broadcasts.paced); n != 1 {
 		t.Fatalf("%d paced broadcasts running, want the slow one", n)
 	}
 }

@@ -3,84 +3,16 @@ package comet
 import (
 	"context"
 	"fmt"
-	"hash/maphash"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/goim/goim/api/protocol"
 )
 
-// transport is how a channel frames what it sends.
-type transport uint8
-
-const (
-	transportTCP transport = iota
-	transportTLS
-	transportWS
-	transportWSS
-	numTransports
-)
-
-var transportNames = [numTransports]string{"tcp", "tls", "ws", "wss"}
-
-func (t transport) String() string { return transportNames[t] }
-
-// ws reports whether the transport frames goim frames as WebSocket messages.
-func (t transport) ws() bool { return t == transportWS || t == transportWSS }
-
-// frame is one server frame encoded once for each transport and shared,
-// read-only, by every recipient: no per-recipient copy or allocation.
-type frame struct {
-	tcp []byte // the goim frame; for op 9 the inner frames alone
-	ws  []byte // one complete WebSocket message (header and payload)
-}
-
-func newFrame(p *protocol.Proto) *frame {
-	f := &frame{}
-	if p.Op == protocol.OpRaw {
-		f.tcp = p.Body // aliases the request: it is never modified
-	} else {
-		f.tcp = p.AppendTCP(nil)
-	}
-	f.ws = appendWS(nil, p)
-	return f
-}
-
-func (f *frame) bytes(t transport) []byte {
-	if t.ws() {
-		return f.ws
-	}
-	return f.tcp
-}
-
-// appendWS appends p as one unmasked binary WebSocket message.
-func appendWS(dst []byte, p *protocol.Proto) []byte {
-	n := protocol.HeaderSize + len(p.Body)
-	h := ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(n)}
-	dst = appendWSHeader(dst, h)
-	return p.AppendWS(dst)
-}
-
-func appendWSHeader(dst []byte, h ws.Header) []byte {
-	w := appendWriter{b: dst}
-	_ = ws.WriteHeader(&w, h) // cannot fail on an appendWriter
-	return w.b
-}
-
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-// encodeReply frames a reply for one channel.
-func (c *Channel) encodeReply(p *protocol.Proto) []byte {
-	if c.tr.ws() {
-		return appendWS(nil, p)
-	}
-	return p.AppendTCP(nil)
-}
+// The pushes job sends that are not room pushes (those are in room.go):
+// PushKeys to the channels of listed keys, at once on the caller's
+// goroutine; Broadcast to every channel watching an op, through the
+// broadcast worker or, paced, on a goroutine of its own. Either hands the
+// frame to each channel's writer (Channel.push, writer.go).
 
 // PushResult counts what happened to the keys of one push.
 type PushResult struct {
@@ -113,93 +45,20 @@ func (s *Server) PushKeys(keys []string, op int32, p *protocol.Proto) PushResult
 	return res
 }
 
-type roomJob struct {
-	room string
-	f    *frame
+// broadcasts are what the Broadcast calls in progress hold: the queue of
+// the unpaced ones, waiting for the broadcast worker, and one token per
+// paced one running.
+type broadcasts struct {
+	queue chan broadcastJob
+	paced chan struct{} // at most bucket.paced_broadcasts tokens
 }
 
-// BroadcastRoom queues p for every member of room. Batches for one room are
-// delivered in the order the calls arrive: a room always goes to the same
-// worker. It waits for room in the worker's queue until ctx ends.
-func (s *Server) BroadcastRoom(ctx context.Context, room string, p *protocol.Proto) error {
-	q := s.roomQueues[maphash.String(s.seed, room)%uint64(len(s.roomQueues))]
-	return enqueueTimeout(ctx, s.done, q, roomJob{room: room, f: newFrame(p)})
+func newBroadcasts(queueLen, paced int) broadcasts {
+	return broadcasts{queue: make(chan broadcastJob, queueLen), paced: make(chan struct{}, paced)}
 }
 
-// Room batches that queued while a room worker was busy are merged per
-// room (in order) before the fan-out, up to these bounds, so a member gets
-// them in one write. This is what adapts the batching to load: a lone push
-// goes out at once; while a big room's fan-out takes time, the pushes that
-// arrive meanwhile share the next one.
-const (
-	maxRoomMerge      = 64       // batches merged into one fan-out at most
-	maxRoomMergeBytes = 64 << 10 // bytes of one merged frame at most (either form)
-)
-
-func (s *Server) roomWorker(q chan roomJob) {
-	jobs := make([]roomJob, 0, maxRoomMerge)
-	for {
-		select {
-		case <-s.done:
-			return
-		case j := <-q:
-			jobs = append(jobs[:0], j)
-		}
-	gather:
-		for len(jobs) < maxRoomMerge {
-			select {
-			case j := <-q:
-				jobs = append(jobs, j)
-			default:
-				break gather
-			}
-		}
-		s.fanOut(jobs)
-		clear(jobs)
-	}
-}
-
-// fanOut broadcasts jobs, merging each room's consecutive frames (in
-// their order) while they fit maxRoomMergeBytes. Rooms are independent:
-// only the order within a room is kept. Merged jobs are set to nil frames.
-func (s *Server) fanOut(jobs []roomJob) {
-	for i := range jobs {
-		first := jobs[i]
-		if first.f == nil {
-			continue
-		}
-		n, tcpLen, wsLen := 1, len(first.f.tcp), len(first.f.ws)
-		last := i
-		for k := i + 1; k < len(jobs); k++ {
-			j := jobs[k]
-			if j.f == nil || j.room != first.room {
-				continue
-			}
-			if tcpLen+len(j.f.tcp) > maxRoomMergeBytes || wsLen+len(j.f.ws) > maxRoomMergeBytes {
-				break // the rest of this room goes in a later fan-out, in order
-			}
-			tcpLen += len(j.f.tcp)
-			wsLen += len(j.f.ws)
-			n++
-			last = k
-		}
-		f := first.f
-		if n > 1 {
-			f = &frame{tcp: make([]byte, 0, tcpLen), ws: make([]byte, 0, wsLen)}
-			for k := i; k <= last; k++ {
-				if j := jobs[k]; j.f != nil && j.room == first.room {
-					f.tcp = append(f.tcp, j.f.tcp...)
-					f.ws = append(f.ws, j.f.ws...)
-					jobs[k].f = nil
-				}
-			}
-		}
-		jobs[i].f = nil
-		queued, dropped := s.rooms.broadcast(first.room, f)
-		s.metrics.kindPushes("room", queued*n, dropped*n)
-		s.metrics.roomMerged.Observe(float64(n))
-	}
-}
+// pacedRunning returns the number of paced broadcasts running.
+func (b *broadcasts) pacedRunning() int { return len(b.paced) }
 
 type broadcastJob struct {
 	op    int32
@@ -215,23 +74,26 @@ type broadcastJob struct {
 func (s *Server) Broadcast(ctx context.Context, op, speed int32, p *protocol.Proto) error {
 	j := broadcastJob{op: op, speed: speed, f: newFrame(p)}
 	if speed <= 0 {
-		return enqueueTimeout(ctx, s.done, s.broadcastQueue, j)
+		return enqueueTimeout(ctx, s.done, s.broadcasts.queue, j)
 	}
+	paced := s.broadcasts.paced
 	select {
-	case s.paced <- struct{}{}:
+	case paced <- struct{}{}:
 	default:
-		return fmt.Errorf("%w: %d paced broadcasts already running", ErrBusy, cap(s.paced))
+		return fmt.Errorf("%w: %d paced broadcasts already running", ErrBusy, cap(paced))
 	}
 	if !s.goFunc(func() {
-		defer func() { <-s.paced }()
+		defer func() { <-paced }()
 		s.broadcast(j, nil)
 	}) {
-		<-s.paced
+		<-paced
 		return ErrServerClosed
 	}
 	return nil
 }
 
+// enqueueTimeout puts v on q, waiting while q is full until ctx ends
+// (ErrBusy) or shutdown begins (ErrServerClosed).
 func enqueueTimeout[T any](ctx context.Context, done <-chan struct{}, q chan T, v T) error {
 	select {
 	case q <- v:
@@ -255,7 +117,7 @@ func (s *Server) broadcastWorker() {
 		select {
 		case <-s.done:
 			return
-		case j := <-s.broadcastQueue:
+		case j := <-s.broadcasts.queue:
 			chs = s.broadcast(j, chs)
 		}
 	}

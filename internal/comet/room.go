@@ -1,6 +1,7 @@
 package comet
 
 import (
+	"context"
 	"hash/maphash"
 	"strings"
 	"sync"
@@ -9,6 +10,112 @@ import (
 
 	"github.com/goim/goim/api/protocol"
 )
+
+// A room push on its way through the comet:
+//
+//  1. job's BroadcastRoom RPC (rpc.go) calls Server.BroadcastRoom, which
+//     encodes the push once for every transport (newFrame) and queues it
+//     for the room's fan-out worker; a room always goes to the same queue
+//     (rooms.queue), so its pushes keep their order;
+//  2. the worker (roomWorker) takes everything queued meanwhile and merges
+//     each room's consecutive pushes into one frame (fanOut);
+//  3. rooms.broadcast hands that frame to the writer of every member of
+//     the room (Channel.push, writer.go), which writes it to the socket
+//     inline or queues it for its write loop.
+//
+// Members join and leave from their reader goroutine: at auth (publish in
+// conn.go), on op 12 (changeRoom) and at cleanup.
+
+// roomJob is one room push waiting in a fan-out worker's queue.
+type roomJob struct {
+	room string
+	f    *frame
+}
+
+// BroadcastRoom queues p for every member of room. Batches for one room are
+// delivered in the order the calls arrive: a room always goes to the same
+// worker. It waits for room in the worker's queue until ctx ends.
+func (s *Server) BroadcastRoom(ctx context.Context, room string, p *protocol.Proto) error {
+	return enqueueTimeout(ctx, s.done, s.rooms.queue(room), roomJob{room: room, f: newFrame(p)})
+}
+
+// Room batches that queued while a room worker was busy are merged per
+// room (in order) before the fan-out, up to these bounds, so a member gets
+// them in one write. This is what adapts the batching to load: a lone push
+// goes out at once; while a big room's fan-out takes time, the pushes that
+// arrive meanwhile share the next one.
+const (
+	maxRoomMerge      = 64       // batches merged into one fan-out at most
+	maxRoomMergeBytes = 64 << 10 // bytes of one merged frame at most (either form)
+)
+
+// roomWorker is one fan-out worker: it takes the room pushes queued on q,
+// as many as have queued up to maxRoomMerge, and fans them out, until
+// shutdown.
+func (s *Server) roomWorker(q chan roomJob) {
+	jobs := make([]roomJob, 0, maxRoomMerge)
+	for {
+		select {
+		case <-s.done:
+			return
+		case j := <-q:
+			jobs = append(jobs[:0], j)
+		}
+	gather:
+		for len(jobs) < maxRoomMerge {
+			select {
+			case j := <-q:
+				jobs = append(jobs, j)
+			default:
+				break gather
+			}
+		}
+		s.fanOut(jobs)
+		clear(jobs)
+	}
+}
+
+// fanOut broadcasts jobs, merging each room's consecutive frames (in
+// their order) while they fit maxRoomMergeBytes. Rooms are independent:
+// only the order within a room is kept. Merged jobs are set to nil frames.
+func (s *Server) fanOut(jobs []roomJob) {
+	for i := range jobs {
+		first := jobs[i]
+		if first.f == nil {
+			continue
+		}
+		n, tcpLen, wsLen := 1, len(first.f.tcp), len(first.f.ws)
+		last := i
+		for k := i + 1; k < len(jobs); k++ {
+			j := jobs[k]
+			if j.f == nil || j.room != first.room {
+				continue
+			}
+			if tcpLen+len(j.f.tcp) > maxRoomMergeBytes || wsLen+len(j.f.ws) > maxRoomMergeBytes {
+				break // the rest of this room goes in a later fan-out, in order
+			}
+			tcpLen += len(j.f.tcp)
+			wsLen += len(j.f.ws)
+			n++
+			last = k
+		}
+		f := first.f
+		if n > 1 {
+			f = &frame{tcp: make([]byte, 0, tcpLen), ws: make([]byte, 0, wsLen)}
+			for k := i; k <= last; k++ {
+				if j := jobs[k]; j.f != nil && j.room == first.room {
+					f.tcp = append(f.tcp, j.f.tcp...)
+					f.ws = append(f.ws, j.f.ws...)
+					jobs[k].f = nil
+				}
+			}
+		}
+		jobs[i].f = nil
+		queued, dropped := s.rooms.broadcast(first.room, f)
+		s.metrics.kindPushes("room", queued*n, dropped*n)
+		s.metrics.roomMerged.Observe(float64(n))
+	}
+}
 
 // Room is the set of channels in one room on this comet. Membership is
 // explicit: a channel is in members exactly while its reader has it joined.
@@ -28,11 +135,17 @@ func (r *Room) onlineCount() int32 {
 	return r.online.Load()
 }
 
-// rooms holds every room with members, sharded by room id.
+// rooms holds every room with members, sharded by room id, and the queues
+// of the fan-out workers.
 type rooms struct {
 	seed   maphash.Seed
 	shards []roomShard
 	n      atomic.Int64 // rooms in every shard
+	// queues are the fan-out workers' queues (one worker each), picked
+	// by room id with qseed, a seed of their own so that a worker's rooms
+	// spread over every shard.
+	queues []chan roomJob
+	qseed  maphash.Seed
 }
 
 type roomShard struct {
@@ -40,16 +153,26 @@ type roomShard struct {
 	m  map[string]*Room // guarded by mu; a room is removed when it empties
 }
 
-func newRooms(n int) *rooms {
-	rs := &rooms{seed: maphash.MakeSeed(), shards: make([]roomShard, n)}
+// newRooms returns rooms of n shards with workers fan-out queues of
+// queueLen pushes each.
+func newRooms(n, workers, queueLen int) *rooms {
+	rs := &rooms{seed: maphash.MakeSeed(), shards: make([]roomShard, n), queues: make([]chan roomJob, workers), qseed: maphash.MakeSeed()}
 	for i := range rs.shards {
 		rs.shards[i].m = make(map[string]*Room)
+	}
+	for i := range rs.queues {
+		rs.queues[i] = make(chan roomJob, queueLen)
 	}
 	return rs
 }
 
 func (rs *rooms) shard(id string) *roomShard {
 	return &rs.shards[maphash.String(rs.seed, id)%uint64(len(rs.shards))]
+}
+
+// queue returns the fan-out queue of room id.
+func (rs *rooms) queue(id string) chan roomJob {
+	return rs.queues[maphash.String(rs.qseed, id)%uint64(len(rs.queues))]
 }
 
 // join adds c to room id, creating the room, and returns it; nil when the
@@ -91,7 +214,7 @@ func (rs *rooms) leave(r *Room, c *Channel) {
 }
 
 // broadcast pushes f to every member of room id and returns how many
-// channels queued it.
+// channels took it (inline or queued) and how many dropped it.
 func (rs *rooms) broadcast(id string, f *frame) (queued, dropped int) {
 	sh := rs.shard(id)
 	sh.mu.RLock()

@@ -71,9 +71,7 @@ type Server struct {
 	ctx        context.Context // cancelled when shutdown begins
 	cancel     context.CancelFunc
 
-	roomQueues     []chan roomJob
-	broadcastQueue chan broadcastJob
-	paced          chan struct{} // one token per paced broadcast running (bucket.paced_broadcasts)
+	broadcasts broadcasts
 
 	connIDs atomic.Uint64    // the last connection id given (Channel.connID)
 	born    time.Time        // when New ran: channels keep their times as durations since (smaller than a time.Time)
@@ -125,23 +123,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	s := &Server{
-		cfg:            cfg,
-		log:            log,
-		seed:           maphash.MakeSeed(),
-		buckets:        newBuckets(cfg.Bucket.Count),
-		rooms:          newRooms(cfg.Bucket.Count),
-		ips:            newIPCounter(cfg.Bucket.Count),
-		wheel:          timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
-		roomQueues:     make([]chan roomJob, cfg.Bucket.RoomWorkers),
-		broadcastQueue: make(chan broadcastJob, cfg.Bucket.BroadcastQueue),
-		paced:          make(chan struct{}, cfg.Bucket.PacedBroadcasts),
-		warns:          ratelog.New(warnBurst, warnEvery),
-		born:           time.Now(),
-		done:           make(chan struct{}),
-		pending:        make(map[*Channel]struct{}),
-	}
-	for i := range s.roomQueues {
-		s.roomQueues[i] = make(chan roomJob, cfg.Bucket.RoomQueue)
+		cfg:        cfg,
+		log:        log,
+		seed:       maphash.MakeSeed(),
+		buckets:    newBuckets(cfg.Bucket.Count),
+		rooms:      newRooms(cfg.Bucket.Count, cfg.Bucket.RoomWorkers, cfg.Bucket.RoomQueue),
+		ips:        newIPCounter(cfg.Bucket.Count),
+		wheel:      timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
+		broadcasts: newBroadcasts(cfg.Bucket.BroadcastQueue, cfg.Bucket.PacedBroadcasts),
+		warns:      ratelog.New(warnBurst, warnEvery),
+		born:       time.Now(),
+		done:       make(chan struct{}),
+		pending:    make(map[*Channel]struct{}),
 	}
 	// Connection ids start at a random point in every process, so a
 	// restarted comet does not hand out the ids of its previous run.
@@ -151,7 +144,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	size := protocol.HeaderSize + cfg.Protocol.MaxBody
 	s.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
 	var err error
-	if s.metrics, err = newMetrics(reg, func() float64 { return float64(s.rooms.len()) }, func() float64 { return float64(len(s.paced)) }); err != nil {
+	if s.metrics, err = newMetrics(reg, func() float64 { return float64(s.rooms.len()) }, func() float64 { return float64(s.broadcasts.pacedRunning()) }); err != nil {
 		return nil, err
 	}
 	s.dretry = newDisconnectRetrier(cfg.Logic.DisconnectRetry.D(), s.sendDisconnects,
@@ -240,7 +233,7 @@ func (s *Server) Start() error {
 	if s.disc != nil && len(s.cfg.Logic.Addrs) == 0 {
 		s.startLocked(func() { s.watchLogic(s.ctx) })
 	}
-	for _, q := range s.roomQueues {
+	for _, q := range s.rooms.queues {
 		s.startLocked(func() { s.roomWorker(q) })
 	}
 	s.startLocked(s.broadcastWorker)
