@@ -284,11 +284,3 @@ func (c *Channel) cleanup(authed bool, err error) {
 	s.ips.remove(c.ip, s.cfg.Limits.AuthRatePerIP, time.Now())
 	s.conns.Add(-1)
 }
-
-// releaseReader returns the borrowed frame reader, if any.
-func (c *Channel) releaseReader() {
-	if c.r != nil {
-		c.srv.putReader(c.r)
-		c.r = nil
-	}
-}

@@ -13,9 +13,9 @@ import (
 // less than 1 % since the previous check), the comet returns it at once
 // (debug.FreeOSMemory: one garbage collection) when the count moved by a
 // tenth (at least releaseMinMove) since the last release, or when a
-// quarter of the heap, and releaseMinFree, is free. After 10,000 clients
-// left, RSS went back to about twice the idle start instead of staying
-// several times above it.
+// quarter of the heap, and releaseMinFree, is free. So the comet's RSS
+// follows its connection count down after a burst instead of staying near
+// its peak.
 const (
 	releaseCheck   = 10 * time.Second
 	releaseMinFree = 8 << 20

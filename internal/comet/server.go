@@ -1,13 +1,11 @@
 package comet
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -46,7 +44,7 @@ type Server struct {
 	wheel   *timer.Wheel
 	metrics *metrics
 	tlsConf *tls.Config
-	readers sync.Pool // *bufio.Reader of HeaderSize+MaxBody bytes
+	readers readerPool // frame readers, lent to connections while they read
 
 	logic         logicpb.LogicClient
 	connectOne    atomic.Bool // logic has no ConnectBatch: one Connect per handshake
@@ -141,8 +139,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.connIDs.Store(rand.Uint64())
 	s.connects = gather.New(connectQueue, connectMaxBatch, s.connectBatch)
 	s.disconnects = gather.New(disconnectQueue, disconnectMaxBatch, s.disconnect)
-	size := protocol.HeaderSize + cfg.Protocol.MaxBody
-	s.readers.New = func() any { return bufio.NewReaderSize(nil, size) }
+	s.readers.init(protocol.HeaderSize + cfg.Protocol.MaxBody)
 	var err error
 	if s.metrics, err = newMetrics(reg, func() float64 { return float64(s.rooms.len()) }, func() float64 { return float64(s.broadcasts.pacedRunning()) }); err != nil {
 		return nil, err
@@ -509,16 +506,4 @@ func (s *Server) noteEpoch(epoch string) {
 // jitter returns d ± 10 %.
 func jitter(d time.Duration) time.Duration {
 	return d - d/10 + rand.N(d/5+1)
-}
-
-// getReader borrows a frame reader for r.
-func (s *Server) getReader(r io.Reader) *bufio.Reader {
-	br := s.readers.Get().(*bufio.Reader)
-	br.Reset(r)
-	return br
-}
-
-func (s *Server) putReader(br *bufio.Reader) {
-	br.Reset(nil)
-	s.readers.Put(br)
 }

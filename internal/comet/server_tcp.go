@@ -30,7 +30,7 @@ func (c *Channel) fill() error {
 		}
 	}
 	if c.r == nil {
-		c.r = c.srv.getReader(c.conn)
+		c.r = c.srv.readers.get(c.conn)
 	}
 	return nil
 }
