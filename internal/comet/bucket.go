@@ -5,10 +5,11 @@ import (
 	"sync"
 )
 
-// Lock order: Bucket.mu, then roomShard.mu, then Channel.mu. A lock is
-// never held across a socket write, an RPC or a blocking channel send:
-// Channel.push and Channel.close never block, so walking a bucket or a
-// room under its read lock and pushing to every member is safe.
+// Lock order: Bucket.mu, then roomShard.mu, then a channel's writer.mu
+// (writer.go). A lock is never held across a socket write, an RPC or a
+// blocking channel send: Channel.push and Channel.close never block, so
+// walking a bucket or a room under its read lock and pushing to every
+// member is safe.
 
 // Bucket is one shard of the connections, by key hash.
 type Bucket struct {
