@@ -59,3 +59,32 @@ func BenchmarkRoomBroadcast(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPush pushes one small frame to one plain TCP channel whose
+// client reads everything, so the pusher writes it inline (push,
+// writeInline, writeNow): allocs/op is what one such delivery allocates.
+func BenchmarkPush(b *testing.B) {
+	e := startComet(b, unlimited)
+	c := dial(b, e, "tcp")
+	c.auth(`{"key":"push-bench","accepts":[]}`)
+	go func(conn net.Conn) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}(c.conn)
+	ch := e.srv.bucket("push-bench").get("push-bench")
+	if ch == nil {
+		b.Fatal("channel not published")
+	}
+	f := newFrame(&protocol.Proto{Ver: 1, Op: 1000, Body: []byte(`{"test":1}`)})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if ch.push(f.bytes(ch.tr)) != pushQueued {
+			time.Sleep(time.Millisecond) // a full queue: let the writer catch up
+		}
+	}
+}
