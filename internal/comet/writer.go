@@ -26,10 +26,9 @@ import (
 // channel closed writes the close frame, if any, and closes the socket.
 //
 // Channel holds the writer by value (no pointer: a connection pays no
-// extra word for it), and its methods are Channel methods, as a
-// nats-server client's are for its outbound: writing uses the channel's
-// socket, its server's limits, metrics and goroutine accounting, and
-// closing also stops the channel's timer.
+// extra word for it), and its methods are Channel methods: writing uses
+// the channel's socket, its server's limits, metrics and goroutine
+// accounting, and closing also stops the channel's timer.
 type writer struct {
 	// The inline write (plain TCP and WebSocket only): tryFn is writeNow
 	// bound once, so a push allocates nothing; tryBuf, tryN and tryErr
@@ -148,7 +147,8 @@ func (c *Channel) writeInline(b []byte) pushResult {
 
 // claimWriter takes the writer role for the handshake's reader, which
 // writes the auth reply itself: pushes arriving meanwhile queue behind the
-// reply. The channel is not published yet, so the role is free.
+// reply. It is called before the channel is published, so no push to it
+// competes for the role.
 func (c *Channel) claimWriter() {
 	c.out.mu.Lock()
 	c.out.writing = true
