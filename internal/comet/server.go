@@ -18,9 +18,12 @@ import (
 	cometpb "github.com/goim/goim/api/comet"
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/gather"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/ratelog"
+	"github.com/goim/goim/internal/syncx"
 	"github.com/goim/goim/internal/timer"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -116,14 +119,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log := logging.OrDiscard(deps.Logger)
+	reg := admin.OrPrivate(deps.Registry)
 	s := &Server{
 		cfg:            cfg,
 		log:            log,
@@ -238,26 +235,26 @@ func (s *Server) Start() error {
 	}
 	s.wheel.Start()
 	if s.disc != nil && len(s.cfg.Logic.Addrs) == 0 {
-		s.startLocked(func() { s.watchLogic(s.ctx) })
+		s.wg.Go(func() { s.watchLogic(s.ctx) })
 	}
 	for _, q := range s.roomQueues {
-		s.startLocked(func() { s.roomWorker(q) })
+		s.wg.Go(func() { s.roomWorker(q) })
 	}
-	s.startLocked(s.broadcastWorker)
-	s.startLocked(s.reportLoop)
-	s.startLocked(s.releaseLoop)
-	s.startLocked(s.ipSweepLoop)
+	s.wg.Go(s.broadcastWorker)
+	s.wg.Go(s.reportLoop)
+	s.wg.Go(s.releaseLoop)
+	s.wg.Go(s.ipSweepLoop)
 	s.connects.Start(connectWorkers)
 	s.disconnects.Start(disconnectWorkers)
 	s.dretry.start()
 	rpcLn := s.rpcLn
-	s.startLocked(func() {
+	s.wg.Go(func() {
 		if err := s.grpc.Serve(rpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("comet: grpc server stopped", "err", err)
 		}
 	})
 	for _, ln := range s.listeners {
-		s.startLocked(func() { s.acceptLoop(ln) })
+		s.wg.Go(func() { s.acceptLoop(ln) })
 	}
 	s.started.Store(true)
 	s.log.Info("comet started", "host", s.cfg.Host, "rpc", rpcLn.Addr().String())
@@ -348,15 +345,6 @@ func (s *Server) RPCAddr() net.Addr {
 	return s.rpcLn.Addr()
 }
 
-// startLocked starts f as a goroutine owned by the server; s.mu is held.
-func (s *Server) startLocked(f func()) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-}
-
 // goFunc starts f as an owned goroutine unless shutdown has begun.
 func (s *Server) goFunc(f func()) bool {
 	s.mu.RLock()
@@ -364,7 +352,7 @@ func (s *Server) goFunc(f func()) bool {
 	if s.closing {
 		return false
 	}
-	s.startLocked(f)
+	s.wg.Go(f)
 	return true
 }
 
@@ -406,14 +394,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 				c.closeGoingAway(ReasonShutdown)
 			}
 		}
-		waited := make(chan struct{})
-		go func() {
-			s.wg.Wait()
-			close(waited)
-		}()
-		select {
-		case <-waited:
-		case <-ctx.Done():
+		if !syncx.Wait(ctx, &s.wg) {
 			s.shutErr = fmt.Errorf("comet: shutdown: %w", ctx.Err())
 		}
 		s.connects.Stop(ctx)
