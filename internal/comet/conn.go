@@ -26,8 +26,7 @@ const defaultSession = 90 * time.Second
 func (s *Server) serveConn(raw net.Conn, tr transport) {
 	ip := remoteIP(raw)
 	c := newChannel(s, raw, tr, ip)
-	if n := s.conns.Add(1); s.cfg.Limits.MaxConns > 0 && n > int64(s.cfg.Limits.MaxConns) || !s.ips.add(ip, s.cfg.Limits.MaxConnsPerIP) {
-		s.conns.Add(-1)
+	if !s.limits.admit(ip) {
 		_ = raw.Close()
 		s.metrics.closed(ReasonTooManyConn)
 		return
@@ -37,18 +36,13 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 	end := func(authed bool, err error) {
 		c.cleanup(authed, err)
 		gauge.Dec()
-		s.ips.remove(ip, s.cfg.Limits.AuthRatePerIP, time.Now())
-		s.conns.Add(-1)
+		s.limits.release(ip)
 	}
 
-	s.pendingMu.Lock()
-	s.pending[c] = struct{}{}
-	s.pendingMu.Unlock()
+	s.limits.startHandshake(c)
 	s.wheel.Add(&c.timer, s.cfg.Protocol.HandshakeTimeout.D(), c)
 	authed, err := c.handshake()
-	s.pendingMu.Lock()
-	delete(s.pending, c)
-	s.pendingMu.Unlock()
+	s.limits.endHandshake(c)
 	if err != nil || !authed {
 		end(authed, err)
 		return
@@ -125,8 +119,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 		}
 		// goim v2 ignores frames before auth; so do we.
 	}
-	lim := &s.cfg.Limits
-	if !s.ips.startAuth(c.ip, lim.AuthRatePerIP, lim.PendingAuthPerIP, time.Now()) {
+	if !s.limits.startAuth(c.ip) {
 		s.metrics.authFailed(ReasonAuthRate)
 		return false, fail(ReasonAuthRate, errors.New("auth rate or pending handshakes per IP exceeded"))
 	}
@@ -134,7 +127,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 	// parse here too cost the comet 15 % of its CPU in a connect burst.
 	// Logic answers a body that is not the auth JSON InvalidArgument.
 	reply, err := s.connectLogic(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
-	s.ips.endAuth(c.ip)
+	s.limits.endAuth(c.ip)
 	if err != nil {
 		reason := ReasonLogicError
 		switch status.Code(err) {

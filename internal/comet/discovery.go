@@ -42,8 +42,8 @@ func (s *Server) metadata() map[string]string {
 		"weight":     strconv.Itoa(s.cfg.Node.Weight),
 		"offline":    strconv.FormatBool(s.draining.Load()),
 		"addrs":      strings.Join(s.cfg.Node.Addrs, ","),
-		"conn_count": strconv.FormatInt(s.conns.Load(), 10),
-		"ip_count":   strconv.Itoa(s.ips.distinct()),
+		"conn_count": strconv.FormatInt(s.limits.conns.Load(), 10),
+		"ip_count":   strconv.Itoa(s.limits.ips.distinct()),
 	}
 }
 

@@ -110,7 +110,7 @@ func TestReleaseStep(t *testing.T) {
 	}
 	releases := func() float64 { return testutil.ToFloat64(e.srv.metrics.releases) }
 	garbage()
-	n := e.srv.conns.Load()
+	n := e.srv.limits.conns.Load()
 	r := releaser{last: n + 1000, base: n}
 	r.step(e.srv) // moving: no release
 	if got := releases(); got != 0 {

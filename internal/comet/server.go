@@ -45,7 +45,7 @@ type Server struct {
 	seed    maphash.Seed
 	buckets []*Bucket
 	rooms   *rooms
-	ips     *ipCounter
+	limits  *limits
 	wheel   *timer.Wheel
 	metrics *metrics
 	tlsConf *tls.Config
@@ -81,11 +81,6 @@ type Server struct {
 	connIDs atomic.Uint64    // the last connection id given (Channel.connID)
 	born    time.Time        // when New ran: channels keep their times as durations since (smaller than a time.Time)
 	warns   *ratelog.Limiter // repeated warnings
-
-	conns atomic.Int64 // open connections, authenticated or not
-
-	pendingMu sync.Mutex
-	pending   map[*Channel]struct{} // connections still in their handshake; guarded by pendingMu
 
 	mu        sync.RWMutex // guards closing and listeners; read-held to start a goroutine
 	closing   bool
@@ -127,7 +122,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		seed:           maphash.MakeSeed(),
 		buckets:        newBuckets(cfg.Bucket.Count),
 		rooms:          newRooms(cfg.Bucket.Count),
-		ips:            newIPCounter(cfg.Bucket.Count),
+		limits:         newLimits(cfg.Limits, cfg.Bucket.Count),
 		wheel:          timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
 		roomQueues:     make([]chan roomJob, cfg.Bucket.RoomWorkers),
 		broadcastQueue: make(chan broadcastJob, cfg.Bucket.BroadcastQueue),
@@ -135,7 +130,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		warns:          ratelog.New(warnBurst, warnEvery),
 		born:           time.Now(),
 		done:           make(chan struct{}),
-		pending:        make(map[*Channel]struct{}),
 	}
 	for i := range s.roomQueues {
 		s.roomQueues[i] = make(chan roomJob, cfg.Bucket.RoomQueue)
@@ -243,7 +237,7 @@ func (s *Server) Start() error {
 	s.wg.Go(s.broadcastWorker)
 	s.wg.Go(s.reportLoop)
 	s.wg.Go(s.releaseLoop)
-	s.wg.Go(s.ipSweepLoop)
+	s.wg.Go(func() { s.limits.sweepLoop(s.done) })
 	s.connects.Start(connectWorkers)
 	s.disconnects.Start(disconnectWorkers)
 	s.dretry.start()
@@ -384,11 +378,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.done)
 		s.cancel()
 		s.grpc.Stop()
-		s.pendingMu.Lock()
-		for c := range s.pending {
-			c.close(ReasonShutdown)
-		}
-		s.pendingMu.Unlock()
+		s.limits.closePending(ReasonShutdown)
 		for _, b := range s.buckets {
 			for _, c := range b.channels(nil) {
 				c.closeGoingAway(ReasonShutdown)
@@ -458,8 +448,8 @@ func (s *Server) report() {
 	reply, err := s.logic.RenewOnline(ctx, &logicpb.OnlineReq{
 		Server:    s.cfg.Host,
 		RoomCount: s.rooms.counts(),
-		ConnCount: s.conns.Load(),
-		IpCount:   int64(s.ips.distinct()),
+		ConnCount: s.limits.conns.Load(),
+		IpCount:   int64(s.limits.ips.distinct()),
 		Draining:  s.draining.Load(),
 	})
 	if err != nil {
