@@ -126,7 +126,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 	// The body goes to logic unparsed: logic parses it anyway, and a
 	// parse here too cost the comet 15 % of its CPU in a connect burst.
 	// Logic answers a body that is not the auth JSON InvalidArgument.
-	reply, err := s.connectLogic(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
+	reply, err := s.logic.connect(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
 	s.limits.endAuth(c.ip)
 	if err != nil {
 		reason := ReasonLogicError
@@ -197,8 +197,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 		c.session = defaultSession
 	}
 	s.wheel.Reset(&c.timer, c.session)
-	c.nextRenew = time.Since(s.born) + jitter(s.cfg.Protocol.SessionRenew.D())
-	c.renewGen = s.sessionGen.Load()
+	c.renewed(time.Since(s.born), s.logic.generation())
 	return true, nil
 }
 
@@ -207,7 +206,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 // removed with a Disconnect (the connection's own, by its conn id).
 func (c *Channel) refuseAuthed(reason CloseReason, err error) error {
 	c.closePolicy(reason)
-	c.srv.queueDisconnect(c.mid, c.key, c.connID)
+	c.srv.logic.queueDisconnect(c.mid, c.key, c.connID)
 	c.srv.metrics.authFailed(reason)
 	return fail(reason, err)
 }
@@ -283,7 +282,7 @@ func (c *Channel) cleanup(authed bool, err error) {
 			s.rooms.leave(c.room, c)
 			c.room = nil
 		}
-		s.queueDisconnect(c.mid, c.key, c.connID)
+		s.logic.queueDisconnect(c.mid, c.key, c.connID)
 	}
 	s.metrics.closed(reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // c.logger() builds a logger: only when it is used

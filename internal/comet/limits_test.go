@@ -442,7 +442,7 @@ func TestPendingAuthPerIP(t *testing.T) {
 			for _, b := range l.batches {
 				at += b
 			}
-			if q := e.srv.connects.Queued(); q+at != 3 {
+			if q := e.srv.logic.connects.Queued(); q+at != 3 {
 				return fmt.Errorf("%d handshakes queued and %d at logic, want 3 (2 flood, 1 good)", q, at)
 			}
 			return nil

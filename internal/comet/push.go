@@ -123,7 +123,7 @@ type roomJob struct {
 // worker. It waits for room in the worker's queue until ctx ends.
 func (s *Server) BroadcastRoom(ctx context.Context, room string, p *protocol.Proto) error {
 	q := s.roomQueues[maphash.String(s.seed, room)%uint64(len(s.roomQueues))]
-	return enqueueTimeout(ctx, s.done, q, roomJob{room: room, f: newFrame(p)})
+	return enqueueTimeout(ctx, s.ctx.Done(), q, roomJob{room: room, f: newFrame(p)})
 }
 
 // Room batches that queued while a room worker was busy are merged per
@@ -140,7 +140,7 @@ func (s *Server) roomWorker(q chan roomJob) {
 	jobs := make([]roomJob, 0, maxRoomMerge)
 	for {
 		select {
-		case <-s.done:
+		case <-s.ctx.Done():
 			return
 		case j := <-q:
 			jobs = append(jobs[:0], j)
@@ -215,7 +215,7 @@ type broadcastJob struct {
 func (s *Server) Broadcast(ctx context.Context, op, speed int32, p *protocol.Proto) error {
 	j := broadcastJob{op: op, speed: speed, f: newFrame(p)}
 	if speed <= 0 {
-		return enqueueTimeout(ctx, s.done, s.broadcastQueue, j)
+		return enqueueTimeout(ctx, s.ctx.Done(), s.broadcastQueue, j)
 	}
 	select {
 	case s.paced <- struct{}{}:
@@ -253,7 +253,7 @@ func (s *Server) broadcastWorker() {
 	var chs []*Channel
 	for {
 		select {
-		case <-s.done:
+		case <-s.ctx.Done():
 			return
 		case j := <-s.broadcastQueue:
 			chs = s.broadcast(j, chs)
@@ -274,7 +274,7 @@ func (s *Server) broadcast(j broadcastJob, chs []*Channel) []*Channel {
 			if !c.watches(j.op) {
 				continue
 			}
-			if !pace.wait(s.done) {
+			if !pace.wait(s.ctx.Done()) {
 				clear(chs)
 				return chs
 			}

@@ -30,7 +30,7 @@ func (s *Server) releaseLoop() {
 	r.base = r.last
 	for {
 		select {
-		case <-s.done:
+		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}

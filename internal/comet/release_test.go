@@ -64,8 +64,8 @@ func TestQueueDisconnectAfterStop(t *testing.T) {
 	e := startComet(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	e.srv.disconnects.Stop(ctx)
-	e.srv.queueDisconnect(7, "late", 1)
+	e.srv.logic.disconnects.Stop(ctx)
+	e.srv.logic.queueDisconnect(7, "late", 1)
 	if err := e.logic.check(func(l *testLogic) error {
 		if len(l.disconnects) != 1 || l.disconnects[0] != "late" {
 			return fmt.Errorf("disconnects %v", l.disconnects)
