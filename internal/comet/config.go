@@ -189,10 +189,10 @@ type LogicConfig struct {
 // comet's capacity or make logic do unbounded work.
 type LimitsConfig struct {
 	// MaxConns caps the connections on this comet, authenticated or not;
-	// one over it is closed at accept (too_many_conns). An idle
-	// connection costs about 10 KB here (docs/benchmark.md), so 200,000
-	// keep a comet within a few GB while leaving the file descriptor
-	// limit as the next bound. Default 200000.
+	// one over it is closed at accept (too_many_conns). At what an idle
+	// connection costs (docs/benchmark.md), 200,000 keep a comet within a
+	// few GB while leaving the file descriptor limit as the next bound.
+	// Default 200000.
 	MaxConns int `toml:"max_conns"`
 	// MaxConnsPerIP caps the connections from one client IP (IPv6: one
 	// /64); one over it is closed at accept (too_many_conns). A carrier
