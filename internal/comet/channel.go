@@ -53,7 +53,7 @@ type Channel struct {
 	r         *bufio.Reader // borrowed from srv.readers while a frame is being read
 	wsMsg     []byte        // a fragmented WebSocket message being assembled
 	nextRenew time.Duration // when the session is due for renewal, since the server started (Server.born)
-	renewGen  uint64        // Server.sessionGen when the session was last registered
+	renewGen  uint64        // logicLink.generation() when the session was last registered
 	log       *slog.Logger
 
 	// rc is the raw socket of a plain TCP or WebSocket connection (nil

@@ -1,8 +1,6 @@
 package comet
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"slices"
 	"time"
@@ -191,10 +189,10 @@ type LogicConfig struct {
 // comet's capacity or make logic do unbounded work.
 type LimitsConfig struct {
 	// MaxConns caps the connections on this comet, authenticated or not;
-	// one over it is closed at accept (too_many_conns). An idle
-	// connection costs about 10 KB here (docs/benchmark.md), so 200,000
-	// keep a comet within a few GB while leaving the file descriptor
-	// limit as the next bound. Default 200000.
+	// one over it is closed at accept (too_many_conns). At what an idle
+	// connection costs (docs/benchmark.md), 200,000 keep a comet within a
+	// few GB while leaving the file descriptor limit as the next bound.
+	// Default 200000.
 	MaxConns int `toml:"max_conns"`
 	// MaxConnsPerIP caps the connections from one client IP (IPv6: one
 	// /64); one over it is closed at accept (too_many_conns). A carrier
@@ -290,25 +288,16 @@ func adminDefault() admin.Config {
 }
 
 // Load reads path over the defaults and validates the result.
-func Load(path string) (Config, error) {
-	c := Default()
-	if err := conf.Load(path, &c); err != nil {
-		return Config{}, err
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
+func Load(path string) (Config, error) { return conf.LoadValid(path, Default()) }
 
 // Validate reports every problem of c, each with its key path.
 func (c Config) Validate() error {
 	var p conf.Problems
 	p.Check(c.Host != "", "host", "must not be empty (no OS hostname either)")
-	addrs(p.Sub("tcp"), "bind", c.TCP.Bind)
-	addrs(p.Sub("tcp"), "tls_bind", c.TCP.TLSBind)
-	addrs(p.Sub("websocket"), "bind", c.WebSocket.Bind)
-	addrs(p.Sub("websocket"), "tls_bind", c.WebSocket.TLSBind)
+	p.Sub("tcp").HostPorts("bind", c.TCP.Bind)
+	p.Sub("tcp").HostPorts("tls_bind", c.TCP.TLSBind)
+	p.Sub("websocket").HostPorts("bind", c.WebSocket.Bind)
+	p.Sub("websocket").HostPorts("tls_bind", c.WebSocket.TLSBind)
 	p.Check(len(c.TCP.Bind)+len(c.TCP.TLSBind)+len(c.WebSocket.Bind)+len(c.WebSocket.TLSBind) > 0,
 		"", "no client listener: set tcp.bind, tcp.tls_bind, websocket.bind or websocket.tls_bind")
 	p.Check(len(c.WebSocket.Path) > 0 && c.WebSocket.Path[0] == '/', "websocket.path", "must start with /, got %q", c.WebSocket.Path)
@@ -334,15 +323,15 @@ func (c Config) Validate() error {
 	b.Check(c.Bucket.BroadcastQueue > 0, "broadcast_queue", "must be > 0, got %d", c.Bucket.BroadcastQueue)
 	b.Check(c.Bucket.PacedBroadcasts > 0, "paced_broadcasts", "must be > 0, got %d", c.Bucket.PacedBroadcasts)
 
-	addr(&p, "rpc.bind", c.RPC.Bind)
+	p.HostPort("rpc.bind", c.RPC.Bind)
 	if c.RPC.Advertise != "" {
-		addr(&p, "rpc.advertise", c.RPC.Advertise)
+		p.HostPort("rpc.advertise", c.RPC.Advertise)
 	}
 	c.RPC.Config.Validate(p.Sub("rpc"))
 	l := p.Sub("logic")
 	l.Check(len(c.Logic.Addrs) > 0 || len(c.Discovery.Nodes) > 0, "addrs",
 		"must list at least one logic address when discovery.nodes is empty")
-	addrs(l, "addrs", c.Logic.Addrs)
+	l.HostPorts("addrs", c.Logic.Addrs)
 	l.Check(c.Logic.Timeout > 0, "timeout", "must be > 0, got %v", c.Logic.Timeout)
 	l.Check(c.Logic.ReportInterval > 0, "report_interval", "must be > 0, got %v", c.Logic.ReportInterval)
 	l.Check(c.Logic.DisconnectRetry >= 0, "disconnect_retry", "must be >= 0 (0 = no retry), got %v", c.Logic.DisconnectRetry)
@@ -364,16 +353,4 @@ func (c Config) Validate() error {
 		c.Discovery.Validate(p.Sub("discovery"))
 	}
 	return p.Err()
-}
-
-func addrs(p *conf.Problems, key string, list []string) {
-	for i, a := range list {
-		addr(p, conf.Index(key, i), a)
-	}
-}
-
-func addr(p *conf.Problems, key, a string) {
-	if _, _, err := net.SplitHostPort(a); err != nil {
-		p.Add(key, "%q is not host:port: %v", a, err)
-	}
 }

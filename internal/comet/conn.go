@@ -41,8 +41,7 @@ func (s *Server) serveConn(raw net.Conn, tr transport) {
 // closes it at once when it is one too many; cleanup gives back what it
 // counted.
 func (s *Server) admit(c *Channel) bool {
-	if n := s.conns.Add(1); s.cfg.Limits.MaxConns > 0 && n > int64(s.cfg.Limits.MaxConns) || !s.ips.add(c.ip, s.cfg.Limits.MaxConnsPerIP) {
-		s.conns.Add(-1)
+	if !s.limits.admit(c.ip) {
 		_ = c.raw.Close()
 		s.metrics.closed(ReasonTooManyConn)
 		return false
@@ -63,23 +62,20 @@ func (e *closeError) Unwrap() error { return e.err }
 func fail(reason CloseReason, err error) error { return &closeError{reason: reason, err: err} }
 
 // handshake runs TLS, the WebSocket upgrade and auth under the handshake
-// timeout, listed in Server.pending meanwhile so that Shutdown closes it.
+// timeout, listed among the limits' pending handshakes meanwhile so that
+// Shutdown closes it.
 // authed reports whether the channel was published (and so needs the full
 // cleanup).
 func (c *Channel) handshake() (authed bool, err error) {
 	s := c.srv
-	s.pendingMu.Lock()
-	s.pending[c] = struct{}{}
-	s.pendingMu.Unlock()
+	s.limits.startHandshake(c)
 	s.wheel.Add(&c.timer, s.cfg.Protocol.HandshakeTimeout.D(), c)
 	var p protocol.Proto
 	reply, err := c.authenticate(&p)
 	if err == nil {
 		authed, err = c.publish(&p, reply)
 	}
-	s.pendingMu.Lock()
-	delete(s.pending, c)
-	s.pendingMu.Unlock()
+	s.limits.endHandshake(c)
 	return authed, err
 }
 
@@ -108,8 +104,7 @@ func (c *Channel) authenticate(p *protocol.Proto) (*logicpb.ConnectReply, error)
 		}
 		// goim v2 ignores frames before auth; so do we.
 	}
-	lim := &s.cfg.Limits
-	if !s.ips.startAuth(c.ip, lim.AuthRatePerIP, lim.PendingAuthPerIP, time.Now()) {
+	if !s.limits.startAuth(c.ip) {
 		s.metrics.authFailed(ReasonAuthRate)
 		return nil, fail(ReasonAuthRate, errors.New("auth rate or pending handshakes per IP exceeded"))
 	}
@@ -117,8 +112,8 @@ func (c *Channel) authenticate(p *protocol.Proto) (*logicpb.ConnectReply, error)
 	// second parse here was a large share of the comet's CPU in a connect
 	// burst (docs/benchmark.md). Logic answers a body that is not the auth
 	// JSON InvalidArgument.
-	reply, err := s.connectLogic(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
-	s.ips.endAuth(c.ip)
+	reply, err := s.logic.connect(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
+	s.limits.endAuth(c.ip)
 	if err != nil {
 		reason := ReasonLogicError
 		switch status.Code(err) {
@@ -193,8 +188,7 @@ func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authe
 		c.session = defaultSession
 	}
 	s.wheel.Reset(&c.timer, c.session)
-	c.nextRenew = time.Since(s.born) + jitter(s.cfg.Protocol.SessionRenew.D())
-	c.renewGen = s.sessionGen.Load()
+	c.renewed(time.Since(s.born), s.logic.generation())
 	return true, nil
 }
 
@@ -203,7 +197,7 @@ func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authe
 // removed with a Disconnect (the connection's own, by its conn id).
 func (c *Channel) refuseAuthed(reason CloseReason, err error) error {
 	c.closePolicy(reason)
-	c.srv.queueDisconnect(c.mid, c.key, c.connID)
+	c.srv.logic.queueDisconnect(c.mid, c.key, c.connID)
 	c.srv.metrics.authFailed(reason)
 	return fail(reason, err)
 }
@@ -274,13 +268,12 @@ func (c *Channel) cleanup(authed bool, err error) {
 			s.rooms.leave(c.room, c)
 			c.room = nil
 		}
-		s.queueDisconnect(c.mid, c.key, c.connID)
+		s.logic.queueDisconnect(c.mid, c.key, c.connID)
 	}
 	s.metrics.closed(reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // c.logger() builds a logger: only when it is used
 		c.logger().Debug("connection closed", "reason", reason.String(), "err", err)
 	}
 	s.metrics.connsBy[c.tr].Dec()
-	s.ips.remove(c.ip, s.cfg.Limits.AuthRatePerIP, time.Now())
-	s.conns.Add(-1)
+	s.limits.release(c.ip)
 }

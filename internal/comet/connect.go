@@ -11,12 +11,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Handshakes reach logic through a few long-lived workers (gather.go). A
-// worker sends a lone handshake as a Connect at once; the handshakes that
-// queued meanwhile go out together in one ConnectBatch. In a connect burst
-// each gRPC call and its system calls then serve many connections on both
-// sides, and the workers' stacks stay grown instead of every handshake
-// growing its own for the gRPC call.
+// Handshakes reach logic through a few long-lived workers (a
+// gather.Gatherer). A worker sends a lone handshake as a Connect at once;
+// the handshakes that queued meanwhile go out together in one
+// ConnectBatch. In a connect burst each gRPC call and its system calls
+// then serve many connections on both sides, and the workers' stacks stay
+// grown instead of every handshake growing its own for the gRPC call.
 const (
 	connectWorkers  = 4   // calls to logic in flight at once
 	connectMaxBatch = 128 // handshakes per ConnectBatch at most
@@ -37,11 +37,11 @@ func (c *connectCall) finish(reply *logicpb.ConnectReply, err error) {
 	close(c.done)
 }
 
-// connectLogic asks logic to accept a connection; it returns within about
+// connect asks logic to accept a connection; it returns within about
 // twice the logic timeout (waiting in the queue, then the call).
-func (s *Server) connectLogic(req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
-	call := &connectCall{req: req, deadline: time.Now().Add(s.cfg.Logic.Timeout.D()), done: make(chan struct{})}
-	s.connects.Put(call)
+func (l *logicLink) connect(req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
+	call := &connectCall{req: req, deadline: time.Now().Add(l.cfg.Timeout.D()), done: make(chan struct{})}
+	l.connects.Put(call)
 	<-call.done
 	return call.reply, call.err
 }
@@ -49,7 +49,7 @@ func (s *Server) connectLogic(req *logicpb.ConnectReq) (*logicpb.ConnectReply, e
 // connectBatch is a worker's turn: the handshakes it gathered, in one call.
 // A logic without ConnectBatch (an older version, during a rolling
 // upgrade) answers Unimplemented; the comet then uses Connect for good.
-func (s *Server) connectBatch(batch []*connectCall) {
+func (l *logicLink) connectBatch(batch []*connectCall) {
 	now := time.Now()
 	live := batch[:0:0]
 	for _, c := range batch {
@@ -62,22 +62,22 @@ func (s *Server) connectBatch(batch []*connectCall) {
 	if len(live) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout.D())
 	defer cancel()
-	if len(live) == 1 || s.connectOne.Load() {
-		s.connectEach(ctx, live)
+	if len(live) == 1 || l.connectOne.Load() {
+		l.connectEach(ctx, live)
 		return
 	}
 	reqs := make([]*logicpb.ConnectReq, len(live))
 	for i, c := range live {
 		reqs[i] = c.req
 	}
-	reply, err := s.logic.ConnectBatch(ctx, &logicpb.ConnectBatchReq{Reqs: reqs})
+	reply, err := l.client.ConnectBatch(ctx, &logicpb.ConnectBatchReq{Reqs: reqs})
 	if status.Code(err) == codes.Unimplemented {
-		if !s.connectOne.Swap(true) {
-			s.log.Warn("comet: logic has no ConnectBatch (an older version); handshakes use Connect one by one")
+		if !l.connectOne.Swap(true) {
+			l.log.Warn("comet: logic has no ConnectBatch (an older version); handshakes use Connect one by one")
 		}
-		s.connectEach(ctx, live)
+		l.connectEach(ctx, live)
 		return
 	}
 	results := reply.GetResults()
@@ -97,14 +97,14 @@ func (s *Server) connectBatch(batch []*connectCall) {
 }
 
 // connectEach sends each call as its own Connect, concurrently.
-func (s *Server) connectEach(ctx context.Context, calls []*connectCall) {
+func (l *logicLink) connectEach(ctx context.Context, calls []*connectCall) {
 	if len(calls) == 1 {
-		calls[0].finish(s.logic.Connect(ctx, calls[0].req))
+		calls[0].finish(l.client.Connect(ctx, calls[0].req))
 		return
 	}
 	var wg sync.WaitGroup
 	for _, c := range calls {
-		wg.Go(func() { c.finish(s.logic.Connect(ctx, c.req)) })
+		wg.Go(func() { c.finish(l.client.Connect(ctx, c.req)) })
 	}
 	wg.Wait()
 }

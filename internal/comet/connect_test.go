@@ -34,7 +34,7 @@ func connectBurst(t *testing.T, e *testEnv, n int) {
 			for _, b := range l.batches {
 				at += b
 			}
-			if q := e.srv.connects.Queued(); q+at != n {
+			if q := e.srv.logic.connects.Queued(); q+at != n {
 				return fmt.Errorf("%d handshakes queued and %d at logic, want %d in all", q, at, n)
 			}
 			return nil
@@ -98,7 +98,7 @@ func TestConnectBatchUnimplemented(t *testing.T) {
 	_ = e.logic.check(func(l *testLogic) error { l.noBatch = true; return nil })
 	const n = 20
 	connectBurst(t, e, n)
-	if !e.srv.connectOne.Load() {
+	if !e.srv.logic.connectOne.Load() {
 		t.Error("the comet still tries ConnectBatch")
 	}
 	_ = e.logic.check(func(l *testLogic) error {
@@ -114,7 +114,7 @@ func TestConnectBatchUnimplemented(t *testing.T) {
 func TestConnectExpiredInQueue(t *testing.T) {
 	e := startComet(t, nil)
 	call := &connectCall{deadline: time.Now().Add(-time.Millisecond), done: make(chan struct{})}
-	e.srv.connectBatch([]*connectCall{call})
+	e.srv.logic.connectBatch([]*connectCall{call})
 	<-call.done
 	if call.err == nil || call.reply != nil {
 		t.Fatalf("reply %v, err %v; want a deadline error", call.reply, call.err)
@@ -146,7 +146,7 @@ func disconnectBurst(t *testing.T, e *testEnv, n int, hold bool) {
 	if hold { // every disconnect is queued or held at logic
 		waitFor(t, 10*time.Second, func() error {
 			return e.logic.check(func(l *testLogic) error {
-				if q := e.srv.disconnects.Queued(); q+l.dheld != n {
+				if q := e.srv.logic.disconnects.Queued(); q+l.dheld != n {
 					return fmt.Errorf("%d disconnects queued and %d at logic, want %d in all", q, l.dheld, n)
 				}
 				return nil
@@ -194,7 +194,7 @@ func TestDisconnectBatchUnimplemented(t *testing.T) {
 	e := startComet(t, unlimited)
 	_ = e.logic.check(func(l *testLogic) error { l.noBatch = true; return nil })
 	disconnectBurst(t, e, 20, false)
-	if !e.srv.disconnectOne.Load() {
+	if !e.srv.logic.disconnectOne.Load() {
 		t.Error("the comet still tries DisconnectBatch")
 	}
 }

@@ -11,8 +11,8 @@ import (
 // Disconnects go to logic from a few long-lived workers instead of from
 // each closing connection's goroutine: a mass disconnect (a network blip,
 // a drain) then costs disconnectWorkers grown stacks and gRPC calls in
-// flight, not one per connection at once (RSS 15 s after 10,000 clients
-// left was 104 MB, more than the 88 MB they had held while connected). A
+// flight, not one per connection at once, which left the comet holding
+// more memory after its clients had gone than while they were connected. A
 // closing connection never waits: when the queue is full its disconnect
 // goes to the retrier (disconnect_retry.go), which sends it at once. A
 // worker sends a lone disconnect as Disconnect and those queued meanwhile
@@ -33,16 +33,16 @@ type disconnectReq struct {
 // disconnect.
 const msgDisconnectFailed = "comet: logic disconnect failed"
 
-// queueDisconnect hands a closed session to the workers (gather.go).
-func (s *Server) queueDisconnect(mid int64, key string, connID uint64) {
-	s.disconnects.Put(disconnectReq{mid: mid, key: key, connID: connID})
+// queueDisconnect hands a closed session to the workers.
+func (l *logicLink) queueDisconnect(mid int64, key string, connID uint64) {
+	l.disconnects.Put(disconnectReq{mid: mid, key: key, connID: connID})
 }
 
 // disconnect is a worker's turn: the disconnects that fail because logic
 // is unavailable or too slow go to the retrier (disconnect_retry.go).
-func (s *Server) disconnect(batch []disconnectReq) {
-	if retry := s.sendDisconnects(batch); len(retry) > 0 {
-		s.dretry.failed(retry)
+func (l *logicLink) disconnect(batch []disconnectReq) {
+	if retry := l.sendDisconnects(batch); len(retry) > 0 {
+		l.retrier.failed(retry)
 	}
 }
 
@@ -52,16 +52,16 @@ func (s *Server) disconnect(batch []disconnectReq) {
 // returns the disconnects worth sending again (retryable); those that
 // failed otherwise (a malformed request, a refused secret) are given up
 // and counted.
-func (s *Server) sendDisconnects(batch []disconnectReq) (retry []disconnectReq) {
-	if len(batch) > 1 && !s.disconnectOne.Load() {
-		if retry, ok := s.disconnectBatch(batch); ok {
+func (l *logicLink) sendDisconnects(batch []disconnectReq) (retry []disconnectReq) {
+	if len(batch) > 1 && !l.disconnectOne.Load() {
+		if retry, ok := l.disconnectBatch(batch); ok {
 			return retry
 		}
 	}
 	lost := 0
 	for _, r := range batch {
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
-		_, err := s.logic.Disconnect(ctx, &logicpb.DisconnectReq{Mid: r.mid, Key: r.key, Server: s.cfg.Host, ConnId: r.connID})
+		ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout.D())
+		_, err := l.client.Disconnect(ctx, &logicpb.DisconnectReq{Mid: r.mid, Key: r.key, Server: l.host, ConnId: r.connID})
 		cancel()
 		if err == nil {
 			continue
@@ -72,10 +72,10 @@ func (s *Server) sendDisconnects(batch []disconnectReq) (retry []disconnectReq) 
 		} else {
 			lost++
 		}
-		s.warns.Warn(s.log, msgDisconnectFailed, "mid", r.mid, "key", r.key, "err", err, "retry", again)
+		l.warns.Warn(l.log, msgDisconnectFailed, "mid", r.mid, "key", r.key, "err", err, "retry", again)
 	}
 	if lost > 0 {
-		s.disconnectsLost(lost)
+		l.disconnectsLost(lost)
 	}
 	return retry
 }
@@ -83,28 +83,28 @@ func (s *Server) sendDisconnects(batch []disconnectReq) (retry []disconnectReq) 
 // disconnectBatch sends batch as one DisconnectBatch; false means logic
 // lacks it and the disconnects are still to be sent. It returns the
 // disconnects to send again.
-func (s *Server) disconnectBatch(batch []disconnectReq) (retry []disconnectReq, ok bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
+func (l *logicLink) disconnectBatch(batch []disconnectReq) (retry []disconnectReq, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.Timeout.D())
 	defer cancel()
 	reqs := make([]*logicpb.DisconnectReq, len(batch))
 	for i, r := range batch {
-		reqs[i] = &logicpb.DisconnectReq{Mid: r.mid, Key: r.key, Server: s.cfg.Host, ConnId: r.connID}
+		reqs[i] = &logicpb.DisconnectReq{Mid: r.mid, Key: r.key, Server: l.host, ConnId: r.connID}
 	}
-	reply, err := s.logic.DisconnectBatch(ctx, &logicpb.DisconnectBatchReq{Reqs: reqs})
+	reply, err := l.client.DisconnectBatch(ctx, &logicpb.DisconnectBatchReq{Reqs: reqs})
 	code := status.Code(err)
 	switch {
 	case code == codes.Unimplemented:
-		if !s.disconnectOne.Swap(true) {
-			s.log.Warn("comet: logic has no DisconnectBatch (an older version); disconnects go one by one")
+		if !l.disconnectOne.Swap(true) {
+			l.log.Warn("comet: logic has no DisconnectBatch (an older version); disconnects go one by one")
 		}
 		return nil, false
 	case err != nil:
 		again := retryable(code)
-		s.warns.Warn(s.log, msgDisconnectFailed, "sessions", len(batch), "err", err, "retry", again)
+		l.warns.Warn(l.log, msgDisconnectFailed, "sessions", len(batch), "err", err, "retry", again)
 		if again {
 			return batch, true
 		}
-		s.disconnectsLost(len(batch))
+		l.disconnectsLost(len(batch))
 		return nil, true
 	}
 	lost := 0
@@ -119,11 +119,11 @@ func (s *Server) disconnectBatch(batch []disconnectReq) (retry []disconnectReq, 
 		} else {
 			lost++
 		}
-		s.warns.Warn(s.log, msgDisconnectFailed, "mid", batch[i].mid, "key", batch[i].key,
+		l.warns.Warn(l.log, msgDisconnectFailed, "mid", batch[i].mid, "key", batch[i].key,
 			"err", status.Error(code, res.GetMessage()), "retry", again)
 	}
 	if lost > 0 {
-		s.disconnectsLost(lost)
+		l.disconnectsLost(lost)
 	}
 	return retry, true
 }
@@ -140,7 +140,7 @@ func retryable(code codes.Code) bool {
 
 // disconnectsLost counts n disconnects given up: their sessions' routing
 // stays in Redis until it expires.
-func (s *Server) disconnectsLost(n int) {
-	s.metrics.disconnectsAbandoned.Add(float64(n))
-	s.warns.Warn(s.log, "comet: disconnects given up; their routing stays in Redis until logic's session_ttl", "sessions", n)
+func (l *logicLink) disconnectsLost(n int) {
+	l.metrics.disconnectsAbandoned.Add(float64(n))
+	l.warns.Warn(l.log, "comet: disconnects given up; their routing stays in Redis until logic's session_ttl", "sessions", n)
 }

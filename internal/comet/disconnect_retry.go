@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/goim/goim/internal/syncx"
 )
 
 // A disconnect that fails because logic (or its Redis) is unavailable or
@@ -54,9 +56,9 @@ type disconnectRetrier struct {
 	started bool        // guarded by mu
 	stopped bool        // guarded by mu: add gives up at once
 	stopCtx context.Context
-	wake    chan struct{} // 1-buffered: items were added
-	stopc   chan struct{} // closed by stop
-	done    chan struct{} // closed when run returns
+	wake    chan struct{}  // 1-buffered: items were added
+	stopc   chan struct{}  // closed by stop
+	wg      sync.WaitGroup // run
 }
 
 func newDisconnectRetrier(window time.Duration, send func([]disconnectReq) []disconnectReq, retried, abandoned func(int)) *disconnectRetrier {
@@ -64,7 +66,7 @@ func newDisconnectRetrier(window time.Duration, send func([]disconnectReq) []dis
 		send: send, retried: retried, abandoned: abandoned,
 		first: disconnectRetryFirst, maxWait: disconnectRetryMaxWait, window: window,
 		max: disconnectRetryPending, batch: disconnectMaxBatch,
-		wake: make(chan struct{}, 1), stopc: make(chan struct{}), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), stopc: make(chan struct{}),
 	}
 }
 
@@ -120,7 +122,6 @@ func (r *disconnectRetrier) pending() int {
 // run sends due disconnects until stop, then tries what is left once more
 // (until stop's context ends) and gives up the rest.
 func (r *disconnectRetrier) run() {
-	defer close(r.done)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -254,7 +255,7 @@ func (r *disconnectRetrier) start() {
 	defer r.mu.Unlock()
 	if !r.started && !r.stopped {
 		r.started = true
-		go r.run()
+		r.wg.Go(r.run)
 	}
 }
 
@@ -276,8 +277,5 @@ func (r *disconnectRetrier) stop(ctx context.Context) {
 		r.abandoned(len(r.take(time.Time{}, true)))
 		return
 	}
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-	}
+	syncx.Wait(ctx, &r.wg)
 }

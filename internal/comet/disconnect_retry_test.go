@@ -259,8 +259,8 @@ func TestDisconnectRetryGivesUp(t *testing.T) {
 	if got := testutil.ToFloat64(e.srv.metrics.disconnectsRetried); got < n {
 		t.Errorf("disconnects_retried_total = %v, want at least %d", got, n)
 	}
-	if e.srv.dretry.pending() != 0 {
-		t.Errorf("%d disconnects still held", e.srv.dretry.pending())
+	if e.srv.logic.retrier.pending() != 0 {
+		t.Errorf("%d disconnects still held", e.srv.logic.retrier.pending())
 	}
 	_ = e.logic.check(func(l *testLogic) error {
 		if len(l.disconnects) != 0 {

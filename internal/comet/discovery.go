@@ -3,102 +3,102 @@ package comet
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
+	"log/slog"
+	"maps"
+	"net"
+	"sync"
 
 	"github.com/goim/goim/internal/discovery"
-	"google.golang.org/grpc/resolver"
+	"github.com/goim/goim/internal/ratelog"
 )
 
-// Discovery app ids, goim v2's.
-const (
-	AppComet = "goim.comet"
-	AppLogic = "goim.logic"
-)
+// registrar is this comet's entry in discovery: app goim.comet with its
+// gRPC address (what job dials) and its load as discovery.CometMeta (what
+// logic hands out comets by). Without discovery nodes it has no client and
+// does nothing.
+type registrar struct {
+	client    *discovery.Client // nil without discovery nodes
+	host      string
+	advertise string // rpc.advertise
+	meta      func() discovery.CometMeta
+	log       *slog.Logger
+	warns     *ratelog.Limiter
 
-// register puts this comet in discovery as goim.comet with its gRPC
-// address and load metadata. Without discovery nodes it does nothing.
-func (s *Server) register(ctx context.Context) error {
-	if s.disc == nil {
+	reg  *discovery.Registration // set by register
+	mu   sync.Mutex              // serialises metadata updates
+	last map[string]string       // the metadata last set; guarded by mu
+}
+
+// newRegistrar returns cfg's registrar; meta reports the comet's current
+// load and state.
+func newRegistrar(cfg Config, meta func() discovery.CometMeta, log *slog.Logger, warns *ratelog.Limiter) (*registrar, error) {
+	r := &registrar{host: cfg.Host, advertise: cfg.RPC.Advertise, meta: meta, log: log, warns: warns}
+	if len(cfg.Discovery.Nodes) > 0 {
+		dc := cfg.Discovery
+		if dc.Host == "" {
+			dc.Host = cfg.Host
+		}
+		var err error
+		if r.client, err = discovery.New(dc, log); err != nil {
+			return nil, fmt.Errorf("comet: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// register puts this comet in discovery as goim.comet with the gRPC
+// address job dials (rpc.advertise, or rpcAddr's port on this host's first
+// non-loopback IPv4 address) and its metadata.
+func (r *registrar) register(ctx context.Context, rpcAddr net.Addr) error {
+	if r.client == nil {
 		return nil
 	}
-	reg, err := s.disc.Register(ctx, discovery.Instance{
-		AppID:    AppComet,
-		Hostname: s.cfg.Host,
-		Addrs:    []string{"grpc://" + s.advertise()},
-		Metadata: s.metadata(),
+	reg, err := r.client.Register(ctx, discovery.Instance{
+		AppID:    discovery.AppComet,
+		Hostname: r.host,
+		Addrs:    []string{discovery.GRPCAddr(discovery.Advertise(r.advertise, rpcAddr))},
+		Metadata: r.meta().Metadata(),
 	})
 	if err != nil {
 		return fmt.Errorf("comet: %w", err)
 	}
-	s.registration = reg
+	r.reg = reg
 	return nil
 }
 
-// metadata is what discovery says about this comet. Load and draining
-// state also go to logic in every RenewOnline report, which is faster.
-func (s *Server) metadata() map[string]string {
-	return map[string]string{
-		"weight":     strconv.Itoa(s.cfg.Node.Weight),
-		"offline":    strconv.FormatBool(s.draining.Load()),
-		"addrs":      strings.Join(s.cfg.Node.Addrs, ","),
-		"conn_count": strconv.FormatInt(s.conns.Load(), 10),
-		"ip_count":   strconv.Itoa(s.ips.distinct()),
-	}
-}
-
-// updateMetadata sends the current metadata to discovery when it changed.
-func (s *Server) updateMetadata(ctx context.Context) {
-	if s.registration == nil {
+// update sends the current metadata to discovery when it changed. Load
+// and draining state also go to logic in every RenewOnline report, which
+// is faster.
+func (r *registrar) update(ctx context.Context) {
+	if r.reg == nil {
 		return
 	}
-	md := s.metadata()
-	key := md["offline"] + "/" + md["conn_count"] + "/" + md["ip_count"]
-	if key == s.lastMetadata {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	md := r.meta().Metadata()
+	if maps.Equal(md, r.last) {
 		return
 	}
-	if err := s.registration.Set(ctx, md); err != nil {
-		s.warns.Warn(s.log, "comet: discovery metadata update failed", "err", err)
+	if err := r.reg.Set(ctx, md); err != nil {
+		r.warns.Warn(r.log, "comet: discovery metadata update failed", "err", err)
 		return
 	}
-	s.lastMetadata = key
+	r.last = md
 }
 
 // deregister removes this comet from discovery.
-func (s *Server) deregister(ctx context.Context) {
-	if s.registration == nil {
+func (r *registrar) deregister(ctx context.Context) {
+	if r.reg == nil {
 		return
 	}
-	if err := s.registration.Cancel(ctx); err != nil {
-		s.log.Warn("comet: discovery cancel failed", "err", err)
+	if err := r.reg.Cancel(ctx); err != nil {
+		r.log.Warn("comet: discovery cancel failed", "err", err)
 	}
 }
 
-// advertise is the gRPC address job dials: rpc.advertise, or the bound
-// port on this host's first non-loopback IPv4 address.
-func (s *Server) advertise() string {
-	return discovery.Advertise(s.cfg.RPC.Advertise, s.rpcLn.Addr())
-}
-
-// watchLogic feeds logic's gRPC resolver from discovery (app goim.logic)
-// until ctx ends; used when logic.addrs is empty.
-func (s *Server) watchLogic(ctx context.Context) {
-	w := s.disc.Watch(ctx, AppLogic)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.Changed():
-		}
-		var addrs []resolver.Address
-		for _, ins := range w.Instances() {
-			for _, a := range ins.Addrs {
-				if hp, ok := strings.CutPrefix(a, "grpc://"); ok {
-					addrs = append(addrs, resolver.Address{Addr: hp})
-				}
-			}
-		}
-		s.logicResolver.UpdateState(resolver.State{Addresses: addrs})
-		s.log.Info("comet: logic instances", "count", len(addrs))
+// close closes the discovery client.
+func (r *registrar) close() {
+	if r.client != nil {
+		_ = r.client.Close()
 	}
 }

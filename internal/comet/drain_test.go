@@ -114,7 +114,7 @@ func TestDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = lc.Close() })
-	watcher := lc.Watch(t.Context(), AppComet)
+	watcher := lc.Watch(t.Context(), discovery.AppComet)
 	comet := func() (discovery.Instance, error) {
 		for _, ins := range watcher.Instances() {
 			if ins.Hostname == "comet-disc" {

@@ -283,7 +283,7 @@ func TestAuthLoopLimited(t *testing.T) {
 		_ = c.conn.Close()
 		// The IP has no connection left before the next round.
 		waitFor(t, 5*time.Second, func() error {
-			if n := e.srv.conns.Load(); n != 0 {
+			if n := e.srv.limits.conns.Load(); n != 0 {
 				return fmt.Errorf("%d connections open", n)
 			}
 			return nil
@@ -293,10 +293,10 @@ func TestAuthLoopLimited(t *testing.T) {
 		t.Fatalf("%d of 5 looped handshakes accepted, want 1 (the burst)", authed)
 	}
 	waitCloseCount(t, e, ReasonAuthRate, 4)
-	if n := e.srv.ips.entries(); n != 1 {
+	if n := e.srv.limits.ips.entries(); n != 1 {
 		t.Fatalf("%d per-IP entries, want 1 (kept without connections)", n)
 	}
-	if n := e.srv.ips.distinct(); n != 0 {
+	if n := e.srv.limits.ips.distinct(); n != 0 {
 		t.Fatalf("%d IPs with connections, want 0", n)
 	}
 }
@@ -442,7 +442,7 @@ func TestPendingAuthPerIP(t *testing.T) {
 			for _, b := range l.batches {
 				at += b
 			}
-			if q := e.srv.connects.Queued(); q+at != 3 {
+			if q := e.srv.logic.connects.Queued(); q+at != 3 {
 				return fmt.Errorf("%d handshakes queued and %d at logic, want 3 (2 flood, 1 good)", q, at)
 			}
 			return nil

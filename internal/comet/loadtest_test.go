@@ -343,7 +343,7 @@ func loadIdle(t *testing.T, s loadSettings, tr string) {
 	start = time.Now()
 	lc.stop()
 	waitFor(t, 2*time.Minute, func() error {
-		if n := e.srv.conns.Load(); n != 0 {
+		if n := e.srv.limits.conns.Load(); n != 0 {
 			return fmt.Errorf("%d connections still open", n)
 		}
 		return nil

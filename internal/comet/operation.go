@@ -12,6 +12,7 @@ import (
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/jitter"
 )
 
 // maxWatched bounds the ops one connection may watch.
@@ -51,7 +52,7 @@ func (c *Channel) handle(p *protocol.Proto) error {
 		ctx, cancel := context.WithTimeout(context.Background(), c.srv.cfg.Logic.Timeout.D())
 		up := &protocol.Proto{Ver: p.Ver, Op: p.Op, Seq: p.Seq, Body: bytes.Clone(p.Body)}
 		var err error
-		offStack(func() { _, err = c.srv.logic.Receive(ctx, &logicpb.ReceiveReq{Mid: c.mid, Proto: up}) })
+		offStack(func() { _, err = c.srv.logic.client.Receive(ctx, &logicpb.ReceiveReq{Mid: c.mid, Proto: up}) })
 		cancel()
 		if err != nil {
 			c.warn(msgReceiveFailed, "op", p.Op, "err", err)
@@ -141,11 +142,11 @@ func parseOps(b []byte) ([]int32, bool) {
 
 // renewSession renews the session in logic when it is due, so the routing
 // never expires while the client keeps heart-beating, or at once when
-// logic's Redis lost its data since the last renewal (Server.noteEpoch).
+// logic's Redis lost its data since the last renewal (logicLink.noteEpoch).
 func (c *Channel) renewSession() {
 	s := c.srv
 	now := time.Since(s.born)
-	gen := s.sessionGen.Load()
+	gen := s.logic.generation()
 	if now < c.nextRenew && gen == c.renewGen {
 		return
 	}
@@ -153,12 +154,20 @@ func (c *Channel) renewSession() {
 	defer cancel()
 	var err error
 	offStack(func() {
-		_, err = s.logic.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host, ConnId: c.connID})
+		_, err = s.logic.client.Heartbeat(ctx, &logicpb.HeartbeatReq{Mid: c.mid, Key: c.key, Server: s.cfg.Host, ConnId: c.connID})
 	})
 	if err != nil {
 		c.warn(msgRenewFailed, "err", err)
 		return
 	}
-	c.nextRenew = now + jitter(s.cfg.Protocol.SessionRenew.D())
+	c.renewed(now, gen)
+}
+
+// renewed notes the session registered in logic at now (since
+// Server.born) in session generation gen: the next renewal is due after
+// protocol.session_renew ±10 %, or at the next heartbeat after the
+// generation changes.
+func (c *Channel) renewed(now time.Duration, gen uint64) {
+	c.nextRenew = now + jitter.Spread(c.srv.cfg.Protocol.SessionRenew.D(), 0.1)
 	c.renewGen = gen
 }

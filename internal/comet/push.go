@@ -74,7 +74,7 @@ type broadcastJob struct {
 func (s *Server) Broadcast(ctx context.Context, op, speed int32, p *protocol.Proto) error {
 	j := broadcastJob{op: op, speed: speed, f: newFrame(p)}
 	if speed <= 0 {
-		return enqueueTimeout(ctx, s.done, s.broadcasts.queue, j)
+		return enqueueTimeout(ctx, s.ctx.Done(), s.broadcasts.queue, j)
 	}
 	paced := s.broadcasts.paced
 	select {
@@ -115,7 +115,7 @@ func (s *Server) broadcastWorker() {
 	var chs []*Channel
 	for {
 		select {
-		case <-s.done:
+		case <-s.ctx.Done():
 			return
 		case j := <-s.broadcasts.queue:
 			chs = s.broadcast(j, chs)
@@ -136,7 +136,7 @@ func (s *Server) broadcast(j broadcastJob, chs []*Channel) []*Channel {
 			if !c.watches(j.op) {
 				continue
 			}
-			if !pace.wait(s.done) {
+			if !pace.wait(s.ctx.Done()) {
 				clear(chs)
 				return chs
 			}

@@ -26,11 +26,11 @@ func (s *Server) releaseLoop() {
 	t := time.NewTicker(releaseCheck)
 	defer t.Stop()
 	var r releaser
-	r.last = s.conns.Load()
+	r.last = s.limits.conns.Load()
 	r.base = r.last
 	for {
 		select {
-		case <-s.done:
+		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
@@ -46,7 +46,7 @@ type releaser struct {
 
 // step is one check.
 func (r *releaser) step(s *Server) {
-	n := s.conns.Load()
+	n := s.limits.conns.Load()
 	last := r.last
 	r.last = n
 	if max(n-last, last-n) > max(n/100, 10) {

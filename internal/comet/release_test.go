@@ -63,8 +63,8 @@ func TestQueueDisconnectAfterStop(t *testing.T) {
 	e := startComet(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	e.srv.disconnects.Stop(ctx)
-	e.srv.queueDisconnect(7, "late", 1)
+	e.srv.logic.disconnects.Stop(ctx)
+	e.srv.logic.queueDisconnect(7, "late", 1)
 	if err := e.logic.check(func(l *testLogic) error {
 		if len(l.disconnects) != 1 || l.disconnects[0] != "late" {
 			return fmt.Errorf("disconnects %v", l.disconnects)
@@ -109,7 +109,7 @@ func TestReleaseStep(t *testing.T) {
 	}
 	releases := func() float64 { return testutil.ToFloat64(e.srv.metrics.releases) }
 	garbage()
-	n := e.srv.conns.Load()
+	n := e.srv.limits.conns.Load()
 	r := releaser{last: n + 1000, base: n}
 	r.step(e.srv) // moving: no release
 	if got := releases(); got != 0 {

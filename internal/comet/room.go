@@ -36,7 +36,7 @@ type roomJob struct {
 // delivered in the order the calls arrive: a room always goes to the same
 // worker. It waits for room in the worker's queue until ctx ends.
 func (s *Server) BroadcastRoom(ctx context.Context, room string, p *protocol.Proto) error {
-	return enqueueTimeout(ctx, s.done, s.rooms.queue(room), roomJob{room: room, f: newFrame(p)})
+	return enqueueTimeout(ctx, s.ctx.Done(), s.rooms.queue(room), roomJob{room: room, f: newFrame(p)})
 }
 
 // Room batches that queued while a room worker was busy are merged per
@@ -56,7 +56,7 @@ func (s *Server) roomWorker(q chan roomJob) {
 	jobs := make([]roomJob, 0, maxRoomMerge)
 	for {
 		select {
-		case <-s.done:
+		case <-s.ctx.Done():
 			return
 		case j := <-q:
 			jobs = append(jobs[:0], j)

@@ -50,6 +50,8 @@ type rpcServer struct {
 	s *Server
 }
 
+// PushMsg queues a frame for the connections of the given keys that
+// watch its op.
 func (r *rpcServer) PushMsg(_ context.Context, req *cometpb.PushMsgReq) (*cometpb.PushMsgReply, error) {
 	if len(req.GetKeys()) == 0 || req.GetProto() == nil {
 		return nil, status.Error(codes.InvalidArgument, "comet: PushMsg needs keys and proto")
@@ -58,6 +60,7 @@ func (r *rpcServer) PushMsg(_ context.Context, req *cometpb.PushMsgReq) (*cometp
 	return &cometpb.PushMsgReply{Delivered: res.Delivered, Absent: res.Absent, Filtered: res.Filtered, Dropped: res.Dropped}, nil
 }
 
+// BroadcastRoom queues a frame for every member of a room on this comet.
 func (r *rpcServer) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoomReq) (*cometpb.BroadcastRoomReply, error) {
 	if req.GetRoomID() == "" || req.GetProto() == nil {
 		return nil, status.Error(codes.InvalidArgument, "comet: BroadcastRoom needs roomID and proto")
@@ -71,6 +74,8 @@ func (r *rpcServer) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoo
 	return &cometpb.BroadcastRoomReply{}, nil
 }
 
+// Broadcast queues a frame for every connection of this comet that
+// watches its op, paced when the request gives a speed.
 func (r *rpcServer) Broadcast(ctx context.Context, req *cometpb.BroadcastReq) (*cometpb.BroadcastReply, error) {
 	if req.GetProto() == nil {
 		return nil, status.Error(codes.InvalidArgument, "comet: Broadcast needs proto")
@@ -81,6 +86,7 @@ func (r *rpcServer) Broadcast(ctx context.Context, req *cometpb.BroadcastReq) (*
 	return &cometpb.BroadcastReply{}, nil
 }
 
+// Rooms lists the rooms with members on this comet.
 func (r *rpcServer) Rooms(context.Context, *cometpb.RoomsReq) (*cometpb.RoomsReply, error) {
 	counts := r.s.rooms.counts()
 	rooms := make(map[string]bool, len(counts))

@@ -14,15 +14,15 @@ import (
 	"time"
 
 	cometpb "github.com/goim/goim/api/comet"
-	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/discovery"
-	"github.com/goim/goim/internal/gather"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/ratelog"
+	"github.com/goim/goim/internal/syncx"
 	"github.com/goim/goim/internal/timer"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/resolver/manual"
 )
 
 // Repeated warnings (logic unreachable, say) are logged at most warnBurst
@@ -32,67 +32,44 @@ const (
 	warnEvery = 10 * time.Second
 )
 
-// Server is a comet: client listeners, the buckets of connections, the
-// rooms, the push workers and the gRPC service job calls.
+// Server is a comet. It keeps the listeners (clients and gRPC), starts
+// and stops everything, and wires the parts together: the buckets and
+// rooms of connections, the limits (limits.go), the link to logic
+// (logiclink.go) and the discovery entry (discovery.go).
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
+	metrics *metrics
+	warns   *ratelog.Limiter // repeated warnings
+
+	// The connections: published by key in buckets, grouped in rooms,
+	// timed out by wheel (handshake, then session).
 	seed    maphash.Seed
 	buckets []*Bucket
 	rooms   *rooms
-	ips     *ipCounter
 	wheel   *timer.Wheel
-	metrics *metrics
 	tlsConf *tls.Config
-	readers readerPool // frame readers, lent to connections while they read
-
-	logic         logicpb.LogicClient
-	connectOne    atomic.Bool // logic has no ConnectBatch: one Connect per handshake
-	disconnectOne atomic.Bool // logic has no DisconnectBatch
-	logicConn     *grpc.ClientConn
-	logicResolver *manual.Resolver
-	grpc          *grpc.Server
-
-	disc         *discovery.Client       // nil without discovery nodes
-	registration *discovery.Registration // set by Start
-	discMu       sync.Mutex              // serialises metadata updates
-	lastMetadata string                  // guarded by discMu
-	draining     atomic.Bool
-	// epoch is the last OnlineReply.epoch from logic (guarded by
-	// epochMu: reports come from the report loop and from Drain);
-	// sessionGen counts its changes. A channel whose renewGen differs
-	// renews its session at its next heartbeat.
-	epochMu    sync.Mutex
-	epoch      string
-	sessionGen atomic.Uint64
-	started    atomic.Bool
-	ctx        context.Context // cancelled when shutdown begins
-	cancel     context.CancelFunc
+	connIDs atomic.Uint64 // the last connection id given (Channel.connID)
+	born    time.Time     // when New ran: channels keep their times as durations since (smaller than a time.Time)
+	readers readerPool    // frame readers, lent to connections while they read
 
 	broadcasts broadcasts
 
-	connIDs atomic.Uint64    // the last connection id given (Channel.connID)
-	born    time.Time        // when New ran: channels keep their times as durations since (smaller than a time.Time)
-	warns   *ratelog.Limiter // repeated warnings
+	limits *limits      // admission and per-IP counts
+	logic  *logicLink   // every call to logic
+	reg    *registrar   // the discovery entry
+	grpc   *grpc.Server // the Comet service job calls
 
-	conns atomic.Int64 // open connections, authenticated or not
-
-	pendingMu sync.Mutex
-	pending   map[*Channel]struct{} // connections still in their handshake; guarded by pendingMu
-
-	mu        sync.RWMutex // guards closing and listeners; read-held to start a goroutine
-	closing   bool
+	mu        sync.RWMutex // guards listeners and rpcLn; held while ctx is cancelled, read-held to start a goroutine
 	listeners []listener
 	rpcLn     net.Listener
+	ctx       context.Context // cancelled when shutdown begins: no goroutine starts after
+	cancel    context.CancelFunc
 	wg        sync.WaitGroup // every goroutine the server starts
-	// Connect and disconnect workers (connect.go, disconnect.go): not in
-	// wg, they outlive the connection goroutines that feed them.
-	connects    *gather.Gatherer[*connectCall]
-	disconnects *gather.Gatherer[disconnectReq]
-	dretry      *disconnectRetrier // failed disconnects, sent again
-	done        chan struct{}      // closed when shutdown begins
-	stopOnce    sync.Once
-	shutErr     error
+	started   atomic.Bool
+	draining  atomic.Bool
+	stopOnce  sync.Once
+	shutErr   error
 }
 
 type listener struct {
@@ -112,41 +89,29 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log := logging.OrDiscard(deps.Logger)
+	reg := admin.OrPrivate(deps.Registry)
 	s := &Server{
 		cfg:        cfg,
 		log:        log,
 		seed:       maphash.MakeSeed(),
 		buckets:    newBuckets(cfg.Bucket.Count),
 		rooms:      newRooms(cfg.Bucket.Count, cfg.Bucket.RoomWorkers, cfg.Bucket.RoomQueue),
-		ips:        newIPCounter(cfg.Bucket.Count),
 		wheel:      timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
 		broadcasts: newBroadcasts(cfg.Bucket.BroadcastQueue, cfg.Bucket.PacedBroadcasts),
 		warns:      ratelog.New(warnBurst, warnEvery),
 		born:       time.Now(),
-		done:       make(chan struct{}),
-		pending:    make(map[*Channel]struct{}),
+		limits:     newLimits(cfg.Limits, cfg.Bucket.Count),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	// Connection ids start at a random point in every process, so a
 	// restarted comet does not hand out the ids of its previous run.
 	s.connIDs.Store(rand.Uint64())
-	s.connects = gather.New(connectQueue, connectMaxBatch, s.connectBatch)
-	s.disconnects = gather.New(disconnectQueue, disconnectMaxBatch, s.disconnect)
 	s.readers.init(protocol.HeaderSize + cfg.Protocol.MaxBody)
 	var err error
 	if s.metrics, err = newMetrics(reg, func() float64 { return float64(s.rooms.len()) }, func() float64 { return float64(s.broadcasts.pacedRunning()) }); err != nil {
 		return nil, err
 	}
-	s.dretry = newDisconnectRetrier(cfg.Logic.DisconnectRetry.D(), s.sendDisconnects,
-		func(n int) { s.metrics.disconnectsRetried.Add(float64(n)) }, s.disconnectsLost)
-	s.disconnects.Overflow = s.dretry.overflow
 	keys, err := cfg.RPC.Load()
 	if err != nil {
 		return nil, fmt.Errorf("comet: %w", err)
@@ -162,20 +127,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	if len(cfg.Discovery.Nodes) > 0 {
-		dc := cfg.Discovery
-		if dc.Host == "" {
-			dc.Host = cfg.Host
-		}
-		if s.disc, err = discovery.New(dc, log); err != nil {
-			return nil, fmt.Errorf("comet: %w", err)
-		}
-	}
-	if s.logicConn, s.logicResolver, err = dialLogic(cfg.Logic, keys); err != nil {
+	if s.reg, err = newRegistrar(cfg, s.meta, log, s.warns); err != nil {
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.logic = logicpb.NewLogicClient(s.logicConn)
+	if s.logic, err = newLogicLink(cfg, keys, log, s.warns, s.metrics, s.rooms, s.reg); err != nil {
+		return nil, err
+	}
 	cometpb.RegisterCometServer(s.grpc, &rpcServer{s: s})
 	return s, nil
 }
@@ -185,7 +142,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
+	if s.ctx.Err() != nil {
 		return ErrServerClosed
 	}
 	binds := []struct {
@@ -213,7 +170,7 @@ func (s *Server) Start() error {
 		err = fmt.Errorf("comet: listen: %w", err)
 	} else {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Discovery.RequestTimeout.D())
-		err = s.register(ctx)
+		err = s.reg.register(ctx, s.rpcLn.Addr())
 		cancel()
 	}
 	if err != nil {
@@ -227,27 +184,21 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.wheel.Start()
-	if s.disc != nil && len(s.cfg.Logic.Addrs) == 0 {
-		s.startLocked(func() { s.watchLogic(s.ctx) })
-	}
 	for _, q := range s.rooms.queues {
-		s.startLocked(func() { s.roomWorker(q) })
+		s.wg.Go(func() { s.roomWorker(q) })
 	}
-	s.startLocked(s.broadcastWorker)
-	s.startLocked(s.reportLoop)
-	s.startLocked(s.releaseLoop)
-	s.startLocked(s.ipSweepLoop)
-	s.connects.Start(connectWorkers)
-	s.disconnects.Start(disconnectWorkers)
-	s.dretry.start()
+	s.wg.Go(s.broadcastWorker)
+	s.wg.Go(s.releaseLoop)
+	s.wg.Go(func() { s.limits.sweepLoop(s.ctx.Done()) })
+	s.logic.start(s.ctx, &s.wg)
 	rpcLn := s.rpcLn
-	s.startLocked(func() {
+	s.wg.Go(func() {
 		if err := s.grpc.Serve(rpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("comet: grpc server stopped", "err", err)
 		}
 	})
 	for _, ln := range s.listeners {
-		s.startLocked(func() { s.acceptLoop(ln) })
+		s.wg.Go(func() { s.acceptLoop(ln) })
 	}
 	s.started.Store(true)
 	s.log.Info("comet started", "host", s.cfg.Host, "rpc", rpcLn.Addr().String())
@@ -276,7 +227,7 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) {
 	if s.draining.Swap(true) {
 		return
 	}
-	s.report()
+	s.logic.report()
 	s.mu.Lock()
 	for _, ln := range s.listeners {
 		_ = ln.Close()
@@ -307,10 +258,23 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-s.done:
+		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// meta is what this comet tells the cluster about itself, in discovery
+// and in its online reports: its [node] entry, its load and whether it is
+// draining.
+func (s *Server) meta() discovery.CometMeta {
+	return discovery.CometMeta{
+		Weight:    int64(s.cfg.Node.Weight),
+		Offline:   s.draining.Load(),
+		Addrs:     s.cfg.Node.Addrs,
+		ConnCount: s.limits.conns.Load(),
+		IPCount:   int64(s.limits.ips.distinct()),
 	}
 }
 
@@ -338,23 +302,14 @@ func (s *Server) RPCAddr() net.Addr {
 	return s.rpcLn.Addr()
 }
 
-// startLocked starts f as a goroutine owned by the server; s.mu is held.
-func (s *Server) startLocked(f func()) {
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
-}
-
 // goFunc starts f as an owned goroutine unless shutdown has begun.
 func (s *Server) goFunc(f func()) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.closing {
+	if s.ctx.Err() != nil {
 		return false
 	}
-	s.startLocked(f)
+	s.wg.Go(f)
 	return true
 }
 
@@ -363,45 +318,27 @@ func (s *Server) goFunc(f func()) bool {
 // ctx ends. It is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
-		s.deregister(ctx)
+		s.reg.deregister(ctx)
 		s.mu.Lock()
-		s.closing = true
 		for _, ln := range s.listeners {
 			_ = ln.Close()
 		}
-		s.mu.Unlock()
-		close(s.done)
 		s.cancel()
+		s.mu.Unlock()
 		s.grpc.Stop()
-		s.pendingMu.Lock()
-		for c := range s.pending {
-			c.close(ReasonShutdown)
-		}
-		s.pendingMu.Unlock()
+		s.limits.closePending(ReasonShutdown)
 		for _, b := range s.buckets {
 			for _, c := range b.channels(nil) {
 				c.closeGoingAway(ReasonShutdown)
 			}
 		}
-		waited := make(chan struct{})
-		go func() {
-			s.wg.Wait()
-			close(waited)
-		}()
-		select {
-		case <-waited:
-		case <-ctx.Done():
+		if !syncx.Wait(ctx, &s.wg) {
 			s.shutErr = fmt.Errorf("comet: shutdown: %w", ctx.Err())
 		}
-		s.connects.Stop(ctx)
-		s.disconnects.Stop(ctx)
-		s.dretry.stop(ctx)
-		s.finalReport(ctx)
+		s.logic.stop(ctx)
 		s.wheel.Stop()
-		_ = s.logicConn.Close()
-		if s.disc != nil {
-			_ = s.disc.Close()
-		}
+		s.logic.close()
+		s.reg.close()
 	})
 	return s.shutErr
 }
@@ -419,7 +356,7 @@ func (s *Server) acceptLoop(ln listener) {
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 			s.warns.Warn(s.log, "comet: accept failed, retrying", "addr", ln.Addr().String(), "err", err, "retry_in", delay)
 			select {
-			case <-s.done:
+			case <-s.ctx.Done():
 				return
 			case <-time.After(delay):
 			}
@@ -431,79 +368,4 @@ func (s *Server) acceptLoop(ln listener) {
 			return
 		}
 	}
-}
-
-// reportLoop sends room counts and load to logic every report interval and
-// applies the cluster-wide counts it gets back.
-func (s *Server) reportLoop() {
-	t := time.NewTicker(s.cfg.Logic.ReportInterval.D())
-	defer t.Stop()
-	for {
-		s.report()
-		select {
-		case <-s.done:
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func (s *Server) report() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Logic.Timeout.D())
-	defer cancel()
-	reply, err := s.logic.RenewOnline(ctx, &logicpb.OnlineReq{
-		Server:    s.cfg.Host,
-		RoomCount: s.rooms.counts(),
-		ConnCount: s.conns.Load(),
-		IpCount:   int64(s.ips.distinct()),
-		Draining:  s.draining.Load(),
-	})
-	if err != nil {
-		s.warns.Warn(s.log, "comet: renew online failed", "err", err)
-	} else {
-		s.rooms.setAll(reply.GetAllRoomCount())
-		s.noteEpoch(reply.GetEpoch())
-	}
-	s.discMu.Lock()
-	s.updateMetadata(ctx)
-	s.discMu.Unlock()
-}
-
-// finalReport tells logic this comet has no clients left, so the online
-// totals drop at once instead of counting the gone clients until the last
-// report expires (online_ttl). Not through report: that would also update
-// the discovery registration Shutdown has just cancelled.
-func (s *Server) finalReport(ctx context.Context) {
-	if ctx.Err() != nil {
-		return
-	}
-	rctx, cancel := context.WithTimeout(ctx, s.cfg.Logic.Timeout.D())
-	defer cancel()
-	if _, err := s.logic.RenewOnline(rctx, &logicpb.OnlineReq{Server: s.cfg.Host, Draining: true}); err != nil {
-		s.log.Warn("comet: final online report failed; logic counts this comet's clients until its last report expires", "err", err)
-	}
-}
-
-// noteEpoch records logic's Redis epoch. When it changes, Redis lost the
-// sessions: every channel re-registers its own at its next heartbeat
-// (spread over the clients' heartbeat period, no burst of RPCs here).
-func (s *Server) noteEpoch(epoch string) {
-	if epoch == "" {
-		return
-	}
-	s.epochMu.Lock()
-	old := s.epoch
-	s.epoch = epoch
-	s.epochMu.Unlock()
-	if old != "" && old != epoch {
-		s.sessionGen.Add(1)
-		s.metrics.resyncs.Inc()
-		s.log.Warn("comet: logic's Redis lost its data (epoch changed); sessions are re-registered at each client's next heartbeat",
-			"old", old, "new", epoch)
-	}
-}
-
-// jitter returns d ± 10 %.
-func jitter(d time.Duration) time.Duration {
-	return d - d/10 + rand.N(d/5+1)
 }

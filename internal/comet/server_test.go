@@ -297,10 +297,10 @@ func TestSessionResync(t *testing.T) {
 	}
 	// Let a report carry epoch "a": the first one seen is not a change.
 	waitFor(t, 5*time.Second, func() error {
-		e.srv.epochMu.Lock()
-		defer e.srv.epochMu.Unlock()
-		if e.srv.epoch != "a" {
-			return fmt.Errorf("comet's epoch %q", e.srv.epoch)
+		e.srv.logic.epochMu.Lock()
+		defer e.srv.logic.epochMu.Unlock()
+		if e.srv.logic.epoch != "a" {
+			return fmt.Errorf("comet's epoch %q", e.srv.logic.epoch)
 		}
 		return nil
 	})
@@ -313,7 +313,7 @@ func TestSessionResync(t *testing.T) {
 	e.logic.epoch = "b"
 	e.logic.mu.Unlock()
 	waitFor(t, 5*time.Second, func() error {
-		if e.srv.sessionGen.Load() != 1 {
+		if e.srv.logic.sessionGen.Load() != 1 {
 			return fmt.Errorf("epoch change not noticed")
 		}
 		return nil

@@ -193,7 +193,7 @@ func (c *Channel) keepWriting() bool {
 func (c *Channel) startWriteLoop() {
 	s := c.srv
 	s.mu.RLock()
-	started := !s.closing
+	started := s.ctx.Err() == nil
 	if started {
 		s.wg.Add(1)
 		go c.writeLoop()

@@ -9,6 +9,89 @@ import (
 	"time"
 )
 
+// limits admits connections and handshakes against the [limits] section
+// and keeps what it admitted: the open connections (authenticated or not),
+// the per-IP counts and auth budgets (ipCounter), and the connections still
+// in their handshake, which Shutdown closes (the others it finds in the
+// buckets). The per-connection frame rate is counted by each Channel
+// itself.
+type limits struct {
+	cfg   LimitsConfig
+	conns atomic.Int64 // open connections, authenticated or not
+	ips   *ipCounter
+
+	pendingMu sync.Mutex
+	pending   map[*Channel]struct{} // connections still in their handshake; guarded by pendingMu
+}
+
+func newLimits(cfg LimitsConfig, shards int) *limits {
+	return &limits{cfg: cfg, ips: newIPCounter(shards), pending: make(map[*Channel]struct{})}
+}
+
+// admit counts a new connection from ip unless that would pass max_conns
+// or max_conns_per_ip; release uncounts an admitted one.
+func (l *limits) admit(ip netip.Addr) bool {
+	if n := l.conns.Add(1); l.cfg.MaxConns > 0 && n > int64(l.cfg.MaxConns) || !l.ips.add(ip, l.cfg.MaxConnsPerIP) {
+		l.conns.Add(-1)
+		return false
+	}
+	return true
+}
+
+// release uncounts a connection admit counted.
+func (l *limits) release(ip netip.Addr) {
+	l.ips.remove(ip, l.cfg.AuthRatePerIP, time.Now())
+	l.conns.Add(-1)
+}
+
+// startAuth takes an auth attempt from ip's budget (auth_rate_per_ip,
+// pending_auth_per_ip); when it returns true, call endAuth once logic has
+// answered.
+func (l *limits) startAuth(ip netip.Addr) bool {
+	return l.ips.startAuth(ip, l.cfg.AuthRatePerIP, l.cfg.PendingAuthPerIP, time.Now())
+}
+
+// endAuth gives back the place startAuth took.
+func (l *limits) endAuth(ip netip.Addr) { l.ips.endAuth(ip) }
+
+// startHandshake notes c as in its handshake until endHandshake.
+func (l *limits) startHandshake(c *Channel) {
+	l.pendingMu.Lock()
+	l.pending[c] = struct{}{}
+	l.pendingMu.Unlock()
+}
+
+// endHandshake forgets c (startHandshake).
+func (l *limits) endHandshake(c *Channel) {
+	l.pendingMu.Lock()
+	delete(l.pending, c)
+	l.pendingMu.Unlock()
+}
+
+// closePending closes the connections still in their handshake.
+func (l *limits) closePending(reason CloseReason) {
+	l.pendingMu.Lock()
+	for c := range l.pending {
+		c.close(reason)
+	}
+	l.pendingMu.Unlock()
+}
+
+// sweepLoop drops stale per-IP entries every ipSweepEvery until done is
+// closed.
+func (l *limits) sweepLoop(done <-chan struct{}) {
+	t := time.NewTicker(ipSweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-t.C:
+			l.ips.sweep(l.cfg.AuthRatePerIP, now)
+		}
+	}
+}
+
 // ipSweepEvery is how often entries of IPs without connections are looked
 // at and dropped once their auth bucket is full again.
 const ipSweepEvery = 5 * time.Second
@@ -190,18 +273,4 @@ func (c *ipCounter) entries() int {
 		sh.mu.Unlock()
 	}
 	return n
-}
-
-// ipSweepLoop drops stale per-IP entries until shutdown.
-func (s *Server) ipSweepLoop() {
-	t := time.NewTicker(ipSweepEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.done:
-			return
-		case now := <-t.C:
-			s.ips.sweep(s.cfg.Limits.AuthRatePerIP, now)
-		}
-	}
 }
