@@ -11,6 +11,7 @@ import (
 	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/job/cometpool"
 	"github.com/goim/goim/internal/kafkasec"
 	"github.com/goim/goim/internal/rpcauth"
 )
@@ -25,7 +26,7 @@ type Config struct {
 	// Room is the batching of room pushes.
 	Room RoomConfig `toml:"room"`
 	// Comet is the client pool of comets.
-	Comet PoolConfig `toml:"comet"`
+	Comet cometpool.Config `toml:"comet"`
 	// Comets lists comets by hand, server id -> gRPC "host:port", for a
 	// cluster without discovery. Used only when discovery.nodes is empty.
 	// Default none.
@@ -135,7 +136,7 @@ func Default() Config {
 			MaxInflight:      100000,
 		},
 		Room:            RoomConfig{Window: conf.Duration(5 * time.Millisecond), MaxFrames: 64, MaxBytes: 64 << 10},
-		Comet:           DefaultPoolConfig(),
+		Comet:           cometpool.DefaultConfig(),
 		Admin:           adminDefault(),
 		Discovery:       discovery.DefaultConfig(),
 		ShutdownTimeout: conf.Duration(10 * time.Second),
