@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/job/cometpool"
 	"github.com/goim/goim/internal/kafkasec"
+	"github.com/goim/goim/internal/logging"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -75,14 +77,8 @@ func New(cfg Config, deps Deps) (*Job, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log := logging.OrDiscard(deps.Logger)
+	reg := admin.OrPrivate(deps.Registry)
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
