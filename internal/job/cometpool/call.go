@@ -43,10 +43,10 @@ func (o Outcome) String() string {
 // queued (so the caller of Send must not hold a lock Done needs). It must
 // not block.
 type Call struct {
-	Push      *cometpb.PushMsgReq
-	Room      *cometpb.BroadcastRoomReq
-	Broadcast *cometpb.BroadcastReq
-	Done      func(Outcome)
+	Push      *cometpb.PushMsgReq       // a key push: PushMsg, on its shard's worker
+	Room      *cometpb.BroadcastRoomReq // a room batch: BroadcastRoom, on its shard's worker
+	Broadcast *cometpb.BroadcastReq     // a broadcast: Broadcast, on the comet's broadcast worker
+	Done      func(Outcome)             // told the call's outcome, once
 
 	queued time.Time // set by Send: while its comet has failed for retry_for, a call queued longer is dropped
 }

@@ -8,9 +8,8 @@ import (
 )
 
 // metrics are the pool's Prometheus series, registered on the registry
-// given to New (never the global one). The label
-// values a call can take are resolved once here, so the call path does no
-// label lookup.
+// given to New (never the global one). The label values a call can take
+// are resolved once here, so the call path does no label lookup.
 type metrics struct {
 	calls    *prometheus.CounterVec   // calls by method and outcome, one per call
 	duration *prometheus.HistogramVec // gRPC attempts by method
