@@ -13,6 +13,7 @@ import (
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/rpcauth"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
@@ -108,7 +109,7 @@ func TestBroadcastIsolated(t *testing.T) {
 	body := func(s string) *protocol.Proto { return &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: []byte(s)} }
 	p.Send("c", 0, &Call{Broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body("b0"), Speed: 1}, Done: r.done(0)})
 	p.Send("c", 0, &Call{Broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body("b1")}, Done: r.done(1)})
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n, _ := srv.state(); n != 1 {
 			return fmt.Errorf("%d broadcasts held by the comet, want 1", n)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/ratelog"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
@@ -261,7 +262,7 @@ func (r *outcomes) total() int {
 // waitIDs waits until every call in ids is done and checks its outcome.
 func (r *outcomes) waitIDs(t testing.TB, want Outcome, ids ...int) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		for _, id := range ids {
 			if _, ok := r.outcome(id); !ok {
 				return fmt.Errorf("call %d not done", id)
@@ -284,23 +285,6 @@ func idRange(from, to int) []int {
 	return ids
 }
 
-// waitFor polls cond until it returns nil, failing the test with its
-// last error after timeout.
-func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // testConfig is a config for tests: fast retries.
 func testConfig() Config {
 	c := DefaultConfig()
@@ -313,7 +297,7 @@ func testConfig() Config {
 // ends.
 func newTestPool(t testing.TB, cfg Config) (*Pool, *metrics) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := testkit.Logger(t)
 	if _, bench := t.(*testing.B); bench {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -331,20 +315,13 @@ func newTestPool(t testing.TB, cfg Config) (*Pool, *metrics) {
 	return p, p.m
 }
 
-type testLog struct{ t testing.TB }
-
-func (w testLog) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
 // checkGoroutines fails the test if, once everything else the test
 // registered has been cleaned up, more goroutines run than at its start.
 // Call it first in the test.
 func checkGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if n := runtime.NumGoroutine(); n > before {
 				return fmt.Errorf("%d goroutines, %d before the test:\n%s", n, before, stacks())
 			}
@@ -620,7 +597,7 @@ func TestHungComet(t *testing.T) {
 	if got := rb.count(Delivered); got != toB {
 		t.Fatalf("comet b: %d of %d delivered", got, toB)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if _, _, h := hung.stats(); h != cfg.Shards {
 			return fmt.Errorf("comet a holds %d attempts, want one per worker (%d)", h, cfg.Shards)
 		}
@@ -644,7 +621,7 @@ func TestHungComet(t *testing.T) {
 
 	// Removing the hung comet ends its calls.
 	p.Update(map[string]string{"b": ok.addr})
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := ra.total(); n != toA {
 			return fmt.Errorf("comet a: %d of %d calls done", n, toA)
 		}
@@ -681,7 +658,7 @@ func checkOrder(t *testing.T, srv *testComet, want int) {
 // waitTotal waits until r has n calls done.
 func waitTotal(t *testing.T, r *outcomes, n int, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, func() error {
+	testkit.WaitFor(t, timeout, func() error {
 		if got := r.total(); got != n {
 			return fmt.Errorf("%d of %d calls done", got, n)
 		}
@@ -747,7 +724,7 @@ func TestBacklogBlip(t *testing.T) {
 	for i := range calls {
 		p.Send("c", uint32(i), r.push(i, uint32(i)%8))
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if accepted, _, _ := srv.stats(); len(accepted) < calls/4 {
 			return fmt.Errorf("comet accepted %d calls, want %d first", len(accepted), calls/4)
 		}
@@ -826,7 +803,7 @@ func TestQueueFull(t *testing.T) {
 	p.Update(map[string]string{"h": hung.addr})
 	waitHanging := func(n int) {
 		t.Helper()
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if _, _, h := hung.stats(); h != n {
 				return fmt.Errorf("comet holds %d attempts, want %d", h, n)
 			}
@@ -931,7 +908,7 @@ func TestRecovery(t *testing.T) {
 		shard := uint32(i) % 2
 		p.Send("c", shard, r.push(i, shard))
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg")); n <= retries {
 			return errors.New("the new calls have not failed yet")
 		}
@@ -1030,7 +1007,7 @@ func TestRemoval(t *testing.T) {
 	for i := 5; i < 8; i++ { // 5 backing off, 6 and 7 queued
 		p.Send("f", 0, r.push(i, 0))
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if _, _, h := hung.stats(); h != 1 {
 			return fmt.Errorf("comet h holds %d attempts, want 1", h)
 		}
@@ -1054,7 +1031,7 @@ func TestRemoval(t *testing.T) {
 	if got := testutil.ToFloat64(m.comets); got != 0 {
 		t.Errorf("comets gauge = %v, want 0", got)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if h, f := hung.conns.Load(), failing.conns.Load(); h+f != 0 {
 			return fmt.Errorf("connections still open: h %d, f %d", h, f)
 		}
@@ -1086,7 +1063,7 @@ func TestAddressChange(t *testing.T) {
 	for i := range calls {
 		p.Send("c", 0, r.push(i, 0))
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if _, _, h := old.stats(); h != 1 {
 			return fmt.Errorf("old address holds %d attempts, want 1", h)
 		}
@@ -1105,7 +1082,7 @@ func TestAddressChange(t *testing.T) {
 	if got := p.Hosts(); fmt.Sprint(got) != "[c]" {
 		t.Errorf("hosts() = %v, want [c]", got)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := old.conns.Load(); n != 0 {
 			return fmt.Errorf("%d connections to the old address still open", n)
 		}
@@ -1124,7 +1101,7 @@ func int32Range(from, to int) []int32 {
 // noWorkers fails if a goroutine of the pool still runs.
 func noWorkers(t *testing.T) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if s := stacks(); strings.Contains(s, "cometpool.(*Pool)") {
 			return fmt.Errorf("pool goroutines left:\n%s", s)
 		}
@@ -1146,7 +1123,7 @@ func TestClose(t *testing.T) {
 		for i := range calls {
 			p.Send("c", uint32(i), r.push(i, uint32(i)%2))
 		}
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if _, _, h := srv.stats(); h != 2 {
 				return fmt.Errorf("comet holds %d attempts, want 2", h)
 			}
@@ -1159,7 +1136,7 @@ func TestClose(t *testing.T) {
 			defer cancel()
 			errc <- p.Close(ctx)
 		}()
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if !p.closed.Load() {
 				return errors.New("close has not begun")
 			}
@@ -1210,7 +1187,7 @@ func TestClose(t *testing.T) {
 		for i := 20; i < 23; i++ { // 1 backing off, 2 queued
 			p.Send("f", 0, r.push(i, 0))
 		}
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if _, _, h := hung.stats(); h != 2 {
 				return fmt.Errorf("comet h holds %d attempts, want 2", h)
 			}
@@ -1233,7 +1210,7 @@ func TestClose(t *testing.T) {
 			t.Errorf("calls_total{shutdown} = %v, want 23", got)
 		}
 		noWorkers(t)
-		waitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if h, f := hung.conns.Load(), failing.conns.Load(); h+f != 0 {
 				return fmt.Errorf("connections still open: h %d, f %d", h, f)
 			}
