@@ -1,8 +1,6 @@
 package job
 
 import (
-	"fmt"
-	"net"
 	"os"
 	"slices"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/job/cometpool"
 	"github.com/goim/goim/internal/kafkasec"
 	"github.com/goim/goim/internal/rpcauth"
 )
@@ -25,7 +24,7 @@ type Config struct {
 	// Room is the batching of room pushes.
 	Room RoomConfig `toml:"room"`
 	// Comet is the client pool of comets.
-	Comet PoolConfig `toml:"comet"`
+	Comet cometpool.Config `toml:"comet"`
 	// Comets lists comets by hand, server id -> gRPC "host:port", for a
 	// cluster without discovery. Used only when discovery.nodes is empty.
 	// Default none.
@@ -135,7 +134,7 @@ func Default() Config {
 			MaxInflight:      100000,
 		},
 		Room:            RoomConfig{Window: conf.Duration(5 * time.Millisecond), MaxFrames: 64, MaxBytes: 64 << 10},
-		Comet:           DefaultPoolConfig(),
+		Comet:           cometpool.DefaultConfig(),
 		Admin:           adminDefault(),
 		Discovery:       discovery.DefaultConfig(),
 		ShutdownTimeout: conf.Duration(10 * time.Second),
@@ -149,16 +148,7 @@ func adminDefault() admin.Config {
 }
 
 // Load reads path over the defaults and validates the result.
-func Load(path string) (Config, error) {
-	c := Default()
-	if err := conf.Load(path, &c); err != nil {
-		return Config{}, err
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
+func Load(path string) (Config, error) { return conf.LoadValid(path, Default()) }
 
 // Validate reports every problem of c, each with its key path.
 func (c Config) Validate() error {
@@ -173,9 +163,8 @@ func (c Config) Validate() error {
 
 	c.Comet.Validate(p.Sub("comet"))
 	for host, a := range c.Comets {
-		if _, _, err := net.SplitHostPort(a); err != nil || host == "" {
-			p.Add("comets."+host, "%q is not host:port (and the server id must not be empty)", a)
-		}
+		p.Check(host != "", "comets."+host, "the server id must not be empty")
+		p.HostPort("comets."+host, a)
 	}
 	if len(c.Discovery.Nodes) > 0 {
 		c.Discovery.Validate(p.Sub("discovery"))
@@ -192,13 +181,7 @@ func (c Config) Validate() error {
 // paths relative to it. It reads the files the section names (CA,
 // certificate, key, SASL password file).
 func (c KafkaConfig) Validate(k *conf.Problems) {
-	if k.Check(len(c.Brokers) > 0, "brokers", `must list at least one broker "host:port"`) {
-		for i, b := range c.Brokers {
-			if _, _, err := net.SplitHostPort(b); err != nil {
-				k.Add(conf.Index("brokers", i), "%q is not host:port: %v", b, err)
-			}
-		}
-	}
+	k.Brokers("brokers", c.Brokers)
 	k.Check(c.Topic != "", "topic", "must not be empty")
 	k.Check(c.Group != "", "group", "must not be empty")
 	if v, err := sarama.ParseKafkaVersion(c.Version); err != nil {

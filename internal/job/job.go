@@ -6,21 +6,17 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/job/cometpool"
 	"github.com/goim/goim/internal/kafkasec"
+	"github.com/goim/goim/internal/logging"
 	"github.com/prometheus/client_golang/prometheus"
-)
-
-// Discovery app ids, goim v2's.
-const (
-	AppComet = "goim.comet"
-	AppJob   = "goim.job"
 )
 
 // ErrClosed is returned by Start after Shutdown.
@@ -31,12 +27,12 @@ const retryDelay = time.Second
 
 // Job consumes the push topic as a member of the consumer group and
 // delivers each push to the comets it targets (see partition for the
-// delivery rules and cometPool for the calls).
+// delivery rules and cometpool for the calls).
 type Job struct {
 	cfg       Config
 	log       *slog.Logger
 	metrics   *metrics
-	pool      *cometPool
+	pool      *cometpool.Pool
 	seed      maphash.Seed
 	disc      *discovery.Client // nil without discovery nodes
 	sarama    *sarama.Config
@@ -81,19 +77,9 @@ func New(cfg Config, deps Deps) (*Job, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log := logging.OrDiscard(deps.Logger)
+	reg := admin.OrPrivate(deps.Registry)
 	m, err := newMetrics(reg)
-	if err != nil {
-		return nil, err
-	}
-	pm, err := newPoolMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
@@ -111,12 +97,16 @@ func New(cfg Config, deps Deps) (*Job, error) {
 		return nil, fmt.Errorf("job: %w", err)
 	}
 	keys.Log(log, "job")
+	pool, err := cometpool.New(cfg.Comet, log, reg, keys.DialOptions()...)
+	if err != nil {
+		return nil, err
+	}
 	j := &Job{
 		adminAddr: deps.AdminAddr,
 		cfg:       cfg,
 		log:       log,
 		metrics:   m,
-		pool:      newCometPool(cfg.Comet, log, pm, keys.DialOptions()...),
+		pool:      pool,
 		seed:      maphash.MakeSeed(),
 		sarama:    sc,
 		abort:     make(chan struct{}),
@@ -175,19 +165,19 @@ func (j *Job) Start() error {
 	j.started = true
 	known := make(chan struct{})
 	if j.disc == nil {
-		j.pool.update(j.cfg.Comets)
+		j.pool.Update(j.cfg.Comets)
 		j.comets.Store(true)
 		close(known)
 	} else {
-		w := j.disc.Watch(j.ctx, AppComet)
+		w := j.disc.Watch(j.ctx, discovery.AppComet)
 		j.wg.Go(func() { j.followComets(w, known) })
 		ctx, cancel := context.WithTimeout(j.ctx, j.cfg.Discovery.RequestTimeout.D())
 		var err error
 		addr := "job://" + j.cfg.Host
 		if j.adminAddr != nil && j.adminAddr() != "" {
-			addr = "http://" + j.adminAddr()
+			addr = discovery.HTTPAddr(j.adminAddr())
 		}
-		j.registration, err = j.disc.Register(ctx, discovery.Instance{AppID: AppJob, Hostname: j.cfg.Host, Addrs: []string{addr}})
+		j.registration, err = j.disc.Register(ctx, discovery.Instance{AppID: discovery.AppJob, Hostname: j.cfg.Host, Addrs: []string{addr}})
 		cancel()
 		if err != nil {
 			j.log.Error("job: discovery registration failed (job works without it)", "err", err)
@@ -217,14 +207,11 @@ func (j *Job) followComets(w *discovery.Watcher, known chan struct{}) {
 			if j.cfg.CometZone != "" && ins.Zone != j.cfg.CometZone {
 				continue
 			}
-			for _, a := range ins.Addrs {
-				if hp, ok := strings.CutPrefix(a, "grpc://"); ok {
-					comets[ins.Hostname] = hp
-					break
-				}
+			if hp, ok := ins.GRPC(); ok {
+				comets[ins.Hostname] = hp
 			}
 		}
-		j.pool.update(comets)
+		j.pool.Update(comets)
 		j.log.Info("job: comets", "count", len(comets))
 		if first {
 			first = false
@@ -336,7 +323,7 @@ func (j *Job) shutdown(ctx context.Context) error {
 	}
 	j.cancel()
 	j.wg.Wait()
-	err := j.pool.close(ctx)
+	err := j.pool.Close(ctx)
 	if j.disc != nil {
 		_ = j.disc.Close()
 	}
@@ -361,7 +348,7 @@ func (j *Job) kill() {
 		j.wg.Wait()
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		_ = j.pool.close(ctx)
+		_ = j.pool.Close(ctx)
 		if j.disc != nil {
 			_ = j.disc.Close()
 		}

@@ -11,6 +11,7 @@ import (
 	cometpb "github.com/goim/goim/api/comet"
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/job/cometpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 )
@@ -195,9 +196,9 @@ func (p *partition) finish(e *entry) {
 }
 
 // lostOne returns the done func of a call carrying one part of e.
-func (p *partition) lostOne(e *entry) func(Outcome) {
-	return func(o Outcome) {
-		if o != Delivered {
+func (p *partition) lostOne(e *entry) func(cometpool.Outcome) {
+	return func(o cometpool.Outcome) {
+		if o != cometpool.Delivered {
 			p.j.metrics.lost.WithLabelValues(o.String()).Inc()
 		}
 		p.finish(e)
@@ -240,9 +241,9 @@ func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
 	e.left.Store(int32(len(order)))
 	j.metrics.dispatchedPush.Inc()
 	for _, s := range order {
-		j.pool.send(pm.GetServer(), s, &call{
-			push: &cometpb.PushMsgReq{Keys: groups[s], Proto: body, ProtoOp: pm.GetOperation()},
-			done: p.lostOne(e),
+		j.pool.Send(pm.GetServer(), s, &cometpool.Call{
+			Push: &cometpb.PushMsgReq{Keys: groups[s], Proto: body, ProtoOp: pm.GetOperation()},
+			Done: p.lostOne(e),
 		})
 	}
 }
@@ -258,7 +259,7 @@ func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
 		p.skip(e, "too_large")
 		return
 	}
-	hosts := j.pool.hosts()
+	hosts := j.pool.Hosts()
 	j.metrics.dispatchedBroadcast.Inc()
 	if len(hosts) == 0 {
 		j.metrics.lost.WithLabelValues("no_comets").Inc()
@@ -271,9 +272,9 @@ func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
 	}
 	e.left.Store(int32(len(hosts)))
 	for _, h := range hosts {
-		j.pool.send(h, 0, &call{
-			broadcast: &cometpb.BroadcastReq{ProtoOp: pm.GetOperation(), Proto: body, Speed: speed},
-			done:      p.lostOne(e),
+		j.pool.Send(h, 0, &cometpool.Call{
+			Broadcast: &cometpb.BroadcastReq{ProtoOp: pm.GetOperation(), Proto: body, Speed: speed},
+			Done:      p.lostOne(e),
 		})
 	}
 }
@@ -329,7 +330,7 @@ func (p *partition) flush(r *roomState) {
 	r.gen++ // the openBatch ref, if still queued, is stale now
 	j.metrics.roomBatch.Observe(float64(len(entries)))
 	j.metrics.dispatchedRoom.Add(float64(len(entries)))
-	hosts := j.pool.hosts()
+	hosts := j.pool.Hosts()
 	if len(hosts) == 0 {
 		j.metrics.lost.WithLabelValues("no_comets").Add(float64(len(entries)))
 		for _, e := range entries {
@@ -341,8 +342,8 @@ func (p *partition) flush(r *roomState) {
 	var left atomic.Int32
 	left.Store(int32(len(hosts)))
 	body := &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: batch.Frames()}
-	done := func(o Outcome) {
-		if o != Delivered {
+	done := func(o cometpool.Outcome) {
+		if o != cometpool.Delivered {
 			j.metrics.lost.WithLabelValues(o.String()).Add(float64(len(entries)))
 		}
 		if left.Add(-1) == 0 {
@@ -353,7 +354,7 @@ func (p *partition) flush(r *roomState) {
 		}
 	}
 	for _, h := range hosts {
-		j.pool.send(h, r.shard, &call{room: &cometpb.BroadcastRoomReq{RoomID: r.id, Proto: body}, done: done})
+		j.pool.Send(h, r.shard, &cometpool.Call{Room: &cometpb.BroadcastRoomReq{RoomID: r.id, Proto: body}, Done: done})
 	}
 }
 

@@ -30,7 +30,7 @@ func TestCometsFromDiscovery(t *testing.T) {
 		cfg.Discovery = testkit.Discovery(t, env)
 	})
 	testkit.WaitFor(t, 5*time.Second, func() error {
-		if n := j.pool.size(); n != 2 {
+		if n := len(j.pool.Hosts()); n != 2 {
 			return fmt.Errorf("%d comets in the pool, want 2", n)
 		}
 		return nil
@@ -45,7 +45,7 @@ func TestCometsFromDiscovery(t *testing.T) {
 	defer dcl.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	jobs := dcl.Watch(ctx, AppJob)
+	jobs := dcl.Watch(ctx, discovery.AppJob)
 	testkit.WaitFor(t, 5*time.Second, func() error {
 		ins := jobs.Instances()
 		if len(ins) != 1 || len(ins[0].Addrs) != 1 || !strings.HasPrefix(ins[0].Addrs[0], "job://") {
@@ -63,7 +63,7 @@ func TestCometsFromDiscovery(t *testing.T) {
 
 	cluster.Shutdown(t, c.Comets["comet-d2"].Shutdown) // cancels its registration
 	testkit.WaitFor(t, 10*time.Second, func() error {
-		if hosts := j.pool.hosts(); len(hosts) != 1 || hosts[0] != "comet-d1" {
+		if hosts := j.pool.Hosts(); len(hosts) != 1 || hosts[0] != "comet-d1" {
 			return fmt.Errorf("pool %v, want [comet-d1]", hosts)
 		}
 		return nil
@@ -75,7 +75,7 @@ func TestCometsFromDiscovery(t *testing.T) {
 		cfg.Kafka.Group += "-zone"
 		cfg.CometZone = "no-such-zone"
 	})
-	if n := other.pool.size(); n != 0 {
+	if n := len(other.pool.Hosts()); n != 0 {
 		t.Fatalf("a job of another zone has %d comets", n)
 	}
 }

@@ -1,4 +1,4 @@
-package job
+package cometpool
 
 import (
 	"time"
@@ -29,6 +29,7 @@ const (
 
 var outcomeNames = [...]string{"delivered", "comet_gone", "rejected", "retries_exhausted", "queue_full", "shutdown"}
 
+// String is the outcome's metric label: "delivered" or the loss reason.
 func (o Outcome) String() string {
 	if int(o) < len(outcomeNames) {
 		return outcomeNames[o]
@@ -36,27 +37,19 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// call is one request to one comet: exactly one of push, room and
-// broadcast is set. done is called exactly once with the outcome: from a
-// goroutine of the comet pool, or from send itself when the call cannot be
-// queued (so the caller of send must not hold a lock done needs). It must
+// Call is one request to one comet: exactly one of Push, Room and
+// Broadcast is set. Done is called exactly once with the outcome: from a
+// goroutine of the pool, or from Send itself when the call cannot be
+// queued (so the caller of Send must not hold a lock Done needs). It must
 // not block.
-type call struct {
-	push      *cometpb.PushMsgReq
-	room      *cometpb.BroadcastRoomReq
-	broadcast *cometpb.BroadcastReq
-	done      func(Outcome)
-	queued    time.Time // set by send: while its comet has failed for retry_for, a call queued longer is dropped
+type Call struct {
+	Push      *cometpb.PushMsgReq       // a key push: PushMsg, on its shard's worker
+	Room      *cometpb.BroadcastRoomReq // a room batch: BroadcastRoom, on its shard's worker
+	Broadcast *cometpb.BroadcastReq     // a broadcast: Broadcast, on the comet's broadcast worker
+	Done      func(Outcome)             // told the call's outcome, once
+
+	queued time.Time // set by Send: while its comet has failed for retry_for, a call queued longer is dropped
 }
 
 // method names the gRPC method of c (a metric label).
-func (c *call) method() string {
-	switch {
-	case c.push != nil:
-		return "PushMsg"
-	case c.room != nil:
-		return "BroadcastRoom"
-	default:
-		return "Broadcast"
-	}
-}
+func (c *Call) method() string { return methods[methodIndex(c)] }

@@ -1,4 +1,4 @@
-package job
+package cometpool
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	cometpb "github.com/goim/goim/api/comet"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/ratelog"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
@@ -26,11 +28,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// poolTestComet serves goim.comet.Comet for the pool's tests over real
+// testComet serves goim.comet.Comet for the pool's tests over real
 // gRPC on 127.0.0.1: it records the calls it accepts, in order, and can
 // fail attempts with given codes or hold them until released. (The real
 // comet serves job's integration tests.)
-type poolTestComet struct {
+type testComet struct {
 	cometpb.UnimplementedCometServer
 	addr  string
 	conns atomic.Int32 // open client connections
@@ -47,15 +49,15 @@ type poolTestComet struct {
 	pushReply *cometpb.PushMsgReply
 }
 
-// startPoolComet serves a poolTestComet with the comet's server options
+// startTestComet serves a testComet with the comet's server options
 // (keepalive enforcement, message size) until the test ends.
-func startPoolComet(t testing.TB) *poolTestComet {
+func startTestComet(t testing.TB) *testComet {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &poolTestComet{addr: ln.Addr().String(), release: make(chan struct{}), pushReply: &cometpb.PushMsgReply{}}
+	s := &testComet{addr: ln.Addr().String(), release: make(chan struct{}), pushReply: &cometpb.PushMsgReply{}}
 	srv := grpc.NewServer(
 		grpc.MaxRecvMsgSize(16<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -64,7 +66,7 @@ func startPoolComet(t testing.TB) *poolTestComet {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = srv.Serve(poolCountingListener{Listener: ln, open: &s.conns})
+		_ = srv.Serve(countingListener{Listener: ln, open: &s.conns})
 	}()
 	t.Cleanup(func() {
 		srv.Stop() // cancels held attempts
@@ -74,21 +76,21 @@ func startPoolComet(t testing.TB) *poolTestComet {
 }
 
 // set changes s's behaviour under its lock.
-func (s *poolTestComet) set(f func(s *poolTestComet)) {
+func (s *testComet) set(f func(s *testComet)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	f(s)
 }
 
 // open releases the held attempts and stops holding.
-func (s *poolTestComet) open() {
+func (s *testComet) open() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hold = false
 	close(s.release)
 }
 
-func (s *poolTestComet) handle(ctx context.Context, req proto.Message) error {
+func (s *testComet) handle(ctx context.Context, req proto.Message) error {
 	s.mu.Lock()
 	s.attempts++
 	if len(s.failures) > 0 {
@@ -133,7 +135,7 @@ func (s *poolTestComet) handle(ctx context.Context, req proto.Message) error {
 	return nil
 }
 
-func (s *poolTestComet) PushMsg(ctx context.Context, req *cometpb.PushMsgReq) (*cometpb.PushMsgReply, error) {
+func (s *testComet) PushMsg(ctx context.Context, req *cometpb.PushMsgReq) (*cometpb.PushMsgReply, error) {
 	if err := s.handle(ctx, req); err != nil {
 		return nil, err
 	}
@@ -142,15 +144,15 @@ func (s *poolTestComet) PushMsg(ctx context.Context, req *cometpb.PushMsgReq) (*
 	return proto.CloneOf(s.pushReply), nil
 }
 
-func (s *poolTestComet) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoomReq) (*cometpb.BroadcastRoomReply, error) {
+func (s *testComet) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoomReq) (*cometpb.BroadcastRoomReply, error) {
 	return &cometpb.BroadcastRoomReply{}, s.handle(ctx, req)
 }
 
-func (s *poolTestComet) Broadcast(ctx context.Context, req *cometpb.BroadcastReq) (*cometpb.BroadcastReply, error) {
+func (s *testComet) Broadcast(ctx context.Context, req *cometpb.BroadcastReq) (*cometpb.BroadcastReply, error) {
 	return &cometpb.BroadcastReply{}, s.handle(ctx, req)
 }
 
-func (s *poolTestComet) stats() (accepted []proto.Message, attempts, hanging int) {
+func (s *testComet) stats() (accepted []proto.Message, attempts, hanging int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]proto.Message(nil), s.accepted...), s.attempts, s.hanging
@@ -158,7 +160,7 @@ func (s *poolTestComet) stats() (accepted []proto.Message, attempts, hanging int
 
 // seqsByShard returns the Seq of every accepted PushMsg grouped by its
 // ProtoOp, which the tests set to the call's shard.
-func (s *poolTestComet) seqsByShard() map[int32][]int32 {
+func (s *testComet) seqsByShard() map[int32][]int32 {
 	accepted, _, _ := s.stats()
 	out := make(map[int32][]int32)
 	for _, m := range accepted {
@@ -169,36 +171,36 @@ func (s *poolTestComet) seqsByShard() map[int32][]int32 {
 	return out
 }
 
-// poolCountingListener counts the connections it accepted that are still
+// countingListener counts the connections it accepted that are still
 // open, so a test can see the pool close its connections.
-type poolCountingListener struct {
+type countingListener struct {
 	net.Listener
 	open *atomic.Int32
 }
 
-func (l poolCountingListener) Accept() (net.Conn, error) {
+func (l countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
 	l.open.Add(1)
-	return &poolCountedConn{Conn: c, open: l.open}, nil
+	return &countedConn{Conn: c, open: l.open}, nil
 }
 
-type poolCountedConn struct {
+type countedConn struct {
 	net.Conn
 	once sync.Once
 	open *atomic.Int32
 }
 
-func (c *poolCountedConn) Close() error {
+func (c *countedConn) Close() error {
 	c.once.Do(func() { c.open.Add(-1) })
 	return c.Conn.Close()
 }
 
-// poolOutcomes records the done callbacks of a test's calls by id, and
+// outcomes records the done callbacks of a test's calls by id, and
 // fails the test if one is called twice.
-type poolOutcomes struct {
+type outcomes struct {
 	t     testing.TB
 	mu    sync.Mutex
 	got   map[int]Outcome
@@ -206,12 +208,12 @@ type poolOutcomes struct {
 	n     [len(outcomeNames)]int
 }
 
-func newPoolOutcomes(t testing.TB) *poolOutcomes {
-	return &poolOutcomes{t: t, got: make(map[int]Outcome), calls: make(map[int]int)}
+func newOutcomes(t testing.TB) *outcomes {
+	return &outcomes{t: t, got: make(map[int]Outcome), calls: make(map[int]int)}
 }
 
 // done returns the done func of call id.
-func (r *poolOutcomes) done(id int) func(Outcome) {
+func (r *outcomes) done(id int) func(Outcome) {
 	return func(o Outcome) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -227,40 +229,40 @@ func (r *poolOutcomes) done(id int) func(Outcome) {
 
 // push returns a PushMsg call: ProtoOp carries the shard and Seq the id,
 // so the test comet can tell the order per shard.
-func (r *poolOutcomes) push(id int, shard uint32) *call {
-	return &call{
-		push: &cometpb.PushMsgReq{
+func (r *outcomes) push(id int, shard uint32) *Call {
+	return &Call{
+		Push: &cometpb.PushMsgReq{
 			Keys:    []string{fmt.Sprintf("key-%d", id)},
 			ProtoOp: int32(shard),
 			Proto:   &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Seq: int32(id), Body: []byte("hello")},
 		},
-		done: r.done(id),
+		Done: r.done(id),
 	}
 }
 
-func (r *poolOutcomes) outcome(id int) (Outcome, bool) {
+func (r *outcomes) outcome(id int) (Outcome, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	o, ok := r.got[id]
 	return o, ok
 }
 
-func (r *poolOutcomes) count(o Outcome) int {
+func (r *outcomes) count(o Outcome) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.n[o]
 }
 
-func (r *poolOutcomes) total() int {
+func (r *outcomes) total() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.got)
 }
 
 // waitIDs waits until every call in ids is done and checks its outcome.
-func (r *poolOutcomes) waitIDs(t testing.TB, want Outcome, ids ...int) {
+func (r *outcomes) waitIDs(t testing.TB, want Outcome, ids ...int) {
 	t.Helper()
-	poolWaitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		for _, id := range ids {
 			if _, ok := r.outcome(id); !ok {
 				return fmt.Errorf("call %d not done", id)
@@ -275,7 +277,7 @@ func (r *poolOutcomes) waitIDs(t testing.TB, want Outcome, ids ...int) {
 	}
 }
 
-func poolIDs(from, to int) []int {
+func idRange(from, to int) []int {
 	ids := make([]int, 0, to-from)
 	for i := from; i < to; i++ {
 		ids = append(ids, i)
@@ -283,26 +285,9 @@ func poolIDs(from, to int) []int {
 	return ids
 }
 
-// poolWaitFor polls cond until it returns nil, failing the test with its
-// last error after timeout.
-func poolWaitFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// poolTestConfig is a config for tests: fast retries.
-func poolTestConfig() PoolConfig {
-	c := DefaultPoolConfig()
+// testConfig is a config for tests: fast retries.
+func testConfig() Config {
+	c := DefaultConfig()
 	c.RetryBase = conf.Duration(5 * time.Millisecond)
 	c.RetryMax = conf.Duration(20 * time.Millisecond)
 	return c
@@ -310,104 +295,96 @@ func poolTestConfig() PoolConfig {
 
 // newTestPool returns a pool on a fresh registry, closed when the test
 // ends.
-func newTestPool(t testing.TB, cfg PoolConfig) (*cometPool, *poolMetrics) {
+func newTestPool(t testing.TB, cfg Config) (*Pool, *metrics) {
 	t.Helper()
-	m, err := newPoolMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(poolTestLog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := testkit.Logger(t)
 	if _, bench := t.(*testing.B); bench {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p := newCometPool(cfg, log, m)
+	p, err := New(cfg, log, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := p.close(ctx); err != nil {
+		if err := p.Close(ctx); err != nil {
 			t.Errorf("close: %v", err)
 		}
 	})
-	return p, m
+	return p, p.m
 }
 
-type poolTestLog struct{ t testing.TB }
-
-func (w poolTestLog) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
-}
-
-// poolCheckGoroutines fails the test if, once everything else the test
+// checkGoroutines fails the test if, once everything else the test
 // registered has been cleaned up, more goroutines run than at its start.
 // Call it first in the test.
-func poolCheckGoroutines(t *testing.T) {
+func checkGoroutines(t *testing.T) {
 	before := runtime.NumGoroutine()
 	t.Cleanup(func() {
-		poolWaitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if n := runtime.NumGoroutine(); n > before {
-				return fmt.Errorf("%d goroutines, %d before the test:\n%s", n, before, poolStacks())
+				return fmt.Errorf("%d goroutines, %d before the test:\n%s", n, before, stacks())
 			}
 			return nil
 		})
 	})
 }
 
-func poolStacks() string {
+func stacks() string {
 	buf := make([]byte, 1<<20)
 	return string(buf[:runtime.Stack(buf, true)])
 }
 
-func poolCalls(m *poolMetrics, method string, o Outcome) float64 {
+func callCount(m *metrics, method string, o Outcome) float64 {
 	return testutil.ToFloat64(m.calls.WithLabelValues(method, o.String()))
 }
 
-func TestPoolDelivered(t *testing.T) {
-	poolCheckGoroutines(t)
-	srv := startPoolComet(t)
-	srv.set(func(s *poolTestComet) {
+func TestDelivered(t *testing.T) {
+	checkGoroutines(t)
+	srv := startTestComet(t)
+	srv.set(func(s *testComet) {
 		s.pushReply = &cometpb.PushMsgReply{Delivered: 2, Absent: 1, Filtered: 1}
 	})
-	p, m := newTestPool(t, poolTestConfig())
-	p.update(map[string]string{"comet-1": srv.addr})
+	p, m := newTestPool(t, testConfig())
+	p.Update(map[string]string{"comet-1": srv.addr})
 
 	body := &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: []byte("frames")}
 	tests := []struct {
 		name   string
-		call   *call
+		call   *Call
 		method string
 		want   proto.Message
 	}{
 		{
 			name:   "push",
-			call:   &call{push: &cometpb.PushMsgReq{Keys: []string{"a", "b", "c", "d"}, Proto: body, ProtoOp: 1000}},
+			call:   &Call{Push: &cometpb.PushMsgReq{Keys: []string{"a", "b", "c", "d"}, Proto: body, ProtoOp: 1000}},
 			method: "PushMsg",
 			want:   &cometpb.PushMsgReq{Keys: []string{"a", "b", "c", "d"}, Proto: body, ProtoOp: 1000},
 		},
 		{
 			name:   "room",
-			call:   &call{room: &cometpb.BroadcastRoomReq{RoomID: "live://1000", Proto: body}},
+			call:   &Call{Room: &cometpb.BroadcastRoomReq{RoomID: "live://1000", Proto: body}},
 			method: "BroadcastRoom",
 			want:   &cometpb.BroadcastRoomReq{RoomID: "live://1000", Proto: body},
 		},
 		{
 			name:   "broadcast",
-			call:   &call{broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body, Speed: 50}},
+			call:   &Call{Broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body, Speed: 50}},
 			method: "Broadcast",
 			want:   &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body, Speed: 50},
 		},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newPoolOutcomes(t)
-			tt.call.done = r.done(i)
-			p.send("comet-1", 3, tt.call)
+			r := newOutcomes(t)
+			tt.call.Done = r.done(i)
+			p.Send("comet-1", 3, tt.call)
 			r.waitIDs(t, Delivered, i)
 			accepted, _, _ := srv.stats()
 			if len(accepted) != i+1 || !proto.Equal(accepted[i], tt.want) {
 				t.Fatalf("comet accepted %v, want last %v", accepted, tt.want)
 			}
-			if got := poolCalls(m, tt.method, Delivered); got != 1 {
+			if got := callCount(m, tt.method, Delivered); got != 1 {
 				t.Errorf("calls_total{%s,delivered} = %v, want 1", tt.method, got)
 			}
 		})
@@ -422,7 +399,7 @@ func TestPoolDelivered(t *testing.T) {
 	}
 }
 
-func TestPoolOrder(t *testing.T) {
+func TestOrder(t *testing.T) {
 	tests := []struct {
 		name   string
 		shards uint32 // calls go round robin over shards 0..shards-1
@@ -434,19 +411,19 @@ func TestPoolOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			poolCheckGoroutines(t)
-			srv := startPoolComet(t)
-			p, _ := newTestPool(t, poolTestConfig())
-			p.update(map[string]string{"c": srv.addr})
-			r := newPoolOutcomes(t)
+			checkGoroutines(t)
+			srv := startTestComet(t)
+			p, _ := newTestPool(t, testConfig())
+			p.Update(map[string]string{"c": srv.addr})
+			r := newOutcomes(t)
 			for i := range tt.calls {
 				shard := uint32(i) % tt.shards
 				if tt.shards == 1 {
 					shard = 5
 				}
-				p.send("c", shard, r.push(i, shard))
+				p.Send("c", shard, r.push(i, shard))
 			}
-			r.waitIDs(t, Delivered, poolIDs(0, tt.calls)...)
+			r.waitIDs(t, Delivered, idRange(0, tt.calls)...)
 			got := srv.seqsByShard()
 			n := 0
 			for shard, seqs := range got {
@@ -464,7 +441,7 @@ func TestPoolOrder(t *testing.T) {
 	}
 }
 
-func TestPoolRetry(t *testing.T) {
+func TestRetry(t *testing.T) {
 	type testCase struct {
 		name         string
 		failures     []codes.Code // the comet fails the first attempts with these
@@ -514,18 +491,18 @@ func TestPoolRetry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			poolCheckGoroutines(t)
-			srv := startPoolComet(t)
-			srv.set(func(s *poolTestComet) { s.failures, s.failAll = tt.failures, tt.failAll })
-			cfg := poolTestConfig()
+			checkGoroutines(t)
+			srv := startTestComet(t)
+			srv.set(func(s *testComet) { s.failures, s.failAll = tt.failures, tt.failAll })
+			cfg := testConfig()
 			if tt.retryFor > 0 {
 				cfg.RetryFor = conf.Duration(tt.retryFor)
 			}
 			p, m := newTestPool(t, cfg)
-			p.update(map[string]string{"c": srv.addr})
-			r := newPoolOutcomes(t)
+			p.Update(map[string]string{"c": srv.addr})
+			r := newOutcomes(t)
 			for i := range tt.want {
-				p.send("c", 1, r.push(i, 1))
+				p.Send("c", 1, r.push(i, 1))
 			}
 			for i, want := range tt.want {
 				r.waitIDs(t, want, i)
@@ -551,20 +528,20 @@ func TestPoolRetry(t *testing.T) {
 	}
 }
 
-// TestPoolTooLarge: a request over the 16 MiB message limit is refused by
+// TestTooLarge: a request over the 16 MiB message limit is refused by
 // gRPC as ResourceExhausted, which is otherwise transient; it must not
 // hold its worker for retry_for.
-func TestPoolTooLarge(t *testing.T) {
-	poolCheckGoroutines(t)
-	srv := startPoolComet(t)
-	cfg := poolTestConfig()
+func TestTooLarge(t *testing.T) {
+	checkGoroutines(t)
+	srv := startTestComet(t)
+	cfg := testConfig()
 	cfg.RetryFor = conf.Duration(time.Hour)
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"c": srv.addr})
-	r := newPoolOutcomes(t)
-	big := &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: make([]byte, poolMaxMsgSize)}
-	p.send("c", 0, &call{room: &cometpb.BroadcastRoomReq{RoomID: "live://1", Proto: big}, done: r.done(0)})
-	p.send("c", 0, r.push(1, 0))
+	p.Update(map[string]string{"c": srv.addr})
+	r := newOutcomes(t)
+	big := &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: make([]byte, maxMsgSize)}
+	p.Send("c", 0, &Call{Room: &cometpb.BroadcastRoomReq{RoomID: "live://1", Proto: big}, Done: r.done(0)})
+	p.Send("c", 0, r.push(1, 0))
 	r.waitIDs(t, LostRejected, 0)
 	r.waitIDs(t, Delivered, 1)
 	if n := testutil.ToFloat64(m.retries.WithLabelValues("BroadcastRoom")); n != 0 {
@@ -572,25 +549,25 @@ func TestPoolTooLarge(t *testing.T) {
 	}
 }
 
-func TestPoolHungComet(t *testing.T) {
-	poolCheckGoroutines(t)
-	hung, ok := startPoolComet(t), startPoolComet(t)
-	hung.set(func(s *poolTestComet) { s.hold = true }) // never released
-	cfg := poolTestConfig()
+func TestHungComet(t *testing.T) {
+	checkGoroutines(t)
+	hung, ok := startTestComet(t), startTestComet(t)
+	hung.set(func(s *testComet) { s.hold = true }) // never released
+	cfg := testConfig()
 	cfg.Shards, cfg.Queue = 2, 4
 	cfg.CallTimeout = conf.Duration(time.Minute) // the hung calls stay in flight
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"a": hung.addr, "b": ok.addr})
+	p.Update(map[string]string{"a": hung.addr, "b": ok.addr})
 
 	const toA, toB = 10000, 1000
-	ra, rb := newPoolOutcomes(t), newPoolOutcomes(t)
+	ra, rb := newOutcomes(t), newOutcomes(t)
 	var sentA, sentB atomic.Bool
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		for i := range toA {
-			p.send("a", uint32(i), ra.push(i, uint32(i)%2))
+			p.Send("a", uint32(i), ra.push(i, uint32(i)%2))
 		}
 		sentA.Store(true)
 	}()
@@ -600,7 +577,7 @@ func TestPoolHungComet(t *testing.T) {
 		defer wg.Done()
 		for i := range toB {
 			ch := make(chan Outcome, 1)
-			p.send("b", uint32(i), &call{push: &cometpb.PushMsgReq{Keys: []string{"k"}, Proto: &protocol.Proto{}}, done: func(o Outcome) {
+			p.Send("b", uint32(i), &Call{Push: &cometpb.PushMsgReq{Keys: []string{"k"}, Proto: &protocol.Proto{}}, Done: func(o Outcome) {
 				rb.done(i)(o)
 				ch <- o
 			}})
@@ -620,7 +597,7 @@ func TestPoolHungComet(t *testing.T) {
 	if got := rb.count(Delivered); got != toB {
 		t.Fatalf("comet b: %d of %d delivered", got, toB)
 	}
-	poolWaitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if _, _, h := hung.stats(); h != cfg.Shards {
 			return fmt.Errorf("comet a holds %d attempts, want one per worker (%d)", h, cfg.Shards)
 		}
@@ -638,13 +615,13 @@ func TestPoolHungComet(t *testing.T) {
 	if got := testutil.ToFloat64(m.queued); got != float64(stuck-cfg.Shards) {
 		t.Errorf("queued gauge = %v, want %d", got, stuck-cfg.Shards)
 	}
-	if got := poolCalls(m, "PushMsg", LostQueueFull); got != float64(ra.count(LostQueueFull)) {
+	if got := callCount(m, "PushMsg", LostQueueFull); got != float64(ra.count(LostQueueFull)) {
 		t.Errorf("calls_total{queue_full} = %v, want %d", got, ra.count(LostQueueFull))
 	}
 
 	// Removing the hung comet ends its calls.
-	p.update(map[string]string{"b": ok.addr})
-	poolWaitFor(t, 10*time.Second, func() error {
+	p.Update(map[string]string{"b": ok.addr})
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := ra.total(); n != toA {
 			return fmt.Errorf("comet a: %d of %d calls done", n, toA)
 		}
@@ -656,13 +633,13 @@ func TestPoolHungComet(t *testing.T) {
 }
 
 // poolFailing tells whether the pool marks host as failing.
-func poolFailing(p *cometPool, host string) bool {
+func isFailing(p *Pool, host string) bool {
 	return (*p.comets.Load())[host].failingSince.Load() != 0
 }
 
-// poolCheckOrder fails the test unless srv accepted want PushMsg calls,
+// checkOrder fails the test unless srv accepted want PushMsg calls,
 // each shard's in increasing Seq (the order they were sent).
-func poolCheckOrder(t *testing.T, srv *poolTestComet, want int) {
+func checkOrder(t *testing.T, srv *testComet, want int) {
 	t.Helper()
 	n := 0
 	for shard, seqs := range srv.seqsByShard() {
@@ -678,10 +655,10 @@ func poolCheckOrder(t *testing.T, srv *poolTestComet, want int) {
 	}
 }
 
-// poolWaitTotal waits until r has n calls done.
-func poolWaitTotal(t *testing.T, r *poolOutcomes, n int, timeout time.Duration) {
+// waitTotal waits until r has n calls done.
+func waitTotal(t *testing.T, r *outcomes, n int, timeout time.Duration) {
 	t.Helper()
-	poolWaitFor(t, timeout, func() error {
+	testkit.WaitFor(t, timeout, func() error {
 		if got := r.total(); got != n {
 			return fmt.Errorf("%d of %d calls done", got, n)
 		}
@@ -689,144 +666,144 @@ func poolWaitTotal(t *testing.T, r *poolOutcomes, n int, timeout time.Duration) 
 	})
 }
 
-// TestPoolBacklog: a healthy comet slower than the sender drains a backlog
+// TestBacklog: a healthy comet slower than the sender drains a backlog
 // far beyond the old 1024-call queues, however long it takes: nothing is
 // lost to queue_full, nothing expires although retry_for is far shorter
 // than the drain, and each shard's calls arrive in order.
-func TestPoolBacklog(t *testing.T) {
-	poolCheckGoroutines(t)
-	srv := startPoolComet(t)
-	srv.set(func(s *poolTestComet) { s.delay = time.Millisecond })
-	cfg := poolTestConfig()
+func TestBacklog(t *testing.T) {
+	checkGoroutines(t)
+	srv := startTestComet(t)
+	srv.set(func(s *testComet) { s.delay = time.Millisecond })
+	cfg := testConfig()
 	cfg.RetryFor = conf.Duration(100 * time.Millisecond)
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"c": srv.addr})
+	p.Update(map[string]string{"c": srv.addr})
 
 	const calls = 20000
-	r := newPoolOutcomes(t)
+	r := newOutcomes(t)
 	start := time.Now()
 	for i := range calls {
 		shard := uint32(i) % 16 // 16 shards fold onto 8 workers
-		p.send("c", shard, r.push(i, shard))
+		p.Send("c", shard, r.push(i, shard))
 	}
 	peak := testutil.ToFloat64(m.queued)
-	poolWaitTotal(t, r, calls, time.Minute)
+	waitTotal(t, r, calls, time.Minute)
 	t.Logf("%d calls drained in %v, %v queued after sending", calls, time.Since(start), peak)
 	if got := r.count(Delivered); got != calls {
 		t.Fatalf("%d of %d delivered; queue_full %d, retries_exhausted %d", got, calls,
 			r.count(LostQueueFull), r.count(LostRetries))
 	}
-	poolCheckOrder(t, srv, calls)
+	checkOrder(t, srv, calls)
 	if got := testutil.ToFloat64(m.queued); got != 0 {
 		t.Errorf("queued gauge = %v after the drain, want 0", got)
 	}
 	for i, q := range (*p.comets.Load())["c"].queues {
-		if c := q.capacity(); c > poolQueueKeep {
-			t.Errorf("worker %d: drained queue has capacity %d, want at most %d", i, c, poolQueueKeep)
+		if c := q.capacity(); c > queueKeep {
+			t.Errorf("worker %d: drained queue has capacity %d, want at most %d", i, c, queueKeep)
 		}
 	}
-	if poolFailing(p, "c") {
+	if isFailing(p, "c") {
 		t.Error("a comet that never failed is marked failing")
 	}
 }
 
-// TestPoolBacklogBlip: one transient error in the middle of a healthy
+// TestBacklogBlip: one transient error in the middle of a healthy
 // comet's backlog does not end the calls that waited longer than
 // retry_for; only a comet failing for retry_for does.
-func TestPoolBacklogBlip(t *testing.T) {
-	poolCheckGoroutines(t)
-	srv := startPoolComet(t)
-	srv.set(func(s *poolTestComet) { s.delay = time.Millisecond })
-	cfg := poolTestConfig()
+func TestBacklogBlip(t *testing.T) {
+	checkGoroutines(t)
+	srv := startTestComet(t)
+	srv.set(func(s *testComet) { s.delay = time.Millisecond })
+	cfg := testConfig()
 	cfg.RetryFor = conf.Duration(100 * time.Millisecond)
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"c": srv.addr})
+	p.Update(map[string]string{"c": srv.addr})
 
 	const calls = 4000
-	r := newPoolOutcomes(t)
+	r := newOutcomes(t)
 	for i := range calls {
-		p.send("c", uint32(i), r.push(i, uint32(i)%8))
+		p.Send("c", uint32(i), r.push(i, uint32(i)%8))
 	}
-	poolWaitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if accepted, _, _ := srv.stats(); len(accepted) < calls/4 {
 			return fmt.Errorf("comet accepted %d calls, want %d first", len(accepted), calls/4)
 		}
 		return nil
 	})
-	srv.set(func(s *poolTestComet) {
+	srv.set(func(s *testComet) {
 		s.failures = []codes.Code{codes.Unavailable, codes.Unavailable, codes.Unavailable, codes.Unavailable}
 	})
-	poolWaitTotal(t, r, calls, time.Minute)
+	waitTotal(t, r, calls, time.Minute)
 	if got := r.count(Delivered); got != calls {
 		t.Fatalf("%d of %d delivered; retries_exhausted %d", got, calls, r.count(LostRetries))
 	}
 	if n := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg")); n < 1 {
 		t.Errorf("retries_total = %v, want the planned failures retried", n)
 	}
-	poolCheckOrder(t, srv, calls)
-	if poolFailing(p, "c") {
+	checkOrder(t, srv, calls)
+	if isFailing(p, "c") {
 		t.Error("comet still marked failing after calls succeeded")
 	}
 }
 
-// TestPoolHungCometExpires: the calls queued for a comet that accepts
+// TestHungCometExpires: the calls queued for a comet that accepts
 // calls and never answers end, lost as retries_exhausted, about
 // retry_for + call_timeout after they were queued, most without an
 // attempt; another comet's calls are delivered meanwhile.
-func TestPoolHungCometExpires(t *testing.T) {
-	poolCheckGoroutines(t)
-	hung, ok := startPoolComet(t), startPoolComet(t)
-	hung.set(func(s *poolTestComet) { s.hold = true }) // never released
-	cfg := poolTestConfig()
+func TestHungCometExpires(t *testing.T) {
+	checkGoroutines(t)
+	hung, ok := startTestComet(t), startTestComet(t)
+	hung.set(func(s *testComet) { s.hold = true }) // never released
+	cfg := testConfig()
 	cfg.CallTimeout = conf.Duration(200 * time.Millisecond)
 	cfg.RetryFor = conf.Duration(500 * time.Millisecond)
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"h": hung.addr, "ok": ok.addr})
+	p.Update(map[string]string{"h": hung.addr, "ok": ok.addr})
 
 	const calls, toOK = 2000, 400
-	rh, rok := newPoolOutcomes(t), newPoolOutcomes(t)
+	rh, rok := newOutcomes(t), newOutcomes(t)
 	start := time.Now()
 	for i := range calls {
-		p.send("h", 0, rh.push(i, 0))
+		p.Send("h", 0, rh.push(i, 0))
 	}
 	for i := range toOK {
-		p.send("ok", uint32(i), rok.push(i, uint32(i)%8))
+		p.Send("ok", uint32(i), rok.push(i, uint32(i)%8))
 	}
-	rok.waitIDs(t, Delivered, poolIDs(0, toOK)...)
+	rok.waitIDs(t, Delivered, idRange(0, toOK)...)
 	t.Logf("%d calls to the healthy comet delivered in %v", toOK, time.Since(start))
-	poolWaitTotal(t, rh, calls, 20*time.Second)
+	waitTotal(t, rh, calls, 20*time.Second)
 	_, attempts, _ := hung.stats()
 	t.Logf("%d calls to the hung comet ended in %v, with %d attempts", calls, time.Since(start), attempts)
 	if got := rh.count(LostRetries); got != calls {
 		t.Errorf("hung comet: %d of %d calls retries_exhausted, want all", got, calls)
 	}
-	if got := poolCalls(m, "PushMsg", LostRetries); got != calls {
+	if got := callCount(m, "PushMsg", LostRetries); got != calls {
 		t.Errorf("calls_total{retries_exhausted} = %v, want %d", got, calls)
 	}
 	if attempts >= calls/10 {
 		t.Errorf("hung comet saw %d attempts for %d calls; want most ended unattempted", attempts, calls)
 	}
-	if !poolFailing(p, "h") || poolFailing(p, "ok") {
-		t.Errorf("failing: h %v, ok %v; want true, false", poolFailing(p, "h"), poolFailing(p, "ok"))
+	if !isFailing(p, "h") || isFailing(p, "ok") {
+		t.Errorf("failing: h %v, ok %v; want true, false", isFailing(p, "h"), isFailing(p, "ok"))
 	}
-	poolCheckOrder(t, ok, toOK)
+	checkOrder(t, ok, toOK)
 }
 
-// TestPoolQueueFull: a worker's queue holds at most Queue calls; the next
+// TestQueueFull: a worker's queue holds at most Queue calls; the next
 // one is lost at once, and the comet's other workers are not affected.
-func TestPoolQueueFull(t *testing.T) {
-	poolCheckGoroutines(t)
-	hung := startPoolComet(t)
-	hung.set(func(s *poolTestComet) { s.hold = true })
-	cfg := poolTestConfig()
+func TestQueueFull(t *testing.T) {
+	checkGoroutines(t)
+	hung := startTestComet(t)
+	hung.set(func(s *testComet) { s.hold = true })
+	cfg := testConfig()
 	cfg.Shards, cfg.Queue = 2, 10
 	cfg.CallTimeout = conf.Duration(time.Minute)
 	cfg.RetryFor = conf.Duration(10 * time.Minute)
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"h": hung.addr})
+	p.Update(map[string]string{"h": hung.addr})
 	waitHanging := func(n int) {
 		t.Helper()
-		poolWaitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if _, _, h := hung.stats(); h != n {
 				return fmt.Errorf("comet holds %d attempts, want %d", h, n)
 			}
@@ -834,125 +811,125 @@ func TestPoolQueueFull(t *testing.T) {
 		})
 	}
 
-	r := newPoolOutcomes(t)
-	p.send("h", 0, r.push(0, 0)) // in flight
+	r := newOutcomes(t)
+	p.Send("h", 0, r.push(0, 0)) // in flight
 	waitHanging(1)
 	for i := 1; i <= cfg.Queue; i++ {
-		p.send("h", 0, r.push(i, 0))
+		p.Send("h", 0, r.push(i, 0))
 	}
 	if n := r.total(); n != 0 {
 		t.Fatalf("%d calls done with the queue just full", n)
 	}
 	full := cfg.Queue + 1
-	p.send("h", 0, r.push(full, 0))
+	p.Send("h", 0, r.push(full, 0))
 	if o, ok := r.outcome(full); !ok || o != LostQueueFull {
 		t.Errorf("call %d past the bound: %v (done %v), want queue_full at once", full, o, ok)
 	}
-	p.send("h", 1, r.push(full+1, 1)) // the other worker has room
+	p.Send("h", 1, r.push(full+1, 1)) // the other worker has room
 	waitHanging(2)
 	if got := testutil.ToFloat64(m.queued); got != float64(cfg.Queue) {
 		t.Errorf("queued gauge = %v, want %d", got, cfg.Queue)
 	}
-	if got := poolCalls(m, "PushMsg", LostQueueFull); got != 1 {
+	if got := callCount(m, "PushMsg", LostQueueFull); got != 1 {
 		t.Errorf("calls_total{queue_full} = %v, want 1", got)
 	}
-	p.update(map[string]string{})
-	r.waitIDs(t, LostCometGone, append(poolIDs(0, full), full+1)...)
+	p.Update(map[string]string{})
+	r.waitIDs(t, LostCometGone, append(idRange(0, full), full+1)...)
 }
 
-// TestPoolQueueRelease: a worker's queue takes memory for a burst and
+// TestQueueRelease: a worker's queue takes memory for a burst and
 // gives it back once the burst has drained. The burst piles up behind a
 // hung comet's first call, then drains fast as its calls expire (the
 // backlog test checks the same after calls delivered).
-func TestPoolQueueRelease(t *testing.T) {
-	poolCheckGoroutines(t)
-	srv := startPoolComet(t)
-	srv.set(func(s *poolTestComet) { s.hold = true })
-	cfg := poolTestConfig()
+func TestQueueRelease(t *testing.T) {
+	checkGoroutines(t)
+	srv := startTestComet(t)
+	srv.set(func(s *testComet) { s.hold = true })
+	cfg := testConfig()
 	cfg.Shards = 1
 	cfg.CallTimeout = conf.Duration(200 * time.Millisecond)
 	cfg.RetryFor = conf.Duration(300 * time.Millisecond)
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"c": srv.addr})
+	p.Update(map[string]string{"c": srv.addr})
 	q := (*p.comets.Load())["c"].queues[0]
 	if c := q.capacity(); c != 0 {
 		t.Errorf("an unused queue has capacity %d, want 0", c)
 	}
 
 	const calls = 50000
-	r := newPoolOutcomes(t)
+	r := newOutcomes(t)
 	for i := range calls {
-		p.send("c", 0, r.push(i, 0))
+		p.Send("c", 0, r.push(i, 0))
 	}
 	if c, n := q.capacity(), q.len(); c < n || n < calls-1 {
 		t.Errorf("burst: capacity %d, %d calls queued; want >= %d", c, n, calls-1)
 	}
 	t.Logf("burst: capacity %d with %d calls queued, gauge %v", q.capacity(), q.len(), testutil.ToFloat64(m.queued))
-	poolWaitTotal(t, r, calls, 30*time.Second)
+	waitTotal(t, r, calls, 30*time.Second)
 	if got := r.count(LostRetries); got != calls {
 		t.Errorf("%d of %d calls retries_exhausted", got, calls)
 	}
-	if c, n := q.capacity(), q.len(); c > poolQueueKeep || n != 0 {
-		t.Errorf("drained queue: capacity %d, %d calls; want at most %d, 0", c, n, poolQueueKeep)
+	if c, n := q.capacity(), q.len(); c > queueKeep || n != 0 {
+		t.Errorf("drained queue: capacity %d, %d calls; want at most %d, 0", c, n, queueKeep)
 	}
 	if got := testutil.ToFloat64(m.queued); got != 0 {
 		t.Errorf("queued gauge = %v after the drain, want 0", got)
 	}
 }
 
-// TestPoolRecovery: a comet that fails transiently is marked failing;
+// TestRecovery: a comet that fails transiently is marked failing;
 // once it has failed for retry_for, the calls queued that long end
 // unattempted. When it recovers, the flag clears and the calls queued
 // since are delivered, in order.
-func TestPoolRecovery(t *testing.T) {
-	poolCheckGoroutines(t)
-	srv := startPoolComet(t)
-	srv.set(func(s *poolTestComet) { s.failAll = codes.Unavailable })
-	cfg := poolTestConfig()
+func TestRecovery(t *testing.T) {
+	checkGoroutines(t)
+	srv := startTestComet(t)
+	srv.set(func(s *testComet) { s.failAll = codes.Unavailable })
+	cfg := testConfig()
 	cfg.Shards = 2
 	cfg.RetryFor = conf.Duration(time.Second)
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"c": srv.addr})
+	p.Update(map[string]string{"c": srv.addr})
 
-	r := newPoolOutcomes(t)
+	r := newOutcomes(t)
 	for i := range 5 { // 0 retried until retry_for, 1..4 then expired
-		p.send("c", 0, r.push(i, 0))
+		p.Send("c", 0, r.push(i, 0))
 	}
-	r.waitIDs(t, LostRetries, poolIDs(0, 5)...)
+	r.waitIDs(t, LostRetries, idRange(0, 5)...)
 	if _, attempts, _ := srv.stats(); attempts < 2 {
 		t.Errorf("comet saw %d attempts, want call 0 retried", attempts)
 	}
-	if !poolFailing(p, "c") {
+	if !isFailing(p, "c") {
 		t.Fatal("comet failing every call is not marked failing")
 	}
 
 	retries := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg"))
 	for i := 5; i < 15; i++ { // queued while it fails, not yet expired
 		shard := uint32(i) % 2
-		p.send("c", shard, r.push(i, shard))
+		p.Send("c", shard, r.push(i, shard))
 	}
-	poolWaitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := testutil.ToFloat64(m.retries.WithLabelValues("PushMsg")); n <= retries {
 			return errors.New("the new calls have not failed yet")
 		}
 		return nil
 	})
-	srv.set(func(s *poolTestComet) { s.failAll = codes.OK })
-	r.waitIDs(t, Delivered, poolIDs(5, 15)...)
-	if poolFailing(p, "c") {
+	srv.set(func(s *testComet) { s.failAll = codes.OK })
+	r.waitIDs(t, Delivered, idRange(5, 15)...)
+	if isFailing(p, "c") {
 		t.Error("comet still marked failing after calls succeeded")
 	}
-	poolCheckOrder(t, srv, 10)
+	checkOrder(t, srv, 10)
 }
 
-// TestPoolQueue checks the ring alone: FIFO order through growth,
+// TestQueue checks the ring alone: FIFO order through growth,
 // wrap-around and shrinking, the bound, and memory given back.
-func TestPoolQueue(t *testing.T) {
+func TestQueue(t *testing.T) {
 	const limit = 5000
-	q := newPoolQueue(limit)
-	calls := make([]*call, limit+1)
+	q := newQueue(limit)
+	calls := make([]*Call, limit+1)
 	for i := range calls {
-		calls[i] = &call{}
+		calls[i] = &Call{}
 	}
 	next, want := 0, 0 // next call to push, next call expected from pop
 	pushN := func(n int) {
@@ -991,8 +968,8 @@ func TestPoolQueue(t *testing.T) {
 	if q.pop() != nil || q.len() != 0 {
 		t.Fatalf("queue not empty: %d calls", q.len())
 	}
-	if c := q.capacity(); c > poolQueueKeep {
-		t.Errorf("drained queue has capacity %d, want at most %d", c, poolQueueKeep)
+	if c := q.capacity(); c > queueKeep {
+		t.Errorf("drained queue has capacity %d, want at most %d", c, queueKeep)
 	}
 	pushN(limit)
 	if q.push(calls[0]) {
@@ -1002,35 +979,35 @@ func TestPoolQueue(t *testing.T) {
 		t.Errorf("full queue has capacity %d, want %d (never past the bound)", c, limit)
 	}
 	popN(limit)
-	if c := q.capacity(); c > poolQueueKeep {
-		t.Errorf("drained queue has capacity %d, want at most %d", c, poolQueueKeep)
+	if c := q.capacity(); c > queueKeep {
+		t.Errorf("drained queue has capacity %d, want at most %d", c, queueKeep)
 	}
 }
 
-func TestPoolRemoval(t *testing.T) {
-	poolCheckGoroutines(t)
-	hung, failing := startPoolComet(t), startPoolComet(t)
-	hung.set(func(s *poolTestComet) { s.hold = true })
-	failing.set(func(s *poolTestComet) { s.failAll = codes.Unavailable })
-	cfg := poolTestConfig()
+func TestRemoval(t *testing.T) {
+	checkGoroutines(t)
+	hung, failing := startTestComet(t), startTestComet(t)
+	hung.set(func(s *testComet) { s.hold = true })
+	failing.set(func(s *testComet) { s.failAll = codes.Unavailable })
+	cfg := testConfig()
 	cfg.Shards, cfg.Queue = 1, 10
 	cfg.CallTimeout = conf.Duration(time.Minute)
 	cfg.RetryBase, cfg.RetryMax = conf.Duration(time.Minute), conf.Duration(time.Minute) // backoffs outlast the test
 	cfg.RetryFor = conf.Duration(10 * time.Minute)
 	p, m := newTestPool(t, cfg)
-	p.update(map[string]string{"h": hung.addr, "f": failing.addr})
-	if got := p.hosts(); fmt.Sprint(got) != "[f h]" {
+	p.Update(map[string]string{"h": hung.addr, "f": failing.addr})
+	if got := p.Hosts(); fmt.Sprint(got) != "[f h]" {
 		t.Fatalf("hosts() = %v, want [f h]", got)
 	}
 
-	r := newPoolOutcomes(t)
+	r := newOutcomes(t)
 	for i := range 5 { // 0 in flight, 1..4 queued
-		p.send("h", 0, r.push(i, 0))
+		p.Send("h", 0, r.push(i, 0))
 	}
 	for i := 5; i < 8; i++ { // 5 backing off, 6 and 7 queued
-		p.send("f", 0, r.push(i, 0))
+		p.Send("f", 0, r.push(i, 0))
 	}
-	poolWaitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if _, _, h := hung.stats(); h != 1 {
 			return fmt.Errorf("comet h holds %d attempts, want 1", h)
 		}
@@ -1046,15 +1023,15 @@ func TestPoolRemoval(t *testing.T) {
 		t.Fatalf("%d calls done before the removal", r.total())
 	}
 
-	p.update(map[string]string{})
-	r.waitIDs(t, LostCometGone, poolIDs(0, 8)...)
-	if p.size() != 0 || len(p.hosts()) != 0 {
-		t.Errorf("size() = %d, hosts() = %v after removing every comet", p.size(), p.hosts())
+	p.Update(map[string]string{})
+	r.waitIDs(t, LostCometGone, idRange(0, 8)...)
+	if len(p.Hosts()) != 0 {
+		t.Errorf("hosts() = %v after removing every comet", p.Hosts())
 	}
 	if got := testutil.ToFloat64(m.comets); got != 0 {
 		t.Errorf("comets gauge = %v, want 0", got)
 	}
-	poolWaitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if h, f := hung.conns.Load(), failing.conns.Load(); h+f != 0 {
 			return fmt.Errorf("connections still open: h %d, f %d", h, f)
 		}
@@ -1063,7 +1040,7 @@ func TestPoolRemoval(t *testing.T) {
 
 	t.Run("unknown host", func(t *testing.T) {
 		for i, host := range []string{"h", "never-known"} {
-			p.send(host, 0, r.push(100+i, 0))
+			p.Send(host, 0, r.push(100+i, 0))
 			if o, ok := r.outcome(100 + i); !ok || o != LostCometGone {
 				t.Errorf("send to %q: outcome %v (done %v), want comet_gone at once", host, o, ok)
 			}
@@ -1071,41 +1048,41 @@ func TestPoolRemoval(t *testing.T) {
 	})
 }
 
-func TestPoolAddressChange(t *testing.T) {
-	poolCheckGoroutines(t)
-	old, moved := startPoolComet(t), startPoolComet(t)
-	old.set(func(s *poolTestComet) { s.hold = true }) // never answers
-	cfg := poolTestConfig()
+func TestAddressChange(t *testing.T) {
+	checkGoroutines(t)
+	old, moved := startTestComet(t), startTestComet(t)
+	old.set(func(s *testComet) { s.hold = true }) // never answers
+	cfg := testConfig()
 	cfg.Shards, cfg.Queue = 1, 200
 	cfg.CallTimeout = conf.Duration(time.Minute)
 	p, _ := newTestPool(t, cfg)
-	p.update(map[string]string{"c": old.addr})
+	p.Update(map[string]string{"c": old.addr})
 
 	const calls = 100
-	r := newPoolOutcomes(t)
+	r := newOutcomes(t)
 	for i := range calls {
-		p.send("c", 0, r.push(i, 0))
+		p.Send("c", 0, r.push(i, 0))
 	}
-	poolWaitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if _, _, h := old.stats(); h != 1 {
 			return fmt.Errorf("old address holds %d attempts, want 1", h)
 		}
 		return nil
 	})
 
-	p.update(map[string]string{"c": moved.addr})
-	r.waitIDs(t, Delivered, poolIDs(0, calls)...)
-	want := fmt.Sprint(poolInt32s(0, calls))
+	p.Update(map[string]string{"c": moved.addr})
+	r.waitIDs(t, Delivered, idRange(0, calls)...)
+	want := fmt.Sprint(int32Range(0, calls))
 	if got := fmt.Sprint(moved.seqsByShard()[0]); got != want {
 		t.Errorf("new address accepted %s, want %s", got, want)
 	}
 	if accepted, _, _ := old.stats(); len(accepted) != 0 {
 		t.Errorf("old address accepted %d calls", len(accepted))
 	}
-	if got := p.hosts(); fmt.Sprint(got) != "[c]" {
+	if got := p.Hosts(); fmt.Sprint(got) != "[c]" {
 		t.Errorf("hosts() = %v, want [c]", got)
 	}
-	poolWaitFor(t, 10*time.Second, func() error {
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n := old.conns.Load(); n != 0 {
 			return fmt.Errorf("%d connections to the old address still open", n)
 		}
@@ -1113,7 +1090,7 @@ func TestPoolAddressChange(t *testing.T) {
 	})
 }
 
-func poolInt32s(from, to int) []int32 {
+func int32Range(from, to int) []int32 {
 	s := make([]int32, 0, to-from)
 	for i := from; i < to; i++ {
 		s = append(s, int32(i))
@@ -1121,32 +1098,32 @@ func poolInt32s(from, to int) []int32 {
 	return s
 }
 
-// poolNoWorkers fails if a goroutine of the pool still runs.
-func poolNoWorkers(t *testing.T) {
+// noWorkers fails if a goroutine of the pool still runs.
+func noWorkers(t *testing.T) {
 	t.Helper()
-	poolWaitFor(t, 10*time.Second, func() error {
-		if s := poolStacks(); strings.Contains(s, "(*cometPool)") {
+	testkit.WaitFor(t, 10*time.Second, func() error {
+		if s := stacks(); strings.Contains(s, "cometpool.(*Pool)") {
 			return fmt.Errorf("pool goroutines left:\n%s", s)
 		}
 		return nil
 	})
 }
 
-func TestPoolClose(t *testing.T) {
+func TestClose(t *testing.T) {
 	t.Run("queued calls delivered before the deadline", func(t *testing.T) {
-		poolCheckGoroutines(t)
-		srv := startPoolComet(t)
-		srv.set(func(s *poolTestComet) { s.hold = true })
-		cfg := poolTestConfig()
+		checkGoroutines(t)
+		srv := startTestComet(t)
+		srv.set(func(s *testComet) { s.hold = true })
+		cfg := testConfig()
 		cfg.Shards, cfg.Queue = 2, 100
 		p, _ := newTestPool(t, cfg)
-		p.update(map[string]string{"c": srv.addr})
+		p.Update(map[string]string{"c": srv.addr})
 		const calls = 50
-		r := newPoolOutcomes(t)
+		r := newOutcomes(t)
 		for i := range calls {
-			p.send("c", uint32(i), r.push(i, uint32(i)%2))
+			p.Send("c", uint32(i), r.push(i, uint32(i)%2))
 		}
-		poolWaitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if _, _, h := srv.stats(); h != 2 {
 				return fmt.Errorf("comet holds %d attempts, want 2", h)
 			}
@@ -1157,23 +1134,23 @@ func TestPoolClose(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			errc <- p.close(ctx)
+			errc <- p.Close(ctx)
 		}()
-		poolWaitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if !p.closed.Load() {
 				return errors.New("close has not begun")
 			}
 			return nil
 		})
-		p.send("c", 0, r.push(calls, 0))
-		p.send("unknown", 0, r.push(calls+1, 0))
+		p.Send("c", 0, r.push(calls, 0))
+		p.Send("unknown", 0, r.push(calls+1, 0))
 		for _, id := range []int{calls, calls + 1} {
 			if o, ok := r.outcome(id); !ok || o != LostShutdown {
 				t.Errorf("send during close: outcome %v (done %v), want shutdown at once", o, ok)
 			}
 		}
-		p.update(map[string]string{"c": srv.addr, "d": srv.addr})
-		if got := p.hosts(); fmt.Sprint(got) != "[c]" {
+		p.Update(map[string]string{"c": srv.addr, "d": srv.addr})
+		if got := p.Hosts(); fmt.Sprint(got) != "[c]" {
 			t.Errorf("update during close changed hosts to %v", got)
 		}
 
@@ -1181,36 +1158,36 @@ func TestPoolClose(t *testing.T) {
 		if err := <-errc; err != nil {
 			t.Fatalf("close: %v", err)
 		}
-		r.waitIDs(t, Delivered, poolIDs(0, calls)...)
-		if p.size() != 0 {
-			t.Errorf("size() = %d after close", p.size())
+		r.waitIDs(t, Delivered, idRange(0, calls)...)
+		if n := len(p.Hosts()); n != 0 {
+			t.Errorf("%d comets after close", n)
 		}
-		poolNoWorkers(t)
-		if err := p.close(context.Background()); err != nil {
+		noWorkers(t)
+		if err := p.Close(context.Background()); err != nil {
 			t.Errorf("second close: %v", err)
 		}
 	})
 
 	t.Run("expired context ends everything with shutdown", func(t *testing.T) {
-		poolCheckGoroutines(t)
-		hung, failing := startPoolComet(t), startPoolComet(t)
-		hung.set(func(s *poolTestComet) { s.hold = true })
-		failing.set(func(s *poolTestComet) { s.failAll = codes.ResourceExhausted })
-		cfg := poolTestConfig()
+		checkGoroutines(t)
+		hung, failing := startTestComet(t), startTestComet(t)
+		hung.set(func(s *testComet) { s.hold = true })
+		failing.set(func(s *testComet) { s.failAll = codes.ResourceExhausted })
+		cfg := testConfig()
 		cfg.Shards, cfg.Queue = 2, 100
 		cfg.CallTimeout = conf.Duration(time.Minute)
 		cfg.RetryBase, cfg.RetryMax = conf.Duration(time.Minute), conf.Duration(time.Minute)
 		cfg.RetryFor = conf.Duration(10 * time.Minute)
 		p, m := newTestPool(t, cfg)
-		p.update(map[string]string{"h": hung.addr, "f": failing.addr})
-		r := newPoolOutcomes(t)
+		p.Update(map[string]string{"h": hung.addr, "f": failing.addr})
+		r := newOutcomes(t)
 		for i := range 20 { // 2 in flight, 18 queued
-			p.send("h", uint32(i), r.push(i, uint32(i)%2))
+			p.Send("h", uint32(i), r.push(i, uint32(i)%2))
 		}
 		for i := 20; i < 23; i++ { // 1 backing off, 2 queued
-			p.send("f", 0, r.push(i, 0))
+			p.Send("f", 0, r.push(i, 0))
 		}
-		poolWaitFor(t, 10*time.Second, func() error {
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if _, _, h := hung.stats(); h != 2 {
 				return fmt.Errorf("comet h holds %d attempts, want 2", h)
 			}
@@ -1222,48 +1199,51 @@ func TestPoolClose(t *testing.T) {
 
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if err := p.close(ctx); !errors.Is(err, context.Canceled) {
+		if err := p.Close(ctx); !errors.Is(err, context.Canceled) {
 			t.Fatalf("close with a cancelled context: %v, want context.Canceled", err)
 		}
 		// close waited for the workers: every call has ended by now.
 		if n, s := r.total(), r.count(LostShutdown); n != 23 || s != 23 {
 			t.Fatalf("after close: %d calls done, %d shutdown; want 23, 23", n, s)
 		}
-		if got := poolCalls(m, "PushMsg", LostShutdown); got != 23 {
+		if got := callCount(m, "PushMsg", LostShutdown); got != 23 {
 			t.Errorf("calls_total{shutdown} = %v, want 23", got)
 		}
-		poolNoWorkers(t)
-		poolWaitFor(t, 10*time.Second, func() error {
+		noWorkers(t)
+		testkit.WaitFor(t, 10*time.Second, func() error {
 			if h, f := hung.conns.Load(), failing.conns.Load(); h+f != 0 {
 				return fmt.Errorf("connections still open: h %d, f %d", h, f)
 			}
 			return nil
 		})
-		if err := p.close(ctx); err != nil {
+		if err := p.Close(ctx); err != nil {
 			t.Errorf("second close: %v", err)
 		}
 	})
 
 	t.Run("empty pool", func(t *testing.T) {
-		poolCheckGoroutines(t)
-		p := newCometPool(PoolConfig{}, nil, nil)
-		if err := p.close(context.Background()); err != nil {
+		checkGoroutines(t)
+		p, err := New(Config{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Close(context.Background()); err != nil {
 			t.Fatalf("close: %v", err)
 		}
-		r := newPoolOutcomes(t)
-		p.send("c", 0, r.push(0, 0))
+		r := newOutcomes(t)
+		p.Send("c", 0, r.push(0, 0))
 		if o, ok := r.outcome(0); !ok || o != LostShutdown {
 			t.Errorf("send after close: %v (done %v), want shutdown", o, ok)
 		}
 	})
 }
 
-// TestPoolConcurrentUpdateSend sends from several goroutines while the
+// TestConcurrentUpdateSend sends from several goroutines while the
 // comets come, go and move, then closes: every call ends exactly once.
-func TestPoolConcurrentUpdateSend(t *testing.T) {
-	poolCheckGoroutines(t)
-	srvs := []*poolTestComet{startPoolComet(t), startPoolComet(t), startPoolComet(t)}
-	cfg := poolTestConfig()
+func TestConcurrentUpdateSend(t *testing.T) {
+	checkGoroutines(t)
+	srvs := []*testComet{startTestComet(t), startTestComet(t), startTestComet(t)}
+	cfg := testConfig()
 	cfg.Shards, cfg.Queue = 4, 64
 	p, _ := newTestPool(t, cfg)
 	sets := []map[string]string{
@@ -1273,10 +1253,10 @@ func TestPoolConcurrentUpdateSend(t *testing.T) {
 		{},
 		{"a": srvs[2].addr, "b": srvs[0].addr, "c": srvs[1].addr},
 	}
-	p.update(sets[0])
+	p.Update(sets[0])
 
 	const senders, updates = 4, 60
-	r := newPoolOutcomes(t)
+	r := newOutcomes(t)
 	stop := make(chan struct{})
 	var sending sync.WaitGroup
 	var sent atomic.Int64
@@ -1292,21 +1272,21 @@ func TestPoolConcurrentUpdateSend(t *testing.T) {
 				default:
 				}
 				id := int(sent.Add(1))
-				p.send(hosts[(s+i)%3], uint32(i), r.push(id, uint32(i)%4))
+				p.Send(hosts[(s+i)%3], uint32(i), r.push(id, uint32(i)%4))
 				time.Sleep(20 * time.Microsecond) // let the workers keep up, mostly
 			}
 		}()
 	}
 	for i := range updates {
-		p.update(sets[i%len(sets)])
-		_ = p.hosts()
+		p.Update(sets[i%len(sets)])
+		_ = p.Hosts()
 		time.Sleep(5 * time.Millisecond)
 	}
 	close(stop)
 	sending.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.close(ctx); err != nil {
+	if err := p.Close(ctx); err != nil {
 		t.Fatalf("close: %v", err)
 	}
 	if n := r.total(); n != int(sent.Load()) {
@@ -1319,43 +1299,43 @@ func TestPoolConcurrentUpdateSend(t *testing.T) {
 		r.count(LostCometGone), r.count(LostQueueFull), r.count(LostShutdown))
 }
 
-func TestPoolUpdateBadAddress(t *testing.T) {
-	poolCheckGoroutines(t)
-	srv := startPoolComet(t)
-	p, _ := newTestPool(t, poolTestConfig())
-	p.update(map[string]string{"good": srv.addr, "scheme": "grpc://" + srv.addr, "noport": "127.0.0.1", "": srv.addr})
-	if got := p.hosts(); fmt.Sprint(got) != "[good]" {
+func TestUpdateBadAddress(t *testing.T) {
+	checkGoroutines(t)
+	srv := startTestComet(t)
+	p, _ := newTestPool(t, testConfig())
+	p.Update(map[string]string{"good": srv.addr, "scheme": "grpc://" + srv.addr, "noport": "127.0.0.1", "": srv.addr})
+	if got := p.Hosts(); fmt.Sprint(got) != "[good]" {
 		t.Errorf("hosts() = %v, want [good]", got)
 	}
-	p.update(map[string]string{"good": "bad address"})
-	if p.size() != 0 {
-		t.Errorf("a comet moved to an unusable address stays: hosts() = %v", p.hosts())
+	p.Update(map[string]string{"good": "bad address"})
+	if len(p.Hosts()) != 0 {
+		t.Errorf("a comet moved to an unusable address stays: hosts() = %v", p.Hosts())
 	}
 }
 
-func TestPoolConfigValidate(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name     string
-		modify   func(c *PoolConfig)
+		modify   func(c *Config)
 		wantKeys []string // nil: valid
 	}{
-		{name: "defaults", modify: func(*PoolConfig) {}},
-		{name: "no shards", modify: func(c *PoolConfig) { c.Shards = 0 }, wantKeys: []string{"comet.shards"}},
-		{name: "too many shards", modify: func(c *PoolConfig) { c.Shards = 5000 }, wantKeys: []string{"comet.shards"}},
-		{name: "no queue", modify: func(c *PoolConfig) { c.Queue = 0 }, wantKeys: []string{"comet.queue"}},
-		{name: "no call timeout", modify: func(c *PoolConfig) { c.CallTimeout = 0 }, wantKeys: []string{"comet.call_timeout"}},
-		{name: "negative retry base", modify: func(c *PoolConfig) { c.RetryBase = -1 }, wantKeys: []string{"comet.retry_base"}},
-		{name: "retry max below base", modify: func(c *PoolConfig) { c.RetryMax = conf.Duration(time.Millisecond) }, wantKeys: []string{"comet.retry_max"}},
-		{name: "no retry_for", modify: func(c *PoolConfig) { c.RetryFor = 0 }, wantKeys: []string{"comet.retry_for"}},
+		{name: "defaults", modify: func(*Config) {}},
+		{name: "no shards", modify: func(c *Config) { c.Shards = 0 }, wantKeys: []string{"comet.shards"}},
+		{name: "too many shards", modify: func(c *Config) { c.Shards = 5000 }, wantKeys: []string{"comet.shards"}},
+		{name: "no queue", modify: func(c *Config) { c.Queue = 0 }, wantKeys: []string{"comet.queue"}},
+		{name: "no call timeout", modify: func(c *Config) { c.CallTimeout = 0 }, wantKeys: []string{"comet.call_timeout"}},
+		{name: "negative retry base", modify: func(c *Config) { c.RetryBase = -1 }, wantKeys: []string{"comet.retry_base"}},
+		{name: "retry max below base", modify: func(c *Config) { c.RetryMax = conf.Duration(time.Millisecond) }, wantKeys: []string{"comet.retry_max"}},
+		{name: "no retry_for", modify: func(c *Config) { c.RetryFor = 0 }, wantKeys: []string{"comet.retry_for"}},
 		{
 			name:     "every problem at once",
-			modify:   func(c *PoolConfig) { *c = PoolConfig{} },
+			modify:   func(c *Config) { *c = Config{} },
 			wantKeys: []string{"comet.shards", "comet.queue", "comet.call_timeout", "comet.retry_base", "comet.retry_max", "comet.retry_for"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := DefaultPoolConfig()
+			c := DefaultConfig()
 			tt.modify(&c)
 			var p conf.Problems
 			c.Validate(p.Sub("comet"))
@@ -1382,22 +1362,21 @@ func TestPoolConfigValidate(t *testing.T) {
 	}
 }
 
-func TestPoolWarnLimiter(t *testing.T) {
+func TestWarnLimiter(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	var w poolWarnLimiter
-	c := &call{push: &cometpb.PushMsgReq{}}
+	const every = 200 * time.Millisecond // warnEvery, shortened for the test
+	cm := &comet{log: log, warns: ratelog.New(1, every)}
+	c := &Call{Push: &cometpb.PushMsgReq{}}
 	err := status.Error(codes.InvalidArgument, "bad")
 	for range 5 {
-		w.warn(log, "refused", c, err)
+		cm.warn(warnRejected, "refused", c, err)
 	}
 	if n := strings.Count(buf.String(), "refused"); n != 1 {
 		t.Fatalf("5 warnings in a row logged %d lines, want 1:\n%s", n, buf.String())
 	}
-	w.mu.Lock()
-	w.last = w.last.Add(-poolWarnEvery) // as if 10 s had passed
-	w.mu.Unlock()
-	w.warn(log, "refused", c, err)
+	time.Sleep(every) // as if warnEvery had passed
+	cm.warn(warnRejected, "refused", c, err)
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
 	if len(lines) != 2 || !strings.Contains(lines[0], "count=1") || !strings.Contains(lines[1], "count=5") ||
 		!strings.Contains(lines[1], "code=InvalidArgument") || !strings.Contains(lines[1], "method=PushMsg") {
@@ -1405,13 +1384,13 @@ func TestPoolWarnLimiter(t *testing.T) {
 	}
 }
 
-// BenchmarkPoolPush measures PushMsg calls through the pool to one local
+// BenchmarkPush measures PushMsg calls through the pool to one local
 // comet, at most window calls outstanding so that no queue overflows.
-func BenchmarkPoolPush(b *testing.B) {
-	srv := startPoolComet(b)
-	cfg := DefaultPoolConfig()
+func BenchmarkPush(b *testing.B) {
+	srv := startTestComet(b)
+	cfg := DefaultConfig()
 	p, _ := newTestPool(b, cfg)
-	p.update(map[string]string{"c": srv.addr})
+	p.Update(map[string]string{"c": srv.addr})
 	const window = 2048 // < Shards*Queue, spread evenly over the shards
 	tokens := make(chan struct{}, window)
 	var lost atomic.Int64
@@ -1427,7 +1406,7 @@ func BenchmarkPoolPush(b *testing.B) {
 	start := time.Now()
 	for i := range b.N {
 		tokens <- struct{}{}
-		p.send("c", uint32(i), &call{push: req, done: done})
+		p.Send("c", uint32(i), &Call{Push: req, Done: done})
 	}
 	for range window {
 		tokens <- struct{}{} // every call has ended

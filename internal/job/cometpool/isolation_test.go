@@ -1,4 +1,4 @@
-package job
+package cometpool
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/rpcauth"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
@@ -91,24 +92,24 @@ func (s *stuckBroadcastComet) state() (hanging int, broadcasts []string) {
 	return s.hanging, append([]string(nil), s.broadcasts...)
 }
 
-// TestPoolBroadcastIsolated: while a comet holds a Broadcast, key pushes
+// TestBroadcastIsolated: while a comet holds a Broadcast, key pushes
 // and room pushes to it, on every shard (one shard here, the worst case),
 // are still delivered; the broadcasts are delivered in order once the
 // comet answers.
-func TestPoolBroadcastIsolated(t *testing.T) {
-	poolCheckGoroutines(t)
+func TestBroadcastIsolated(t *testing.T) {
+	checkGoroutines(t)
 	srv := startStuckBroadcastComet(t)
-	cfg := poolTestConfig()
+	cfg := testConfig()
 	cfg.Shards = 1
 	cfg.CallTimeout = conf.Duration(time.Minute) // the broadcast hangs, it does not fail
 	p, _ := newTestPool(t, cfg)
-	p.update(map[string]string{"c": srv.addr})
+	p.Update(map[string]string{"c": srv.addr})
 
-	r := newPoolOutcomes(t)
+	r := newOutcomes(t)
 	body := func(s string) *protocol.Proto { return &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: []byte(s)} }
-	p.send("c", 0, &call{broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body("b0"), Speed: 1}, done: r.done(0)})
-	p.send("c", 0, &call{broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body("b1")}, done: r.done(1)})
-	poolWaitFor(t, 10*time.Second, func() error {
+	p.Send("c", 0, &Call{Broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body("b0"), Speed: 1}, Done: r.done(0)})
+	p.Send("c", 0, &Call{Broadcast: &cometpb.BroadcastReq{ProtoOp: 1000, Proto: body("b1")}, Done: r.done(1)})
+	testkit.WaitFor(t, 10*time.Second, func() error {
 		if n, _ := srv.state(); n != 1 {
 			return fmt.Errorf("%d broadcasts held by the comet, want 1", n)
 		}
@@ -119,9 +120,9 @@ func TestPoolBroadcastIsolated(t *testing.T) {
 	for i := 10; i < 30; i++ {
 		c := r.push(i, 0)
 		if i%2 == 1 {
-			c = &call{room: &cometpb.BroadcastRoomReq{RoomID: "live://1", Proto: body("room")}, done: r.done(i)}
+			c = &Call{Room: &cometpb.BroadcastRoomReq{RoomID: "live://1", Proto: body("room")}, Done: r.done(i)}
 		}
-		p.send("c", uint32(i), c)
+		p.Send("c", uint32(i), c)
 		ids = append(ids, i)
 	}
 	r.waitIDs(t, Delivered, ids...)
@@ -136,11 +137,11 @@ func TestPoolBroadcastIsolated(t *testing.T) {
 	}
 }
 
-// TestPoolSendsSecret: the pool's dial options carry the rpc secret; a
+// TestSendsSecret: the pool's dial options carry the rpc secret; a
 // comet requiring it accepts the pool's calls, and refuses (rejected, not
 // retried) those of a pool without it.
-func TestPoolSendsSecret(t *testing.T) {
-	poolCheckGoroutines(t)
+func TestSendsSecret(t *testing.T) {
+	checkGoroutines(t)
 	secret := strings.Repeat("j", 32)
 	srv := startStuckBroadcastComet(t, secret)
 	keys, err := rpcauth.Config{Secrets: []string{secret}}.Load()
@@ -156,15 +157,14 @@ func TestPoolSendsSecret(t *testing.T) {
 		{name: "without", want: LostRejected},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m, err := newPoolMetrics(prometheus.NewRegistry())
+			p, err := New(testConfig(), nil, prometheus.NewRegistry(), tc.dial...)
 			if err != nil {
 				t.Fatal(err)
 			}
-			p := newCometPool(poolTestConfig(), nil, m, tc.dial...)
-			defer func() { _ = p.close(context.Background()) }()
-			p.update(map[string]string{"c": srv.addr})
-			r := newPoolOutcomes(t)
-			p.send("c", 0, r.push(1, 0))
+			defer func() { _ = p.Close(context.Background()) }()
+			p.Update(map[string]string{"c": srv.addr})
+			r := newOutcomes(t)
+			p.Send("c", 0, r.push(1, 0))
 			r.waitIDs(t, tc.want, 1)
 		})
 	}

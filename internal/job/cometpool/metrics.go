@@ -1,18 +1,16 @@
-package job
+package cometpool
 
 import (
 	"fmt"
-	"sync/atomic"
 
 	cometpb "github.com/goim/goim/api/comet"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// poolMetrics are the comet pool's Prometheus series, registered on the
-// registry given to newPoolMetrics (never the global one). The label
-// values a call can take are resolved once here, so the call path does no
-// label lookup.
-type poolMetrics struct {
+// metrics are the pool's Prometheus series, registered on the registry
+// given to New (never the global one). The label values a call can take
+// are resolved once here, so the call path does no label lookup.
+type metrics struct {
 	calls    *prometheus.CounterVec   // calls by method and outcome, one per call
 	duration *prometheus.HistogramVec // gRPC attempts by method
 	retries  *prometheus.CounterVec   // attempts that failed transiently and were retried
@@ -20,27 +18,25 @@ type poolMetrics struct {
 	comets   prometheus.Gauge         // comets in the pool
 	queued   prometheus.GaugeFunc     // calls waiting in every queue, counted at scrape time
 
-	byMethod [len(poolMethods)]poolMethodMetrics
+	byMethod [len(methods)]methodMetrics
 	keys     [4]prometheus.Counter // delivered, absent, filtered, dropped
-
-	// pool is the pool whose queues the queued gauge counts (the last one
-	// built on these metrics; job has one).
-	pool atomic.Pointer[cometPool]
 }
 
-// poolMethods are the gRPC methods a call can use, as call.method names
-// them; the index is what poolMethodIndex returns.
-var poolMethods = [...]string{"PushMsg", "BroadcastRoom", "Broadcast"}
+// methods are the gRPC methods a call can use; the index is what
+// methodIndex returns.
+var methods = [...]string{"PushMsg", "BroadcastRoom", "Broadcast"}
 
-// poolMethodMetrics are the series of one method, labels resolved.
-type poolMethodMetrics struct {
+// methodMetrics are the series of one method, labels resolved.
+type methodMetrics struct {
 	calls    [len(outcomeNames)]prometheus.Counter // by Outcome
 	duration prometheus.Observer
 	retries  prometheus.Counter
 }
 
-func newPoolMetrics(reg prometheus.Registerer) (*poolMetrics, error) {
-	m := &poolMetrics{
+// newMetrics registers the pool's series on reg; queued counts the calls
+// waiting in the pool's queues (the queued gauge, at scrape time).
+func newMetrics(reg prometheus.Registerer, queued func() int) (*metrics, error) {
+	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "job", Name: "comet_calls_total",
 			Help: "Calls to comets, one per call when it ends, by gRPC method and outcome (delivered or the loss reason).",
@@ -66,13 +62,8 @@ func newPoolMetrics(reg prometheus.Registerer) (*poolMetrics, error) {
 	m.queued = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "goim", Subsystem: "job", Name: "comet_queued",
 		Help: "Calls waiting in the queues of every comet (not counting those in flight).",
-	}, func() float64 {
-		if p := m.pool.Load(); p != nil {
-			return float64(p.queuedLen())
-		}
-		return 0
-	})
-	for i, name := range poolMethods {
+	}, func() float64 { return float64(queued()) })
+	for i, name := range methods {
 		mm := &m.byMethod[i]
 		for o := range mm.calls {
 			mm.calls[o] = m.calls.WithLabelValues(name, Outcome(o).String())
@@ -91,23 +82,22 @@ func newPoolMetrics(reg prometheus.Registerer) (*poolMetrics, error) {
 	return m, nil
 }
 
-// poolMethodIndex is the index in poolMethods of c's method (see
-// call.method).
-func poolMethodIndex(c *call) int {
+// methodIndex is the index in methods of c's method.
+func methodIndex(c *Call) int {
 	switch {
-	case c.push != nil:
+	case c.Push != nil:
 		return 0
-	case c.room != nil:
+	case c.Room != nil:
 		return 1
 	default:
 		return 2
 	}
 }
 
-func (m *poolMetrics) method(c *call) *poolMethodMetrics { return &m.byMethod[poolMethodIndex(c)] }
+func (m *metrics) method(c *Call) *methodMetrics { return &m.byMethod[methodIndex(c)] }
 
 // pushReply adds the counts of one PushMsg reply.
-func (m *poolMetrics) pushReply(r *cometpb.PushMsgReply) {
+func (m *metrics) pushReply(r *cometpb.PushMsgReply) {
 	for i, n := range [...]int32{r.GetDelivered(), r.GetAbsent(), r.GetFiltered(), r.GetDropped()} {
 		if n > 0 {
 			m.keys[i].Add(float64(n))
