@@ -17,17 +17,25 @@ type Bucket struct {
 	chs map[string]*Channel // key -> channel; guarded by mu
 }
 
-func newBuckets(n int) []*Bucket {
-	bs := make([]*Bucket, n)
-	for i := range bs {
-		bs[i] = &Bucket{chs: make(map[string]*Channel)}
+// buckets are every connection published under its key, sharded by a
+// hash of the key with a seed of their own.
+type buckets struct {
+	seed maphash.Seed
+	all  []*Bucket
+}
+
+func newBuckets(n int) buckets {
+	bs := buckets{seed: maphash.MakeSeed(), all: make([]*Bucket, n)}
+	for i := range bs.all {
+		bs.all[i] = &Bucket{chs: make(map[string]*Channel)}
 	}
 	return bs
 }
 
 // bucket returns the bucket of key.
 func (s *Server) bucket(key string) *Bucket {
-	return s.buckets[maphash.String(s.seed, key)%uint64(len(s.buckets))]
+	bs := &s.buckets
+	return bs.all[maphash.String(bs.seed, key)%uint64(len(bs.all))]
 }
 
 // put publishes c under its key and returns the channel it replaced, if any

@@ -84,7 +84,7 @@ func (c *Channel) handshake() (authed bool, err error) {
 func (c *Channel) authenticate(p *protocol.Proto) (*logicpb.ConnectReply, error) {
 	s := c.srv
 	if c.tr == transportTLS || c.tr == transportWSS {
-		tc := tls.Server(c.raw, s.tlsConf)
+		tc := tls.Server(c.raw, s.ln.tls)
 		if err := tc.Handshake(); err != nil {
 			return nil, fail(ReasonBadFrame, fmt.Errorf("tls handshake: %w", err))
 		}

@@ -167,7 +167,7 @@ func startLoadComet(t *testing.T) *testEnv {
 // authedConns counts the published (authenticated) channels.
 func authedConns(s *Server) int {
 	n := 0
-	for _, b := range s.buckets {
+	for _, b := range s.buckets.all {
 		b.mu.RLock()
 		n += len(b.chs)
 		b.mu.RUnlock()

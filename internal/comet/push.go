@@ -130,7 +130,7 @@ func (s *Server) broadcast(j broadcastJob, chs []*Channel) []*Channel {
 	pace := newPacer(j.speed)
 	var queued, dropped int
 	defer func() { s.metrics.kindPushes("broadcast", queued, dropped) }()
-	for _, b := range s.buckets {
+	for _, b := range s.buckets.all {
 		chs = b.channels(chs[:0])
 		for _, c := range chs {
 			if !c.watches(j.op) {

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -44,11 +43,9 @@ type Server struct {
 
 	// The connections: published by key in buckets, grouped in rooms,
 	// timed out by wheel (handshake, then session).
-	seed    maphash.Seed
-	buckets []*Bucket
+	buckets buckets
 	rooms   *rooms
 	wheel   *timer.Wheel
-	tlsConf *tls.Config
 	connIDs atomic.Uint64 // the last connection id given (Channel.connID)
 	born    time.Time     // when New ran: channels keep their times as durations since (smaller than a time.Time)
 	readers readerPool    // frame readers, lent to connections while they read
@@ -60,16 +57,34 @@ type Server struct {
 	reg    *registrar   // the discovery entry
 	grpc   *grpc.Server // the Comet service job calls
 
-	mu        sync.RWMutex // guards listeners and rpcLn; held while ctx is cancelled, read-held to start a goroutine
-	listeners []listener
-	rpcLn     net.Listener
-	ctx       context.Context // cancelled when shutdown begins: no goroutine starts after
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup // every goroutine the server starts
-	started   atomic.Bool
-	draining  atomic.Bool
-	stopOnce  sync.Once
-	shutErr   error
+	mu       sync.RWMutex // guards ln; held while ctx is cancelled, read-held to start a goroutine
+	ln       listening
+	ctx      context.Context // cancelled when shutdown begins: no goroutine starts after
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup // every goroutine the server starts
+	started  atomic.Bool
+	draining atomic.Bool
+	stopOnce sync.Once
+	shutErr  error
+}
+
+// listening is what the comet listens on: the client listeners, the gRPC
+// listener job calls, and the TLS config of the TLS and WSS listeners.
+type listening struct {
+	clients []listener
+	rpc     net.Listener
+	tls     *tls.Config // nil without a TLS or WSS bind
+}
+
+// closeAll closes every listener opened so far and forgets them.
+func (l *listening) closeAll() {
+	for _, ln := range l.clients {
+		_ = ln.Close()
+	}
+	if l.rpc != nil {
+		_ = l.rpc.Close()
+	}
+	l.clients, l.rpc = nil, nil
 }
 
 type listener struct {
@@ -94,7 +109,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		log:        log,
-		seed:       maphash.MakeSeed(),
 		buckets:    newBuckets(cfg.Bucket.Count),
 		rooms:      newRooms(cfg.Bucket.Count, cfg.Bucket.RoomWorkers, cfg.Bucket.RoomQueue),
 		wheel:      timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
@@ -125,7 +139,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("comet: tls: %w", err)
 		}
-		s.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.ln.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	if s.reg, err = newRegistrar(cfg, s.meta, log, s.warns); err != nil {
 		return nil, err
@@ -160,27 +174,21 @@ func (s *Server) Start() error {
 			if ln, err = lc.Listen(s.ctx, "tcp", a); err != nil {
 				break
 			}
-			s.listeners = append(s.listeners, listener{Listener: ln, tr: b.tr})
+			s.ln.clients = append(s.ln.clients, listener{Listener: ln, tr: b.tr})
 		}
 	}
 	if err == nil {
-		s.rpcLn, err = net.Listen("tcp", s.cfg.RPC.Bind)
+		s.ln.rpc, err = net.Listen("tcp", s.cfg.RPC.Bind)
 	}
 	if err != nil {
 		err = fmt.Errorf("comet: listen: %w", err)
 	} else {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Discovery.RequestTimeout.D())
-		err = s.reg.register(ctx, s.rpcLn.Addr())
+		err = s.reg.register(ctx, s.ln.rpc.Addr())
 		cancel()
 	}
 	if err != nil {
-		for _, ln := range s.listeners {
-			_ = ln.Close()
-		}
-		if s.rpcLn != nil {
-			_ = s.rpcLn.Close()
-		}
-		s.listeners, s.rpcLn = nil, nil
+		s.ln.closeAll()
 		return err
 	}
 	s.wheel.Start()
@@ -191,13 +199,13 @@ func (s *Server) Start() error {
 	s.wg.Go(s.releaseLoop)
 	s.wg.Go(func() { s.limits.sweepLoop(s.ctx.Done()) })
 	s.logic.start(s.ctx, &s.wg)
-	rpcLn := s.rpcLn
+	rpcLn := s.ln.rpc
 	s.wg.Go(func() {
 		if err := s.grpc.Serve(rpcLn); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			s.log.Error("comet: grpc server stopped", "err", err)
 		}
 	})
-	for _, ln := range s.listeners {
+	for _, ln := range s.ln.clients {
 		s.wg.Go(func() { s.acceptLoop(ln) })
 	}
 	s.started.Store(true)
@@ -229,12 +237,12 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) {
 	}
 	s.logic.report()
 	s.mu.Lock()
-	for _, ln := range s.listeners {
+	for _, ln := range s.ln.clients {
 		_ = ln.Close()
 	}
 	s.mu.Unlock()
 	var chs []*Channel
-	for _, b := range s.buckets {
+	for _, b := range s.buckets.all {
 		chs = b.channels(chs)
 	}
 	s.log.Info("comet: draining", "clients", len(chs), "window", window)
@@ -284,7 +292,7 @@ func (s *Server) Addrs(tr string) []net.Addr {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []net.Addr
-	for _, ln := range s.listeners {
+	for _, ln := range s.ln.clients {
 		if ln.tr.String() == tr {
 			out = append(out, ln.Addr())
 		}
@@ -296,10 +304,10 @@ func (s *Server) Addrs(tr string) []net.Addr {
 func (s *Server) RPCAddr() net.Addr {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.rpcLn == nil {
+	if s.ln.rpc == nil {
 		return nil
 	}
-	return s.rpcLn.Addr()
+	return s.ln.rpc.Addr()
 }
 
 // goFunc starts f as an owned goroutine unless shutdown has begun.
@@ -320,14 +328,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.reg.deregister(ctx)
 		s.mu.Lock()
-		for _, ln := range s.listeners {
+		for _, ln := range s.ln.clients {
 			_ = ln.Close()
 		}
 		s.cancel()
 		s.mu.Unlock()
 		s.grpc.Stop()
 		s.limits.closePending(ReasonShutdown)
-		for _, b := range s.buckets {
+		for _, b := range s.buckets.all {
 			for _, c := range b.channels(nil) {
 				c.closeGoingAway(ReasonShutdown)
 			}
