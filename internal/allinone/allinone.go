@@ -30,6 +30,7 @@ import (
 	"github.com/goim/goim/internal/comet"
 	"github.com/goim/goim/internal/discovery/embedded"
 	"github.com/goim/goim/internal/job"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/logic"
 )
 
@@ -79,11 +80,7 @@ func Start(cfg Config, deps Deps) (*Cluster, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	c := &Cluster{cfg: cfg, log: log, admins: map[string]*admin.Server{}, infraOnly: deps.InfraOnly}
+	c := &Cluster{cfg: cfg, log: logging.OrDiscard(deps.Logger), admins: map[string]*admin.Server{}, infraOnly: deps.InfraOnly}
 	if err := c.start(deps); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 		defer cancel()
