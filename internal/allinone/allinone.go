@@ -39,8 +39,11 @@ import (
 // session and online-report TTLs.
 const clockTick = 100 * time.Millisecond
 
-// Deps are what the cluster uses from outside. A nil Logger discards.
+// Deps are what the cluster uses from outside.
 type Deps struct {
+	// Logger receives the logs of logic, comet, job and the embedded
+	// discovery server, each with a "service" attribute naming it.
+	// Nil discards.
 	Logger *slog.Logger
 	// Pages are extra GET pages served on logic's HTTP listener (the demo
 	// page); see logic.Deps.
