@@ -67,17 +67,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cfg.Host, "host", "", "the server's name in its registry (default: the OS hostname); distinct for each server of a set of peers")
 	fs.StringVar(&peers, "peers", "", "the other discovery servers of this zone, comma-separated host:port: replicated to, and fetched from at start")
 	o.flags = service.AddFlags(fs, "") // no config file: no -conf, no -check-config
-	if err := fs.Parse(args); err != nil {
+	if err := service.ParseFlagsOnly(fs, args); err != nil {
 		return options{}, err
 	}
-	if fs.NArg() > 0 {
-		return options{}, fmt.Errorf("unexpected arguments %q (flags only; -h lists them)", fs.Args())
-	}
-	for _, p := range strings.Split(peers, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			o.cfg.Peers = append(o.cfg.Peers, p)
-		}
-	}
+	o.cfg.Peers = service.SplitList(peers)
 	for name, v := range map[string]string{"env": o.cfg.Env, "zone": o.cfg.Zone, "region": o.cfg.Region} {
 		if strings.TrimSpace(v) == "" {
 			return options{}, fmt.Errorf("-%s must not be empty", name)

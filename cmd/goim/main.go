@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 
 	"github.com/goim/goim/internal/allinone"
 	"github.com/goim/goim/internal/buildinfo"
@@ -38,11 +37,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	redis := fs.String("redis", "", "real Redis host:port (default: embedded miniredis)")
 	disc := fs.String("discovery", "", "real discovery nodes, comma-separated host:port (default: embedded)")
 	infraOnly := fs.Bool("infra-only", false, "start only the embedded Kafka, Redis and discovery (not logic, job, comet), to run the services as separate processes against them")
-	if err := fs.Parse(args); err != nil {
+	if err := service.ParseFlagsOnly(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (flags only; -h lists them)", fs.Args())
 	}
 	log, err := f.Logger("goim", stdout, stderr)
 	if log == nil {
@@ -53,13 +49,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *kafka != "" {
-		cfg.Kafka.Brokers = splitList(*kafka)
+		cfg.Kafka.Brokers = service.SplitList(*kafka)
 	}
 	if *redis != "" {
 		cfg.Redis.Addr = *redis
 	}
 	if *disc != "" {
-		cfg.Discovery.Nodes = splitList(*disc)
+		cfg.Discovery.Nodes = service.SplitList(*disc)
 	}
 	cfg.Wire()
 	if err := cfg.Validate(); err != nil {
@@ -95,15 +91,4 @@ func run(args []string, stdout, stderr io.Writer) error {
 	err = c.Shutdown()
 	log.Info("goim stopped", "err", err)
 	return err
-}
-
-// splitList splits a comma-separated flag value, dropping empty elements.
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -256,5 +257,28 @@ func TestRunSignals(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", adminAddr, 5*time.Second); err == nil {
 		c.Close()
 		t.Error("admin listener still open after Run returned")
+	}
+}
+
+func TestParseFlagsOnly(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	v := fs.String("v", "", "")
+	if err := ParseFlagsOnly(fs, []string{"-v", "1"}); err != nil || *v != "1" {
+		t.Errorf("flags: %v, -v %q", err, *v)
+	}
+	fs = flag.NewFlagSet("x", flag.ContinueOnError)
+	if err := ParseFlagsOnly(fs, []string{"extra"}); err == nil || !strings.Contains(err.Error(), `unexpected arguments ["extra"]`) {
+		t.Errorf("positional argument: %v", err)
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	for in, want := range map[string]string{"": "[]", " a:1, b:2 ,,": "[a:1 b:2]", "a:1": "[a:1]"} {
+		if got := SplitList(in); fmt.Sprint(got) != want {
+			t.Errorf("SplitList(%q) = %q, want %s", in, got, want)
+		}
+	}
+	if SplitList(" , ") != nil {
+		t.Error("SplitList of nothing is not nil")
 	}
 }
