@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/goim/goim/internal/buildinfo"
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery/embedded"
 	"github.com/goim/goim/internal/service"
 )
@@ -70,7 +71,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	if err := service.ParseFlagsOnly(fs, args); err != nil {
 		return options{}, err
 	}
-	o.cfg.Peers = service.SplitList(peers)
+	o.cfg.Peers = conf.SplitList(peers)
 	for name, v := range map[string]string{"env": o.cfg.Env, "zone": o.cfg.Zone, "region": o.cfg.Region} {
 		if strings.TrimSpace(v) == "" {
 			return options{}, fmt.Errorf("-%s must not be empty", name)

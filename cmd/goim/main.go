@@ -23,6 +23,7 @@ import (
 
 	"github.com/goim/goim/internal/allinone"
 	"github.com/goim/goim/internal/buildinfo"
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/demo"
 	"github.com/goim/goim/internal/service"
 )
@@ -49,13 +50,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *kafka != "" {
-		cfg.Kafka.Brokers = service.SplitList(*kafka)
+		cfg.Kafka.Brokers = conf.SplitList(*kafka)
 	}
 	if *redis != "" {
 		cfg.Redis.Addr = *redis
 	}
 	if *disc != "" {
-		cfg.Discovery.Nodes = service.SplitList(*disc)
+		cfg.Discovery.Nodes = conf.SplitList(*disc)
 	}
 	cfg.Wire()
 	if err := cfg.Validate(); err != nil {

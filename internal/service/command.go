@@ -10,8 +10,8 @@
 // reload, what each logs once it serves) is in Main's fields.
 //
 // cmd/discovery and cmd/goim use the parts that fit them (AddFlags,
-// ParseFlagsOnly, SplitList, Flags.Logger, CheckConfig, Notify, Exit):
-// neither has an admin listener of its own nor stops the way Run does.
+// ParseFlagsOnly, Flags.Logger, CheckConfig, Notify, Exit): neither has
+// an admin listener of its own nor stops the way Run does.
 //
 // The package knows no service: it must not import internal/comet,
 // internal/logic or internal/job.
@@ -24,7 +24,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/goim/goim/internal/buildinfo"
@@ -67,18 +66,6 @@ func ParseFlagsOnly(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("unexpected arguments %q (flags only; -h lists them)", fs.Args())
 	}
 	return nil
-}
-
-// SplitList splits a comma-separated flag value (a list of host:port),
-// trimming spaces and dropping empty elements.
-func SplitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }
 
 // Logger is called after parsing. When -version was given it writes

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -269,16 +268,5 @@ func TestParseFlagsOnly(t *testing.T) {
 	fs = flag.NewFlagSet("x", flag.ContinueOnError)
 	if err := ParseFlagsOnly(fs, []string{"extra"}); err == nil || !strings.Contains(err.Error(), `unexpected arguments ["extra"]`) {
 		t.Errorf("positional argument: %v", err)
-	}
-}
-
-func TestSplitList(t *testing.T) {
-	for in, want := range map[string]string{"": "[]", " a:1, b:2 ,,": "[a:1 b:2]", "a:1": "[a:1]"} {
-		if got := SplitList(in); fmt.Sprint(got) != want {
-			t.Errorf("SplitList(%q) = %q, want %s", in, got, want)
-		}
-	}
-	if SplitList(" , ") != nil {
-		t.Error("SplitList of nothing is not nil")
 	}
 }
