@@ -12,89 +12,38 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/goim/goim/internal/admin"
-	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/comet"
-	"github.com/goim/goim/internal/logging"
+	"github.com/goim/goim/internal/service"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "comet:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Exit("comet", run(os.Args[1:])) }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("comet", flag.ContinueOnError)
-	confPath := fs.String("conf", "configs/comet.toml", "config file")
-	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
-	logf := logging.AddFlags(fs)
-	version := buildinfo.AddFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if version.Print(os.Stdout, "comet") {
-		return nil
-	}
-	log, err := logf.New(os.Stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := comet.Load(*confPath)
-	if err != nil {
-		return err
-	}
-	if *check {
-		// Beyond Validate: open and parse every key, certificate and
-		// secret file the config names.
-		if err := comet.CheckFiles(cfg); err != nil {
-			return fmt.Errorf("%s: %w", *confPath, err)
-		}
-		fmt.Println(*confPath + ": ok")
-		return nil
-	}
-	log.Info("comet starting", "version", buildinfo.Version())
-
-	reg := admin.NewRegistry()
-	srv, err := comet.New(cfg, comet.Deps{Logger: log, Registry: reg})
-	if err != nil {
-		return err
-	}
-	adm, err := admin.New(cfg.Admin, reg, srv.Ready, log)
-	if err != nil {
-		return err
-	}
-	if err := adm.Start(); err != nil {
-		return err
-	}
-	if err := srv.Start(); err != nil {
-		_ = adm.Shutdown(context.Background())
-		return err
-	}
-	log.Info("comet serving", "tcp", srv.Addrs("tcp"), "ws", srv.Addrs("ws"), "admin", adm.Addr())
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigs
-	signal.Stop(sigs)
-	window := cfg.Drain.Window.D()
-	if sig == syscall.SIGINT {
-		window = cfg.Drain.InterruptWindow.D()
-	}
-	log.Info("comet stopping", "signal", sig.String(), "drain_window", window)
-	ctx, cancel := context.WithTimeout(context.Background(), window+cfg.Drain.Grace.D())
-	defer cancel()
-	srv.Drain(ctx, window)
-	err = errors.Join(srv.Shutdown(ctx), adm.Shutdown(ctx))
-	log.Info("comet stopped", "err", err, "at", time.Now().Format(time.RFC3339))
-	return err
+	return service.Run(args, service.Main[comet.Config, *comet.Server]{
+		Name: "comet", Conf: "configs/comet.toml", Load: comet.Load,
+		Check: func(c comet.Config) ([]string, error) { return nil, comet.CheckFiles(c) },
+		Admin: func(c comet.Config) admin.Config { return c.Admin },
+		New: func(c comet.Config, env service.Env) (*comet.Server, error) {
+			return comet.New(c, comet.Deps{Logger: env.Logger, Registry: env.Registry})
+		},
+		// A comet that failed to start is not shut down: its Shutdown
+		// sends logic a final report, for a comet that never served.
+		ShutdownOnError: false,
+		Started: func(log *slog.Logger, _ comet.Config, srv *comet.Server, adminAddr string) {
+			log.Info("comet serving", "tcp", srv.Addrs("tcp"), "ws", srv.Addrs("ws"), "admin", adminAddr)
+		},
+		Stop: func(c comet.Config, srv *comet.Server, sig os.Signal) service.Stop {
+			window := c.Drain.Window.D()
+			if sig == syscall.SIGINT {
+				window = c.Drain.InterruptWindow.D()
+			}
+			return service.Stop{Timeout: window + c.Drain.Grace.D(), Attrs: []any{"drain_window", window},
+				Drain: func(ctx context.Context) { srv.Drain(ctx, window) }}
+		},
+	})
 }

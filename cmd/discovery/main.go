@@ -29,12 +29,12 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/goim/goim/internal/buildinfo"
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery/embedded"
-	"github.com/goim/goim/internal/logging"
+	"github.com/goim/goim/internal/service"
 )
 
 // deregisterTimeout bounds the removal of the server's own registration
@@ -42,20 +42,17 @@ import (
 const deregisterTimeout = 5 * time.Second
 
 func main() {
-	if err := run(os.Args[1:], os.Stderr); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		fmt.Fprintln(os.Stderr, "discovery:", err)
-		os.Exit(1)
+	err := run(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the flags were listed
 	}
+	service.Exit("discovery", err)
 }
 
 // options are the command's flags.
 type options struct {
-	cfg     embedded.Config
-	log     *logging.Flags
-	version *buildinfo.Flag
+	cfg   embedded.Config
+	flags *service.Flags
 }
 
 // parse reads the flags. It never starts anything.
@@ -70,19 +67,11 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.cfg.Region, "region", embedded.DefaultRegion, "region the server registers itself in")
 	fs.StringVar(&o.cfg.Host, "host", "", "the server's name in its registry (default: the OS hostname); distinct for each server of a set of peers")
 	fs.StringVar(&peers, "peers", "", "the other discovery servers of this zone, comma-separated host:port: replicated to, and fetched from at start")
-	o.log = logging.AddFlags(fs)
-	o.version = buildinfo.AddFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	o.flags = service.AddFlags(fs, "") // no config file: no -conf, no -check-config
+	if err := service.ParseFlagsOnly(fs, args); err != nil {
 		return options{}, err
 	}
-	if fs.NArg() > 0 {
-		return options{}, fmt.Errorf("unexpected arguments %q (flags only; -h lists them)", fs.Args())
-	}
-	for _, p := range strings.Split(peers, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			o.cfg.Peers = append(o.cfg.Peers, p)
-		}
-	}
+	o.cfg.Peers = conf.SplitList(peers)
 	for name, v := range map[string]string{"env": o.cfg.Env, "zone": o.cfg.Zone, "region": o.cfg.Region} {
 		if strings.TrimSpace(v) == "" {
 			return options{}, fmt.Errorf("-%s must not be empty", name)
@@ -96,18 +85,14 @@ func run(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if o.version.Print(os.Stdout, "discovery") {
-		return nil
-	}
-	log, err := o.log.New(stderr)
-	if err != nil {
-		return err
+	log, err := o.flags.Logger("discovery", os.Stdout, stderr)
+	if log == nil {
+		return err // -version printed, or a bad -log-* value
 	}
 	log.Info("discovery starting", "version", buildinfo.Version())
 	// Subscribe before starting, so a signal sent as soon as the server
 	// answers is not lost.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sigs := service.Notify()
 	defer signal.Stop(sigs)
 	srv, err := embedded.Start(o.cfg, log)
 	if err != nil {

@@ -20,73 +20,51 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
-	"syscall"
 
 	"github.com/goim/goim/internal/allinone"
 	"github.com/goim/goim/internal/buildinfo"
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/demo"
-	"github.com/goim/goim/internal/logging"
+	"github.com/goim/goim/internal/service"
 )
 
-func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "goim:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Exit("goim", run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("goim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	confPath := fs.String("conf", "configs/goim.toml", "config file")
-	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
-	logf := logging.AddFlags(fs)
-	version := buildinfo.AddFlag(fs)
+	f := service.AddFlags(fs, "configs/goim.toml")
 	kafka := fs.String("kafka", "", "real Kafka brokers, comma-separated host:port (default: embedded kfake)")
 	redis := fs.String("redis", "", "real Redis host:port (default: embedded miniredis)")
 	disc := fs.String("discovery", "", "real discovery nodes, comma-separated host:port (default: embedded)")
 	infraOnly := fs.Bool("infra-only", false, "start only the embedded Kafka, Redis and discovery (not logic, job, comet), to run the services as separate processes against them")
-	if err := fs.Parse(args); err != nil {
+	if err := service.ParseFlagsOnly(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments %q (flags only; -h lists them)", fs.Args())
+	log, err := f.Logger("goim", stdout, stderr)
+	if log == nil {
+		return err // -version printed, or a bad -log-* value
 	}
-	if version.Print(stdout, "goim") {
-		return nil
-	}
-	log, err := logf.New(stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := allinone.Read(*confPath)
+	cfg, err := allinone.Read(f.Conf)
 	if err != nil {
 		return err
 	}
 	if *kafka != "" {
-		cfg.Kafka.Brokers = splitList(*kafka)
+		cfg.Kafka.Brokers = conf.SplitList(*kafka)
 	}
 	if *redis != "" {
 		cfg.Redis.Addr = *redis
 	}
 	if *disc != "" {
-		cfg.Discovery.Nodes = splitList(*disc)
+		cfg.Discovery.Nodes = conf.SplitList(*disc)
 	}
 	cfg.Wire()
 	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("%s: %w", *confPath, err)
+		return fmt.Errorf("%s: %w", f.Conf, err)
 	}
-	if *check {
+	if f.Check {
 		warnings, err := cfg.CheckFiles(*infraOnly)
-		for _, w := range warnings {
-			fmt.Fprintln(stdout, *confPath+": warning: "+w)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: %w", *confPath, err)
-		}
-		fmt.Fprintln(stdout, *confPath+": ok")
-		return nil
+		return service.CheckConfig(stdout, f.Conf, warnings, err)
 	}
 	log.Info("goim starting", "version", buildinfo.Version())
 
@@ -98,8 +76,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sigs := service.Notify()
 	defer signal.Stop(sigs)
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ReadyTimeout.D())
@@ -115,15 +92,4 @@ func run(args []string, stdout, stderr io.Writer) error {
 	err = c.Shutdown()
 	log.Info("goim stopped", "err", err)
 	return err
-}
-
-// splitList splits a comma-separated flag value, dropping empty elements.
-func splitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }

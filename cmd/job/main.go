@@ -11,90 +11,31 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
-	"fmt"
+	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/goim/goim/internal/admin"
-	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/job"
-	"github.com/goim/goim/internal/logging"
+	"github.com/goim/goim/internal/service"
 )
 
-func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "job:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Exit("job", run(os.Args[1:])) }
 
 func run(args []string) error {
-	fs := flag.NewFlagSet("job", flag.ContinueOnError)
-	confPath := fs.String("conf", "configs/job.toml", "config file")
-	check := fs.Bool("check-config", false, "validate the config file, open and parse every key, certificate and secret file it names, and exit")
-	logf := logging.AddFlags(fs)
-	version := buildinfo.AddFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if version.Print(os.Stdout, "job") {
-		return nil
-	}
-	log, err := logf.New(os.Stderr)
-	if err != nil {
-		return err
-	}
-	cfg, err := job.Load(*confPath)
-	if err != nil {
-		return err
-	}
-	if *check {
-		// Beyond Validate: open and parse every key, certificate and
-		// secret file the config names.
-		if err := job.CheckFiles(cfg); err != nil {
-			return fmt.Errorf("%s: %w", *confPath, err)
-		}
-		fmt.Println(*confPath + ": ok")
-		return nil
-	}
-	log.Info("job starting", "version", buildinfo.Version())
-	gcPercent, fromEnv := admin.SetGCPercent(admin.ServiceGCPercent)
-	log.Info("garbage collector target", "percent", gcPercent, "from_GOGC", fromEnv)
-
-	reg := admin.NewRegistry()
-	var adm *admin.Server
-	j, err := job.New(cfg, job.Deps{Logger: log, Registry: reg, AdminAddr: func() string { return adm.Addr() }})
-	if err != nil {
-		return err
-	}
-	adm, err = admin.New(cfg.Admin, reg, j.Ready, log)
-	if err != nil {
-		_ = j.Shutdown(context.Background())
-		return err
-	}
-	if err := adm.Start(); err != nil {
-		_ = j.Shutdown(context.Background())
-		return err
-	}
-	if err := j.Start(); err != nil {
-		_ = j.Shutdown(context.Background())
-		_ = adm.Shutdown(context.Background())
-		return err
-	}
-	log.Info("job running", "topic", cfg.Kafka.Topic, "group", cfg.Kafka.Group, "admin", adm.Addr())
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigs
-	signal.Stop(sigs)
-	log.Info("job stopping", "signal", sig.String())
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
-	defer cancel()
-	err = errors.Join(j.Shutdown(ctx), adm.Shutdown(ctx))
-	log.Info("job stopped", "err", err)
-	return err
+	return service.Run(args, service.Main[job.Config, *job.Job]{
+		Name: "job", Conf: "configs/job.toml", Load: job.Load,
+		Check:     func(c job.Config) ([]string, error) { return nil, job.CheckFiles(c) },
+		GCPercent: admin.ServiceGCPercent,
+		Admin:     func(c job.Config) admin.Config { return c.Admin },
+		New: func(c job.Config, env service.Env) (*job.Job, error) {
+			return job.New(c, job.Deps{Logger: env.Logger, Registry: env.Registry, AdminAddr: env.AdminAddr})
+		},
+		ShutdownOnError: true,
+		Started: func(log *slog.Logger, c job.Config, _ *job.Job, adminAddr string) {
+			log.Info("job running", "topic", c.Kafka.Topic, "group", c.Kafka.Group, "admin", adminAddr)
+		},
+		Stop: func(c job.Config, _ *job.Job, _ os.Signal) service.Stop {
+			return service.Stop{Timeout: c.ShutdownTimeout.D()}
+		},
+	})
 }

@@ -24,7 +24,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +32,8 @@ import (
 
 	"github.com/goim/goim/internal/buildinfo"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/httpserve"
+	"github.com/goim/goim/internal/logging"
 )
 
 // Config is the [admin] section of a service's configuration.
@@ -107,18 +108,8 @@ func BuildInfo(in buildinfo.Info) prometheus.Collector {
 // Shutdown stops it.
 type Server struct {
 	cfg   Config
-	log   *slog.Logger
-	srv   *http.Server
+	http  *httpserve.Server
 	ready func() error
-
-	mu      sync.Mutex
-	ln      net.Listener  // set by Start
-	done    chan struct{} // closed when the Serve goroutine returns
-	started bool
-	closed  bool
-
-	shutOnce sync.Once
-	shutErr  error
 }
 
 // New returns a server, not yet listening, that serves reg on /metrics and
@@ -138,10 +129,8 @@ func New(cfg Config, reg *prometheus.Registry, ready func() error, logger *slog.
 	if ready == nil {
 		ready = func() error { return nil }
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	s := &Server{cfg: cfg, log: logger, ready: ready}
+	logger = logging.OrDiscard(logger)
+	s := &Server{cfg: cfg, ready: ready}
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -156,7 +145,7 @@ func New(cfg Config, reg *prometheus.Registry, ready func() error, logger *slog.
 	mux.HandleFunc("/healthz", s.healthz)
 	mux.HandleFunc("/readyz", s.readyz)
 
-	s.srv = &http.Server{
+	s.http = httpserve.New("admin", &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: cfg.ReadTimeout.D(),
 		ReadTimeout:       cfg.ReadTimeout.D(),
@@ -166,74 +155,28 @@ func New(cfg Config, reg *prometheus.Registry, ready func() error, logger *slog.
 		IdleTimeout:    cfg.IdleTimeout.D(),
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	}, logger)
 	return s, nil
 }
 
 // Start opens the listener and serves on a goroutine that Shutdown stops.
 // It fails if the address cannot be bound, if called twice, or after
 // Shutdown.
-func (s *Server) Start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return errors.New("admin: Start after Shutdown")
-	case s.started:
-		return errors.New("admin: already started")
-	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("admin: %w", err)
-	}
-	s.started, s.ln, s.done = true, ln, make(chan struct{})
-	s.log.Info("admin listening", "addr", ln.Addr().String())
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("admin server stopped", "err", err)
-		}
-	}()
-	return nil
-}
+func (s *Server) Start() error { return s.http.Start(s.cfg.Addr) }
 
 // Addr returns the address the server listens on, with the actual port when
 // Config.Addr had port 0, or "" before Start.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return ""
-	}
-	return s.ln.Addr().String()
-}
+func (s *Server) Addr() string { return s.http.Addr() }
 
-// Shutdown stops the server: it closes the listener at once, waits for
-// in-flight requests until ctx is done, then closes the remaining
+// Shutdown stops the server: it closes the listener and the connections
+// that have not sent a request at once, waits for in-flight requests until
+// ctx is done, then closes the remaining
 // connections (a running CPU profile or trace stops early: its request
 // context is cancelled), and waits for the Serve goroutine to return. It
 // returns ctx's error if it had to cut requests short. It is idempotent:
 // later calls wait for the first one and return its result. It may be
 // called without Start.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		started, done := s.started, s.done
-		s.mu.Unlock()
-		if !started {
-			return
-		}
-		err := s.srv.Shutdown(ctx)
-		if err != nil {
-			err = errors.Join(err, s.srv.Close())
-		}
-		<-done
-		s.shutErr = err
-		s.log.Info("admin stopped")
-	})
-	return s.shutErr
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeText(w, http.StatusOK, "ok\n")

@@ -198,7 +198,7 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("Shutdown: %v", err)
 	}
 	select {
-	case <-s.done:
+	case <-s.http.Done():
 	default:
 		t.Fatal("Serve goroutine still running after Shutdown")
 	}

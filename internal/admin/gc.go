@@ -9,10 +9,10 @@ import (
 // when the GOGC environment variable is not set. Their live heap is a few
 // megabytes while a connect burst or a push flood allocates tens to
 // hundreds of megabytes a second, so with Go's default of 100 the
-// collector runs tens of times a second: logic alone did 26.6-27.5 k
-// batched connects per CPU-second at 100 and 33-46 k at 400
-// (docs/benchmark.md). Their heap then peaks at about five times the live
-// heap instead of twice. The comet keeps Go's default: its live heap
+// collector runs tens of times a second and takes a large share of their
+// CPU; at 400 it runs about a quarter as often (docs/benchmark.md has the
+// measurements). Their heap then peaks at about five times the live heap
+// instead of twice. The comet keeps Go's default: its live heap
 // grows with its connections, and its memory per connection is a target.
 const ServiceGCPercent = 400
 

@@ -30,6 +30,7 @@ import (
 	"github.com/goim/goim/internal/comet"
 	"github.com/goim/goim/internal/discovery/embedded"
 	"github.com/goim/goim/internal/job"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/logic"
 )
 
@@ -38,8 +39,11 @@ import (
 // session and online-report TTLs.
 const clockTick = 100 * time.Millisecond
 
-// Deps are what the cluster uses from outside. A nil Logger discards.
+// Deps are what the cluster uses from outside.
 type Deps struct {
+	// Logger receives the logs of logic, comet, job and the embedded
+	// discovery server, each with a "service" attribute naming it.
+	// Nil discards.
 	Logger *slog.Logger
 	// Pages are extra GET pages served on logic's HTTP listener (the demo
 	// page); see logic.Deps.
@@ -79,11 +83,7 @@ func Start(cfg Config, deps Deps) (*Cluster, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	c := &Cluster{cfg: cfg, log: log, admins: map[string]*admin.Server{}, infraOnly: deps.InfraOnly}
+	c := &Cluster{cfg: cfg, log: logging.OrDiscard(deps.Logger), admins: map[string]*admin.Server{}, infraOnly: deps.InfraOnly}
 	if err := c.start(deps); err != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
 		defer cancel()

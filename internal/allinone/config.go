@@ -193,11 +193,7 @@ func (c *Config) Wire() {
 func (c Config) Validate() error {
 	var p conf.Problems
 	k := p.Sub("kafka")
-	for i, b := range c.Kafka.Brokers {
-		if _, _, err := net.SplitHostPort(b); err != nil {
-			k.Add(conf.Index("brokers", i), "%q is not host:port: %v", b, err)
-		}
-	}
+	k.HostPorts("brokers", c.Kafka.Brokers) // none: the embedded broker
 	if len(c.Kafka.Brokers) == 0 {
 		k.Check(c.Kafka.Port > 0 && c.Kafka.Port < 65536, "port", "must be 1..65535 for the embedded broker, got %d", c.Kafka.Port)
 		k.Check(c.Kafka.Partitions > 0 && c.Kafka.Partitions <= 1024, "partitions", "must be 1..1024, got %d", c.Kafka.Partitions)

@@ -242,7 +242,7 @@ func setValue(v reflect.Value, s string) error {
 		v.SetString(s)
 		return nil
 	case reflect.Slice:
-		parts := splitList(s)
+		parts := SplitList(s)
 		out := reflect.MakeSlice(v.Type(), len(parts), len(parts))
 		for i, p := range parts {
 			if err := setValue(out.Index(i), p); err != nil {
@@ -256,7 +256,7 @@ func setValue(v reflect.Value, s string) error {
 			return fmt.Errorf("no variable form for a table keyed by %s", v.Type().Key())
 		}
 		out := reflect.MakeMap(v.Type())
-		for _, p := range splitList(s) {
+		for _, p := range SplitList(s) {
 			name, val, ok := strings.Cut(p, "=")
 			name = strings.TrimSpace(name)
 			if !ok || name == "" {
@@ -307,9 +307,10 @@ func setScalar(v reflect.Value, s string) error {
 	return nil
 }
 
-// splitList splits a list variable at commas, trimming each element and
+// SplitList splits a comma-separated list (a list variable, a list flag
+// such as cmd/goim's -kafka) at commas, trimming each element and
 // dropping empty ones.
-func splitList(s string) []string {
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {

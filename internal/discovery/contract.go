@@ -3,6 +3,8 @@ package discovery
 import (
 	"strconv"
 	"strings"
+
+	"github.com/goim/goim/internal/conf"
 )
 
 // The services' app ids in discovery (goim v2's, so a v2 job or logic and
@@ -77,7 +79,7 @@ func ParseCometMeta(md map[string]string) CometMeta {
 	return CometMeta{
 		Weight:    parseCount(md[metaWeight], DefaultCometWeight),
 		Offline:   md[metaOffline] == "true",
-		Addrs:     splitList(md[metaAddrs]),
+		Addrs:     conf.SplitList(md[metaAddrs]),
 		ConnCount: parseCount(md[metaConnCount], 0),
 		IPCount:   parseCount(md[metaIPCount], 0),
 	}
@@ -91,14 +93,4 @@ func parseCount(v string, def int64) int64 {
 		return def
 	}
 	return n
-}
-
-func splitList(v string) []string {
-	var out []string
-	for a := range strings.SplitSeq(v, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
-	}
-	return out
 }

@@ -13,6 +13,7 @@ import (
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/httpserve"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
 	"github.com/goim/goim/internal/logic/rpc"
@@ -200,10 +201,7 @@ func (s *Server) HTTPAddr() string { return s.http.Addr() }
 func (s *Server) RPCAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.rpcLn == nil {
-		return ""
-	}
-	return s.rpcLn.Addr().String()
+	return httpserve.Addr(s.rpcLn)
 }
 
 // advertise is the gRPC address registered in discovery. s.mu is held.

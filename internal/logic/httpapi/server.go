@@ -45,7 +45,6 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
-	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -57,6 +56,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/httpserve"
 )
 
 // Deps are the Server's collaborators other than the Service.
@@ -91,23 +91,9 @@ type Server struct {
 	warns    warnLimiter // service error warnings
 	srvWarns warnLimiter // net/http's own error log, which clients can trigger
 
-	// baseCtx is the parent of every request's context; cancelBase cuts
-	// in-flight service calls short when Shutdown runs out of time.
-	baseCtx    context.Context
-	cancelBase context.CancelFunc
-
-	mu      sync.Mutex // guards ln, done, started, closed, fresh
-	ln      net.Listener
-	done    chan struct{} // closed when the Serve goroutine returns
-	started bool
-	closed  bool
-	// fresh are the connections that have not sent a request yet.
-	// net/http's Shutdown waits 5 s before it closes such a connection
-	// (browsers open spare ones); ours closes them at once.
-	fresh map[net.Conn]struct{}
-
-	shutOnce sync.Once
-	shutErr  error
+	// http is the listener: Start, Addr, Shutdown, and the request
+	// contexts Shutdown cancels when it runs out of time.
+	http *httpserve.Server
 }
 
 // access says which checks a route's requests pass before its handler.
@@ -171,7 +157,6 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, svc: svc, log: logger, metrics: m, creds: newCredentials(creds), anonymous: creds.Anonymous()}
-	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 
 	ginModeOnce.Do(func() {
 		if gin.IsDebugging() {
@@ -222,9 +207,8 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout.D(),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          log.New(&errorLog{s: s}, "", 0),
-		BaseContext:       func(net.Listener) context.Context { return s.baseCtx },
-		ConnState:         s.connState,
 	}
+	s.http = httpserve.New("httpapi", s.srv, logger)
 	return s, nil
 }
 
@@ -402,46 +386,21 @@ func (s *Server) Handler() http.Handler { return s.engine }
 // Shutdown stops. It fails if the address cannot be bound, if called
 // twice, or after Shutdown.
 func (s *Server) Start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return errors.New("httpapi: Start after Shutdown")
-	case s.started:
-		return errors.New("httpapi: already started")
-	}
-	ln, err := net.Listen("tcp", s.cfg.Bind)
-	if err != nil {
-		return fmt.Errorf("httpapi: %w", err)
-	}
-	s.started, s.ln, s.done = true, ln, make(chan struct{})
 	full, read := s.scopes()
-	s.log.Info("httpapi listening", "addr", ln.Addr().String(), "anonymous", s.anonymous,
-		"full_tokens", full, "read_tokens", read)
+	if err := s.http.Start(s.cfg.Bind, "anonymous", s.anonymous, "full_tokens", full, "read_tokens", read); err != nil {
+		return err
+	}
 	if s.anonymous {
 		s.log.Warn("!!! httpapi: NO CREDENTIAL CONFIGURED (http.allow_anonymous = true): anyone who reaches " +
-			ln.Addr().String() + " may push to every user and room, broadcast, and read the online counts and comet addresses." +
+			s.http.Addr() + " may push to every user and room, broadcast, and read the online counts and comet addresses." +
 			" For development only: set http.tokens_file or " + EnvTokens + " in production.")
 	}
-	go func() {
-		defer close(s.done)
-		if err := s.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("httpapi: server stopped", "err", err)
-		}
-	}()
 	return nil
 }
 
 // Addr returns the address the server listens on, with the actual port
 // when Config.Bind had port 0, or "" before Start.
-func (s *Server) Addr() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.ln == nil {
-		return ""
-	}
-	return s.ln.Addr().String()
-}
+func (s *Server) Addr() string { return s.http.Addr() }
 
 // SetDraining makes the push and online endpoints answer HTTP 503
 // {"code":-500,"message":"logic is shutting down"} from now on, closing the
@@ -455,24 +414,6 @@ func (s *Server) SetDraining() {
 	}
 }
 
-// connState tracks the connections that have not sent a request yet, and
-// closes those that arrive while shutting down.
-func (s *Server) connState(c net.Conn, st http.ConnState) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case st == http.StateNew && s.closed:
-		_ = c.Close()
-	case st == http.StateNew:
-		if s.fresh == nil {
-			s.fresh = make(map[net.Conn]struct{})
-		}
-		s.fresh[c] = struct{}{}
-	default:
-		delete(s.fresh, c)
-	}
-}
-
 // Shutdown stops the server: it closes the listener at once, waits for
 // in-flight requests (a push waits for its Kafka acknowledgement) and
 // closes idle connections. If ctx ends first it cancels the contexts of the
@@ -480,33 +421,4 @@ func (s *Server) connState(c net.Conn, st http.ConnState) {
 // goroutine and returns ctx's error; those handlers return when their
 // service call does. It is idempotent: later calls wait for the first one
 // and return its result. It may be called without Start.
-func (s *Server) Shutdown(ctx context.Context) error {
-	s.shutOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		started, done := s.started, s.done
-		s.mu.Unlock()
-		if !started {
-			s.cancelBase()
-			return
-		}
-		s.mu.Lock()
-		for c := range s.fresh {
-			_ = c.Close()
-		}
-		s.mu.Unlock()
-		err := s.srv.Shutdown(ctx)
-		if err != nil {
-			s.cancelBase()
-			_ = s.srv.Close() // its error is the listener's, already closed
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
-		}
-		s.cancelBase()
-		<-done
-		s.shutErr = err
-		s.log.Info("httpapi stopped", "err", err)
-	})
-	return s.shutErr
-}
+func (s *Server) Shutdown(ctx context.Context) error { return s.http.Shutdown(ctx) }
