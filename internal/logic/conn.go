@@ -10,7 +10,6 @@ import (
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/logic/dao"
-	"google.golang.org/grpc/status"
 )
 
 // Connect authenticates a connection's auth body for the comet req.Server
@@ -228,73 +227,4 @@ func boundReport(rooms map[string]int32) (dropped int) {
 		kept++
 	}
 	return dropped
-}
-
-// Nodes answers as /goim/nodes/weighted does, for a client of
-// req.Platform at req.ClientIP.
-func (s *rpcService) Nodes(_ context.Context, req *logicpb.NodesReq) (*logicpb.NodesReply, error) {
-	return s.s.Nodes(req.GetPlatform(), req.GetClientIP()), nil
-}
-
-func (s *rpcService) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
-	r, err := s.s.Connect(ctx, req)
-	return r, rpcError(err)
-}
-
-func (s *rpcService) ConnectBatch(ctx context.Context, req *logicpb.ConnectBatchReq) (*logicpb.ConnectBatchReply, error) {
-	replies, errs, err := s.s.ConnectBatch(ctx, req.GetReqs())
-	if err != nil {
-		return nil, rpcError(err)
-	}
-	out := &logicpb.ConnectBatchReply{Results: make([]*logicpb.ConnectResult, len(replies))}
-	for i, reply := range replies {
-		r := &logicpb.ConnectResult{Reply: reply}
-		r.Code, r.Message = itemStatus(errs[i])
-		out.Results[i] = r
-	}
-	return out, nil
-}
-
-// itemStatus is the code and message of one entry of a batch's answer:
-// what the single call would have returned for err.
-func itemStatus(err error) (code int32, message string) {
-	if err == nil {
-		return 0, ""
-	}
-	st := status.Convert(rpcError(err))
-	return int32(st.Code()), st.Message()
-}
-
-func (s *rpcService) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
-	r, err := s.s.Disconnect(ctx, req)
-	return r, rpcError(err)
-}
-
-func (s *rpcService) DisconnectBatch(ctx context.Context, req *logicpb.DisconnectBatchReq) (*logicpb.DisconnectBatchReply, error) {
-	has, errs, err := s.s.DisconnectBatch(ctx, req.GetReqs())
-	if err != nil {
-		return nil, rpcError(err)
-	}
-	out := &logicpb.DisconnectBatchReply{Results: make([]*logicpb.DisconnectResult, len(has))}
-	for i := range has {
-		r := &logicpb.DisconnectResult{Has: has[i]}
-		r.Code, r.Message = itemStatus(errs[i])
-		out.Results[i] = r
-	}
-	return out, nil
-}
-
-func (s *rpcService) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
-	r, err := s.s.Heartbeat(ctx, req)
-	return r, rpcError(err)
-}
-
-func (s *rpcService) Receive(ctx context.Context, req *logicpb.ReceiveReq) (*logicpb.ReceiveReply, error) {
-	r, err := s.s.Receive(ctx, req)
-	return r, rpcError(err)
-}
-
-func (s *rpcService) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*logicpb.OnlineReply, error) {
-	r, err := s.s.RenewOnline(ctx, req)
-	return r, rpcError(err)
 }

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
@@ -124,7 +123,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.grpc, err = rpc.NewServer(reg, log, keys); err != nil {
 		return fail(err)
 	}
-	logicpb.RegisterLogicServer(s.grpc, &rpcService{s: svc})
+	rpc.Register(s.grpc, svc, rpc.Errors{Auth: ErrAuth, InvalidArgument: ErrInvalidArgument})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
