@@ -152,7 +152,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("logic: rpc listen: %w", err)
 	}
 	if s.disc != nil {
-		w := s.disc.Watch(s.ctx, AppComet)
+		w := s.disc.Watch(s.ctx, discovery.AppComet)
 		s.svc.comets = w.Instances
 	}
 	if err := s.http.Start(); err != nil {
@@ -173,9 +173,9 @@ func (s *Server) Start() error {
 	if s.disc != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Discovery.RequestTimeout.D())
 		s.registration, err = s.disc.Register(ctx, discovery.Instance{
-			AppID:    AppLogic,
+			AppID:    discovery.AppLogic,
 			Hostname: s.cfg.Host,
-			Addrs:    []string{"grpc://" + s.advertise(), "http://" + s.http.Addr()},
+			Addrs:    []string{discovery.GRPCAddr(s.advertise()), discovery.HTTPAddr(s.http.Addr())},
 			Metadata: map[string]string{"weight": strconv.Itoa(s.cfg.RPC.Weight)},
 		})
 		cancel()
