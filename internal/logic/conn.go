@@ -193,8 +193,8 @@ func (s *Service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*log
 	}
 	if dropped := boundReport(req.GetRoomCount()); dropped > 0 {
 		s.metrics.roomsDropped.Add(float64(dropped))
-		s.dropWarn.warn(s.log, "logic: a comet reported invalid or too many rooms; dropped them",
-			fmt.Errorf("comet %q: %d of %d rooms dropped", server, dropped, dropped+len(req.GetRoomCount())))
+		s.warns.Fail(s.log, "logic: a comet reported invalid or too many rooms; dropped them",
+			"err", fmt.Errorf("comet %q: %d of %d rooms dropped", server, dropped, dropped+len(req.GetRoomCount())))
 	}
 	epoch, err := s.redis.StoreOnline(ctx, server, req.GetRoomCount(), req.GetConnCount(), req.GetIpCount(), req.GetDraining())
 	if err != nil {

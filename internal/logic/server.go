@@ -15,6 +15,7 @@ import (
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
 	"github.com/goim/goim/internal/logic/rpc"
+	"github.com/goim/goim/internal/ratelog"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
@@ -84,6 +85,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		online:  newOnline(cfg.Redis.OnlineTTL.D()),
 		nodes:   newBalancer(),
 		session: sessionTimeout(cfg.Node),
+		warns:   ratelog.New(1, time.Minute),
 	}
 	authKeys := func() float64 {
 		n, _ := auth.Keys()

@@ -3,13 +3,13 @@ package logic
 import (
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
 	"github.com/goim/goim/internal/logic/rpc"
+	"github.com/goim/goim/internal/ratelog"
 )
 
 // ErrInvalidArgument is wrapped by the errors of calls whose arguments
@@ -32,8 +32,9 @@ type Service struct {
 	comets  func() []discovery.Instance // nil without discovery
 	session int64                       // ConnectReply.heartbeat: the session timeout in ns
 
-	refreshWarn warnLimiter
-	dropWarn    warnLimiter // rooms dropped from online reports
+	// warns rate-limits the warnings of the online refresh and of rooms
+	// dropped from online reports: the first, then one a minute.
+	warns *ratelog.Limiter
 }
 
 // The Service serves both APIs.
@@ -48,32 +49,4 @@ var (
 // sends node.heartbeat x node.heartbeat_max as a Go duration).
 func sessionTimeout(n NodeConfig) int64 {
 	return int64(n.Heartbeat.D() * time.Duration(n.HeartbeatMax))
-}
-
-// warnLimiter rate-limits the warnings of an operation that keeps
-// failing: the first failure is logged, then at most one a minute, and
-// the recovery once.
-type warnLimiter struct {
-	mu       sync.Mutex
-	failures int
-	last     time.Time
-}
-
-func (w *warnLimiter) warn(log *slog.Logger, msg string, err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.failures++
-	if w.failures == 1 || time.Since(w.last) >= time.Minute {
-		log.Warn(msg, "err", err, "failures", w.failures)
-		w.last = time.Now()
-	}
-}
-
-func (w *warnLimiter) ok(log *slog.Logger, msg string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.failures > 0 {
-		log.Info(msg, "after_failures", w.failures)
-		w.failures = 0
-	}
 }
