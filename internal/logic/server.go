@@ -11,11 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
 	"github.com/goim/goim/internal/logic/rpc"
 	"github.com/goim/goim/internal/ratelog"
+	"github.com/goim/goim/internal/syncx"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
@@ -66,14 +69,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log := logging.OrDiscard(deps.Logger)
+	reg := admin.OrPrivate(deps.Registry)
 	auth, err := NewAuthenticator(cfg.Auth)
 	if err != nil {
 		return nil, err
@@ -251,16 +248,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	var errs []error
 	if started {
 		errs = append(errs, s.http.Shutdown(ctx))
-		stopped := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-ctx.Done():
+		var stopping sync.WaitGroup
+		stopping.Go(s.grpc.GracefulStop)
+		if !syncx.Wait(ctx, &stopping) {
 			s.grpc.Stop()
-			<-stopped
+			stopping.Wait()
 			errs = append(errs, ctx.Err())
 		}
 	}

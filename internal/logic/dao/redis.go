@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,6 +17,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/secret"
 	"github.com/goim/goim/internal/tlsclient"
 )
@@ -158,19 +158,13 @@ func DefaultRedisConfig() RedisConfig {
 
 // Validate records every problem of c in p, with key paths relative to p.
 func (c RedisConfig) Validate(p *conf.Problems) {
-	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
-		p.Add("addr", `must be "host:port", got %q`, c.Addr)
-	}
+	p.HostPort("addr", c.Addr)
 	p.Check(c.DB >= 0, "db", "must be >= 0, got %d", c.DB)
 	if c.Cluster {
 		p.Check(c.DB == 0, "db", "must be 0 in cluster mode (Redis Cluster has database 0 only), got %d", c.DB)
 		p.Check(!strings.ContainsAny(c.Prefix, "{}"), "prefix",
 			"must not contain { or } in cluster mode (a hash tag in the prefix would put every key in one slot), got %q", c.Prefix)
-		for i, a := range c.ClusterAddrs {
-			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-				p.Add("cluster_addrs["+strconv.Itoa(i)+"]", `must be "host:port", got %q`, a)
-			}
-		}
+		p.HostPorts("cluster_addrs", c.ClusterAddrs)
 	}
 	p.Check(c.DialTimeout > 0, "dial_timeout", "must be > 0, got %v", c.DialTimeout)
 	p.Check(c.ReadTimeout > 0, "read_timeout", "must be > 0, got %v", c.ReadTimeout)
@@ -235,9 +229,7 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 	if err := p.Err(); err != nil {
 		return nil, fmt.Errorf("dao: redis config: %w", err)
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	r := &Redis{
 		log:         logger,
 		prefix:      cfg.Prefix,

@@ -56,7 +56,9 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/ratelog"
 )
 
@@ -161,15 +163,8 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(reg)
+	logger := logging.OrDiscard(deps.Logger)
+	m, err := newMetrics(admin.OrPrivate(deps.Registry))
 	if err != nil {
 		return nil, err
 	}

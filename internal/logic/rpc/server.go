@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/rpcauth"
 )
 
@@ -48,9 +49,7 @@ var _ = gzip.Name
 // counted in goim_logic_rpc_unauthenticated_total (and, by its code, in
 // goim_logic_rpc_requests_total).
 func NewServer(reg prometheus.Registerer, logger *slog.Logger, keys *rpcauth.Keys) (*grpc.Server, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "goim", Subsystem: "logic", Name: "rpc_requests_total",
 		Help: "gRPC calls comets made, by method and status code.",
