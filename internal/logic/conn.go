@@ -36,7 +36,9 @@ const MaxConnectBatch = 1024
 
 // ConnectBatch is Connect for each of reqs (a comet's gathered
 // handshakes): errs[i] is what Connect would have returned for reqs[i],
-// replies[i] its reply otherwise. The sessions are written together.
+// replies[i] its reply otherwise. The accepted connections' sessions are
+// written together, in one Redis pipeline (dao.AddSessions): the comet
+// batched them, logic does not gather them again.
 func (s *Service) ConnectBatch(ctx context.Context, reqs []*logicpb.ConnectReq) (replies []*logicpb.ConnectReply, errs []error, err error) {
 	if len(reqs) > MaxConnectBatch {
 		return nil, nil, fmt.Errorf("%w: connect batch: %d connections, at most %d", ErrInvalidArgument, len(reqs), MaxConnectBatch)
