@@ -26,7 +26,7 @@ func TestOnlineTotals(t *testing.T) {
 	if got := o.top("live", 1); len(got) != 1 || got[0].RoomID != "1" {
 		t.Fatalf("top limit 1 = %v", got)
 	}
-	if got := o.top("liv", 10); len(got) != 0 { // exact type match, not a prefix (goim v2's R8)
+	if got := o.top("liv", 10); len(got) != 0 { // exact type match, not a prefix (goim v2 matched a string prefix)
 		t.Fatalf("top of a type prefix = %v", got)
 	}
 	if got := o.room("live", []string{"1", "9"}); !maps.Equal(got, map[string]int32{"1": 7, "9": 0}) {

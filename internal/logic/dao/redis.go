@@ -55,7 +55,7 @@ import (
 //
 // Every operation is one round trip: a single command, a pipeline or one
 // Lua script. Nothing else is written: the health check is PING (goim v2
-// wrote SET PING PONG, R20).
+// wrote SET PING PONG, a write on every check).
 //
 // In cluster mode ([redis] cluster = true) the shapes differ: see the
 // schema comment atop redis_cluster.go.
@@ -563,8 +563,10 @@ func (r *Redis) RenewSession(ctx context.Context, s Session) (Renewal, error) {
 
 // delSessionLua deletes a session's routing only where it still belongs
 // to the connection that asks: a late Disconnect from the comet a key has
-// left (goim v2 deleted blindly: R5), or from a connection a newer one on
-// the same comet replaced, must not erase the newer connection's routing.
+// left (goim v2 deleted blindly, erasing the routing the key's new
+// connection had written on another comet), or from a connection a newer
+// one on the same comet replaced, must not erase the newer connection's
+// routing.
 // With a connection id, a conn_ holding another id means not owned; then
 // (and without an id, or without a conn_) key_ and the mid_ field are
 // deleted only where they hold the server that asks.
