@@ -101,14 +101,21 @@ func (s *service) rpcError(err error) error {
 // is is errors.Is for one of Errors, which may be unset.
 func (s *service) is(err, target error) bool { return target != nil && errors.Is(err, target) }
 
-// itemStatus is the code and message of one entry of a batch's answer:
-// what the single call would have returned for err.
-func (s *service) itemStatus(err error) (code int32, message string) {
-	if err == nil {
-		return 0, ""
+// results are the entries of a batch's answer, one per entry of errs:
+// result(i, code, message) with the code and message the single call
+// would have returned for errs[i] (0 and "" for nil).
+func results[R any](s *service, errs []error, result func(i int, code int32, message string) R) []R {
+	out := make([]R, len(errs))
+	for i, err := range errs {
+		var code int32
+		var message string
+		if err != nil {
+			st := status.Convert(s.rpcError(err))
+			code, message = int32(st.Code()), st.Message()
+		}
+		out[i] = result(i, code, message)
 	}
-	st := status.Convert(s.rpcError(err))
-	return int32(st.Code()), st.Message()
+	return out
 }
 
 // Nodes answers as /goim/nodes/weighted does, for a client of
@@ -127,13 +134,9 @@ func (s *service) ConnectBatch(ctx context.Context, req *logicpb.ConnectBatchReq
 	if err != nil {
 		return nil, s.rpcError(err)
 	}
-	out := &logicpb.ConnectBatchReply{Results: make([]*logicpb.ConnectResult, len(replies))}
-	for i, reply := range replies {
-		r := &logicpb.ConnectResult{Reply: reply}
-		r.Code, r.Message = s.itemStatus(errs[i])
-		out.Results[i] = r
-	}
-	return out, nil
+	return &logicpb.ConnectBatchReply{Results: results(s, errs, func(i int, code int32, message string) *logicpb.ConnectResult {
+		return &logicpb.ConnectResult{Reply: replies[i], Code: code, Message: message}
+	})}, nil
 }
 
 func (s *service) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
@@ -146,13 +149,9 @@ func (s *service) DisconnectBatch(ctx context.Context, req *logicpb.DisconnectBa
 	if err != nil {
 		return nil, s.rpcError(err)
 	}
-	out := &logicpb.DisconnectBatchReply{Results: make([]*logicpb.DisconnectResult, len(has))}
-	for i := range has {
-		r := &logicpb.DisconnectResult{Has: has[i]}
-		r.Code, r.Message = s.itemStatus(errs[i])
-		out.Results[i] = r
-	}
-	return out, nil
+	return &logicpb.DisconnectBatchReply{Results: results(s, errs, func(i int, code int32, message string) *logicpb.DisconnectResult {
+		return &logicpb.DisconnectResult{Has: has[i], Code: code, Message: message}
+	})}, nil
 }
 
 func (s *service) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
