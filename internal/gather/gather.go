@@ -99,6 +99,31 @@ func (g *Gatherer[T]) Put(r T) {
 	}
 }
 
+// PutContext is Put, but when the queue is full it waits for room only
+// until ctx ends, and then returns ctx's error without queueing r. It
+// returns nil once r is queued, or handled after Stop. With Overflow set
+// it never waits, as Put.
+func (g *Gatherer[T]) PutContext(ctx context.Context, r T) error {
+	if g.Overflow != nil || ctx.Done() == nil {
+		g.Put(r)
+		return nil
+	}
+	g.mu.RLock()
+	if g.stopped {
+		g.mu.RUnlock()
+		g.handle([]T{r})
+		return nil
+	}
+	select {
+	case g.queue <- r:
+		g.mu.RUnlock()
+		return nil
+	case <-ctx.Done():
+		g.mu.RUnlock()
+		return ctx.Err()
+	}
+}
+
 // Stop lets the workers handle what is queued and waits for them, or
 // until ctx ends. Call it once every goroutine that puts has ended.
 func (g *Gatherer[T]) Stop(ctx context.Context) {

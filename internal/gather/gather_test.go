@@ -85,3 +85,46 @@ func TestGathererOverflow(t *testing.T) {
 		t.Fatalf("handled %v, overflowed %v: want all 10, at least 7 overflowed (queue 2, one in the worker)", handled, overflowed)
 	}
 }
+
+// TestPutContext: a request that finds the queue full waits only until
+// its context ends, and is then not queued; with room it is queued, and
+// after Stop handled on the caller's goroutine.
+func TestPutContext(t *testing.T) {
+	gate := make(chan struct{})
+	var mu sync.Mutex
+	var handled []int
+	g := New(1, 1, func(b []int) {
+		<-gate
+		mu.Lock()
+		handled = append(handled, b...)
+		mu.Unlock()
+	})
+	g.Start(1)
+	ctx := context.Background()
+	live, stop := context.WithCancel(ctx)
+	defer stop()
+	if err := g.PutContext(live, 0); err != nil { // the worker takes it and waits at the gate
+		t.Fatal(err)
+	}
+	for g.Queued() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := g.PutContext(live, 1); err != nil { // fills the queue
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := g.PutContext(short, 2); err != context.DeadlineExceeded {
+		t.Fatalf("full queue: %v, want DeadlineExceeded", err)
+	}
+	close(gate)
+	g.Stop(ctx)
+	if err := g.PutContext(ctx, 3); err != nil { // after Stop: handled here
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 3 || handled[0] != 0 || handled[1] != 1 || handled[2] != 3 {
+		t.Fatalf("handled %v, want [0 1 3]", handled)
+	}
+}

@@ -150,7 +150,7 @@ func TestWithComet(t *testing.T) {
 	if err := json.Unmarshal([]byte(b), &inst); err != nil || inst.Code != 0 || len(inst.Data) != 1 {
 		t.Fatalf("instances %s: %v", b, err)
 	}
-	if ins := inst.Data[0]; ins.AppID != AppComet || ins.Hostname != "comet-it" || ins.Env != env ||
+	if ins := inst.Data[0]; ins.AppID != discovery.AppComet || ins.Hostname != "comet-it" || ins.Env != env ||
 		ins.Metadata["conn_count"] != "1" || ins.Metadata["offline"] != "false" || ins.Metadata["addrs"] != "203.0.113.7" ||
 		len(ins.Addrs) != 1 || !strings.HasPrefix(ins.Addrs[0], "grpc://") || ins.LatestTimestamp == 0 {
 		t.Fatalf("instance %+v", ins)

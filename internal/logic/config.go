@@ -1,9 +1,7 @@
 package logic
 
 import (
-	"fmt"
 	"math"
-	"net"
 	"os"
 	"time"
 
@@ -150,16 +148,7 @@ func adminDefault() admin.Config {
 }
 
 // Load reads path over the defaults and validates the result.
-func Load(path string) (Config, error) {
-	c := Default()
-	if err := conf.Load(path, &c); err != nil {
-		return Config{}, err
-	}
-	if err := c.Validate(); err != nil {
-		return Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
+func Load(path string) (Config, error) { return conf.LoadValid(path, Default()) }
 
 // Validate reports every problem of c, each with its key path.
 func (c Config) Validate() error {
@@ -167,9 +156,9 @@ func (c Config) Validate() error {
 	p.Check(c.Host != "", "host", "must not be empty (no OS hostname either)")
 	c.HTTP.Validate(p.Sub("http"))
 	r := p.Sub("rpc")
-	addr(r, "bind", c.RPC.Bind)
+	r.HostPort("bind", c.RPC.Bind)
 	if c.RPC.Advertise != "" {
-		addr(r, "advertise", c.RPC.Advertise)
+		r.HostPort("advertise", c.RPC.Advertise)
 	}
 	r.Check(c.RPC.Weight > 0, "weight", "must be > 0, got %d", c.RPC.Weight)
 	c.RPC.Config.Validate(r)
@@ -207,10 +196,4 @@ func (c Config) Validate() error {
 	}
 	p.Check(c.ShutdownTimeout > 0, "shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
 	return p.Err()
-}
-
-func addr(p *conf.Problems, key, a string) {
-	if _, _, err := net.SplitHostPort(a); err != nil {
-		p.Add(key, "%q is not host:port: %v", a, err)
-	}
 }

@@ -10,7 +10,6 @@ import (
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/logic/dao"
-	"google.golang.org/grpc/status"
 )
 
 // Connect authenticates a connection's auth body for the comet req.Server
@@ -37,7 +36,9 @@ const MaxConnectBatch = 1024
 
 // ConnectBatch is Connect for each of reqs (a comet's gathered
 // handshakes): errs[i] is what Connect would have returned for reqs[i],
-// replies[i] its reply otherwise. The sessions are written together.
+// replies[i] its reply otherwise. The accepted connections' sessions are
+// written together, in one Redis pipeline (dao.AddSessions): the comet
+// batched them, logic does not gather them again.
 func (s *Service) ConnectBatch(ctx context.Context, reqs []*logicpb.ConnectReq) (replies []*logicpb.ConnectReply, errs []error, err error) {
 	if len(reqs) > MaxConnectBatch {
 		return nil, nil, fmt.Errorf("%w: connect batch: %d connections, at most %d", ErrInvalidArgument, len(reqs), MaxConnectBatch)
@@ -194,8 +195,8 @@ func (s *Service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*log
 	}
 	if dropped := boundReport(req.GetRoomCount()); dropped > 0 {
 		s.metrics.roomsDropped.Add(float64(dropped))
-		s.dropWarn.warn(s.log, "logic: a comet reported invalid or too many rooms; dropped them",
-			fmt.Errorf("comet %q: %d of %d rooms dropped", server, dropped, dropped+len(req.GetRoomCount())))
+		s.warns.Fail(s.log, "logic: a comet reported invalid or too many rooms; dropped them",
+			"err", fmt.Errorf("comet %q: %d of %d rooms dropped", server, dropped, dropped+len(req.GetRoomCount())))
 	}
 	epoch, err := s.redis.StoreOnline(ctx, server, req.GetRoomCount(), req.GetConnCount(), req.GetIpCount(), req.GetDraining())
 	if err != nil {
@@ -228,73 +229,4 @@ func boundReport(rooms map[string]int32) (dropped int) {
 		kept++
 	}
 	return dropped
-}
-
-// Nodes answers as /goim/nodes/weighted does, for a client of
-// req.Platform at req.ClientIP.
-func (s *rpcService) Nodes(_ context.Context, req *logicpb.NodesReq) (*logicpb.NodesReply, error) {
-	return s.s.Nodes(req.GetPlatform(), req.GetClientIP()), nil
-}
-
-func (s *rpcService) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
-	r, err := s.s.Connect(ctx, req)
-	return r, rpcError(err)
-}
-
-func (s *rpcService) ConnectBatch(ctx context.Context, req *logicpb.ConnectBatchReq) (*logicpb.ConnectBatchReply, error) {
-	replies, errs, err := s.s.ConnectBatch(ctx, req.GetReqs())
-	if err != nil {
-		return nil, rpcError(err)
-	}
-	out := &logicpb.ConnectBatchReply{Results: make([]*logicpb.ConnectResult, len(replies))}
-	for i, reply := range replies {
-		r := &logicpb.ConnectResult{Reply: reply}
-		r.Code, r.Message = itemStatus(errs[i])
-		out.Results[i] = r
-	}
-	return out, nil
-}
-
-// itemStatus is the code and message of one entry of a batch's answer:
-// what the single call would have returned for err.
-func itemStatus(err error) (code int32, message string) {
-	if err == nil {
-		return 0, ""
-	}
-	st := status.Convert(rpcError(err))
-	return int32(st.Code()), st.Message()
-}
-
-func (s *rpcService) Disconnect(ctx context.Context, req *logicpb.DisconnectReq) (*logicpb.DisconnectReply, error) {
-	r, err := s.s.Disconnect(ctx, req)
-	return r, rpcError(err)
-}
-
-func (s *rpcService) DisconnectBatch(ctx context.Context, req *logicpb.DisconnectBatchReq) (*logicpb.DisconnectBatchReply, error) {
-	has, errs, err := s.s.DisconnectBatch(ctx, req.GetReqs())
-	if err != nil {
-		return nil, rpcError(err)
-	}
-	out := &logicpb.DisconnectBatchReply{Results: make([]*logicpb.DisconnectResult, len(has))}
-	for i := range has {
-		r := &logicpb.DisconnectResult{Has: has[i]}
-		r.Code, r.Message = itemStatus(errs[i])
-		out.Results[i] = r
-	}
-	return out, nil
-}
-
-func (s *rpcService) Heartbeat(ctx context.Context, req *logicpb.HeartbeatReq) (*logicpb.HeartbeatReply, error) {
-	r, err := s.s.Heartbeat(ctx, req)
-	return r, rpcError(err)
-}
-
-func (s *rpcService) Receive(ctx context.Context, req *logicpb.ReceiveReq) (*logicpb.ReceiveReply, error) {
-	r, err := s.s.Receive(ctx, req)
-	return r, rpcError(err)
-}
-
-func (s *rpcService) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*logicpb.OnlineReply, error) {
-	r, err := s.s.RenewOnline(ctx, req)
-	return r, rpcError(err)
 }

@@ -12,15 +12,6 @@ import (
 	"github.com/goim/goim/internal/discovery"
 )
 
-// AppComet and AppLogic are the discovery app ids.
-const (
-	AppComet = "goim.comet"
-	AppLogic = "goim.logic"
-)
-
-// defaultWeight is a comet's weight when its metadata has none.
-const defaultWeight = 10
-
 // balancer orders comets for /goim/nodes/weighted: least loaded relative
 // to its weight first. Between two reports of a comet it counts the
 // clients it has sent there, so a burst of clients spreads over the comets
@@ -95,38 +86,27 @@ func (b *balancer) order(cands []candidate) {
 	}
 }
 
-// cometInfo is what logic knows of one comet: its discovery instance (Hostname
-// only, without discovery) and its latest report, if live.
+// cometInfo is what logic knows of one comet: its discovery instance
+// (Hostname only, without discovery) and its metadata, with the load and
+// draining state of its latest report, if live.
 type cometInfo struct {
-	ins      discovery.Instance
-	conns    int64
-	ips      int64
-	draining bool
-	weight   int64
-	addrs    []string
+	ins  discovery.Instance
+	meta discovery.CometMeta
 }
 
 // cometView lists the comets: from discovery when configured (membership
 // and addresses), overlaid with the live reports (load and draining state,
 // fresher than discovery's metadata). Without discovery the comets are
 // those with a live report. A metadata field that is missing or does not
-// parse takes its default (weight 10, online, 0 connections) rather than
+// parse takes its default (discovery.ParseCometMeta) rather than
 // excluding the comet.
 func (s *Service) cometView() []cometInfo {
 	var out []cometInfo
 	if s.comets != nil {
 		for _, ins := range s.comets() {
-			md := ins.Metadata
-			c := cometInfo{
-				ins:      ins,
-				weight:   parsePositive(md["weight"], defaultWeight),
-				conns:    parsePositive(md["conn_count"], 0),
-				ips:      parsePositive(md["ip_count"], 0),
-				draining: md["offline"] == "true",
-				addrs:    splitAddrs(md["addrs"]),
-			}
+			c := cometInfo{ins: ins, meta: discovery.ParseCometMeta(ins.Metadata)}
 			if r, ok := s.online.get(ins.Hostname); ok {
-				c.conns, c.ips, c.draining = r.ConnCount, r.IPCount, r.Draining
+				c.meta.ConnCount, c.meta.IPCount, c.meta.Offline = r.ConnCount, r.IPCount, r.Draining
 			}
 			out = append(out, c)
 		}
@@ -134,11 +114,13 @@ func (s *Service) cometView() []cometInfo {
 	}
 	for _, r := range s.online.reports() {
 		out = append(out, cometInfo{
-			ins:      discovery.Instance{AppID: AppComet, Hostname: r.Server},
-			weight:   defaultWeight,
-			conns:    r.ConnCount,
-			ips:      r.IPCount,
-			draining: r.Draining,
+			ins: discovery.Instance{AppID: discovery.AppComet, Hostname: r.Server},
+			meta: discovery.CometMeta{
+				Weight:    discovery.DefaultCometWeight,
+				ConnCount: r.ConnCount,
+				IPCount:   r.IPCount,
+				Offline:   r.Draining,
+			},
 		})
 	}
 	return out
@@ -155,8 +137,8 @@ func (s *Service) Nodes(platform, _ string) *logicpb.NodesReply {
 	n := s.cfg.Node
 	var cands []candidate
 	for _, c := range s.cometView() {
-		if !c.draining {
-			cands = append(cands, candidate{host: c.ins.Hostname, addrs: c.addrs, weight: c.weight, conns: c.conns})
+		if !c.meta.Offline {
+			cands = append(cands, candidate{host: c.ins.Hostname, addrs: c.meta.Addrs, weight: c.meta.Weight, conns: c.meta.ConnCount})
 		}
 	}
 	s.nodes.order(cands)
@@ -204,11 +186,11 @@ func (s *Service) Instances() []discovery.Instance {
 		ins := c.ins
 		md := make(map[string]string, len(ins.Metadata)+5)
 		maps.Copy(md, ins.Metadata)
-		md["conn_count"] = strconv.FormatInt(c.conns, 10)
-		md["ip_count"] = strconv.FormatInt(c.ips, 10)
-		md["offline"] = strconv.FormatBool(c.draining)
+		md["conn_count"] = strconv.FormatInt(c.meta.ConnCount, 10)
+		md["ip_count"] = strconv.FormatInt(c.meta.IPCount, 10)
+		md["offline"] = strconv.FormatBool(c.meta.Offline)
 		if _, ok := md["weight"]; !ok {
-			md["weight"] = strconv.FormatInt(c.weight, 10)
+			md["weight"] = strconv.FormatInt(c.meta.Weight, 10)
 		}
 		if _, ok := md["addrs"]; !ok {
 			md["addrs"] = ""
@@ -218,27 +200,6 @@ func (s *Service) Instances() []discovery.Instance {
 			ins.Addrs = []string{}
 		}
 		out = append(out, ins)
-	}
-	return out
-}
-
-// parsePositive parses a decimal metadata value; missing, malformed or
-// negative (or zero, when def > 0) values give def.
-func parsePositive(v string, def int64) int64 {
-	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-	if err != nil || n < 0 || (n == 0 && def > 0) {
-		return def
-	}
-	return n
-}
-
-// splitAddrs splits the comma-separated addrs metadata.
-func splitAddrs(v string) []string {
-	var out []string
-	for a := range strings.SplitSeq(v, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			out = append(out, a)
-		}
 	}
 	return out
 }

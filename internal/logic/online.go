@@ -197,6 +197,9 @@ func (s *Service) OnlineTotal() (connCount, ipCount int64) {
 	return s.online.total()
 }
 
+// refreshFailed is the warning of a failed refresh of the online totals.
+const refreshFailed = "logic: refreshing online counts failed; keeping the last ones"
+
 // refreshOnline re-reads every comet's report from Redis. On failure the
 // previous totals stay, less the reports that have outlived their TTL.
 func (s *Service) refreshOnline(ctx context.Context) {
@@ -204,11 +207,11 @@ func (s *Service) refreshOnline(ctx context.Context) {
 	if err != nil {
 		s.metrics.refreshErrors.Inc()
 		s.metrics.redisErrors.WithLabelValues("load_online").Inc()
-		s.refreshWarn.warn(s.log, "logic: refreshing online counts failed; keeping the last ones", err)
+		s.warns.Fail(s.log, refreshFailed, "err", err)
 		s.online.expire(time.Now())
 		return
 	}
-	s.refreshWarn.ok(s.log, "logic: refreshing online counts works again")
+	s.warns.Recover(s.log, refreshFailed, "logic: refreshing online counts works again")
 	s.online.replace(reports)
 	s.nodes.reset()
 }

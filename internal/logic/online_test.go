@@ -26,7 +26,7 @@ func TestOnlineTotals(t *testing.T) {
 	if got := o.top("live", 1); len(got) != 1 || got[0].RoomID != "1" {
 		t.Fatalf("top limit 1 = %v", got)
 	}
-	if got := o.top("liv", 10); len(got) != 0 { // exact type match, not a prefix (goim v2's R8)
+	if got := o.top("liv", 10); len(got) != 0 { // exact type match, not a prefix (goim v2 matched a string prefix)
 		t.Fatalf("top of a type prefix = %v", got)
 	}
 	if got := o.room("live", []string{"1", "9"}); !maps.Equal(got, map[string]int32{"1": 7, "9": 0}) {
@@ -81,7 +81,10 @@ func TestBalancerSpreadsByWeight(t *testing.T) {
 	}
 }
 
-func TestParsePositive(t *testing.T) {
+// TestCometMetaParse: the comets' metadata is read with discovery's
+// rules: a count missing, malformed or negative (or zero, for the weight)
+// takes its default; empty addresses are dropped.
+func TestCometMetaParse(t *testing.T) {
 	cases := []struct {
 		in   string
 		def  int64
@@ -95,12 +98,18 @@ func TestParsePositive(t *testing.T) {
 		{in: " 25 ", def: 10, want: 25},
 	}
 	for _, tc := range cases {
-		if got := parsePositive(tc.in, tc.def); got != tc.want {
-			t.Errorf("parsePositive(%q, %d) = %d, want %d", tc.in, tc.def, got, tc.want)
+		// The weight defaults to 10, the connection count to 0.
+		m := discovery.ParseCometMeta(map[string]string{"weight": tc.in, "conn_count": tc.in})
+		got := m.ConnCount
+		if tc.def == discovery.DefaultCometWeight {
+			got = m.Weight
+		}
+		if got != tc.want {
+			t.Errorf("metadata %q (default %d) = %d, want %d", tc.in, tc.def, got, tc.want)
 		}
 	}
-	if got := splitAddrs(" 1.2.3.4, ,5.6.7.8,"); !slices.Equal(got, []string{"1.2.3.4", "5.6.7.8"}) {
-		t.Errorf("splitAddrs = %v", got)
+	if got := discovery.ParseCometMeta(map[string]string{"addrs": " 1.2.3.4, ,5.6.7.8,"}).Addrs; !slices.Equal(got, []string{"1.2.3.4", "5.6.7.8"}) {
+		t.Errorf("addrs = %v", got)
 	}
 }
 
@@ -159,7 +168,7 @@ func TestNodesWithoutDiscovery(t *testing.T) {
 	if r := s.Nodes("android", ""); !slices.Equal(r.Nodes, []string{"127.0.0.1"}) {
 		t.Fatalf("android nodes %v", r.Nodes)
 	}
-	if got := s.Instances(); len(got) != 3 || got[0].AppID != AppComet || got[0].Metadata["offline"] != "true" {
+	if got := s.Instances(); len(got) != 3 || got[0].AppID != discovery.AppComet || got[0].Metadata["offline"] != "true" {
 		t.Fatalf("instances %+v", got)
 	}
 }

@@ -11,12 +11,15 @@ import (
 	"sync"
 	"time"
 
-	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/httpserve"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
 	"github.com/goim/goim/internal/logic/rpc"
+	"github.com/goim/goim/internal/ratelog"
+	"github.com/goim/goim/internal/syncx"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
@@ -67,14 +70,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	log := logging.OrDiscard(deps.Logger)
+	reg := admin.OrPrivate(deps.Registry)
 	auth, err := NewAuthenticator(cfg.Auth)
 	if err != nil {
 		return nil, err
@@ -86,6 +83,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		online:  newOnline(cfg.Redis.OnlineTTL.D()),
 		nodes:   newBalancer(),
 		session: sessionTimeout(cfg.Node),
+		warns:   ratelog.New(1, time.Minute),
 	}
 	authKeys := func() float64 {
 		n, _ := auth.Keys()
@@ -125,7 +123,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.grpc, err = rpc.NewServer(reg, log, keys); err != nil {
 		return fail(err)
 	}
-	logicpb.RegisterLogicServer(s.grpc, &rpcService{s: svc})
+	rpc.Register(s.grpc, svc, rpc.Errors{Auth: ErrAuth, InvalidArgument: ErrInvalidArgument})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -154,7 +152,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("logic: rpc listen: %w", err)
 	}
 	if s.disc != nil {
-		w := s.disc.Watch(s.ctx, AppComet)
+		w := s.disc.Watch(s.ctx, discovery.AppComet)
 		s.svc.comets = w.Instances
 	}
 	if err := s.http.Start(); err != nil {
@@ -175,9 +173,9 @@ func (s *Server) Start() error {
 	if s.disc != nil {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Discovery.RequestTimeout.D())
 		s.registration, err = s.disc.Register(ctx, discovery.Instance{
-			AppID:    AppLogic,
+			AppID:    discovery.AppLogic,
 			Hostname: s.cfg.Host,
-			Addrs:    []string{"grpc://" + s.advertise(), "http://" + s.http.Addr()},
+			Addrs:    []string{discovery.GRPCAddr(s.advertise()), discovery.HTTPAddr(s.http.Addr())},
 			Metadata: map[string]string{"weight": strconv.Itoa(s.cfg.RPC.Weight)},
 		})
 		cancel()
@@ -248,16 +246,11 @@ func (s *Server) shutdown(ctx context.Context) error {
 	var errs []error
 	if started {
 		errs = append(errs, s.http.Shutdown(ctx))
-		stopped := make(chan struct{})
-		go func() {
-			s.grpc.GracefulStop()
-			close(stopped)
-		}()
-		select {
-		case <-stopped:
-		case <-ctx.Done():
+		var stopping sync.WaitGroup
+		stopping.Go(s.grpc.GracefulStop)
+		if !syncx.Wait(ctx, &stopping) {
 			s.grpc.Stop()
-			<-stopped
+			stopping.Wait()
 			errs = append(errs, ctx.Err())
 		}
 	}

@@ -3,7 +3,9 @@
 // input) would otherwise write a line each time: the log then costs more
 // than the work, and the first lines scroll away. A Limiter lets the first
 // few lines of each message through per interval and counts the rest; the
-// next line let through carries that count as "suppressed".
+// next line let through carries that count as "suppressed". For an
+// operation that keeps failing and then recovers, Fail counts the failures
+// instead and Recover logs the recovery once.
 package ratelog
 
 import (
@@ -36,6 +38,7 @@ type window struct {
 	start      time.Time
 	n          int // lines let through since start
 	suppressed int // lines held back since the last one let through
+	failures   int // Fail calls since the last Recover
 }
 
 // New returns a Limiter letting burst lines of each message through per
@@ -54,6 +57,12 @@ func (l *Limiter) Allow(msg string) (ok bool, suppressed int) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.take(l.window(msg, now), now)
+}
+
+// window returns msg's window, creating it (or, past maxKeys, using the
+// shared one). l.mu is held.
+func (l *Limiter) window(msg string, now time.Time) *window {
 	w := l.m[msg]
 	if w == nil {
 		if len(l.m) >= maxKeys {
@@ -65,6 +74,11 @@ func (l *Limiter) Allow(msg string) (ok bool, suppressed int) {
 			l.m[msg] = w
 		}
 	}
+	return w
+}
+
+// take is Allow for w at now. l.mu is held.
+func (l *Limiter) take(w *window, now time.Time) (ok bool, suppressed int) {
 	if now.Sub(w.start) >= l.every {
 		w.start, w.n = now, 0
 	}

@@ -83,3 +83,40 @@ func TestAddSessionClose(t *testing.T) {
 		return nil
 	})
 }
+
+// TestAddSessionsBatch: a batch, written as one pipeline without the
+// coalescing workers, stores each session's routing; a session whose mid_
+// key holds the wrong type fails alone, and a cancelled context fails
+// every session with the context's error.
+func TestAddSessionsBatch(t *testing.T) {
+	r, raw := newTestRedis(t, nil)
+	ctx := context.Background()
+	const bad = 5
+	raw.must("SET", raw.key("mid_"+strconv.Itoa(bad)), "not a hash")
+	sessions := make([]dao.Session, 300)
+	for i := range sessions {
+		sessions[i] = dao.Session{Mid: int64(i + 1), Key: "b" + strconv.Itoa(i+1), Server: "comet-" + strconv.Itoa(i%3), ConnID: uint64(i + 1)}
+	}
+	for i, err := range r.AddSessions(ctx, sessions) {
+		mid := i + 1
+		if mid == bad {
+			if !errors.Is(err, dao.ErrRedis) {
+				t.Errorf("mid %d (wrong type): %v, want ErrRedis", mid, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("mid %d: %v", mid, err)
+		}
+		if got, _ := raw.get("key_b" + strconv.Itoa(mid)); got != sessions[i].Server {
+			t.Fatalf("key_b%d = %q, want %q", mid, got, sessions[i].Server)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	for i, err := range r.AddSessions(cctx, sessions[:3]) {
+		if !errors.Is(err, context.Canceled) || !errors.Is(err, dao.ErrRedis) {
+			t.Errorf("cancelled context, session %d: %v", i, err)
+		}
+	}
+}

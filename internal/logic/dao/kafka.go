@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/kafkasec"
+	"github.com/goim/goim/internal/logging"
 )
 
 // KafkaConfig is the [kafka] section of logic's configuration.
@@ -63,12 +63,7 @@ func DefaultKafkaConfig() KafkaConfig {
 
 // Validate records every problem of c in p, with key paths relative to p.
 func (c KafkaConfig) Validate(p *conf.Problems) {
-	if p.Check(len(c.Brokers) > 0, "brokers", `must list at least one broker "host:port"`) {
-		for i, b := range c.Brokers {
-			_, port, err := net.SplitHostPort(b)
-			p.Check(err == nil && port != "", conf.Index("brokers", i), `must be "host:port", got %q`, b)
-		}
-	}
+	p.Brokers("brokers", c.Brokers)
 	p.Check(validTopic(c.Topic), "topic", "must be 1 to 249 of [a-zA-Z0-9._-], and not . or .., got %q", c.Topic)
 	p.Check(c.Timeout > 0, "timeout", "must be > 0, got %v", c.Timeout)
 	p.Check(c.MaxMessageBytes > 0 && c.MaxMessageBytes < int(sarama.MaxRequestSize), "max_message_bytes",
@@ -152,9 +147,7 @@ func NewKafka(cfg KafkaConfig, logger *slog.Logger) (*Kafka, error) {
 	if err := p.Err(); err != nil {
 		return nil, fmt.Errorf("dao: kafka config: %w", err)
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	v, _ := sarama.ParseKafkaVersion(cfg.Version) // validated
 	sec, err := cfg.Security()
 	if err != nil {
@@ -355,9 +348,9 @@ func (k *Kafka) connect(ctx context.Context) error {
 		k.mu.Unlock()
 		return err
 	case k.connecting == nil:
-		k.connecting = make(chan struct{})
-		k.wg.Add(1)
-		go k.dial(k.connecting)
+		done := make(chan struct{})
+		k.connecting = done
+		k.wg.Go(func() { k.dial(done) })
 	}
 	attempt := k.connecting
 	k.mu.Unlock()
@@ -377,7 +370,6 @@ func (k *Kafka) connect(ctx context.Context) error {
 // when InitProducerID fails); dial closes it then, and dispatch closes it
 // after the producer.
 func (k *Kafka) dial(done chan struct{}) {
-	defer k.wg.Done()
 	defer close(done)
 	client, err := sarama.NewClient(k.brokers, k.saramaConfig())
 	var p sarama.AsyncProducer
@@ -399,8 +391,7 @@ func (k *Kafka) dial(done chan struct{}) {
 		_ = client.Close()
 	default:
 		k.prod, k.client, k.connErr = p, client, nil
-		k.wg.Add(1) // wg > 0 here (dial's own count), so this cannot race with Wait
-		go k.dispatch(p, client)
+		k.wg.Go(func() { k.dispatch(p, client) }) // wg > 0 here (dial's own count), so this cannot race with Wait
 		k.mu.Unlock()
 		k.log.Info("dao: kafka: producer ready", slog.Any("brokers", k.brokers), slog.String("topic", k.topic))
 	}
@@ -410,7 +401,6 @@ func (k *Kafka) dial(done chan struct{}) {
 // for it, until the producer is closed and has delivered every result;
 // then it closes the client.
 func (k *Kafka) dispatch(p sarama.AsyncProducer, client sarama.Client) {
-	defer k.wg.Done()
 	successes, errs := p.Successes(), p.Errors()
 	for successes != nil || errs != nil {
 		select {
@@ -513,8 +503,8 @@ func (k *Kafka) startProbe(ctx context.Context) (*kafkaProbe, error) {
 		}
 		p := &kafkaProbe{done: make(chan struct{})}
 		k.probe = p
-		k.wg.Add(1) // under mu and not closed: Close has not begun to Wait
-		go k.runProbe(p, k.client)
+		client := k.client
+		k.wg.Go(func() { k.runProbe(p, client) }) // under mu and not closed: Close has not begun to Wait
 		k.mu.Unlock()
 		return p, nil
 	}
@@ -526,7 +516,6 @@ func (k *Kafka) startProbe(ctx context.Context) (*kafkaProbe, error) {
 // does not interrupt that request, so Close may wait for it as long; no
 // broker is tried after the client is closed.
 func (k *Kafka) runProbe(p *kafkaProbe, client sarama.Client) {
-	defer k.wg.Done()
 	err := client.RefreshMetadata(k.topic)
 	k.mu.Lock()
 	p.err = err

@@ -50,7 +50,7 @@ type OnlineReport struct {
 // This value is goim's own. goim v2 kept ol_<server> as a hash of 64 JSON
 // shards (CityHash32(room) mod 64 -> {"server","room_count","updated"}),
 // rewrote only the shards that had rooms, so rooms that emptied stayed
-// counted (R7), and read it back with 64 HGETs per comet. That layout is
+// counted with their last count, and read it back with 64 HGETs per comet. That layout is
 // not kept. A v2 logic and this one cannot share a Redis for online
 // counts: v2 gets WRONGTYPE on this key; LoadOnline reads a v2 hash as
 // absent (MGET answers nil for a key that is not a string).

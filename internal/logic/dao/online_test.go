@@ -35,7 +35,7 @@ func TestStoreOnline(t *testing.T) {
 			want:    report{rooms: map[string]int32{"live://1": 2, "live://2": 1}, connCount: 3, ipCount: 2},
 		},
 		{
-			// R7: goim v2 kept the emptied room's last count.
+			// goim v2 kept the emptied room's last count.
 			name: "a room that emptied disappears",
 			reports: []report{
 				{rooms: map[string]int32{"live://1": 2, "live://2": 5}, connCount: 7, ipCount: 7},

@@ -8,9 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,6 +19,8 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/gather"
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/secret"
 	"github.com/goim/goim/internal/tlsclient"
 )
@@ -52,7 +55,7 @@ import (
 //
 // Every operation is one round trip: a single command, a pipeline or one
 // Lua script. Nothing else is written: the health check is PING (goim v2
-// wrote SET PING PONG, R20).
+// wrote SET PING PONG, a write on every check).
 //
 // In cluster mode ([redis] cluster = true) the shapes differ: see the
 // schema comment atop redis_cluster.go.
@@ -158,19 +161,13 @@ func DefaultRedisConfig() RedisConfig {
 
 // Validate records every problem of c in p, with key paths relative to p.
 func (c RedisConfig) Validate(p *conf.Problems) {
-	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
-		p.Add("addr", `must be "host:port", got %q`, c.Addr)
-	}
+	p.HostPort("addr", c.Addr)
 	p.Check(c.DB >= 0, "db", "must be >= 0, got %d", c.DB)
 	if c.Cluster {
 		p.Check(c.DB == 0, "db", "must be 0 in cluster mode (Redis Cluster has database 0 only), got %d", c.DB)
 		p.Check(!strings.ContainsAny(c.Prefix, "{}"), "prefix",
 			"must not contain { or } in cluster mode (a hash tag in the prefix would put every key in one slot), got %q", c.Prefix)
-		for i, a := range c.ClusterAddrs {
-			if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
-				p.Add("cluster_addrs["+strconv.Itoa(i)+"]", `must be "host:port", got %q`, a)
-			}
-		}
+		p.HostPorts("cluster_addrs", c.ClusterAddrs)
 	}
 	p.Check(c.DialTimeout > 0, "dial_timeout", "must be > 0, got %v", c.DialTimeout)
 	p.Check(c.ReadTimeout > 0, "read_timeout", "must be > 0, got %v", c.ReadTimeout)
@@ -223,7 +220,10 @@ type Redis struct {
 	staleBefore atomic.Int64
 	closed      atomic.Bool
 
-	adds addBatcher // coalesces concurrent AddSession calls (coalesce.go)
+	// adds coalesces concurrent AddSession calls (coalesce.go); its
+	// workers start with the first call (addsStart) and stop at Close.
+	adds      *gather.Gatherer[*addReq]
+	addsStart sync.Once
 }
 
 // NewRedis validates cfg and returns a client. It starts nothing and does
@@ -235,9 +235,7 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 	if err := p.Err(); err != nil {
 		return nil, fmt.Errorf("dao: redis config: %w", err)
 	}
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	r := &Redis{
 		log:         logger,
 		prefix:      cfg.Prefix,
@@ -253,6 +251,7 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 		delMidField:   newLuaScript(delMidFieldLua),
 		clusterOnline: newLuaScript(clusterLoadOnlineLua),
 	}
+	r.adds = gather.New(addQueue, addMaxBatch, r.writeAdds)
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(cfg.DialTimeout.D()),
 		redis.DialReadTimeout(cfg.ReadTimeout.D()),
@@ -345,7 +344,10 @@ func (r *Redis) Ping(ctx context.Context) error {
 // AddMapping plus the connection id. The commands of concurrent calls
 // share one pipeline (coalesce.go).
 func (r *Redis) AddSession(ctx context.Context, s Session) error {
-	return r.AddSessions(ctx, []Session{s})[0]
+	if invalidSession(s) {
+		return sessionArgError("add session", s.Mid, s.Key, s.Server)
+	}
+	return addError(s, r.coalesceAdd(ctx, s))
 }
 
 // Session is one connection's routing.
@@ -358,35 +360,108 @@ type Session struct {
 	ConnID uint64
 }
 
-// AddSessions stores several sessions as AddSession does each, all queued
-// before any is waited for, so they share pipelines. errs[i] is the
-// result of sessions[i]: nil when it was stored.
+// AddSessions stores several sessions as AddSession does each, together
+// in one pipeline (in cluster mode one per master, in parallel): they are
+// already a batch (a comet's ConnectBatch), so they are not coalesced with
+// other calls. errs[i] is the result of sessions[i]: nil when it was
+// stored.
 func (r *Redis) AddSessions(ctx context.Context, sessions []Session) (errs []error) {
 	errs = make([]error, len(sessions))
-	reqs := make([]*addReq, len(sessions))
-	for i, ss := range sessions {
-		if ss.Key == "" || ss.Server == "" {
-			errs[i] = sessionArgError("add session", ss.Mid, ss.Key, ss.Server)
-			continue
-		}
-		req := &addReq{mid: ss.Mid, key: ss.Key, server: ss.Server, connID: ss.ConnID}
-		if errs[i] = r.queueAdd(ctx, req); errs[i] == nil { // ErrClosed after Close
-			reqs[i] = req
-		}
-	}
-	for i, req := range reqs {
-		if req != nil {
-			errs[i] = r.waitAdd(ctx, req)
+	// valid are the sessions with a key and a server; when some are not,
+	// index[j] is the position of valid[j] in sessions.
+	valid, index := sessions, []int(nil)
+	if slices.ContainsFunc(sessions, invalidSession) {
+		valid, index = nil, []int{}
+		for i, ss := range sessions {
+			if invalidSession(ss) {
+				errs[i] = sessionArgError("add session", ss.Mid, ss.Key, ss.Server)
+				continue
+			}
+			valid, index = append(valid, ss), append(index, i)
 		}
 	}
-	for i, err := range errs {
-		var oe *opError
-		if err != nil && !errors.As(err, &oe) && !errors.Is(err, ErrInvalidArgument) {
-			errs[i] = &opError{kind: ErrRedis, op: sessionOp("add session", sessions[i].Mid, sessions[i].Server), err: err}
+	if len(valid) == 0 {
+		return errs
+	}
+	results, err := r.writeSessions(ctx, valid)
+	if err != nil && ctx.Err() != nil {
+		// The caller's context ended (its deadline cut the write short):
+		// its error, as if it had waited for the write and given up.
+		err = ctx.Err()
+	}
+	for j, ss := range valid {
+		i := j
+		if index != nil {
+			i = index[j]
+		}
+		if err != nil {
+			errs[i] = addError(ss, err)
+		} else {
+			errs[i] = addError(ss, results[j])
 		}
 	}
 	return errs
 }
+
+// writeSessions sends the commands of every session in one pipeline (one
+// per master in cluster mode) and returns each one's own result: a Redis
+// error in one session's replies fails only that session. err is set when
+// Redis could not be reached: then every session failed, or may have.
+//
+// conn_<key> is written first: a pipeline is not atomic, and a compare-and-
+// delete script of the connection being replaced can run between two of
+// its commands. Once conn_ holds the new id that script finds the key not
+// its own; before, it runs wholly before the new routing is written. (In
+// cluster mode conn_ and key_ share a slot, so they stay in this order in
+// their master's pipeline.)
+func (r *Redis) writeSessions(ctx context.Context, sessions []Session) (results []error, err error) {
+	cmds := make([]command, 0, 4*len(sessions))
+	owner := make([]int, 0, 4*len(sessions)) // owner[j]: the session of cmds[j]
+	add := func(i int, key, name string, args ...any) {
+		cmds = append(cmds, command{key: key, name: name, args: args})
+		owner = append(owner, i)
+	}
+	for i, ss := range sessions {
+		ck := r.connKey(ss.Key)
+		if ss.ConnID != 0 {
+			add(i, ck, "SET", ck, connIDArg(ss.ConnID), "PX", r.sessionTTL)
+		} else {
+			add(i, ck, "DEL", ck)
+		}
+		if ss.Mid > 0 {
+			mk := r.midKey(ss.Mid)
+			add(i, mk, "HSET", mk, ss.Key, ss.Server)
+			add(i, mk, "PEXPIRE", mk, r.sessionTTL)
+		}
+		kk := r.keyKey(ss.Key)
+		add(i, kk, "SET", kk, ss.Server, "PX", r.sessionTTL)
+	}
+	if err := r.exec(ctx, cmds); err != nil {
+		return nil, err
+	}
+	results = make([]error, len(sessions))
+	for j := range cmds {
+		if i := owner[j]; results[i] == nil {
+			results[i] = cmds[j].err
+		}
+	}
+	return results, nil
+}
+
+// invalidSession reports whether s lacks a key or a server.
+func invalidSession(s Session) bool { return s.Key == "" || s.Server == "" }
+
+// addError is the error of an AddSession of s that failed with err (nil
+// for nil).
+func addError(s Session, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &opError{kind: ErrRedis, op: sessionOp("add session", s.Mid, s.Server), err: err}
+}
+
+// errNoReplies is not expected: redigo returns one reply per command.
+var errNoReplies = errors.New("dao: redis: pipeline returned fewer replies than commands")
 
 // renewSessionLua renews a session's TTLs and, when key_ had expired,
 // stores the whole routing again (goim v2's Heartbeat: ExpireMapping, then
@@ -488,8 +563,10 @@ func (r *Redis) RenewSession(ctx context.Context, s Session) (Renewal, error) {
 
 // delSessionLua deletes a session's routing only where it still belongs
 // to the connection that asks: a late Disconnect from the comet a key has
-// left (goim v2 deleted blindly: R5), or from a connection a newer one on
-// the same comet replaced, must not erase the newer connection's routing.
+// left (goim v2 deleted blindly, erasing the routing the key's new
+// connection had written on another comet), or from a connection a newer
+// one on the same comet replaced, must not erase the newer connection's
+// routing.
 // With a connection id, a conn_ holding another id means not owned; then
 // (and without an id, or without a conn_) key_ and the mid_ field are
 // deleted only where they hold the server that asks.

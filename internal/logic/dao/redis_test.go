@@ -364,7 +364,8 @@ func TestDelSession(t *testing.T) {
 			wantMids:  map[int64]map[string]string{7: nil},
 		},
 		{
-			// R5: the key reconnected to s2, then s1's Disconnect arrived.
+			// The key reconnected to s2, then s1's Disconnect arrived (goim
+			// v2 deleted the new routing then).
 			name:      "late disconnect from the old comet leaves the new routing",
 			before:    []session{{mid: 7, key: "k1", server: "s1"}, {mid: 7, key: "k1", server: "s2"}},
 			del:       session{mid: 7, key: "k1", server: "s1"},

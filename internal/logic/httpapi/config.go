@@ -129,10 +129,11 @@ func DefaultConfig() Config {
 // Validate records c's problems in p, with key paths relative to p's
 // section (call it with p.Sub("http")).
 func (c Config) Validate(p *conf.Problems) {
-	if _, port, err := net.SplitHostPort(c.Bind); err != nil {
-		p.Add("bind", "%w", err)
-	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		p.Add("bind", "port %q of %q must be a number from 0 to 65535", port, c.Bind)
+	if p.HostPort("bind", c.Bind) {
+		_, port, _ := net.SplitHostPort(c.Bind)
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			p.Add("bind", "port %q of %q must be a number from 0 to 65535", port, c.Bind)
+		}
 	}
 	p.Check(c.MaxBody >= 1 && c.MaxBody <= MaxBodyLimit, "max_body",
 		"must be 1..%d bytes, got %d", MaxBodyLimit, c.MaxBody)

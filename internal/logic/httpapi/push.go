@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync/atomic"
-	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -120,6 +118,9 @@ func (s *Server) readBody(c *gin.Context) ([]byte, error) {
 	return msg, nil
 }
 
+// pushFailed is the warning of a push the service failed.
+const pushFailed = "httpapi: push failed"
+
 // pushed answers a push with the service's result: code 0, or HTTP 500
 // -500 with the error's text (which names the cause: Redis, Kafka, a
 // timeout). A push whose caller went away is logged at debug level only.
@@ -132,27 +133,9 @@ func (s *Server) pushed(c *gin.Context, kind string, err error) int {
 	if ctx.Err() != nil { // the caller hung up, or Shutdown ran out of time
 		s.log.LogAttrs(ctx, slog.LevelDebug, "httpapi: push abandoned by the caller",
 			slog.String("kind", kind), slog.Any("err", err))
-	} else if ok, suppressed := s.warns.allow(time.Now()); ok {
-		s.log.LogAttrs(ctx, slog.LevelWarn, "httpapi: push failed",
-			slog.String("kind", kind), slog.Any("err", err), slog.Int64("suppressed", suppressed))
+	} else if ok, suppressed := s.warns.Allow(pushFailed); ok {
+		s.log.LogAttrs(ctx, slog.LevelWarn, pushFailed,
+			slog.String("kind", kind), slog.Any("err", err), slog.Int64("suppressed", int64(suppressed)))
 	}
 	return s.fail(c, http.StatusInternalServerError, CodeServerError, err.Error())
-}
-
-// warnLimiter lets one warning a second through and counts the others, so
-// that a Kafka outage under load logs a line a second, not one per push.
-type warnLimiter struct {
-	last       atomic.Int64 // UnixNano of the last warning let through
-	suppressed atomic.Int64 // warnings held back since
-}
-
-// allow reports whether a warning may be logged now and, if so, how many
-// were held back since the previous one.
-func (l *warnLimiter) allow(now time.Time) (ok bool, suppressed int64) {
-	last, n := l.last.Load(), now.UnixNano()
-	if (last != 0 && n-last < int64(time.Second)) || !l.last.CompareAndSwap(last, n) {
-		l.suppressed.Add(1)
-		return false, 0
-	}
-	return true, l.suppressed.Swap(0)
 }

@@ -55,8 +55,11 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/httpserve"
+	"github.com/goim/goim/internal/logging"
+	"github.com/goim/goim/internal/ratelog"
 )
 
 // Deps are the Server's collaborators other than the Service.
@@ -88,8 +91,10 @@ type Server struct {
 	anonymous bool
 
 	draining atomic.Bool
-	warns    warnLimiter // service error warnings
-	srvWarns warnLimiter // net/http's own error log, which clients can trigger
+	// warns lets one line a second through of each warning that comes at
+	// a caller's pace: failed pushes, and net/http's own error log, which
+	// clients can trigger.
+	warns *ratelog.Limiter
 
 	// http is the listener: Start, Addr, Shutdown, and the request
 	// contexts Shutdown cancels when it runs out of time.
@@ -144,19 +149,13 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}
-	logger := deps.Logger
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(reg)
+	logger := logging.OrDiscard(deps.Logger)
+	m, err := newMetrics(admin.OrPrivate(deps.Registry))
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, svc: svc, log: logger, metrics: m, creds: newCredentials(creds), anonymous: creds.Anonymous()}
+	s := &Server{cfg: cfg, svc: svc, log: logger, metrics: m, creds: newCredentials(creds), anonymous: creds.Anonymous(),
+		warns: ratelog.New(1, time.Second)}
 
 	ginModeOnce.Do(func() {
 		if gin.IsDebugging() {
@@ -367,9 +366,10 @@ func (s *Server) scopes() (full, read int) {
 type errorLog struct{ s *Server }
 
 func (w *errorLog) Write(p []byte) (int, error) {
-	if ok, suppressed := w.s.srvWarns.allow(time.Now()); ok {
-		w.s.log.LogAttrs(context.Background(), slog.LevelWarn, "httpapi: net/http error",
-			slog.String("line", string(bytes.TrimRight(p, "\n"))), slog.Int64("suppressed", suppressed))
+	const msg = "httpapi: net/http error"
+	if ok, suppressed := w.s.warns.Allow(msg); ok {
+		w.s.log.LogAttrs(context.Background(), slog.LevelWarn, msg,
+			slog.String("line", string(bytes.TrimRight(p, "\n"))), slog.Int64("suppressed", int64(suppressed)))
 	}
 	return len(p), nil
 }

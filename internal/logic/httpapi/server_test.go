@@ -45,7 +45,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("Validate: %v, want conf.ErrInvalid", err)
 	}
 	want := []string{
-		"http.bind: address localhost: missing port in address",
+		`http.bind: "localhost" is not host:port: address localhost: missing port in address`,
 		"http.max_body: must be 1..16777216 bytes, got 16777217",
 		"http.read_header_timeout: must be > 0, got 0s",
 		"http.read_timeout: must be > 0, got 0s",

@@ -1,7 +1,13 @@
-// Package rpc builds the gRPC server logic serves goim.logic.Logic on:
-// keepalive that accepts comets' pings, message limits, a per-method
-// request counter and a last-resort panic guard. The service itself is
-// logic's (internal/logic); its errors already carry gRPC codes.
+// Package rpc is logic's gRPC service, goim.logic.Logic, which comets
+// call: the server it runs on (NewServer: keepalive that accepts comets'
+// pings, message limits, the shared-secret check, a per-method request
+// counter and a last-resort panic guard) and the adapter (Register) that
+// turns each call into a call of logic's Service (the Service interface)
+// and the Service's errors into the gRPC codes comets act on.
+//
+// A connection's session enters logic here: a comet's Connect or
+// ConnectBatch becomes Service.Connect or Service.ConnectBatch, which
+// writes the session to Redis.
 package rpc
 
 import (
@@ -19,6 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/rpcauth"
 )
 
@@ -42,9 +49,7 @@ var _ = gzip.Name
 // counted in goim_logic_rpc_unauthenticated_total (and, by its code, in
 // goim_logic_rpc_requests_total).
 func NewServer(reg prometheus.Registerer, logger *slog.Logger, keys *rpcauth.Keys) (*grpc.Server, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
+	logger = logging.OrDiscard(logger)
 	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "goim", Subsystem: "logic", Name: "rpc_requests_total",
 		Help: "gRPC calls comets made, by method and status code.",
