@@ -270,6 +270,26 @@ func TestWebSocketProtocol(t *testing.T) {
 		w.expectClose(t, ws.StatusGoingAway)
 	})
 
+	t.Run("pings before auth get pongs, then the auth reply", func(t *testing.T) {
+		w, resp := dialWSRaw(t, e, "/sub")
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		for _, payload := range []string{"one", "two"} {
+			w.frame(t, true, ws.OpPing, []byte(payload), false)
+		}
+		w.frame(t, true, ws.OpBinary, authFrame("ping-first"), false)
+		for _, payload := range []string{"one", "two"} {
+			if f := w.next(t); f.Header.OpCode != ws.OpPong || string(f.Payload) != payload {
+				t.Fatalf("got opcode %v payload %q, want the pong %q", f.Header.OpCode, f.Payload, payload)
+			}
+		}
+		var p protocol.Proto
+		if f := w.next(t); p.DecodeWS(f.Payload, 0) != nil || p.Op != protocol.OpAuthReply {
+			t.Fatalf("got opcode %v op %d, want the auth reply", f.Header.OpCode, p.Op)
+		}
+	})
+
 	bad := []struct {
 		name   string
 		send   func(t *testing.T, w *wsRaw)

@@ -170,12 +170,7 @@ func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authe
 	}
 	// Empty unless logic's auth.reply_key puts the key in it.
 	ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq, Body: reply.GetAuthReply()}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(s.cfg.Protocol.WriteTimeout.D()))
-	_, werr := c.conn.Write(c.encodeReply(&ack))
-	// No deadline may stay on the socket: pushers' non-blocking writes
-	// honour it and would fail once it passed.
-	_ = c.conn.SetWriteDeadline(time.Time{})
-	if werr != nil {
+	if werr := c.writeOwn(c.encodeReply(&ack)); werr != nil {
 		c.close(ReasonWriteError)
 		c.releaseWriter()
 		return true, fail(ReasonWriteError, werr)

@@ -11,19 +11,22 @@
 //     frame, whose body goes to logic through logicLink.connect
 //     (logiclink.go, connect.go).
 //   - Accepted, the connection is published in its bucket by key and joins
-//     its room; then its read loop reads frames (server_tcp.go,
-//     server_ws.go) and answers them (operation.go): heartbeats (renewing
-//     the session in logic now and then), room changes, and other ops sent
-//     up to logic.
+//     its room; then its read loop (stack.go says why it moves between
+//     goroutines) reads frames (server_tcp.go, server_ws.go) and answers
+//     them (operation.go): heartbeats (renewing the session in logic now and
+//     then), room changes, and other ops sent up to logic.
 //   - When it ends, its disconnect goes to logic through logicLink's
 //     workers (disconnect.go), sent again later while logic is unavailable
 //     (disconnect_retry.go).
 //
 // Where a push enters and leaves: job calls the Comet gRPC service (rpc.go)
-// with keys, a room or a broadcast; push.go finds the connections in the
-// buckets, in the rooms (room.go, through the room workers) or in every
-// bucket, and queues the frame on each of them, whose writer (channel.go)
-// writes it to the socket.
+// with keys, a room or a broadcast. The frame is encoded once per
+// transport (frame.go). push.go finds a key push's connections in the
+// buckets and walks every bucket for a broadcast (paced or not); room.go
+// queues a room push for its room worker, which merges the pushes that
+// queued meanwhile and walks the room's members. Each connection's writer
+// (writer.go) writes the frame to the socket at once when it can, or
+// queues it for a write loop that writes what has queued in one writev.
 //
 // Besides, logicLink reports the room counts and the load to logic every
 // report interval, and registrar (discovery.go) keeps this comet's entry in

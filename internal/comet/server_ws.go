@@ -153,7 +153,18 @@ func (c *Channel) wsControl(h ws.Header) error {
 	}
 	switch h.OpCode {
 	case ws.OpPing:
-		c.pushReply(ws.MustCompileFrame(ws.NewPongFrame(payload)))
+		pong := ws.MustCompileFrame(ws.NewPongFrame(payload))
+		if !c.authed.Load() {
+			// Before auth the reader owns the socket and writes the
+			// pong itself: a write loop started for it could still be
+			// running when the handshake takes the writer role for the
+			// auth reply.
+			if err := c.writeOwn(pong); err != nil {
+				return fail(ReasonWriteError, err)
+			}
+			return nil
+		}
+		c.pushReply(pong)
 	case ws.OpClose:
 		code, _ := ws.ParseCloseFrameData(payload)
 		if code == 0 {

@@ -155,6 +155,18 @@ func (c *Channel) claimWriter() {
 	c.out.mu.Unlock()
 }
 
+// writeOwn writes b from the reader's goroutine, blocking up to
+// protocol.write_timeout, while the reader owns the socket: before the
+// channel is authenticated (a pong), or holding the writer role (the auth
+// reply). The deadline is cleared after: pushers' non-blocking writes
+// honour it and would fail once it passed.
+func (c *Channel) writeOwn(b []byte) error {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.Protocol.WriteTimeout.D()))
+	_, err := c.conn.Write(b)
+	_ = c.conn.SetWriteDeadline(time.Time{})
+	return err
+}
+
 // releaseWriter is called by the holder of the writer role when it is done
 // writing: the role passes to a new write loop when frames queued
 // meanwhile, else it is given up (keepWriting).

@@ -3,6 +3,15 @@
 // its sync.WaitGroup's Go method, end it through the component's context
 // or a channel it closes, and wait for it at shutdown with Wait, bounded by
 // the shutdown deadline.
+//
+// Two variants, where the idiom does not fit as is:
+//   - A component that must refuse new goroutines once its shutdown has
+//     begun adds to its WaitGroup under the lock its shutdown takes (the
+//     comet's goFunc, the discovery client's reserve), then starts the
+//     goroutine, which calls Done.
+//   - A lone goroutine whose owner waits for exactly it (an HTTP serve
+//     loop, a ticker, a helper the caller blocks on) closes a done channel
+//     when it returns, and the owner waits on that channel.
 package syncx
 
 import (
