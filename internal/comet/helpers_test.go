@@ -351,14 +351,18 @@ func goroutineStacks() string {
 // comet). Those session writers are internal/gather workers, whose stacks
 // do not name logic; the comet's own gather workers have stopped by the
 // time the count is compared (logicLink.stop waits for them), so every
-// gather worker then running is logic's.
+// gather worker then running is logic's. Likewise the HTTP client
+// connections' read and write loops: a real logic's discovery client
+// opens and drops keep-alive connections with its long polls, while the
+// comet's discovery client has closed its own by then.
 func foreignGoroutines() int {
 	n := 0
 	for _, g := range strings.Split(goroutineStacks(), "\n\n") {
 		if strings.Contains(g, "github.com/bilibili/discovery/http.") ||
 			strings.Contains(g, "net/http.(*connReader).backgroundRead") ||
 			strings.Contains(g, "github.com/goim/goim/internal/logic") ||
-			strings.Contains(g, "github.com/goim/goim/internal/gather.(*Gatherer") {
+			strings.Contains(g, "github.com/goim/goim/internal/gather.(*Gatherer") ||
+			strings.Contains(g, "net/http.(*persistConn)") {
 			n++
 		}
 	}
