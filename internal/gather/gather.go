@@ -100,10 +100,13 @@ func (g *Gatherer[T]) Put(r T) {
 }
 
 // PutContext is Put, but when the queue is full it waits for room only
-// until ctx ends, and then returns ctx's error without queueing r. It
-// returns nil once r is queued, or handled after Stop. With Overflow set
-// it never waits, as Put.
+// until ctx ends, and then returns ctx's error without queueing r; a ctx
+// that has already ended queues nothing. It returns nil once r is queued,
+// or handled after Stop. With Overflow set it never waits, as Put.
 func (g *Gatherer[T]) PutContext(ctx context.Context, r T) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if g.Overflow != nil || ctx.Done() == nil {
 		g.Put(r)
 		return nil

@@ -117,7 +117,20 @@ func TestPutContext(t *testing.T) {
 	if err := g.PutContext(short, 2); err != context.DeadlineExceeded {
 		t.Fatalf("full queue: %v, want DeadlineExceeded", err)
 	}
+	// A context that has already ended queues nothing, even with room in
+	// the queue (a random choice between the two ready cases would queue
+	// it about half the time).
 	close(gate)
+	for g.Queued() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	done, cancelDone := context.WithCancel(ctx)
+	cancelDone()
+	for range 100 {
+		if err := g.PutContext(done, 4); err != context.Canceled {
+			t.Fatalf("ended context with room in the queue: %v, want Canceled", err)
+		}
+	}
 	g.Stop(ctx)
 	if err := g.PutContext(ctx, 3); err != nil { // after Stop: handled here
 		t.Fatal(err)
