@@ -848,7 +848,11 @@ func TestQueueRelease(t *testing.T) {
 	cfg := testConfig()
 	cfg.Shards = 1
 	cfg.CallTimeout = conf.Duration(200 * time.Millisecond)
-	cfg.RetryFor = conf.Duration(300 * time.Millisecond)
+	// The burst must be all queued before the first call's retries run
+	// out and the queued calls start expiring: 50,000 sends take well
+	// under a second, but more on a loaded machine under the race
+	// detector, so retry_for leaves them 2 s.
+	cfg.RetryFor = conf.Duration(2 * time.Second)
 	p, m := newTestPool(t, cfg)
 	p.Update(map[string]string{"c": srv.addr})
 	q := (*p.comets.Load())["c"].queues[0]
