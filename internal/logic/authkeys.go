@@ -52,29 +52,36 @@ type keyset struct {
 	byKid  map[string]verifyKey
 }
 
+// readKey reads the key file at path, the [auth] key field, and parses
+// it; errors name the key.
+func readKey[K any](field, path string, parse func([]byte) (K, error)) (K, error) {
+	b, err := secret.ReadFile(path)
+	if err != nil {
+		var zero K
+		return zero, fmt.Errorf("logic: auth.%s: %w", field, err)
+	}
+	k, err := parse(b)
+	if err != nil {
+		return k, fmt.Errorf("logic: auth.%s: %w", field, err)
+	}
+	return k, nil
+}
+
 // loadKeys reads the key files of cfg and builds their keyset. No key at
 // all is an error unless cfg.Insecure.
 func loadKeys(cfg AuthConfig) (*keyset, error) {
 	ks := &keyset{dir: cfg.KeysDir != ""}
 	if cfg.HMACKeyFile != "" {
-		b, err := secret.ReadFile(cfg.HMACKeyFile)
+		k, err := readKey("hmac_key_file", cfg.HMACKeyFile, hmacKey)
 		if err != nil {
-			return nil, fmt.Errorf("logic: auth.hmac_key_file: %w", err)
-		}
-		k, err := hmacKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("logic: auth.hmac_key_file: %w", err)
+			return nil, err
 		}
 		ks.hmac = &k
 	}
 	if cfg.PublicKeyFile != "" {
-		b, err := secret.ReadFile(cfg.PublicKeyFile)
+		k, err := readKey("public_key_file", cfg.PublicKeyFile, publicKey)
 		if err != nil {
-			return nil, fmt.Errorf("logic: auth.public_key_file: %w", err)
-		}
-		k, err := publicKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("logic: auth.public_key_file: %w", err)
+			return nil, err
 		}
 		ks.pub = &k
 	}

@@ -463,6 +463,19 @@ func addError(s Session, err error) error {
 // errNoReplies is not expected: redigo returns one reply per command.
 var errNoReplies = errors.New("dao: redis: pipeline returned fewer replies than commands")
 
+// flush sends the n commands queued on c with Send and returns their
+// replies, one per command.
+func flush(c redis.Conn, timeout time.Duration, n int) ([]any, error) {
+	replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
+	if err != nil {
+		return nil, err
+	}
+	if len(replies) != n {
+		return nil, errNoReplies
+	}
+	return replies, nil
+}
+
 // renewSessionLua renews a session's TTLs and, when key_ had expired,
 // stores the whole routing again (goim v2's Heartbeat: ExpireMapping, then
 // AddMapping if the key was gone), atomically, unless conn_ holds another
@@ -651,12 +664,9 @@ func (r *Redis) delSessions(ctx context.Context, sessions []Session, valid []int
 				return err
 			}
 		}
-		replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
+		replies, err := flush(c, timeout, len(valid))
 		if err != nil {
 			return err
-		}
-		if len(replies) != len(valid) {
-			return errNoReplies
 		}
 		for j, i := range valid {
 			reply, err := replies[j], error(nil)
@@ -839,12 +849,9 @@ func (r *Redis) exec(ctx context.Context, cmds []command) error {
 				return err
 			}
 		}
-		replies, err := redis.Values(redis.DoWithTimeout(c, timeout, ""))
+		replies, err := flush(c, timeout, len(cmds))
 		if err != nil {
 			return err
-		}
-		if len(replies) != len(cmds) {
-			return errNoReplies
 		}
 		for i, reply := range replies {
 			if err := cmds[i].set(c, timeout, reply); err != nil {

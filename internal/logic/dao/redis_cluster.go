@@ -262,12 +262,9 @@ func (c *cluster) runOnce(timeout time.Duration, cmds []command, idx []int) (err
 			return err
 		}
 	}
-	replies, err := redis.Values(redis.DoWithTimeout(conn, timeout, ""))
+	replies, err := flush(conn, timeout, len(idx))
 	if err != nil {
 		return err
-	}
-	if len(replies) != len(idx) {
-		return errNoReplies
 	}
 	for j, i := range idx {
 		if err := cmds[i].set(conn, timeout, replies[j]); err != nil {
