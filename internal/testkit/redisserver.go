@@ -1,7 +1,6 @@
 package testkit
 
 import (
-	"net"
 	"os/exec"
 	"strconv"
 	"testing"
@@ -83,15 +82,4 @@ func (s *RedisServer) Stop() {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
-}
-
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,12 +63,41 @@ func (w tWriter) Write(p []byte) (int, error) {
 // (for servers that must know their address before they listen).
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	return "127.0.0.1:" + strconv.Itoa(FreePort(t))
+}
+
+// handedOut holds every port FreePort has returned in this process. A port
+// just closed is often the next one the kernel hands out, so without it two
+// servers of one test (or of two tests) can be given the same port and
+// collide on bind.
+var handedOut struct {
+	sync.Mutex
+	ports map[int]bool
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago and
+// that no earlier call in this process returned.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	if handedOut.ports == nil {
+		handedOut.ports = map[int]bool{}
 	}
-	defer l.Close()
-	return l.Addr().String()
+	for range 1000 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if !handedOut.ports[port] {
+			handedOut.ports[port] = true
+			return port
+		}
+	}
+	t.Fatal("no free port that was not handed out before in 1,000 tries")
+	return 0
 }
 
 // RedisAddr is the shared test Redis: GOIM_TEST_REDIS, or 127.0.0.1:6379
