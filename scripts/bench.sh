@@ -14,7 +14,8 @@
 # processes, 127.0.0.11 and up), PER_PROC (connections per client process,
 # at most ~19,000: the per-process open-file limit), ROOMS (flood: rooms the
 # clients spread over), KIND (flood: room|mids|keys), BURSTS (connect),
-# REDIS (a real Redis, default 127.0.0.1:6379), AUTH (insecure: goim v2's
+# REDIS (a real Redis, default 127.0.0.1:6379), LINGER (job's [room] linger,
+# e.g. 0 or 50ms; unset: job's default), AUTH (insecure: goim v2's
 # plain JSON, the default; jwt: HS256 tokens logic verifies, each with a
 # rooms claim of its connection's room; logic then chooses the keys, so not
 # with KIND=keys), OUT (results directory),
@@ -218,6 +219,9 @@ $rpc_secret
 addr = "127.0.0.1:13114"
 $disc
 EOF
+if [ -n "${LINGER:-}" ]; then
+  printf '[room]\nlinger = "%s"\n' "$LINGER" >>"$OUT/job.toml"
+fi
 start job "$BIN/job" -conf "$OUT/job.toml"
 ready 127.0.0.1:13114 "$pid_job" job
 for _ in $(seq 200); do

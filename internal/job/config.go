@@ -94,15 +94,27 @@ type KafkaConfig struct {
 	kafkasec.Config
 }
 
-// RoomConfig is the [room] section. A room push is sent at once when the
-// room has no batch in flight; while one is in flight, the pushes that
-// follow are collected and sent as one batch when it completes, or when
-// the batch reaches max_frames or max_bytes, or after window, whichever
-// comes first. So a quiet room gets each push at once and a busy room
-// gets batches sized by the load.
+// RoomConfig is the [room] section. A room's pushes are collected in one
+// open batch at a time. The batch is sent at once when the room is idle:
+// no batch of it is in flight and its previous batch left linger ago or
+// more. Otherwise it is sent when the room becomes idle, when it reaches
+// max_frames or max_bytes, or at the latest after window (or at the end
+// of linger, if that is later), whichever comes first. So a quiet room
+// gets each push at once, and a busy room gets at most one batch per
+// linger, sized by its rate: its members each get one write per batch
+// instead of one per push.
 type RoomConfig struct {
-	// Window is the longest a push waits in a batch. Default "5ms".
+	// Window is the longest a push waits in a batch while the room's
+	// previous batch is in flight. Default "5ms".
 	Window conf.Duration `toml:"window"`
+	// Linger is the least time between two batches of one room, 0..1s:
+	// a push to a room that had a batch less than linger ago waits for
+	// the rest of it, so a busy room's comet writes each member once per
+	// linger at most. It adds up to linger to the latency of pushes to
+	// rooms busier than one push per linger, and nothing to quieter
+	// rooms. 0 sends as soon as the previous batch is no longer in
+	// flight. Default "100ms".
+	Linger conf.Duration `toml:"linger"`
 	// MaxFrames is the most pushes in one batch. Default 64.
 	MaxFrames int `toml:"max_frames"`
 	// MaxBytes is the most bytes of frames in one batch (a single larger
@@ -133,7 +145,7 @@ func Default() Config {
 			CommitInterval:   conf.Duration(time.Second),
 			MaxInflight:      100000,
 		},
-		Room:            RoomConfig{Window: conf.Duration(5 * time.Millisecond), MaxFrames: 64, MaxBytes: 64 << 10},
+		Room:            RoomConfig{Window: conf.Duration(5 * time.Millisecond), Linger: conf.Duration(100 * time.Millisecond), MaxFrames: 64, MaxBytes: 64 << 10},
 		Comet:           cometpool.DefaultConfig(),
 		Admin:           adminDefault(),
 		Discovery:       discovery.DefaultConfig(),
@@ -158,6 +170,7 @@ func (c Config) Validate() error {
 
 	r := p.Sub("room")
 	r.Check(c.Room.Window > 0, "window", "must be > 0, got %v", c.Room.Window)
+	r.Check(c.Room.Linger >= 0 && c.Room.Linger <= conf.Duration(time.Second), "linger", "must be 0..1s, got %v", c.Room.Linger)
 	r.Check(c.Room.MaxFrames > 0, "max_frames", "must be > 0, got %d", c.Room.MaxFrames)
 	r.Check(c.Room.MaxBytes > 0 && c.Room.MaxBytes <= 8<<20, "max_bytes", "must be 1..8388608, got %d", c.Room.MaxBytes)
 

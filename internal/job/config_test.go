@@ -3,7 +3,9 @@ package job
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
@@ -61,10 +63,23 @@ func TestConfigValidate(t *testing.T) {
 		{name: "room and comet", edit: func(c *Config) {
 			static(c)
 			c.Room.Window = 0
+			c.Room.Linger = conf.Duration(time.Second + time.Millisecond)
 			c.Room.MaxFrames = 0
 			c.Room.MaxBytes = 0
 			c.Comet.Shards = 0
-		}, paths: []string{"room.window", "room.max_frames", "room.max_bytes", "comet.shards"}},
+		}, paths: []string{"room.window", "room.linger", "room.max_frames", "room.max_bytes", "comet.shards"}},
+		{name: "negative linger", edit: func(c *Config) {
+			static(c)
+			c.Room.Linger = -1
+		}, paths: []string{"room.linger"}},
+		{name: "linger bounds", edit: func(c *Config) {
+			static(c)
+			c.Room.Linger = conf.Duration(time.Second)
+		}},
+		{name: "no linger", edit: func(c *Config) {
+			static(c)
+			c.Room.Linger = 0
+		}},
 		{name: "discovery checked when used", edit: func(c *Config) {
 			c.Discovery.Nodes = []string{"http://d:7171"}
 		}, paths: []string{"discovery.nodes[0]"}},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/logic"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
@@ -175,4 +176,71 @@ func TestMaxAge(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRoomLinger: with [room] linger, a push to a quiet room goes at once
+// in a batch of its own, and the pushes that follow within linger go
+// together in the next batch, delivered in order.
+func TestRoomLinger(t *testing.T) {
+	c := startCluster(t, 1)
+	r := c.Dial("comet-1", "tcp", `{"mid":1,"key":"k1","room_id":"live://linger","accepts":[]}`)
+	c.WaitOnline(1)
+	_, reg := c.startJob(func(cfg *Config) { cfg.Room.Linger = conf.Duration(time.Second) })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Kafka.ListenAddrs()...), kgo.DefaultProduceTopic(c.Topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	produce := func(bodies ...string) {
+		t.Helper()
+		var recs []*kgo.Record
+		for _, b := range bodies {
+			v, err := proto.Marshal(&logicpb.PushMsg{Type: logicpb.PushMsg_ROOM, Operation: 1000, Room: "live://linger", Msg: []byte(b)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, &kgo.Record{Key: []byte("live://linger"), Value: v})
+		}
+		if err := cl.ProduceSync(t.Context(), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce("0")
+	if got := r.Wait(1, 10*time.Second); len(got) != 1 {
+		t.Fatalf("got %q, want the first push", got)
+	}
+	produce("1", "2", "3", "4", "5")
+	got := r.Wait(6, 10*time.Second)
+	if want := []string{"0", "1", "2", "3", "4", "5"}; !slices.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	count, sum := histogram(t, reg, "goim_job_room_batch_pushes")
+	if count != 2 || sum != 6 {
+		t.Fatalf("room batches: %d holding %v pushes, want 2 holding 6 (1, then 5 lingering behind it)", count, sum)
+	}
+}
+
+// TestRoomIdle: a room's batch may go when nothing of it is in flight and
+// its previous batch left linger ago or more.
+func TestRoomIdle(t *testing.T) {
+	cfg := Default()
+	cfg.Room.Linger = conf.Duration(50 * time.Millisecond)
+	p := &partition{j: &Job{cfg: cfg}}
+	now := time.Now()
+	r := &roomState{}
+	if !p.idle(r, now) {
+		t.Error("a room that never sent is not idle")
+	}
+	r.sent = now.Add(-49 * time.Millisecond)
+	if p.idle(r, now) {
+		t.Error("a room that sent 49ms ago is idle with a 50ms linger")
+	}
+	r.sent = now.Add(-50 * time.Millisecond)
+	if !p.idle(r, now) {
+		t.Error("a room that sent 50ms ago is not idle with a 50ms linger")
+	}
+	r.inflight.Add(1)
+	if p.idle(r, now) {
+		t.Error("a room with a batch in flight is idle")
+	}
 }

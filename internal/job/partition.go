@@ -1,6 +1,7 @@
 package job
 
 import (
+	"container/heap"
 	"context"
 	"hash/maphash"
 	"strconv"
@@ -45,7 +46,7 @@ type partition struct {
 	dirty   bool  // marked since the last commit
 
 	rooms map[string]*roomState
-	open  []openBatch // rooms with an open batch, oldest first
+	open  dueBatches // rooms with an open batch, the one due first on top
 	timer *time.Timer
 	wake  chan struct{} // capacity 1: a comet call ended
 }
@@ -58,13 +59,32 @@ type roomState struct {
 	batch    *protocol.Batch // open batch; nil when none
 	entries  []*entry        // the messages in batch
 	opened   time.Time
+	sent     time.Time    // when the previous batch was sent; zero before the first
 	gen      uint64       // incremented per batch, to recognise stale openBatch refs
 	inflight atomic.Int32 // batches sent and not yet ended
 }
 
+// openBatch is a room's open batch in the partition's timer heap: it is
+// sent at due at the latest.
 type openBatch struct {
 	r   *roomState
 	gen uint64
+	due time.Time
+}
+
+// dueBatches is a min-heap of open batches by due time (container/heap).
+type dueBatches []openBatch
+
+func (h dueBatches) Len() int           { return len(h) }
+func (h dueBatches) Less(i, k int) bool { return h[i].due.Before(h[k].due) }
+func (h dueBatches) Swap(i, k int)      { h[i], h[k] = h[k], h[i] }
+func (h *dueBatches) Push(x any)        { *h = append(*h, x.(openBatch)) }
+func (h *dueBatches) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = openBatch{}
+	*h = old[:len(old)-1]
+	return x
 }
 
 func newPartition(j *Job, sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) *partition {
@@ -104,7 +124,7 @@ loop:
 			p.handle(m)
 		case <-p.wake:
 			p.advance()
-			p.flushIdle()
+			p.flushIdle(time.Now())
 		case <-p.timer.C:
 			p.flushDue(time.Now())
 		case <-commit.C:
@@ -280,7 +300,8 @@ func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
 }
 
 // room adds a ROOM push to its room's batch; the batch goes at once when
-// the room has none in flight, or when it is full (see RoomConfig).
+// it is full, or when the room has none in flight and its previous batch
+// left linger ago or more (see RoomConfig).
 func (p *partition) room(e *entry, pm *logicpb.PushMsg) {
 	j := p.j
 	id := pm.GetRoom()
@@ -301,20 +322,38 @@ func (p *partition) room(e *entry, pm *logicpb.PushMsg) {
 	if r.batch != nil && r.batch.Len()+size > j.cfg.Room.MaxBytes {
 		p.flush(r)
 	}
+	now := time.Now()
 	if r.batch == nil {
 		r.batch = protocol.NewBatch(min(size*4, j.cfg.Room.MaxBytes))
-		r.opened = time.Now()
+		r.opened = now
 		r.gen++
-		p.open = append(p.open, openBatch{r: r, gen: r.gen})
-		if len(p.open) == 1 {
-			p.timer.Reset(j.cfg.Room.Window.D())
+		due := now.Add(j.cfg.Room.Window.D())
+		if next := r.sent.Add(j.cfg.Room.Linger.D()); next.After(due) {
+			due = next
 		}
+		p.schedule(openBatch{r: r, gen: r.gen, due: due})
 	}
 	_ = r.batch.Append(pm.GetOperation(), pm.GetMsg()) // size checked above
 	e.left.Store(1)
 	r.entries = append(r.entries, e)
-	if r.inflight.Load() == 0 || r.batch.Count() >= j.cfg.Room.MaxFrames || r.batch.Len() >= j.cfg.Room.MaxBytes {
+	if r.batch.Count() >= j.cfg.Room.MaxFrames || r.batch.Len() >= j.cfg.Room.MaxBytes || p.idle(r, now) {
 		p.flush(r)
+	}
+}
+
+// idle reports whether r's open batch may go now: none of its batches is
+// in flight and its previous batch left linger ago or more. A quiet room
+// is always idle, so its pushes wait for nothing.
+func (p *partition) idle(r *roomState, now time.Time) bool {
+	return r.inflight.Load() == 0 && now.Sub(r.sent) >= p.j.cfg.Room.Linger.D()
+}
+
+// schedule adds an open batch to the timer heap, re-arming the timer when
+// it is now the first due.
+func (p *partition) schedule(ob openBatch) {
+	heap.Push(&p.open, ob)
+	if p.open[0].gen == ob.gen && p.open[0].r == ob.r {
+		p.timer.Reset(time.Until(ob.due))
 	}
 }
 
@@ -328,6 +367,7 @@ func (p *partition) flush(r *roomState) {
 	}
 	r.batch, r.entries = nil, nil
 	r.gen++ // the openBatch ref, if still queued, is stale now
+	r.sent = time.Now()
 	j.metrics.roomBatch.Observe(float64(len(entries)))
 	j.metrics.dispatchedRoom.Add(float64(len(entries)))
 	hosts := j.pool.Hosts()
@@ -358,30 +398,29 @@ func (p *partition) flush(r *roomState) {
 	}
 }
 
-// flushDue flushes the batches open for a window or longer and re-arms the
-// timer for the next one.
+// flushDue flushes the batches due by now and re-arms the timer for the
+// next one.
 func (p *partition) flushDue(now time.Time) {
-	window := p.j.cfg.Room.Window.D()
 	for len(p.open) > 0 {
 		ob := p.open[0]
 		if ob.r.gen != ob.gen {
-			p.open = p.open[1:]
+			heap.Pop(&p.open)
 			continue
 		}
-		if wait := ob.r.opened.Add(window).Sub(now); wait > 0 {
+		if wait := ob.due.Sub(now); wait > 0 {
 			p.timer.Reset(wait)
 			return
 		}
-		p.open = p.open[1:]
+		heap.Pop(&p.open)
 		p.flush(ob.r)
 	}
 }
 
-// flushIdle flushes the open batches of rooms whose previous batch has
-// ended: the adaptive half of batching.
-func (p *partition) flushIdle() {
+// flushIdle flushes the open batches of rooms that became idle (their
+// previous batch ended, linger passed): the adaptive half of batching.
+func (p *partition) flushIdle(now time.Time) {
 	for _, ob := range p.open {
-		if ob.r.gen == ob.gen && ob.r.inflight.Load() == 0 {
+		if ob.r.gen == ob.gen && p.idle(ob.r, now) {
 			p.flush(ob.r)
 		}
 	}
