@@ -138,6 +138,18 @@ type BucketConfig struct {
 	RoomWorkers int `toml:"room_workers"`
 	// RoomQueue is each room worker's queue length, in batches. Default 1024.
 	RoomQueue int `toml:"room_queue"`
+	// RoomLingerFactor paces big rooms, 0..100: after a fan-out of a
+	// room that took d, the room's next fan-out waits until
+	// room_linger_factor × d after it ended (at most room_linger_max),
+	// and the pushes that arrive meanwhile go out merged, one write per
+	// member. A room's fan-outs then keep its worker busy at most
+	// 1/(1+factor) of the time. It trades latency for CPU: a push to a
+	// big, busy room waits up to that long. Rooms whose wait would be
+	// under 1ms, and rooms quieter than their wait, are never held.
+	// 0 turns pacing off. Default 4.
+	RoomLingerFactor float64 `toml:"room_linger_factor"`
+	// RoomLingerMax bounds a room's wait, 0..2s. Default "250ms".
+	RoomLingerMax conf.Duration `toml:"room_linger_max"`
 	// BroadcastQueue is the broadcast worker's queue length, in unpaced
 	// broadcasts. Default 16.
 	BroadcastQueue int `toml:"broadcast_queue"`
@@ -254,7 +266,7 @@ func Default() Config {
 			SlowPolicy:       SlowClose,
 			SessionRenew:     conf.Duration(10 * time.Minute),
 		},
-		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, BroadcastQueue: 16, PacedBroadcasts: 16},
+		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, RoomLingerFactor: 4, RoomLingerMax: conf.Duration(250 * time.Millisecond), BroadcastQueue: 16, PacedBroadcasts: 16},
 		RPC:    RPCConfig{Bind: ":3109"},
 		Logic: LogicConfig{
 			Addrs:           []string{"127.0.0.1:3119"},
@@ -320,6 +332,8 @@ func (c Config) Validate() error {
 	b.Check(c.Bucket.Count > 0, "count", "must be > 0, got %d", c.Bucket.Count)
 	b.Check(c.Bucket.RoomWorkers > 0, "room_workers", "must be > 0, got %d", c.Bucket.RoomWorkers)
 	b.Check(c.Bucket.RoomQueue > 0, "room_queue", "must be > 0, got %d", c.Bucket.RoomQueue)
+	b.Check(c.Bucket.RoomLingerFactor >= 0 && c.Bucket.RoomLingerFactor <= 100, "room_linger_factor", "must be 0..100, got %v", c.Bucket.RoomLingerFactor)
+	b.Check(c.Bucket.RoomLingerMax >= 0 && c.Bucket.RoomLingerMax <= conf.Duration(2*time.Second), "room_linger_max", "must be 0..2s, got %v", c.Bucket.RoomLingerMax)
 	b.Check(c.Bucket.BroadcastQueue > 0, "broadcast_queue", "must be > 0, got %d", c.Bucket.BroadcastQueue)
 	b.Check(c.Bucket.PacedBroadcasts > 0, "paced_broadcasts", "must be > 0, got %d", c.Bucket.PacedBroadcasts)
 

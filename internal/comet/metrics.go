@@ -68,7 +68,7 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 		}),
 		roomMerged: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "room_fanout_batches",
-			Help:    "Room batches (BroadcastRoom calls) merged into one fan-out: they queued while the room worker was busy and reach each member in one write.",
+			Help:    "Room batches (BroadcastRoom calls) merged into one fan-out: they queued while the room worker was busy, or were held while their room lingered, and reach each member in one write.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 		}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{

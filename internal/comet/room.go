@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unique"
 
 	"github.com/goim/goim/api/protocol"
@@ -17,8 +18,10 @@ import (
 //     encodes the push once for every transport (newFrame) and queues it
 //     for the room's fan-out worker; a room always goes to the same queue
 //     (rooms.queue), so its pushes keep their order;
-//  2. the worker (roomWorker) takes everything queued meanwhile and merges
-//     each room's consecutive pushes into one frame (fanOut);
+//  2. the worker (roomWorker) takes everything queued meanwhile, holds the
+//     pushes of a big room whose last fan-out was moments ago until its
+//     linger ends (roomPacer), and merges each room's consecutive pushes
+//     into one frame (fanOut);
 //  3. rooms.broadcast hands that frame to the writer of every member of
 //     the room (Channel.push, writer.go), which writes it to the socket
 //     inline or queues it for its write loop.
@@ -50,35 +53,44 @@ const (
 )
 
 // roomWorker is one fan-out worker: it takes the room pushes queued on q,
-// as many as have queued up to maxRoomMerge, and fans them out, until
-// shutdown.
+// as many as have queued up to maxRoomMerge, holds those of rooms its
+// pacer holds back, and fans out the rest, until shutdown. What is held
+// or queued at shutdown is not sent: the connections are closing.
 func (s *Server) roomWorker(q chan roomJob) {
+	pc := newRoomPacer(s.cfg.Bucket.RoomLingerFactor, s.cfg.Bucket.RoomLingerMax.D())
+	defer pc.stop()
 	jobs := make([]roomJob, 0, maxRoomMerge)
 	for {
+		jobs = jobs[:0]
 		select {
 		case <-s.ctx.Done():
 			return
 		case j := <-q:
-			jobs = append(jobs[:0], j)
-		}
-	gather:
-		for len(jobs) < maxRoomMerge {
-			select {
-			case j := <-q:
-				jobs = append(jobs, j)
-			default:
-				break gather
+			jobs = append(jobs, j)
+		gather:
+			for len(jobs) < maxRoomMerge {
+				select {
+				case j := <-q:
+					jobs = append(jobs, j)
+				default:
+					break gather
+				}
 			}
+			jobs = pc.admit(jobs, time.Now())
+		case <-pc.timer.C:
 		}
-		s.fanOut(jobs)
+		jobs = pc.due(jobs, time.Now())
+		s.fanOut(jobs, pc)
 		clear(jobs)
+		pc.arm()
 	}
 }
 
 // fanOut broadcasts jobs, merging each room's consecutive frames (in
-// their order) while they fit maxRoomMergeBytes. Rooms are independent:
-// only the order within a room is kept. Merged jobs are set to nil frames.
-func (s *Server) fanOut(jobs []roomJob) {
+// their order) while they fit maxRoomMergeBytes, and tells pc (nil: no
+// pacing) how long each room's fan-out took. Rooms are independent: only
+// the order within a room is kept. Merged jobs are set to nil frames.
+func (s *Server) fanOut(jobs []roomJob, pc *roomPacer) {
 	for i := range jobs {
 		first := jobs[i]
 		if first.f == nil {
@@ -111,10 +123,133 @@ func (s *Server) fanOut(jobs []roomJob) {
 			}
 		}
 		jobs[i].f = nil
+		start := time.Now()
 		queued, dropped := s.rooms.broadcast(first.room, f)
+		pc.took(first.room, start, time.Now())
 		s.metrics.kindPushes("room", queued*n, dropped*n)
 		s.metrics.roomMerged.Observe(float64(n))
 	}
+}
+
+// roomPacer is one room worker's linger for rooms whose fan-outs are
+// long: after a fan-out of a room that took d, the room's next fan-out
+// waits until factor × d (at most max) after it ended, and the pushes
+// arriving meanwhile are held and then go out merged, one write per
+// member. A big room's fan-outs thus keep its worker busy at most
+// 1/(1+factor) of the time, however fast its pushes come, and a busy
+// comet (whose fan-outs take longer) merges more. Small rooms (a wait
+// under minRoomLinger) and quiet rooms (their wait has passed when the
+// next push comes) are never held.
+type roomPacer struct {
+	factor float64
+	max    time.Duration
+	rooms  map[string]*pacedRoom // rooms with a wait, held pushes or both
+	held   map[string]*pacedRoom // the rooms of rooms holding pushes
+	timer  *time.Timer           // armed for the first held room's end of wait
+	swept  time.Time             // when rooms was last swept of passed waits
+}
+
+// pacedRoom is one room's wait and the pushes held for its end.
+type pacedRoom struct {
+	next time.Time // no fan-out before
+	jobs []roomJob
+}
+
+// minRoomLinger is the shortest wait the pacer keeps: a room whose wait
+// would be shorter is a small room, cheap to write to push by push.
+const minRoomLinger = time.Millisecond
+
+// roomPacerSweep is how often a pacer forgets rooms whose wait passed.
+const roomPacerSweep = 10 * time.Second
+
+func newRoomPacer(factor float64, max time.Duration) *roomPacer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &roomPacer{factor: factor, max: max, rooms: map[string]*pacedRoom{}, held: map[string]*pacedRoom{}, timer: t, swept: time.Now()}
+}
+
+func (pc *roomPacer) stop() { pc.timer.Stop() }
+
+// admit moves the jobs of rooms in a wait, or already holding pushes,
+// to those rooms' held pushes (in order), and returns the rest in order,
+// in jobs' array.
+func (pc *roomPacer) admit(jobs []roomJob, now time.Time) []roomJob {
+	if len(pc.rooms) == 0 {
+		return jobs
+	}
+	out := jobs[:0]
+	for _, j := range jobs {
+		r := pc.rooms[j.room]
+		if r == nil || (len(r.jobs) == 0 && !now.Before(r.next)) {
+			out = append(out, j)
+			continue
+		}
+		if len(r.jobs) == 0 {
+			pc.held[j.room] = r
+		}
+		r.jobs = append(r.jobs, j)
+	}
+	clear(jobs[len(out):])
+	return out
+}
+
+// due appends to jobs the held pushes of every room whose wait ended by
+// now, each room's in order, and returns jobs.
+func (pc *roomPacer) due(jobs []roomJob, now time.Time) []roomJob {
+	for id, r := range pc.held {
+		if now.Before(r.next) {
+			continue
+		}
+		jobs = append(jobs, r.jobs...)
+		clear(r.jobs)
+		r.jobs = r.jobs[:0]
+		delete(pc.held, id)
+	}
+	if now.Sub(pc.swept) >= roomPacerSweep {
+		pc.swept = now
+		for id, r := range pc.rooms {
+			if len(r.jobs) == 0 && now.After(r.next) {
+				delete(pc.rooms, id)
+			}
+		}
+	}
+	return jobs
+}
+
+// took records that a fan-out of room ran from start to end.
+func (pc *roomPacer) took(room string, start, end time.Time) {
+	if pc == nil || pc.factor <= 0 {
+		return
+	}
+	wait := min(time.Duration(pc.factor*float64(end.Sub(start))), pc.max)
+	r := pc.rooms[room]
+	if wait < minRoomLinger {
+		if r != nil && len(r.jobs) == 0 {
+			delete(pc.rooms, room)
+		}
+		return
+	}
+	if r == nil {
+		r = &pacedRoom{}
+		pc.rooms[room] = r
+	}
+	r.next = end.Add(wait)
+}
+
+// arm sets the timer for the first end of wait among the rooms holding
+// pushes.
+func (pc *roomPacer) arm() {
+	var first time.Time
+	for _, r := range pc.held {
+		if first.IsZero() || r.next.Before(first) {
+			first = r.next
+		}
+	}
+	if first.IsZero() {
+		pc.timer.Stop()
+		return
+	}
+	pc.timer.Reset(time.Until(first))
 }
 
 // Room is the set of channels in one room on this comet. Membership is
