@@ -6,8 +6,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // The floor under a delivery: what one system call, and one small write
@@ -21,7 +24,11 @@ import (
 // tcp and tcp_fanout_1000 write 64 bytes to loopback TCP sockets whose
 // peers read on another goroutine; fanout takes 1,000 sockets in turn, as
 // a room fan-out does. Their ns/op include the receiver's side of the
-// loopback, on the other core.
+// loopback, on the other core. thread-cpu-ns/op is the writing thread's
+// CPU time per write, cpu-ns/op the whole process's (the peers' reads
+// included). The iouring_ sub-benchmarks make the same fan-out through
+// io_uring, and the _unread pair makes it with and without io_uring to
+// peers nobody reads (see benchIOURingFanout).
 func BenchmarkSyscallFloor(b *testing.B) {
 	buf := make([]byte, 64)
 	b.Run("getppid", func(b *testing.B) {
@@ -49,7 +56,8 @@ func BenchmarkSyscallFloor(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			fds := loopbackPeers(b, n)
-			i := 0
+			i, ops := 0, 0
+			cpu := startCPU()
 			for b.Loop() {
 				if _, err := syscall.Write(fds[i], buf); err != nil {
 					b.Fatal(err)
@@ -57,14 +65,27 @@ func BenchmarkSyscallFloor(b *testing.B) {
 				if i++; i == n {
 					i = 0
 				}
+				ops++
 			}
+			cpu.report(b, ops)
 		})
 	}
+	benchIOURingFanout(b, buf, 1000)
 }
 
 // loopbackPeers opens n loopback TCP connections whose far ends are read
 // and discarded, and returns the near ends' descriptors, blocking.
 func loopbackPeers(b *testing.B, n int) []int {
+	near, _ := loopbackPairs(b, n, true)
+	return near
+}
+
+// loopbackPairs opens n loopback TCP connections and returns both ends'
+// descriptors, blocking. With read, the far ends are read and discarded
+// on goroutines of their own (far is nil); without, nothing reads them
+// and they are out of the runtime's poller, so data arriving there wakes
+// no one.
+func loopbackPairs(b *testing.B, n int, read bool) (near, far []int) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -79,29 +100,82 @@ func loopbackPeers(b *testing.B, n int) []int {
 				return
 			}
 			accepted <- c
-			go func() { _, _ = io.Copy(io.Discard, c) }()
+			if read {
+				go func() { _, _ = io.Copy(io.Discard, c) }()
+			}
 		}
 	}()
-	fds := make([]int, n)
-	for i := range fds {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			b.Fatal(err)
-		}
-		f, err := c.(*net.TCPConn).File() // a blocking duplicate
+	// fileFD returns a blocking duplicate of c's descriptor, out of the
+	// poller, and closes c.
+	fileFD := func(c net.Conn) int {
+		f, err := c.(*net.TCPConn).File()
 		if err != nil {
 			b.Fatal(err)
 		}
 		_ = c.Close()
 		b.Cleanup(func() { _ = f.Close() })
-		fds[i] = int(f.Fd())
+		return int(f.Fd())
+	}
+	near = make([]int, n)
+	for i := range near {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		near[i] = fileFD(c)
 	}
 	for range n {
 		c, ok := <-accepted
 		if !ok {
 			b.Fatal("accept failed")
 		}
-		b.Cleanup(func() { _ = c.Close() })
+		if read {
+			b.Cleanup(func() { _ = c.Close() })
+		} else {
+			far = append(far, fileFD(c))
+		}
 	}
-	return fds
+	return near, far
+}
+
+// cpuMeter measures the CPU time a benchmark's loop takes, pauses
+// aside: of the calling goroutine's thread (the goroutine is locked to it
+// until report) and of the whole process.
+type cpuMeter struct{ thread, process, thread0, process0 int64 }
+
+// startCPU locks the calling goroutine to its thread and starts a cpuMeter.
+func startCPU() *cpuMeter {
+	runtime.LockOSThread()
+	m := &cpuMeter{}
+	m.resume()
+	return m
+}
+
+// pause stops counting; resume starts again.
+func (m *cpuMeter) pause() {
+	m.thread += threadCPUTime() - m.thread0
+	m.process += int64(cpuTime()) - m.process0
+}
+
+func (m *cpuMeter) resume() { m.thread0, m.process0 = threadCPUTime(), int64(cpuTime()) }
+
+// report stops the meter, unlocks the thread and reports the CPU time
+// counted per op: thread-cpu-ns/op for the thread, cpu-ns/op for the
+// process.
+func (m *cpuMeter) report(b *testing.B, ops int) {
+	m.pause()
+	runtime.UnlockOSThread()
+	if ops > 0 {
+		b.ReportMetric(float64(m.thread)/float64(ops), "thread-cpu-ns/op")
+		b.ReportMetric(float64(m.process)/float64(ops), "cpu-ns/op")
+	}
+}
+
+// threadCPUTime is the calling thread's user plus system CPU time, in ns.
+func threadCPUTime() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
