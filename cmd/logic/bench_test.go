@@ -31,9 +31,33 @@ import (
 // cpuTime is logic's CPU time so far.
 func cpuTime(tb testing.TB, pid int) time.Duration { return testkit.ProcessCPU(tb, pid) }
 
+// syscalls is the number of read-family and write-family system calls
+// process pid has made so far (syscr and syscw of /proc/<pid>/io), or
+// -1, -1 where that file cannot be read.
+func syscalls(pid int) (r, w int64) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/io")
+	if err != nil {
+		return -1, -1
+	}
+	r, w = -1, -1
+	for line := range strings.Lines(string(b)) {
+		name, v, ok := strings.Cut(strings.TrimSpace(line), ": ")
+		n, err := strconv.ParseInt(v, 10, 64)
+		switch {
+		case !ok || err != nil:
+		case name == "syscr":
+			r = n
+		case name == "syscw":
+			w = n
+		}
+	}
+	return r, w
+}
+
 // load runs n calls of do over workers goroutines and reports calls per
 // second and per logic CPU-second (and, when a call carries per > 1
-// connections, connections per logic CPU-second).
+// connections, connections per logic CPU-second), and logic's read and
+// write system calls per call.
 func load(b *testing.B, p *proc, workers, per int, do func(i int) error) {
 	var next atomic.Int64
 	var failed atomic.Int64
@@ -42,6 +66,7 @@ func load(b *testing.B, p *proc, workers, per int, do func(i int) error) {
 		go profile(b, p, out)
 	}
 	cpu0 := cpuTime(b, p.cmd.Process.Pid)
+	r0, w0 := syscalls(p.cmd.Process.Pid)
 	b.ResetTimer()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -63,12 +88,17 @@ func load(b *testing.B, p *proc, workers, per int, do func(i int) error) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	cpu := cpuTime(b, p.cmd.Process.Pid) - cpu0
+	r1, w1 := syscalls(p.cmd.Process.Pid)
 	if failed.Load() > 0 {
 		b.Fatalf("%d of %d calls failed", failed.Load(), b.N)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
 	if cpu > 0 {
 		b.ReportMetric(float64(b.N)/cpu.Seconds(), "calls/logic-cpu-s")
+	}
+	if r0 >= 0 && r1 >= 0 && w0 >= 0 && w1 >= 0 {
+		b.ReportMetric(float64(r1-r0)/float64(b.N), "logic-reads/call")
+		b.ReportMetric(float64(w1-w0)/float64(b.N), "logic-writes/call")
 	}
 	if cpu > 0 && per > 1 {
 		b.ReportMetric(float64(b.N*per)/cpu.Seconds(), "conns/logic-cpu-s")

@@ -120,3 +120,75 @@ func TestAddSessionsBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysByMidsConcurrent: 500 concurrent KeysByMids lookups (coalesced
+// into shared pipelines) each get their own users' connections, a lookup
+// of a mid_ key holding the wrong type fails alone, not the others sharing
+// its pipeline, and a lookup over the coalescing limit (sent on its own)
+// gets every user's connections.
+func TestKeysByMidsConcurrent(t *testing.T) {
+	r, raw := newTestRedis(t, nil)
+	ctx := context.Background()
+	const n, bad = 500, 13
+	for i := 1; i <= n; i++ {
+		if i == bad {
+			raw.must("SET", raw.key("mid_"+strconv.Itoa(bad)), "not a hash")
+			continue
+		}
+		if err := r.AddSession(ctx, dao.Session{Mid: int64(i), Key: "k" + strconv.Itoa(i), Server: "comet-" + strconv.Itoa(i%4), ConnID: uint64(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	got := make([]map[string][]string, n+1)
+	errs := make([]error, n+1)
+	for i := 1; i <= n; i++ {
+		wg.Go(func() { got[i], errs[i] = r.KeysByMids(ctx, []int64{int64(i), int64(n + i)}) })
+	}
+	wg.Wait()
+	for i := 1; i <= n; i++ {
+		if i == bad {
+			if !errors.Is(errs[i], dao.ErrRedis) {
+				t.Errorf("mid %d (wrong type): %v, want ErrRedis", i, errs[i])
+			}
+			continue
+		}
+		want := map[string][]string{"comet-" + strconv.Itoa(i%4): {"k" + strconv.Itoa(i)}}
+		if errs[i] != nil || fmt.Sprint(got[i]) != fmt.Sprint(want) {
+			t.Fatalf("KeysByMids(%d) = %v, %v; want %v", i, got[i], errs[i], want)
+		}
+	}
+	mids := make([]int64, 0, 40)
+	for i := 100; i < 140; i++ {
+		mids = append(mids, int64(i))
+	}
+	all, err := r.KeysByMids(ctx, mids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	for _, ks := range all {
+		keys += len(ks)
+	}
+	if keys != len(mids) {
+		t.Fatalf("KeysByMids of %d mids = %v: %d keys", len(mids), all, keys)
+	}
+}
+
+// TestKeysByMidsClose: a lookup after Close fails with ErrClosed, and one
+// with a cancelled context answers at once.
+func TestKeysByMidsClose(t *testing.T) {
+	r, _ := newTestRedis(t, nil)
+	if _, err := r.KeysByMids(context.Background(), []int64{1}); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := r.KeysByMids(cctx, []int64{1}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("KeysByMids with a cancelled context = %v", err)
+	}
+	r.Close()
+	if _, err := r.KeysByMids(context.Background(), []int64{1}); !errors.Is(err, dao.ErrClosed) {
+		t.Fatalf("KeysByMids after Close = %v, want ErrClosed", err)
+	}
+}

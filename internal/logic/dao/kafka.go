@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/rcrowley/go-metrics"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/goim/goim/api/logic"
@@ -92,6 +93,14 @@ func validTopic(t string) bool {
 	}
 	return true
 }
+
+// sarama records its client metrics (request rates, sizes and latencies
+// per broker and topic) in go-metrics histograms and meters, which take a
+// lock per update and a sampling step per message. logic exports none of
+// them, so they are created as no-ops: go-metrics' constructors return
+// no-op metrics while UseNilMetrics is set, and sarama is the only user
+// of go-metrics in the process.
+func init() { metrics.UseNilMetrics = true }
 
 // reconnectDelay is how long after a failed connect Publish fails at once
 // with that failure instead of trying again: an unreachable cluster costs
@@ -259,8 +268,13 @@ func (k *Kafka) Publish(ctx context.Context, msg *logic.PushMsg) error {
 		return fmt.Errorf("dao: kafka: publish %s: %w: %d bytes, over max_message_bytes (%d)",
 			msg.Type, ErrInvalidArgument, n, k.cfg.MaxMessageBytes)
 	}
-	tctx, cancel := context.WithTimeout(ctx, k.timeout)
-	defer cancel()
+	// Timeout is a plain timer beside ctx rather than a derived context:
+	// a context.WithTimeout per push registers a child in the caller's
+	// context and allocates a timer context, a cancel function and a Done
+	// channel; only the rare connect path below needs a derived context.
+	deadline := time.Now().Add(k.timeout)
+	timer := time.NewTimer(k.timeout)
+	defer timer.Stop()
 	done := make(chan error, 1)
 	pm := &sarama.ProducerMessage{
 		Topic:    k.topic,
@@ -268,7 +282,7 @@ func (k *Kafka) Publish(ctx context.Context, msg *logic.PushMsg) error {
 		Value:    sarama.ByteEncoder(value),
 		Metadata: done,
 	}
-	if err := k.send(tctx, pm); err != nil {
+	if err := k.send(ctx, timer.C, deadline, pm); err != nil {
 		return k.publishError(msg, k.waitError(ctx, err))
 	}
 	select {
@@ -277,8 +291,10 @@ func (k *Kafka) Publish(ctx context.Context, msg *logic.PushMsg) error {
 			return k.publishError(msg, err)
 		}
 		return nil
-	case <-tctx.Done():
-		return k.publishError(msg, k.waitError(ctx, tctx.Err()))
+	case <-ctx.Done():
+		return k.publishError(msg, k.waitError(ctx, ctx.Err()))
+	case <-timer.C:
+		return k.publishError(msg, k.waitError(ctx, context.DeadlineExceeded))
 	}
 }
 
@@ -306,8 +322,10 @@ func recordKey(msg *logic.PushMsg) (string, error) {
 	return "", fmt.Errorf("dao: kafka: publish: %w: %s", ErrInvalidArgument, what)
 }
 
-// send hands pm to the producer, connecting first if there is none.
-func (k *Kafka) send(ctx context.Context, pm *sarama.ProducerMessage) error {
+// send hands pm to the producer, connecting first if there is none. It
+// gives up when ctx ends or expired fires (at deadline), with
+// context.DeadlineExceeded for the latter.
+func (k *Kafka) send(ctx context.Context, expired <-chan time.Time, deadline time.Time, pm *sarama.ProducerMessage) error {
 	for {
 		k.mu.RLock()
 		if k.closed {
@@ -321,10 +339,15 @@ func (k *Kafka) send(ctx context.Context, pm *sarama.ProducerMessage) error {
 				return nil
 			case <-ctx.Done():
 				return ctx.Err()
+			case <-expired:
+				return context.DeadlineExceeded
 			}
 		}
 		k.mu.RUnlock()
-		if err := k.connect(ctx); err != nil {
+		cctx, cancel := context.WithDeadline(ctx, deadline)
+		err := k.connect(cctx)
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
