@@ -163,6 +163,35 @@ func TestIOURingSend(t *testing.T) {
 		}
 	})
 
+	t.Run("a batch the kernel refuses is withdrawn", func(t *testing.T) {
+		near, far := tcpPairs(t, 1)
+		fd := tcpFD(t, near[0])
+		r.prepSend(fd, []byte("withdrawn"), 0)
+		r.prepSend(fd, []byte("withdrawn"), 0)
+		ringFD := r.fd
+		r.fd = -1 // io_uring_enter fails: EBADF
+		err := r.submit(res)
+		r.fd = ringFD
+		if !errors.Is(err, unix.EBADF) {
+			t.Fatalf("submit: %v, want EBADF", err)
+		}
+		for i := range 2 {
+			if n, serr := sendResult(res[i]); res[i] != errSendWithdrawn || n != 0 || serr != nil {
+				t.Fatalf("send %d: result %d (%d, %v), want withdrawn: nothing sent, no error", i, res[i], n, serr)
+			}
+		}
+		// The ring goes on with the next batch, without the withdrawn sends.
+		r.prepSend(fd, []byte("after"), 0)
+		if err := r.submit(res); err != nil || res[0] != 5 {
+			t.Fatalf("next batch: %d, %v", res[0], err)
+		}
+		got := make([]byte, 16)
+		_ = far[0].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := far[0].Read(got); err != nil || string(got[:n]) != "after" {
+			t.Fatalf("peer read %q, %v; want %q", got[:n], err, "after")
+		}
+	})
+
 	t.Run("a closed peer is an error", func(t *testing.T) {
 		near, far := tcpPairs(t, 1)
 		_ = far[0].(*net.TCPConn).SetLinger(0) // close sends RST
@@ -542,5 +571,47 @@ func TestRoomFanoutRingUnavailable(t *testing.T) {
 	}
 	if got := strings.Count(buf.String(), "io_uring unavailable"); got != 1 {
 		t.Errorf("%d lines say io_uring is unavailable, want 1:\n%s", got, buf.String())
+	}
+}
+
+// TestRoomFanoutRingFails: a ring whose io_uring_enter fails (here: its
+// descriptor is not a ring) withdraws the batch; its members get the
+// frame through their write loops, the worker says so once and writes
+// with write(2) from then on, and every push arrives in order.
+func TestRoomFanoutRingFails(t *testing.T) {
+	testRing(t)
+	orig := newFanoutRing
+	var mu sync.Mutex
+	var ringFDs []int
+	t.Cleanup(func() { // after the comet has stopped
+		newFanoutRing = orig
+		for _, fd := range ringFDs {
+			_ = unix.Close(fd)
+		}
+	})
+	newFanoutRing = func() (*ioURing, error) {
+		r, err := orig()
+		if err == nil {
+			mu.Lock()
+			ringFDs = append(ringFDs, r.fd)
+			mu.Unlock()
+			r.fd = -1
+		}
+		return r, err
+	}
+	var buf lockedBuffer
+	e := startCometLog(t, func(c *Config) { unlimited(c); c.Bucket.RoomWorkers = 1 }, slog.New(slog.NewTextHandler(&buf, nil)))
+	members := joinRoom(t, e, "live://fails", minRingFanout+2)
+	const pushes = 20
+	body := func(i int) string { return "push " + strconv.Itoa(i) }
+	for i := range pushes {
+		pushRoom(t, e, "live://fails", body(i))
+	}
+	readAll(t, members, pushes, body)
+	if got := strings.Count(buf.String(), "io_uring failed"); got != 1 {
+		t.Errorf("%d lines say io_uring failed, want 1:\n%s", got, buf.String())
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.roomSentRing); got > float64(len(members)) {
+		t.Errorf("%v ring sends: the ring was used after its first batch failed", got)
 	}
 }
