@@ -129,6 +129,10 @@ type ioURing struct {
 	sqpoll               bool
 	tail                 uint32 // the SQ tail, as far as SQEs are written
 	pending              uint32 // SQEs prepared since the last submit
+	// held references the bytes of the prepared sends until submit
+	// returns: the kernel reads them by address, and held keeps them
+	// alive and, escaping to the heap, where no stack copy moves them.
+	held [][]byte
 	enters               int    // io_uring_enter calls made, for the benchmark's enters/op
 }
 
@@ -148,6 +152,7 @@ func newIOURing(entries, flags, sqIdleMs uint32) (*ioURing, error) {
 		return nil, err
 	}
 	r.tail = atomic.LoadUint32(r.sqTail)
+	r.held = make([][]byte, 0, r.sqEntries)
 	return r, nil
 }
 
@@ -230,10 +235,10 @@ func (r *ioURing) probeSend() error {
 // sqeFlags, the index of a registered file) for the next submit, as the batch's send
 // number len-so-far; submit reports its result at that index. The send
 // never waits (MSG_DONTWAIT: a full socket completes with -EAGAIN or a
-// short count) and raises no SIGPIPE (MSG_NOSIGNAL). b must be in the Go
-// heap or outside Go memory (not on a stack, which may move), and stay
-// referenced until submit returns. At most size sends are prepared per
-// batch; prepSend reports false when the batch is full.
+// short count) and raises no SIGPIPE (MSG_NOSIGNAL). The ring holds b
+// until submit returns (held), and b must not be modified meanwhile. At
+// most size sends are prepared per batch; prepSend reports false when the
+// batch is full.
 func (r *ioURing) prepSend(fd int32, b []byte, sqeFlags uint8) bool {
 	if r.pending >= r.sqEntries {
 		return false
@@ -242,6 +247,7 @@ func (r *ioURing) prepSend(fd int32, b []byte, sqeFlags uint8) bool {
 	*sqe = ioURingSQE{opcode: ioringOpSend, flags: sqeFlags, fd: fd,
 		addr: uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b)))), len: uint32(len(b)),
 		msgFlags: unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL, userData: uint64(r.pending)}
+	r.held = append(r.held, b)
 	r.tail++
 	r.pending++
 	return true
@@ -321,6 +327,8 @@ func (r *ioURing) submit(res []int32) error {
 	for r.sqpoll && atomic.LoadUint32(r.sqHead) != r.tail {
 		runtime.Gosched()
 	}
+	clear(r.held) // the kernel is done with every send's bytes
+	r.held = r.held[:0]
 	return failed
 }
 

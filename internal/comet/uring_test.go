@@ -192,6 +192,30 @@ func TestIOURingSend(t *testing.T) {
 		}
 	})
 
+	t.Run("registered files (the benchmark's sendBatch)", func(t *testing.T) {
+		fr, err := newIOURing(8, 0, 0)
+		if err != nil {
+			t.Skip(err)
+		}
+		defer fr.close()
+		near, far := tcpPairs(t, 2)
+		fds := []int{int(tcpFD(t, near[0])), int(tcpFD(t, near[1]))}
+		if err := fr.registerFiles(fds); err != nil {
+			t.Skip(err)
+		}
+		frame := []byte("fixed")
+		if err := fr.sendBatch(fds, 0, frame, true); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range far {
+			got := make([]byte, len(frame))
+			_ = p.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.ReadFull(p, got); err != nil || string(got) != "fixed" {
+				t.Fatalf("peer read %q, %v", got, err)
+			}
+		}
+	})
+
 	t.Run("a closed peer is an error", func(t *testing.T) {
 		near, far := tcpPairs(t, 1)
 		_ = far[0].(*net.TCPConn).SetLinger(0) // close sends RST
@@ -267,6 +291,19 @@ func readAll(t *testing.T, members []*client, want int, body func(int) string) {
 	}
 }
 
+// pushAll pushes "push 0", "push 1", ... to every room in turn, and
+// checks that each member receives all of them, in order.
+func pushAll(t *testing.T, e *testEnv, rooms []string, members []*client, pushes int) {
+	t.Helper()
+	body := func(i int) string { return "push " + strconv.Itoa(i) }
+	for i := range pushes {
+		for _, room := range rooms {
+			pushRoom(t, e, room, body(i))
+		}
+	}
+	readAll(t, members, pushes, body)
+}
+
 // TestRoomFanoutRing: a room of more than minRingFanout members over TCP
 // and WebSocket gets every push, in order, through the ring (the ring
 // path counted); with bucket.io_uring off, the same through write(2) (no
@@ -278,13 +315,7 @@ func TestRoomFanoutRing(t *testing.T) {
 				testRing(t)
 			}
 			e := startComet(t, func(c *Config) { unlimited(c); c.Bucket.IOURing = on })
-			members := joinRoom(t, e, "live://ring", minRingFanout+8)
-			const pushes = 50
-			body := func(i int) string { return "push " + strconv.Itoa(i) }
-			for i := range pushes {
-				pushRoom(t, e, "live://ring", body(i))
-			}
-			readAll(t, members, pushes, body)
+			pushAll(t, e, []string{"live://ring"}, joinRoom(t, e, "live://ring", minRingFanout+8), 50)
 			ring := testutil.ToFloat64(e.srv.metrics.roomSentRing)
 			write := testutil.ToFloat64(e.srv.metrics.roomSentWrite)
 			switch {
@@ -554,18 +585,13 @@ func TestRoomFanoutRingUnavailable(t *testing.T) {
 	newFanoutRing = func() (*ioURing, error) { return nil, unix.ENOSYS }
 	var buf lockedBuffer
 	e := startCometLog(t, func(c *Config) { unlimited(c); c.Bucket.RoomWorkers = 4 }, slog.New(slog.NewTextHandler(&buf, nil)))
+	var rooms []string
 	var all []*client
 	for r := range 4 {
-		all = append(all, joinRoom(t, e, "live://fallback-"+strconv.Itoa(r), minRingFanout)...)
+		rooms = append(rooms, "live://fallback-"+strconv.Itoa(r))
+		all = append(all, joinRoom(t, e, rooms[r], minRingFanout)...)
 	}
-	const pushes = 10
-	body := func(i int) string { return "push " + strconv.Itoa(i) }
-	for i := range pushes {
-		for r := range 4 {
-			pushRoom(t, e, "live://fallback-"+strconv.Itoa(r), body(i))
-		}
-	}
-	readAll(t, all, pushes, body)
+	pushAll(t, e, rooms, all, 10)
 	if got := testutil.ToFloat64(e.srv.metrics.roomSentRing); got != 0 {
 		t.Errorf("%v ring sends", got)
 	}
@@ -602,12 +628,7 @@ func TestRoomFanoutRingFails(t *testing.T) {
 	var buf lockedBuffer
 	e := startCometLog(t, func(c *Config) { unlimited(c); c.Bucket.RoomWorkers = 1 }, slog.New(slog.NewTextHandler(&buf, nil)))
 	members := joinRoom(t, e, "live://fails", minRingFanout+2)
-	const pushes = 20
-	body := func(i int) string { return "push " + strconv.Itoa(i) }
-	for i := range pushes {
-		pushRoom(t, e, "live://fails", body(i))
-	}
-	readAll(t, members, pushes, body)
+	pushAll(t, e, []string{"live://fails"}, members, 20)
 	if got := strings.Count(buf.String(), "io_uring failed"); got != 1 {
 		t.Errorf("%d lines say io_uring failed, want 1:\n%s", got, buf.String())
 	}
