@@ -132,8 +132,8 @@ type ioURing struct {
 	// held references the bytes of the prepared sends until submit
 	// returns: the kernel reads them by address, and held keeps them
 	// alive and, escaping to the heap, where no stack copy moves them.
-	held [][]byte
-	enters               int    // io_uring_enter calls made, for the benchmark's enters/op
+	held   [][]byte
+	enters int // io_uring_enter calls made, for the benchmark's enters/op
 }
 
 // newIOURing sets up a ring of entries SQEs (the kernel rounds up to a
