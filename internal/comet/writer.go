@@ -310,8 +310,9 @@ func (c *Channel) writeLoop() {
 }
 
 // close ends the connection for reason; the first reason wins. It never
-// blocks: it closes the TCP socket, which makes the reader and any writer
-// return; the reader then cleans up.
+// blocks: it closes the TCP socket (shuts it down while a ring batch
+// holds the writer role, see writer), which makes the reader and any
+// writer return; the reader then cleans up.
 func (c *Channel) close(reason CloseReason) { c.closeWith(nil, reason) }
 
 // closeWith is close that first writes final (a WebSocket close frame) when
