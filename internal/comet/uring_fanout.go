@@ -39,6 +39,10 @@ var newFanoutRing = func() (*ioURing, error) {
 	return r, nil
 }
 
+// ringBeforeSubmit, set by tests only, runs on the room worker just
+// before a batch is submitted, with the batch's channels.
+var ringBeforeSubmit func(chs []*Channel)
+
 // ringBatch is one room worker's io_uring fan-out: its ring, set up on
 // the first fan-out of a room of minRingFanout members or more, and the
 // batch of sends being prepared. Only its worker uses it.
@@ -110,6 +114,9 @@ func (rb *ringBatch) add(c *Channel, b []byte) (failed int) {
 func (rb *ringBatch) flush() (failed int) {
 	if len(rb.chs) == 0 {
 		return 0
+	}
+	if ringBeforeSubmit != nil {
+		ringBeforeSubmit(rb.chs)
 	}
 	err := rb.r.submit(rb.res)
 	for i, c := range rb.chs {

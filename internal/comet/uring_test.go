@@ -3,6 +3,7 @@
 package comet
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -465,6 +467,82 @@ func TestRingHoldKeepsSocket(t *testing.T) {
 			t.Fatal("the holder did not close the socket")
 		}
 	})
+}
+
+// TestRingSendNeverReachesAnotherConnection: a member closed by the
+// comet while its send waits in a ring batch, and a connection accepted
+// right after, which would take the member's socket number had it been
+// closed: the batch's send does not reach the new connection, whose
+// first frame is its auth reply and then nothing; the other members get
+// the push.
+func TestRingSendNeverReachesAnotherConnection(t *testing.T) {
+	testRing(t)
+	held, resume := make(chan *Channel), make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { ringBeforeSubmit = nil }) // after the comet has stopped
+	ringBeforeSubmit = func(chs []*Channel) {
+		once.Do(func() {
+			held <- chs[0]
+			<-resume
+		})
+	}
+	e := startComet(t, func(c *Config) { unlimited(c); c.Bucket.RoomWorkers = 1 })
+	members := joinRoom(t, e, "live://reuse", minRingFanout)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = e.srv.BroadcastRoom(ctx, "live://reuse", &protocol.Proto{Ver: 1, Op: 1000, Body: []byte("for members only")})
+	}()
+	var victim *Channel
+	select {
+	case victim = <-held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no ring batch")
+	}
+	// The newcomer's own socket is made before the member is closed, so
+	// that the comet's accepted socket takes the lowest free number: the
+	// member's, were it closed.
+	sock, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim.close(ReasonSlow)
+	conns := e.srv.limits.conns.Load()
+	port := e.srv.Addrs("tcp")[0].(*net.TCPAddr).Port
+	if err := unix.Connect(sock, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error { // accepted
+		if e.srv.limits.conns.Load() <= conns {
+			return errors.New("not accepted")
+		}
+		return nil
+	})
+	f := os.NewFile(uintptr(sock), "newcomer")
+	conn, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	newcomer := &client{t: t, e: e, tr: "tcp", conn: conn, r: bufio.NewReader(conn)}
+	t.Cleanup(func() { _ = conn.Close() })
+	newcomer.auth(`{"mid":2,"key":"newcomer","accepts":[1000]}`)
+	if nc := e.srv.bucket("newcomer").get("newcomer"); nc.out.fd == victim.out.fd {
+		t.Errorf("the newcomer has the socket number %d of a member a ring batch holds", nc.out.fd)
+	}
+	close(resume)
+	_ = newcomer.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if p := new(protocol.Proto); p.ReadTCP(newcomer.r, 1<<20) == nil {
+		t.Fatalf("the newcomer got op %d %q", p.Op, p.Body)
+	}
+	for i, c := range members {
+		if fmt.Sprintf("live://reuse-m%d", i) == victim.key {
+			continue
+		}
+		if p := c.expect(1000, 0); string(p.Body) != "for members only" {
+			t.Fatalf("member got %q", p.Body)
+		}
+	}
 }
 
 // TestRoomFanoutRingCloseRace: members close, from their side and from
