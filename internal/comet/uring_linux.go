@@ -261,10 +261,10 @@ const errSendWithdrawn = -int32(unix.ECANCELED)
 // with one io_uring_enter when nothing interrupts it, and writes each
 // send's result to res[i] (res has room for every send): the bytes sent,
 // or -errno. It returns only once the kernel is done with every send it
-// took. When io_uring_enter fails (other than EINTR) before the kernel
-// took every send, the sends it did not take are withdrawn (their result
-// is errSendWithdrawn) and submit returns that error: the ring should not
-// be used again.
+// took. When io_uring_enter fails (other than EINTR), or returns having
+// taken none of the sends left, the sends it did not take are withdrawn
+// (their result is errSendWithdrawn) and submit returns an error: the
+// ring should not be used again.
 func (r *ioURing) submit(res []int32) error {
 	n := r.pending
 	r.pending = 0
@@ -286,6 +286,7 @@ func (r *ioURing) submit(res []int32) error {
 		} else {
 			toSubmit = r.tail - atomic.LoadUint32(r.sqHead) // not yet taken by the kernel
 		}
+		head := atomic.LoadUint32(r.sqHead)
 		r.enters++
 		// With fewer taken than toSubmit, the kernel returns without
 		// waiting; with EINTR, it may have taken and completed part of
@@ -295,16 +296,20 @@ func (r *ioURing) submit(res []int32) error {
 			uintptr(want-reaped), flags, 0, 0)
 		got := r.reap(res)
 		reaped += got
-		if errno == 0 || errno == unix.EINTR {
+		if errno == unix.EINTR || got > 0 || atomic.LoadUint32(r.sqHead) != head {
 			continue
 		}
-		if failed == nil {
-			failed = os.NewSyscallError("io_uring_enter", errno)
-		}
-		if head := atomic.LoadUint32(r.sqHead); !r.sqpoll && head != r.tail && got == 0 {
-			// The kernel does not take the rest: withdraw it. Without
-			// an SQ thread only io_uring_enter takes SQEs, so moving
-			// the tail back to the head unpublishes them.
+		if !r.sqpoll && toSubmit > 0 {
+			// The kernel takes none of the rest (io_uring_enter fails,
+			// or returns having taken none): withdraw it. Without an SQ
+			// thread only io_uring_enter takes SQEs, so moving the tail
+			// back to the head unpublishes them.
+			if failed == nil {
+				failed = errors.New("io_uring_enter: took no send")
+				if errno != 0 {
+					failed = os.NewSyscallError("io_uring_enter", errno)
+				}
+			}
 			for p := head; p != r.tail; p++ {
 				res[r.sqes[p&r.sqMask].userData] = errSendWithdrawn
 			}
@@ -313,13 +318,11 @@ func (r *ioURing) submit(res []int32) error {
 			atomic.StoreUint32(r.sqTail, head)
 			continue
 		}
-		if got == 0 {
-			// Sends the kernel took are still to complete (a send
-			// with MSG_DONTWAIT completes while it is submitted, so
-			// this does not happen): their bytes and sockets stay in
-			// use until they do.
-			time.Sleep(time.Millisecond)
-		}
+		// Sends the kernel took are still to complete (a send with
+		// MSG_DONTWAIT completes while it is submitted, so this does
+		// not happen): their bytes and sockets stay in use until they
+		// do, however long that takes.
+		time.Sleep(time.Millisecond)
 	}
 	// An SQ thread posts the completions of the sends it issues inline
 	// before it moves the SQ head past them: wait for the head, so the
