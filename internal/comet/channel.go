@@ -68,9 +68,11 @@ func newChannel(s *Server, raw net.Conn, tr transport, ip netip.Addr) *Channel {
 	if c.connID == 0 { // 0 means "no conn id" to logic
 		c.connID = s.connIDs.Add(1)
 	}
+	c.out.fd = -1
 	if tr == transportTCP || tr == transportWS {
 		if c.rc = rawConn(raw); c.rc != nil {
 			c.out.tryFn = c.out.writeNow
+			c.out.fd = socketFD(c.rc)
 		}
 	}
 	return c

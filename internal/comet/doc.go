@@ -26,7 +26,10 @@
 // queues a room push for its room worker, which merges the pushes that
 // queued meanwhile and walks the room's members. Each connection's writer
 // (writer.go) writes the frame to the socket at once when it can, or
-// queues it for a write loop that writes what has queued in one writev.
+// queues it for a write loop that writes what has queued in one writev;
+// a room worker sends a big room's frame to the idle members through an
+// io_uring of its own instead, many sends per system call
+// (uring_fanout.go, uring_linux.go).
 //
 // Besides, logicLink reports the room counts and the load to logic every
 // report interval, and registrar (discovery.go) keeps this comet's entry in

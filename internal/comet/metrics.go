@@ -17,6 +17,7 @@ type metrics struct {
 	slowDrops   *prometheus.CounterVec // frames refused by a full queue, by transport
 	writeBatch  prometheus.Histogram   // frames per write system call
 	roomMerged  prometheus.Histogram   // room batches merged into one fan-out
+	roomSent    *prometheus.CounterVec // frames room fan-outs handed to members, by path
 	bytesIn     prometheus.Counter
 	bytesOut    prometheus.Counter
 	rooms       prometheus.GaugeFunc
@@ -33,6 +34,8 @@ type metrics struct {
 	authBy  [numReasons]prometheus.Counter // nil but for authFailures
 	authOK  prometheus.Counter
 	connsBy [numTransports]prometheus.Gauge
+	// roomSent's series: ring, write, queued.
+	roomSentRing, roomSentWrite, roomSentQueued prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64) (*metrics, error) {
@@ -71,6 +74,10 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 			Help:    "Room batches (BroadcastRoom calls) merged into one fan-out: they queued while the room worker was busy, or were held while their room lingered, and reach each member in one write.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
 		}),
+		roomSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "room_sends_total",
+			Help: "Frames room fan-outs handed to members, by path: ring (sent in a room worker's io_uring batch, one io_uring_enter per batch of up to 1024), write (written inline, one write(2) each) or queued (the member's writer was busy; its write loop writes it).",
+		}, []string{"path"}),
 		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "read_bytes_total",
 			Help: "Frame bytes read from clients.",
@@ -114,7 +121,8 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 	for t := range numTransports {
 		m.connsBy[t] = m.conns.WithLabelValues(t.String())
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases, m.disconnectsRetried, m.disconnectsAbandoned} {
+	m.roomSentRing, m.roomSentWrite, m.roomSentQueued = m.roomSent.WithLabelValues("ring"), m.roomSent.WithLabelValues("write"), m.roomSent.WithLabelValues("queued")
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.roomSent, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases, m.disconnectsRetried, m.disconnectsAbandoned} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}
@@ -148,4 +156,18 @@ func (m *metrics) dropped(t transport) { m.slowDrops.WithLabelValues(t.String())
 func (m *metrics) kindPushes(kind string, queued, dropped int) {
 	m.delivered.WithLabelValues(kind).Add(float64(queued))
 	m.droppedPush.WithLabelValues(kind).Add(float64(dropped))
+}
+
+// roomSends counts one room fan-out's frames by path: sent through the
+// ring, written inline, queued behind a busy writer.
+func (m *metrics) roomSends(ring, write, queued int) {
+	if ring > 0 {
+		m.roomSentRing.Add(float64(ring))
+	}
+	if write > 0 {
+		m.roomSentWrite.Add(float64(write))
+	}
+	if queued > 0 {
+		m.roomSentQueued.Add(float64(queued))
+	}
 }

@@ -71,3 +71,18 @@ func (w *writer) writeNow(fd uintptr) bool {
 	}
 	return true
 }
+
+// socketFD returns the number of the socket behind rc, or -1. The number
+// names the socket only until it is closed (see writer).
+func socketFD(rc syscall.RawConn) int32 {
+	fd := int32(-1)
+	_ = rc.Control(func(s uintptr) { fd = int32(s) })
+	return fd
+}
+
+// shutdownSocket shuts the socket behind rc down both ways without
+// closing it: a read or write on it returns at once (EOF, EPIPE), and the
+// number stays the socket's. A closed rc is left alone.
+func shutdownSocket(rc syscall.RawConn) {
+	_ = rc.Control(func(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+}

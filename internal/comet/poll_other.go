@@ -16,3 +16,7 @@ func waitReadable(syscall.RawConn) error { return nil }
 func rawConn(net.Conn) syscall.RawConn { return nil }
 
 func (w *writer) writeNow(uintptr) bool { return true }
+
+func socketFD(syscall.RawConn) int32 { return -1 }
+
+func shutdownSocket(syscall.RawConn) {}

@@ -24,7 +24,10 @@ import (
 //     into one frame (fanOut);
 //  3. rooms.broadcast hands that frame to the writer of every member of
 //     the room (Channel.push, writer.go), which writes it to the socket
-//     inline or queues it for its write loop.
+//     inline or queues it for its write loop; in a room of minRingFanout
+//     members or more, the members found idle get it through the
+//     worker's io_uring instead, up to ringEntries sends per system call
+//     (ringBatch, uring_fanout.go).
 //
 // Members join and leave from their reader goroutine: at auth (publish in
 // conn.go), on op 12 (changeRoom) and at cleanup.
@@ -59,6 +62,8 @@ const (
 func (s *Server) roomWorker(q chan roomJob) {
 	pc := newRoomPacer(s.cfg.Bucket.RoomLingerFactor, s.cfg.Bucket.RoomLingerMax.D())
 	defer pc.stop()
+	rb := newRingBatch(s)
+	defer rb.close()
 	jobs := make([]roomJob, 0, maxRoomMerge)
 	for {
 		jobs = jobs[:0]
@@ -80,7 +85,7 @@ func (s *Server) roomWorker(q chan roomJob) {
 		case <-pc.timer.C:
 		}
 		jobs = pc.due(jobs, time.Now())
-		s.fanOut(jobs, pc)
+		s.fanOut(jobs, pc, rb)
 		clear(jobs)
 		pc.arm()
 	}
@@ -88,9 +93,10 @@ func (s *Server) roomWorker(q chan roomJob) {
 
 // fanOut broadcasts jobs, merging each room's consecutive frames (in
 // their order) while they fit maxRoomMergeBytes, and tells pc (nil: no
-// pacing) how long each room's fan-out took. Rooms are independent: only
-// the order within a room is kept. Merged jobs are set to nil frames.
-func (s *Server) fanOut(jobs []roomJob, pc *roomPacer) {
+// pacing) how long each room's fan-out took. Big rooms go through rb's
+// io_uring (nil: the write path only). Rooms are independent: only the
+// order within a room is kept. Merged jobs are set to nil frames.
+func (s *Server) fanOut(jobs []roomJob, pc *roomPacer, rb *ringBatch) {
 	for i := range jobs {
 		first := jobs[i]
 		if first.f == nil {
@@ -124,7 +130,7 @@ func (s *Server) fanOut(jobs []roomJob, pc *roomPacer) {
 		}
 		jobs[i].f = nil
 		start := time.Now()
-		queued, dropped := s.rooms.broadcast(first.room, f)
+		queued, dropped := s.rooms.broadcast(first.room, f, rb, s.metrics)
 		pc.took(first.room, start, time.Now())
 		s.metrics.kindPushes("room", queued*n, dropped*n)
 		s.metrics.roomMerged.Observe(float64(n))
@@ -349,8 +355,11 @@ func (rs *rooms) leave(r *Room, c *Channel) {
 }
 
 // broadcast pushes f to every member of room id and returns how many
-// channels took it (inline or queued) and how many dropped it.
-func (rs *rooms) broadcast(id string, f *frame) (queued, dropped int) {
+// channels took it (sent or queued) and how many dropped it. A member
+// found idle is written to inline, or, when rb takes a room this big,
+// sent to in rb's batch, flushed before broadcast returns; the others get
+// f queued. m counts the members by path (goim_comet_room_sends_total).
+func (rs *rooms) broadcast(id string, f *frame, rb *ringBatch, m *metrics) (queued, dropped int) {
 	sh := rs.shard(id)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
@@ -358,14 +367,34 @@ func (rs *rooms) broadcast(id string, f *frame) (queued, dropped int) {
 	if r == nil {
 		return 0, 0
 	}
+	ring := rb.ready(len(r.members))
+	var written, behind, sent int
 	for c := range r.members {
-		switch c.push(f.bytes(c.tr)) {
+		b := f.bytes(c.tr)
+		viaRing := ring && !rb.off && c.out.fd >= 0 // off: the ring failed in this fan-out
+		res := c.claim(b, viaRing)
+		switch {
+		case res == pushInline && viaRing:
+			queued -= rb.add(c, b)
+			res = pushQueued
+			sent++
+		case res == pushInline:
+			res = c.writeInline(b)
+			written++
+		case res == pushQueued:
+			behind++
+		}
+		switch res {
 		case pushQueued:
 			queued++
 		case pushDropped:
 			dropped++
 		}
 	}
+	if ring {
+		queued -= rb.flush()
+	}
+	m.roomSends(sent, written, behind)
 	return queued, dropped
 }
 

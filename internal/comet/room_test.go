@@ -34,7 +34,7 @@ func TestFanOutMerge(t *testing.T) {
 		job("live://a", big+"a3"), job("live://a", big+"a4"), // a4 no longer fits: a later fan-out
 		job("live://b", "b2"), job("live://a", "a5"), job("live://gone", "g1"),
 	}
-	e.srv.fanOut(jobs, nil)
+	e.srv.fanOut(jobs, nil, nil)
 	for i, j := range jobs {
 		if j.f != nil {
 			t.Errorf("job %d (%s) not sent", i, j.room)

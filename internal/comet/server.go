@@ -51,6 +51,7 @@ type Server struct {
 	readers readerPool    // frame readers, lent to connections while they read
 
 	broadcasts broadcasts
+	ringState  atomic.Int32 // whether room fan-outs can use io_uring: ringUntried, ringWorks, ringUnavailable
 
 	limits *limits      // admission and per-IP counts
 	logic  *logicLink   // every call to logic
@@ -192,6 +193,9 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.wheel.Start()
+	if !s.cfg.Bucket.IOURing {
+		s.log.Info("comet: room fan-outs write with write(2): bucket.io_uring is off")
+	}
 	for _, q := range s.rooms.queues {
 		s.wg.Go(func() { s.roomWorker(q) })
 	}

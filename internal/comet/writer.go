@@ -25,6 +25,25 @@ import (
 // Whoever holds the role when it is given up (keepWriting) and finds the
 // channel closed writes the close frame, if any, and closes the socket.
 //
+// A room worker's io_uring batch (ringBatch, uring_fanout.go) holds the
+// role too: it claims it for each member like an inline pusher
+// (claim with ring set), sends to the socket by its number (fd) with no
+// reference on Go's descriptor, and gives it up after the batch's
+// completions are reaped (finishRing). The socket number must not be
+// closed, and reused for another connection, in between, or the frame
+// would reach that connection. Hence the invariant: while ring is set,
+// nothing closes the socket. closeWith then only shuts the socket down
+// (through Go's descriptor, which wakes the reader; the reader's cleanup
+// closes through closeWith too), or, with a close frame to write, leaves
+// it all to the holder; the holder, once it has cleared ring, finds the
+// channel closed when it gives the role up and closes the socket
+// (keepWriting, writeFinal). Every close of a published channel's socket
+// goes through closeWith or keepWriting: writeFinal is the only call of
+// c.raw.Close after the handshake (admit closes before the channel
+// exists for anyone else). The ring batch being the writer, nothing else
+// writes to the socket meanwhile, so the order of frames is kept as for
+// an inline write.
+//
 // Channel holds the writer by value (no pointer: a connection pays no
 // extra word for it), and its methods are Channel methods: writing uses
 // the channel's socket, its server's limits, metrics and goroutine
@@ -43,10 +62,16 @@ type writer struct {
 	queue    net.Buffers
 	inflight net.Buffers // the batch being written; its array is reused as the next queue
 	qbytes   int
-	writing  bool        // someone holds the writer role: a write loop, a pusher writing inline or the handshake
+	writing  bool        // someone holds the writer role: a write loop, a pusher writing inline, a ring batch or the handshake
 	closed   bool        // no more pushes; the socket is closed or about to be
 	reason   CloseReason // why it closed, the first reason given
-	final    []byte      // written by the running writer before it closes the socket
+	ring     bool        // the role is held by a ring batch: no one else may close the socket
+	// fd is the socket's number where inline writes are possible (rc
+	// set), else -1; set by newChannel, read-only afterwards. It is
+	// valid while the socket is open, and a ring batch uses it only
+	// while it holds the role with ring set.
+	fd    int32
+	final []byte // written by the running writer before it closes the socket
 }
 
 // finalWriteTimeout bounds the write of a close frame.
@@ -59,6 +84,7 @@ const (
 	pushQueued  pushResult = iota
 	pushDropped            // queue full
 	pushClosed             // the channel is closing
+	pushInline             // (claim only) the caller holds the writer role and writes the frame itself
 )
 
 // push hands b, bytes already framed for this channel's transport and
@@ -68,6 +94,18 @@ const (
 // TCP or WebSocket connection, the pusher writes b itself (writeInline);
 // otherwise b is queued and a write loop started if none runs.
 func (c *Channel) push(b []byte) pushResult {
+	if r := c.claim(b, false); r != pushInline {
+		return r
+	}
+	return c.writeInline(b)
+}
+
+// claim is push up to the write: it drops b (queue full), refuses it
+// (closed) or queues it, or, when the connection is idle and can be
+// written inline, gives the caller the writer role to write b itself
+// (pushInline): then the caller writes it and calls finishInline, or with
+// ring (a ring batch, which sends by fd) finishRing.
+func (c *Channel) claim(b []byte, ring bool) pushResult {
 	c.out.mu.Lock()
 	if c.out.closed {
 		c.out.mu.Unlock()
@@ -83,9 +121,10 @@ func (c *Channel) push(b []byte) pushResult {
 		return pushDropped
 	}
 	if !c.out.writing && c.rc != nil {
-		c.out.writing = true // the pusher is the writer for one write
+		c.out.writing = true // the caller is the writer for one write
+		c.out.ring = ring
 		c.out.mu.Unlock()
-		return c.writeInline(b)
+		return pushInline
 	}
 	c.out.queue = append(c.out.queue, b)
 	c.out.qbytes += len(b)
@@ -123,6 +162,24 @@ func (c *Channel) writeInline(b []byte) pushResult {
 		err = c.out.tryErr
 	}
 	c.out.tryBuf = nil
+	return c.finishInline(b, n, err)
+}
+
+// finishRing is finishInline for a ring batch that sent n bytes of b
+// (err: the send failed): the batch is done with the socket, which may be
+// closed again from here on.
+func (c *Channel) finishRing(b []byte, n int, err error) pushResult {
+	c.out.mu.Lock()
+	c.out.ring = false
+	c.out.mu.Unlock()
+	return c.finishInline(b, n, err)
+}
+
+// finishInline completes an inline write of b that wrote n bytes (err:
+// it failed): a failed write closes the channel; what the socket did not
+// take goes first in the queue, for a write loop that may wait; else the
+// role is given up, or passes to a write loop for what queued meanwhile.
+func (c *Channel) finishInline(b []byte, n int, err error) pushResult {
 	if err != nil {
 		c.close(ReasonWriteError)
 		c.keepWriting()
@@ -253,8 +310,9 @@ func (c *Channel) writeLoop() {
 }
 
 // close ends the connection for reason; the first reason wins. It never
-// blocks: it closes the TCP socket, which makes the reader and any writer
-// return; the reader then cleans up.
+// blocks: it closes the TCP socket (shuts it down while a ring batch
+// holds the writer role, see writer), which makes the reader and any
+// writer return; the reader then cleans up.
 func (c *Channel) close(reason CloseReason) { c.closeWith(nil, reason) }
 
 // closeWith is close that first writes final (a WebSocket close frame) when
@@ -269,20 +327,28 @@ func (c *Channel) closeWith(final []byte, reason CloseReason) {
 	}
 	c.out.closed = true
 	c.out.reason = reason
-	writerRunning := c.out.writing
+	writerRunning, ring := c.out.writing, c.out.ring
 	if writerRunning {
 		c.out.final = final
 	}
 	c.out.mu.Unlock()
 	c.srv.wheel.Del(&c.timer)
-	if writerRunning && final != nil {
+	switch {
+	case writerRunning && final != nil:
 		return // the writer writes final and closes the socket
+	case ring:
+		// A ring batch sends to the socket by its number: it closes the
+		// socket when it gives the role up (see writer). Shutting it
+		// down wakes the reader now.
+		shutdownSocket(c.rc)
+		return
 	}
 	c.writeFinal(final)
 }
 
 // writeFinal writes b, if any, and closes the socket. Only the goroutine
-// that is the channel's writer at that moment calls it.
+// that is the channel's writer at that moment calls it, or closeWith when
+// no ring batch holds the role.
 func (c *Channel) writeFinal(b []byte) {
 	if b != nil {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(finalWriteTimeout))
