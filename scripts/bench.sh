@@ -16,7 +16,8 @@
 # clients spread over), KIND (flood: room|mids|keys), BURSTS (connect),
 # REDIS (a real Redis, default 127.0.0.1:6379), LINGER (job's [room] linger,
 # e.g. 0 or 50ms; unset: job's default), PACE (comet's [bucket]
-# room_linger_factor, e.g. 0; unset: comet's default), AUTH (insecure: goim v2's
+# room_linger_factor, e.g. 0; unset: comet's default), URING (comet's
+# [bucket] io_uring, true or false; unset: comet's default), AUTH (insecure: goim v2's
 # plain JSON, the default; jwt: HS256 tokens logic verifies, each with a
 # rooms claim of its connection's room; logic then chooses the keys, so not
 # with KIND=keys), OUT (results directory),
@@ -204,8 +205,10 @@ frames_per_second = 0
 max_rooms = 0
 $disc
 EOF
-  if [ -n "${PACE:-}" ]; then
-    printf '[bucket]\nroom_linger_factor = %s\n' "$PACE" >>"$OUT/comet-$i.toml"
+  if [ -n "${PACE:-}${URING:-}" ]; then
+    echo "[bucket]" >>"$OUT/comet-$i.toml"
+    [ -z "${PACE:-}" ] || echo "room_linger_factor = $PACE" >>"$OUT/comet-$i.toml"
+    [ -z "${URING:-}" ] || echo "io_uring = $URING" >>"$OUT/comet-$i.toml"
   fi
   start "comet-$i" "$BIN/comet" -conf "$OUT/comet-$i.toml"
   eval "ready $ip:13110 \$pid_comet_$i comet-$i"
