@@ -146,7 +146,7 @@ type BucketConfig struct {
 	// 1/(1+factor) of the time. It trades latency for CPU: a push to a
 	// big, busy room waits up to that long. Rooms whose wait would be
 	// under 1ms, and rooms quieter than their wait, are never held.
-	// 0 turns pacing off. Default 4.
+	// 0 turns pacing off. Default 2.
 	RoomLingerFactor float64 `toml:"room_linger_factor"`
 	// RoomLingerMax bounds a room's wait, 0..2s. Default "250ms".
 	RoomLingerMax conf.Duration `toml:"room_linger_max"`
@@ -274,7 +274,7 @@ func Default() Config {
 			SlowPolicy:       SlowClose,
 			SessionRenew:     conf.Duration(10 * time.Minute),
 		},
-		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, RoomLingerFactor: 4, RoomLingerMax: conf.Duration(250 * time.Millisecond), IOURing: true, BroadcastQueue: 16, PacedBroadcasts: 16},
+		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, RoomLingerFactor: 2, RoomLingerMax: conf.Duration(250 * time.Millisecond), IOURing: true, BroadcastQueue: 16, PacedBroadcasts: 16},
 		RPC:    RPCConfig{Bind: ":3109"},
 		Logic: LogicConfig{
 			Addrs:           []string{"127.0.0.1:3119"},
