@@ -224,10 +224,6 @@ type Redis struct {
 	// workers start with the first call (addsStart) and stop at Close.
 	adds      *gather.Gatherer[*addReq]
 	addsStart sync.Once
-	// reads coalesces concurrent KeysByMids lookups (coalesce.go), started
-	// and stopped the same way.
-	reads      *gather.Gatherer[*readReq]
-	readsStart sync.Once
 }
 
 // NewRedis validates cfg and returns a client. It starts nothing and does
@@ -256,7 +252,6 @@ func NewRedis(cfg RedisConfig, logger *slog.Logger) (*Redis, error) {
 		clusterOnline: newLuaScript(clusterLoadOnlineLua),
 	}
 	r.adds = gather.New(addQueue, addMaxBatch, r.writeAdds)
-	r.reads = gather.New(readQueue, readMaxBatch, r.readCmds)
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(cfg.DialTimeout.D()),
 		redis.DialReadTimeout(cfg.ReadTimeout.D()),
@@ -314,7 +309,6 @@ func (r *Redis) Close() error {
 		return nil
 	}
 	r.closeAdds()
-	r.closeReads()
 	if r.cluster != nil {
 		return r.cluster.close()
 	}
@@ -742,7 +736,7 @@ func (r *Redis) KeysByMids(ctx context.Context, mids []int64) (map[string][]stri
 		mk := r.midKey(mid)
 		cmds[i] = command{key: mk, name: "HGETALL", args: []any{mk}}
 	}
-	err := r.coalesceRead(ctx, cmds)
+	err := r.exec(ctx, cmds)
 	if err == nil {
 		err = firstError(cmds)
 	}
