@@ -17,9 +17,8 @@ import (
 // A minimal io_uring binding: enough to submit a room fan-out's sends,
 // one IORING_OP_SEND per member, with one io_uring_enter, and to measure
 // that against one write(2) per member (BenchmarkSyscallFloor). The
-// structure layouts and constants are the kernel's user ABI
-// (include/uapi/linux/io_uring.h), which is stable and the same on every
-// 64-bit architecture.
+// structure layouts and constants are the kernel's io_uring user ABI,
+// which is stable and the same on every 64-bit architecture.
 
 const (
 	ioringSetupSQPoll    = 1 << 1 // IORING_SETUP_SQPOLL: a kernel thread polls the SQ
