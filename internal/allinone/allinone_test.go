@@ -136,6 +136,17 @@ func TestStart(t *testing.T) {
 	if string(b) != "a page" {
 		t.Fatalf("GET /page: %d %q", resp.StatusCode, b)
 	}
+	// The browser client module the demo page imports.
+	resp, err = http.Get(api + "/goim.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/javascript; charset=utf-8" ||
+		!strings.Contains(string(b), "export class Client") {
+		t.Fatalf("GET /goim.js: %d %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Type"), len(b))
+	}
 
 	// The client never heartbeats: its 1 s session must expire in the
 	// embedded Redis, which only happens if its clock advances.
