@@ -56,6 +56,9 @@ export const DEFAULT_HEARTBEAT = 30000;
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10000;
 
 const MAX_SEQ = 0x7fffffff;
+// MAX_TIMER is the longest setTimeout/setInterval delay, ms: a longer one
+// would fire at once.
+const MAX_TIMER = 0x7fffffff;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -471,7 +474,7 @@ export class Client {
         err = e;
       }
       backoff = Object.assign({}, DEFAULT_BACKOFF, backoff);
-      heartbeat = heartbeat > 0 ? heartbeat : DEFAULT_HEARTBEAT;
+      heartbeat = clampTimer(heartbeat > 0 ? heartbeat : DEFAULT_HEARTBEAT);
       for (const url of urls) {
         if (this.#closed) return;
         const res = await this.#session(url, heartbeat);
@@ -483,7 +486,7 @@ export class Client {
       }
       if (this.#closed) return;
       this.#setState('disconnected', err);
-      const delay = backoffDelay(this.#attempt++, backoff);
+      const delay = clampTimer(backoffDelay(this.#attempt++, backoff));
       await new Promise((resolve) => {
         this.#sleep = { timer: setTimeout(resolve, delay), resolve };
       });
@@ -497,7 +500,7 @@ export class Client {
     const auth = Object.assign({}, this.#opts.auth, { room_id: this.#room, accepts: this.#accepts });
     if (this.#opts.token) {
       try {
-        auth.token = await this.#opts.token();
+        auth.token = String(await this.#opts.token());
       } catch (e) {
         return { authed: false, err: new AuthError(url, e) };
       }
@@ -515,7 +518,7 @@ export class Client {
       const conn = new Connection(ws, url, period);
       this.#conn = conn;
       const handshake = setTimeout(() => conn.end(new AuthError(url, new GoimError('handshake timeout')), 4000, 'handshake timeout'),
-        this.#opts.handshakeTimeout);
+        clampTimer(this.#opts.handshakeTimeout > 0 ? this.#opts.handshakeTimeout : DEFAULT_HANDSHAKE_TIMEOUT));
       conn.onEnd = (err) => {
         clearTimeout(handshake);
         if (this.#conn === conn) this.#conn = null;
@@ -658,6 +661,11 @@ class Connection {
     this.pending.clear();
     this.onEnd(err);
   }
+}
+
+// clampTimer bounds a timer delay to 1 ms..MAX_TIMER.
+function clampTimer(ms) {
+  return Math.min(MAX_TIMER, Math.max(1, Number(ms) || 1));
 }
 
 // normOps returns ops as distinct int32s, in order.
