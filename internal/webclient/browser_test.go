@@ -214,6 +214,19 @@ func TestModuleFunctions(t *testing.T) {
 		}
 	})
 
+	t.Run("cross-origin import", func(t *testing.T) {
+		// Another origin serving the module: a module script needs CORS.
+		other := httptest.NewServer(webclient.Handler())
+		t.Cleanup(other.Close)
+		var got string
+		if err := p.Eval(`import(`+js(other.URL+"/goim.js")+`).then((m) => typeof m.Client + ' ' + m.Op.AUTH, (e) => 'failed: ' + e)`, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got != "function 7" {
+			t.Fatalf("import from %s: %s", other.URL, got)
+		}
+	})
+
 	t.Run("fetchNodes", func(t *testing.T) {
 		var got struct {
 			Nodes                      []string

@@ -1,7 +1,9 @@
 // Package browser runs Debian's Chromium headless through chromedp for
-// tests of the browser demo page (internal/demo): Start launches a
-// browser owned by the test, DemoRoundTrip drives the page through a push
-// from Go and a push from its own form. Only tests import it.
+// tests of the browser pages and the browser client (internal/demo,
+// internal/webclient): Start launches a browser owned by the test,
+// DemoRoundTrip drives the demo page through a push from Go and a push
+// from its own form, and Open returns a Page that tests drive with
+// JavaScript (Eval, Wait). Only tests import it.
 package browser
 
 import (
