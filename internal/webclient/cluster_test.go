@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,15 +27,16 @@ const stateJS = `h.state()`
 // cluster: logic (serving /goim.js and the test page), two comets and a
 // job. The client finds the comets through /goim/nodes/weighted, receives
 // room pushes and op-9 batches, changes room, subscribes and unsubscribes
-// ops, has a refused room change rejected, and after its comet drains
-// comes back on the other comet in the same room.
+// ops, has a refused room change rejected, after its comet drains comes
+// back on the other comet in the same room, and after that one shuts down
+// comes back on a third.
 //
 // The nodes answer names both comets: without discovery logic knows them
 // from their reports, and with [node] host_domain web clients get
 // "<comet host><host_domain>". The comets are named "127.1" and "127.2"
 // and the host domain is ".0.1", so the names are the loopback addresses
-// 127.1.0.1 and 127.2.0.1, where the comets listen on the one ws_port of
-// the answer.
+// 127.1.0.1 and 127.2.0.1 (and 127.3.0.1), where the comets listen on
+// the one ws_port of the answer.
 func TestClient(t *testing.T) {
 	port := testkit.FreePort(t)
 	c := cluster.StartWith(t, 0, cluster.Options{
@@ -220,6 +222,36 @@ func TestClient(t *testing.T) {
 		sub := "after-drain-mid-" + testkit.RandomHex(4)
 		pushMid(1000, sub)
 		wait(sub, `h.has(`+js(sub)+`)`)
+	})
+
+	t.Run("reconnect after shutdown", func(t *testing.T) {
+		// A third comet, then the one the client is on shuts down: the
+		// client comes back on the new one. A second job, started after
+		// the new comet, delivers to it (a job knows its comets from its
+		// config).
+		var before string
+		if err := p.Eval(`h.c.url`, &before); err != nil {
+			t.Fatal(err)
+		}
+		addr := "127.3.0.1:" + strconv.Itoa(port)
+		c.StartCometWith("127.3", func(cfg *comet.Config) { cfg.WebSocket.Bind = []string{addr} })
+		testkit.WaitFor(t, 10*time.Second, func() error {
+			nodes, err := weighted(c.API)
+			if err != nil {
+				return err
+			}
+			if !slices.Contains(nodes, "127.3.0.1") {
+				return fmt.Errorf("nodes %q lack the new comet", nodes)
+			}
+			return nil
+		})
+		cluster.Shutdown(t, c.Comets[hosts[before]].Shutdown)
+		after := "ws://" + addr + "/sub"
+		wait("connected to the new comet", `h.c.state === 'connected' && h.c.url === `+js(after))
+		jobtest.Start(t, c, "job-webclient-test-2")
+		msg := "after-shutdown-" + testkit.RandomHex(4)
+		pushRoom(room2, msg)
+		wait(msg, `h.has(`+js(msg)+`)`)
 	})
 
 	t.Run("close", func(t *testing.T) {
