@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/goim/goim/internal/testkit/browser"
 	"github.com/goim/goim/internal/webclient"
@@ -108,6 +110,12 @@ func TestModuleFunctions(t *testing.T) {
 	mux.HandleFunc("GET /bad/goim/nodes/weighted", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, `{"code":-500,"message":"logic is shutting down"}`)
+	})
+	mux.HandleFunc("GET /hang/goim/nodes/weighted", func(w http.ResponseWriter, r *http.Request) {
+		select { // until the client gives up
+		case <-r.Context().Done():
+		case <-time.After(20 * time.Second):
+		}
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -211,6 +219,27 @@ func TestModuleFunctions(t *testing.T) {
 		}
 		if def["base"] != 3000 || def["max"] != 300000 || def["factor"] != 1.8 || def["jitter"] != 0.3 {
 			t.Errorf("DEFAULT_BACKOFF %v", def)
+		}
+	})
+
+	t.Run("nodes timeout and close", func(t *testing.T) {
+		// A logic that never answers: each attempt gives up after the
+		// handshake timeout; close() ends the client at once, connect()
+		// rejects.
+		if err := p.Eval(`(h.done = h.start({api: '/hang', handshakeTimeout: 300, backoff: {base: 50, max: 50, factor: 1, jitter: 0}})
+			.then(() => 'resolved', (e) => e.name), true)`, nil); err != nil {
+			t.Fatal(err)
+		}
+		want := "disconnected: NodesError: nodes: HTTP 0, code 0: GET /hang/goim/nodes/weighted?platform=web: no answer within 300 ms"
+		if err := p.Wait("two timed out attempts", `h.states.filter((s) => s === `+js(want)+`).length >= 2`, stateJS); err != nil {
+			t.Fatal(err)
+		}
+		var res []string
+		if err := p.Eval(`(async () => { h.c.close(); return [await h.done, h.c.state]; })()`, &res); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(res, " ") != "ClosedError closed" {
+			t.Fatalf("after close: %q", res)
 		}
 	})
 

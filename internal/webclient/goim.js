@@ -329,7 +329,8 @@ class Message {
  *   heartbeat  period in ms; default the nodes answer's, else 30 s.
  *   backoff    {base, max, factor, jitter} (ms); default the nodes
  *              answer's hint, else DEFAULT_BACKOFF.
- *   handshakeTimeout  dial to auth reply, ms; default 10 s.
+ *   handshakeTimeout  dial to auth reply, and the nodes request, ms;
+ *              default 10 s.
  *   onMessage  (m) => {}: every frame that is not a reply, op-9 batches
  *              unpacked, in order; m = {op, seq, body: Uint8Array, text(), json()}.
  *   onState    (state, err) => {}: 'connecting', 'connected',
@@ -348,6 +349,7 @@ export class Client {
   #connectPromise = null;
   #connected = null; // {resolve, reject} of connect()'s promise
   #sleep = null;     // {timer, resolve} of the backoff wait
+  #abort = null;     // the AbortController of the nodes request under way
   #online = 0;
 
   constructor(options = {}) {
@@ -435,7 +437,9 @@ export class Client {
       clearTimeout(this.#sleep.timer);
       this.#sleep.resolve();
     }
+    if (this.#abort) this.#abort.abort(err);
     if (this.#connected) this.#connected.reject(err);
+    this.#connected = null;
     this.#setState('closed');
   }
 
@@ -463,7 +467,7 @@ export class Client {
       let urls = [];
       try {
         if (this.#opts.api !== undefined) {
-          const ans = await fetchNodes(this.#opts.api, { platform: this.#opts.auth.platform || 'web' });
+          const ans = await this.#nodes();
           urls = nodeURLs(ans, this.#opts.transport || defaultTransport(), this.#opts.path);
           backoff = Object.assign({}, ans.backoff, backoff);
           heartbeat = heartbeat || ans.heartbeat;
@@ -494,6 +498,26 @@ export class Client {
     }
   }
 
+  // #nodes asks logic for the comets, for at most the handshake timeout;
+  // close() aborts it.
+  async #nodes() {
+    const ac = new AbortController();
+    this.#abort = ac;
+    const ms = this.#handshakeTimeout();
+    const timer = setTimeout(() => ac.abort(new GoimError('no answer within ' + ms + ' ms')), ms);
+    try {
+      return await fetchNodes(this.#opts.api, { platform: this.#opts.auth.platform || 'web', signal: ac.signal });
+    } finally {
+      clearTimeout(timer);
+      this.#abort = null;
+    }
+  }
+
+  #handshakeTimeout() {
+    const t = this.#opts.handshakeTimeout;
+    return clampTimer(t > 0 ? t : DEFAULT_HANDSHAKE_TIMEOUT);
+  }
+
   // #session dials url, authenticates, and serves the connection; it
   // resolves with {authed, err} when the connection ends.
   async #session(url, period) {
@@ -518,7 +542,7 @@ export class Client {
       const conn = new Connection(ws, url, period);
       this.#conn = conn;
       const handshake = setTimeout(() => conn.end(new AuthError(url, new GoimError('handshake timeout')), 4000, 'handshake timeout'),
-        clampTimer(this.#opts.handshakeTimeout > 0 ? this.#opts.handshakeTimeout : DEFAULT_HANDSHAKE_TIMEOUT));
+        this.#handshakeTimeout());
       conn.onEnd = (err) => {
         clearTimeout(handshake);
         if (this.#conn === conn) this.#conn = null;
