@@ -24,7 +24,7 @@ const testPage = `<!doctype html><html><head><meta charset="utf-8"><title>goim.j
 // harness imports /goim.js into window.h: h.g is the module, h.start(opts)
 // creates and connects h.c recording what it receives (h.msgs), its
 // states (h.states) and the op-9 messages of its sockets (h.batches: the
-// inner frame count of each).
+// inner frames' bodies of each, as text).
 const harness = `(async () => {
   const g = await import('/goim.js');
   const h = { g, c: null, msgs: [], states: [], batches: [] };
@@ -36,13 +36,14 @@ const harness = `(async () => {
         if (!(ev.data instanceof ArrayBuffer) || ev.data.byteLength < 16) return;
         const v = new DataView(ev.data);
         if (v.getInt32(8) !== 9) return;
-        let n = 0;
-        for (let off = 16; off + 16 <= v.byteLength; n++) {
+        const texts = [];
+        for (let off = 16; off + 16 <= v.byteLength;) {
           const len = v.getInt32(off);
-          if (len < 16) break;
+          if (len < 16 || off + len > v.byteLength) break;
+          texts.push(new TextDecoder().decode(new Uint8Array(ev.data, off + 16, len - 16)));
           off += len;
         }
-        h.batches.push(n);
+        h.batches.push(texts);
       });
     }
   };

@@ -173,7 +173,7 @@ func TestClientBackoff(t *testing.T) {
 	dead := "ws://" + testkit.FreeAddr(t) + "/sub" // nothing listens: refused at once
 	start := time.Now()
 	var url string
-	if err := p.Eval(`h.start({url: `+js([]string{dead, u})+`, handshakeTimeout: 300,
+	if err := p.Eval(`h.start({url: `+js([]string{dead, u})+`, handshakeTimeout: 1000,
 		backoff: {base: 200, max: 800, factor: 2, jitter: 0.25},
 		auth: {mid: 8, room_id: 'live://bo', accepts: [1000]}})`, &url); err != nil {
 		t.Fatal(err)
