@@ -10,6 +10,7 @@
 //	GET  /goim/online/top      ?type=&limit=            busiest rooms of a type
 //	GET  /goim/online/room     ?type=&rooms=            counts of rooms
 //	GET  /goim/online/total                             connections and IPs
+//	GET  /goim/online/comets                            comets, load, draining
 //	GET  /goim/nodes/weighted  ?platform=               where a client connects
 //	GET  /goim/nodes/instances                          comets from discovery
 //	GET  /nodes/instances                               the same
@@ -186,6 +187,7 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	s.route(http.MethodGet, "/goim/online/top", onlineRead, s.onlineTop)
 	s.route(http.MethodGet, "/goim/online/room", onlineRead, s.onlineRoom)
 	s.route(http.MethodGet, "/goim/online/total", onlineRead, s.onlineTotal)
+	s.route(http.MethodGet, "/goim/online/comets", onlineRead, s.onlineComets)
 	s.route(http.MethodGet, "/goim/nodes/weighted", public, s.nodesWeighted)
 	s.route(http.MethodGet, "/goim/nodes/instances", nodesRead, s.nodesInstances)
 	s.route(http.MethodGet, "/nodes/instances", nodesRead, s.nodesInstances)
