@@ -14,6 +14,7 @@
 //	GET  /goim/nodes/weighted  ?platform=               where a client connects
 //	GET  /goim/nodes/instances                          comets from discovery
 //	GET  /nodes/instances                               the same
+//	GET  /goim.js                                       the browser client module
 //
 // Every response is the JSON envelope {"code":N,"message":"...","data":...}
 // with the codes of errors.go. Push bodies are the message, raw bytes of
@@ -37,6 +38,11 @@
 // client against the node it returns) and the online endpoints do the full
 // work, so a HEAD gets 405 with "Allow: GET" like any other wrong method.
 // A trailing slash is not redirected: "/goim/push/keys/" is 404.
+//
+// /goim.js is the browser client (package webclient): a static ES module,
+// public, served while draining, to GET and HEAD (with an ETag), with
+// "Access-Control-Allow-Origin: *" so that pages of other origins import
+// it. Like the Pages it is not counted in the endpoint metrics.
 package httpapi
 
 import (
@@ -61,6 +67,7 @@ import (
 	"github.com/goim/goim/internal/httpserve"
 	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/ratelog"
+	"github.com/goim/goim/internal/webclient"
 )
 
 // Deps are the Server's collaborators other than the Service.
@@ -73,7 +80,8 @@ type Deps struct {
 	Registry prometheus.Registerer
 	// Pages are extra GET pages served beside the API, path -> handler:
 	// the all-in-one's browser demo (/demo). They are public, uncounted,
-	// and must not start with /goim/.
+	// and must not start with /goim/ nor be /goim.js (the browser client
+	// module, always served).
 	Pages map[string]http.Handler
 }
 
@@ -191,9 +199,12 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	s.route(http.MethodGet, "/goim/nodes/weighted", public, s.nodesWeighted)
 	s.route(http.MethodGet, "/goim/nodes/instances", nodesRead, s.nodesInstances)
 	s.route(http.MethodGet, "/nodes/instances", nodesRead, s.nodesInstances)
+	js := gin.WrapH(webclient.Handler())
+	e.GET(webclient.Path, js)
+	e.HEAD(webclient.Path, js)
 	for path, h := range deps.Pages {
-		if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/goim/") || h == nil {
-			return nil, fmt.Errorf("httpapi: page %q: want a path outside /goim/ and a handler", path)
+		if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/goim/") || path == webclient.Path || h == nil {
+			return nil, fmt.Errorf("httpapi: page %q: want a path outside /goim/, not %s, and a handler", path, webclient.Path)
 		}
 		e.GET(path, gin.WrapH(h))
 	}
