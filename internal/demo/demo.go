@@ -1,10 +1,11 @@
-// Package demo is the all-in-one's browser demo: one self-contained page
-// (index.html, inline CSS and JavaScript, no external URL) that finds a
-// comet through logic's /goim/nodes/weighted, joins a room over WebSocket
-// speaking the goim client protocol (docs/protocol.md), lists what it
+// Package demo is the all-in-one's browser demo: one page (index.html,
+// inline CSS and an inline module script, no external URL) that imports
+// the browser client from /goim.js (package webclient, served by logic
+// beside the page), with it finds a comet through logic's
+// /goim/nodes/weighted, joins a room over WebSocket, lists what it
 // receives, and pushes to the room through /goim/push/room. It is served
 // by logic's HTTP API (logic.Deps.Pages, at /demo), so the page is
-// same-origin with the push API.
+// same-origin with the push API and the module.
 //
 // The page reads its URL's query: ?ws=ws://host:port/sub dials that comet
 // instead of asking logic, ?room=type://id joins that room (default
@@ -27,8 +28,9 @@ import (
 var page []byte
 
 // Handler serves the page to GET and HEAD. The Content-Security-Policy
-// lets the page run only its own inline script and style (by hash), talk
-// to its own origin and to any ws:/wss: comet, and load nothing else.
+// lets the page run only its own inline script and style (by hash) and
+// scripts of its own origin (/goim.js), talk to its own origin and to any
+// ws:/wss: comet, and load nothing else.
 func Handler() http.Handler {
 	csp := policy(page)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -51,11 +53,12 @@ func Handler() http.Handler {
 }
 
 // policy is the Content-Security-Policy of doc: its inline <script> and
-// <style> elements are allowed by their SHA-256, nothing else runs.
+// <style> elements are allowed by their SHA-256, and scripts of the page's
+// origin (the module it imports); nothing else runs.
 func policy(doc []byte) string {
 	return strings.Join([]string{
 		"default-src 'none'",
-		"script-src " + inlineHashes(doc, "script"),
+		"script-src 'self' " + inlineHashes(doc, "script"),
 		"style-src " + inlineHashes(doc, "style"),
 		"connect-src 'self' ws: wss:",
 		"img-src data:",
@@ -66,13 +69,22 @@ func policy(doc []byte) string {
 }
 
 // inlineHashes returns the CSP hash sources of the contents of every
-// <tag>...</tag> element in doc (the opening tag without attributes), or
-// 'none' when there is none.
+// <tag>...</tag> element in doc (the opening tag with or without
+// attributes, such as <script type="module">), or 'none' when there is
+// none.
 func inlineHashes(doc []byte, tag string) string {
-	open, end := []byte("<"+tag+">"), []byte("</"+tag+">")
+	open, end := []byte("<"+tag), []byte("</"+tag+">")
 	var srcs []string
 	for {
 		_, rest, ok := bytes.Cut(doc, open)
+		if !ok {
+			break
+		}
+		if len(rest) == 0 || (rest[0] != '>' && rest[0] != ' ') {
+			doc = rest // a longer tag name, such as <scripts>
+			continue
+		}
+		_, rest, ok = bytes.Cut(rest, []byte(">"))
 		if !ok {
 			break
 		}

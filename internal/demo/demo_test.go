@@ -47,8 +47,8 @@ func TestHandler(t *testing.T) {
 		for _, want := range []string{
 			"default-src 'none'",
 			"connect-src 'self' ws: wss:",
-			"script-src " + hashOf(t, body, "script"),
-			"style-src " + hashOf(t, body, "style"),
+			"script-src 'self' " + hashOf(t, body, `<script type="module">`, "</script>"),
+			"style-src " + hashOf(t, body, "<style>", "</style>"),
 			"base-uri 'none'",
 			"frame-ancestors 'none'",
 		} {
@@ -70,6 +70,9 @@ func TestHandler(t *testing.T) {
 			if !strings.HasPrefix(m[2], "data:") {
 				t.Errorf("page refers to %s=%q", m[1], m[2])
 			}
+		}
+		if !strings.Contains(body, "import { Client } from '/goim.js';") {
+			t.Error("page does not import the client from /goim.js")
 		}
 		for _, id := range []string{"status", "messages", "push-form", "push-type", "push-room", "push-op", "push-msg", "push-send", "push-result"} {
 			if !strings.Contains(body, `id="`+id+`"`) {
@@ -95,16 +98,17 @@ func TestHandler(t *testing.T) {
 	})
 }
 
-// hashOf is the CSP source of the page's one inline <tag> element.
-func hashOf(t *testing.T, body, tag string) string {
+// hashOf is the CSP source of the page's one inline element that opens
+// with open and closes with end.
+func hashOf(t *testing.T, body, open, end string) string {
 	t.Helper()
-	parts := strings.Split(body, "<"+tag+">")
+	parts := strings.Split(body, open)
 	if len(parts) != 2 {
-		t.Fatalf("page has %d <%s> elements, want 1", len(parts)-1, tag)
+		t.Fatalf("page has %d %s elements, want 1", len(parts)-1, open)
 	}
-	inner, _, ok := strings.Cut(parts[1], "</"+tag+">")
+	inner, _, ok := strings.Cut(parts[1], end)
 	if !ok {
-		t.Fatalf("<%s> not closed", tag)
+		t.Fatalf("%s not closed", open)
 	}
 	sum := sha256.Sum256([]byte(inner))
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
