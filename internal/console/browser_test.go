@@ -34,13 +34,18 @@ import (
 // to (it always writes one in its temporary directory).
 const ScreenshotEnv = "GOIM_CONSOLE_SCREENSHOT"
 
+// readToken is a read-scope push-API token of TestBrowser's logic.
+const readToken = "console-read-only-token-0123456789"
+
 // stepTimeout bounds each wait of the browser test.
 const stepTimeout = 20 * time.Second
 
 // TestBrowser opens /console in headless Chromium against a real cluster
-// (logic with a push-API token, one comet, a job) and uses it as an
+// (logic with push-API tokens, one comet, a job) and uses it as an
 // operator would: the page asks for the credential (a wrong one is
-// refused), then shows the totals and the comet; the live pane joins a
+// refused; with a read-scope one it shows the figures and the API refuses
+// its push; the credential is forgotten), then, with a full-scope one,
+// shows the totals and the comet; the live pane joins a
 // room through /goim.js; a push from the form to that room is accepted
 // and arrives in the live pane; the totals and the comet's row then count
 // the live connection. It takes a screenshot of the whole page and checks
@@ -58,6 +63,7 @@ func TestBrowser(t *testing.T) {
 		// the comet's WebSocket listener (no discovery in the cluster).
 		cfg.Node.DefaultDomain = host
 		cfg.Node.WSPort = port
+		cfg.HTTP.ReadTokens = []string{readToken}
 	}})
 	c.StartCometWith("comet-1", func(cfg *comet.Config) { cfg.WebSocket.Bind = []string{wsAddr} })
 	jobtest.Start(t, c, "job-console-test")
@@ -81,7 +87,25 @@ func TestBrowser(t *testing.T) {
 	p.wait("the token refused", func(s state) bool {
 		return s.Login && strings.Contains(s.LoginError, "invalid bearer token")
 	})
-	p.do("enter the token",
+	// A read-scope token shows the figures; the API refuses its pushes.
+	p.do("enter the read-scope token",
+		chromedp.SetValue(chromedp.ID("login-token"), readToken),
+		chromedp.Click(chromedp.ID("login-submit")),
+	)
+	p.wait("the dashboard, read scope", func(s state) bool {
+		return s.Dashboard && !s.Login && s.APIState == "signed in" && s.comet("comet-1") != nil
+	})
+	p.do("push with the read-scope token",
+		chromedp.SetValue(chromedp.ID("push-body"), "refused"),
+		chromedp.Click(chromedp.ID("push-send")),
+	)
+	p.wait("the push refused", func(s state) bool {
+		return s.PushStatus == "refused · HTTP 403" && strings.Contains(s.PushResult, `"code":-403`)
+	})
+	p.do("forget the credential", chromedp.Click(chromedp.ID("sign-out")))
+	p.wait("the credential form again", func(s state) bool { return s.Login && !s.Dashboard && s.LoginError == "" })
+
+	p.do("enter the full-scope token",
 		chromedp.SetValue(chromedp.ID("login-token"), cluster.APIToken),
 		chromedp.Click(chromedp.ID("login-submit")),
 	)
@@ -107,7 +131,8 @@ func TestBrowser(t *testing.T) {
 		chromedp.SetValue(chromedp.ID("push-body"), msg),
 		chromedp.Click(chromedp.ID("push-send")),
 	)
-	st := p.wait("the push answered", func(s state) bool { return s.PushResult != "" })
+	// (Not the read-scope push's answer, which the click replaced.)
+	st := p.wait("the push answered", func(s state) bool { return s.PushResult != "" && !strings.Contains(s.PushResult, "-403") })
 	var answer struct {
 		Code    *int   `json:"code"`
 		Message string `json:"message"`
