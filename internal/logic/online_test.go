@@ -1,8 +1,11 @@
 package logic
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -217,5 +220,49 @@ func TestComets(t *testing.T) {
 	c3.RPCAddrs[0] = "x"
 	if ins[0].Addrs[0] != "grpc://10.0.0.3:3109" {
 		t.Errorf("Comets shares its slices with discovery's instances")
+	}
+}
+
+// TestCometsEndpoint: /goim/online/comets on a running logic (no
+// discovery) lists a comet from its gRPC report, with the report's load,
+// draining state and age; it needs a token.
+func TestCometsEndpoint(t *testing.T) {
+	e := startLogic(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := e.rpc.RenewOnline(ctx, &logicpb.OnlineReq{Server: "comet-a", ConnCount: 3, IpCount: 2, Draining: true,
+		RoomCount: map[string]int32{"live://1": 3}}); err != nil {
+		t.Fatal(err)
+	}
+	status, body := e.do(http.MethodGet, "/goim/online/comets", nil)
+	var got struct {
+		Code int `json:"code"`
+		Data struct {
+			Discovery bool `json:"discovery"`
+			Comets    []struct {
+				Hostname    string   `json:"hostname"`
+				Addrs       []string `json:"addrs"`
+				Weight      int64    `json:"weight"`
+				ConnCount   int64    `json:"conn_count"`
+				IPCount     int64    `json:"ip_count"`
+				Draining    bool     `json:"draining"`
+				Registered  bool     `json:"registered"`
+				ReportAgeMS *int64   `json:"report_age_ms"`
+			} `json:"comets"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); status != http.StatusOK || err != nil || got.Code != 0 {
+		t.Fatalf("GET /goim/online/comets: %d %s (%v)", status, body, err)
+	}
+	if got.Data.Discovery || len(got.Data.Comets) != 1 {
+		t.Fatalf("comets: %s", body)
+	}
+	c := got.Data.Comets[0]
+	if c.Hostname != "comet-a" || c.ConnCount != 3 || c.IPCount != 2 || !c.Draining || c.Registered || c.Weight != discovery.DefaultCometWeight ||
+		c.Addrs == nil || len(c.Addrs) != 0 || c.ReportAgeMS == nil || *c.ReportAgeMS < 0 || *c.ReportAgeMS > 5000 {
+		t.Fatalf("comet: %s", body)
+	}
+	if status, body := e.do(http.MethodGet, "/goim/online/comets", nil, "Authorization", ""); status != http.StatusUnauthorized {
+		t.Fatalf("without a token: %d %s", status, body)
 	}
 }
