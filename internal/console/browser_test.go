@@ -21,6 +21,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/goim/goim/internal/comet"
 	"github.com/goim/goim/internal/logic"
@@ -403,6 +404,76 @@ func TestBrowserAnonymous(t *testing.T) {
 	p.do("load the console", addScript(cspRecorder), chromedp.Navigate(c.API+"/console"))
 	p.wait("the dashboard without a credential", func(s state) bool {
 		return s.Dashboard && !s.Login && s.APIState == "open API (no credential)" && !s.SignOut && s.comet("comet-1") != nil
+	})
+	p.check()
+}
+
+// TestBrowserToken: the live pane joins with a pasted client token (logic
+// verifying HS256 tokens, not goim v2's JSON) and receives a push to the
+// room its token allows.
+func TestBrowserToken(t *testing.T) {
+	secret := []byte("console-test-hmac-secret-0123456789abcdef")
+	keyFile := filepath.Join(t.TempDir(), "hmac.key")
+	if err := os.WriteFile(keyFile, secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wsAddr := testkit.FreeAddr(t)
+	host, portText, err := net.SplitHostPort(wsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, _ := strconv.Atoi(portText)
+	c := cluster.StartWith(t, 0, cluster.Options{Logic: func(cfg *logic.Config) {
+		cfg.Node.DefaultDomain, cfg.Node.WSPort = host, port
+		cfg.HTTP.Tokens, cfg.HTTP.AllowAnonymous = nil, true
+		cfg.Auth.Insecure, cfg.Auth.HMACKeyFile = false, keyFile
+	}})
+	c.StartCometWith("comet-1", func(cfg *comet.Config) { cfg.WebSocket.Bind = []string{wsAddr} })
+	jobtest.Start(t, c, "job-console-token-test")
+	room := "live://console-" + testkit.RandomHex(6)
+	claims := logic.Claims{Rooms: []string{room}}
+	claims.Subject = "77"
+	claims.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx := browser.Start(t)
+	p := &consolePage{t: t, ctx: ctx}
+	p.listen()
+	p.do("load the console", addScript(cspRecorder), chromedp.Navigate(c.API+"/console"))
+	p.wait("the dashboard", func(s state) bool { return s.Dashboard })
+	p.do("join with a client token",
+		chromedp.SetValue(chromedp.ID("live-mode"), "token"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`document.getElementById('live-mode').dispatchEvent(new Event('change'))`)(ctx, tg)
+			return err
+		}),
+		chromedp.SetValue(chromedp.ID("live-token"), token),
+		chromedp.SetValue(chromedp.ID("live-room"), room),
+		chromedp.SetValue(chromedp.ID("live-accepts"), "1000, 1001"),
+		chromedp.Click(chromedp.ID("live-join")),
+	)
+	p.wait("the live client connected", func(s state) bool {
+		return s.LiveStatus == "connected" && strings.Contains(s.LiveWhere, "room "+room) && strings.Contains(s.LiveWhere, "accepts 1000,1001")
+	})
+	typ, id, _ := strings.Cut(room, "://")
+	msg := "to the token's room " + testkit.RandomHex(4)
+	p.do("push to the room with the form",
+		chromedp.SetValue(chromedp.ID("push-type"), typ),
+		chromedp.SetValue(chromedp.ID("push-room"), id),
+		chromedp.SetValue(chromedp.ID("push-op"), "1001"),
+		chromedp.SetValue(chromedp.ID("push-body"), msg),
+		chromedp.Click(chromedp.ID("push-send")),
+	)
+	p.wait("the message in the live pane", func(s state) bool {
+		for _, m := range s.Messages {
+			if m.Op == "1001" && m.Text == msg {
+				return true
+			}
+		}
+		return false
 	})
 	p.check()
 }
