@@ -299,7 +299,7 @@ func TestAllInOne(t *testing.T) {
 		"WARNING: [logic.auth] insecure = true", "curl -d",
 		"WARNING: [logic.http] allow_anonymous = true and no token: the push API is OPEN",
 		fmt.Sprintf("127.0.0.1:%d", p.tcp), fmt.Sprintf("ws://127.0.0.1:%d/sub", p.ws),
-		fmt.Sprintf("%s/demo", pr.api),
+		fmt.Sprintf("%s/demo", pr.api), fmt.Sprintf("%s/console", pr.api),
 	} {
 		if !strings.Contains(pr.stdout.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, pr.stdout)

@@ -305,6 +305,7 @@ func (c *Cluster) Summary() string {
 	} else {
 		b.WriteString("  (the browser demo at /demo pushes without a token: it needs [logic.http] allow_anonymous)\n")
 	}
+	fmt.Fprintf(&b, "  open %s/console for the cluster's figures, a push form and a live client\n", api)
 	fmt.Fprintf(&b, "  curl %s-d 'hello, room' '%s/goim/push/room?operation=1000&type=live&room=1000'\n", auth, api)
 	fmt.Fprintf(&b, "  curl %s-d 'hello, user' '%s/goim/push/mids?operation=1000&mids=1'\n", auth, api)
 	b.WriteString("  clients: any goim v2 client, TCP or WebSocket /sub, auth body (op 7)\n")

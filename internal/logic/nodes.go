@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/discovery"
+	"github.com/goim/goim/internal/logic/httpapi"
 )
 
 // balancer orders comets for /goim/nodes/weighted: least loaded relative
@@ -202,4 +204,54 @@ func (s *Service) Instances() []discovery.Instance {
 		out = append(out, ins)
 	}
 	return out
+}
+
+// Comets answers /goim/online/comets: every comet of cometView (discovery's
+// when configured, else those reporting), plus, with discovery, the comets
+// that report but are not registered (Registered false: a comet whose
+// registration failed or has not reached discovery yet still holds
+// clients). Load and draining state come from the latest report when
+// there is one, else from discovery's metadata; ReportAge is measured on
+// logic's clock. Sorted by hostname.
+func (s *Service) Comets() ([]httpapi.Comet, bool) {
+	now := time.Now()
+	var out []httpapi.Comet
+	seen := make(map[string]bool)
+	for _, c := range s.cometView() {
+		seen[c.ins.Hostname] = true
+		e := httpapi.Comet{
+			Hostname:   c.ins.Hostname,
+			Region:     c.ins.Region,
+			Zone:       c.ins.Zone,
+			Addrs:      slices.Clone(c.meta.Addrs),
+			RPCAddrs:   slices.Clone(c.ins.Addrs),
+			Weight:     c.meta.Weight,
+			ConnCount:  c.meta.ConnCount,
+			IPCount:    c.meta.IPCount,
+			Draining:   c.meta.Offline,
+			Registered: s.comets != nil,
+		}
+		if r, ok := s.online.get(c.ins.Hostname); ok {
+			e.Reported, e.ReportAge = true, max(now.Sub(r.Updated), 0)
+		}
+		out = append(out, e)
+	}
+	if s.comets != nil {
+		for _, r := range s.online.reports() {
+			if seen[r.Server] {
+				continue
+			}
+			out = append(out, httpapi.Comet{
+				Hostname:  r.Server,
+				Weight:    discovery.DefaultCometWeight,
+				ConnCount: r.ConnCount,
+				IPCount:   r.IPCount,
+				Draining:  r.Draining,
+				Reported:  true,
+				ReportAge: max(now.Sub(r.Updated), 0),
+			})
+		}
+	}
+	slices.SortFunc(out, func(a, b httpapi.Comet) int { return strings.Compare(a.Hostname, b.Hostname) })
+	return out, s.comets != nil
 }

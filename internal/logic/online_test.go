@@ -1,8 +1,11 @@
 package logic
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -170,5 +173,96 @@ func TestNodesWithoutDiscovery(t *testing.T) {
 	}
 	if got := s.Instances(); len(got) != 3 || got[0].AppID != discovery.AppComet || got[0].Metadata["offline"] != "true" {
 		t.Fatalf("instances %+v", got)
+	}
+}
+
+// TestComets covers /goim/online/comets' view: with discovery, registered
+// comets take load and draining state from their reports (discovery's
+// metadata without one) and comets that report without being registered
+// are listed too; without discovery, the reporting comets only.
+func TestComets(t *testing.T) {
+	s := &Service{cfg: Default(), online: newOnline(time.Minute), nodes: newBalancer()}
+	s.online.report(&logicpb.OnlineReq{Server: "c2", ConnCount: 7, IpCount: 2, Draining: true})
+	s.online.report(&logicpb.OnlineReq{Server: "c0", ConnCount: 1, IpCount: 1})
+
+	got, withDiscovery := s.Comets()
+	if withDiscovery || len(got) != 2 || got[0].Hostname != "c0" || got[1].Hostname != "c2" {
+		t.Fatalf("without discovery: %v %+v", withDiscovery, got)
+	}
+	if c := got[1]; !c.Draining || c.ConnCount != 7 || c.IPCount != 2 || c.Weight != discovery.DefaultCometWeight ||
+		c.Registered || !c.Reported || c.ReportAge < 0 || c.ReportAge > time.Minute || c.Addrs != nil {
+		t.Fatalf("without discovery, c2: %+v", c)
+	}
+
+	ins := []discovery.Instance{
+		{Hostname: "c3", Region: "sh", Zone: "sh001", Addrs: []string{"grpc://10.0.0.3:3109"},
+			Metadata: map[string]string{"addrs": "10.0.0.3,10.0.1.3", "weight": "20", "conn_count": "9", "offline": "true"}},
+		{Hostname: "c2", Addrs: []string{"grpc://10.0.0.2:3109"}, Metadata: map[string]string{"addrs": "10.0.0.2", "conn_count": "100"}},
+	}
+	s.comets = func() []discovery.Instance { return ins }
+	got, withDiscovery = s.Comets()
+	if !withDiscovery || len(got) != 3 {
+		t.Fatalf("with discovery: %v %+v", withDiscovery, got)
+	}
+	c0, c2, c3 := got[0], got[1], got[2]
+	if c0.Hostname != "c0" || c0.Registered || !c0.Reported || c0.ConnCount != 1 {
+		t.Errorf("reporting, not registered: %+v", c0)
+	}
+	if c2.Hostname != "c2" || !c2.Registered || !c2.Reported || c2.ConnCount != 7 || !c2.Draining ||
+		!slices.Equal(c2.Addrs, []string{"10.0.0.2"}) || !slices.Equal(c2.RPCAddrs, []string{"grpc://10.0.0.2:3109"}) {
+		t.Errorf("registered and reporting (the report wins): %+v", c2)
+	}
+	if c3.Hostname != "c3" || !c3.Registered || c3.Reported || c3.ReportAge != 0 || c3.ConnCount != 9 || !c3.Draining ||
+		c3.Weight != 20 || c3.Region != "sh" || c3.Zone != "sh001" || !slices.Equal(c3.Addrs, []string{"10.0.0.3", "10.0.1.3"}) {
+		t.Errorf("registered, no report (discovery's metadata): %+v", c3)
+	}
+	// The answer is a copy: changing it leaves discovery's instances alone.
+	c3.RPCAddrs[0] = "x"
+	if ins[0].Addrs[0] != "grpc://10.0.0.3:3109" {
+		t.Errorf("Comets shares its slices with discovery's instances")
+	}
+}
+
+// TestCometsEndpoint: /goim/online/comets on a running logic (no
+// discovery) lists a comet from its gRPC report, with the report's load,
+// draining state and age; it needs a token.
+func TestCometsEndpoint(t *testing.T) {
+	e := startLogic(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := e.rpc.RenewOnline(ctx, &logicpb.OnlineReq{Server: "comet-a", ConnCount: 3, IpCount: 2, Draining: true,
+		RoomCount: map[string]int32{"live://1": 3}}); err != nil {
+		t.Fatal(err)
+	}
+	status, body := e.do(http.MethodGet, "/goim/online/comets", nil)
+	var got struct {
+		Code int `json:"code"`
+		Data struct {
+			Discovery bool `json:"discovery"`
+			Comets    []struct {
+				Hostname    string   `json:"hostname"`
+				Addrs       []string `json:"addrs"`
+				Weight      int64    `json:"weight"`
+				ConnCount   int64    `json:"conn_count"`
+				IPCount     int64    `json:"ip_count"`
+				Draining    bool     `json:"draining"`
+				Registered  bool     `json:"registered"`
+				ReportAgeMS *int64   `json:"report_age_ms"`
+			} `json:"comets"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &got); status != http.StatusOK || err != nil || got.Code != 0 {
+		t.Fatalf("GET /goim/online/comets: %d %s (%v)", status, body, err)
+	}
+	if got.Data.Discovery || len(got.Data.Comets) != 1 {
+		t.Fatalf("comets: %s", body)
+	}
+	c := got.Data.Comets[0]
+	if c.Hostname != "comet-a" || c.ConnCount != 3 || c.IPCount != 2 || !c.Draining || c.Registered || c.Weight != discovery.DefaultCometWeight ||
+		c.Addrs == nil || len(c.Addrs) != 0 || c.ReportAgeMS == nil || *c.ReportAgeMS < 0 || *c.ReportAgeMS > 5000 {
+		t.Fatalf("comet: %s", body)
+	}
+	if status, body := e.do(http.MethodGet, "/goim/online/comets", nil, "Authorization", ""); status != http.StatusUnauthorized {
+		t.Fatalf("without a token: %d %s", status, body)
 	}
 }

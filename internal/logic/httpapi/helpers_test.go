@@ -39,16 +39,18 @@ type call struct {
 // fail with pushErr; when block is set they first wait for it to close (or
 // their context to end) after signalling entered.
 type fakeService struct {
-	pushErr   error
-	block     chan struct{}
-	entered   chan struct{}
-	panicOn   string // method name that panics
-	top       []RoomCount
-	rooms     map[string]int32
-	conns     int64
-	ips       int64
-	nodes     *logicpb.NodesReply
-	instances []discovery.Instance
+	pushErr       error
+	block         chan struct{}
+	entered       chan struct{}
+	panicOn       string // method name that panics
+	top           []RoomCount
+	rooms         map[string]int32
+	conns         int64
+	ips           int64
+	nodes         *logicpb.NodesReply
+	instances     []discovery.Instance
+	comets        []Comet
+	withDiscovery bool
 
 	mu    sync.Mutex
 	calls []call
@@ -126,6 +128,11 @@ func (f *fakeService) Nodes(platform, clientIP string) *logicpb.NodesReply {
 func (f *fakeService) Instances() []discovery.Instance {
 	f.record(call{Method: "Instances"})
 	return f.instances
+}
+
+func (f *fakeService) Comets() ([]Comet, bool) {
+	f.record(call{Method: "Comets"})
+	return f.comets, f.withDiscovery
 }
 
 // testToken is the full-scope bearer token of testConfig; serve and

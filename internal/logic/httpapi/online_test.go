@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 type getCase struct {
@@ -103,4 +104,79 @@ func TestOnlineTotal(t *testing.T) {
 			wantBody: `{"code":0,"message":"","data":{"conn_count":12345678901,"ip_count":3}}`,
 			wantCall: &call{Method: "OnlineTotal"}},
 	})
+}
+
+// exampleComets is the /goim/online/comets example of docs/push-api.md:
+// a registered comet that reported 1.5 s ago and a draining one that
+// reports without being registered.
+func exampleComets() []Comet {
+	return []Comet{
+		{Hostname: "comet-1", Region: "sh", Zone: "sh001", Addrs: []string{"47.89.10.97"}, RPCAddrs: []string{"grpc://192.168.1.30:3109"},
+			Weight: 10, ConnCount: 1200, IPCount: 950, Registered: true, Reported: true, ReportAge: 1500*time.Millisecond + 999*time.Microsecond},
+		{Hostname: "comet-2", Weight: 10, ConnCount: 3, IPCount: 1, Draining: true, Reported: true, ReportAge: 0},
+	}
+}
+
+func TestOnlineComets(t *testing.T) {
+	const path = "/goim/online/comets"
+	runGetCases(t, testConfig(), []getCase{
+		{name: "none, without discovery", target: path, wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":{"discovery":false,"comets":[]}}`,
+			wantCall: &call{Method: "Comets"}},
+		{name: "example, query ignored", svc: &fakeService{comets: exampleComets(), withDiscovery: true}, target: path + "?x=%zz", wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":{"discovery":true,"comets":[` +
+				`{"hostname":"comet-1","region":"sh","zone":"sh001","addrs":["47.89.10.97"],"rpc_addrs":["grpc://192.168.1.30:3109"],` +
+				`"weight":10,"conn_count":1200,"ip_count":950,"draining":false,"registered":true,"report_age_ms":1500},` +
+				`{"hostname":"comet-2","region":"","zone":"","addrs":[],"rpc_addrs":[],` +
+				`"weight":10,"conn_count":3,"ip_count":1,"draining":true,"registered":false,"report_age_ms":0}]}}`,
+			wantCall: &call{Method: "Comets"}},
+		{name: "registered, never reported: age null", svc: &fakeService{withDiscovery: true,
+			comets: []Comet{{Hostname: "c", Addrs: []string{"10.0.0.1"}, Weight: 5, Registered: true, ReportAge: time.Hour}}},
+			target: path, wantStatus: 200,
+			wantBody: `{"code":0,"message":"","data":{"discovery":true,"comets":[` +
+				`{"hostname":"c","region":"","zone":"","addrs":["10.0.0.1"],"rpc_addrs":[],` +
+				`"weight":5,"conn_count":0,"ip_count":0,"draining":false,"registered":true,"report_age_ms":null}]}}`,
+			wantCall: &call{Method: "Comets"}},
+	})
+}
+
+// TestOnlineCometsAccess: the comets endpoint takes a read or full token
+// (the same data class as /goim/nodes/instances: internal addresses and
+// load), is open with an anonymous API, and answers 503 while draining
+// like the other online endpoints.
+func TestOnlineCometsAccess(t *testing.T) {
+	const (
+		path      = "/goim/online/comets"
+		readToken = "read-only-token-0123456789"
+		empty     = `{"code":0,"message":"","data":{"discovery":false,"comets":[]}}`
+	)
+	cfg := testConfig()
+	cfg.ReadTokens = []string{readToken}
+	s, _ := newTestServer(t, cfg, &fakeService{})
+	for _, tt := range []struct {
+		name, auth string
+		status     int
+		body       string
+	}{
+		{name: "no token", status: 401, body: `{"code":-401,"message":"missing bearer token: send \"Authorization: Bearer \u003ctoken\u003e\""}`},
+		{name: "wrong token", auth: "Bearer " + readToken + "x", status: 401, body: `{"code":-401,"message":"invalid bearer token"}`},
+		{name: "read token", auth: "Bearer " + readToken, status: 200, body: empty},
+		{name: "full token", auth: bearer, status: 200, body: empty},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			checkResponse(t, serve(t, s.Handler(), http.MethodGet, path, nil, "Authorization", tt.auth), tt.status, tt.body)
+		})
+	}
+	t.Run("POST", func(t *testing.T) {
+		got := serve(t, s.Handler(), http.MethodPost, path, []byte("m"))
+		checkResponse(t, got, 405, `{"code":-405,"message":"method POST not allowed on /goim/online/comets; use GET"}`)
+	})
+
+	anon := testConfig()
+	anon.Tokens, anon.AllowAnonymous = nil, true
+	sa, _ := newTestServer(t, anon, &fakeService{})
+	checkResponse(t, serve(t, sa.Handler(), http.MethodGet, path, nil, "Authorization", ""), 200, empty)
+
+	s.SetDraining()
+	checkResponse(t, serve(t, s.Handler(), http.MethodGet, path, nil), 503, `{"code":-500,"message":"logic is shutting down"}`)
 }

@@ -10,10 +10,12 @@
 //	GET  /goim/online/top      ?type=&limit=            busiest rooms of a type
 //	GET  /goim/online/room     ?type=&rooms=            counts of rooms
 //	GET  /goim/online/total                             connections and IPs
+//	GET  /goim/online/comets                            comets, load, draining
 //	GET  /goim/nodes/weighted  ?platform=               where a client connects
 //	GET  /goim/nodes/instances                          comets from discovery
 //	GET  /nodes/instances                               the same
 //	GET  /goim.js                                       the browser client module
+//	GET  /console, /console/console.js, /console/console.css   the web console
 //
 // Every response is the JSON envelope {"code":N,"message":"...","data":...}
 // with the codes of errors.go. Push bodies are the message, raw bytes of
@@ -42,6 +44,10 @@
 // public, served while draining, to GET and HEAD (with an ETag), with
 // "Access-Control-Allow-Origin: *" so that pages of other origins import
 // it. Like the Pages it is not counted in the endpoint metrics.
+//
+// The console (package console) is public the same way, to GET and HEAD:
+// a static shell of three files that holds no data; the page calls the
+// endpoints above with the operator's bearer token.
 package httpapi
 
 import (
@@ -53,6 +59,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +70,7 @@ import (
 
 	"github.com/goim/goim/internal/admin"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/console"
 	"github.com/goim/goim/internal/httpserve"
 	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/ratelog"
@@ -194,15 +202,25 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	s.route(http.MethodGet, "/goim/online/top", onlineRead, s.onlineTop)
 	s.route(http.MethodGet, "/goim/online/room", onlineRead, s.onlineRoom)
 	s.route(http.MethodGet, "/goim/online/total", onlineRead, s.onlineTotal)
+	s.route(http.MethodGet, "/goim/online/comets", onlineRead, s.onlineComets)
 	s.route(http.MethodGet, "/goim/nodes/weighted", public, s.nodesWeighted)
 	s.route(http.MethodGet, "/goim/nodes/instances", nodesRead, s.nodesInstances)
 	s.route(http.MethodGet, "/nodes/instances", nodesRead, s.nodesInstances)
 	js := gin.WrapH(webclient.Handler())
 	e.GET(webclient.Path, js)
 	e.HEAD(webclient.Path, js)
+	// The console's static shell is public like /goim.js: it holds no
+	// data, which the page fetches from the endpoints above with the
+	// operator's credential.
+	con := gin.WrapH(console.Handler())
+	for _, path := range console.Paths {
+		e.GET(path, con)
+		e.HEAD(path, con)
+	}
 	for path, h := range deps.Pages {
-		if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/goim/") || path == webclient.Path || h == nil {
-			return nil, fmt.Errorf("httpapi: page %q: want a path outside /goim/, not %s, and a handler", path, webclient.Path)
+		if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "/goim/") || path == webclient.Path ||
+			slices.Contains(console.Paths, path) || h == nil {
+			return nil, fmt.Errorf("httpapi: page %q: want a path outside /goim/, not %s or the console's, and a handler", path, webclient.Path)
 		}
 		e.GET(path, gin.WrapH(h))
 	}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/discovery"
@@ -40,10 +41,38 @@ type Service interface {
 	// Instances lists the comet instances, metadata reflecting their
 	// latest reports. Never nil.
 	Instances() []discovery.Instance
+	// Comets lists the comets with their load and draining state, sorted
+	// by hostname, for /goim/online/comets; withDiscovery says whether
+	// logic reads comets from discovery (else it knows only those that
+	// report).
+	Comets() (comets []Comet, withDiscovery bool)
 }
 
 // RoomCount is one element of /goim/online/top.
 type RoomCount struct {
 	RoomID string `json:"room_id"`
 	Count  int32  `json:"count"`
+}
+
+// Comet is what logic knows of one comet, from discovery and its latest
+// online report: an element of /goim/online/comets.
+type Comet struct {
+	Hostname string
+	// Region and Zone are discovery's ("" without discovery).
+	Region, Zone string
+	// Addrs are the public addresses clients dial (metadata addrs);
+	// RPCAddrs the instance's registered addresses (grpc://host:port).
+	Addrs, RPCAddrs []string
+	// Weight is the comet's share of new clients.
+	Weight int64
+	// ConnCount and IPCount are its connections and distinct client IPs.
+	ConnCount, IPCount int64
+	// Draining: the comet gives no new clients (a report's or
+	// discovery's offline).
+	Draining bool
+	// Registered: the comet is listed by discovery.
+	Registered bool
+	// Reported: logic holds a live report of the comet, ReportAge old.
+	Reported  bool
+	ReportAge time.Duration
 }
