@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -452,9 +453,12 @@ func TestSSELimits(t *testing.T) {
 			resp.Body.Close()
 			t.Fatalf("second stream from one IP: %d, want the connection closed", resp.StatusCode)
 		}
-		if n := e.closes(ReasonTooManyConn); n != 1 {
-			t.Fatalf("too_many_conns %d", n)
-		}
+		waitFor(t, 5*time.Second, func() error { // counted just after the close
+			if n := e.closes(ReasonTooManyConn); n != 1 {
+				return fmt.Errorf("too_many_conns %d", n)
+			}
+			return nil
+		})
 	})
 	t.Run("handshake-timeout", func(t *testing.T) {
 		e := startComet(t, func(c *Config) {
