@@ -134,6 +134,11 @@ func (c *Channel) startSSE(br *bufio.Reader, p *protocol.Proto) error {
 		}
 		c.wsMsg = []byte("Access-Control-Allow-Origin: " + origin + "\r\nVary: Origin\r\n")
 	}
+	if s.draining.Load() {
+		// Accepted just before the drain closed the listeners: 503 now
+		// rather than a stream the drain would not end.
+		return fail(ReasonDrain, errors.New("sse: the comet is draining"))
+	}
 	c.cookie = strings.Join(req.Header.Values("Cookie"), "; ")
 	q, err := parseSSEQuery(req.URL.RawQuery, s.cfg.Protocol.MaxBody)
 	if err != nil {

@@ -320,6 +320,18 @@ func TestSSELogicDown(t *testing.T) {
 	}
 }
 
+// TestSSEDraining: a request a draining comet still reads is answered
+// 503 (the drain closes the listeners first; this is one accepted before).
+func TestSSEDraining(t *testing.T) {
+	e := startComet(t, sseOn)
+	e.srv.draining.Store(true) // draining, the listeners still open
+	resp := sseGet(t, e, "ws", "key=late", nil)
+	b := readAllWithin(t, resp)
+	if resp.StatusCode != http.StatusServiceUnavailable || string(b) != "drain\n" {
+		t.Fatalf("%d %q, want 503", resp.StatusCode, b)
+	}
+}
+
 func TestSSEPushes(t *testing.T) {
 	e := startComet(t, sseOn)
 	text := openSSE(t, e, "ws", "key=p-text&room=live://sp&accepts=1000")
