@@ -61,9 +61,9 @@ func (e *closeError) Unwrap() error { return e.err }
 
 func fail(reason CloseReason, err error) error { return &closeError{reason: reason, err: err} }
 
-// handshake runs TLS, the WebSocket upgrade (or the SSE request) and auth under the handshake
-// timeout, listed among the limits' pending handshakes meanwhile so that
-// Shutdown closes it.
+// handshake runs TLS, the WebSocket upgrade (or the SSE request) and auth
+// under the handshake timeout, listed among the limits' pending handshakes
+// meanwhile so that Shutdown closes it.
 // authed reports whether the channel was published (and so needs the full
 // cleanup).
 func (c *Channel) handshake() (authed bool, err error) {
