@@ -40,6 +40,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,7 +275,7 @@ func mib(b uint64) float64 { return float64(b) / (1 << 20) }
 // RSS left after they all disconnect.
 func TestLoadIdleMemory(t *testing.T) {
 	s := loadSetup(t)
-	for _, tr := range []string{"tcp", "ws"} {
+	for _, tr := range []string{"tcp", "ws", "sse"} {
 		t.Run(tr, func(t *testing.T) { loadIdle(t, s, tr) })
 	}
 }
@@ -300,7 +301,11 @@ func loadIdle(t *testing.T, s loadSettings, tr string) {
 		runtime.MemProfileRate = 1
 	}
 	start := time.Now()
-	lc := startLoadClients(t, e.addr(tr), tr, s)
+	ln := tr
+	if tr == "sse" {
+		ln = "ws" // SSE streams are served on the WebSocket listener
+	}
+	lc := startLoadClients(t, e.addr(ln), tr, s)
 	ok := lc.waitReady(5 * time.Minute)
 	waitFor(t, 2*time.Minute, func() error {
 		if n := authedConns(e.srv); n != ok {
@@ -778,7 +783,7 @@ func TestLoadClients(t *testing.T) {
 		}
 		sources = append(sources, ip)
 	}
-	if addr == "" || (tr != "tcp" && tr != "ws") || n <= 0 || dialers <= 0 {
+	if addr == "" || (tr != "tcp" && tr != "ws" && tr != "sse") || n <= 0 || dialers <= 0 {
 		t.Fatalf("client process: bad settings addr=%q transport=%q conns=%d dialers=%d", addr, tr, n, dialers)
 	}
 	lifeTimer := time.AfterFunc(life, func() {
@@ -812,6 +817,10 @@ func TestLoadClients(t *testing.T) {
 					continue
 				}
 				conns[i] = c
+				if tr == "sse" {
+					go func() { _, _ = io.Copy(io.Discard, c) }() // heartbeat comments only (idle test)
+					continue
+				}
 				go st.read(c, tr == "ws")
 			}
 		}()
@@ -879,6 +888,9 @@ func loadDial(addr, tr, room string, src net.IP, i int) (net.Conn, error) {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: src}, Timeout: 30 * time.Second, Control: bindNoPort}
 	var conn net.Conn
 	var err error
+	if tr == "sse" {
+		return loadDialSSE(d, addr, room, i)
+	}
 	if tr == "ws" {
 		wd := ws.Dialer{Timeout: 30 * time.Second, NetDial: d.DialContext}
 		var br *bufio.Reader
@@ -939,6 +951,45 @@ func loadDial(addr, tr, room string, src net.IP, i int) (net.Conn, error) {
 	}
 	if op := int32(binary.BigEndian.Uint32(reply[8:])); op != protocol.OpAuthReply {
 		return authFail(fmt.Errorf("reply op %d, want %d", op, protocol.OpAuthReply))
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, nil
+}
+
+// loadDialSSE opens one SSE stream as key k<i> in room and reads up to
+// the end of its auth event.
+func loadDialSSE(d *net.Dialer, addr, room string, i int) (net.Conn, error) {
+	conn, err := d.Dial("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	fail := func(err error) (net.Conn, error) {
+		_ = conn.Close()
+		return nil, fmt.Errorf("sse k%d: %w", i, err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Minute))
+	req := fmt.Sprintf("GET /sse?key=k%d&room=%s&accepts=1000 HTTP/1.1\r\nHost: %s\r\n\r\n", i, url.QueryEscape(room), addr)
+	if _, err := io.WriteString(conn, req); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(conn, 512)
+	status, err := br.ReadString('\n')
+	if err != nil {
+		return fail(err)
+	}
+	if status != "HTTP/1.1 200 OK\r\n" {
+		return fail(fmt.Errorf("status %q", status))
+	}
+	for seen := false; ; {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return fail(err)
+		}
+		if line == "event: auth\n" {
+			seen = true
+		} else if seen && line == "\n" {
+			break
+		}
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return conn, nil
