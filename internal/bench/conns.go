@@ -249,7 +249,7 @@ type Conns struct {
 	late      atomic.Uint64
 	hbSent    atomic.Uint64
 	hbReplies atomic.Uint64
-	reads     atomic.Uint64 // socket reads after the handshakes
+	reads     atomic.Uint64 // socket reads, the handshakes' included
 
 	lateMu       sync.Mutex // guards lates
 	lates        map[lateKey]uint32
