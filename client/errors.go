@@ -18,6 +18,7 @@ type DialError struct {
 	Err  error
 }
 
+// Error describes the error.
 func (e *DialError) Error() string { return "client: dial " + e.Addr + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -32,6 +33,7 @@ type AuthError struct {
 	Err  error
 }
 
+// Error describes the error.
 func (e *AuthError) Error() string { return "client: auth at " + e.Addr + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -46,6 +48,7 @@ type CloseError struct {
 	Reason string
 }
 
+// Error describes the error.
 func (e *CloseError) Error() string {
 	s := "client: websocket close " + strconv.Itoa(e.Code)
 	if e.Reason != "" {
@@ -62,6 +65,7 @@ type ProtocolError struct {
 	Err error
 }
 
+// Error describes the error.
 func (e *ProtocolError) Error() string { return "client: protocol: " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -82,6 +86,7 @@ type NodesError struct {
 	Message string
 }
 
+// Error describes the error.
 func (e *NodesError) Error() string {
 	return fmt.Sprintf("client: nodes: status %d code %d: %s", e.Status, e.Code, e.Message)
 }
