@@ -343,12 +343,14 @@ func (c *Conn) read(fn func(Frame)) error {
 func (c *Conn) readErr(err error) error {
 	var ce *CloseError
 	switch {
+	case c.closed.Load():
+		// Whatever the read saw (net.ErrClosed, or on TLS the comet's
+		// close_notify answering ours: io.EOF), Close ended it.
+		return ErrClosed
 	case errors.As(err, &ce):
 		return err
 	case isProtocolErr(err):
 		return &ProtocolError{Err: err}
-	case c.closed.Load() && errors.Is(err, net.ErrClosed):
-		return ErrClosed
 	}
 	return err
 }
