@@ -45,8 +45,11 @@ type Config struct {
 	// "heartbeat" (with API), else 30s. A connection without a heartbeat
 	// reply for a whole period is dropped and reconnected.
 	Heartbeat time.Duration
-	// Backoff is the reconnect back-off. nil takes the latest nodes
-	// answer's hint (with API), else DefaultBackoff.
+	// Backoff is the reconnect back-off: after a drop or a failed
+	// attempt the client waits Backoff.Delay(n, rand) before attempt n
+	// (0, 1, 2, ...; n starts over after a connection that got a
+	// heartbeat reply). nil takes the latest nodes answer's hint (with
+	// API), else DefaultBackoff.
 	Backoff *Backoff
 	// OnMessage, when set, receives every message, in order, from one
 	// goroutine of the client's; Messages is then unused. It may call

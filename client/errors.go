@@ -7,7 +7,8 @@ import (
 )
 
 // ErrClosed is returned by the methods of a Conn after Close, and by a
-// read that Close interrupted.
+// read that Close interrupted; likewise by a Client's methods after its
+// Close.
 var ErrClosed = errors.New("client: connection closed")
 
 // DialError is a failure to reach a comet: the TCP dial, the TLS handshake
