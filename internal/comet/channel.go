@@ -25,6 +25,10 @@ type Channel struct {
 	conn net.Conn // what frames are read from and written to (a *tls.Conn over TLS)
 	raw  net.Conn // the TCP connection underneath; closing it aborts any I/O at once
 	tr   transport
+	// sseBase64 (SSE only) sends every body base64 (the request's
+	// encoding=base64); set in the handshake, read-only afterwards.
+	// Placed in tr's padding.
+	sseBase64 bool
 	// frameN counts the client frames in second frameSec (since the
 	// server started) against limits.frames_per_second. Owned by the
 	// reader goroutine; placed in padding (frameSec next to authed).
@@ -51,7 +55,7 @@ type Channel struct {
 	// Owned by the reader goroutine.
 	room      *Room
 	r         *bufio.Reader // borrowed from srv.readers while a frame is being read
-	wsMsg     []byte        // a fragmented WebSocket message being assembled
+	wsMsg     []byte        // a fragmented WebSocket message being assembled; SSE: the CORS header lines until the response is written
 	nextRenew time.Duration // when the session is due for renewal, since the server started (Server.born)
 	renewGen  uint64        // logicLink.generation() when the session was last registered
 	log       *slog.Logger
@@ -82,6 +86,10 @@ func newChannel(s *Server, raw net.Conn, tr transport, ip netip.Addr) *Channel {
 // passes.
 func (c *Channel) Expire() {
 	if c.authed.Load() {
+		if c.tr == transportSSE {
+			c.sseHeartbeat() // the server heartbeats an SSE stream
+			return
+		}
 		c.close(ReasonHeartbeat)
 		return
 	}

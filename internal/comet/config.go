@@ -3,6 +3,7 @@ package comet
 import (
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/goim/goim/api/protocol"
@@ -22,6 +23,8 @@ type Config struct {
 	TCP TCPConfig `toml:"tcp"`
 	// WebSocket configures the WebSocket listeners.
 	WebSocket WebSocketConfig `toml:"websocket"`
+	// SSE serves Server-Sent Events on the WebSocket listeners.
+	SSE SSEConfig `toml:"sse"`
 	// TLS holds the certificate for the TLS and WSS listeners.
 	TLS TLSConfig `toml:"tls"`
 	// Protocol holds per-connection limits and timeouts.
@@ -92,6 +95,36 @@ type WebSocketConfig struct {
 	// Default empty: any origin.
 	Origins []string `toml:"origins"`
 }
+
+// SSEConfig is the [sse] section: Server-Sent Events (GET with the auth
+// in the query, answered text/event-stream) on the WebSocket and WSS
+// listeners, next to the WebSocket path, for browsers without a goim
+// client. The same limits, origin check (websocket.origins) and auth
+// apply as to WebSocket (docs/protocol.md).
+type SSEConfig struct {
+	// Path is the SSE request path (a GET with a query string), on the
+	// same listeners as websocket.path and different from it; "" turns SSE
+	// off. At most 256 bytes. Default "/sse".
+	Path string `toml:"path"`
+	// Retry is the reconnect delay sent in the stream's first line
+	// (retry:), which EventSource waits before reconnecting after the
+	// stream ends (a drain, a network error), 100ms..1h. Default "3s".
+	Retry conf.Duration `toml:"retry"`
+	// RetryJitter spreads Retry per connection by ± that fraction, 0..1,
+	// so the EventSources of a drained comet reconnect spread out.
+	// Default 0.3.
+	RetryJitter float64 `toml:"retry_jitter"`
+	// Heartbeat is how often an idle stream gets a comment line (":"),
+	// keeping proxies from timing it out and finding dead clients by a
+	// failed write, 1s..1h; at most half logic's session timeout (its
+	// heartbeat x heartbeat_max) is used. The session is renewed in logic
+	// on this cadence as for a heartbeating client
+	// (protocol.session_renew). Default "30s".
+	Heartbeat conf.Duration `toml:"heartbeat"`
+}
+
+// maxSSEPath bounds sse.path.
+const maxSSEPath = 256
 
 // TLSConfig is the [tls] section.
 type TLSConfig struct {
@@ -265,6 +298,7 @@ func Default() Config {
 		Host:      host,
 		TCP:       TCPConfig{Bind: []string{":3101"}},
 		WebSocket: WebSocketConfig{Bind: []string{":3102"}, Path: "/sub"},
+		SSE:       SSEConfig{Path: "/sse", Retry: conf.Duration(3 * time.Second), RetryJitter: 0.3, Heartbeat: conf.Duration(30 * time.Second)},
 		Protocol: ProtocolConfig{
 			HandshakeTimeout: conf.Duration(5 * time.Second),
 			MaxBody:          protocol.MaxBodySize,
@@ -301,6 +335,14 @@ func Default() Config {
 	}
 }
 
+// wsPathOnly is websocket.path without its query string.
+func wsPathOnly(p string) string {
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
 func adminDefault() admin.Config {
 	c := admin.DefaultConfig()
 	c.Addr = "127.0.0.1:3110"
@@ -321,6 +363,15 @@ func (c Config) Validate() error {
 	p.Check(len(c.TCP.Bind)+len(c.TCP.TLSBind)+len(c.WebSocket.Bind)+len(c.WebSocket.TLSBind) > 0,
 		"", "no client listener: set tcp.bind, tcp.tls_bind, websocket.bind or websocket.tls_bind")
 	p.Check(len(c.WebSocket.Path) > 0 && c.WebSocket.Path[0] == '/', "websocket.path", "must start with /, got %q", c.WebSocket.Path)
+	se := p.Sub("sse")
+	if c.SSE.Path != "" {
+		se.Check(c.SSE.Path[0] == '/' && len(c.SSE.Path) <= maxSSEPath && !strings.ContainsAny(c.SSE.Path, "?# \t\r\n"), "path",
+			"must be empty (off) or start with / and hold at most %d bytes without ?, #, spaces or line breaks, got %q", maxSSEPath, c.SSE.Path)
+		se.Check(c.SSE.Path != wsPathOnly(c.WebSocket.Path), "path", "must differ from websocket.path, got %q", c.SSE.Path)
+	}
+	se.Check(c.SSE.Retry.D() >= 100*time.Millisecond && c.SSE.Retry.D() <= time.Hour, "retry", "must be 100ms..1h, got %v", c.SSE.Retry)
+	se.Check(c.SSE.RetryJitter >= 0 && c.SSE.RetryJitter <= 1, "retry_jitter", "must be 0..1, got %v", c.SSE.RetryJitter)
+	se.Check(c.SSE.Heartbeat.D() >= time.Second && c.SSE.Heartbeat.D() <= time.Hour, "heartbeat", "must be 1s..1h, got %v", c.SSE.Heartbeat)
 	if len(c.TCP.TLSBind)+len(c.WebSocket.TLSBind) > 0 {
 		p.Check(c.TLS.CertFile != "", "tls.cert_file", "required by the TLS listeners")
 		p.Check(c.TLS.KeyFile != "", "tls.key_file", "required by the TLS listeners")

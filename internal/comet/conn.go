@@ -72,6 +72,9 @@ func (c *Channel) handshake() (authed bool, err error) {
 	s.wheel.Add(&c.timer, s.cfg.Protocol.HandshakeTimeout.D(), c)
 	var p protocol.Proto
 	reply, err := c.authenticate(&p)
+	if err != nil && c.tr == transportSSE {
+		c.sseRefuse(err) // an HTTP error status, unless already closed
+	}
 	if err == nil {
 		authed, err = c.publish(&p, reply)
 	}
@@ -91,11 +94,14 @@ func (c *Channel) authenticate(p *protocol.Proto) (*logicpb.ConnectReply, error)
 		c.conn = tc
 	}
 	if c.tr.ws() {
-		if err := c.upgrade(); err != nil {
+		// A GET of sse.path turns the channel into an SSE stream whose
+		// query is the auth body (p); anything else is a WebSocket
+		// upgrade.
+		if err := c.routeHTTP(p); err != nil {
 			return nil, err
 		}
 	}
-	for {
+	for c.tr != transportSSE {
 		if err := c.readFrame(p); err != nil {
 			return nil, readFail(err)
 		}
@@ -141,6 +147,10 @@ func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authe
 	c.key, c.mid = reply.GetKey(), reply.GetMid()
 	c.log = nil // rebuild with key and mid
 	c.grant = newRoomGrant(reply.GetRoomsLimited(), reply.GetRooms())
+	c.session = time.Duration(reply.GetHeartbeat())
+	if c.session <= 0 {
+		c.session = defaultSession
+	}
 	room := reply.GetRoomID()
 	if room != "" {
 		// Logic checks the room against the token; one outside the
@@ -164,13 +174,25 @@ func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authe
 		}
 	}
 	c.setWatch(reply.GetAccepts(), true)
+	if c.tr == transportSSE {
+		// The comet heartbeats the stream. Armed before authed is set,
+		// so the handshake timeout cannot fire as a heartbeat meanwhile.
+		c.renewed(time.Since(s.born), s.logic.generation())
+		c.armSSEHeartbeat()
+	}
 	c.authed.Store(true)
 	if old := s.bucket(c.key).put(c); old != nil {
 		old.close(ReasonReplaced)
 	}
 	// Empty unless logic's auth.reply_key puts the key in it.
-	ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq, Body: reply.GetAuthReply()}
-	if werr := c.writeOwn(c.encodeReply(&ack)); werr != nil {
+	var first []byte
+	if c.tr == transportSSE {
+		first = c.sseHello(reply.GetAuthReply())
+	} else {
+		ack := protocol.Proto{Ver: p.Ver, Op: protocol.OpAuthReply, Seq: p.Seq, Body: reply.GetAuthReply()}
+		first = c.encodeReply(&ack)
+	}
+	if werr := c.writeOwn(first); werr != nil {
 		c.close(ReasonWriteError)
 		c.releaseWriter()
 		return true, fail(ReasonWriteError, werr)
@@ -178,12 +200,10 @@ func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authe
 	c.releaseWriter() // a write loop for pushes that arrived while the reply was written
 	s.metrics.authOK.Inc()
 
-	c.session = time.Duration(reply.GetHeartbeat())
-	if c.session <= 0 {
-		c.session = defaultSession
+	if c.tr != transportSSE {
+		s.wheel.Reset(&c.timer, c.session)
+		c.renewed(time.Since(s.born), s.logic.generation())
 	}
-	s.wheel.Reset(&c.timer, c.session)
-	c.renewed(time.Since(s.born), s.logic.generation())
 	return true, nil
 }
 
@@ -199,6 +219,9 @@ func (c *Channel) refuseAuthed(reason CloseReason, err error) error {
 
 // serve reads and answers frames until the connection ends.
 func (c *Channel) serve() error {
+	if c.tr == transportSSE {
+		return c.serveSSE()
+	}
 	var p protocol.Proto
 	for handled := false; ; handled = true {
 		if handled && c.waitsNext() {

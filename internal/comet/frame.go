@@ -13,10 +13,15 @@ const (
 	transportTLS
 	transportWS
 	transportWSS
+	// transportSSE is a Server-Sent Events stream (server_sse.go), over a
+	// WebSocket or WSS listener: a channel accepted there becomes one when
+	// its request is for sse.path. It is given the TCP bytes of a frame
+	// and turns them into events on its own write path.
+	transportSSE
 	numTransports
 )
 
-var transportNames = [numTransports]string{"tcp", "tls", "ws", "wss"}
+var transportNames = [numTransports]string{"tcp", "tls", "ws", "wss", "sse"}
 
 func (t transport) String() string { return transportNames[t] }
 
@@ -41,6 +46,9 @@ func newFrame(p *protocol.Proto) *frame {
 	return f
 }
 
+// bytes returns the bytes a channel of transport t is given: the
+// WebSocket message, else the TCP frames (an SSE channel turns them into
+// events as it writes them).
 func (f *frame) bytes(t transport) []byte {
 	if t.ws() {
 		return f.ws

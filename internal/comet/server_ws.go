@@ -24,7 +24,10 @@ var (
 // string is allowed). A failed upgrade is answered with an HTTP error status
 // (400 for a malformed request or an unknown path) by the ws library.
 // Clients must wait for the 101 response before sending frames (RFC 6455).
-func (c *Channel) upgrade() error {
+//
+// rw reads the request (the connection, or a reader that peeked at its
+// first bytes) and writes the answer to the connection.
+func (c *Channel) upgrade(rw io.ReadWriter) error {
 	cfg := &c.srv.cfg.WebSocket
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
@@ -48,7 +51,7 @@ func (c *Channel) upgrade() error {
 			return nil
 		},
 	}
-	if _, err := u.Upgrade(c.conn); err != nil {
+	if _, err := u.Upgrade(rw); err != nil {
 		return fail(ReasonBadFrame, fmt.Errorf("websocket upgrade: %w", err))
 	}
 	return nil
@@ -204,6 +207,10 @@ var policyFrames = func() (f [numReasons][]byte) {
 // closePolicy ends the connection for reason, a rule the client broke; a
 // WebSocket one gets a close frame 1008 with the reason first.
 func (c *Channel) closePolicy(reason CloseReason) {
+	if c.tr == transportSSE && !c.authed.Load() {
+		c.closeWith(c.sseError(reason), reason) // before the stream's response
+		return
+	}
 	if c.tr.ws() && policyFrames[reason] != nil {
 		c.closeWith(policyFrames[reason], reason)
 		return

@@ -49,8 +49,9 @@ import (
 // the channel's socket, its server's limits, metrics and goroutine
 // accounting, and closing also stops the channel's timer.
 type writer struct {
-	// The inline write (plain TCP and WebSocket only): tryFn is writeNow
-	// bound once, so a push allocates nothing; tryBuf, tryN and tryErr
+	// The inline write (plain TCP and WebSocket only, never SSE): tryFn
+	// is writeNow bound once, so a push allocates nothing, nil where
+	// inline writes are not possible; tryBuf, tryN and tryErr
 	// are its argument and results and belong to whoever holds the
 	// writer role.
 	tryFn  func(fd uintptr) bool
@@ -120,7 +121,7 @@ func (c *Channel) claim(b []byte, ring bool) pushResult {
 		}
 		return pushDropped
 	}
-	if !c.out.writing && c.rc != nil {
+	if !c.out.writing && c.out.tryFn != nil {
 		c.out.writing = true // the caller is the writer for one write
 		c.out.ring = ring
 		c.out.mu.Unlock()
@@ -290,7 +291,12 @@ func (c *Channel) writeLoop() {
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.srv.cfg.Protocol.WriteTimeout.D()))
 		batch := c.out.inflight
 		c.srv.metrics.writeBatch.Observe(float64(len(batch)))
-		_, err := c.out.inflight.WriteTo(c.conn) // consumes c.out.inflight
+		var err error
+		if c.tr == transportSSE {
+			n, err = c.writeSSE(batch) // events made of the frames
+		} else {
+			_, err = c.out.inflight.WriteTo(c.conn) // consumes c.out.inflight
+		}
 		// No deadline may outlive the write: writeInline's non-blocking
 		// writes honour it and would fail once it passed.
 		_ = c.conn.SetWriteDeadline(time.Time{})
