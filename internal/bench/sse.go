@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -142,7 +143,7 @@ func (s *sseConn) handshake(addr, target string) error {
 			return &client.AuthError{Addr: addr, Err: err}
 		}
 		switch {
-		case string(name) == "auth":
+		case isAuthEvent(name):
 			return nil
 		case name != nil:
 			return &client.AuthError{Addr: addr, Err: &client.ProtocolError{Err: fmt.Errorf("sse: event %q before the auth event", name)}}
@@ -308,14 +309,13 @@ func (s *sseConn) ReadFrames(fn func(client.Frame)) error {
 		fn(client.Frame{Op: protocol.OpHeartbeatReply})
 		return nil
 	}
-	if string(name) == "auth" {
-		fn(client.Frame{Op: protocol.OpAuthReply, Body: data})
-		return nil
-	}
 	opName, b64 := bytes.CutSuffix(name, []byte(".base64"))
-	op, err := strconv.ParseInt(string(opName), 10, 32)
-	if err != nil {
-		return &client.ProtocolError{Err: fmt.Errorf("sse: event %q", name)}
+	op := protocol.OpAuthReply
+	if !isAuthEvent(name) {
+		var ok bool
+		if op, ok = parseOp(opName); !ok {
+			return &client.ProtocolError{Err: fmt.Errorf("sse: event %q", name)}
+		}
 	}
 	if b64 {
 		// Decoded behind the data in the same buffer.
@@ -327,8 +327,33 @@ func (s *sseConn) ReadFrames(fn func(client.Frame)) error {
 		}
 		data = s.data[start : start+n]
 	}
-	fn(client.Frame{Op: int32(op), Body: data})
+	fn(client.Frame{Op: op, Body: data})
 	return nil
+}
+
+// parseOp parses an event name's op: decimal digits of an int32 (no
+// sign), without allocating.
+func parseOp(b []byte) (int32, bool) {
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if n > math.MaxInt32 {
+		return 0, false
+	}
+	return int32(n), true
+}
+
+// isAuthEvent reports whether name is the auth reply's event ("auth", or
+// "auth.base64" for a reply body that is not text).
+func isAuthEvent(name []byte) bool {
+	return string(name) == "auth" || string(name) == "auth.base64"
 }
 
 // Heartbeat does nothing: an SSE client sends nothing after its request.

@@ -94,6 +94,7 @@ func TestSSEReader(t *testing.T) {
 			"event: 1000\ndata: \n\n" +
 			"event: 1002.base64\ndata: " + base64.StdEncoding.EncodeToString(bin) + "\n\n" +
 			"event: 1000\r\ndata:" + long + "\r\n\r\n" +
+			"event: 2147483647\ndata: max\n\n" + "event: auth.base64\ndata: AAE=\n\n" +
 			"\x00close"
 	})
 	s, err := dialSSE(t.Context(), srv.ln.Addr().String(), "/sse?room=live%3A%2F%2F1", client.DialOptions{
@@ -112,7 +113,7 @@ func TestSSEReader(t *testing.T) {
 	if !errors.Is(err, io.EOF) {
 		t.Fatalf("ended with %v, want EOF", err)
 	}
-	want := []got{{1000, "one"}, {protocol.OpHeartbeatReply, ""}, {1001, "two\nlines"}, {1000, ""}, {1002, string(bin)}, {1000, long}}
+	want := []got{{1000, "one"}, {protocol.OpHeartbeatReply, ""}, {1001, "two\nlines"}, {1000, ""}, {1002, string(bin)}, {1000, long}, {2147483647, "max"}, {protocol.OpAuthReply, "\x00\x01"}}
 	if !slices.Equal(frames, want) {
 		t.Fatalf("frames %.200q\nwant %.200q", frames, want)
 	}
@@ -166,6 +167,9 @@ func TestSSEErrors(t *testing.T) {
 	// A stream that breaks after the auth event: the read errors.
 	for _, tc := range []struct{ name, events, kind string }{
 		{name: "unknown event", events: "event: hello\ndata: x\n\n", kind: "protocol"},
+		{name: "op over int32", events: "event: 2147483648\ndata: x\n\n", kind: "protocol"},
+		{name: "signed op", events: "event: -1\ndata: x\n\n", kind: "protocol"},
+		{name: "event name too long", events: "event: " + strings.Repeat("1", 30) + "\ndata: x\n\n", kind: "protocol"},
 		{name: "bad base64", events: "event: 1000.base64\ndata: !!\n\n", kind: "protocol"},
 		{name: "cut mid-line", events: "event: 10\x00close", kind: "eof"},
 	} {
@@ -252,5 +256,47 @@ func TestSSETarget(t *testing.T) {
 	if u.Path != "/events" || q.Get("token") == "" || q.Has("mid") || q.Has("key") || q.Has("accepts") || q.Get("platform") != "ios" ||
 		q.Get("room") != "live://1" {
 		t.Fatalf("target %s", target)
+	}
+}
+
+// cycleReader repeats b forever.
+type cycleReader struct {
+	b   []byte
+	off int
+}
+
+func (r *cycleReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.b[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.b)
+	}
+	return n, nil
+}
+
+// TestSSEReadAllocs: reading events allocates nothing once the
+// connection's event buffer has grown (the reader is on every
+// connection's hot path).
+func TestSSEReadAllocs(t *testing.T) {
+	body := AppendBody(nil, "r", "room:live://1", 1, 1, 64)
+	stream := "event: 1000\ndata: " + string(body) + "\n\n:\n" + "event: 1000.base64\ndata: " + base64.StdEncoding.EncodeToString(body) + "\n\n"
+	s := &sseConn{br: bufio.NewReaderSize(&cycleReader{b: []byte(stream)}, 256)}
+	frames := 0
+	fn := func(f client.Frame) {
+		if f.Op == 1000 && string(f.Body) == string(body) {
+			frames++
+		}
+	}
+	for range 10 {
+		if err := s.ReadFrames(fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := testing.AllocsPerRun(300, func() { _ = s.ReadFrames(fn) }); a != 0 {
+		t.Fatalf("%v allocations per event", a)
+	}
+	if frames < 200 {
+		t.Fatalf("%d frames decoded", frames)
 	}
 }
