@@ -178,6 +178,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cfg.MessageBuffer = min(cfg.MessageBuffer, maxMessageBuffer)
 	cfg.Dial.Transport = cfg.Transport
+	cfg.Addrs = slices.Clone(cfg.Addrs) // the caller may reuse its slice
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
