@@ -144,6 +144,7 @@ type Client struct {
 	mu        sync.Mutex
 	auth      Auth // current room and accepts; mu guards it
 	conn      *Conn
+	drop      func(error) // drops conn with a cause
 	addr      string
 	up        chan struct{} // closed while connected, replaced at a drop
 	pending   map[int32]request
@@ -177,6 +178,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	cfg.MessageBuffer = min(cfg.MessageBuffer, maxMessageBuffer)
 	cfg.Dial.Transport = cfg.Transport
+	cfg.Addrs = slices.Clone(cfg.Addrs) // the caller may reuse its slice
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -393,11 +395,11 @@ func (c *Client) request(ctx context.Context, op int32, body []byte, apply func(
 	seq := c.seq
 	ch := make(chan error, 1)
 	c.pending[seq] = request{reply: op + 1, apply: apply, ch: ch}
-	conn := c.conn
+	conn, drop := c.conn, c.drop
 	c.mu.Unlock()
 	if err := conn.WriteFrame(op, seq, body); err != nil {
 		c.forget(seq)
-		_ = conn.Close() // the reader sees the drop and reconnects
+		drop(err) // the reader sees the drop and reconnects
 		return fmt.Errorf("client: %s: %w: %w", name, ErrDisconnected, err)
 	}
 	select {
@@ -617,7 +619,16 @@ func (c *Client) serve(conn *Conn, addr string) (stable bool, cause error) {
 		_ = conn.Close()
 		return false, ErrClosed
 	}
-	c.conn, c.addr = conn, addr
+	var causeMu sync.Mutex
+	drop := func(err error) { // the first cause wins
+		causeMu.Lock()
+		if cause == nil {
+			cause = err
+		}
+		causeMu.Unlock()
+		_ = conn.Close()
+	}
+	c.conn, c.drop, c.addr = conn, drop, addr
 	wake := c.up
 	c.up = up
 	c.mu.Unlock()
@@ -630,15 +641,6 @@ func (c *Client) serve(conn *Conn, addr string) (stable bool, cause error) {
 	}
 
 	var hb heartbeatState
-	var causeMu sync.Mutex
-	drop := func(err error) { // the first cause wins
-		causeMu.Lock()
-		if cause == nil {
-			cause = err
-		}
-		causeMu.Unlock()
-		_ = conn.Close()
-	}
 	var hwg sync.WaitGroup
 	stopHB := make(chan struct{})
 	hwg.Go(func() { c.heartbeatLoop(conn, &hb, stopHB, drop) })
@@ -654,15 +656,16 @@ func (c *Client) serve(conn *Conn, addr string) (stable bool, cause error) {
 	hwg.Wait()
 
 	c.mu.Lock()
-	c.conn, c.addr = nil, ""
+	c.conn, c.drop, c.addr = nil, nil, ""
 	c.up = make(chan struct{})
 	c.mu.Unlock()
 	causeMu.Lock()
 	defer causeMu.Unlock()
-	if errors.Is(cause, ErrClosed) && c.ctx.Err() == nil {
-		cause = fmt.Errorf("%w: connection closed by a failed write", ErrDisconnected)
+	if c.ctx.Err() != nil {
+		c.failPending(ErrClosed)
+	} else {
+		c.failPending(fmt.Errorf("%w: %w", ErrDisconnected, cause))
 	}
-	c.failPending(fmt.Errorf("%w: %w", ErrDisconnected, cause))
 	return hb.replies.Load() > 0, cause
 }
 

@@ -180,6 +180,37 @@ func TestClient(t *testing.T) {
 	t.Run("errors", func(t *testing.T) { testClientErrors(t, e) })
 	t.Run("close", func(t *testing.T) { testClientClose(t, e) })
 	t.Run("goroutines", func(t *testing.T) { testClientGoroutines(t, e) })
+	t.Run("backpressure", func(t *testing.T) { testClientBackpressure(t, e) })
+}
+
+// testClientBackpressure: a reader that does not keep up holds the client
+// back (a buffer of one message) without the heartbeat check taking the
+// stalled connection for a dead one; every message then arrives, in
+// order.
+func testClientBackpressure(t *testing.T, e *env) {
+	rec := &recorder{}
+	cfg := e.config(client.TCP, client.Auth{Mid: e.id(), RoomID: "live://hl-slow"}, rec)
+	cfg.Heartbeat = 50 * time.Millisecond
+	cfg.MessageBuffer = 1
+	c := connect(t, cfg)
+	const n = 50
+	for i := range n {
+		e.c.Push("/goim/push/room?operation=1000&type=live&room=hl-slow", "slow "+strconv.Itoa(i))
+	}
+	time.Sleep(500 * time.Millisecond) // ten heartbeat periods, nobody reading
+	for i := range n {
+		select {
+		case m := <-c.Messages():
+			if want := "slow " + strconv.Itoa(i); string(m.Body) != want {
+				t.Fatalf("message %d is %q, want %q", i, m.Body, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%d of %d messages", i, n)
+		}
+	}
+	if k := rec.count(client.Disconnected); k != 0 {
+		t.Fatalf("disconnected %d times: %v", k, rec.events())
+	}
 }
 
 // testClientTransports: on every transport the client connects, gets
@@ -532,6 +563,47 @@ func TestClientFake(t *testing.T) {
 		}
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
+		}
+	})
+	t.Run("backoff grows", func(t *testing.T) {
+		// Nothing listening: each failed attempt waits longer.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		dead := ln.Addr().String()
+		ln.Close()
+		rec := &recorder{}
+		bo := client.Backoff{Base: 50 * time.Millisecond, Max: time.Second, Factor: 2}
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(5*time.Second, cancel)
+		go func() { // cancel after the fifth dial
+			defer cancel()
+			for ctx.Err() == nil {
+				rec.mu.Lock()
+				n := len(rec.dials)
+				rec.mu.Unlock()
+				if n >= 5 {
+					return
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}()
+		_, err = client.Connect(ctx, client.Config{Addrs: []string{dead}, Backoff: &bo,
+			Dial: client.DialOptions{NetDial: rec.dialer(nil)}})
+		var de *client.DialError
+		if !errors.As(err, &de) || !errors.Is(err, context.Canceled) {
+			t.Fatalf("Connect: %v", err)
+		}
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		if len(rec.dials) < 5 {
+			t.Fatalf("%d dials within 5s", len(rec.dials))
+		}
+		for i := 1; i < 5; i++ {
+			if gap, least := rec.dials[i].Sub(rec.dials[i-1]), bo.Delay(i-1, 0); gap < least {
+				t.Fatalf("attempt %d %v after the one before, back-off %v", i, gap, least)
+			}
 		}
 	})
 	t.Run("pending request", func(t *testing.T) {
