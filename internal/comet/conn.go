@@ -61,7 +61,7 @@ func (e *closeError) Unwrap() error { return e.err }
 
 func fail(reason CloseReason, err error) error { return &closeError{reason: reason, err: err} }
 
-// handshake runs TLS, the WebSocket upgrade and auth under the handshake
+// handshake runs TLS, the WebSocket upgrade (or the SSE request) and auth under the handshake
 // timeout, listed among the limits' pending handshakes meanwhile so that
 // Shutdown closes it.
 // authed reports whether the channel was published (and so needs the full
@@ -82,8 +82,9 @@ func (c *Channel) handshake() (authed bool, err error) {
 	return authed, err
 }
 
-// authenticate sets the transport up (TLS, WebSocket upgrade), reads the
-// auth frame into p and has logic check it.
+// authenticate sets the transport up (TLS, WebSocket upgrade or SSE
+// request), reads the auth frame into p (an SSE request's query makes it)
+// and has logic check it.
 func (c *Channel) authenticate(p *protocol.Proto) (*logicpb.ConnectReply, error) {
 	s := c.srv
 	if c.tr == transportTLS || c.tr == transportWSS {
