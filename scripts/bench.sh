@@ -9,7 +9,8 @@
 #   scripts/bench.sh flood      closed-loop HTTP push flood: accepts per logic CPU-second, share delivered
 #   scripts/bench.sh connect    connection bursts: handshakes (and disconnects) per comet and per logic CPU-second
 #
-# Knobs (environment): CLIENTS (connections), TRANSPORT (tcp|ws), RATE
+# Knobs (environment): CLIENTS (connections), TRANSPORT (tcp|ws, and sse for
+# idle: Server-Sent Events streams on the comet's WebSocket port), RATE
 # (pushes/s), DURATION (push phase, seconds), CONCURRENCY (pusher), COMETS (comet
 # processes, 127.0.0.11 and up), PER_PROC (connections per client process,
 # at most ~19,000: the per-process open-file limit), ROOMS (flood: rooms the
@@ -40,6 +41,10 @@ esac
 
 CLIENTS="${CLIENTS:-}"
 TRANSPORT="${TRANSPORT:-tcp}"
+case "$TRANSPORT/$scenario" in
+  tcp/*|ws/*|sse/idle) ;;
+  *) echo "TRANSPORT=$TRANSPORT: want tcp or ws (or sse for idle)" >&2; exit 2 ;;
+esac
 SECONDS_="${DURATION:-30}"
 CONCURRENCY="${CONCURRENCY:-50}"
 COMETS="${COMETS:-1}"
@@ -284,7 +289,7 @@ wait_conns() {
 }
 addrs() {
   local a=() port=13101
-  [ "$TRANSPORT" = ws ] && port=13102
+  [ "$TRANSPORT" != tcp ] && port=13102 # ws, and sse on the WebSocket listener
   for ip in "${comet_ips[@]}"; do a+=("$ip:$port"); done
   (IFS=,; echo "${a[*]}")
 }

@@ -219,13 +219,14 @@ func (f *connsFlags) register(fs *flag.FlagSet, withAPI bool) {
 	c := &f.cfg
 	fs.IntVar(&c.N, "n", 1000, "connections to open")
 	fs.IntVar(&c.First, "first", 0, "global index of the first connection (several conns processes: mids and keys follow it)")
-	fs.StringVar(&c.Transport, "transport", bench.TransportTCP, "tcp or ws")
+	fs.StringVar(&c.Transport, "transport", bench.TransportTCP, "tcp, ws or sse (Server-Sent Events on the comet's WebSocket port: receive only, no heartbeats sent)")
 	fs.StringVar(&f.addrs, "addrs", "", "comet client addresses host:port, comma-separated, used round-robin (default: ask -api)")
 	if withAPI {
 		fs.StringVar(&f.api, "api", "", "logic's HTTP base URL(s), comma-separated, to ask /goim/nodes/weighted for comets when -addrs is empty and on every -reconnect (in turn, one failing, the next)")
 		fs.BoolVar(&c.Reconnect, "reconnect", false, "a connection the server or the network ends reconnects as a goim client does: it waits the backoff /goim/nodes/weighted hints (base_delay x factor^attempt up to max_delay, +-jitter), then dials the nodes it lists (needs -api)")
 	}
 	fs.StringVar(&c.WSPath, "ws-path", "/sub", "WebSocket path")
+	fs.StringVar(&c.SSEPath, "sse-path", "/sse", "SSE path (-transport sse; the auth goes in its query)")
 	fs.StringVar(&f.src, "src", "", "source addresses, round-robin: 127.0.0.2-127.0.0.20, 127.0.0.2-20 or a list (default: the kernel's choice)")
 	fs.Float64Var(&c.DialRate, "dial-rate", 0, "new connections per second at most (0: no cap)")
 	fs.IntVar(&c.DialConcurrency, "dial-concurrency", 100, "handshakes in progress at most")

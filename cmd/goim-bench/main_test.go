@@ -172,6 +172,31 @@ func TestAgainstCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("sse delivers everything", func(t *testing.T) {
+		for _, tc := range []struct {
+			name string
+			args []string
+		}{
+			{name: "room", args: []string{"-n", "20", "-room", "live://s1", "-kind", "room", "-rate", "40"}},
+			{name: "keys, two ops accepted", args: []string{"-n", "10", "-room", "", "-accepts", "1000,1001", "-kind", "keys", "-op", "1001", "-rate", "40"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				args := append([]string{"run", "-q", "-api", c.API, "-transport", "sse", "-addrs", c.addr("comet-1", "ws"),
+					"-duration", "1500ms", "-drain", "5s"}, tc.args...)
+				code, s := c.bench(t, ctx, newLineWriter("", nil), args...)
+				d := s.Delivery
+				if code != exitOK || !s.OK || d.Expected == 0 || d.Delivered != d.Expected || d.Lost != 0 || d.Misrouted != 0 {
+					t.Fatalf("exit %d, summary ok %v, failures %q, delivery %+v", code, s.OK, s.Failures, d)
+				}
+				// No heartbeat is sent (the comet's comments, every 30 s, are
+				// counted as replies: see internal/bench's SSE tests).
+				if s.Conns.Transport != "sse" || s.Conns.Established != s.Conns.Requested || s.Conns.HeartbeatsSent != 0 {
+					t.Fatalf("conns %+v", s.Conns)
+				}
+			})
+		}
+	})
+
 	t.Run("conns and push processes merged", func(t *testing.T) {
 		dir := t.TempDir()
 		connsOut := [2]string{filepath.Join(dir, "c1.json"), filepath.Join(dir, "c2.json")}

@@ -1,26 +1,32 @@
 package bench
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/client"
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// conn is one client connection: about 200 bytes plus its read buffer and
-// its reader goroutine's stack.
+// link is one established connection: a *client.Conn (tcp, ws) or an
+// *sseConn (sse).
+type link interface {
+	ReadFrames(fn func(client.Frame)) error
+	Heartbeat() error
+	Close() error
+}
+
+// conn is one client connection: about 150 bytes, its link (the client
+// package's Conn, some 200 bytes, and its read buffer) and its reader
+// goroutine's stack.
 type conn struct {
 	o    *Conns
 	idx  int // global index
@@ -28,14 +34,10 @@ type conn struct {
 	key  string
 	room string
 
-	// nc is replaced by a reconnect: the reader goroutine, the only
-	// writer, sets it under wmu; other goroutines read it under wmu.
-	nc net.Conn
-	br *bufio.Reader
-	ws *wsReader // nil on TCP
-
-	wmu   sync.Mutex // serialises writes: heartbeats, WebSocket pongs
-	hbSeq int32      // wmu guards it
+	// l is replaced by a reconnect: the reader goroutine, the only writer,
+	// sets it under mu; other goroutines read it under mu.
+	mu sync.Mutex
+	l  link
 
 	up         int64        // first auth reply received, Unix ns
 	down       atomic.Int64 // ended without the tool closing it (and not back yet), Unix ns
@@ -65,9 +67,6 @@ func (c *Conns) open(ctx context.Context, i int) {
 	if err != nil {
 		c.failed.Add(1)
 		c.countErr(phase, err)
-		if cn.nc != nil {
-			_ = cn.nc.Close()
-		}
 		return
 	}
 	now := time.Now()
@@ -84,7 +83,7 @@ func (c *Conns) open(ctx context.Context, i int) {
 	}
 	c.mu.Unlock()
 	if closed {
-		_ = cn.nc.Close()
+		cn.closeLink()
 	}
 }
 
@@ -96,84 +95,69 @@ func (c *Conns) source(i int) net.Addr {
 	return &net.TCPAddr{IP: c.cfg.Src[i%len(c.cfg.Src)].AsSlice()}
 }
 
-// handshake dials, upgrades (WebSocket), sends the auth frame and waits
-// for the auth reply, all within the handshake timeout. It returns the
-// phase an error happened in.
-func (cn *conn) handshake(ctx context.Context, addr string, src net.Addr) (string, error) {
-	cfg := &cn.o.cfg
-	deadline := time.Now().Add(cfg.HandshakeTimeout)
-	d := net.Dialer{Deadline: deadline, LocalAddr: src}
-	if src != nil {
-		d.Control = bindNoPort
+// netDialError marks a failure of the TCP dial itself, so the phase of a
+// *client.DialError (dial or upgrade) can be told.
+type netDialError struct{ err error }
+
+func (e *netDialError) Error() string { return e.err.Error() }
+func (e *netDialError) Unwrap() error { return e.err }
+
+// dialPhase is the phase a handshake error happened in.
+func dialPhase(err error) string {
+	switch {
+	case errors.As(err, new(*netDialError)):
+		return phaseDial
+	case errors.As(err, new(*client.DialError)):
+		return phaseUpgrade
 	}
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return phaseDial, err
-	}
-	cn.wmu.Lock()
-	cn.nc = nc
-	cn.wmu.Unlock()
-	_ = nc.SetDeadline(deadline)
-	// ctx ending (a signal) cuts a handshake short instead of waiting out
-	// its timeout.
-	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
-	var rd io.Reader = nc
-	if cfg.Transport == TransportWS {
-		u := &url.URL{Scheme: "ws", Host: addr, Path: cfg.WSPath}
-		br, _, err := ws.Dialer{}.Upgrade(nc, u)
-		if err != nil {
-			return phaseUpgrade, err
-		}
-		if br != nil { // bytes the server sent right after its answer
-			extra, _ := br.Peek(br.Buffered())
-			rd = io.MultiReader(bytes.NewReader(bytes.Clone(extra)), nc)
-			ws.PutReader(br)
-		}
-	}
-	cn.br = bufio.NewReaderSize(countReader{r: rd, n: &cn.o.reads}, cfg.ReadBuffer)
-	if cfg.Transport == TransportWS {
-		cn.ws = &wsReader{br: cn.br, pong: cn.pong}
-	}
-	auth, err := cn.authBody(cfg)
-	if err != nil {
-		return phaseAuth, err
-	}
-	if err := cn.write(protocol.OpAuth, 1, auth); err != nil {
-		return phaseAuth, err
-	}
-	var first int32 = -1
-	var t tally
-	err = cn.read(func(op int32, body []byte) {
-		if first < 0 {
-			first = op
-			return
-		}
-		if t.now == 0 {
-			t.now = time.Now().UnixNano()
-		}
-		cn.o.onFrame(cn, op, body, &t) // a push right behind the reply
-	})
-	cn.o.flush(&t)
-	if err != nil {
-		return phaseAuth, err
-	}
-	if first != protocol.OpAuthReply {
-		return phaseAuth, fmt.Errorf("%w: op %d", errAuthReply, first)
-	}
-	if !stop() { // ctx ended: the deadline may already be in the past
-		return phaseAuth, ctx.Err()
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return "", nil
+	return phaseAuth
 }
 
-// read reads one TCP frame or one WebSocket message.
-func (cn *conn) read(fn frameFunc) error {
-	if cn.ws != nil {
-		return cn.ws.read(fn)
+// handshake dials, upgrades (WebSocket) or sends the SSE request,
+// authenticates and waits for the auth reply, all within the handshake
+// timeout, and makes the connection cn's link. It returns the phase an
+// error happened in. A failed handshake leaves nothing open.
+func (cn *conn) handshake(ctx context.Context, addr string, src net.Addr) (string, error) {
+	c := cn.o
+	cfg := &c.cfg
+	opts := c.dialOpts
+	opts.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{LocalAddr: src}
+		if src != nil {
+			d.Control = bindNoPort
+		}
+		nc, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, &netDialError{err: err}
+		}
+		return &countConn{Conn: nc, n: &c.reads}, nil
 	}
-	return readTCP(cn.br, fn)
+	var l link
+	if cfg.Transport == TransportSSE {
+		target, err := cn.sseTarget(cfg)
+		if err != nil {
+			return phaseAuth, err
+		}
+		s, err := dialSSE(ctx, addr, target, opts)
+		if err != nil {
+			return dialPhase(err), err
+		}
+		l = s
+	} else {
+		body, err := cn.authBody(cfg)
+		if err != nil {
+			return phaseAuth, err
+		}
+		cc, err := client.DialBody(ctx, addr, body, opts)
+		if err != nil {
+			return dialPhase(err), err
+		}
+		l = cc
+	}
+	cn.mu.Lock()
+	cn.l = l
+	cn.mu.Unlock()
+	return "", nil
 }
 
 // readLoop records what arrives until the connection ends. What one read
@@ -184,20 +168,20 @@ func (cn *conn) read(fn frameFunc) error {
 func (cn *conn) readLoop() {
 	c := cn.o
 	var t tally
-	fn := func(op int32, body []byte) {
+	fn := func(f client.Frame) {
 		if t.now == 0 {
 			t.now = time.Now().UnixNano() // one clock reading per read
 		}
-		c.onFrame(cn, op, body, &t)
+		c.onFrame(cn, f.Op, f.Body, &t)
 	}
 	for {
-		err := cn.read(fn)
+		err := readFrames(cn.l, fn) // this goroutine is the only writer of cn.l
 		c.flush(&t)
 		if err == nil {
 			continue
 		}
 		c.alive.Add(-1)
-		_ = cn.nc.Close()
+		_ = cn.l.Close()
 		if cn.closing.Load() {
 			return
 		}
@@ -212,13 +196,32 @@ func (cn *conn) readLoop() {
 	}
 }
 
-// closeNC closes the connection's socket; any goroutine may call it.
-func (cn *conn) closeNC() {
-	cn.wmu.Lock()
-	nc := cn.nc
-	cn.wmu.Unlock()
-	if nc != nil {
-		_ = nc.Close()
+// readFrames calls l's ReadFrames through its concrete type: fn, and the
+// tally it updates, then stay on the reader's stack instead of costing
+// every connection some 150 bytes of heap (a call through the interface
+// would make them escape).
+func readFrames(l link, fn func(client.Frame)) error {
+	switch l := l.(type) {
+	case *client.Conn:
+		return l.ReadFrames(fn)
+	case *sseConn:
+		return l.ReadFrames(fn)
+	}
+	return fmt.Errorf("bench: unknown link %T", l)
+}
+
+// link returns the connection's current link (nil before the first
+// handshake succeeded); any goroutine may call it.
+func (cn *conn) link() link {
+	cn.mu.Lock()
+	defer cn.mu.Unlock()
+	return cn.l
+}
+
+// closeLink closes the connection's link; any goroutine may call it.
+func (cn *conn) closeLink() {
+	if l := cn.link(); l != nil {
+		_ = l.Close()
 	}
 }
 
@@ -293,52 +296,27 @@ func (c *Conns) onFrame(cn *conn, op int32, body []byte, t *tally) {
 	}
 }
 
-// heartbeat sends an op-2 heartbeat.
+// heartbeat sends an op-2 heartbeat (the heartbeat loop skips
+// connections that are down, so the link is there).
 func (cn *conn) heartbeat() error {
-	cn.wmu.Lock()
-	cn.hbSeq++
-	seq := cn.hbSeq
-	cn.wmu.Unlock()
-	return cn.write(protocol.OpHeartbeat, seq, nil)
-}
-
-// pong answers a WebSocket ping.
-func (cn *conn) pong(payload []byte) error {
-	var buf [16 + 125]byte
-	return cn.writeRaw(appendWSClientFrame(buf[:0], wsPong, payload))
-}
-
-// write sends one goim frame: as is on TCP, as one masked binary message
-// on WebSocket.
-func (cn *conn) write(op, seq int32, body []byte) error {
-	var buf [256]byte
-	frame := protocol.AppendFrame(buf[:0], protocol.Version, op, seq, body)
-	if cn.ws != nil {
-		var wbuf [256 + 14]byte
-		frame = appendWSClientFrame(wbuf[:0], wsBinary, frame)
+	l := cn.link()
+	if l == nil {
+		return client.ErrClosed
 	}
-	return cn.writeRaw(frame)
+	return l.Heartbeat()
 }
 
-// writeRaw writes b with a write deadline, serialised with other writes.
-func (cn *conn) writeRaw(b []byte) error {
-	cn.wmu.Lock()
-	defer cn.wmu.Unlock()
-	_ = cn.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := cn.nc.Write(b)
-	return err
-}
-
-// countReader counts the reads of a connection's socket: frames per read
-// shows how much the server batches its writes.
-type countReader struct {
-	r io.Reader
+// countConn counts the reads of a connection's socket (the handshake's
+// too: the auth reply, and the WebSocket upgrade's answer): frames per
+// read shows how much the server batches its writes.
+type countConn struct {
+	net.Conn
 	n *atomic.Uint64
 }
 
-func (c countReader) Read(p []byte) (int, error) {
+func (c *countConn) Read(p []byte) (int, error) {
 	c.n.Add(1)
-	return c.r.Read(p)
+	return c.Conn.Read(p)
 }
 
 // tokenClaims are the claims of a connection token: logic's, with the
@@ -354,20 +332,26 @@ type tokenClaims struct {
 func (cn *conn) authBody(cfg *ConnsConfig) ([]byte, error) {
 	body := protocol.AuthBody{Mid: cn.mid, Key: cn.key, RoomID: cn.room, Platform: cfg.Platform, Accepts: cfg.Accepts}
 	if len(cfg.HMACKey) > 0 {
-		now := time.Now()
-		claims := tokenClaims{RegisteredClaims: jwt.RegisteredClaims{
-			Subject:   strconv.FormatInt(cn.mid, 10),
-			IssuedAt:  jwt.NewNumericDate(now),
-			ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
-		}}
-		if cn.room != "" {
-			claims.Rooms = []string{cn.room}
-		}
-		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(cfg.HMACKey)
+		tok, err := cn.token(cfg)
 		if err != nil {
 			return nil, err
 		}
 		body.Mid, body.Key, body.Token = 0, "", tok
 	}
 	return json.Marshal(body)
+}
+
+// token is the connection's HS256 token: sub its mid, rooms its room,
+// valid for an hour.
+func (cn *conn) token(cfg *ConnsConfig) (string, error) {
+	now := time.Now()
+	claims := tokenClaims{RegisteredClaims: jwt.RegisteredClaims{
+		Subject:   strconv.FormatInt(cn.mid, 10),
+		IssuedAt:  jwt.NewNumericDate(now),
+		ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
+	}}
+	if cn.room != "" {
+		claims.Rooms = []string{cn.room}
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(cfg.HMACKey)
 }

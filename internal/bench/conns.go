@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/goim/goim/client"
 )
 
 // ConnsConfig is what the conns subcommand opens.
@@ -25,13 +27,16 @@ type ConnsConfig struct {
 	// First is the global index of the first connection, so several
 	// conns processes can share one numbering (mids, keys). Default 0.
 	First int
-	// Transport is "tcp" or "ws".
+	// Transport is "tcp", "ws" or "sse" (Server-Sent Events on the
+	// comet's WebSocket listener: receive only, the comet heartbeats).
 	Transport string
 	// Addrs are comet client addresses ("host:port" of the transport's
 	// listener); connection i dials Addrs[i % len].
 	Addrs []string
 	// WSPath is the WebSocket path. Default "/sub".
 	WSPath string
+	// SSEPath is the SSE path (the auth goes in its query). Default "/sse".
+	SSEPath string
 	// Src are local addresses to dial from, round-robin; none lets the
 	// kernel choose. Each gives its own ~28,000 source ports per comet.
 	Src []netip.Addr
@@ -84,10 +89,19 @@ type ConnsConfig struct {
 const (
 	TransportTCP = "tcp"
 	TransportWS  = "ws"
+	TransportSSE = "sse"
 )
 
 // maxConns bounds one process's connections (20,000 open files each).
 const maxConns = 1 << 20
+
+// maxRecvBody bounds one frame, message or SSE event body the tool
+// accepts from a comet: the server may write frames above the 4096-byte
+// client limit (docs/protocol.md §5).
+const maxRecvBody = 1 << 24
+
+// writeTimeout bounds each write of a connection (auth, heartbeats, pongs).
+const writeTimeout = 5 * time.Second
 
 // Validate reports every problem of c, each wrapping ErrUsage.
 func (c ConnsConfig) Validate() error {
@@ -104,14 +118,17 @@ func (c ConnsConfig) Validate() error {
 	if c.First < 0 {
 		bad("-first %d: want >= 0", c.First)
 	}
-	if c.Transport != TransportTCP && c.Transport != TransportWS {
-		bad("-transport %q: want tcp or ws", c.Transport)
+	if c.Transport != TransportTCP && c.Transport != TransportWS && c.Transport != TransportSSE {
+		bad("-transport %q: want tcp, ws or sse", c.Transport)
 	}
 	if len(c.Addrs) == 0 {
 		bad("no comet address (-addrs or -api)")
 	}
-	if c.Transport == TransportWS && !strings.HasPrefix(c.WSPath, "/") {
+	if c.Transport == TransportWS && !validPath(c.WSPath) {
 		bad("-ws-path %q: want an absolute path", c.WSPath)
+	}
+	if c.Transport == TransportSSE && (!validPath(c.SSEPath) || strings.Contains(c.SSEPath, "?")) {
+		bad("-sse-path %q: want an absolute path without a query", c.SSEPath)
 	}
 	if c.DialRate < 0 {
 		bad("-dial-rate %v: want >= 0", c.DialRate)
@@ -180,13 +197,28 @@ func (c ConnsConfig) CheckTargets(ctx context.Context) error {
 	return nil
 }
 
+// validPath reports whether p is an absolute request path of printable
+// ASCII.
+func validPath(p string) bool {
+	if !strings.HasPrefix(p, "/") || len(p) > 1024 {
+		return false
+	}
+	for i := range len(p) {
+		if p[i] <= ' ' || p[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // Conns opens and holds client connections and records what they
 // receive. Each connection has one reader goroutine and a small read
 // buffer; one goroutine sends every connection's heartbeats.
 type Conns struct {
-	cfg     ConnsConfig
-	log     *slog.Logger
-	streams *streamTable
+	cfg      ConnsConfig
+	dialOpts client.DialOptions // NetDial is set per connection
+	log      *slog.Logger
+	streams  *streamTable
 
 	latency   *Histogram // push sent to received
 	handshake *Histogram // dial to auth reply
@@ -217,7 +249,7 @@ type Conns struct {
 	late      atomic.Uint64
 	hbSent    atomic.Uint64
 	hbReplies atomic.Uint64
-	reads     atomic.Uint64 // socket reads after the handshakes
+	reads     atomic.Uint64 // socket reads, the handshakes' included
 
 	lateMu       sync.Mutex // guards lates
 	lates        map[lateKey]uint32
@@ -234,6 +266,9 @@ type Conns struct {
 func NewConns(cfg ConnsConfig, log *slog.Logger) (*Conns, error) {
 	if cfg.WSPath == "" {
 		cfg.WSPath = "/sub"
+	}
+	if cfg.SSEPath == "" {
+		cfg.SSEPath = "/sse"
 	}
 	if cfg.Platform == "" {
 		cfg.Platform = "web"
@@ -259,6 +294,17 @@ func NewConns(cfg ConnsConfig, log *slog.Logger) (*Conns, error) {
 		lates:         make(map[lateKey]uint32),
 		stop:          make(chan struct{}),
 	}
+	c.dialOpts = client.DialOptions{
+		Transport:        client.TCP,
+		Path:             cfg.WSPath,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		WriteTimeout:     writeTimeout,
+		MaxBody:          maxRecvBody,
+		ReadBufferSize:   cfg.ReadBuffer,
+	}
+	if cfg.Transport == TransportWS {
+		c.dialOpts.Transport = client.WS
+	}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	if cfg.Reconnect {
 		c.nodes = newNodesSource(&c.cfg, func(err error) { c.countErr(phaseNodes, err) })
@@ -271,7 +317,8 @@ func NewConns(cfg ConnsConfig, log *slog.Logger) (*Conns, error) {
 // tried or ctx ends. The open ones stay open, heart-beating and recording,
 // until Close.
 func (c *Conns) Open(ctx context.Context) {
-	if c.startedHB.CompareAndSwap(false, true) {
+	// SSE connections send nothing: the comet heartbeats them.
+	if c.cfg.Transport != TransportSSE && c.startedHB.CompareAndSwap(false, true) {
 		c.wg.Go(c.heartbeatLoop)
 	}
 	jobs := make(chan int)
@@ -336,7 +383,7 @@ func (c *Conns) Close() {
 		c.mu.Unlock()
 		for _, cn := range all {
 			cn.closing.Store(true)
-			cn.closeNC()
+			cn.closeLink()
 		}
 		c.wg.Wait()
 		if c.nodes != nil {

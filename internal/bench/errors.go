@@ -10,6 +10,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/client"
 )
 
 // Errors. ErrUsage marks a bad configuration (the command exits 2);
@@ -21,12 +22,8 @@ var (
 	// targets were not allowed.
 	ErrRemote = errors.New("not a loopback address (pass -allow-remote to target other hosts)")
 
-	errNotBench   = errors.New("not a goim-bench body")
-	errBadBody    = errors.New("malformed goim-bench body")
-	errAuthReply  = errors.New("first frame is not the auth reply")
-	errWSClose    = errors.New("websocket close frame")
-	errWSProtocol = errors.New("websocket protocol error")
-	errFraming    = errors.New("op-9 batch does not match its websocket message")
+	errNotBench = errors.New("not a goim-bench body")
+	errBadBody  = errors.New("malformed goim-bench body")
 )
 
 // Phases an error can happen in; with errKind they name the error
@@ -41,7 +38,9 @@ const (
 )
 
 // errKind sorts an error into a small fixed set of kinds, so error counters
-// stay few whatever the errors say.
+// stay few whatever the errors say. The client package's typed errors
+// (*client.DialError, *client.AuthError) are looked through to their
+// cause; the phase says where it happened (see dialPhase).
 func errKind(err error) string {
 	var ne net.Error
 	switch {
@@ -59,18 +58,18 @@ func errKind(err error) string {
 		return "too_many_files"
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	case errors.As(err, new(ws.StatusError)):
-		return "refused_upgrade" // the server answered the upgrade with an HTTP error
+	case errors.As(err, new(ws.StatusError)), errors.As(err, new(*httpStatusError)):
+		return "refused_upgrade" // the server answered the upgrade (or the SSE request) with an HTTP error
 	case errors.Is(err, context.Canceled):
 		return "canceled"
-	case errors.Is(err, errWSClose):
+	case errors.As(err, new(*client.CloseError)):
 		return "ws_close"
-	case errors.Is(err, errAuthReply), errors.Is(err, errWSProtocol), errors.Is(err, errFraming),
+	case errors.As(err, new(*client.ProtocolError)),
 		errors.Is(err, protocol.ErrHeaderLen), errors.Is(err, protocol.ErrPackLen),
 		errors.Is(err, protocol.ErrBodyTooLarge), errors.Is(err, protocol.ErrTruncated),
 		errors.Is(err, protocol.ErrTrailing), errors.Is(err, protocol.ErrShortHeader):
-		return "protocol"
-	case errors.Is(err, net.ErrClosed):
+		return "protocol" // a first frame that is not the auth reply included
+	case errors.Is(err, client.ErrClosed), errors.Is(err, net.ErrClosed):
 		return "closed"
 	}
 	return "other"

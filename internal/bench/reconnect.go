@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/goim/goim/client"
 )
 
 // Reconnect mode (ConnsConfig.Reconnect): a connection that the server or
@@ -29,21 +31,21 @@ const nodesMaxAge = time.Second
 type nodesSource struct {
 	apis                []string
 	transport, platform string
-	client              *http.Client
+	hc                  *http.Client
 	onErr               func(error)
 
-	mu       sync.Mutex // guards the fields below
-	cur      Nodes      // the last answer; DefaultBackoff and no nodes before the first
-	at       time.Time  // when cur was asked for (answered or not); zero: never
-	next     int        // index in apis of the next URL to ask
+	mu       sync.Mutex  // guards the fields below
+	cur      nodesAnswer // the last answer; client.DefaultBackoff and no nodes before the first
+	at       time.Time   // when cur was asked for (answered or not); zero: never
+	next     int         // index in apis of the next URL to ask
 	fetching chan struct{}
 }
 
 func newNodesSource(cfg *ConnsConfig, onErr func(error)) *nodesSource {
 	return &nodesSource{
 		apis: cfg.APIs, transport: cfg.Transport, platform: cfg.Platform,
-		client: &http.Client{Timeout: 10 * time.Second}, onErr: onErr,
-		cur: Nodes{Backoff: DefaultBackoff},
+		hc: &http.Client{Timeout: 10 * time.Second}, onErr: onErr,
+		cur: nodesAnswer{Backoff: client.DefaultBackoff},
 	}
 }
 
@@ -51,7 +53,7 @@ func newNodesSource(cfg *ConnsConfig, onErr func(error)) *nodesSource {
 // nodesMaxAge. A failed request is remembered for as long as an answer
 // (logic down is asked once a second, not by every connection), and the
 // last good answer stays in force.
-func (s *nodesSource) get(ctx context.Context) Nodes {
+func (s *nodesSource) get(ctx context.Context) nodesAnswer {
 	s.mu.Lock()
 	for {
 		if !s.at.IsZero() && time.Since(s.at) < nodesMaxAge {
@@ -79,11 +81,11 @@ func (s *nodesSource) get(ctx context.Context) Nodes {
 	start := s.next
 	s.mu.Unlock()
 
-	var got Nodes
+	var got nodesAnswer
 	ok, used := false, start
 	for i := range s.apis {
 		used = (start + i) % len(s.apis)
-		n, err := FetchNodes(ctx, s.client, s.apis[used], s.transport, s.platform)
+		n, err := fetchNodes(ctx, s.hc, s.apis[used], s.transport, s.platform)
 		if err == nil {
 			got, ok = n, true
 			break
@@ -107,7 +109,7 @@ func (s *nodesSource) get(ctx context.Context) Nodes {
 }
 
 // close drops the idle HTTP connections.
-func (s *nodesSource) close() { s.client.CloseIdleConnections() }
+func (s *nodesSource) close() { s.hc.CloseIdleConnections() }
 
 // reconnect brings cn back after the drop at down. It returns true with
 // cn authenticated again on a comet, false when the tool is closing.
@@ -130,7 +132,7 @@ func (cn *conn) reconnect(down time.Time) bool {
 			addr := nodes.Addrs[(cn.idx+k)%len(nodes.Addrs)]
 			phase, err := cn.handshake(c.ctx, addr, c.source(cn.idx-c.cfg.First))
 			if c.ctx.Err() != nil {
-				cn.closeNC()
+				cn.closeLink() // a handshake that succeeded as the tool closed
 				return false
 			}
 			if err == nil {
@@ -141,7 +143,6 @@ func (cn *conn) reconnect(down time.Time) bool {
 				return true
 			}
 			c.countErr("reconnect_"+phase, err)
-			cn.closeNC()
 		}
 	}
 }

@@ -18,73 +18,6 @@ import (
 	"github.com/goim/goim/internal/testkit"
 )
 
-func TestBackoffDelay(t *testing.T) {
-	b := Backoff{Base: time.Second, Max: 10 * time.Second, Factor: 2, Jitter: 0.5}
-	for _, tc := range []struct {
-		name string
-		n    int
-		r    float64
-		want time.Duration
-	}{
-		{name: "first, unjittered", n: 0, r: 0.5, want: time.Second},
-		{name: "first, lowest", n: 0, r: 0, want: 500 * time.Millisecond},
-		{name: "first, near highest", n: 0, r: 0.999, want: 1499 * time.Millisecond},
-		{name: "third", n: 2, r: 0.5, want: 4 * time.Second},
-		{name: "capped", n: 4, r: 0.5, want: 10 * time.Second},
-		{name: "capped, jittered above max", n: 40, r: 0.75, want: 12500 * time.Millisecond},
-		{name: "huge attempt count", n: 1 << 30, r: 0.5, want: 10 * time.Second},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := b.Delay(tc.n, tc.r)
-			if d := got - tc.want; d < -time.Millisecond || d > time.Millisecond {
-				t.Errorf("Delay(%d, %v) = %v, want %v", tc.n, tc.r, got, tc.want)
-			}
-		})
-	}
-	if d := (Backoff{}).Delay(3, 0.9); d != 0 {
-		t.Errorf("zero backoff waits %v", d)
-	}
-}
-
-func TestBackoffOrDefault(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		in, out Backoff
-	}{
-		{name: "followable as is", in: Backoff{Base: time.Second, Max: 5 * time.Second, Factor: 1.8, Jitter: 0.3},
-			out: Backoff{Base: time.Second, Max: 5 * time.Second, Factor: 1.8, Jitter: 0.3}},
-		{name: "zero", in: Backoff{}, out: Backoff{Factor: 1}},
-		{name: "max below base", in: Backoff{Base: 3 * time.Second, Max: time.Second, Factor: 2},
-			out: Backoff{Base: 3 * time.Second, Max: 3 * time.Second, Factor: 2}},
-		{name: "negative and huge delays", in: Backoff{Base: -1, Max: 48 * time.Hour, Factor: 2},
-			out: Backoff{Base: DefaultBackoff.Base, Max: DefaultBackoff.Max, Factor: 2}},
-		{name: "factor below 1, jitter above 1", in: Backoff{Base: time.Second, Max: time.Second, Factor: 0.5, Jitter: 3},
-			out: Backoff{Base: time.Second, Max: time.Second, Factor: 1, Jitter: 1}},
-		{name: "negative jitter", in: Backoff{Factor: 2, Jitter: -1}, out: Backoff{Factor: 2}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.in.orDefault(); got != tc.out {
-				t.Errorf("%+v.orDefault() = %+v, want %+v", tc.in, got, tc.out)
-			}
-		})
-	}
-}
-
-func TestFetchNodesBackoff(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, `{"code":0,"message":"","data":{"tcp_port":3101,"ws_port":3102,"nodes":["127.0.0.2"],`+
-			`"backoff":{"max_delay":300,"base_delay":3,"factor":1.8,"jitter":0.3}}}`)
-	}))
-	defer srv.Close()
-	n, err := FetchNodes(t.Context(), srv.Client(), srv.URL, TransportTCP, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(n.Addrs) != 1 || n.Addrs[0] != "127.0.0.2:3101" || n.Backoff != DefaultBackoff {
-		t.Fatalf("nodes %+v", n)
-	}
-}
-
 // nodesServer is a logic's /goim/nodes/weighted: it lists nodes with
 // port and the backoff hint, and counts the requests; fail makes it
 // answer 500.
@@ -122,7 +55,7 @@ func TestNodesSource(t *testing.T) {
 		func(error) { errs.Add(1) })
 	defer s.close()
 	var wg sync.WaitGroup
-	got := make([]Nodes, 50)
+	got := make([]nodesAnswer, 50)
 	for i := range got {
 		wg.Go(func() { got[i] = s.get(t.Context()) })
 	}

@@ -1,8 +1,9 @@
-package bench
+package client
 
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -17,38 +18,29 @@ import (
 // buffer never has to hold a whole batch. Only a fragmented or masked
 // server message (goim's comet sends neither) is assembled in memory.
 
-// maxRecvBody bounds one frame or message the tool accepts from a comet:
-// the server may write frames above the 4096-byte client limit
-// (docs/protocol.md §5).
-const maxRecvBody = 1 << 24
-
-// frameFunc receives one frame (op-9 batches unpacked); body is valid
-// only during the call.
-type frameFunc func(op int32, body []byte)
-
-// readTCP reads one TCP frame (comet writes batches as bare inner frames;
-// an op-9 carrier, should one come, is unpacked too).
-func readTCP(br *bufio.Reader, fn frameFunc) error {
+// readTCP reads one TCP frame (the comet writes batches as bare inner
+// frames; an op-9 carrier, should one come, is unpacked too).
+func readTCP(br *bufio.Reader, maxBody int, fn func(Frame)) error {
 	var p protocol.Proto
-	if err := p.ReadTCP(br, maxRecvBody); err != nil {
+	if err := p.ReadTCP(br, maxBody); err != nil {
 		return err
 	}
 	if p.Op == protocol.OpRaw {
-		return walkBatch(p.Body, fn)
+		return walkBatch(p.Body, maxBody, fn)
 	}
-	fn(p.Op, p.Body)
+	fn(Frame{Op: p.Op, Seq: p.Seq, Body: p.Body})
 	return nil
 }
 
 // walkBatch calls fn for each inner frame of an op-9 body.
-func walkBatch(b []byte, fn frameFunc) error {
+func walkBatch(b []byte, maxBody int, fn func(Frame)) error {
 	for len(b) > 0 {
 		var in protocol.Proto
-		n, err := in.Decode(b, maxRecvBody)
+		n, err := in.Decode(b, maxBody)
 		if err != nil {
 			return fmt.Errorf("op-9 body: %w", err)
 		}
-		fn(in.Op, in.Body)
+		fn(Frame{Op: in.Op, Seq: in.Seq, Body: in.Body})
 		b = b[n:]
 	}
 	return nil
@@ -81,7 +73,7 @@ func readWSHeader(br *bufio.Reader) (wsHeader, error) {
 	}
 	h.fin = b[0]&0x80 != 0
 	if b[0]&0x70 != 0 {
-		return h, fmt.Errorf("%w: reserved bits set", errWSProtocol)
+		return h, fmt.Errorf("%w: reserved bits set", ErrWebSocket)
 	}
 	h.op = b[0] & 0x0f
 	h.masked = b[1]&0x80 != 0
@@ -107,7 +99,7 @@ func readWSHeader(br *bufio.Reader) (wsHeader, error) {
 		h.length = int64(l)
 	}
 	if h.length < 0 {
-		return h, fmt.Errorf("%w: length overflows", errWSProtocol)
+		return h, fmt.Errorf("%w: length overflows", ErrWebSocket)
 	}
 	if h.masked {
 		copy(h.mask[:], b[n-4:])
@@ -118,7 +110,7 @@ func readWSHeader(br *bufio.Reader) (wsHeader, error) {
 
 // eofErr turns an EOF after some bytes into io.ErrUnexpectedEOF.
 func eofErr(err error, got int) error {
-	if got > 0 && err == io.EOF {
+	if got > 0 && errors.Is(err, io.EOF) {
 		return io.ErrUnexpectedEOF
 	}
 	return err
@@ -127,14 +119,15 @@ func eofErr(err error, got int) error {
 // wsReader reads goim frames from WebSocket messages. pong writes the
 // answer to a ping.
 type wsReader struct {
-	br   *bufio.Reader
-	pong func(payload []byte) error
+	br      *bufio.Reader
+	maxBody int
+	pong    func(payload []byte) error
 }
 
 // read reads the next data message and calls fn for its frame, or each
 // inner frame of an op-9 batch. Pings are answered and pongs skipped on
-// the way; a close frame returns errWSClose.
-func (r *wsReader) read(fn frameFunc) error {
+// the way; a close frame returns a *CloseError.
+func (r *wsReader) read(fn func(Frame)) error {
 	for {
 		h, err := readWSHeader(r.br)
 		if err != nil {
@@ -148,7 +141,7 @@ func (r *wsReader) read(fn frameFunc) error {
 			continue
 		case wsText, wsBinary:
 		default:
-			return fmt.Errorf("%w: opcode %d where a message starts", errWSProtocol, h.op)
+			return fmt.Errorf("%w: opcode %d where a message starts", ErrWebSocket, h.op)
 		}
 		if !h.fin || h.masked {
 			return r.assemble(h, fn)
@@ -160,7 +153,7 @@ func (r *wsReader) read(fn frameFunc) error {
 // control handles a ping, pong or close frame.
 func (r *wsReader) control(h wsHeader) error {
 	if h.length > 125 || !h.fin {
-		return fmt.Errorf("%w: control frame of %d bytes, fin %v", errWSProtocol, h.length, h.fin)
+		return fmt.Errorf("%w: control frame of %d bytes, fin %v", ErrWebSocket, h.length, h.fin)
 	}
 	var buf [125]byte
 	p := buf[:h.length]
@@ -174,11 +167,12 @@ func (r *wsReader) control(h wsHeader) error {
 	case wsPing:
 		return r.pong(p)
 	case wsClose:
-		code := 0
+		ce := &CloseError{Code: 1005} // no status received
 		if len(p) >= 2 {
-			code = int(binary.BigEndian.Uint16(p))
+			ce.Code = int(binary.BigEndian.Uint16(p))
+			ce.Reason = string(p[2:])
 		}
-		return fmt.Errorf("%w: status %d", errWSClose, code)
+		return ce
 	}
 	return nil
 }
@@ -186,12 +180,12 @@ func (r *wsReader) control(h wsHeader) error {
 // stream reads a message of n bytes, the frame or batch straight from the
 // buffer: the 16-byte goim header says whether it is an op-9 batch, whose
 // inner frames are then read one by one.
-func (r *wsReader) stream(n int64, fn frameFunc) error {
+func (r *wsReader) stream(n int64, fn func(Frame)) error {
 	if n < protocol.HeaderSize {
 		_, _ = r.br.Discard(int(n))
 		return fmt.Errorf("%w: %d-byte message", protocol.ErrShortHeader, n)
 	}
-	if n > maxRecvBody+protocol.HeaderSize {
+	if n > int64(r.maxBody)+protocol.HeaderSize {
 		return fmt.Errorf("%w: %d-byte message", protocol.ErrBodyTooLarge, n)
 	}
 	h, err := r.br.Peek(protocol.HeaderSize)
@@ -204,37 +198,38 @@ func (r *wsReader) stream(n int64, fn frameFunc) error {
 		return fmt.Errorf("%w: headerLen %d", protocol.ErrHeaderLen, hl)
 	}
 	if packLen != n {
-		return fmt.Errorf("%w: packLen %d in a %d-byte message", errFraming, packLen, n)
+		return fmt.Errorf("%w: packLen %d in a %d-byte message", ErrWebSocket, packLen, n)
 	}
 	if op != protocol.OpRaw {
 		var p protocol.Proto
 		if err := p.ReadTCP(r.br, int(n)-protocol.HeaderSize); err != nil {
 			return eofErr(err, 1)
 		}
-		fn(p.Op, p.Body)
+		fn(Frame{Op: p.Op, Seq: p.Seq, Body: p.Body})
 		return nil
 	}
 	_, _ = r.br.Discard(protocol.HeaderSize)
 	for rest := n - protocol.HeaderSize; rest > 0; {
 		if rest < protocol.HeaderSize {
-			return fmt.Errorf("%w: %d bytes left in the batch", errFraming, rest)
+			return fmt.Errorf("%w: %d bytes left in the batch", ErrWebSocket, rest)
 		}
 		var p protocol.Proto
 		if err := p.ReadTCP(r.br, int(rest)-protocol.HeaderSize); err != nil {
 			return eofErr(err, 1)
 		}
 		rest -= int64(protocol.HeaderSize + len(p.Body))
-		fn(p.Op, p.Body)
+		fn(Frame{Op: p.Op, Seq: p.Seq, Body: p.Body})
 	}
 	return nil
 }
 
 // assemble reads a fragmented or masked message whole, then decodes it.
-func (r *wsReader) assemble(h wsHeader, fn frameFunc) error {
+func (r *wsReader) assemble(h wsHeader, fn func(Frame)) error {
+	limit := int64(r.maxBody) + protocol.HeaderSize
 	var msg []byte
 	for {
-		if int64(len(msg))+h.length > maxRecvBody+protocol.HeaderSize {
-			return fmt.Errorf("%w: message over %d bytes", protocol.ErrBodyTooLarge, maxRecvBody+protocol.HeaderSize)
+		if int64(len(msg))+h.length > limit {
+			return fmt.Errorf("%w: message over %d bytes", protocol.ErrBodyTooLarge, limit)
 		}
 		start := len(msg)
 		msg = append(msg, make([]byte, h.length)...)
@@ -260,17 +255,17 @@ func (r *wsReader) assemble(h wsHeader, fn frameFunc) error {
 			}
 		}
 		if h.op != wsContinuation {
-			return fmt.Errorf("%w: opcode %d inside a fragmented message", errWSProtocol, h.op)
+			return fmt.Errorf("%w: opcode %d inside a fragmented message", ErrWebSocket, h.op)
 		}
 	}
 	var p protocol.Proto
-	if err := p.DecodeWS(msg, maxRecvBody); err != nil {
+	if err := p.DecodeWS(msg, r.maxBody); err != nil {
 		return err
 	}
 	if p.Op == protocol.OpRaw {
-		return walkBatch(p.Body, fn)
+		return walkBatch(p.Body, r.maxBody, fn)
 	}
-	fn(p.Op, p.Body)
+	fn(Frame{Op: p.Op, Seq: p.Seq, Body: p.Body})
 	return nil
 }
 
@@ -282,8 +277,9 @@ func unmask(p []byte, mask [4]byte) {
 }
 
 // appendWSClientFrame appends one final, masked client frame (RFC 6455
-// requires clients to mask). The mask comes from math/rand: it only has
-// to defeat proxy cache poisoning, not an attacker, on loopback.
+// requires clients to mask). The mask comes from math/rand/v2's
+// ChaCha8-seeded generator: it only has to keep intermediaries from
+// predicting the bytes on the wire.
 func appendWSClientFrame(dst []byte, op byte, payload []byte) []byte {
 	dst = append(dst, 0x80|op)
 	switch n := len(payload); {
@@ -303,4 +299,16 @@ func appendWSClientFrame(dst []byte, op byte, payload []byte) []byte {
 	dst = append(dst, payload...)
 	unmask(dst[start:], mask)
 	return dst
+}
+
+// isProtocolErr reports whether err is a malformed-input error of the
+// decoders above.
+func isProtocolErr(err error) bool {
+	for _, s := range []error{ErrWebSocket, protocol.ErrShortHeader, protocol.ErrHeaderLen, protocol.ErrPackLen,
+		protocol.ErrBodyTooLarge, protocol.ErrTruncated, protocol.ErrTrailing} {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
 }

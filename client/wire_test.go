@@ -1,4 +1,4 @@
-package bench
+package client
 
 import (
 	"bufio"
@@ -33,16 +33,16 @@ func wsFrame(op byte, fin bool, payload []byte, mask bool) []byte {
 
 // got is a frame a reader delivered.
 type got struct {
-	op   int32
-	body string
+	op, seq int32
+	body    string
 }
 
-func collect(out *[]got) frameFunc {
-	return func(op int32, body []byte) { *out = append(*out, got{op, string(body)}) }
+func collect(out *[]got) func(Frame) {
+	return func(f Frame) { *out = append(*out, got{f.Op, f.Seq, string(f.Body)}) }
 }
 
 func TestWSReader(t *testing.T) {
-	push := func(body string) []byte { return protocol.AppendFrame(nil, 1, 1000, 0, []byte(body)) }
+	push := func(body string) []byte { return protocol.AppendFrame(nil, 1, 1000, 5, []byte(body)) }
 	var batch protocol.Batch
 	_ = batch.Append(1000, []byte("a"))
 	_ = batch.Append(1001, []byte(""))
@@ -61,7 +61,7 @@ func TestWSReader(t *testing.T) {
 	stream = append(stream, wsFrame(wsContinuation, true, frag[10:], false)...)
 	// A masked message (servers must not mask; read it anyway).
 	stream = append(stream, wsFrame(wsBinary, true, push("masked"), true)...)
-	stream = append(stream, wsFrame(wsClose, true, []byte{0x03, 0xe9}, false)...)
+	stream = append(stream, wsFrame(wsClose, true, append([]byte{0x03, 0xe9}, "going away"...), false)...)
 
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
@@ -70,17 +70,19 @@ func TestWSReader(t *testing.T) {
 				src = iotest.OneByteReader(src)
 			}
 			var pongs []string
-			r := &wsReader{br: bufio.NewReaderSize(src, 256), pong: func(p []byte) error { pongs = append(pongs, string(p)); return nil }}
+			r := &wsReader{br: bufio.NewReaderSize(src, 256), maxBody: defaultMaxBody,
+				pong: func(p []byte) error { pongs = append(pongs, string(p)); return nil }}
 			var frames []got
 			var err error
 			for err == nil {
 				err = r.read(collect(&frames))
 			}
-			if !errors.Is(err, errWSClose) {
-				t.Fatalf("ended with %v, want the close frame", err)
+			var ce *CloseError
+			if !errors.As(err, &ce) || ce.Code != 1001 || ce.Reason != "going away" {
+				t.Fatalf("ended with %v, want the close frame 1001", err)
 			}
-			want := []got{{1000, "one"}, {1000, "a"}, {1001, ""}, {1000, string(bytes.Repeat([]byte("b"), 3000))},
-				{1000, string(big)}, {1000, "fragmented"}, {1000, "masked"}}
+			want := []got{{1000, 5, "one"}, {1000, 0, "a"}, {1001, 0, ""}, {1000, 0, string(bytes.Repeat([]byte("b"), 3000))},
+				{1000, 5, string(big)}, {1000, 5, "fragmented"}, {1000, 5, "masked"}}
 			if !slices.Equal(frames, want) {
 				t.Fatalf("frames %d, want %d: %.80v", len(frames), len(want), frames)
 			}
@@ -97,28 +99,39 @@ func TestWSReaderBadMessages(t *testing.T) {
 	shortBatch := slices.Clone(raw)
 	binary.BigEndian.PutUint32(shortBatch[16:], 40) // inner packLen past the message
 	cases := []struct {
-		name string
-		in   []byte
-		want error
+		name    string
+		in      []byte
+		maxBody int
+		want    error
 	}{
-		{name: "packLen differs from the message", in: wsFrame(wsBinary, true, append(slices.Clone(push), 'x'), false), want: errFraming},
+		{name: "packLen differs from the message", in: wsFrame(wsBinary, true, append(slices.Clone(push), 'x'), false), want: ErrWebSocket},
 		{name: "message shorter than a header", in: wsFrame(wsBinary, true, []byte("short"), false), want: protocol.ErrShortHeader},
 		{name: "inner frame past the batch", in: wsFrame(wsBinary, true, shortBatch, false), want: protocol.ErrBodyTooLarge},
 		{name: "bad headerLen", in: wsFrame(wsBinary, true, append(push[:4:4], append([]byte{0, 15}, push[6:]...)...), false), want: protocol.ErrHeaderLen},
-		{name: "reserved bits", in: []byte{0xc2, 0}, want: errWSProtocol},
-		{name: "continuation first", in: wsFrame(wsContinuation, true, push, false), want: errWSProtocol},
+		{name: "reserved bits", in: []byte{0xc2, 0}, want: ErrWebSocket},
+		{name: "continuation first", in: wsFrame(wsContinuation, true, push, false), want: ErrWebSocket},
+		{name: "control frame too long", in: wsFrame(wsPing, true, make([]byte, 126), false), want: ErrWebSocket},
+		{name: "message over MaxBody", in: wsFrame(wsBinary, true, push, false), maxBody: 2, want: protocol.ErrBodyTooLarge},
+		{name: "fragmented over MaxBody", in: wsFrame(wsBinary, false, push, false), maxBody: 2, want: protocol.ErrBodyTooLarge},
+		{name: "huge length", in: []byte{0x82, 127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, want: protocol.ErrBodyTooLarge},
 		{name: "truncated", in: wsFrame(wsBinary, true, push, false)[:10], want: io.ErrUnexpectedEOF},
 		{name: "clean end", in: nil, want: io.EOF},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &wsReader{br: bufio.NewReader(bytes.NewReader(tc.in)), pong: func([]byte) error { return nil }}
-			err := r.read(func(int32, []byte) {})
+			mb := tc.maxBody
+			if mb == 0 {
+				mb = defaultMaxBody
+			}
+			r := &wsReader{br: bufio.NewReader(bytes.NewReader(tc.in)), maxBody: mb, pong: func([]byte) error { return nil }}
+			err := r.read(func(Frame) {})
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("error %v, want %v", err, tc.want)
 			}
-			if k := errKind(err); k == "other" {
-				t.Fatalf("error %v counted as other", err)
+			c := &Conn{}
+			var pe *ProtocolError
+			if isProto := errors.As(c.readErr(err), &pe); isProto == (tc.want == io.EOF || tc.want == io.ErrUnexpectedEOF) {
+				t.Fatalf("error %v typed as a protocol error: %v", err, isProto)
 			}
 		})
 	}
@@ -130,18 +143,24 @@ func TestReadTCP(t *testing.T) {
 	stream = protocol.AppendFrame(stream, 1, 1000, 0, []byte("x"))
 	// An op-9 carrier on TCP (comet strips it; read it anyway).
 	stream = protocol.AppendFrame(stream, 1, protocol.OpRaw, 0, protocol.AppendFrame(nil, 1, 1001, 0, []byte("y")))
+	stream = protocol.AppendFrame(stream, 1, 1002, 0, bytes.Repeat([]byte("z"), 100)) // larger than the buffer
 	br := bufio.NewReaderSize(iotest.HalfReader(bytes.NewReader(stream)), 64)
 	var frames []got
 	for {
-		if err := readTCP(br, collect(&frames)); err != nil {
+		if err := readTCP(br, defaultMaxBody, collect(&frames)); err != nil {
 			if err != io.EOF {
 				t.Fatal(err)
 			}
 			break
 		}
 	}
-	if want := []got{{protocol.OpAuthReply, ""}, {1000, "x"}, {1001, "y"}}; !slices.Equal(frames, want) {
+	if want := []got{{protocol.OpAuthReply, 1, ""}, {1000, 0, "x"}, {1001, 0, "y"}, {1002, 0, string(bytes.Repeat([]byte("z"), 100))}}; !slices.Equal(frames, want) {
 		t.Fatalf("frames %v, want %v", frames, want)
+	}
+	// MaxBody bounds a frame before any byte of its body is read.
+	br = bufio.NewReader(bytes.NewReader(protocol.AppendFrame(nil, 1, 1000, 0, []byte("12345"))))
+	if err := readTCP(br, 4, func(Frame) {}); !errors.Is(err, protocol.ErrBodyTooLarge) {
+		t.Fatalf("5-byte body with MaxBody 4: %v", err)
 	}
 }
 
@@ -162,4 +181,31 @@ func TestWSClientFrame(t *testing.T) {
 			t.Fatalf("%d-byte payload changed", n)
 		}
 	}
+}
+
+// FuzzRead feeds arbitrary server bytes to the TCP and WebSocket readers:
+// they must end with an error or frames, never panic, and never deliver a
+// body over the limit.
+func FuzzRead(f *testing.F) {
+	var batch protocol.Batch
+	_ = batch.Append(1000, []byte("a"))
+	_ = batch.Append(1001, []byte("bc"))
+	f.Add(protocol.AppendFrame(nil, 1, 1000, 0, []byte("x")))
+	f.Add(wsFrame(wsBinary, true, batch.WSMessage(), false))
+	f.Add(wsFrame(wsBinary, false, protocol.AppendFrame(nil, 1, 1000, 0, []byte("x")), true))
+	f.Add(wsFrame(wsClose, true, []byte{3, 0xe8, 'o', 'k'}, false))
+	const maxBody = 64
+	f.Fuzz(func(t *testing.T, in []byte) {
+		check := func(fr Frame) {
+			if len(fr.Body) > maxBody {
+				t.Fatalf("%d-byte body over the %d limit", len(fr.Body), maxBody)
+			}
+		}
+		br := bufio.NewReaderSize(bytes.NewReader(in), 16)
+		for i := 0; i < 100 && readTCP(br, maxBody, check) == nil; i++ {
+		}
+		r := &wsReader{br: bufio.NewReaderSize(bytes.NewReader(in), 16), maxBody: maxBody, pong: func([]byte) error { return nil }}
+		for i := 0; i < 100 && r.read(check) == nil; i++ {
+		}
+	})
 }
