@@ -343,12 +343,14 @@ func (c *Conn) read(fn func(Frame)) error {
 func (c *Conn) readErr(err error) error {
 	var ce *CloseError
 	switch {
+	case c.closed.Load():
+		// Whatever the read saw (net.ErrClosed, or on TLS the comet's
+		// close_notify answering ours: io.EOF), Close ended it.
+		return ErrClosed
 	case errors.As(err, &ce):
 		return err
 	case isProtocolErr(err):
 		return &ProtocolError{Err: err}
-	case c.closed.Load() && errors.Is(err, net.ErrClosed):
-		return ErrClosed
 	}
 	return err
 }
@@ -426,21 +428,21 @@ func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
 // Close closes the connection; on WebSocket it first sends a close frame
-// with status 1000 (waiting at most a second for the write). A blocked
-// ReadFrames returns ErrClosed. A second Close returns ErrClosed.
+// with status 1000 (waiting at most a second for the write; skipped when
+// another write is in progress, which the close then interrupts). A
+// blocked ReadFrames returns ErrClosed, and so do later calls. A second
+// Close returns ErrClosed.
 func (c *Conn) Close() error {
-	c.wmu.Lock()
 	if c.closed.Swap(true) {
-		c.wmu.Unlock()
 		return ErrClosed
 	}
 	// Bounds the close frame's write and TLS's close_notify alike.
 	_ = c.nc.SetWriteDeadline(time.Now().Add(min(closeWait, c.wtimeout)))
-	if c.ws != nil {
+	if c.ws != nil && c.wmu.TryLock() {
 		var buf [14 + 2]byte
 		_, _ = c.nc.Write(appendWSClientFrame(buf[:0], wsClose, []byte{0x03, 0xe8}))
+		c.wmu.Unlock()
 	}
-	c.wmu.Unlock()
 	if err := c.nc.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("client: close: %w", err)
 	}

@@ -1,6 +1,26 @@
 // Package client is goim's Go client: it connects to a comet over raw TCP,
 // TLS, WebSocket or WebSocket over TLS, authenticates, and reads what the
-// comet pushes.
+// comet pushes. It has two layers.
+//
+// The high level is Client, a connection that keeps itself up: Connect
+// asks logic's /goim/nodes/weighted for comets (Config.API; or fixed
+// Config.Addrs), authenticates, heartbeats at the period logic gives, and
+// after any drop (a comet draining or shutting down, a network error, a
+// heartbeat not answered within a period) waits the back-off logic hints
+// (Backoff) and connects again, to the comets logic names then, in the
+// room and with the ops it has at that moment. Messages arrive in order on
+// Messages() or through Config.OnMessage; ChangeRoom, Sub and Unsub wait
+// for the comet's reply; Close stops everything.
+//
+//	c, err := client.Connect(ctx, client.Config{
+//		API:  "http://127.0.0.1:3111",
+//		Auth: client.Auth{Mid: 1, RoomID: "live://1000", Platform: "web", Accepts: []int32{1000}},
+//	})
+//	if err != nil { ... }
+//	defer c.Close()
+//	for m := range c.Messages() {
+//		// m.Op, m.Body (the receiver's own copy)
+//	}
 //
 // The low level is one connection without reconnect: Dial (or DialBody
 // with a raw auth body) returns a *Conn once the comet answered the auth
@@ -30,5 +50,7 @@
 // connection ended before the auth reply), *CloseError (a WebSocket close
 // frame from the comet, with its status and reason), *ProtocolError (a
 // malformed frame from the comet), *NodesError (an error answer of
-// logic's nodes endpoint) and ErrClosed.
+// logic's nodes endpoint) and ErrClosed; a Client adds ErrDisconnected (a
+// request whose connection dropped before the reply) and
+// ErrHeartbeatTimeout (a drop's cause).
 package client

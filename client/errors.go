@@ -7,7 +7,8 @@ import (
 )
 
 // ErrClosed is returned by the methods of a Conn after Close, and by a
-// read that Close interrupted.
+// read that Close interrupted; likewise by a Client's methods after its
+// Close.
 var ErrClosed = errors.New("client: connection closed")
 
 // DialError is a failure to reach a comet: the TCP dial, the TLS handshake
@@ -18,6 +19,7 @@ type DialError struct {
 	Err  error
 }
 
+// Error describes the error.
 func (e *DialError) Error() string { return "client: dial " + e.Addr + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -32,6 +34,7 @@ type AuthError struct {
 	Err  error
 }
 
+// Error describes the error.
 func (e *AuthError) Error() string { return "client: auth at " + e.Addr + ": " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -46,6 +49,7 @@ type CloseError struct {
 	Reason string
 }
 
+// Error describes the error.
 func (e *CloseError) Error() string {
 	s := "client: websocket close " + strconv.Itoa(e.Code)
 	if e.Reason != "" {
@@ -62,6 +66,7 @@ type ProtocolError struct {
 	Err error
 }
 
+// Error describes the error.
 func (e *ProtocolError) Error() string { return "client: protocol: " + e.Err.Error() }
 
 // Unwrap returns the cause.
@@ -82,6 +87,7 @@ type NodesError struct {
 	Message string
 }
 
+// Error describes the error.
 func (e *NodesError) Error() string {
 	return fmt.Sprintf("client: nodes: status %d code %d: %s", e.Status, e.Code, e.Message)
 }

@@ -31,7 +31,8 @@ type Nodes struct {
 	// heartbeat before it closes the connection ("heartbeat_max").
 	HeartbeatMax int
 	// Backoff is the answer's backoff hint, normalized (see
-	// Backoff.Normalize); DefaultBackoff's fields where it is absent.
+	// Backoff.Normalize): DefaultBackoff when the answer has none, and
+	// DefaultBackoff's delay in place of a negative or absurd one.
 	Backoff Backoff
 }
 
@@ -111,12 +112,19 @@ func FetchNodes(ctx context.Context, hc *http.Client, api, platform string) (Nod
 		TCP:          addrs(d.Nodes, d.TCPPort),
 		WS:           addrs(d.Nodes, d.WSPort),
 		WSS:          addrs(d.Nodes, d.WSSPort),
-		Heartbeat:    seconds(d.Heartbeat),
+		Heartbeat:    max(seconds(d.Heartbeat), 0),
 		HeartbeatMax: max(d.HeartbeatMax, 0),
 		Backoff:      DefaultBackoff,
 	}
 	if bo := d.Backoff; bo != nil {
-		out.Backoff = Backoff{Base: seconds(bo.BaseDelay), Max: seconds(bo.MaxDelay), Factor: bo.Factor, Jitter: bo.Jitter}.Normalize()
+		b := Backoff{Base: seconds(bo.BaseDelay), Max: seconds(bo.MaxDelay), Factor: bo.Factor, Jitter: bo.Jitter}
+		if b.Base < 0 {
+			b.Base = DefaultBackoff.Base
+		}
+		if b.Max < 0 {
+			b.Max = DefaultBackoff.Max
+		}
+		out.Backoff = b.Normalize()
 	}
 	return out, nil
 }
@@ -134,11 +142,11 @@ func addrs(hosts []string, port int) []string {
 	return out
 }
 
-// seconds converts a hint in seconds to a duration, 0 for a negative or
+// seconds converts a hint in seconds to a duration, -1 for a negative or
 // absurd one (NaN, over a day).
 func seconds(s float64) time.Duration {
 	if !(s >= 0 && s <= maxDelay.Seconds()) {
-		return 0
+		return -1
 	}
 	return time.Duration(s * float64(time.Second))
 }
