@@ -604,8 +604,26 @@ func (c *Client) connect() (*Conn, string, error) {
 	if len(errs) == 1 {
 		return nil, "", errs[0]
 	}
-	return nil, "", errors.Join(errs...)
+	return nil, "", attemptError(errs)
 }
+
+// attemptError is the failure of an attempt over several comets: each
+// comet's error, in the order tried (errors.Is and errors.As see them
+// all).
+type attemptError []error
+
+func (e attemptError) Error() string {
+	s := "every comet failed: "
+	for i, err := range e {
+		if i > 0 {
+			s += "; "
+		}
+		s += err.Error()
+	}
+	return s
+}
+
+func (e attemptError) Unwrap() []error { return e }
 
 // serve runs one connection until it drops: it reads on this goroutine
 // and heartbeats on another. stable says the connection got a heartbeat
