@@ -197,10 +197,6 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.OnMessage != nil {
 		c.wg.Go(c.dispatch)
 	}
-	go func() {
-		c.wg.Wait()
-		close(c.done)
-	}()
 	select {
 	case <-c.first:
 		return c, nil
@@ -438,9 +434,9 @@ func opName(op int32) string {
 // do later ones. A second Close returns ErrClosed. It must not be called
 // from OnMessage or OnState.
 func (c *Client) Close() error {
-	err := ErrClosed
+	first := false
 	c.closeOnce.Do(func() {
-		err = nil
+		first = true
 		c.mu.Lock()
 		c.closed = true
 		conn := c.conn
@@ -450,8 +446,13 @@ func (c *Client) Close() error {
 			_ = conn.Close()
 		}
 	})
-	<-c.done
-	return err
+	if !first {
+		<-c.done
+		return ErrClosed
+	}
+	c.wg.Wait()
+	close(c.done)
+	return nil
 }
 
 // dispatch calls OnMessage for each message until Close.
