@@ -197,10 +197,6 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.OnMessage != nil {
 		c.wg.Go(c.dispatch)
 	}
-	go func() {
-		c.wg.Wait()
-		close(c.done)
-	}()
 	select {
 	case <-c.first:
 		return c, nil
@@ -438,9 +434,9 @@ func opName(op int32) string {
 // do later ones. A second Close returns ErrClosed. It must not be called
 // from OnMessage or OnState.
 func (c *Client) Close() error {
-	err := ErrClosed
+	first := false
 	c.closeOnce.Do(func() {
-		err = nil
+		first = true
 		c.mu.Lock()
 		c.closed = true
 		conn := c.conn
@@ -450,8 +446,13 @@ func (c *Client) Close() error {
 			_ = conn.Close()
 		}
 	})
-	<-c.done
-	return err
+	if !first {
+		<-c.done
+		return ErrClosed
+	}
+	c.wg.Wait()
+	close(c.done)
+	return nil
 }
 
 // dispatch calls OnMessage for each message until Close.
@@ -604,8 +605,26 @@ func (c *Client) connect() (*Conn, string, error) {
 	if len(errs) == 1 {
 		return nil, "", errs[0]
 	}
-	return nil, "", errors.Join(errs...)
+	return nil, "", attemptError(errs)
 }
+
+// attemptError is the failure of an attempt over several comets: each
+// comet's error, in the order tried (errors.Is and errors.As see them
+// all).
+type attemptError []error
+
+func (e attemptError) Error() string {
+	s := "every comet failed: "
+	for i, err := range e {
+		if i > 0 {
+			s += "; "
+		}
+		s += err.Error()
+	}
+	return s
+}
+
+func (e attemptError) Unwrap() []error { return e }
 
 // serve runs one connection until it drops: it reads on this goroutine
 // and heartbeats on another. stable says the connection got a heartbeat

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -457,6 +459,17 @@ func testClientErrors(t *testing.T, e *env) {
 	if err := short(client.Config{Addrs: []string{dead}}); !errors.As(err, &de) || de.Addr != dead {
 		t.Fatalf("nothing listening: %v", err)
 	}
+	// Both addresses fail: both errors are in the cause.
+	cfg = client.Config{Addrs: []string{dead, e.addr(client.TCP)}, Auth: client.Auth{RoomID: "no room id"}}
+	if err := short(cfg); !errors.As(err, &de) || !errors.As(err, &ae) {
+		t.Fatalf("two addresses: %v", err)
+	}
+	errToken := errors.New("no token today")
+	cfg = e.config(client.TCP, client.Auth{Mid: e.id()}, nil)
+	cfg.Token = func(context.Context) (string, error) { return "", errToken }
+	if err := short(cfg); !errors.Is(err, errToken) {
+		t.Fatalf("token error: %v", err)
+	}
 }
 
 // testClientClose: after Close every method says ErrClosed, Done and
@@ -560,6 +573,38 @@ func TestClientFake(t *testing.T) {
 			Backoff: &client.Backoff{Base: time.Hour, Max: time.Hour}})
 		if ev := rec.wait(t, client.Disconnected, 1); !errors.Is(ev.err, client.ErrHeartbeatTimeout) {
 			t.Fatalf("dropped with %v", ev.err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("heartbeat from the nodes answer", func(t *testing.T) {
+		// A logic whose answer says heartbeat 0.1s, pointing at a comet
+		// that never answers heartbeats.
+		addr := fakeComet(t, func(nc net.Conn) { _, _ = nc.Write(authReply) })
+		h, p, _ := net.SplitHostPort(addr)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/goim/nodes/weighted" || r.URL.Query().Get("platform") != "ios" {
+				http.NotFound(w, r)
+				return
+			}
+			fmt.Fprintf(w, `{"code":0,"message":"","data":{"tcp_port":%s,"heartbeat":0.1,"nodes":[%q],`+
+				`"backoff":{"base_delay":3600,"max_delay":3600,"factor":1,"jitter":0}}}`, p, h)
+		}))
+		defer srv.Close()
+		rec := &recorder{}
+		hc := &http.Client{}
+		defer hc.CloseIdleConnections()
+		start := time.Now()
+		c := connect(t, client.Config{API: srv.URL, HTTPClient: hc, Auth: client.Auth{Platform: "ios"}, OnState: rec.onState})
+		ev := rec.wait(t, client.Disconnected, 1)
+		if !errors.Is(ev.err, client.ErrHeartbeatTimeout) || ev.at.Sub(start) < 100*time.Millisecond {
+			t.Fatalf("dropped with %v after %v", ev.err, ev.at.Sub(start))
+		}
+		// The hint's back-off is an hour: no second attempt.
+		time.Sleep(100 * time.Millisecond)
+		if n := rec.count(client.Connecting); n != 1 {
+			t.Fatalf("%d attempts: %v", n, rec.events())
 		}
 		if err := c.Close(); err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -15,7 +14,7 @@ import (
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
-	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/client"
 	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 	"google.golang.org/grpc"
@@ -130,26 +129,19 @@ addr = %q
 	}
 	testkit.CheckBuildInfo(t, adminAddr)
 
-	conn, err := net.Dial("tcp", tcp)
+	conn, err := client.DialBody(context.Background(), tcp, []byte(`{"accepts":[]}`), client.DialOptions{})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("auth: %v\n%s", err, logs.String())
 	}
 	defer conn.Close()
-	if _, err := conn.Write((&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(`{"accepts":[]}`)}).AppendTCP(nil)); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	r := bufio.NewReader(conn)
-	var p protocol.Proto
-	if err := p.ReadTCP(r, 0); err != nil || p.Op != protocol.OpAuthReply {
-		t.Fatalf("auth reply: op %d, %v\n%s", p.Op, err, logs.String())
-	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.ReadTCP(r, 0); err == nil {
-		t.Fatalf("connection still open after the drain: got op %d", p.Op)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var op int32
+	if err := conn.ReadFrames(func(f client.Frame) { op = f.Op }); err == nil {
+		t.Fatalf("connection still open after the drain: got op %d", op)
 	}
 	select {
 	case err := <-exited:

@@ -1,8 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goim/goim/api/protocol"
+	goimclient "github.com/goim/goim/client"
 	"github.com/goim/goim/internal/allinone"
 	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
@@ -216,37 +216,27 @@ func (pr *proc) get(path string, v any) error {
 
 // client is a goim v2 TCP client that collects the bodies of pushes.
 type client struct {
-	conn net.Conn
-	got  chan string
+	got chan string
 }
 
 func dial(t *testing.T, addr, auth string) *client {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	conn, err := goimclient.DialBody(context.Background(), addr, []byte(auth), goimclient.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &client{conn: conn, got: make(chan string, 100)}
-	t.Cleanup(func() { conn.Close() })
-	if _, err := conn.Write(protocol.AppendFrame(nil, 1, protocol.OpAuth, 1, []byte(auth))); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	var p protocol.Proto
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if err := p.ReadTCP(br, 1<<20); err != nil || p.Op != protocol.OpAuthReply {
-		t.Fatalf("auth: op %d, %v", p.Op, err)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
+	c := &client{got: make(chan string, 100)}
+	t.Cleanup(func() { _ = conn.Close() })
 	go func() {
 		defer close(c.got)
 		for {
-			var p protocol.Proto
-			if err := p.ReadTCP(br, 1<<20); err != nil {
+			err := conn.ReadFrames(func(f goimclient.Frame) {
+				if f.Op == 1000 {
+					c.got <- string(f.Body)
+				}
+			})
+			if err != nil {
 				return
-			}
-			if p.Op == 1000 {
-				c.got <- string(p.Body)
 			}
 		}
 	}()

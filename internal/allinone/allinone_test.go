@@ -2,7 +2,9 @@ package allinone
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/client"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/testkit"
 	"google.golang.org/grpc"
@@ -60,27 +62,20 @@ func TestStart(t *testing.T) {
 		t.Errorf("summary does not match the parts and the push API's token:\n%s", s)
 	}
 
-	conn, err := net.Dial("tcp", cfg.Comet.TCP.Bind[0])
+	conn, err := client.Dial(context.Background(), cfg.Comet.TCP.Bind[0],
+		client.Auth{Mid: 3, Key: "k3", RoomID: "live://r", Accepts: []int32{1000}}, client.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	br := bufio.NewReader(conn)
-	read := func() *protocol.Proto {
+	read := func() client.Frame {
 		t.Helper()
 		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		var p protocol.Proto
-		if err := p.ReadTCP(br, 1<<20); err != nil {
+		var got client.Frame
+		if err := conn.ReadFrames(func(f client.Frame) { got = client.Frame{Op: f.Op, Seq: f.Seq, Body: bytes.Clone(f.Body)} }); err != nil {
 			t.Fatal(err)
 		}
-		return &p
-	}
-	if _, err := conn.Write(protocol.AppendFrame(nil, 1, protocol.OpAuth, 1,
-		[]byte(`{"mid":3,"key":"k3","room_id":"live://r","accepts":[1000]}`))); err != nil {
-		t.Fatal(err)
-	}
-	if p := read(); p.Op != protocol.OpAuthReply {
-		t.Fatalf("auth reply op %d", p.Op)
+		return got
 	}
 	api := "http://" + c.HTTPAddr()
 	post := func(path, body string) {
@@ -161,8 +156,13 @@ func TestStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.Copy(io.Discard, br); err != nil {
-		t.Fatalf("client not closed cleanly: %v", err)
+	for {
+		if err := conn.ReadFrames(func(client.Frame) {}); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("client not closed cleanly: %v", err)
+			}
+			break
+		}
 	}
 	for _, a := range []string{cfg.Redis.Listen, "127.0.0.1:" + strconv.Itoa(cfg.Kafka.Port), c.HTTPAddr()} {
 		if conn, err := net.Dial("tcp", a); err == nil {

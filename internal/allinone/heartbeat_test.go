@@ -1,11 +1,10 @@
 package allinone
 
 import (
-	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/client"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/testkit"
 )
@@ -127,9 +127,8 @@ func TestHeartbeatPolicy(t *testing.T) {
 // hbClient is a TCP client whose reader records heartbeat replies and
 // pushes until the connection closes.
 type hbClient struct {
-	conn     net.Conn
-	wmu      sync.Mutex // serialises writes
-	sent     time.Time  // just before the auth frame was written
+	conn     *client.Conn
+	sent     time.Time // just before the dial that sent the auth frame
 	replies  atomic.Int64
 	pushes   chan string
 	closed   chan struct{} // closed by the reader at EOF or error
@@ -138,36 +137,33 @@ type hbClient struct {
 
 func dialHB(t *testing.T, addr, auth string) *hbClient {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	sent := time.Now()
+	conn, err := client.DialBody(context.Background(), addr, []byte(auth), client.DialOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	br := bufio.NewReader(conn)
-	sent := time.Now()
-	if _, err := conn.Write(protocol.AppendFrame(nil, 1, protocol.OpAuth, 1, []byte(auth))); err != nil {
-		t.Fatal(err)
-	}
-	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	var p protocol.Proto
-	if err := p.ReadTCP(br, 1<<20); err != nil || p.Op != protocol.OpAuthReply {
-		t.Fatalf("auth reply: op %d, %v", p.Op, err)
-	}
-	_ = conn.SetReadDeadline(time.Time{})
 	c := &hbClient{conn: conn, sent: sent, pushes: make(chan string, 16), closed: make(chan struct{})}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		<-c.closed
+	})
 	go func() {
 		defer close(c.closed)
 		for {
-			var p protocol.Proto
-			if err := p.ReadTCP(br, 1<<20); err != nil {
+			err := conn.ReadFrames(func(f client.Frame) {
+				switch f.Op {
+				case protocol.OpHeartbeatReply:
+					c.replies.Add(1)
+				case 1000:
+					select {
+					case c.pushes <- string(f.Body):
+					default: // the test reads at most a few
+					}
+				}
+			})
+			if err != nil {
 				c.closedAt = time.Now()
 				return
-			}
-			switch p.Op {
-			case protocol.OpHeartbeatReply:
-				c.replies.Add(1)
-			case 1000:
-				c.pushes <- string(p.Body)
 			}
 		}
 	}()
@@ -179,12 +175,10 @@ func dialHB(t *testing.T, addr, auth string) *hbClient {
 func (c *hbClient) heartbeatEvery(period time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		tk := time.NewTicker(period)
 		defer tk.Stop()
-		for seq := int32(2); ; seq++ {
+		for {
 			select {
 			case <-done:
 				return
@@ -192,14 +186,11 @@ func (c *hbClient) heartbeatEvery(period time.Duration) (stop func()) {
 				return
 			case <-tk.C:
 			}
-			c.wmu.Lock()
-			_, err := c.conn.Write(protocol.AppendFrame(nil, 1, protocol.OpHeartbeat, seq, nil))
-			c.wmu.Unlock()
-			if err != nil {
+			if err := c.conn.Heartbeat(); err != nil {
 				return
 			}
 		}
-	}()
+	})
 	return func() {
 		close(done)
 		wg.Wait()

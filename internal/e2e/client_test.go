@@ -1,31 +1,25 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
 	"github.com/goim/goim/api/protocol"
+	goimclient "github.com/goim/goim/client"
 	"github.com/goim/goim/internal/testkit"
 )
 
-// The suite's own goim v2 client. internal/testkit/cluster has a recording
-// client too, but it dials in-process comets only (it takes a
-// *comet.Server) and sends no heartbeats; these clients dial comets by
-// address and heart-beat, which the Redis restart relies on: a heartbeat
-// is what makes the comet renew a lost session in logic.
-
-// maxFrameBody bounds what a client accepts from a comet: the server may
-// write frames above the 4096-byte client limit (docs/protocol.md §5).
-const maxFrameBody = 1 << 24
+// The suite's recording client, on the client package's connection
+// (client.Conn). internal/testkit/cluster has a recording client too, but
+// it dials in-process comets only (it takes a *comet.Server) and sends no
+// heartbeats; these clients dial comets by address and heart-beat, which
+// the Redis restart relies on: a heartbeat is what makes the comet renew
+// a lost session in logic.
 
 // push is one frame a client received that is not a reply to its own
 // frames (heartbeat replies are counted apart).
@@ -43,10 +37,7 @@ type client struct {
 	addr string // host:port dialled
 	auth string // the auth body
 
-	conn net.Conn
-	br   *bufio.Reader
-	wmu  sync.Mutex // serialises writes to conn: heartbeats and WebSocket pongs
-	seq  int32      // last heartbeat seq; wmu guards it
+	conn *goimclient.Conn
 
 	mu        sync.Mutex // guards pushes, hbReplies and err
 	pushes    []push
@@ -59,8 +50,11 @@ type client struct {
 	closeOnce sync.Once
 }
 
+// handshakeTimeout bounds a client's dial, upgrade and auth reply.
+const handshakeTimeout = 15 * time.Second
+
 // dial connects to a comet at addr ("host:port") over tr, authenticates
-// with the auth JSON and waits for the auth reply (at most 10 s). On
+// with the auth JSON and waits for the auth reply (at most 15 s). On
 // success the client heart-beats every heartbeat until closed; the test
 // closes it at cleanup. An error means no authenticated connection.
 func dial(t testing.TB, name, tr, addr, auth string, heartbeat time.Duration) (*client, error) {
@@ -73,32 +67,14 @@ func dial(t testing.TB, name, tr, addr, auth string, heartbeat time.Duration) (*
 // that make many handshakes dial from addresses of their own: on Linux
 // every 127.0.0.0/8 address is local without any setup.
 func dialFrom(t testing.TB, src, name, tr, addr, auth string, heartbeat time.Duration) (*client, error) {
-	c := &client{name: name, tr: tr, addr: addr, auth: auth, done: make(chan struct{}), stop: make(chan struct{})}
-	d := localDialer(src)
-	var err error
-	switch tr {
-	case "tcp":
-		c.conn, err = d.Dial("tcp", addr)
-		if err == nil {
-			c.br = bufio.NewReader(c.conn)
-		}
-	case "ws":
-		var br *bufio.Reader
-		c.conn, br, _, err = ws.Dialer{Timeout: 5 * time.Second, NetDial: d.DialContext}.Dial(context.Background(), "ws://"+addr+"/sub")
-		c.br = br // data the server sent right after its handshake answer, if any
-		if err == nil && c.br == nil {
-			c.br = bufio.NewReader(c.conn)
-		}
-	default:
-		return nil, fmt.Errorf("transport %q", tr)
+	if tr != "tcp" && tr != "ws" {
+		return nil, fmt.Errorf("%s: transport %q", name, tr)
 	}
+	conn, err := goimclient.DialBody(context.Background(), addr, []byte(auth), dialOptions(src, tr))
 	if err != nil {
-		return nil, fmt.Errorf("%s: dial %s %s: %w", name, tr, addr, err)
+		return nil, fmt.Errorf("%s: %s: %w", name, tr, err)
 	}
-	if err := c.authenticate(); err != nil {
-		c.conn.Close()
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
+	c := &client{name: name, tr: tr, addr: addr, auth: auth, conn: conn, done: make(chan struct{}), stop: make(chan struct{})}
 	c.wg.Add(2)
 	go c.readLoop()
 	go c.heartbeatLoop(heartbeat)
@@ -106,13 +82,13 @@ func dialFrom(t testing.TB, src, name, tr, addr, auth string, heartbeat time.Dur
 	return c, nil
 }
 
-// localDialer dials from src ("" = the system's choice) within 5 s.
-func localDialer(src string) *net.Dialer {
+// dialOptions dials over tr from src ("" = the system's choice).
+func dialOptions(src, tr string) goimclient.DialOptions {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	if src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(src)}
 	}
-	return d
+	return goimclient.DialOptions{Transport: goimclient.Transport(tr), NetDial: d.DialContext, HandshakeTimeout: handshakeTimeout}
 }
 
 // mustDial is dial failing the test on error.
@@ -125,164 +101,32 @@ func mustDial(t *testing.T, owner testing.TB, name, tr, addr, auth string, heart
 	return c
 }
 
-func (c *client) authenticate() error {
-	if err := c.write(protocol.OpAuth, 1, []byte(c.auth)); err != nil {
-		return fmt.Errorf("auth: %w", err)
-	}
-	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-	ps, err := c.read()
-	if err != nil {
-		return fmt.Errorf("auth reply: %w", err)
-	}
-	_ = c.conn.SetReadDeadline(time.Time{})
-	if len(ps) != 1 || ps[0].op != protocol.OpAuthReply || ps[0].seq != 1 {
-		return fmt.Errorf("auth reply: got %+v, want one op %d with seq 1", ps, protocol.OpAuthReply)
-	}
-	return nil
-}
-
 // write sends one frame: as is on TCP, as one masked binary message on
 // WebSocket.
 func (c *client) write(op, seq int32, body []byte) error {
-	frame := protocol.AppendFrame(nil, 1, op, seq, body)
-	if c.tr == "ws" {
-		return c.writeWS(ws.OpBinary, frame)
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err := c.conn.Write(frame)
-	return err
-}
-
-// writeWS writes one masked WebSocket frame in a single Write.
-func (c *client) writeWS(op ws.OpCode, payload []byte) error {
-	b, err := ws.CompileFrame(ws.MaskFrame(ws.NewFrame(op, true, payload)))
-	if err != nil {
-		return err
-	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	_, err = c.conn.Write(b)
-	return err
-}
-
-// frame is one decoded goim frame; body is the client's own copy.
-type frame struct {
-	op, seq int32
-	body    []byte
-}
-
-// read returns the frames of the next TCP frame or WebSocket message, an
-// op-9 batch unpacked into its inner frames.
-func (c *client) read() ([]frame, error) {
-	var p protocol.Proto
-	if c.tr == "tcp" {
-		if err := p.ReadTCP(c.br, maxFrameBody); err != nil {
-			return nil, err
-		}
-	} else {
-		msg, err := c.readWSMessage()
-		if err != nil {
-			return nil, err
-		}
-		if err := p.DecodeWS(msg, maxFrameBody); err != nil {
-			return nil, err
-		}
-	}
-	if p.Op != protocol.OpRaw { // TCP batches come without their carrier
-		return []frame{{op: p.Op, seq: p.Seq, body: append([]byte(nil), p.Body...)}}, nil
-	}
-	var out []frame
-	for b := p.Body; len(b) > 0; {
-		var in protocol.Proto
-		n, err := in.Decode(b, maxFrameBody)
-		if err != nil {
-			return nil, fmt.Errorf("op-9 body: %w", err)
-		}
-		out = append(out, frame{op: in.Op, seq: in.Seq, body: append([]byte(nil), in.Body...)})
-		b = b[n:]
-	}
-	return out, nil
-}
-
-// errWSClosed is a close frame from the server; the error that wraps it
-// is a *wsCloseError.
-var errWSClosed = errors.New("websocket close frame")
-
-// wsCloseError is the close frame a server sent: its status code and
-// reason (RFC 6455 §5.5.1).
-type wsCloseError struct {
-	code    uint16 // 0: the frame had no status code
-	reason  string
-	payload []byte
-}
-
-func (e *wsCloseError) Error() string {
-	return fmt.Sprintf("%v: status %d, reason %q (payload %x)", errWSClosed, e.code, e.reason, e.payload)
-}
-
-func (e *wsCloseError) Unwrap() error { return errWSClosed }
-
-// readWSMessage reads one data message (fragments joined), answering
-// pings; the payload is the client's own.
-func (c *client) readWSMessage() ([]byte, error) {
-	var msg []byte
-	for {
-		h, err := ws.ReadHeader(c.br)
-		if err != nil {
-			return nil, err
-		}
-		if h.Length > maxFrameBody+protocol.HeaderSize {
-			return nil, fmt.Errorf("websocket frame of %d bytes", h.Length)
-		}
-		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.br, payload); err != nil {
-			return nil, err
-		}
-		if h.Masked {
-			ws.Cipher(payload, h.Mask, 0)
-		}
-		switch h.OpCode {
-		case ws.OpPing:
-			if err := c.writeWS(ws.OpPong, payload); err != nil {
-				return nil, err
-			}
-			continue
-		case ws.OpPong:
-			continue
-		case ws.OpClose:
-			e := &wsCloseError{payload: payload}
-			if len(payload) >= 2 {
-				e.code, e.reason = uint16(payload[0])<<8|uint16(payload[1]), string(payload[2:])
-			}
-			return nil, e
-		}
-		msg = append(msg, payload...)
-		if h.Fin {
-			return msg, nil
-		}
-	}
+	return c.conn.WriteFrame(op, seq, body)
 }
 
 func (c *client) readLoop() {
 	defer c.wg.Done()
 	defer close(c.done)
 	for {
-		ps, err := c.read()
+		var got []push
+		hb := 0
+		err := c.conn.ReadFrames(func(f goimclient.Frame) {
+			if f.Op == protocol.OpHeartbeatReply {
+				hb++
+				return
+			}
+			got = append(got, push{op: f.Op, body: string(f.Body)})
+		})
 		c.mu.Lock()
+		c.hbReplies += hb
+		c.pushes = append(c.pushes, got...)
 		if err != nil {
 			c.err = err
 			c.mu.Unlock()
 			return
-		}
-		for _, p := range ps {
-			if p.op == protocol.OpHeartbeatReply {
-				c.hbReplies++
-				continue
-			}
-			c.pushes = append(c.pushes, push{op: p.op, body: string(p.body)})
 		}
 		c.mu.Unlock()
 	}
@@ -299,11 +143,7 @@ func (c *client) heartbeatLoop(period time.Duration) {
 		case <-c.done:
 			return
 		case <-tick.C:
-			c.wmu.Lock()
-			c.seq++
-			seq := c.seq
-			c.wmu.Unlock()
-			if err := c.write(protocol.OpHeartbeat, seq, nil); err != nil {
+			if err := c.conn.Heartbeat(); err != nil {
 				return // the reader sees the connection end
 			}
 		}
@@ -314,7 +154,7 @@ func (c *client) heartbeatLoop(period time.Duration) {
 func (c *client) close() {
 	c.closeOnce.Do(func() {
 		close(c.stop)
-		c.conn.Close()
+		_ = c.conn.Close()
 		c.wg.Wait()
 	})
 }

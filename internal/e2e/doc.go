@@ -2,17 +2,18 @@
 // comet binaries and bilibili/discovery's server (cmd/discovery),
 // runs them as separate processes on loopback against a redis-server of its
 // own and an in-process Kafka-protocol broker (kfake), connects goim v2
-// clients over TCP and WebSocket, and checks what docs/push-api.md,
-// docs/protocol.md and docs/operations.md promise: response shapes,
-// delivery, room order, online counts, the nodes list, comet drain, and
-// recovery from a killed job, a Redis restart and a Kafka outage; and what
-// docs/security.md promises, one test per finding of the security review
-// (security_test.go lists them), with a signed-mode logic and comet of
-// their own beside the cluster. Every service runs with credentials: the
-// push API's bearer tokens and the internal gRPC secret, from files and
-// the environment. TestShippedConfigs runs logic, job and a comet on
-// configs/*.toml as shipped (only their addresses moved) and delivers a
-// key, a user, a room and a broadcast push to clients with signed tokens.
+// clients over TCP and WebSocket (the client package's connections), and
+// checks what docs/push-api.md, docs/protocol.md and docs/operations.md
+// promise: response shapes, delivery, room order, online counts, the nodes
+// list, comet drain, and recovery from a killed job, a Redis restart and a
+// Kafka outage; and what docs/security.md promises, one test per finding
+// of the security review (security_test.go lists them), with a signed-mode
+// logic and comet of their own beside the cluster. Every service runs with
+// credentials: the push API's bearer tokens and the internal gRPC secret,
+// from files and the environment. TestShippedConfigs runs logic, job and a
+// comet on configs/*.toml as shipped (only their addresses moved) and
+// delivers a key, a user, a room and a broadcast push to clients with
+// signed tokens.
 //
 // TestScaleOut (scale_test.go, massreconnect_test.go) runs the scale-out
 // scenarios on a cluster of its own, two logic, two job and three comet

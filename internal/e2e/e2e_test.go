@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	goimclient "github.com/goim/goim/client"
 	"github.com/goim/goim/internal/testkit"
 )
 
@@ -309,18 +311,13 @@ func (c *cluster) reconnect(t *testing.T, cl *client, platform string) *client {
 	t.Helper()
 	var nc *client
 	testkit.WaitFor(t, 20*time.Second, func() error {
-		var nd nodesData
-		if err := getData(c.api+"/goim/nodes/weighted?platform="+platform, &nd); err != nil {
+		nd, err := goimclient.FetchNodes(context.Background(), nil, c.api, platform)
+		if err != nil {
 			return err
 		}
-		port := nd.TCPPort
-		if cl.tr == "ws" {
-			port = nd.WSPort
-		}
 		var errs []error
-		for _, host := range nd.Nodes {
-			var err error
-			if nc, err = dial(c.top, cl.name+"'", cl.tr, net.JoinHostPort(host, strconv.Itoa(port)), cl.auth, heartbeat); err == nil {
+		for _, addr := range nd.Addrs(goimclient.Transport(cl.tr)) {
+			if nc, err = dial(c.top, cl.name+"'", cl.tr, addr, cl.auth, heartbeat); err == nil {
 				return nil
 			}
 			errs = append(errs, err)

@@ -1,12 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +16,7 @@ import (
 
 	cometpb "github.com/goim/goim/api/comet"
 	"github.com/goim/goim/api/protocol"
+	goimclient "github.com/goim/goim/client"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/gomodule/redigo/redis"
 )
@@ -33,27 +34,23 @@ const (
 // authOnce opens a TCP connection from src to the comet at addr, sends
 // one auth frame with body and waits up to timeout for the comet's
 // answer, then closes the connection. It reports whether the answer was
-// the auth reply; a connection the comet closed is false with no error,
-// no answer within timeout is an error.
+// the auth reply; a connection the comet closed (or answered otherwise)
+// is false with no error, no answer within timeout is an error.
 func authOnce(src, addr, body string, timeout time.Duration) (bool, error) {
-	conn, err := localDialer(src).Dial("tcp", addr)
-	if err != nil {
-		return false, err
+	opts := dialOptions(src, "tcp")
+	opts.HandshakeTimeout = timeout
+	conn, err := goimclient.DialBody(context.Background(), addr, []byte(body), opts)
+	var ae *goimclient.AuthError
+	switch {
+	case err == nil:
+		_ = conn.Close()
+		return true, nil
+	case !errors.As(err, &ae):
+		return false, err // no connection
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return false, fmt.Errorf("no answer to the auth frame within %v", timeout)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(timeout))
-	if _, err := conn.Write(protocol.AppendFrame(nil, 1, protocol.OpAuth, 1, []byte(body))); err != nil {
-		return false, nil // closed before the frame went out
-	}
-	var p protocol.Proto
-	if err := p.ReadTCP(bufio.NewReader(conn), maxFrameBody); err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			return false, fmt.Errorf("no answer to the auth frame within %v", timeout)
-		}
-		return false, nil
-	}
-	return p.Op == protocol.OpAuthReply, nil
+	return false, nil
 }
 
 // closedWithin waits up to timeout for cl's connection to end; it
@@ -114,8 +111,8 @@ func wantRefusedChange(t *testing.T, cl *client, seq int32, room, reason, findin
 		t.Errorf("%s: op 13 replies %q before the close, want none", cl.name, got)
 	}
 	if cl.tr == "ws" {
-		var ce *wsCloseError
-		if !errors.As(why, &ce) || ce.code != wsPolicyViolation || !strings.Contains(ce.reason, reason) {
+		var ce *goimclient.CloseError
+		if !errors.As(why, &ce) || ce.Code != wsPolicyViolation || !strings.Contains(ce.Reason, reason) {
 			t.Errorf("%s: closed with %v, want a close frame %d naming %q", cl.name, why, wsPolicyViolation, reason)
 		}
 	}

@@ -1,17 +1,18 @@
 package logic
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/client"
 	"github.com/goim/goim/internal/comet"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
@@ -47,50 +48,33 @@ func startComet(t *testing.T, host, logicAddr string, disc discovery.Config, add
 	return srv
 }
 
-// tcpClient is a goim v2 TCP client.
-type tcpClient struct {
-	c net.Conn
-	r *bufio.Reader
-	w *bufio.Writer
-}
-
-func dialTCP(t *testing.T, addr string) *tcpClient {
+// dialTCP connects to the comet at addr over TCP and authenticates with
+// body (the client package's connection); the test closes it at cleanup.
+func dialTCP(t *testing.T, addr string, body []byte) (*client.Conn, error) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	c, err := client.DialBody(context.Background(), addr, body, client.DialOptions{HandshakeTimeout: 5 * time.Second})
 	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &tcpClient{c: c, r: bufio.NewReader(c), w: bufio.NewWriter(c)}
-}
-
-func (c *tcpClient) send(p *protocol.Proto) error {
-	if err := p.WriteTCP(c.w); err != nil {
-		return err
-	}
-	return c.w.Flush()
-}
-
-func (c *tcpClient) read() (*protocol.Proto, error) {
-	_ = c.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var p protocol.Proto
-	if err := p.ReadTCP(c.r, 1<<20); err != nil {
 		return nil, err
 	}
-	return &p, nil
+	t.Cleanup(func() { _ = c.Close() })
+	return c, nil
 }
 
-// auth sends the auth frame and returns the reply's op.
-func (c *tcpClient) auth(t *testing.T, body []byte) (int32, error) {
-	t.Helper()
-	if err := c.send(&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: body}); err != nil {
-		t.Fatal(err)
+// readFrame reads the next frame within 5 s; its body is the caller's.
+func readFrame(c *client.Conn) (client.Frame, error) {
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got client.Frame
+	n := 0
+	for n == 0 {
+		if err := c.ReadFrames(func(f client.Frame) {
+			if n++; n == 1 {
+				got = client.Frame{Op: f.Op, Seq: f.Seq, Body: bytes.Clone(f.Body)}
+			}
+		}); err != nil {
+			return got, err
+		}
 	}
-	p, err := c.read()
-	if err != nil {
-		return 0, err
-	}
-	return p.Op, nil
+	return got, nil
 }
 
 // TestWithComet runs a real comet against this logic, both in discovery:
@@ -102,9 +86,9 @@ func TestWithComet(t *testing.T) {
 	e := startLogic(t, func(c *Config) { c.Discovery = testkit.Discovery(t, env) })
 	cm := startComet(t, "comet-it", e.srv.RPCAddr(), testkit.Discovery(t, env), "203.0.113.7")
 
-	cl := dialTCP(t, cm.Addrs("tcp")[0].String())
-	if op, err := cl.auth(t, authBody(token(t, 77, "live://1000"), "live://1000", 1000)); err != nil || op != protocol.OpAuthReply {
-		t.Fatalf("auth: op %d, %v", op, err)
+	cl, err := dialTCP(t, cm.Addrs("tcp")[0].String(), authBody(token(t, 77, "live://1000"), "live://1000", 1000))
+	if err != nil {
+		t.Fatalf("auth: %v", err)
 	}
 	// The session routes a mids push to this comet.
 	e.expect("POST", "/goim/push/mids?operation=1000&mids=77", []byte("hello"), 200, `{"code":0,"message":""}`)
@@ -127,10 +111,10 @@ func TestWithComet(t *testing.T) {
 		return nil
 	})
 	// The heartbeat reply carries the room's cluster count from logic.
-	if err := cl.send(&protocol.Proto{Ver: 1, Op: protocol.OpHeartbeat, Seq: 2}); err != nil {
+	if err := cl.Heartbeat(); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := cl.read(); err != nil || p.Op != protocol.OpHeartbeatReply || len(p.Body) != 4 || p.Body[3] != 1 {
+	if p, err := readFrame(cl); err != nil || p.Op != protocol.OpHeartbeatReply || len(p.Body) != 4 || p.Body[3] != 1 {
 		t.Fatalf("heartbeat reply %+v, %v", p, err)
 	}
 
@@ -190,9 +174,9 @@ func TestWithComet(t *testing.T) {
 func TestCometRejectedToken(t *testing.T) {
 	e := startLogic(t, nil)
 	cm := startComet(t, "comet-rej", e.srv.RPCAddr(), discovery.DefaultConfig())
-	cl := dialTCP(t, cm.Addrs("tcp")[0].String())
-	op, err := cl.auth(t, authBody("not.a.token", ""))
-	if err == nil {
-		t.Fatalf("refused token got a reply op %d", op)
+	_, err := dialTCP(t, cm.Addrs("tcp")[0].String(), authBody("not.a.token", ""))
+	var ae *client.AuthError
+	if !errors.As(err, &ae) || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("refused token: %v, want the connection closed before an auth reply", err)
 	}
 }

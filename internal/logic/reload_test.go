@@ -10,7 +10,7 @@ import (
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
-	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/client"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/testkit"
@@ -171,30 +171,26 @@ func TestConnectTokenKeys(t *testing.T) {
 func TestTokenKeysWithComet(t *testing.T) {
 	e := startLogic(t, func(c *Config) { c.Auth.TokenKeys, c.Auth.ReplyKey = true, true })
 	cm := startComet(t, "comet-tk", e.srv.RPCAddr(), discovery.DefaultConfig())
-	authReply := func(cl *tcpClient, tok string) *protocol.Proto {
+	dial := func(tok string) *client.Conn {
 		t.Helper()
-		if err := cl.send(&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: authBody(tok, "", 1000)}); err != nil {
-			t.Fatal(err)
+		cl, err := dialTCP(t, cm.Addrs("tcp")[0].String(), authBody(tok, "", 1000))
+		if err != nil {
+			t.Fatalf("auth: %v", err)
 		}
-		p, err := cl.read()
-		if err != nil || p.Op != protocol.OpAuthReply {
-			t.Fatalf("auth reply %+v, %v", p, err)
-		}
-		return p
+		return cl
 	}
-	first := dialTCP(t, cm.Addrs("tcp")[0].String())
-	if p := authReply(first, keyToken(t, 77, "phone-77")); string(p.Body) != `{"key":"phone-77"}` {
-		t.Fatalf("auth reply body %q", p.Body)
+	first := dial(keyToken(t, 77, "phone-77"))
+	if string(first.AuthReply()) != `{"key":"phone-77"}` || first.Key() != "phone-77" {
+		t.Fatalf("auth reply body %q", first.AuthReply())
 	}
 	e.expect("POST", "/goim/push/keys?operation=1000&keys=phone-77", []byte("hi"), 200, `{"code":0,"message":""}`)
 	if m := e.pushed(1)[0].msg; m.Server != "comet-tk" || len(m.Keys) != 1 || m.Keys[0] != "phone-77" {
 		t.Fatalf("push %+v", m)
 	}
 
-	second := dialTCP(t, cm.Addrs("tcp")[0].String())
-	authReply(second, keyToken(t, 77, "phone-77"))
-	if p, err := first.read(); err == nil || !errors.Is(err, io.EOF) {
-		t.Fatalf("the replaced connection: %+v, %v; want it closed (EOF)", p, err)
+	dial(keyToken(t, 77, "phone-77"))
+	if p, err := readFrame(first); err == nil || !errors.Is(err, io.EOF) {
+		t.Fatalf("the replaced connection: op %d %q, %v; want it closed (EOF)", p.Op, p.Body, err)
 	}
 	// The newer connection holds the key's routing.
 	if got := e.rget("key_phone-77"); got != "comet-tk" {

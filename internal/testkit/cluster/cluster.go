@@ -7,20 +7,17 @@
 package cluster
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/client"
 	"github.com/goim/goim/internal/comet"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/logic"
@@ -184,15 +181,13 @@ func (c *Cluster) Push(path, body string) {
 	}
 }
 
-// Client is a goim v2 client (TCP or WebSocket) whose reader goroutine
-// collects the pushes it receives: the bodies of every frame that is not a
-// reply, op-9 batches unpacked.
+// Client is a goim v2 client (TCP or WebSocket, the client package's
+// connection) whose reader goroutine collects the pushes it receives: the
+// bodies of every frame that is not a reply, op-9 batches unpacked.
 type Client struct {
 	t    testing.TB
 	Name string
-	conn net.Conn
-	ws   bool
-	br   *bufio.Reader
+	conn *client.Conn
 
 	mu   sync.Mutex // guards the fields below
 	got  []string
@@ -207,96 +202,51 @@ type Client struct {
 func (c *Cluster) Dial(host, tr, auth string) *Client {
 	c.t.Helper()
 	srv := c.Comets[host]
-	r := &Client{t: c.t, Name: host + "/" + tr, ws: tr == "ws", done: make(chan struct{})}
-	var err error
-	if r.ws {
-		var br *bufio.Reader
-		r.conn, br, _, err = ws.Dial(context.Background(), "ws://"+srv.Addrs("ws")[0].String()+"/sub")
-		if br != nil {
-			ws.PutReader(br)
-		}
-	} else {
-		r.conn, err = net.Dial("tcp", srv.Addrs("tcp")[0].String())
+	if srv == nil {
+		c.t.Fatalf("no comet %q", host)
 	}
+	if tr != string(client.TCP) && tr != string(client.WS) {
+		c.t.Fatalf("transport %q: want tcp or ws", tr)
+	}
+	addrs := srv.Addrs(tr)
+	if len(addrs) == 0 {
+		c.t.Fatalf("comet %s has no %s listener", host, tr)
+	}
+	r := &Client{t: c.t, Name: host + "/" + tr, done: make(chan struct{})}
+	conn, err := client.DialBody(context.Background(), addrs[0].String(), []byte(auth),
+		client.DialOptions{Transport: client.Transport(tr)})
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%s: %v", r.Name, err)
 	}
-	r.br = bufio.NewReader(r.conn)
+	r.conn = conn
 	c.t.Cleanup(func() {
-		r.conn.Close()
+		_ = conn.Close()
 		<-r.done
 	})
-	frame := (&protocol.Proto{Ver: 1, Op: protocol.OpAuth, Seq: 1, Body: []byte(auth)}).AppendTCP(nil)
-	if r.ws {
-		err = wsutil.WriteClientBinary(r.conn, frame)
-	} else {
-		_, err = r.conn.Write(frame)
-	}
-	if err != nil {
-		close(r.done)
-		c.t.Fatal(err)
-	}
-	ps, err := r.next()
-	if err != nil || len(ps) != 1 || ps[0].Op != protocol.OpAuthReply {
-		close(r.done) // no reader: the cleanup must not wait for one
-		c.t.Fatalf("%s: auth reply %v, %v", r.Name, ps, err)
-	}
 	go r.loop()
 	return r
-}
-
-// next reads one frame (TCP) or message (WS, op 9 unpacked).
-func (r *Client) next() ([]*protocol.Proto, error) {
-	p := new(protocol.Proto)
-	if !r.ws {
-		if err := p.ReadTCP(r.br, 1<<24); err != nil {
-			return nil, err
-		}
-		p.Body = append([]byte(nil), p.Body...)
-		return []*protocol.Proto{p}, nil
-	}
-	msg, _, err := wsutil.ReadServerData(r.conn)
-	if err != nil {
-		return nil, err
-	}
-	if err := p.DecodeWS(msg, 1<<24); err != nil {
-		return nil, err
-	}
-	if p.Op != protocol.OpRaw {
-		return []*protocol.Proto{p}, nil
-	}
-	var out []*protocol.Proto
-	for b := p.Body; len(b) > 0; {
-		in := new(protocol.Proto)
-		n, err := in.Decode(b, 1<<24)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, in)
-		b = b[n:]
-	}
-	return out, nil
 }
 
 func (r *Client) loop() {
 	defer close(r.done)
 	for {
-		ps, err := r.next()
-		r.mu.Lock()
+		err := r.conn.ReadFrames(func(f client.Frame) {
+			if f.Op == protocol.OpHeartbeatReply {
+				return
+			}
+			now := time.Now()
+			r.mu.Lock()
+			r.got = append(r.got, string(f.Body))
+			r.ops = append(r.ops, f.Op)
+			r.at = append(r.at, now)
+			r.mu.Unlock()
+		})
 		if err != nil {
+			r.mu.Lock()
 			r.err = err
 			r.mu.Unlock()
 			return
 		}
-		for _, p := range ps {
-			if p.Op == protocol.OpHeartbeatReply {
-				continue
-			}
-			r.got = append(r.got, string(p.Body))
-			r.ops = append(r.ops, p.Op)
-			r.at = append(r.at, time.Now())
-		}
-		r.mu.Unlock()
 	}
 }
 
