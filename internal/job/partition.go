@@ -451,10 +451,14 @@ func (p *partition) commit() {
 	p.j.metrics.committed.Inc()
 }
 
-// sweepRooms forgets rooms with nothing open or in flight.
+// sweepRooms forgets rooms with nothing open or in flight whose previous
+// batch left linger ago or more: forgetting a room sooner would forget
+// when it last sent, and its next push would go at once instead of
+// waiting out the linger.
 func (p *partition) sweepRooms() {
+	now, linger := time.Now(), p.j.cfg.Room.Linger.D()
 	for id, r := range p.rooms {
-		if r.batch == nil && r.inflight.Load() == 0 {
+		if r.batch == nil && r.inflight.Load() == 0 && now.Sub(r.sent) >= linger {
 			delete(p.rooms, id)
 		}
 	}
