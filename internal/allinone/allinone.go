@@ -274,6 +274,9 @@ func (c *Cluster) Summary() string {
 	}
 	for _, a := range c.comet.Addrs("ws") {
 		line("comet WebSocket", "ws://"+a.String()+cfg.Comet.WebSocket.Path)
+		if cfg.Comet.SSE.Path != "" {
+			line("comet SSE (EventSource)", "http://"+a.String()+cfg.Comet.SSE.Path+"?room=live://1000")
+		}
 	}
 	for _, a := range c.comet.Addrs("tls") {
 		line("comet TCP+TLS", a.String())
