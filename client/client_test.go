@@ -192,14 +192,14 @@ func TestClient(t *testing.T) {
 func testClientBackpressure(t *testing.T, e *env) {
 	rec := &recorder{}
 	cfg := e.config(client.TCP, client.Auth{Mid: e.id(), RoomID: "live://hl-slow"}, rec)
-	cfg.Heartbeat = 50 * time.Millisecond
+	cfg.Heartbeat = 250 * time.Millisecond
 	cfg.MessageBuffer = 1
 	c := connect(t, cfg)
 	const n = 50
 	for i := range n {
 		e.c.Push("/goim/push/room?operation=1000&type=live&room=hl-slow", "slow "+strconv.Itoa(i))
 	}
-	time.Sleep(500 * time.Millisecond) // ten heartbeat periods, nobody reading
+	time.Sleep(time.Second) // four heartbeat periods, nobody reading
 	for i := range n {
 		select {
 		case m := <-c.Messages():
@@ -226,7 +226,7 @@ func testClientTransports(t *testing.T, e *env) {
 			key := "hl-" + string(tr) + "-" + strconv.FormatInt(mid, 10)
 			room := "hl-" + string(tr)
 			cfg := e.config(tr, client.Auth{Mid: mid, Key: key, RoomID: "live://" + room, Platform: "web", Accepts: []int32{1000}}, rec)
-			cfg.Heartbeat = 100 * time.Millisecond
+			cfg.Heartbeat = 250 * time.Millisecond
 			c := connect(t, cfg)
 			if c.Addr() != e.addr(tr) || c.Key() != key || c.Room() != "live://"+room {
 				t.Fatalf("addr %q key %q room %q", c.Addr(), c.Key(), c.Room())
@@ -237,7 +237,7 @@ func testClientTransports(t *testing.T, e *env) {
 			receiveUntil(t, c, 1000, "by-mid")
 			e.c.Push("/goim/push/room?operation=1001&type=live&room="+room, "by-room")
 			receiveUntil(t, c, 1001, "by-room")
-			time.Sleep(350 * time.Millisecond) // over three heartbeat periods
+			time.Sleep(800 * time.Millisecond) // over three heartbeat periods
 			if n := rec.count(client.Disconnected); n != 0 {
 				t.Fatalf("disconnected %d times: %v", n, rec.events())
 			}
@@ -425,7 +425,7 @@ func testClientErrors(t *testing.T, e *env) {
 		rec := &recorder{}
 		cfg.OnState = rec.onState
 		cfg.Backoff = &client.Backoff{Base: 50 * time.Millisecond, Max: 100 * time.Millisecond, Factor: 2}
-		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		c, err := client.Connect(ctx, cfg)
 		if c != nil || !errors.Is(err, context.DeadlineExceeded) {
