@@ -176,6 +176,7 @@ func TestClient(t *testing.T) {
 	e := startEnv(t)
 	t.Run("transports", func(t *testing.T) { testClientTransports(t, e) })
 	t.Run("change room", func(t *testing.T) { testClientChangeRoom(t, e) })
+	t.Run("request from a callback", func(t *testing.T) { testClientRequestFromCallback(t, e) })
 	t.Run("sub unsub", func(t *testing.T) { testClientSub(t, e) })
 	t.Run("batch", func(t *testing.T) { testClientBatch(t, e) })
 	t.Run("drop and token", func(t *testing.T) { testClientDrop(t, e) })
@@ -277,6 +278,43 @@ func testClientChangeRoom(t *testing.T, e *env) {
 	// Leaving the room.
 	if err := c.ChangeRoom(t.Context(), ""); err != nil || c.Room() != "" {
 		t.Fatalf("leave: %v, room %q", err, c.Room())
+	}
+}
+
+// testClientRequestFromCallback: OnMessage may call ChangeRoom (the
+// reader goes on while the callback waits for the reply).
+func testClientRequestFromCallback(t *testing.T, e *env) {
+	var cp atomic.Pointer[client.Client]
+	res := make(chan error, 1)
+	got := make(chan string, 10)
+	cfg := e.config(client.TCP, client.Auth{Mid: e.id(), RoomID: "live://hl-cb-1"}, nil)
+	cfg.OnMessage = func(m client.Message) {
+		got <- string(m.Body)
+		if string(m.Body) == "move" {
+			res <- cp.Load().ChangeRoom(t.Context(), "live://hl-cb-2")
+		}
+	}
+	c := connect(t, cfg)
+	cp.Store(c)
+	e.c.Push("/goim/push/room?operation=1000&type=live&room=hl-cb-1", "move")
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("ChangeRoom from OnMessage did not return")
+	}
+	e.c.Push("/goim/push/room?operation=1000&type=live&room=hl-cb-2", "moved")
+	for _, want := range []string{"move", "moved"} {
+		select {
+		case b := <-got:
+			if b != want {
+				t.Fatalf("got %q, want %q", b, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no %q", want)
+		}
 	}
 }
 
