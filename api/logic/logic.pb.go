@@ -101,8 +101,9 @@ type PushMsg struct {
 	Keys []string `protobuf:"bytes,6,rep,name=keys,proto3" json:"keys,omitempty"`
 	// The frame body job sends to the clients, opaque to goim.
 	Msg []byte `protobuf:"bytes,7,opt,name=msg,proto3" json:"msg,omitempty"`
-	// A unique id logic assigns to every push; opaque. Used for
-	// de-duplication, delivery receipts and recovery.
+	// The id of the push, opaque: logic gives every accepted push a new
+	// one and answers it to the pusher (data.msg_id). A keys or mids push
+	// published as one PushMsg per comet gives them all the same id.
 	// Added by goim; not in goim v2.
 	MsgId         string `protobuf:"bytes,8,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
 	unknownFields protoimpl.UnknownFields

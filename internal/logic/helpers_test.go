@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -208,6 +209,52 @@ func (e *env) expect(method, path string, body []byte, status int, want string) 
 	if got != status || b != want {
 		e.t.Fatalf("%s %s: got %d %s\nwant %d %s", method, path, got, b, status, want)
 	}
+}
+
+// msgIDPattern is a push's msg_id: 32 lowercase hex digits.
+var msgIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// push POSTs a push to the API, wants 200 and exactly
+// {"code":0,"message":"","data":{"msg_id":"<32 lowercase hex>"}}, and
+// returns the msg_id.
+func (e *env) push(path string, body []byte) string {
+	e.t.Helper()
+	const head, tail = `{"code":0,"message":"","data":{"msg_id":"`, `"}}`
+	got, b := e.do("POST", path, body)
+	id, ok := strings.CutPrefix(b, head)
+	if ok {
+		id, ok = strings.CutSuffix(id, tail)
+	}
+	if got != 200 || !ok || !msgIDPattern.MatchString(id) {
+		e.t.Fatalf("POST %s: got %d %s\nwant 200 %s<32 lowercase hex digits>%s", path, got, b, head, tail)
+	}
+	return id
+}
+
+// published is how many PushMsgs of type t logic tried to publish, by
+// its publish latency histogram.
+func (e *env) published(t logicpb.PushMsg_Type) uint64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() != "goim_logic_publish_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "type" && l.GetValue() == t.String() {
+					n += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		return n
+	}
+	e.t.Fatal("no goim_logic_publish_duration_seconds")
+	return 0
 }
 
 // pushed reads the n PushMsgs produced so far, with their Kafka keys,

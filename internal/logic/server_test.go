@@ -259,7 +259,7 @@ func TestKeyReuseKeepsRouting(t *testing.T) {
 	if got, conn := e.rget("key_k5"), e.rget("conn_k5"); got != "comet-a" || conn != "2" {
 		t.Fatalf("key_k5 = %q, conn_k5 = %q; want comet-a and 2", got, conn)
 	}
-	e.expect("POST", "/goim/push/keys?operation=1000&keys=k5", []byte("hi"), 200, `{"code":0,"message":""}`)
+	e.push("/goim/push/keys?operation=1000&keys=k5", []byte("hi"))
 	if p := e.pushed(1); p[0].msg.Server != "comet-a" || !slices.Equal(p[0].msg.Keys, []string{"k5"}) {
 		t.Fatalf("push %+v, want k5 on comet-a", p[0].msg)
 	}
@@ -321,34 +321,41 @@ func TestConnectRedisDown(t *testing.T) {
 	}
 }
 
+// TestPushKeysAndMids: a keys or mids push is published as one PushMsg per
+// comet, every one with the msg_id the API answered: one push, one id.
 func TestPushKeysAndMids(t *testing.T) {
 	e := startLogic(t, nil)
 	a1 := e.connect("comet-a", 1, "")
 	a2 := e.connect("comet-a", 2, "")
 	b2 := e.connect("comet-b", 2, "")
+	c3 := e.connect("comet-c", 3, "")
 	body := []byte{0, 1, 2, 'x', 0xff}
-	e.expect("POST", "/goim/push/keys?operation=1000&keys="+a1.Key+","+b2.Key+"&keys=gone", body, 200, `{"code":0,"message":""}`)
-	got := e.pushed(2)
+	keysID := e.push("/goim/push/keys?operation=1000&keys="+a1.Key+","+b2.Key+"&keys=gone,"+c3.Key, body)
+	got := e.pushed(3)
 	want := []struct {
 		server string
 		keys   []string
-	}{{"comet-a", []string{a1.Key}}, {"comet-b", []string{b2.Key}}}
+	}{{"comet-a", []string{a1.Key}}, {"comet-b", []string{b2.Key}}, {"comet-c", []string{c3.Key}}}
 	for i, w := range want {
 		m := got[i].msg
 		if got[i].key != w.server || m.Type != logicpb.PushMsg_PUSH || m.Server != w.server || m.Operation != 1000 ||
-			!slices.Equal(m.Keys, w.keys) || string(m.Msg) != string(body) || len(m.MsgId) != 32 {
-			t.Fatalf("push %d: key %q %+v", i, got[i].key, m)
+			!slices.Equal(m.Keys, w.keys) || string(m.Msg) != string(body) || m.MsgId != keysID {
+			t.Fatalf("push %d: key %q %+v, want msg_id %s", i, got[i].key, m, keysID)
 		}
 	}
-	if got[0].msg.MsgId == got[1].msg.MsgId {
-		t.Fatal("two PushMsgs share a msg_id")
-	}
 
-	e.expect("POST", "/goim/push/mids?operation=7&mids=2", []byte("m"), 200, `{"code":0,"message":""}`)
+	midsID := e.push("/goim/push/mids?operation=7&mids=2", []byte("m"))
+	if midsID == keysID {
+		t.Fatalf("two pushes answered the same msg_id %s", midsID)
+	}
 	var all []string
-	for _, p := range e.pushed(4) {
-		if p.msg.Operation == 7 {
-			all = append(all, p.msg.Keys...)
+	for _, p := range e.pushed(5) {
+		if p.msg.Operation != 7 {
+			continue
+		}
+		all = append(all, p.msg.Keys...)
+		if p.msg.MsgId != midsID {
+			t.Fatalf("mids push record %+v, want msg_id %s", p.msg, midsID)
 		}
 	}
 	slices.Sort(all)
@@ -359,16 +366,62 @@ func TestPushKeysAndMids(t *testing.T) {
 	}
 }
 
+// TestPushOffline: a keys or mids push whose targets are all offline
+// publishes nothing and still answers code 0 with a msg_id of its own.
+func TestPushOffline(t *testing.T) {
+	e := startLogic(t, nil)
+	ids := map[string]bool{}
+	for _, path := range []string{"/goim/push/keys?operation=1&keys=gone,never", "/goim/push/mids?operation=1&mids=404", "/goim/push/keys?operation=1&keys=gone"} {
+		id := e.push(path, []byte("nobody"))
+		if ids[id] {
+			t.Fatalf("%s answered msg_id %s twice", path, id)
+		}
+		ids[id] = true
+	}
+	if n := e.published(logicpb.PushMsg_PUSH); n != 0 {
+		t.Fatalf("%d PushMsgs published for offline targets", n)
+	}
+	roomID := e.push("/goim/push/room?operation=1&type=live&room=1", []byte("somebody"))
+	if p := e.pushed(1); p[0].msg.Type != logicpb.PushMsg_ROOM || p[0].msg.MsgId != roomID {
+		t.Fatalf("the topic holds %+v, want only the room push %s", p[0].msg, roomID)
+	}
+}
+
 func TestPushRoomAndAll(t *testing.T) {
 	e := startLogic(t, nil)
-	e.expect("POST", "/goim/push/room?operation=5&type=live&room=1000", []byte("r"), 200, `{"code":0,"message":""}`)
-	e.expect("POST", "/goim/push/all?operation=6&speed=100", []byte("a"), 200, `{"code":0,"message":""}`)
-	got := e.pushed(2)
-	if r := got[0]; r.key != "live://1000" || r.msg.Type != logicpb.PushMsg_ROOM || r.msg.Room != "live://1000" || r.msg.Operation != 5 || string(r.msg.Msg) != "r" {
-		t.Fatalf("room push: key %q %+v", r.key, r.msg)
+	roomID := e.push("/goim/push/room?operation=5&type=live&room=1000", []byte("r"))
+	allID := e.push("/goim/push/all?operation=6&speed=100", []byte("a"))
+	if roomID == allID {
+		t.Fatalf("two pushes answered the same msg_id %s", roomID)
 	}
-	if a := got[1]; a.key != "6" || a.msg.Type != logicpb.PushMsg_BROADCAST || a.msg.Speed != 100 || a.msg.Operation != 6 || string(a.msg.Msg) != "a" {
-		t.Fatalf("broadcast: key %q %+v", a.key, a.msg)
+	got := e.pushed(2)
+	if r := got[0]; r.key != "live://1000" || r.msg.Type != logicpb.PushMsg_ROOM || r.msg.Room != "live://1000" || r.msg.Operation != 5 ||
+		string(r.msg.Msg) != "r" || r.msg.MsgId != roomID {
+		t.Fatalf("room push: key %q %+v, want msg_id %s", r.key, r.msg, roomID)
+	}
+	if a := got[1]; a.key != "6" || a.msg.Type != logicpb.PushMsg_BROADCAST || a.msg.Speed != 100 || a.msg.Operation != 6 ||
+		string(a.msg.Msg) != "a" || a.msg.MsgId != allID {
+		t.Fatalf("broadcast: key %q %+v, want msg_id %s", a.key, a.msg, allID)
+	}
+}
+
+// TestPushPartlyFailed: when some comets' PushMsgs fail, the push answers
+// -500 without data although the others were published (with the id
+// that was not answered).
+func TestPushPartlyFailed(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Kafka.MaxMessageBytes = 400 })
+	var keys []string
+	for range 10 { // comet-a's PushMsg: 10 keys, over 400 bytes
+		keys = append(keys, e.connect("comet-a", 1, "").Key)
+	}
+	keys = append(keys, e.connect("comet-b", 2, "").Key) // comet-b's: one key, well under
+	code, body := e.do("POST", "/goim/push/keys?operation=1&keys="+strings.Join(keys, ","), []byte("partly"))
+	if code != 500 || !strings.HasPrefix(body, `{"code":-500,"message":"logic: 1 of 2 comets' pushes failed: `) ||
+		strings.Contains(body, "data") {
+		t.Fatalf("got %d %s", code, body)
+	}
+	if p := e.pushed(1); p[0].msg.Server != "comet-b" || !msgIDPattern.MatchString(p[0].msg.MsgId) {
+		t.Fatalf("published %+v, want comet-b's PushMsg", p[0].msg)
 	}
 }
 

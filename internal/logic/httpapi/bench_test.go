@@ -14,7 +14,9 @@ import (
 // measures the API alone.
 type nopService struct{ fakeService }
 
-func (*nopService) PushKeys(context.Context, int32, []string, []byte) error { return nil }
+func (*nopService) PushKeys(context.Context, int32, []string, []byte) (string, error) {
+	return fakeMsgID, nil
+}
 
 // discardWriter is a reusable http.ResponseWriter that keeps the status.
 type discardWriter struct {

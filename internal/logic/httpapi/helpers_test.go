@@ -35,11 +35,17 @@ type call struct {
 	ClientIP string
 }
 
+// fakeMsgID is the msg_id of every push fakeService accepts, unless its
+// msgID says otherwise.
+const fakeMsgID = "0123456789abcdef0123456789abcdef"
+
 // fakeService records every call and answers with its fields. Push calls
-// fail with pushErr; when block is set they first wait for it to close (or
-// their context to end) after signalling entered.
+// fail with pushErr, or return msgID (fakeMsgID when empty); when block is
+// set they first wait for it to close (or their context to end) after
+// signalling entered.
 type fakeService struct {
 	pushErr       error
+	msgID         string
 	block         chan struct{}
 	entered       chan struct{}
 	panicOn       string // method name that panics
@@ -71,7 +77,7 @@ func (f *fakeService) Calls() []call {
 	return slices.Clone(f.calls)
 }
 
-func (f *fakeService) push(ctx context.Context, c call) error {
+func (f *fakeService) push(ctx context.Context, c call) (string, error) {
 	f.record(c)
 	if f.block != nil {
 		if f.entered != nil {
@@ -80,25 +86,31 @@ func (f *fakeService) push(ctx context.Context, c call) error {
 		select {
 		case <-f.block:
 		case <-ctx.Done():
-			return ctx.Err()
+			return "", ctx.Err()
 		}
 	}
-	return f.pushErr
+	switch {
+	case f.pushErr != nil:
+		return "", f.pushErr
+	case f.msgID != "":
+		return f.msgID, nil
+	}
+	return fakeMsgID, nil
 }
 
-func (f *fakeService) PushKeys(ctx context.Context, op int32, keys []string, msg []byte) error {
+func (f *fakeService) PushKeys(ctx context.Context, op int32, keys []string, msg []byte) (string, error) {
 	return f.push(ctx, call{Method: "PushKeys", Op: op, Keys: keys, Msg: msg})
 }
 
-func (f *fakeService) PushMids(ctx context.Context, op int32, mids []int64, msg []byte) error {
+func (f *fakeService) PushMids(ctx context.Context, op int32, mids []int64, msg []byte) (string, error) {
 	return f.push(ctx, call{Method: "PushMids", Op: op, Mids: mids, Msg: msg})
 }
 
-func (f *fakeService) PushRoom(ctx context.Context, op int32, room string, msg []byte) error {
+func (f *fakeService) PushRoom(ctx context.Context, op int32, room string, msg []byte) (string, error) {
 	return f.push(ctx, call{Method: "PushRoom", Op: op, Room: room, Msg: msg})
 }
 
-func (f *fakeService) PushAll(ctx context.Context, op, speed int32, msg []byte) error {
+func (f *fakeService) PushAll(ctx context.Context, op, speed int32, msg []byte) (string, error) {
 	return f.push(ctx, call{Method: "PushAll", Op: op, Speed: speed, Msg: msg})
 }
 

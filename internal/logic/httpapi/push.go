@@ -10,7 +10,9 @@ import (
 )
 
 // The push endpoints: parameters from the query, the message from the body,
-// then one service call. Code 0 means Kafka acknowledged the push.
+// then one service call. Code 0 means Kafka acknowledged the push (or,
+// for keys and mids, that none of the targets is online); its data is the
+// push's id, {"msg_id":"<32 hex digits>"}.
 
 func (s *Server) pushKeys(c *gin.Context) int {
 	q, err := parseQuery(c.Request.URL.RawQuery)
@@ -25,7 +27,8 @@ func (s *Server) pushKeys(c *gin.Context) int {
 	if err != nil {
 		return s.badRequest(c, err)
 	}
-	return s.pushed(c, "keys", s.svc.PushKeys(c.Request.Context(), op, keys, msg))
+	id, err := s.svc.PushKeys(c.Request.Context(), op, keys, msg)
+	return s.pushed(c, "keys", id, err)
 }
 
 func (s *Server) pushMids(c *gin.Context) int {
@@ -41,7 +44,8 @@ func (s *Server) pushMids(c *gin.Context) int {
 	if err != nil {
 		return s.badRequest(c, err)
 	}
-	return s.pushed(c, "mids", s.svc.PushMids(c.Request.Context(), op, mids, msg))
+	id, err := s.svc.PushMids(c.Request.Context(), op, mids, msg)
+	return s.pushed(c, "mids", id, err)
 }
 
 func (s *Server) pushRoom(c *gin.Context) int {
@@ -57,7 +61,8 @@ func (s *Server) pushRoom(c *gin.Context) int {
 	if err != nil {
 		return s.badRequest(c, err)
 	}
-	return s.pushed(c, "room", s.svc.PushRoom(c.Request.Context(), op, room, msg))
+	id, err := s.svc.PushRoom(c.Request.Context(), op, room, msg)
+	return s.pushed(c, "room", id, err)
 }
 
 func (s *Server) pushAll(c *gin.Context) int {
@@ -73,7 +78,8 @@ func (s *Server) pushAll(c *gin.Context) int {
 	if err != nil {
 		return s.badRequest(c, err)
 	}
-	return s.pushed(c, "all", s.svc.PushAll(c.Request.Context(), op, speed, msg))
+	id, err := s.svc.PushAll(c.Request.Context(), op, speed, msg)
+	return s.pushed(c, "all", id, err)
 }
 
 // readBody returns the request body, the message to push, byte for byte.
@@ -121,13 +127,17 @@ func (s *Server) readBody(c *gin.Context) ([]byte, error) {
 // pushFailed is the warning of a push the service failed.
 const pushFailed = "httpapi: push failed"
 
-// pushed answers a push with the service's result: code 0, or HTTP 500
-// -500 with the error's text (which names the cause: Redis, Kafka, a
-// timeout). A push whose caller went away is logged at debug level only.
-func (s *Server) pushed(c *gin.Context, kind string, err error) int {
+// pushed answers a push with the service's result: code 0 with data
+// {"msg_id":id}, or HTTP 500 -500 with the error's text (which names the
+// cause: Redis, Kafka, a timeout) and no data. A push whose caller went
+// away is logged at debug level only.
+func (s *Server) pushed(c *gin.Context, kind, id string, err error) int {
 	if err == nil {
-		writeBody(c.Writer, http.StatusOK, okBody)
-		return CodeOK
+		if b, ok := pushedBody(id); ok {
+			writeBody(c.Writer, http.StatusOK, b)
+			return CodeOK
+		}
+		return s.ok(c, pushData{MsgID: id})
 	}
 	ctx := c.Request.Context()
 	if ctx.Err() != nil { // the caller hung up, or Shutdown ran out of time

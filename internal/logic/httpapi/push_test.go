@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,8 @@ import (
 	"testing"
 )
 
-const okJSON = `{"code":0,"message":""}`
+// okJSON is the answer to a push the fake service accepts.
+const okJSON = `{"code":0,"message":"","data":{"msg_id":"` + fakeMsgID + `"}}`
 
 func badJSON(msg string) string {
 	b, err := encode(CodeBadRequest, msg, nil)
@@ -278,6 +280,39 @@ func TestPushServiceError(t *testing.T) {
 			got := serve(t, s.Handler(), http.MethodPost, path+"&operation=1", []byte("m"))
 			checkResponse(t, got, 500, `{"code":-500,"message":"logic: push room: dao: kafka: publish: context deadline exceeded"}`)
 		})
+	}
+}
+
+// TestPushAnswersMsgID: every push endpoint answers the service's msg_id
+// as data.msg_id, byte for byte as encode renders it, also for an id
+// JSON must escape (the service promises plain ASCII; the answer stays
+// valid JSON if it breaks that).
+func TestPushAnswersMsgID(t *testing.T) {
+	paths := []string{"/goim/push/keys?keys=k", "/goim/push/mids?mids=1", "/goim/push/room?type=t&room=r", "/goim/push/all?"}
+	for _, id := range []string{"019b7d2a1c409f3e6a0b5d7c21e48a93", "x", `a"b\c<d>&` + "\x00\n\u00e9\u2028"} {
+		want, err := encode(CodeOK, "", pushData{MsgID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := newTestServer(t, testConfig(), &fakeService{msgID: id})
+		for _, path := range paths {
+			got := serve(t, s.Handler(), http.MethodPost, path+"&operation=1", []byte("m"))
+			checkResponse(t, got, 200, string(want))
+			var answer struct {
+				Code *int `json:"code"`
+				Data struct {
+					MsgID *string `json:"msg_id"`
+				} `json:"data"`
+			}
+			if err := json.Unmarshal([]byte(got.body), &answer); err != nil || answer.Code == nil || *answer.Code != 0 ||
+				answer.Data.MsgID == nil || *answer.Data.MsgID != id {
+				t.Errorf("%s with id %q: answer %s (%v)", path, id, got.body, err)
+			}
+		}
+	}
+	if b, ok := pushedBody("019b7d2a1c409f3e6a0b5d7c21e48a93"); !ok ||
+		string(b) != `{"code":0,"message":"","data":{"msg_id":"019b7d2a1c409f3e6a0b5d7c21e48a93"}}` {
+		t.Errorf("pushedBody = %s, %v", b, ok)
 	}
 }
 

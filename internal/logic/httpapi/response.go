@@ -14,7 +14,7 @@ type envelope struct {
 }
 
 var (
-	// okBody is the body of a successful push.
+	// okBody is the body of code 0 without data.
 	okBody = []byte(`{"code":0,"message":""}`)
 	// internalErrorBody answers a panic or a response that cannot be
 	// encoded.
@@ -25,6 +25,27 @@ var (
 	nosniff         = []string{"nosniff"}
 	connClose       = []string{"close"}
 )
+
+// pushData is the data of a successful push.
+type pushData struct {
+	MsgID string `json:"msg_id"`
+}
+
+// pushedBody returns the body of a successful push with id, as encode
+// would render it, without the reflection of encoding/json: ok is false
+// (and the caller encodes) when id holds a byte JSON would escape.
+func pushedBody(id string) (body []byte, ok bool) {
+	const head, tail = `{"code":0,"message":"","data":{"msg_id":"`, `"}}`
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return nil, false
+		}
+	}
+	b := make([]byte, 0, len(head)+len(id)+len(tail))
+	b = append(b, head...)
+	b = append(b, id...)
+	return append(b, tail...), true
+}
 
 // writeBody writes a JSON response body with its status.
 func writeBody(w http.ResponseWriter, status int, body []byte) {

@@ -14,17 +14,23 @@ import (
 // non-empty keys, 1..Config.MaxMids distinct mids > 0, room "type://id"
 // passing protocol.CheckRoomID, speed 0..MaxSpeed).
 type Service interface {
+	// The Push methods return the push's msg_id, which the API answers
+	// as data.msg_id: one per push (a keys or mids push published as one
+	// PushMsg per comet gives them all this id), also when its targets
+	// are all offline and nothing is published. It must be plain ASCII
+	// (logic's are 32 lowercase hex digits). An error means nothing or
+	// only part was published: the API answers -500 with it, and no id.
+
 	// PushKeys publishes msg to the connections keys. Keys with no
-	// session are skipped. An error means nothing or only part was
-	// published: the API answers -500 with it.
-	PushKeys(ctx context.Context, op int32, keys []string, msg []byte) error
+	// session are skipped.
+	PushKeys(ctx context.Context, op int32, keys []string, msg []byte) (msgID string, err error)
 	// PushMids publishes msg to every connection of the users mids.
-	PushMids(ctx context.Context, op int32, mids []int64, msg []byte) error
+	PushMids(ctx context.Context, op int32, mids []int64, msg []byte) (msgID string, err error)
 	// PushRoom publishes msg to room ("type://id").
-	PushRoom(ctx context.Context, op int32, room string, msg []byte) error
+	PushRoom(ctx context.Context, op int32, room string, msg []byte) (msgID string, err error)
 	// PushAll publishes msg to every connection that accepts op, paced at
 	// speed connections per second for the whole cluster (0: unpaced).
-	PushAll(ctx context.Context, op, speed int32, msg []byte) error
+	PushAll(ctx context.Context, op, speed int32, msg []byte) (msgID string, err error)
 
 	// OnlineTop returns at most limit rooms of type typ, highest count
 	// first; RoomID is the id without the "type://" prefix.
