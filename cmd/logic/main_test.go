@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/rpcauth"
 	"github.com/goim/goim/internal/testkit"
 )
@@ -118,11 +121,14 @@ func TestProcess(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || string(b) != `{"code":0,"message":""}` {
-		t.Fatalf("push: %d %s\n%s", resp.StatusCode, b, p.logs.String())
+	id, ok := testkit.PushAccepted(b)
+	if resp.StatusCode != 200 || !ok {
+		t.Fatalf("push: %d %s, want 200 %s\n%s", resp.StatusCode, b, testkit.PushAnswerShape, p.logs.String())
 	}
-	if recs := testkit.Consume(t, p.brokers, p.topic, 1); string(recs[0].Key) != "live://1" {
-		t.Fatalf("record key %q", recs[0].Key)
+	recs := testkit.Consume(t, p.brokers, p.topic, 1)
+	var pm logicpb.PushMsg
+	if err := proto.Unmarshal(recs[0].Value, &pm); err != nil || string(recs[0].Key) != "live://1" || pm.MsgId != id {
+		t.Fatalf("record key %q, msg_id %q (%v); want live://1 and the answered %s", recs[0].Key, pm.MsgId, err, id)
 	}
 
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

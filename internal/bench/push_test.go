@@ -33,8 +33,8 @@ func TestPusherAnswersAndRecord(t *testing.T) {
 			return
 		}
 		switch r.URL.Query().Get("mids") {
-		case "1":
-			_, _ = io.WriteString(w, `{"code":0,"message":""}`)
+		case "1": // goim's answer (the other tests answer goim v2's {"code":0,"message":""})
+			_, _ = io.WriteString(w, `{"code":0,"message":"","data":{"msg_id":"019b7d2a1c409f3e6a0b5d7c21e48a93"}}`)
 		case "2":
 			w.WriteHeader(http.StatusInternalServerError)
 			_, _ = io.WriteString(w, `{"code":-500,"message":"kafka down"}`)

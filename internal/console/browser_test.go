@@ -137,8 +137,12 @@ func TestBrowser(t *testing.T) {
 	var answer struct {
 		Code    *int   `json:"code"`
 		Message string `json:"message"`
+		Data    struct {
+			MsgID string `json:"msg_id"`
+		} `json:"data"`
 	}
-	if err := json.Unmarshal([]byte(st.PushResult), &answer); err != nil || answer.Code == nil || *answer.Code != 0 {
+	if err := json.Unmarshal([]byte(st.PushResult), &answer); err != nil || answer.Code == nil || *answer.Code != 0 ||
+		!testkit.IsMsgID(answer.Data.MsgID) {
 		t.Fatalf("push answered %q (%v); %s", st.PushResult, err, st)
 	}
 	p.wait("the message in the live pane", func(s state) bool {

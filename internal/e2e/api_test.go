@@ -94,15 +94,16 @@ func post(url, body string) (response, error) {
 	return do(http.MethodPost, url, strings.NewReader(body), http.Header{"Content-Type": {"text/plain"}})
 }
 
-// pushOK POSTs a push and wants exactly {"code":0,"message":""} with 200.
+// pushOK POSTs a push and wants 200 with exactly
+// {"code":0,"message":"","data":{"msg_id":"<32 lowercase hex digits>"}}.
 func pushOK(t *testing.T, url, body string) {
 	t.Helper()
 	r, err := post(url, body)
 	if err != nil {
 		t.Fatalf("POST %s: %v", url, err)
 	}
-	if r.status != http.StatusOK || string(r.body) != `{"code":0,"message":""}` {
-		t.Fatalf("POST %s: %d %s, want 200 {\"code\":0,\"message\":\"\"}", url, r.status, r.body)
+	if r.status != http.StatusOK || !testkit.IsPushAnswer(r.body) {
+		t.Fatalf("POST %s: %d %s, want 200 %s", url, r.status, r.body, testkit.PushAnswerShape)
 	}
 }
 

@@ -20,8 +20,10 @@ import (
 // answers (docs/push-api.md). The pushes here target nobody, so that
 // the clients receive nothing from them.
 func testAPI(t *testing.T, c *cluster) {
-	// Pushes: exactly {"code":0,"message":""}, even when every target is
-	// offline (goim v2).
+	// Pushes: exactly {"code":0,"message":"","data":{"msg_id":"<32 hex>"}},
+	// even when every target is offline (goim v2 answers {"code":0}), with
+	// an id of each push's own.
+	ids := map[string]string{}
 	for _, path := range []string{
 		"/goim/push/keys?operation=1000&keys=nobody",
 		"/goim/push/keys?operation=1000&keys=nobody1,nobody2&keys=nobody3",
@@ -32,10 +34,19 @@ func testAPI(t *testing.T, c *cluster) {
 		"/goim/push/all?operation=1999&speed=10",
 	} {
 		r := mustDo(t, http.MethodPost, c.api+path, strings.NewReader("api"))
-		r.envelope(t, "POST "+path, 0, false)
-		if string(r.body) != `{"code":0,"message":""}` {
-			t.Errorf("POST %s: %s", path, r.body)
+		e := r.envelope(t, "POST "+path, 0, true)
+		if keys := objectKeys(t, e.Data); !slices.Equal(keys, []string{"msg_id"}) {
+			t.Errorf("POST %s: data fields %q: %s", path, keys, r.body)
 		}
+		id, ok := testkit.PushAccepted(r.body)
+		if !ok {
+			t.Errorf("POST %s: %s, want %s", path, r.body, testkit.PushAnswerShape)
+			continue
+		}
+		if other, dup := ids[id]; dup {
+			t.Errorf("POST %s answered the msg_id of POST %s: %s", path, other, id)
+		}
+		ids[id] = path
 	}
 
 	// Online: field names and types (values are the online subtest's).

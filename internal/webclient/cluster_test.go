@@ -301,7 +301,7 @@ func post(api, path, body string) error {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || string(b) != `{"code":0,"message":""}` {
+	if resp.StatusCode != http.StatusOK || !testkit.IsPushAnswer(b) {
 		return fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, b)
 	}
 	return nil
