@@ -107,6 +107,17 @@ func pushOK(t *testing.T, url, body string) {
 	}
 }
 
+// pushAccepted checks that r is an accepted push's answer: the envelope
+// with code 0 and data, exactly
+// {"code":0,"message":"","data":{"msg_id":"<32 lowercase hex digits>"}}.
+func (r response) pushAccepted(t *testing.T, what string) {
+	t.Helper()
+	r.envelope(t, what, 0, true)
+	if !testkit.IsPushAnswer(r.body) {
+		t.Errorf("%s: %s, want %s", what, r.body, testkit.PushAnswerShape)
+	}
+}
+
 // envelope checks the documented envelope of r: the HTTP status that
 // goes with code, Content-Type, and the fields code, message and (when
 // hasData) data in that order and no others. It returns the decoded body.

@@ -7,8 +7,8 @@
 // caller and the parameters and calls Service's PushKeys, PushMids,
 // PushRoom or PushAll (push.go). A push to keys or users first reads from
 // Redis which comets hold them; every push then leaves as PushMsg records
-// on the Kafka topic (package dao: Kafka), answered only once Kafka
-// acknowledged them.
+// on the Kafka topic (package dao: Kafka), all with the push's one msg_id,
+// answered (with that id) only once Kafka acknowledged them.
 //
 // A connection's session enters through the gRPC service comets call
 // (package rpc): a comet's Connect or ConnectBatch becomes Service.Connect

@@ -243,7 +243,8 @@ func (k *Kafka) Close() error {
 // ROOM -> msg.Room, BROADCAST -> msg.Operation in decimal.
 //
 // If msg.MsgId is empty Publish sets it to NewMsgID() (so msg is modified
-// and must not be shared with a concurrent reader). A msg without its
+// and must not be shared with a concurrent reader); logic's pushes come
+// with the push's id already set, shared by its per-comet PushMsgs. A msg without its
 // target (PUSH without server or keys, ROOM without room, unknown type)
 // or larger than MaxMessageBytes fails with ErrInvalidArgument and nothing
 // is sent. (Sarama's own size check, which counts the record overhead
