@@ -17,9 +17,10 @@ type Service interface {
 	// The Push methods return the push's msg_id, which the API answers
 	// as data.msg_id: one per push (a keys or mids push published as one
 	// PushMsg per comet gives them all this id), also when its targets
-	// are all offline and nothing is published. It must be plain ASCII
-	// (logic's are 32 lowercase hex digits). An error means nothing or
-	// only part was published: the API answers -500 with it, and no id.
+	// are all offline and nothing is published. logic's are 32 lowercase
+	// hex digits (the API writes those without encoding/json and encodes
+	// any other string). An error means nothing or only part was
+	// published: the API answers -500 with it, and no id.
 
 	// PushKeys publishes msg to the connections keys. Keys with no
 	// session are skipped.
