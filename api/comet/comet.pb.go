@@ -40,7 +40,16 @@ type PushMsgReq struct {
 	// The operation a connection must watch (have in its accepts) to receive
 	// the frame; connections that do not watch it are skipped. Usually equal
 	// to proto.op.
-	ProtoOp       int32 `protobuf:"varint,3,opt,name=protoOp,proto3" json:"protoOp,omitempty"`
+	ProtoOp int32 `protobuf:"varint,3,opt,name=protoOp,proto3" json:"protoOp,omitempty"`
+	// The push's id (PushMsg.msg_id, 32 hex digits); reliable connections
+	// receive it with the frame. Added by goim; not in goim v2.
+	MsgId string `protobuf:"bytes,4,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
+	// Empty, or one per key (positions[i] is keys[i]'s): where the message
+	// sits in that connection's stream (the user's for a mids push, the
+	// key's for a keys push; stream 0 for a key whose target keeps none).
+	// Reliable connections receive it with the frame and use it to find
+	// and fill gaps. Added by goim; not in goim v2.
+	Positions     []*protocol.Position `protobuf:"bytes,5,rep,name=positions,proto3" json:"positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -94,6 +103,20 @@ func (x *PushMsgReq) GetProtoOp() int32 {
 		return x.ProtoOp
 	}
 	return 0
+}
+
+func (x *PushMsgReq) GetMsgId() string {
+	if x != nil {
+		return x.MsgId
+	}
+	return ""
+}
+
+func (x *PushMsgReq) GetPositions() []*protocol.Position {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
 }
 
 // PushMsgReply reports what happened to each key of the request. Every key
@@ -190,7 +213,10 @@ type BroadcastReq struct {
 	// Rate limit for this comet, in connections per second; 0 or less means
 	// as fast as possible. Job splits the push's cluster-wide speed among the
 	// comets before setting it.
-	Speed         int32 `protobuf:"varint,3,opt,name=speed,proto3" json:"speed,omitempty"`
+	Speed int32 `protobuf:"varint,3,opt,name=speed,proto3" json:"speed,omitempty"`
+	// The push's id; reliable connections receive it with the frame. Added
+	// by goim; not in goim v2.
+	MsgId         string `protobuf:"bytes,4,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -246,6 +272,13 @@ func (x *BroadcastReq) GetSpeed() int32 {
 	return 0
 }
 
+func (x *BroadcastReq) GetMsgId() string {
+	if x != nil {
+		return x.MsgId
+	}
+	return ""
+}
+
 // BroadcastReply is empty. The reply means the comet accepted the broadcast;
 // delivery to the connections continues after it, paced by speed.
 type BroadcastReply struct {
@@ -291,7 +324,15 @@ type BroadcastRoomReq struct {
 	// The room key, "type://id" (for example "live://1000").
 	RoomID string `protobuf:"bytes,1,opt,name=roomID,proto3" json:"roomID,omitempty"`
 	// The frame written to each connection in the room, unchanged.
-	Proto         *protocol.Proto `protobuf:"bytes,2,opt,name=proto,proto3" json:"proto,omitempty"`
+	Proto *protocol.Proto `protobuf:"bytes,2,opt,name=proto,proto3" json:"proto,omitempty"`
+	// One id per message of proto (each inner frame of an op-9 carrier, in
+	// order, or the one frame otherwise), or empty: reliable connections
+	// receive each message with its id. Added by goim; not in goim v2.
+	MsgIds []string `protobuf:"bytes,3,rep,name=msg_ids,json=msgIds,proto3" json:"msg_ids,omitempty"`
+	// Empty, or one per message as msg_ids: the message's place in the
+	// room's stream when the room is recoverable (stream 0 otherwise).
+	// Added by goim; not in goim v2.
+	Positions     []*protocol.Position `protobuf:"bytes,4,rep,name=positions,proto3" json:"positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -336,6 +377,20 @@ func (x *BroadcastRoomReq) GetRoomID() string {
 func (x *BroadcastRoomReq) GetProto() *protocol.Proto {
 	if x != nil {
 		return x.Proto
+	}
+	return nil
+}
+
+func (x *BroadcastRoomReq) GetMsgIds() []string {
+	if x != nil {
+		return x.MsgIds
+	}
+	return nil
+}
+
+func (x *BroadcastRoomReq) GetPositions() []*protocol.Position {
+	if x != nil {
+		return x.Positions
 	}
 	return nil
 }
@@ -466,25 +521,30 @@ var File_api_comet_comet_proto protoreflect.FileDescriptor
 const file_api_comet_comet_proto_rawDesc = "" +
 	"\n" +
 	"\x15api/comet/comet.proto\x12\n" +
-	"goim.comet\x1a\x1bapi/protocol/protocol.proto\"f\n" +
+	"goim.comet\x1a\x1bapi/protocol/protocol.proto\"\xb4\x01\n" +
 	"\n" +
 	"PushMsgReq\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\tR\x04keys\x12*\n" +
 	"\x05proto\x18\x02 \x01(\v2\x14.goim.protocol.ProtoR\x05proto\x12\x18\n" +
-	"\aprotoOp\x18\x03 \x01(\x05R\aprotoOp\"z\n" +
+	"\aprotoOp\x18\x03 \x01(\x05R\aprotoOp\x12\x15\n" +
+	"\x06msg_id\x18\x04 \x01(\tR\x05msgId\x125\n" +
+	"\tpositions\x18\x05 \x03(\v2\x17.goim.protocol.PositionR\tpositions\"z\n" +
 	"\fPushMsgReply\x12\x1c\n" +
 	"\tdelivered\x18\x01 \x01(\x05R\tdelivered\x12\x16\n" +
 	"\x06absent\x18\x02 \x01(\x05R\x06absent\x12\x1a\n" +
 	"\bfiltered\x18\x03 \x01(\x05R\bfiltered\x12\x18\n" +
-	"\adropped\x18\x04 \x01(\x05R\adropped\"j\n" +
+	"\adropped\x18\x04 \x01(\x05R\adropped\"\x81\x01\n" +
 	"\fBroadcastReq\x12\x18\n" +
 	"\aprotoOp\x18\x01 \x01(\x05R\aprotoOp\x12*\n" +
 	"\x05proto\x18\x02 \x01(\v2\x14.goim.protocol.ProtoR\x05proto\x12\x14\n" +
-	"\x05speed\x18\x03 \x01(\x05R\x05speed\"\x10\n" +
-	"\x0eBroadcastReply\"V\n" +
+	"\x05speed\x18\x03 \x01(\x05R\x05speed\x12\x15\n" +
+	"\x06msg_id\x18\x04 \x01(\tR\x05msgId\"\x10\n" +
+	"\x0eBroadcastReply\"\xa6\x01\n" +
 	"\x10BroadcastRoomReq\x12\x16\n" +
 	"\x06roomID\x18\x01 \x01(\tR\x06roomID\x12*\n" +
-	"\x05proto\x18\x02 \x01(\v2\x14.goim.protocol.ProtoR\x05proto\"\x14\n" +
+	"\x05proto\x18\x02 \x01(\v2\x14.goim.protocol.ProtoR\x05proto\x12\x17\n" +
+	"\amsg_ids\x18\x03 \x03(\tR\x06msgIds\x125\n" +
+	"\tpositions\x18\x04 \x03(\v2\x17.goim.protocol.PositionR\tpositions\"\x14\n" +
 	"\x12BroadcastRoomReply\"\n" +
 	"\n" +
 	"\bRoomsReq\"\x7f\n" +
@@ -525,25 +585,28 @@ var file_api_comet_comet_proto_goTypes = []any{
 	(*RoomsReply)(nil),         // 7: goim.comet.RoomsReply
 	nil,                        // 8: goim.comet.RoomsReply.RoomsEntry
 	(*protocol.Proto)(nil),     // 9: goim.protocol.Proto
+	(*protocol.Position)(nil),  // 10: goim.protocol.Position
 }
 var file_api_comet_comet_proto_depIdxs = []int32{
-	9, // 0: goim.comet.PushMsgReq.proto:type_name -> goim.protocol.Proto
-	9, // 1: goim.comet.BroadcastReq.proto:type_name -> goim.protocol.Proto
-	9, // 2: goim.comet.BroadcastRoomReq.proto:type_name -> goim.protocol.Proto
-	8, // 3: goim.comet.RoomsReply.rooms:type_name -> goim.comet.RoomsReply.RoomsEntry
-	0, // 4: goim.comet.Comet.PushMsg:input_type -> goim.comet.PushMsgReq
-	2, // 5: goim.comet.Comet.Broadcast:input_type -> goim.comet.BroadcastReq
-	4, // 6: goim.comet.Comet.BroadcastRoom:input_type -> goim.comet.BroadcastRoomReq
-	6, // 7: goim.comet.Comet.Rooms:input_type -> goim.comet.RoomsReq
-	1, // 8: goim.comet.Comet.PushMsg:output_type -> goim.comet.PushMsgReply
-	3, // 9: goim.comet.Comet.Broadcast:output_type -> goim.comet.BroadcastReply
-	5, // 10: goim.comet.Comet.BroadcastRoom:output_type -> goim.comet.BroadcastRoomReply
-	7, // 11: goim.comet.Comet.Rooms:output_type -> goim.comet.RoomsReply
-	8, // [8:12] is the sub-list for method output_type
-	4, // [4:8] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	9,  // 0: goim.comet.PushMsgReq.proto:type_name -> goim.protocol.Proto
+	10, // 1: goim.comet.PushMsgReq.positions:type_name -> goim.protocol.Position
+	9,  // 2: goim.comet.BroadcastReq.proto:type_name -> goim.protocol.Proto
+	9,  // 3: goim.comet.BroadcastRoomReq.proto:type_name -> goim.protocol.Proto
+	10, // 4: goim.comet.BroadcastRoomReq.positions:type_name -> goim.protocol.Position
+	8,  // 5: goim.comet.RoomsReply.rooms:type_name -> goim.comet.RoomsReply.RoomsEntry
+	0,  // 6: goim.comet.Comet.PushMsg:input_type -> goim.comet.PushMsgReq
+	2,  // 7: goim.comet.Comet.Broadcast:input_type -> goim.comet.BroadcastReq
+	4,  // 8: goim.comet.Comet.BroadcastRoom:input_type -> goim.comet.BroadcastRoomReq
+	6,  // 9: goim.comet.Comet.Rooms:input_type -> goim.comet.RoomsReq
+	1,  // 10: goim.comet.Comet.PushMsg:output_type -> goim.comet.PushMsgReply
+	3,  // 11: goim.comet.Comet.Broadcast:output_type -> goim.comet.BroadcastReply
+	5,  // 12: goim.comet.Comet.BroadcastRoom:output_type -> goim.comet.BroadcastRoomReply
+	7,  // 13: goim.comet.Comet.Rooms:output_type -> goim.comet.RoomsReply
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_api_comet_comet_proto_init() }

@@ -105,7 +105,13 @@ type PushMsg struct {
 	// one and answers it to the pusher (data.msg_id). A keys or mids push
 	// published as one PushMsg per comet gives them all the same id.
 	// Added by goim; not in goim v2.
-	MsgId         string `protobuf:"bytes,8,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
+	MsgId string `protobuf:"bytes,8,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
+	// Empty, or: PUSH, one per key (positions[i] is keys[i]'s), where the
+	// message sits in the stream of that key's target (the user's stream for
+	// a mids push, the key's for a keys push; stream 0 for a target that
+	// keeps none); ROOM, one, its place in the room's stream when the room
+	// is recoverable. Added by goim; not in goim v2.
+	Positions     []*protocol.Position `protobuf:"bytes,9,rep,name=positions,proto3" json:"positions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -194,6 +200,13 @@ func (x *PushMsg) GetMsgId() string {
 		return x.MsgId
 	}
 	return ""
+}
+
+func (x *PushMsg) GetPositions() []*protocol.Position {
+	if x != nil {
+		return x.Positions
+	}
+	return nil
 }
 
 // ConnectReq asks logic to authenticate a new connection.
@@ -298,7 +311,20 @@ type ConnectReply struct {
 	// (goim v2's empty reply) unless logic runs with auth.reply_key, which
 	// sets it to {"key":"<key>"}. Added by goim: a comet that predates it
 	// sends an empty body.
-	AuthReply     []byte `protobuf:"bytes,8,opt,name=auth_reply,json=authReply,proto3" json:"auth_reply,omitempty"`
+	AuthReply []byte `protobuf:"bytes,8,opt,name=auth_reply,json=authReply,proto3" json:"auth_reply,omitempty"`
+	// True when the client opted in to reliable delivery (auth body
+	// "reliable": true): it receives pushes as op 18 envelopes with their id
+	// and stream position, may ack them (op 19) and recovers what it missed
+	// from its streams. Added by goim.
+	Reliable bool `protobuf:"varint,9,opt,name=reliable,proto3" json:"reliable,omitempty"`
+	// Reliable connections only: the state of each of the connection's
+	// streams now (its epoch and last offset), user first, then key, then
+	// room. A stream logic keeps none of (streams are off, or an anonymous
+	// user) is left out. Added by goim.
+	Streams []*protocol.Position `protobuf:"bytes,10,rep,name=streams,proto3" json:"streams,omitempty"`
+	// Reliable connections only: the positions the client said it had seen
+	// (auth body "since"), one per stream it named. Added by goim.
+	Since         []*protocol.Position `protobuf:"bytes,11,rep,name=since,proto3" json:"since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +411,27 @@ func (x *ConnectReply) GetRoomsLimited() bool {
 func (x *ConnectReply) GetAuthReply() []byte {
 	if x != nil {
 		return x.AuthReply
+	}
+	return nil
+}
+
+func (x *ConnectReply) GetReliable() bool {
+	if x != nil {
+		return x.Reliable
+	}
+	return false
+}
+
+func (x *ConnectReply) GetStreams() []*protocol.Position {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+func (x *ConnectReply) GetSince() []*protocol.Position {
+	if x != nil {
+		return x.Since
 	}
 	return nil
 }
@@ -1420,12 +1467,417 @@ func (x *Backoff) GetJitter() float32 {
 	return 0
 }
 
+// ReadStreamReq asks for the messages of one stream after an offset. A
+// comet asks for a reliable connection: to recover what it missed at auth
+// and to fill a gap in what it receives. Added by goim; not in goim v2.
+type ReadStreamReq struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which stream (Position.stream): 1 user (mid), 2 key (key), 3 room
+	// (room).
+	Stream int32  `protobuf:"varint,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	Mid    int64  `protobuf:"varint,2,opt,name=mid,proto3" json:"mid,omitempty"`
+	Key    string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Room   string `protobuf:"bytes,4,opt,name=room,proto3" json:"room,omitempty"`
+	// The epoch the reader's offset belongs to; 0 when it has none.
+	Epoch uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Entries with an offset greater than after are returned, oldest first.
+	After uint64 `protobuf:"varint,6,opt,name=after,proto3" json:"after,omitempty"`
+	// At most this many entries (logic caps it at its stream.max_read);
+	// 0 asks only for the stream's state.
+	Limit         int32 `protobuf:"varint,7,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadStreamReq) Reset() {
+	*x = ReadStreamReq{}
+	mi := &file_api_logic_logic_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadStreamReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadStreamReq) ProtoMessage() {}
+
+func (x *ReadStreamReq) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadStreamReq.ProtoReflect.Descriptor instead.
+func (*ReadStreamReq) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ReadStreamReq) GetStream() int32 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *ReadStreamReq) GetMid() int64 {
+	if x != nil {
+		return x.Mid
+	}
+	return 0
+}
+
+func (x *ReadStreamReq) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ReadStreamReq) GetRoom() string {
+	if x != nil {
+		return x.Room
+	}
+	return ""
+}
+
+func (x *ReadStreamReq) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ReadStreamReq) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ReadStreamReq) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// StreamEntry is one message of a stream.
+type StreamEntry struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// The push's id (32 hex digits).
+	MsgId string `protobuf:"bytes,2,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
+	// The op of the frame the push was sent as.
+	Op            int32  `protobuf:"varint,3,opt,name=op,proto3" json:"op,omitempty"`
+	Body          []byte `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamEntry) Reset() {
+	*x = StreamEntry{}
+	mi := &file_api_logic_logic_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamEntry) ProtoMessage() {}
+
+func (x *StreamEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamEntry.ProtoReflect.Descriptor instead.
+func (*StreamEntry) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *StreamEntry) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *StreamEntry) GetMsgId() string {
+	if x != nil {
+		return x.MsgId
+	}
+	return ""
+}
+
+func (x *StreamEntry) GetOp() int32 {
+	if x != nil {
+		return x.Op
+	}
+	return 0
+}
+
+func (x *StreamEntry) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+// ReadStreamReply answers a ReadStreamReq.
+type ReadStreamReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream's epoch now; 0 when logic keeps no such stream (no reliable
+	// connection opted it in, or it expired).
+	Epoch uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The stream's last offset (0: empty).
+	Top uint64 `protobuf:"varint,2,opt,name=top,proto3" json:"top,omitempty"`
+	// True when epoch equals the request's and every message after its
+	// offset is still held, so the entries (and, when limit cut them short,
+	// the reads that follow) continue the reader's view without a gap.
+	// False when the epoch changed or older messages were trimmed or
+	// expired: the entries then start where the stream does.
+	Recovered     bool           `protobuf:"varint,3,opt,name=recovered,proto3" json:"recovered,omitempty"`
+	Entries       []*StreamEntry `protobuf:"bytes,4,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadStreamReply) Reset() {
+	*x = ReadStreamReply{}
+	mi := &file_api_logic_logic_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadStreamReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadStreamReply) ProtoMessage() {}
+
+func (x *ReadStreamReply) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadStreamReply.ProtoReflect.Descriptor instead.
+func (*ReadStreamReply) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ReadStreamReply) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *ReadStreamReply) GetTop() uint64 {
+	if x != nil {
+		return x.Top
+	}
+	return 0
+}
+
+func (x *ReadStreamReply) GetRecovered() bool {
+	if x != nil {
+		return x.Recovered
+	}
+	return false
+}
+
+func (x *ReadStreamReply) GetEntries() []*StreamEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// AckReq carries the acks (op 19) of a comet's reliable connections:
+// each says one connection received one push. Added by goim; not in goim
+// v2.
+type AckReq struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The comet server id sending the acks.
+	Server        string `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Acks          []*Ack `protobuf:"bytes,2,rep,name=acks,proto3" json:"acks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckReq) Reset() {
+	*x = AckReq{}
+	mi := &file_api_logic_logic_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckReq) ProtoMessage() {}
+
+func (x *AckReq) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckReq.ProtoReflect.Descriptor instead.
+func (*AckReq) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AckReq) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *AckReq) GetAcks() []*Ack {
+	if x != nil {
+		return x.Acks
+	}
+	return nil
+}
+
+// Ack is one connection's receipt of one push.
+type Ack struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The push's id (32 hex digits).
+	MsgId string `protobuf:"bytes,1,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"`
+	// The connection's member id (0: anonymous) and key.
+	Mid           int64  `protobuf:"varint,2,opt,name=mid,proto3" json:"mid,omitempty"`
+	Key           string `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ack) Reset() {
+	*x = Ack{}
+	mi := &file_api_logic_logic_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ack) ProtoMessage() {}
+
+func (x *Ack) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ack.ProtoReflect.Descriptor instead.
+func (*Ack) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *Ack) GetMsgId() string {
+	if x != nil {
+		return x.MsgId
+	}
+	return ""
+}
+
+func (x *Ack) GetMid() int64 {
+	if x != nil {
+		return x.Mid
+	}
+	return 0
+}
+
+func (x *Ack) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+// AckReply is empty.
+type AckReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckReply) Reset() {
+	*x = AckReply{}
+	mi := &file_api_logic_logic_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckReply) ProtoMessage() {}
+
+func (x *AckReply) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckReply.ProtoReflect.Descriptor instead.
+func (*AckReply) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{25}
+}
+
 var File_api_logic_logic_proto protoreflect.FileDescriptor
 
 const file_api_logic_logic_proto_rawDesc = "" +
 	"\n" +
 	"\x15api/logic/logic.proto\x12\n" +
-	"goim.logic\x1a\x1bapi/protocol/protocol.proto\"\xff\x01\n" +
+	"goim.logic\x1a\x1bapi/protocol/protocol.proto\"\xb6\x02\n" +
 	"\aPushMsg\x12,\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x18.goim.logic.PushMsg.TypeR\x04type\x12\x1c\n" +
 	"\toperation\x18\x02 \x01(\x05R\toperation\x12\x14\n" +
@@ -1434,7 +1886,8 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x04room\x18\x05 \x01(\tR\x04room\x12\x12\n" +
 	"\x04keys\x18\x06 \x03(\tR\x04keys\x12\x10\n" +
 	"\x03msg\x18\a \x01(\fR\x03msg\x12\x15\n" +
-	"\x06msg_id\x18\b \x01(\tR\x05msgId\")\n" +
+	"\x06msg_id\x18\b \x01(\tR\x05msgId\x125\n" +
+	"\tpositions\x18\t \x03(\v2\x17.goim.protocol.PositionR\tpositions\")\n" +
 	"\x04Type\x12\b\n" +
 	"\x04PUSH\x10\x00\x12\b\n" +
 	"\x04ROOM\x10\x01\x12\r\n" +
@@ -1444,7 +1897,7 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x06server\x18\x01 \x01(\tR\x06server\x12\x16\n" +
 	"\x06cookie\x18\x02 \x01(\tR\x06cookie\x12\x14\n" +
 	"\x05token\x18\x03 \x01(\fR\x05token\x12\x17\n" +
-	"\aconn_id\x18\x04 \x01(\x04R\x06connId\"\xdc\x01\n" +
+	"\aconn_id\x18\x04 \x01(\x04R\x06connId\"\xda\x02\n" +
 	"\fConnectReply\x12\x10\n" +
 	"\x03mid\x18\x01 \x01(\x03R\x03mid\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x16\n" +
@@ -1454,7 +1907,11 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x05rooms\x18\x06 \x03(\tR\x05rooms\x12#\n" +
 	"\rrooms_limited\x18\a \x01(\bR\froomsLimited\x12\x1d\n" +
 	"\n" +
-	"auth_reply\x18\b \x01(\fR\tauthReply\"=\n" +
+	"auth_reply\x18\b \x01(\fR\tauthReply\x12\x1a\n" +
+	"\breliable\x18\t \x01(\bR\breliable\x121\n" +
+	"\astreams\x18\n" +
+	" \x03(\v2\x17.goim.protocol.PositionR\astreams\x12-\n" +
+	"\x05since\x18\v \x03(\v2\x17.goim.protocol.PositionR\x05since\"=\n" +
 	"\x0fConnectBatchReq\x12*\n" +
 	"\x04reqs\x18\x01 \x03(\v2\x16.goim.logic.ConnectReqR\x04reqs\"m\n" +
 	"\rConnectResult\x12.\n" +
@@ -1523,7 +1980,34 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\n" +
 	"base_delay\x18\x02 \x01(\x05R\tbaseDelay\x12\x16\n" +
 	"\x06factor\x18\x03 \x01(\x02R\x06factor\x12\x16\n" +
-	"\x06jitter\x18\x04 \x01(\x02R\x06jitter2\xa1\x04\n" +
+	"\x06jitter\x18\x04 \x01(\x02R\x06jitter\"\xa1\x01\n" +
+	"\rReadStreamReq\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\x05R\x06stream\x12\x10\n" +
+	"\x03mid\x18\x02 \x01(\x03R\x03mid\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\x12\x12\n" +
+	"\x04room\x18\x04 \x01(\tR\x04room\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\x12\x14\n" +
+	"\x05after\x18\x06 \x01(\x04R\x05after\x12\x14\n" +
+	"\x05limit\x18\a \x01(\x05R\x05limit\"`\n" +
+	"\vStreamEntry\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x15\n" +
+	"\x06msg_id\x18\x02 \x01(\tR\x05msgId\x12\x0e\n" +
+	"\x02op\x18\x03 \x01(\x05R\x02op\x12\x12\n" +
+	"\x04body\x18\x04 \x01(\fR\x04body\"\x8a\x01\n" +
+	"\x0fReadStreamReply\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x10\n" +
+	"\x03top\x18\x02 \x01(\x04R\x03top\x12\x1c\n" +
+	"\trecovered\x18\x03 \x01(\bR\trecovered\x121\n" +
+	"\aentries\x18\x04 \x03(\v2\x17.goim.logic.StreamEntryR\aentries\"E\n" +
+	"\x06AckReq\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12#\n" +
+	"\x04acks\x18\x02 \x03(\v2\x0f.goim.logic.AckR\x04acks\"@\n" +
+	"\x03Ack\x12\x15\n" +
+	"\x06msg_id\x18\x01 \x01(\tR\x05msgId\x12\x10\n" +
+	"\x03mid\x18\x02 \x01(\x03R\x03mid\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\tR\x03key\"\n" +
+	"\n" +
+	"\bAckReply2\x98\x05\n" +
 	"\x05Logic\x12;\n" +
 	"\aConnect\x12\x16.goim.logic.ConnectReq\x1a\x18.goim.logic.ConnectReply\x12J\n" +
 	"\fConnectBatch\x12\x1b.goim.logic.ConnectBatchReq\x1a\x1d.goim.logic.ConnectBatchReply\x12D\n" +
@@ -1533,7 +2017,10 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\tHeartbeat\x12\x18.goim.logic.HeartbeatReq\x1a\x1a.goim.logic.HeartbeatReply\x12=\n" +
 	"\vRenewOnline\x12\x15.goim.logic.OnlineReq\x1a\x17.goim.logic.OnlineReply\x12;\n" +
 	"\aReceive\x12\x16.goim.logic.ReceiveReq\x1a\x18.goim.logic.ReceiveReply\x125\n" +
-	"\x05Nodes\x12\x14.goim.logic.NodesReq\x1a\x16.goim.logic.NodesReplyB&Z$github.com/goim/goim/api/logic;logicb\x06proto3"
+	"\x05Nodes\x12\x14.goim.logic.NodesReq\x1a\x16.goim.logic.NodesReply\x12D\n" +
+	"\n" +
+	"ReadStream\x12\x19.goim.logic.ReadStreamReq\x1a\x1b.goim.logic.ReadStreamReply\x12/\n" +
+	"\x03Ack\x12\x12.goim.logic.AckReq\x1a\x14.goim.logic.AckReplyB&Z$github.com/goim/goim/api/logic;logicb\x06proto3"
 
 var (
 	file_api_logic_logic_proto_rawDescOnce sync.Once
@@ -1548,7 +2035,7 @@ func file_api_logic_logic_proto_rawDescGZIP() []byte {
 }
 
 var file_api_logic_logic_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_logic_logic_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_api_logic_logic_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_api_logic_logic_proto_goTypes = []any{
 	(PushMsg_Type)(0),            // 0: goim.logic.PushMsg.Type
 	(*PushMsg)(nil),              // 1: goim.logic.PushMsg
@@ -1571,42 +2058,58 @@ var file_api_logic_logic_proto_goTypes = []any{
 	(*NodesReq)(nil),             // 18: goim.logic.NodesReq
 	(*NodesReply)(nil),           // 19: goim.logic.NodesReply
 	(*Backoff)(nil),              // 20: goim.logic.Backoff
-	nil,                          // 21: goim.logic.OnlineReq.RoomCountEntry
-	nil,                          // 22: goim.logic.OnlineReply.AllRoomCountEntry
-	(*protocol.Proto)(nil),       // 23: goim.protocol.Proto
+	(*ReadStreamReq)(nil),        // 21: goim.logic.ReadStreamReq
+	(*StreamEntry)(nil),          // 22: goim.logic.StreamEntry
+	(*ReadStreamReply)(nil),      // 23: goim.logic.ReadStreamReply
+	(*AckReq)(nil),               // 24: goim.logic.AckReq
+	(*Ack)(nil),                  // 25: goim.logic.Ack
+	(*AckReply)(nil),             // 26: goim.logic.AckReply
+	nil,                          // 27: goim.logic.OnlineReq.RoomCountEntry
+	nil,                          // 28: goim.logic.OnlineReply.AllRoomCountEntry
+	(*protocol.Position)(nil),    // 29: goim.protocol.Position
+	(*protocol.Proto)(nil),       // 30: goim.protocol.Proto
 }
 var file_api_logic_logic_proto_depIdxs = []int32{
 	0,  // 0: goim.logic.PushMsg.type:type_name -> goim.logic.PushMsg.Type
-	2,  // 1: goim.logic.ConnectBatchReq.reqs:type_name -> goim.logic.ConnectReq
-	3,  // 2: goim.logic.ConnectResult.reply:type_name -> goim.logic.ConnectReply
-	5,  // 3: goim.logic.ConnectBatchReply.results:type_name -> goim.logic.ConnectResult
-	7,  // 4: goim.logic.DisconnectBatchReq.reqs:type_name -> goim.logic.DisconnectReq
-	10, // 5: goim.logic.DisconnectBatchReply.results:type_name -> goim.logic.DisconnectResult
-	21, // 6: goim.logic.OnlineReq.roomCount:type_name -> goim.logic.OnlineReq.RoomCountEntry
-	22, // 7: goim.logic.OnlineReply.allRoomCount:type_name -> goim.logic.OnlineReply.AllRoomCountEntry
-	23, // 8: goim.logic.ReceiveReq.proto:type_name -> goim.protocol.Proto
-	20, // 9: goim.logic.NodesReply.backoff:type_name -> goim.logic.Backoff
-	2,  // 10: goim.logic.Logic.Connect:input_type -> goim.logic.ConnectReq
-	4,  // 11: goim.logic.Logic.ConnectBatch:input_type -> goim.logic.ConnectBatchReq
-	7,  // 12: goim.logic.Logic.Disconnect:input_type -> goim.logic.DisconnectReq
-	9,  // 13: goim.logic.Logic.DisconnectBatch:input_type -> goim.logic.DisconnectBatchReq
-	12, // 14: goim.logic.Logic.Heartbeat:input_type -> goim.logic.HeartbeatReq
-	14, // 15: goim.logic.Logic.RenewOnline:input_type -> goim.logic.OnlineReq
-	16, // 16: goim.logic.Logic.Receive:input_type -> goim.logic.ReceiveReq
-	18, // 17: goim.logic.Logic.Nodes:input_type -> goim.logic.NodesReq
-	3,  // 18: goim.logic.Logic.Connect:output_type -> goim.logic.ConnectReply
-	6,  // 19: goim.logic.Logic.ConnectBatch:output_type -> goim.logic.ConnectBatchReply
-	8,  // 20: goim.logic.Logic.Disconnect:output_type -> goim.logic.DisconnectReply
-	11, // 21: goim.logic.Logic.DisconnectBatch:output_type -> goim.logic.DisconnectBatchReply
-	13, // 22: goim.logic.Logic.Heartbeat:output_type -> goim.logic.HeartbeatReply
-	15, // 23: goim.logic.Logic.RenewOnline:output_type -> goim.logic.OnlineReply
-	17, // 24: goim.logic.Logic.Receive:output_type -> goim.logic.ReceiveReply
-	19, // 25: goim.logic.Logic.Nodes:output_type -> goim.logic.NodesReply
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	29, // 1: goim.logic.PushMsg.positions:type_name -> goim.protocol.Position
+	29, // 2: goim.logic.ConnectReply.streams:type_name -> goim.protocol.Position
+	29, // 3: goim.logic.ConnectReply.since:type_name -> goim.protocol.Position
+	2,  // 4: goim.logic.ConnectBatchReq.reqs:type_name -> goim.logic.ConnectReq
+	3,  // 5: goim.logic.ConnectResult.reply:type_name -> goim.logic.ConnectReply
+	5,  // 6: goim.logic.ConnectBatchReply.results:type_name -> goim.logic.ConnectResult
+	7,  // 7: goim.logic.DisconnectBatchReq.reqs:type_name -> goim.logic.DisconnectReq
+	10, // 8: goim.logic.DisconnectBatchReply.results:type_name -> goim.logic.DisconnectResult
+	27, // 9: goim.logic.OnlineReq.roomCount:type_name -> goim.logic.OnlineReq.RoomCountEntry
+	28, // 10: goim.logic.OnlineReply.allRoomCount:type_name -> goim.logic.OnlineReply.AllRoomCountEntry
+	30, // 11: goim.logic.ReceiveReq.proto:type_name -> goim.protocol.Proto
+	20, // 12: goim.logic.NodesReply.backoff:type_name -> goim.logic.Backoff
+	22, // 13: goim.logic.ReadStreamReply.entries:type_name -> goim.logic.StreamEntry
+	25, // 14: goim.logic.AckReq.acks:type_name -> goim.logic.Ack
+	2,  // 15: goim.logic.Logic.Connect:input_type -> goim.logic.ConnectReq
+	4,  // 16: goim.logic.Logic.ConnectBatch:input_type -> goim.logic.ConnectBatchReq
+	7,  // 17: goim.logic.Logic.Disconnect:input_type -> goim.logic.DisconnectReq
+	9,  // 18: goim.logic.Logic.DisconnectBatch:input_type -> goim.logic.DisconnectBatchReq
+	12, // 19: goim.logic.Logic.Heartbeat:input_type -> goim.logic.HeartbeatReq
+	14, // 20: goim.logic.Logic.RenewOnline:input_type -> goim.logic.OnlineReq
+	16, // 21: goim.logic.Logic.Receive:input_type -> goim.logic.ReceiveReq
+	18, // 22: goim.logic.Logic.Nodes:input_type -> goim.logic.NodesReq
+	21, // 23: goim.logic.Logic.ReadStream:input_type -> goim.logic.ReadStreamReq
+	24, // 24: goim.logic.Logic.Ack:input_type -> goim.logic.AckReq
+	3,  // 25: goim.logic.Logic.Connect:output_type -> goim.logic.ConnectReply
+	6,  // 26: goim.logic.Logic.ConnectBatch:output_type -> goim.logic.ConnectBatchReply
+	8,  // 27: goim.logic.Logic.Disconnect:output_type -> goim.logic.DisconnectReply
+	11, // 28: goim.logic.Logic.DisconnectBatch:output_type -> goim.logic.DisconnectBatchReply
+	13, // 29: goim.logic.Logic.Heartbeat:output_type -> goim.logic.HeartbeatReply
+	15, // 30: goim.logic.Logic.RenewOnline:output_type -> goim.logic.OnlineReply
+	17, // 31: goim.logic.Logic.Receive:output_type -> goim.logic.ReceiveReply
+	19, // 32: goim.logic.Logic.Nodes:output_type -> goim.logic.NodesReply
+	23, // 33: goim.logic.Logic.ReadStream:output_type -> goim.logic.ReadStreamReply
+	26, // 34: goim.logic.Logic.Ack:output_type -> goim.logic.AckReply
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_api_logic_logic_proto_init() }
@@ -1620,7 +2123,7 @@ func file_api_logic_logic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_logic_logic_proto_rawDesc), len(file_api_logic_logic_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,8 @@ const (
 	Logic_RenewOnline_FullMethodName     = "/goim.logic.Logic/RenewOnline"
 	Logic_Receive_FullMethodName         = "/goim.logic.Logic/Receive"
 	Logic_Nodes_FullMethodName           = "/goim.logic.Logic/Nodes"
+	Logic_ReadStream_FullMethodName      = "/goim.logic.Logic/ReadStream"
+	Logic_Ack_FullMethodName             = "/goim.logic.Logic/Ack"
 )
 
 // LogicClient is the client API for Logic service.
@@ -63,6 +65,12 @@ type LogicClient interface {
 	Receive(ctx context.Context, in *ReceiveReq, opts ...grpc.CallOption) (*ReceiveReply, error)
 	// Nodes returns the comet nodes and connection settings for a client.
 	Nodes(ctx context.Context, in *NodesReq, opts ...grpc.CallOption) (*NodesReply, error)
+	// ReadStream reads a reliable delivery stream after an offset. Added by
+	// goim; not in goim v2.
+	ReadStream(ctx context.Context, in *ReadStreamReq, opts ...grpc.CallOption) (*ReadStreamReply, error)
+	// Ack records that connections received pushes (their op 19), for
+	// delivery receipts. Added by goim; not in goim v2.
+	Ack(ctx context.Context, in *AckReq, opts ...grpc.CallOption) (*AckReply, error)
 }
 
 type logicClient struct {
@@ -153,6 +161,26 @@ func (c *logicClient) Nodes(ctx context.Context, in *NodesReq, opts ...grpc.Call
 	return out, nil
 }
 
+func (c *logicClient) ReadStream(ctx context.Context, in *ReadStreamReq, opts ...grpc.CallOption) (*ReadStreamReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadStreamReply)
+	err := c.cc.Invoke(ctx, Logic_ReadStream_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *logicClient) Ack(ctx context.Context, in *AckReq, opts ...grpc.CallOption) (*AckReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckReply)
+	err := c.cc.Invoke(ctx, Logic_Ack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogicServer is the server API for Logic service.
 // All implementations must embed UnimplementedLogicServer
 // for forward compatibility.
@@ -180,6 +208,12 @@ type LogicServer interface {
 	Receive(context.Context, *ReceiveReq) (*ReceiveReply, error)
 	// Nodes returns the comet nodes and connection settings for a client.
 	Nodes(context.Context, *NodesReq) (*NodesReply, error)
+	// ReadStream reads a reliable delivery stream after an offset. Added by
+	// goim; not in goim v2.
+	ReadStream(context.Context, *ReadStreamReq) (*ReadStreamReply, error)
+	// Ack records that connections received pushes (their op 19), for
+	// delivery receipts. Added by goim; not in goim v2.
+	Ack(context.Context, *AckReq) (*AckReply, error)
 	mustEmbedUnimplementedLogicServer()
 }
 
@@ -213,6 +247,12 @@ func (UnimplementedLogicServer) Receive(context.Context, *ReceiveReq) (*ReceiveR
 }
 func (UnimplementedLogicServer) Nodes(context.Context, *NodesReq) (*NodesReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Nodes not implemented")
+}
+func (UnimplementedLogicServer) ReadStream(context.Context, *ReadStreamReq) (*ReadStreamReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadStream not implemented")
+}
+func (UnimplementedLogicServer) Ack(context.Context, *AckReq) (*AckReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
 }
 func (UnimplementedLogicServer) mustEmbedUnimplementedLogicServer() {}
 func (UnimplementedLogicServer) testEmbeddedByValue()               {}
@@ -379,6 +419,42 @@ func _Logic_Nodes_Handler(srv interface{}, ctx context.Context, dec func(interfa
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Logic_ReadStream_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadStreamReq)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogicServer).ReadStream(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Logic_ReadStream_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogicServer).ReadStream(ctx, req.(*ReadStreamReq))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Logic_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckReq)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogicServer).Ack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Logic_Ack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogicServer).Ack(ctx, req.(*AckReq))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Logic_ServiceDesc is the grpc.ServiceDesc for Logic service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -417,6 +493,14 @@ var Logic_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Nodes",
 			Handler:    _Logic_Nodes_Handler,
+		},
+		{
+			MethodName: "ReadStream",
+			Handler:    _Logic_ReadStream_Handler,
+		},
+		{
+			MethodName: "Ack",
+			Handler:    _Logic_Ack_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

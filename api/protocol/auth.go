@@ -26,6 +26,28 @@ type AuthBody struct {
 	// Token is the signed credential logic verifies (added by goim; goim v2
 	// clients do not send it).
 	Token string `json:"token,omitempty"`
+	// Reliable opts the connection in to reliable delivery: pushes arrive
+	// as op 18 envelopes with their id and stream position, op 19 acks
+	// them, and op 20 reports the streams (added by goim).
+	Reliable bool `json:"reliable,omitempty"`
+	// Since is where the client's view of each stream ended, for a
+	// reliable connection that recovers what it missed (added by goim).
+	Since *Since `json:"since,omitempty"`
+}
+
+// Since is the last position a client saw in each of its streams; a nil
+// field is a stream it has not seen.
+type Since struct {
+	User *SincePos `json:"user,omitempty"`
+	Key  *SincePos `json:"key,omitempty"`
+	Room *SincePos `json:"room,omitempty"`
+}
+
+// SincePos is one stream's last position as a client holds it: the epoch
+// as 16 hex digits (FormatEpoch) and the offset of the last message seen.
+type SincePos struct {
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
 }
 
 // ParseAuthBody parses an auth frame body. Anything but one JSON object whose
@@ -42,6 +64,9 @@ func ParseAuthBody(b []byte) (AuthBody, error) {
 	}
 	if err := json.Unmarshal(b, &a); err != nil {
 		return AuthBody{}, fmt.Errorf("%w: %s", ErrAuthBody, describeJSONError(err))
+	}
+	if err := a.Since.check(); err != nil {
+		return AuthBody{}, fmt.Errorf("%w: since.%w", ErrAuthBody, err)
 	}
 	return a, nil
 }

@@ -2,7 +2,7 @@ package protocol
 
 import "strconv"
 
-// Operation codes 0–17 with goim v2's numbers and names. Business pushes use
+// Operation codes 0–17 with goim v2's numbers and names, and goim's 18–20. Business pushes use
 // any other value (by convention 1000 and up). docs/protocol.md says what the
 // server does with each.
 const (
@@ -44,16 +44,33 @@ const (
 	OpUnsub int32 = 16
 	// OpUnsubReply (server) echoes the request body.
 	OpUnsubReply int32 = 17
+
+	// Ops 18–20 are goim's reliable delivery (not in goim v2). They mean
+	// what is said here only on a connection that opted in ("reliable":
+	// true in its auth body); on any other connection they are business
+	// ops, as in goim v2.
+
+	// OpMessage (server) carries one push to a reliable connection: the
+	// body is an envelope (AppendEnvelope) of the push's id, its stream
+	// position and the push's frame.
+	OpMessage int32 = 18
+	// OpAck (client) acknowledges pushes: the body is one or more 16-byte
+	// push ids back to back (AppendAck). No reply.
+	OpAck int32 = 19
+	// OpStreams (server) reports a reliable connection's streams: the body
+	// is StreamsBody as JSON, sent after the auth reply and whenever a
+	// stream could not be continued without a gap.
+	OpStreams int32 = 20
 )
 
 var opNames = [...]string{
 	"handshake", "handshake_reply", "heartbeat", "heartbeat_reply",
 	"send_msg", "send_msg_reply", "disconnect_reply", "auth", "auth_reply",
 	"raw", "proto_ready", "proto_finish", "change_room", "change_room_reply",
-	"sub", "sub_reply", "unsub", "unsub_reply",
+	"sub", "sub_reply", "unsub", "unsub_reply", "message", "ack", "streams",
 }
 
-// OpName names a protocol op (0–17) for logs; any other op is "op_<n>".
+// OpName names a protocol op (0–20) for logs; any other op is "op_<n>".
 // Business ops are unbounded, so do not use the result as a metric label
 // without bucketing them.
 func OpName(op int32) string {

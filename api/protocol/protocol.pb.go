@@ -95,6 +95,77 @@ func (x *Proto) GetBody() []byte {
 	return nil
 }
 
+// Position is a place in a message stream: the bounded log logic keeps of
+// the pushes to one user, one connection key or one recoverable room, for
+// connections that opted in to reliable delivery. Added by goim; not in
+// goim v2.
+type Position struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Which stream: 1 the user's (by mid), 2 the connection key's, 3 the
+	// room's; 0 none (the message is in no stream).
+	Stream int32 `protobuf:"varint,1,opt,name=stream,proto3" json:"stream,omitempty"`
+	// The stream's epoch: a random non-zero value chosen when the stream was
+	// created. Offsets restart at 1 under a new epoch, so an offset means
+	// nothing without its epoch.
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The message's offset in the stream (1, 2, 3, ... without gaps), or,
+	// where a position names the stream's state, its last offset (0: empty).
+	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Position) Reset() {
+	*x = Position{}
+	mi := &file_api_protocol_protocol_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Position) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Position) ProtoMessage() {}
+
+func (x *Position) ProtoReflect() protoreflect.Message {
+	mi := &file_api_protocol_protocol_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Position.ProtoReflect.Descriptor instead.
+func (*Position) Descriptor() ([]byte, []int) {
+	return file_api_protocol_protocol_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Position) GetStream() int32 {
+	if x != nil {
+		return x.Stream
+	}
+	return 0
+}
+
+func (x *Position) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Position) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
 var File_api_protocol_protocol_proto protoreflect.FileDescriptor
 
 const file_api_protocol_protocol_proto_rawDesc = "" +
@@ -104,7 +175,11 @@ const file_api_protocol_protocol_proto_rawDesc = "" +
 	"\x03ver\x18\x01 \x01(\x05R\x03ver\x12\x0e\n" +
 	"\x02op\x18\x02 \x01(\x05R\x02op\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x05R\x03seq\x12\x12\n" +
-	"\x04body\x18\x04 \x01(\fR\x04bodyB,Z*github.com/goim/goim/api/protocol;protocolb\x06proto3"
+	"\x04body\x18\x04 \x01(\fR\x04body\"P\n" +
+	"\bPosition\x12\x16\n" +
+	"\x06stream\x18\x01 \x01(\x05R\x06stream\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offsetB,Z*github.com/goim/goim/api/protocol;protocolb\x06proto3"
 
 var (
 	file_api_protocol_protocol_proto_rawDescOnce sync.Once
@@ -118,9 +193,10 @@ func file_api_protocol_protocol_proto_rawDescGZIP() []byte {
 	return file_api_protocol_protocol_proto_rawDescData
 }
 
-var file_api_protocol_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_api_protocol_protocol_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_api_protocol_protocol_proto_goTypes = []any{
-	(*Proto)(nil), // 0: goim.protocol.Proto
+	(*Proto)(nil),    // 0: goim.protocol.Proto
+	(*Position)(nil), // 1: goim.protocol.Position
 }
 var file_api_protocol_protocol_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -141,7 +217,7 @@ func file_api_protocol_protocol_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_protocol_protocol_proto_rawDesc), len(file_api_protocol_protocol_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

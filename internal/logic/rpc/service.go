@@ -37,6 +37,10 @@ type Service interface {
 	// Nodes answers where a client of platform at clientIP should connect.
 	// Never nil.
 	Nodes(platform, clientIP string) *logicpb.NodesReply
+	// ReadStream reads a reliable delivery stream after an offset.
+	ReadStream(ctx context.Context, req *logicpb.ReadStreamReq) (*logicpb.ReadStreamReply, error)
+	// Ack records the receipts of reliable connections.
+	Ack(ctx context.Context, req *logicpb.AckReq) (*logicpb.AckReply, error)
 }
 
 // Errors are the Service's own errors that decide a gRPC code. The others
@@ -166,5 +170,15 @@ func (s *service) Receive(ctx context.Context, req *logicpb.ReceiveReq) (*logicp
 
 func (s *service) RenewOnline(ctx context.Context, req *logicpb.OnlineReq) (*logicpb.OnlineReply, error) {
 	r, err := s.svc.RenewOnline(ctx, req)
+	return r, s.rpcError(err)
+}
+
+func (s *service) ReadStream(ctx context.Context, req *logicpb.ReadStreamReq) (*logicpb.ReadStreamReply, error) {
+	r, err := s.svc.ReadStream(ctx, req)
+	return r, s.rpcError(err)
+}
+
+func (s *service) Ack(ctx context.Context, req *logicpb.AckReq) (*logicpb.AckReply, error) {
+	r, err := s.svc.Ack(ctx, req)
 	return r, s.rpcError(err)
 }
