@@ -75,6 +75,14 @@ func (f fake) Nodes(platform, _ string) *logicpb.NodesReply {
 	return &logicpb.NodesReply{Domain: platform}
 }
 
+func (f fake) ReadStream(context.Context, *logicpb.ReadStreamReq) (*logicpb.ReadStreamReply, error) {
+	return &logicpb.ReadStreamReply{}, f.err
+}
+
+func (f fake) Ack(context.Context, *logicpb.AckReq) (*logicpb.AckReply, error) {
+	return &logicpb.AckReply{}, f.err
+}
+
 // codeCases are the Service's errors and the codes comets act on.
 var codeCases = []struct {
 	err  error
