@@ -10,6 +10,7 @@ import (
 	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
+	"github.com/goim/goim/internal/logic/receipts"
 	"github.com/goim/goim/internal/rpcauth"
 )
 
@@ -35,6 +36,10 @@ type Config struct {
 	Redis dao.RedisConfig `toml:"redis"`
 	// Kafka receives every push.
 	Kafka dao.KafkaConfig `toml:"kafka"`
+	// Stream is the reliable delivery streams (per user, key and room).
+	Stream StreamConfig `toml:"stream"`
+	// Receipts is the delivery receipts of reliable connections.
+	Receipts receipts.Config `toml:"receipts"`
 	// Admin is the metrics, pprof and health listener.
 	Admin admin.Config `toml:"admin"`
 	// Discovery is bilibili/discovery: logic registers as goim.logic and
@@ -135,6 +140,8 @@ func Default() Config {
 		Online:          OnlineConfig{Refresh: conf.Duration(5 * time.Second)},
 		Redis:           dao.DefaultRedisConfig(),
 		Kafka:           dao.DefaultKafkaConfig(),
+		Stream:          DefaultStream(),
+		Receipts:        receipts.DefaultConfig(),
 		Admin:           adminDefault(),
 		Discovery:       discovery.DefaultConfig(),
 		ShutdownTimeout: conf.Duration(10 * time.Second),
@@ -163,6 +170,8 @@ func (c Config) Validate() error {
 	r.Check(c.RPC.Weight > 0, "weight", "must be > 0, got %d", c.RPC.Weight)
 	c.RPC.Config.Validate(r)
 	c.Auth.Validate(p.Sub("auth"))
+	c.Stream.Validate(p.Sub("stream"))
+	c.Receipts.Validate(p.Sub("receipts"))
 
 	n := p.Sub("node")
 	n.Check(c.Node.DefaultDomain != "", "default_domain", "must not be empty")

@@ -31,6 +31,8 @@ type Service struct {
 	nodes   *balancer
 	comets  func() []discovery.Instance // nil without discovery
 	session int64                       // ConnectReply.heartbeat: the session timeout in ns
+	// receipts records delivery receipts; nil when they are off.
+	receipts Receipts
 
 	// warns rate-limits the warnings of the online refresh and of rooms
 	// dropped from online reports: the first, then one a minute.
