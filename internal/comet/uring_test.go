@@ -395,6 +395,16 @@ func TestRingHoldKeepsSocket(t *testing.T) {
 		c = roomMember(t, e, tr, key, "")
 		ch = e.srv.bucket(key).get(key)
 		b = f.bytes(ch.tr)
+		// The handshake's reader gives the writer role up just after the
+		// auth reply, which the client may have read already.
+		waitFor(t, 5*time.Second, func() error {
+			ch.out.mu.Lock()
+			defer ch.out.mu.Unlock()
+			if ch.out.writing {
+				return errors.New("the auth reply's writer still holds the role")
+			}
+			return nil
+		})
 		if got := ch.claim(b, true); got != pushInline {
 			t.Fatalf("claim: %d, want pushInline", got)
 		}
