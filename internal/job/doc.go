@@ -11,7 +11,8 @@
 // Pool.Send) and leave as comet gRPC calls (PushMsg, BroadcastRoom,
 // Broadcast) from its workers. Each call reports its outcome back; a
 // record's offset is committed once it and every record before it in the
-// partition has finished (delivered, or lost with a counted reason).
+// partition has finished (delivered, or lost with a counted reason, or
+// deferred: failed where every target has the push in its stream).
 //
 // Job (job.go) owns the rest: the consumer group sessions, the comet list
 // (discovery's goim.comet instances, or the static [comets] table) that it

@@ -3,6 +3,7 @@ package job
 import (
 	"fmt"
 
+	"github.com/goim/goim/api/protocol"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -16,6 +17,7 @@ type metrics struct {
 	dispatchedPush, dispatchedRoom, dispatchedBroadcast prometheus.Counter
 	finished                                            prometheus.Counter     // pushes whose every comet call ended
 	lost                                                *prometheus.CounterVec // (push, comet) deliveries that failed, by reason
+	deferred                                            *prometheus.CounterVec // failed deliveries whose every target has the push in a stream, by reason
 	expired                                             prometheus.Counter     // pushes older than max_age, skipped
 	invalid                                             *prometheus.CounterVec // messages that are not a valid PushMsg, by reason
 	roomBatch                                           prometheus.Histogram   // pushes per room batch
@@ -44,13 +46,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "goim", Subsystem: "job", Name: "lost_total",
 			Help: "Deliveries of a push to a comet that failed, by reason (comet_gone, rejected, retries_exhausted, queue_full, shutdown, no_comets).",
 		}, []string{"reason"}),
+		deferred: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "deferred_total",
+			Help: "Deliveries of a push to a comet that failed, by reason as goim_job_lost_total, where every target of the call has the push in its stream (user, key or room), so a reliable client recovers it from there; counted here instead of in goim_job_lost_total.",
+		}, []string{"reason"}),
 		expired: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "job", Name: "expired_total",
 			Help: "Pushes older than kafka.max_age, skipped instead of delivered late.",
 		}),
 		invalid: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "job", Name: "invalid_total",
-			Help: "Kafka messages skipped because they are not a deliverable PushMsg, by reason.",
+			Help: "Kafka messages that are not a valid PushMsg, by reason: skipped (undecodable, unknown_type, no_target, too_large), or delivered without their bad part (bad_msg_id: without the id, bad_positions: without positions).",
 		}, []string{"reason"}),
 		roomBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "goim", Subsystem: "job", Name: "room_batch_pushes",
@@ -81,11 +87,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m.dispatchedPush = m.dispatched.WithLabelValues("push")
 	m.dispatchedRoom = m.dispatched.WithLabelValues("room")
 	m.dispatchedBroadcast = m.dispatched.WithLabelValues("broadcast")
-	for _, c := range []prometheus.Collector{m.errors, m.consumed, m.dispatched, m.finished, m.lost, m.expired, m.invalid,
+	for _, c := range []prometheus.Collector{m.errors, m.consumed, m.dispatched, m.finished, m.lost, m.deferred, m.expired, m.invalid,
 		m.roomBatch, m.lag, m.committed, m.inflight, m.rebalances} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("job: register metrics: %w", err)
 		}
 	}
 	return m, nil
+}
+
+// failed counts n deliveries to one comet that ended with reason: deferred
+// when pos (the positions of the call's targets) puts every target in a
+// stream, lost otherwise.
+func (m *metrics) failed(reason string, pos []*protocol.Position, n int) {
+	c := m.lost
+	if inStreams(pos) {
+		c = m.deferred
+	}
+	c.WithLabelValues(reason).Add(float64(n))
 }

@@ -32,7 +32,9 @@ type entry struct {
 //
 // At least once: a message's offset is marked only when it and every
 // earlier message of the partition finished (delivered to every comet it
-// targets, or lost with a counted reason), and marked offsets are committed
+// targets, or lost with a counted reason; deferred rather than lost when
+// every target of a failed call has the message in its stream, where a
+// reliable client recovers it), and marked offsets are committed
 // every commit_interval and when the partition is handed back.
 type partition struct {
 	j       *Job
@@ -54,10 +56,16 @@ type partition struct {
 // roomState is one room's batching in one partition (Kafka keys ROOM
 // pushes by room, so a room lives in one partition).
 type roomState struct {
-	id       string
-	shard    uint32
-	batch    *protocol.Batch // open batch; nil when none
-	entries  []*entry        // the messages in batch
+	id      string
+	shard   uint32
+	batch   *protocol.Batch // open batch; nil when none
+	entries []*entry        // the messages in batch
+	// ids and pos are the msg ids and positions of the messages in batch,
+	// aligned with entries; each stays nil until a message of the batch
+	// has one (the earlier ones then get "" or a zero Position), so a
+	// batch of messages without either allocates neither.
+	ids      []string
+	pos      []*protocol.Position
 	opened   time.Time
 	sent     time.Time    // when the previous batch was sent; zero before the first
 	gen      uint64       // incremented per batch, to recognise stale openBatch refs
@@ -215,14 +223,79 @@ func (p *partition) finish(e *entry) {
 	}
 }
 
-// lostOne returns the done func of a call carrying one part of e.
-func (p *partition) lostOne(e *entry) func(cometpool.Outcome) {
+// partDone returns the done func of a call carrying one part of e to
+// targets at positions pos (aligned with the call's targets, or empty).
+func (p *partition) partDone(e *entry, pos []*protocol.Position) func(cometpool.Outcome) {
 	return func(o cometpool.Outcome) {
 		if o != cometpool.Delivered {
-			p.j.metrics.lost.WithLabelValues(o.String()).Inc()
+			p.j.metrics.failed(o.String(), pos, 1)
 		}
 		p.finish(e)
 	}
+}
+
+// Streams a position may name, by message type (bit 1<<stream).
+const (
+	pushStreams = 1<<protocol.StreamUser | 1<<protocol.StreamKey
+	roomStreams = 1 << protocol.StreamRoom
+)
+
+// positions returns pm's positions when there are n of them, each of the
+// streams in kinds (or in none: stream 0 with epoch and offset 0); nil
+// when pm has none or when they do not fit: the message then goes without
+// positions, counted invalid (bad_positions).
+func (p *partition) positions(pm *logicpb.PushMsg, n int, kinds uint) []*protocol.Position {
+	pos := pm.GetPositions()
+	if len(pos) == 0 {
+		return nil
+	}
+	ok := len(pos) == n
+	for i := 0; ok && i < len(pos); i++ {
+		ok = validPosition(pos[i], kinds)
+	}
+	if !ok {
+		p.j.metrics.invalid.WithLabelValues("bad_positions").Inc()
+		return nil
+	}
+	return pos
+}
+
+// validPosition reports whether x is a position in one of the streams in
+// kinds (a non-zero epoch and an offset from 1), or in none.
+func validPosition(x *protocol.Position, kinds uint) bool {
+	switch s := x.GetStream(); {
+	case x == nil:
+		return false
+	case s == protocol.StreamNone:
+		return x.GetEpoch() == 0 && x.GetOffset() == 0
+	default:
+		return s > 0 && s < 32 && kinds&(1<<s) != 0 && x.GetEpoch() != 0 && x.GetOffset() != 0
+	}
+}
+
+// inStreams reports whether every position of pos names a stream (so its
+// target can recover the message from there): false for none.
+func inStreams(pos []*protocol.Position) bool {
+	for _, x := range pos {
+		if x.GetStream() == protocol.StreamNone {
+			return false
+		}
+	}
+	return len(pos) > 0
+}
+
+// msgID returns pm's msg id, or "" when it is not 32 hex digits (counted
+// invalid, bad_msg_id: the message goes without it).
+func (p *partition) msgID(pm *logicpb.PushMsg) string {
+	id := pm.GetMsgId()
+	if id == "" {
+		return ""
+	}
+	if _, ok := protocol.ParseMsgID(id); !ok {
+		p.j.metrics.invalid.WithLabelValues("bad_msg_id").Inc()
+		return ""
+	}
+	return id
 }
 
 // carrier frames one message as goim v2 does for a push: an op-9 carrier
@@ -235,11 +308,21 @@ func carrier(op int32, msg []byte) (*protocol.Proto, error) {
 	return &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: b.Frames()}, nil
 }
 
+// keyGroup is the keys of a PUSH that go to one shard's worker, with
+// their positions (aligned with keys, or nil).
+type keyGroup struct {
+	shard uint32
+	keys  []string
+	pos   []*protocol.Position
+}
+
 // push sends a PUSH to its comet, the keys split by shard so that one
-// key's pushes always take the same worker, in Kafka order.
+// key's pushes always take the same worker, in Kafka order, each key with
+// its position.
 func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
 	j := p.j
-	if pm.GetServer() == "" || len(pm.GetKeys()) == 0 {
+	keys := pm.GetKeys()
+	if pm.GetServer() == "" || len(keys) == 0 {
 		p.skip(e, "no_target")
 		return
 	}
@@ -248,22 +331,34 @@ func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
 		p.skip(e, "too_large")
 		return
 	}
+	id := p.msgID(pm)
+	pos := p.positions(pm, len(keys), pushStreams)
 	shards := uint32(j.cfg.Comet.Shards)
-	groups := make(map[uint32][]string, 1)
-	var order []uint32
-	for _, k := range pm.GetKeys() {
-		s := j.shard(k) % shards
-		if _, ok := groups[s]; !ok {
-			order = append(order, s)
+	var groups []keyGroup
+	if len(keys) == 1 || shards == 1 {
+		groups = []keyGroup{{shard: j.shard(keys[0]) % shards, keys: keys, pos: pos}}
+	} else {
+		at := make(map[uint32]int, 1) // shard -> its group in groups
+		for i, k := range keys {
+			s := j.shard(k) % shards
+			g, ok := at[s]
+			if !ok {
+				g = len(groups)
+				at[s] = g
+				groups = append(groups, keyGroup{shard: s})
+			}
+			groups[g].keys = append(groups[g].keys, k)
+			if pos != nil {
+				groups[g].pos = append(groups[g].pos, pos[i])
+			}
 		}
-		groups[s] = append(groups[s], k)
 	}
-	e.left.Store(int32(len(order)))
+	e.left.Store(int32(len(groups)))
 	j.metrics.dispatchedPush.Inc()
-	for _, s := range order {
-		j.pool.Send(pm.GetServer(), s, &cometpool.Call{
-			Push: &cometpb.PushMsgReq{Keys: groups[s], Proto: body, ProtoOp: pm.GetOperation()},
-			Done: p.lostOne(e),
+	for _, g := range groups {
+		j.pool.Send(pm.GetServer(), g.shard, &cometpool.Call{
+			Push: &cometpb.PushMsgReq{Keys: g.keys, Proto: body, ProtoOp: pm.GetOperation(), MsgId: id, Positions: g.pos},
+			Done: p.partDone(e, g.pos),
 		})
 	}
 }
@@ -279,6 +374,8 @@ func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
 		p.skip(e, "too_large")
 		return
 	}
+	id := p.msgID(pm)
+	_ = p.positions(pm, 0, 0) // a broadcast is in no stream: any position is counted bad
 	hosts := j.pool.Hosts()
 	j.metrics.dispatchedBroadcast.Inc()
 	if len(hosts) == 0 {
@@ -293,8 +390,8 @@ func (p *partition) broadcast(e *entry, pm *logicpb.PushMsg) {
 	e.left.Store(int32(len(hosts)))
 	for _, h := range hosts {
 		j.pool.Send(h, 0, &cometpool.Call{
-			Broadcast: &cometpb.BroadcastReq{ProtoOp: pm.GetOperation(), Proto: body, Speed: speed},
-			Done:      p.lostOne(e),
+			Broadcast: &cometpb.BroadcastReq{ProtoOp: pm.GetOperation(), Proto: body, Speed: speed, MsgId: id},
+			Done:      p.partDone(e, nil),
 		})
 	}
 }
@@ -312,6 +409,11 @@ func (p *partition) room(e *entry, pm *logicpb.PushMsg) {
 	if protocol.HeaderSize+len(pm.GetMsg()) > protocol.MaxPackLen {
 		p.skip(e, "too_large")
 		return
+	}
+	msgID := p.msgID(pm)
+	var pos *protocol.Position
+	if ps := p.positions(pm, 1, roomStreams); ps != nil {
+		pos = ps[0]
 	}
 	r := p.rooms[id]
 	if r == nil {
@@ -335,9 +437,34 @@ func (p *partition) room(e *entry, pm *logicpb.PushMsg) {
 	}
 	_ = r.batch.Append(pm.GetOperation(), pm.GetMsg()) // size checked above
 	e.left.Store(1)
+	r.add(msgID, pos)
 	r.entries = append(r.entries, e)
 	if r.batch.Count() >= j.cfg.Room.MaxFrames || r.batch.Len() >= j.cfg.Room.MaxBytes || p.idle(r, now) {
 		p.flush(r)
+	}
+}
+
+// add records the id and position of the message appended to r's batch,
+// before its entry is: ids and pos stay nil while no message has one.
+func (r *roomState) add(id string, pos *protocol.Position) {
+	n := len(r.entries) // messages before this one
+	if id != "" && r.ids == nil {
+		r.ids = make([]string, n, n+1)
+	}
+	if r.ids != nil {
+		r.ids = append(r.ids, id)
+	}
+	if pos != nil && r.pos == nil {
+		r.pos = make([]*protocol.Position, n, n+1)
+		for i := range n {
+			r.pos[i] = &protocol.Position{}
+		}
+	}
+	if r.pos != nil {
+		if pos == nil {
+			pos = &protocol.Position{}
+		}
+		r.pos = append(r.pos, pos)
 	}
 }
 
@@ -357,22 +484,23 @@ func (p *partition) schedule(ob openBatch) {
 	}
 }
 
-// flush sends r's open batch to every comet as one BroadcastRoom. Its
+// flush sends r's open batch to every comet as one BroadcastRoom, with
+// the msg ids and positions of its messages when any has one. Its
 // messages finish when every comet's call has ended.
 func (p *partition) flush(r *roomState) {
 	j := p.j
-	batch, entries := r.batch, r.entries
+	batch, entries, ids, pos := r.batch, r.entries, r.ids, r.pos
 	if batch == nil {
 		return
 	}
-	r.batch, r.entries = nil, nil
+	r.batch, r.entries, r.ids, r.pos = nil, nil, nil, nil
 	r.gen++ // the openBatch ref, if still queued, is stale now
 	r.sent = time.Now()
 	j.metrics.roomBatch.Observe(float64(len(entries)))
 	j.metrics.dispatchedRoom.Add(float64(len(entries)))
 	hosts := j.pool.Hosts()
 	if len(hosts) == 0 {
-		j.metrics.lost.WithLabelValues("no_comets").Add(float64(len(entries)))
+		j.metrics.failed("no_comets", pos, len(entries))
 		for _, e := range entries {
 			p.finish(e)
 		}
@@ -384,7 +512,7 @@ func (p *partition) flush(r *roomState) {
 	body := &protocol.Proto{Ver: 1, Op: protocol.OpRaw, Body: batch.Frames()}
 	done := func(o cometpool.Outcome) {
 		if o != cometpool.Delivered {
-			j.metrics.lost.WithLabelValues(o.String()).Add(float64(len(entries)))
+			j.metrics.failed(o.String(), pos, len(entries))
 		}
 		if left.Add(-1) == 0 {
 			r.inflight.Add(-1)
@@ -394,7 +522,7 @@ func (p *partition) flush(r *roomState) {
 		}
 	}
 	for _, h := range hosts {
-		j.pool.Send(h, r.shard, &cometpool.Call{Room: &cometpb.BroadcastRoomReq{RoomID: r.id, Proto: body}, Done: done})
+		j.pool.Send(h, r.shard, &cometpool.Call{Room: &cometpb.BroadcastRoomReq{RoomID: r.id, Proto: body, MsgIds: ids, Positions: pos}, Done: done})
 	}
 }
 
