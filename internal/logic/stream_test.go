@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -17,6 +18,7 @@ import (
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/testkit"
 )
 
 // reliableBody is an auth body opting in to reliable delivery, with since
@@ -495,5 +497,98 @@ func TestReadStreamInvalid(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(e.srv.svc.metrics.streamReads.WithLabelValues("invalid")); got != float64(2*len(cases)) {
 		t.Errorf("invalid reads = %v, want %d", got, 2*len(cases))
+	}
+}
+
+// redisCommands runs fn and returns the names of the commands Redis ran
+// on e's session and stream keys meanwhile (by MONITOR; the online
+// refresh's keys are left out), in order.
+func (e *env) redisCommands(fn func()) []string {
+	e.t.Helper()
+	c, err := redis.Dial("tcp", testkit.RedisAddr(), redis.DialReadTimeout(5*time.Second))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer c.Close()
+	if ok, err := redis.String(c.Do("MONITOR")); err != nil || ok != "OK" {
+		e.t.Fatalf("MONITOR: %q, %v", ok, err)
+	}
+	fn()
+	sentinel := e.prefix + "monitor-end-" + testkit.RandomHex(4)
+	if _, err := e.redis.Do("GET", sentinel); err != nil {
+		e.t.Fatal(err)
+	}
+	var names []string
+	for range 100000 {
+		line, err := redis.String(c.Receive())
+		if err != nil {
+			e.t.Fatalf("MONITOR: %v", err)
+		}
+		if strings.Contains(line, sentinel) {
+			return names
+		}
+		if !strings.Contains(line, e.prefix) || strings.Contains(line, "online_servers") ||
+			strings.Contains(line, e.prefix+"ol_") || strings.Contains(line, e.prefix+"epoch") {
+			continue
+		}
+		_, cmd, ok := strings.Cut(line, `] "`)
+		name, _, _ := strings.Cut(cmd, `"`)
+		if !ok || name == "" {
+			e.t.Fatalf("MONITOR line %q", line)
+		}
+		names = append(names, strings.ToUpper(name))
+	}
+	e.t.Fatal("MONITOR: no end")
+	return nil
+}
+
+// TestRedisCallsWithoutOptIn: a connection that does not opt in costs the
+// session write and nothing more, even in a recoverable room; with streams
+// off, pushes cost goim v2's lookups only (one HGETALL per member, one
+// MGET for keys, nothing for a room).
+func TestRedisCallsWithoutOptIn(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Stream.Rooms = []string{"*"} })
+	got := e.redisCommands(func() { e.connect("comet-a", 81, "live://1") })
+	slices.Sort(got)
+	if want := []string{"DEL", "HSET", "PEXPIRE", "SET"}; !slices.Equal(got, want) {
+		t.Fatalf("a plain connect ran %v, want %v (the session write)", got, want)
+	}
+	got = e.redisCommands(func() { e.connectReliable("comet-a", 82, "live://1", "") })
+	if !slices.Contains(got, "EVALSHA") && !slices.Contains(got, "EVAL") {
+		t.Fatalf("a reliable connect ran %v, want the stream opens too", got)
+	}
+
+	off := startLogic(t, func(c *Config) {
+		c.Stream.Enabled = false
+		c.Stream.Rooms = []string{"*"}
+	})
+	a := off.connectReliable("comet-a", 83, "live://1", "")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		push func() error
+		want []string
+	}{
+		{name: "mids", want: []string{"HGETALL", "HGETALL"}, push: func() error {
+			_, err := off.srv.svc.PushMids(ctx, 1, []int64{83, 84}, []byte("m"))
+			return err
+		}},
+		{name: "keys", want: []string{"MGET"}, push: func() error {
+			_, err := off.srv.svc.PushKeys(ctx, 1, []string{a.Key, "other"}, []byte("k"))
+			return err
+		}},
+		{name: "room", want: nil, push: func() error {
+			_, err := off.srv.svc.PushRoom(ctx, 1, "live://1", []byte("r"))
+			return err
+		}},
+	} {
+		var err error
+		got := off.redisCommands(func() { err = tc.push() })
+		if err != nil {
+			t.Fatalf("%s push: %v", tc.name, err)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s push with streams off ran %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
