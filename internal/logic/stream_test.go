@@ -592,3 +592,40 @@ func TestRedisCallsWithoutOptIn(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamRedisErrors: a stream that cannot be opened fails a reliable
+// connect (alone in a batch); a recoverable room's push whose append fails
+// is not published.
+func TestStreamRedisErrors(t *testing.T) {
+	e := startLogic(t, func(c *Config) { c.Stream.Rooms = []string{"live://*"} })
+	if _, err := e.redis.Do("SET", e.prefix+"umeta_91", "not a hash"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := e.rpc.Connect(ctx, &logicpb.ConnectReq{Server: "comet-a", Token: reliableBody(token(t, 91), "", "")}); status.Code(err) != codes.Unavailable && status.Code(err) != codes.Internal {
+		t.Fatalf("reliable Connect with a broken stream = %v, want a server error", err)
+	}
+	r, err := e.rpc.ConnectBatch(ctx, &logicpb.ConnectBatchReq{Reqs: []*logicpb.ConnectReq{
+		{Server: "comet-a", Token: reliableBody(token(t, 91), "", "")},
+		{Server: "comet-a", Token: authBody(token(t, 91), "", 1000)},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Results[0].Reply != nil || codes.Code(r.Results[0].Code) == codes.OK || r.Results[1].Reply == nil {
+		t.Fatalf("batch results %v, want the reliable one failed and the plain one accepted", r.Results)
+	}
+	if got := testutil.ToFloat64(e.srv.svc.metrics.redisErrors.WithLabelValues("open_streams")); got != 2 {
+		t.Errorf("open_streams errors = %v, want 2", got)
+	}
+
+	if _, err := e.redis.Do("SET", e.prefix+"rmeta_live://9", "not a hash"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.svc.PushRoom(ctx, 1, "live://9", []byte("r")); err == nil {
+		t.Fatal("PushRoom with a broken room stream succeeded")
+	}
+	if n := e.published(logicpb.PushMsg_ROOM); n != 0 {
+		t.Fatalf("%d room pushes published after a failed append", n)
+	}
+}
