@@ -113,6 +113,11 @@ type Identity struct {
 	// RoomsLimited (ConnectReply.rooms and rooms_limited).
 	Rooms        []string
 	RoomsLimited bool
+	// Reliable: the auth body opted in to reliable delivery; Since is then
+	// where the client said its view of each stream ended (user, key, room
+	// order, the streams it named).
+	Reliable bool
+	Since    []*protocol.Position
 }
 
 // Authenticator turns an auth body into an Identity. Its verification
@@ -197,7 +202,10 @@ func (a *Authenticator) Authenticate(body []byte) (Identity, error) {
 			return Identity{}, fmt.Errorf("%w: room_id: %w", ErrAuth, err)
 		}
 	}
-	id := Identity{RoomID: ab.RoomID, Platform: ab.Platform, Accepts: ab.Accepts}
+	id := Identity{RoomID: ab.RoomID, Platform: ab.Platform, Accepts: ab.Accepts, Reliable: ab.Reliable}
+	if ab.Reliable {
+		id.Since = ab.Since.Positions()
+	}
 	if a.cfg.Insecure {
 		id.Mid, id.Key = ab.Mid, ab.Key
 		return id, nil

@@ -22,13 +22,62 @@ import (
 // without the key's routing, as in goim v2. A refused body
 // wraps ErrAuth; a Redis failure fails the connect (the client retries)
 // rather than leave a connection no push can find.
+//
+// A body with "reliable": true gets a reply with reliable set, since (the
+// positions the body named) and, with [stream] enabled, streams: after
+// the session is written, its user stream (mid > 0), its key stream and,
+// when its room is recoverable, the room's stream are opened (created
+// when absent, TTL refreshed) and their states answered, in that order.
+// Opening after the session write is what lets a comet that reads the
+// streams after registering the connection miss no push. A failed open
+// fails the connect. Other connections cost no more than before.
 func (s *Service) Connect(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.ConnectReply, error) {
 	reply, err := s.admit(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	err = s.redis.AddSession(ctx, dao.Session{Mid: reply.Mid, Key: reply.Key, Server: req.GetServer(), ConnID: req.GetConnId()})
+	if err == nil && reply.Reliable {
+		if err := s.openStreams(ctx, []*logicpb.ConnectReply{reply}); err != nil {
+			s.metrics.authError.Inc()
+			return nil, fmt.Errorf("logic: connect: %w", err)
+		}
+	}
 	return s.registered(reply, err)
+}
+
+// openStreams opens the streams of the reliable connections replies (see
+// Connect), in one Redis round trip, and fills each reply's streams.
+// With [stream] disabled it does nothing.
+func (s *Service) openStreams(ctx context.Context, replies []*logicpb.ConnectReply) error {
+	if !s.cfg.Stream.Enabled {
+		return nil
+	}
+	refs := make([]dao.StreamRef, 0, 2*len(replies))
+	owner := make([]int, 0, 2*len(replies)) // owner[j]: the reply of refs[j]
+	for i, r := range replies {
+		if r.Mid > 0 {
+			refs = append(refs, dao.StreamRef{Stream: protocol.StreamUser, Mid: r.Mid})
+			owner = append(owner, i)
+		}
+		refs = append(refs, dao.StreamRef{Stream: protocol.StreamKey, Key: r.Key})
+		owner = append(owner, i)
+		if r.RoomID != "" && s.cfg.Stream.recoverable(r.RoomID) {
+			refs = append(refs, dao.StreamRef{Stream: protocol.StreamRoom, Room: r.RoomID})
+			owner = append(owner, i)
+		}
+	}
+	states, err := s.redis.OpenStreams(ctx, refs, s.cfg.Stream.userRetention(), s.cfg.Stream.roomRetention())
+	if err != nil {
+		s.metrics.redisErrors.WithLabelValues("open_streams").Inc()
+		return err
+	}
+	for j, st := range states {
+		r := replies[owner[j]]
+		r.Streams = append(r.Streams, &protocol.Position{Stream: refs[j].Stream, Epoch: st.Epoch, Offset: st.Offset})
+		s.metrics.streamOpenBy[refs[j].Stream].Inc()
+	}
+	return nil
 }
 
 // MaxConnectBatch is the most connections one ConnectBatch may carry.
@@ -38,7 +87,9 @@ const MaxConnectBatch = 1024
 // handshakes): errs[i] is what Connect would have returned for reqs[i],
 // replies[i] its reply otherwise. The accepted connections' sessions are
 // written together, in one Redis pipeline (dao.AddSessions): the comet
-// batched them, logic does not gather them again.
+// batched them, logic does not gather them again; so are the streams of
+// the reliable ones, after the sessions (a failure fails those
+// connections).
 func (s *Service) ConnectBatch(ctx context.Context, reqs []*logicpb.ConnectReq) (replies []*logicpb.ConnectReply, errs []error, err error) {
 	if len(reqs) > MaxConnectBatch {
 		return nil, nil, fmt.Errorf("%w: connect batch: %d connections, at most %d", ErrInvalidArgument, len(reqs), MaxConnectBatch)
@@ -53,8 +104,24 @@ func (s *Service) ConnectBatch(ctx context.Context, reqs []*logicpb.ConnectReq) 
 			admitted = append(admitted, i)
 		}
 	}
-	for j, e := range s.redis.AddSessions(ctx, sessions) {
+	stored := s.redis.AddSessions(ctx, sessions)
+	var reliable []*logicpb.ConnectReply
+	for j, e := range stored {
+		if r := replies[admitted[j]]; e == nil && r.Reliable {
+			reliable = append(reliable, r)
+		}
+	}
+	var openErr error
+	if len(reliable) > 0 {
+		openErr = s.openStreams(ctx, reliable)
+	}
+	for j, e := range stored {
 		i := admitted[j]
+		if e == nil && openErr != nil && replies[i].Reliable {
+			s.metrics.authError.Inc()
+			replies[i], errs[i] = nil, fmt.Errorf("logic: connect: %w", openErr)
+			continue
+		}
 		replies[i], errs[i] = s.registered(replies[i], e)
 	}
 	return replies, errs, nil
@@ -86,6 +153,8 @@ func (s *Service) admit(ctx context.Context, req *logicpb.ConnectReq) (*logicpb.
 		Heartbeat:    s.session,
 		Rooms:        id.Rooms,
 		RoomsLimited: id.RoomsLimited,
+		Reliable:     id.Reliable,
+		Since:        id.Since,
 	}
 	if s.auth.ReplyKey() {
 		reply.AuthReply = authReplyBody(key)

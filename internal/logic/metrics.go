@@ -32,7 +32,35 @@ type metrics struct {
 	keyReloads                  *prometheus.CounterVec
 	keyReloadOK, keyReloadError prometheus.Counter
 	authKeys                    prometheus.GaugeFunc // verification keys in use
+	// streamAppends counts pushes appended to streams, by stream (user,
+	// key, room): one per target stream; streamAppendBy holds its series,
+	// indexed by protocol.StreamUser..StreamRoom.
+	streamAppends  *prometheus.CounterVec
+	streamAppendBy [4]prometheus.Counter
+	// streamOpens counts streams opened by reliable connects, by stream;
+	// streamOpenBy holds its series as streamAppendBy does.
+	streamOpens  *prometheus.CounterVec
+	streamOpenBy [4]prometheus.Counter
+	// streamReads counts ReadStream calls by result; streamReadBy holds
+	// its series, indexed by the readResult constants.
+	streamReads  *prometheus.CounterVec
+	streamReadBy [readResults]prometheus.Counter
+	// pendingErrors counts failed Receipts.Pending calls of pushes.
+	pendingErrors prometheus.Counter
 }
+
+// ReadStream results, the values of goim_logic_stream_reads_total's
+// result label.
+const (
+	readRecovered = iota // entries continue the reader's position
+	readReset            // not recovered: epoch changed, trimmed or expired
+	readMissing          // no such stream
+	readInvalid          // a request ReadStream refused
+	readError            // Redis failed
+	readResults
+)
+
+var readResultNames = [readResults]string{"recovered", "reset", "missing", "invalid", "error"}
 
 func newMetrics(reg prometheus.Registerer, comets, authKeys func() float64) (*metrics, error) {
 	m := &metrics{
@@ -73,6 +101,29 @@ func newMetrics(reg prometheus.Registerer, comets, authKeys func() float64) (*me
 			Namespace: "goim", Subsystem: "logic", Name: "auth_keys",
 			Help: "Token verification keys in use: the key files of [auth] plus the keys of auth.keys_dir.",
 		}, authKeys),
+		streamAppends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "stream_appends_total",
+			Help: "Pushes appended to reliable delivery streams, one per stream, by stream: user, key, room.",
+		}, []string{"stream"}),
+		streamOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "stream_opens_total",
+			Help: "Streams opened (created or kept) by reliable connects, by stream: user, key, room.",
+		}, []string{"stream"}),
+		streamReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "stream_reads_total",
+			Help: "ReadStream calls by result: recovered, reset (epoch changed, trimmed or expired), missing (no such stream), invalid (refused request), error (Redis).",
+		}, []string{"result"}),
+		pendingErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "receipts_pending_errors_total",
+			Help: "Pushes whose pending delivery receipts could not be recorded (the push itself went out).",
+		}),
+	}
+	for stream := protocol.StreamUser; stream <= protocol.StreamRoom; stream++ {
+		m.streamAppendBy[stream] = m.streamAppends.WithLabelValues(protocol.StreamName(stream))
+		m.streamOpenBy[stream] = m.streamOpens.WithLabelValues(protocol.StreamName(stream))
+	}
+	for i, name := range readResultNames {
+		m.streamReadBy[i] = m.streamReads.WithLabelValues(name)
 	}
 	m.authOK = m.auths.WithLabelValues("ok")
 	m.authRejected = m.auths.WithLabelValues("rejected")
@@ -88,7 +139,8 @@ func newMetrics(reg prometheus.Registerer, comets, authKeys func() float64) (*me
 			m.publishBy[t][r] = m.publish.WithLabelValues(logicpb.PushMsg_Type(t).String(), result)
 		}
 	}
-	for _, c := range []prometheus.Collector{m.auths, m.publish, m.redisErrors, m.received, m.roomsDropped, m.onlineComets, m.refreshErrors, m.keyReloads, m.authKeys} {
+	for _, c := range []prometheus.Collector{m.auths, m.publish, m.redisErrors, m.received, m.roomsDropped, m.onlineComets, m.refreshErrors, m.keyReloads, m.authKeys,
+		m.streamAppends, m.streamOpens, m.streamReads, m.pendingErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("logic: register metrics: %w", err)
 		}

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/logic/dao"
 )
 
@@ -19,37 +21,156 @@ import (
 // push whose targets are all offline publishes nothing and still returns
 // an id, that of an accepted push that reached nobody. Nothing reads the
 // id downstream (job does not pass it to comets), so nothing
-// de-duplicates by it.
+// de-duplicates by it. With [stream] enabled the id is also stored with
+// the push in every stream it is appended to.
 
 // PushKeys publishes msg to the connections keys: one PushMsg per comet
 // that holds some of them (the session routing in Redis says which), all
 // with the push's msg_id, which it returns. Keys with no session are
 // skipped: the push succeeds with nothing to send for them, as in goim v2.
+// With [stream] enabled, the push is also appended to the open key stream
+// of each key (see pushKeysStreams).
 func (s *Service) PushKeys(ctx context.Context, op int32, keys []string, msg []byte) (string, error) {
+	if s.cfg.Stream.Enabled {
+		return s.pushKeysStreams(ctx, op, keys, msg)
+	}
 	servers, err := s.redis.ServersByKeys(ctx, keys)
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("servers_by_keys").Inc()
 		return "", fmt.Errorf("logic: push keys: %w", err)
 	}
-	return s.pushServers(ctx, op, servers, msg)
+	return s.pushServers(ctx, dao.NewMsgID(), op, servers, nil, msg)
+}
+
+// pushKeysStreams is PushKeys with streams: one script per key reads its
+// routing and appends the push to its key stream when a reliable
+// connection opened it, so the push is in the stream before (or as) it is
+// routed. Each PushMsg's positions give every key's place in its stream
+// (stream 0 for a key that keeps none); a PushMsg none of whose keys keeps
+// a stream carries no positions, as without streams.
+func (s *Service) pushKeysStreams(ctx context.Context, op int32, keys []string, msg []byte) (string, error) {
+	id := dao.NewMsgID()
+	routed, appended, err := s.redis.ServersByKeysAppend(ctx, keys, dao.StreamMsg{ID: id, Op: op, Body: msg}, s.cfg.Stream.userRetention())
+	if err != nil {
+		s.metrics.redisErrors.WithLabelValues("servers_by_keys").Inc()
+		return "", fmt.Errorf("logic: push keys: %w", err)
+	}
+	if len(appended) > 0 {
+		s.metrics.streamAppendBy[protocol.StreamKey].Add(float64(len(appended)))
+		if s.receipts != nil {
+			targets := make([]string, len(appended))
+			for i, k := range appended {
+				targets[i] = "key:" + k
+			}
+			s.pending(ctx, id, targets)
+		}
+	}
+	servers, positions := splitRouted(routed, protocol.StreamKey)
+	return s.pushServers(ctx, id, op, servers, positions, msg)
 }
 
 // PushMids publishes msg to every connection of the users mids, one
-// PushMsg per comet, all with the push's msg_id, which it returns.
+// PushMsg per comet, all with the push's msg_id, which it returns. With
+// [stream] enabled, the push is also appended to the open user stream of
+// each member (see pushMidsStreams).
 func (s *Service) PushMids(ctx context.Context, op int32, mids []int64, msg []byte) (string, error) {
+	if s.cfg.Stream.Enabled {
+		return s.pushMidsStreams(ctx, op, mids, msg)
+	}
 	servers, err := s.redis.KeysByMids(ctx, mids)
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("keys_by_mids").Inc()
 		return "", fmt.Errorf("logic: push mids: %w", err)
 	}
-	return s.pushServers(ctx, op, servers, msg)
+	return s.pushServers(ctx, dao.NewMsgID(), op, servers, nil, msg)
+}
+
+// pushMidsStreams is PushMids with streams: one script per member reads
+// its connections and appends the push to its user stream when a reliable
+// connection opened it. Every key of a member carries the member's
+// position (positions as in pushKeysStreams). A member with an open stream
+// and no connection still gets the append: its client recovers the push
+// when it reconnects.
+func (s *Service) pushMidsStreams(ctx context.Context, op int32, mids []int64, msg []byte) (string, error) {
+	id := dao.NewMsgID()
+	routed, appended, err := s.redis.KeysByMidsAppend(ctx, mids, dao.StreamMsg{ID: id, Op: op, Body: msg}, s.cfg.Stream.userRetention())
+	if err != nil {
+		s.metrics.redisErrors.WithLabelValues("keys_by_mids").Inc()
+		return "", fmt.Errorf("logic: push mids: %w", err)
+	}
+	if len(appended) > 0 {
+		s.metrics.streamAppendBy[protocol.StreamUser].Add(float64(len(appended)))
+		if s.receipts != nil {
+			targets := make([]string, len(appended))
+			for i, mid := range appended {
+				targets[i] = "user:" + strconv.FormatInt(mid, 10)
+			}
+			s.pending(ctx, id, targets)
+		}
+	}
+	servers, positions := splitRouted(routed, protocol.StreamUser)
+	return s.pushServers(ctx, id, op, servers, positions, msg)
+}
+
+// splitRouted turns the routing with positions into the keys of each
+// server and, for the servers where some key has a position in stream,
+// the positions aligned with those keys (stream 0 for a key without).
+func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[string][]string, positions map[string][]*protocol.Position) {
+	servers = make(map[string][]string, len(routed))
+	for server, rs := range routed {
+		keys := make([]string, len(rs))
+		inStream := false
+		for i, r := range rs {
+			keys[i] = r.Key
+			inStream = inStream || r.Pos.Epoch != 0
+		}
+		servers[server] = keys
+		if !inStream {
+			continue
+		}
+		if positions == nil {
+			positions = make(map[string][]*protocol.Position)
+		}
+		ps := make([]*protocol.Position, len(rs))
+		for i, r := range rs {
+			if r.Pos.Epoch == 0 {
+				ps[i] = &protocol.Position{}
+				continue
+			}
+			ps[i] = &protocol.Position{Stream: stream, Epoch: r.Pos.Epoch, Offset: r.Pos.Offset}
+		}
+		positions[server] = ps
+	}
+	return servers, positions
+}
+
+// pending records the pending receipts of push id for targets. A failure
+// is logged (rate-limited) and counted; the push goes on.
+func (s *Service) pending(ctx context.Context, id string, targets []string) {
+	if err := s.receipts.Pending(ctx, id, targets); err != nil {
+		s.metrics.pendingErrors.Inc()
+		s.warns.Fail(s.log, "logic: recording pending receipts failed; the push goes on without them", "msg_id", id, "targets", len(targets), "err", err)
+	}
 }
 
 // PushRoom publishes msg to room ("type://id") and returns the push's
 // msg_id; the room is the Kafka key, so one room's pushes stay in order.
+// A recoverable room's push ([stream] rooms) is appended to the room's
+// stream first (creating it), and the PushMsg carries its position; if the
+// append fails, nothing is published.
 func (s *Service) PushRoom(ctx context.Context, op int32, room string, msg []byte) (string, error) {
 	id := dao.NewMsgID()
-	if err := s.publish(ctx, &logicpb.PushMsg{Type: logicpb.PushMsg_ROOM, Operation: op, Room: room, Msg: msg, MsgId: id}); err != nil {
+	pm := &logicpb.PushMsg{Type: logicpb.PushMsg_ROOM, Operation: op, Room: room, Msg: msg, MsgId: id}
+	if s.cfg.Stream.recoverable(room) {
+		pos, err := s.redis.AppendRoom(ctx, room, dao.StreamMsg{ID: id, Op: op, Body: msg}, s.cfg.Stream.roomRetention())
+		if err != nil {
+			s.metrics.redisErrors.WithLabelValues("append_room").Inc()
+			return "", fmt.Errorf("logic: push room: %w", err)
+		}
+		s.metrics.streamAppendBy[protocol.StreamRoom].Inc()
+		pm.Positions = []*protocol.Position{{Stream: protocol.StreamRoom, Epoch: pos.Epoch, Offset: pos.Offset}}
+	}
+	if err := s.publish(ctx, pm); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -67,19 +188,19 @@ func (s *Service) PushAll(ctx context.Context, op, speed int32, msg []byte) (str
 }
 
 // pushServers publishes one PushMsg per comet, concurrently when there are
-// several, all with one new msg_id, which it returns (with no comet it
-// publishes nothing and returns an id all the same). If some fail, the
+// several, all with msg_id id, which it returns (with no comet it
+// publishes nothing and returns the id all the same); positions, when it
+// has a server's entry, are that PushMsg's positions. If some fail, the
 // error names them and no id is returned; the others are published (a
 // retry by the caller repeats those, under a new id).
-func (s *Service) pushServers(ctx context.Context, op int32, servers map[string][]string, msg []byte) (string, error) {
-	id := dao.NewMsgID()
+func (s *Service) pushServers(ctx context.Context, id string, op int32, servers map[string][]string, positions map[string][]*protocol.Position, msg []byte) (string, error) {
 	names := make([]string, 0, len(servers))
 	for server := range servers {
 		names = append(names, server)
 	}
 	slices.Sort(names)
 	one := func(server string) error {
-		return s.publish(ctx, &logicpb.PushMsg{Type: logicpb.PushMsg_PUSH, Operation: op, Server: server, Keys: servers[server], Msg: msg, MsgId: id})
+		return s.publish(ctx, &logicpb.PushMsg{Type: logicpb.PushMsg_PUSH, Operation: op, Server: server, Keys: servers[server], Msg: msg, MsgId: id, Positions: positions[server]})
 	}
 	switch len(names) {
 	case 0:

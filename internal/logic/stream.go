@@ -5,11 +5,83 @@ import (
 	"fmt"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/logic/dao"
 )
 
-// ReadStream reads a reliable delivery stream after an offset.
+// ReadStream reads a reliable delivery stream after an offset, for a
+// comet's reliable connection: req names the stream (1 user by mid > 0,
+// 2 key by a valid key, 3 room by a valid room id), the reader's epoch and
+// offset (after), and limit, 0..[stream] max_read entries (a larger limit
+// is capped; 0 asks for the state only). The reply has the stream's epoch
+// (0: no such stream) and top, and the entries oldest first: those after
+// after when req.epoch is the stream's and after <= top, recovered then
+// saying whether entry after+1 is still held (or after == top); otherwise
+// (another epoch, epoch 0, after beyond top) the entries start where the
+// stream does and recovered is false. A bad request wraps
+// ErrInvalidArgument. With [stream] disabled every stream reads as
+// missing.
 func (s *Service) ReadStream(ctx context.Context, req *logicpb.ReadStreamReq) (*logicpb.ReadStreamReply, error) {
-	return nil, fmt.Errorf("%w: streams are not built yet", ErrInvalidArgument)
+	ref, limit, err := s.readRequest(req)
+	if err != nil {
+		s.metrics.streamReadBy[readInvalid].Inc()
+		return nil, err
+	}
+	if !s.cfg.Stream.Enabled {
+		s.metrics.streamReadBy[readMissing].Inc()
+		return &logicpb.ReadStreamReply{}, nil
+	}
+	rd, err := s.redis.ReadStream(ctx, ref, req.GetEpoch(), req.GetAfter(), limit)
+	if err != nil {
+		s.metrics.streamReadBy[readError].Inc()
+		s.metrics.redisErrors.WithLabelValues("read_stream").Inc()
+		return nil, fmt.Errorf("logic: read stream: %w", err)
+	}
+	switch {
+	case rd.Epoch == 0:
+		s.metrics.streamReadBy[readMissing].Inc()
+	case rd.Recovered:
+		s.metrics.streamReadBy[readRecovered].Inc()
+	default:
+		s.metrics.streamReadBy[readReset].Inc()
+	}
+	reply := &logicpb.ReadStreamReply{Epoch: rd.Epoch, Top: rd.Top, Recovered: rd.Recovered}
+	if len(rd.Entries) > 0 {
+		reply.Entries = make([]*logicpb.StreamEntry, len(rd.Entries))
+		for i, e := range rd.Entries {
+			reply.Entries[i] = &logicpb.StreamEntry{Offset: e.Offset, MsgId: e.ID, Op: e.Op, Body: e.Body}
+		}
+	}
+	return reply, nil
+}
+
+// readRequest checks a ReadStreamReq and returns the stream it names and
+// its limit, capped at [stream] max_read.
+func (s *Service) readRequest(req *logicpb.ReadStreamReq) (dao.StreamRef, int, error) {
+	ref := dao.StreamRef{Stream: req.GetStream()}
+	switch ref.Stream {
+	case protocol.StreamUser:
+		if ref.Mid = req.GetMid(); ref.Mid <= 0 {
+			return ref, 0, fmt.Errorf("%w: read stream: user stream of mid %d, want > 0", ErrInvalidArgument, ref.Mid)
+		}
+	case protocol.StreamKey:
+		ref.Key = req.GetKey()
+		if err := protocol.CheckKey(ref.Key); err != nil {
+			return ref, 0, fmt.Errorf("%w: read stream: key: %v", ErrInvalidArgument, err)
+		}
+	case protocol.StreamRoom:
+		ref.Room = req.GetRoom()
+		if err := protocol.CheckRoomID(ref.Room); err != nil {
+			return ref, 0, fmt.Errorf("%w: read stream: room: %v", ErrInvalidArgument, err)
+		}
+	default:
+		return ref, 0, fmt.Errorf("%w: read stream: stream %d, want 1 (user), 2 (key) or 3 (room)", ErrInvalidArgument, ref.Stream)
+	}
+	limit := req.GetLimit()
+	if limit < 0 {
+		return ref, 0, fmt.Errorf("%w: read stream: limit %d, want >= 0", ErrInvalidArgument, limit)
+	}
+	return ref, min(int(limit), s.cfg.Stream.MaxRead), nil
 }
 
 // Ack records the receipts of reliable connections.

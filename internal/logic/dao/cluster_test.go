@@ -124,11 +124,22 @@ func TestRedisCluster(t *testing.T) {
 		{name: "LoadAllOnlinePrefixes", fn: TestLoadAllOnlinePrefixes},
 		{name: "LoadAllOnlineMany", fn: TestLoadAllOnlineMany},
 		{name: "StoreOnlineEpoch", fn: TestStoreOnlineEpoch},
+		{name: "OpenStream", fn: TestOpenStream},
+		{name: "StreamAppendWhenOpen", fn: TestStreamAppendWhenOpen},
+		{name: "AppendRoom", fn: TestAppendRoom},
+		{name: "StreamConcurrentAppends", fn: TestStreamConcurrentAppends},
+		{name: "StreamTrim", fn: TestStreamTrim},
+		{name: "StreamEpochChange", fn: TestStreamEpochChange},
+		{name: "StreamOutOfStep", fn: TestStreamOutOfStep},
+		{name: "ReadStreamMissing", fn: TestReadStreamMissing},
+		{name: "StreamInvalidArgument", fn: TestStreamInvalidArgument},
+		{name: "StreamWrongType", fn: TestStreamWrongType},
 	} {
 		t.Run(tc.name, tc.fn)
 	}
 	t.Run("KeysSpreadOverMasters", testClusterSpread)
 	t.Run("HashTags", testClusterHashTags)
+	t.Run("StreamTags", testClusterStreamTags)
 	t.Run("SlotMoved", testClusterSlotMoved)
 	t.Run("SlotMigrating", testClusterSlotMigrating)
 	t.Run("ACL", testClusterACL)

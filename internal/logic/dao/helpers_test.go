@@ -66,6 +66,15 @@ func clusterName(n string) string {
 		return "conn_{:" + n[len("conn_"):] + "}"
 	case strings.HasPrefix(n, "mid_"):
 		return "mid_{" + n[len("mid_"):] + "}"
+	case strings.HasPrefix(n, "umeta_"), strings.HasPrefix(n, "ustream_"):
+		kind, id, _ := strings.Cut(n, "_")
+		return kind + "_{" + id + "}"
+	case strings.HasPrefix(n, "kmeta_"), strings.HasPrefix(n, "kstream_"):
+		kind, id, _ := strings.Cut(n, "_")
+		return kind + "_{:" + id + "}"
+	case strings.HasPrefix(n, "rmeta_"), strings.HasPrefix(n, "rstream_"):
+		kind, id, _ := strings.Cut(n, "_")
+		return kind + "_{r:" + id + "}"
 	case strings.HasPrefix(n, "ol_"), n == "online_servers", n == "epoch":
 		return "{online}" + n
 	}

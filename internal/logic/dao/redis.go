@@ -43,7 +43,8 @@ import (
 //	                        online_ttl, renewed by every report
 //
 // online_servers has no ol_ prefix, so no server id can make an ol_<server>
-// key collide with it.
+// key collide with it. The reliable delivery streams (umeta_, ustream_,
+// kmeta_, kstream_, rmeta_, rstream_) are described atop stream.go.
 //
 // conn_<key> is what makes session routing survive key re-use: when a
 // second connection takes a key on the same comet (evicting the first),

@@ -39,6 +39,9 @@ import (
 //	                 as in single mode, all in the slot of tag "online":
 //	                 a comet's report, the index and the epoch are written
 //	                 by one pipeline and read by one script.
+//	umeta_{<mid>}, ustream_{<mid>}     a user's stream, in mid_'s slot
+//	kmeta_{:<key>}, kstream_{:<key>}   a key's stream, in key_'s slot
+//	rmeta_{r:<room>}, rstream_{r:<room>}  a room's stream (stream.go)
 //
 // Every key still starts with [redis] prefix, which must not contain a
 // brace (its tag would win). These shapes are not goim v2's: a v2 logic
