@@ -19,10 +19,11 @@ import (
 // push, not a Kafka record: a keys or mids push is published as one
 // PushMsg per comet, and all of them carry the push's id. A keys or mids
 // push whose targets are all offline publishes nothing and still returns
-// an id, that of an accepted push that reached nobody. Nothing reads the
-// id downstream (job does not pass it to comets), so nothing
-// de-duplicates by it. With [stream] enabled the id is also stored with
-// the push in every stream it is appended to.
+// an id, that of an accepted push that reached nobody live (an open stream
+// of an offline target still gets the append). job passes the id to the
+// comets, which give it to reliable connections; nothing de-duplicates
+// by it. With [stream] enabled the id is also stored with the push in
+// every stream it is appended to.
 
 // PushKeys publishes msg to the connections keys: one PushMsg per comet
 // that holds some of them (the session routing in Redis says which), all
