@@ -66,7 +66,8 @@ type WebhookConfig struct {
 	URL string `toml:"url"`
 	// SecretFile holds the HMAC-SHA256 key that signs each body
 	// (X-Goim-Signature); trailing newlines are ignored. Required with
-	// url; read at start and by -check-config. Default "".
+	// url; read at start and by -check-config (also without url). Default
+	// "".
 	SecretFile string `toml:"secret_file"`
 	// BatchSize is the most events in one POST. 1..10000. Default 100.
 	BatchSize int `toml:"batch_size"`
@@ -124,10 +125,11 @@ func (c Config) Validate(p *conf.Problems) {
 		if err := checkURL(w.URL); err != "" {
 			wp.Add("url", "%s", err)
 		}
-		if wp.Check(w.SecretFile != "", "secret_file", "required with url (the key that signs each body)") {
-			if _, err := secret.ReadFile(w.SecretFile); err != nil {
-				wp.Add("secret_file", "%v", err)
-			}
+		wp.Check(w.SecretFile != "", "secret_file", "required with url (the key that signs each body)")
+	}
+	if w.SecretFile != "" {
+		if _, err := secret.ReadFile(w.SecretFile); err != nil {
+			wp.Add("secret_file", "%v", err)
 		}
 	}
 	count(wp, "batch_size", w.BatchSize, 1, MaxBatchSize)

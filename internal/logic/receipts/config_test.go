@@ -91,7 +91,9 @@ func TestConfigValidate(t *testing.T) {
 			c.Webhook.URL = "https://hooks.example.com/goim"
 			c.Webhook.SecretFile = empty
 		}, paths: []string{"receipts.webhook.secret_file"}},
-		{name: "secret file without url", edit: func(c *Config) { c.Webhook.SecretFile = "/nonexistent" }},
+		{name: "secret file without url", edit: func(c *Config) { c.Webhook.SecretFile = key }},
+		{name: "missing secret file without url", edit: func(c *Config) { c.Webhook.SecretFile = filepath.Join(t.TempDir(), "missing") },
+			paths: []string{"receipts.webhook.secret_file"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
