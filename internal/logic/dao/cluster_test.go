@@ -124,6 +124,7 @@ func TestRedisCluster(t *testing.T) {
 		{name: "LoadAllOnlinePrefixes", fn: TestLoadAllOnlinePrefixes},
 		{name: "LoadAllOnlineMany", fn: TestLoadAllOnlineMany},
 		{name: "StoreOnlineEpoch", fn: TestStoreOnlineEpoch},
+		{name: "Receipts", fn: TestReceipts},
 	} {
 		t.Run(tc.name, tc.fn)
 	}

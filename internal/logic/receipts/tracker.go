@@ -138,6 +138,9 @@ func (t *Tracker) Close(ctx context.Context) error {
 	started, cancel := t.started, t.cancel
 	t.mu.Unlock()
 	if !started {
+		if t.hook != nil {
+			t.hook.abortCancel()
+		}
 		return nil
 	}
 	cancel()
