@@ -4,18 +4,23 @@ import (
 	"context"
 	"crypto/hmac"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/testkit"
 )
 
@@ -268,4 +273,48 @@ func TestWebhookCloseDrains(t *testing.T) {
 	if got := len(events(t, h.received())); got != 2 {
 		t.Fatalf("%d events after Close, want 2", got)
 	}
+}
+
+// TestCloseStopsGoroutines: after Close the sweeper and the sender are
+// gone, and so are the webhook's connections.
+func TestCloseStopsGoroutines(t *testing.T) {
+	h := newHookServer(t, func(int) int { return http.StatusOK })
+	_, prefix := testkit.Redis(t)
+	rcfg := dao.DefaultRedisConfig()
+	rcfg.Addr, rcfg.Prefix = testkit.RedisAddr(), prefix
+	store, err := dao.NewRedis(rcfg, testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	before := runtime.NumGoroutine()
+	cfg := DefaultConfig()
+	hookConfig(t, h.srv.URL)(&cfg)
+	tr, err := New(cfg, store, prometheus.NewRegistry(), testkit.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Start()
+	id := msgID()
+	if err := tr.Pending(context.Background(), id, []string{"user:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Acked(context.Background(), []*logicpb.Ack{{MsgId: id, Mid: 1, Key: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if len(h.received()) == 0 {
+			return errors.New("no webhook request yet")
+		}
+		return nil
+	})
+	if err := tr.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines, %d before the tracker", n, before)
+		}
+		return nil
+	})
 }
