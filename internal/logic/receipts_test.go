@@ -3,11 +3,19 @@ package logic
 import (
 	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
+	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/logic/dao"
+	"github.com/goim/goim/internal/logic/receipts"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -166,4 +174,46 @@ func (e *env) metric(name, label, value string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestReceiptsWebhook: with [receipts.webhook] set, a comet's ack reaches
+// the webhook as a signed event.
+func TestReceiptsWebhook(t *testing.T) {
+	const secret = "logic-test-webhook-secret"
+	key := filepath.Join(t.TempDir(), "webhook.secret")
+	if err := os.WriteFile(key, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bodies := make(chan []byte, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get(receipts.SignatureHeader) != receipts.Sign([]byte(secret), b) {
+			t.Errorf("webhook: bad signature on %s", b)
+		}
+		bodies <- b
+	}))
+	t.Cleanup(hook.Close)
+	e := startLogic(t, func(c *Config) {
+		c.Receipts.Webhook.URL = hook.URL
+		c.Receipts.Webhook.SecretFile = key
+		c.Receipts.Webhook.FlushInterval = conf.Duration(time.Millisecond)
+	})
+	ctx := context.Background()
+	id := dao.NewMsgID()
+	if err := e.srv.Service().receipts.Pending(ctx, id, []string{"user:42"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rpc.Ack(ctx, &logicpb.AckReq{Server: "comet-1", Acks: []*logicpb.Ack{{MsgId: id, Mid: 42, Key: "k"}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-bodies:
+		var evs []receipts.Event
+		if err := json.Unmarshal(b, &evs); err != nil || len(evs) != 1 ||
+			evs[0].MsgID != id || evs[0].Target != "user:42" || evs[0].Status != "delivered" || evs[0].At <= 0 {
+			t.Fatalf("webhook body %s (%v)", b, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook request within 10s")
+	}
 }
