@@ -125,8 +125,8 @@ func (t *Tracker) Start() {
 }
 
 // Close stops the sweeper, sends the webhook events still queued (one
-// attempt each) until ctx ends, and waits for both goroutines; events left
-// then are counted failed. It is idempotent; it returns ctx's error when
+// attempt per batch) until ctx ends or a POST fails, and waits for both
+// goroutines; events left then are counted failed. It is idempotent; it returns ctx's error when
 // ctx ended first.
 func (t *Tracker) Close(ctx context.Context) error {
 	t.mu.Lock()

@@ -123,8 +123,15 @@ func (w *webhook) run() {
 	batch := make([]Event, 0, w.cfg.BatchSize)
 	flush := time.NewTimer(time.Hour)
 	flush.Stop()
+	ok := true // the last POST was accepted
 	for {
 		stopping := false
+		select {
+		case <-w.stop: // first: a stop seen while delivering ends the loop
+			w.drain(batch, !ok)
+			return
+		default:
+		}
 		select {
 		case ev := <-w.queue:
 			batch = append(batch, ev)
@@ -146,19 +153,21 @@ func (w *webhook) run() {
 				}
 			}
 			flush.Stop()
-			w.deliver(batch, stopping)
+			ok = w.deliver(batch, stopping)
 			batch = batch[:0]
 		}
 		if stopping {
-			w.drain(batch)
+			w.drain(batch, !ok)
 			return
 		}
 	}
 }
 
 // drain sends what is left in the queue, one attempt per batch, until it
-// is empty or abort ends; what is left then is counted failed.
-func (w *webhook) drain(batch []Event) {
+// is empty, a POST fails (the endpoint is down: the rest would only wait
+// for it; failed says the last one before the drain did) or abort ends;
+// what is left then is counted failed.
+func (w *webhook) drain(batch []Event, failed bool) {
 	for {
 		batch = batch[:0]
 	fill:
@@ -173,27 +182,25 @@ func (w *webhook) drain(batch []Event) {
 		if len(batch) == 0 {
 			return
 		}
-		if w.abort.Err() != nil {
-			w.m.failed.Add(float64(len(batch) + len(w.queue)))
-			for len(w.queue) > 0 {
-				<-w.queue
-			}
-			return
+		if failed || w.abort.Err() != nil {
+			w.m.failed.Add(float64(len(batch)))
+			continue
 		}
-		w.deliver(batch, true)
+		failed = !w.deliver(batch, true)
 	}
 }
 
 // deliver POSTs batch, retrying with backoff unless stopping (or stop
-// comes during a wait), and counts the outcome.
-func (w *webhook) deliver(batch []Event, stopping bool) {
+// comes during a wait), counts the outcome and reports whether the batch
+// was accepted.
+func (w *webhook) deliver(batch []Event, stopping bool) bool {
 	if len(batch) == 0 {
-		return
+		return true
 	}
 	body, err := json.Marshal(batch)
 	if err != nil { // strings and integers always encode
 		w.m.failed.Add(float64(len(batch)))
-		return
+		return false
 	}
 	delay := w.cfg.RetryDelay.D()
 	for attempt := 0; ; attempt++ {
@@ -203,20 +210,21 @@ func (w *webhook) deliver(batch []Event, stopping bool) {
 			if attempt > 0 {
 				w.warns.Recover(w.log, "receipts: webhook failed", "receipts: webhook works again")
 			}
-			return
+			return true
 		}
 		if stopping || attempt >= w.cfg.Retries || w.abort.Err() != nil {
 			w.m.failed.Add(float64(len(batch)))
 			w.warns.Fail(w.log, "receipts: webhook failed", "url", w.cfg.URL, "events", len(batch),
 				"attempts", attempt+1, "err", err)
-			return
+			return false
 		}
 		wait := time.NewTimer(delay)
 		select {
 		case <-wait.C:
-		case <-w.stop:
+		case <-w.stop: // give up: the endpoint is failing and logic stops
 			wait.Stop()
-			stopping = true
+			w.m.failed.Add(float64(len(batch)))
+			return false
 		}
 		delay = min(2*delay, w.cfg.MaxRetryDelay.D())
 	}

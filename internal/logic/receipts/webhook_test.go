@@ -318,3 +318,39 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		return nil
 	})
 }
+
+// TestWebhookCloseEndpointFailing: at Close a batch waiting for its retry
+// gives up, and as the endpoint is failing the events still queued are
+// counted failed without a request each.
+func TestWebhookCloseEndpointFailing(t *testing.T) {
+	h := newHookServer(t, func(int) int { return http.StatusBadGateway })
+	edit := hookConfig(t, h.srv.URL)
+	e := newEnv(t, true, func(c *Config) {
+		edit(c)
+		c.Webhook.BatchSize = 1
+		c.Webhook.Retries = MaxRetries
+		c.Webhook.RetryDelay = conf.Duration(time.Hour)
+		c.Webhook.MaxRetryDelay = conf.Duration(time.Hour)
+	})
+	id := msgID()
+	e.pending(id, "user:1", "user:2", "user:3", "user:4", "user:5")
+	e.acked(&logicpb.Ack{MsgId: id, Mid: 1, Key: "a"})
+	testkit.WaitFor(t, 5*time.Second, func() error {
+		if len(h.received()) == 0 {
+			return errors.New("no request yet")
+		}
+		return nil
+	})
+	// The sender now waits an hour before its retry.
+	e.acked(&logicpb.Ack{MsgId: id, Mid: 2, Key: "a"}, &logicpb.Ack{MsgId: id, Mid: 3, Key: "a"},
+		&logicpb.Ack{MsgId: id, Mid: 4, Key: "a"}, &logicpb.Ack{MsgId: id, Mid: 5, Key: "a"})
+	if err := e.tr.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.received()); n != 1 {
+		t.Fatalf("%d requests, want 1 (the first batch's, not retried)", n)
+	}
+	if got := e.metric("goim_logic_webhook_events_total", "outcome", "failed"); got != 5 {
+		t.Fatalf("failed = %v, want 5", got)
+	}
+}
