@@ -207,9 +207,7 @@ func (w *webhook) deliver(batch []Event, stopping bool) bool {
 		err := w.post(body)
 		if err == nil {
 			w.m.sent.Add(float64(len(batch)))
-			if attempt > 0 {
-				w.warns.Recover(w.log, "receipts: webhook failed", "receipts: webhook works again")
-			}
+			w.warns.Recover(w.log, "receipts: webhook failed", "receipts: webhook works again")
 			return true
 		}
 		if stopping || attempt >= w.cfg.Retries || w.abort.Err() != nil {
