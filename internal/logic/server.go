@@ -17,6 +17,7 @@ import (
 	"github.com/goim/goim/internal/logging"
 	"github.com/goim/goim/internal/logic/dao"
 	"github.com/goim/goim/internal/logic/httpapi"
+	"github.com/goim/goim/internal/logic/receipts"
 	"github.com/goim/goim/internal/logic/rpc"
 	"github.com/goim/goim/internal/ratelog"
 	"github.com/goim/goim/internal/syncx"
@@ -39,6 +40,8 @@ type Server struct {
 	http *httpapi.Server
 	grpc *grpc.Server
 	disc *discovery.Client // nil without discovery nodes
+	// receipts is the delivery receipts' tracker; nil when they are off.
+	receipts *receipts.Tracker
 
 	ctx    context.Context // cancelled when shutdown begins; stops the loops
 	cancel context.CancelFunc
@@ -103,6 +106,12 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if svc.kafka, err = dao.NewKafka(cfg.Kafka, log); err != nil {
 		return fail(fmt.Errorf("logic: %w", err))
 	}
+	if cfg.Receipts.Enabled {
+		if s.receipts, err = receipts.New(cfg.Receipts, svc.redis, reg, log); err != nil {
+			return fail(fmt.Errorf("logic: %w", err))
+		}
+		svc.receipts = s.receipts
+	}
 	if len(cfg.Discovery.Nodes) > 0 {
 		dc := cfg.Discovery
 		if dc.Host == "" {
@@ -166,6 +175,9 @@ func (s *Server) Start() error {
 		}
 	})
 	s.wg.Go(func() { s.svc.onlineLoop(s.ctx) })
+	if s.receipts != nil {
+		s.receipts.Start()
+	}
 	s.logKeys()
 	if d := s.cfg.Auth.ReloadInterval.D(); d > 0 && s.cfg.Auth.hasKeyFiles() {
 		s.wg.Go(func() { s.keysLoop(s.ctx, d) })
@@ -217,8 +229,9 @@ func (s *Server) Ready() error {
 
 // Shutdown stops logic gracefully and is idempotent: new pushes get 503,
 // the discovery registration is cancelled, in-flight HTTP requests (and so
-// their produces) and RPCs finish, then the loops stop and the Redis,
-// Kafka and discovery clients close. At ctx's deadline what is left is cut
+// their produces) and RPCs finish, then the loops stop, the delivery
+// receipts' webhook sends what it has queued, and the Redis, Kafka and
+// discovery clients close. At ctx's deadline what is left is cut
 // off and ctx's error returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopOnce.Do(func() { s.shutErr = s.shutdown(ctx) })
@@ -256,6 +269,12 @@ func (s *Server) shutdown(ctx context.Context) error {
 	}
 	s.cancel()
 	s.wg.Wait()
+	if s.receipts != nil {
+		// After the gRPC server: no ack comes any more; before Redis
+		// closes under the sweeper. It sends the queued webhook events
+		// until ctx ends.
+		errs = append(errs, s.receipts.Close(ctx))
+	}
 	s.closeClients()
 	return errors.Join(errs...)
 }

@@ -134,6 +134,7 @@ func TestRedisCluster(t *testing.T) {
 		{name: "ReadStreamMissing", fn: TestReadStreamMissing},
 		{name: "StreamInvalidArgument", fn: TestStreamInvalidArgument},
 		{name: "StreamWrongType", fn: TestStreamWrongType},
+		{name: "Receipts", fn: TestReceipts},
 	} {
 		t.Run(tc.name, tc.fn)
 	}

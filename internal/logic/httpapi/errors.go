@@ -20,7 +20,8 @@ const (
 	// with a WWW-Authenticate challenge naming insufficient_scope).
 	// Nothing was published.
 	CodeForbidden = -403
-	// CodeNotFound: no endpoint has the request's path (HTTP 404).
+	// CodeNotFound: no endpoint has the request's path, or
+	// /goim/push/status has no delivery record of the msg_id (HTTP 404).
 	CodeNotFound = -404
 	// CodeMethodNotAllowed: the path exists with another method, named in
 	// the Allow header (HTTP 405).
@@ -31,6 +32,10 @@ const (
 	// push may still have been published to some comets or, after a Kafka
 	// timeout, at all: a retry can deliver twice.
 	CodeServerError = -500
+	// CodeNotImplemented: the endpoint's feature is turned off in this
+	// logic's configuration (HTTP 501): /goim/push/status with
+	// [receipts] enabled = false.
+	CodeNotImplemented = -501
 )
 
 // paramError is a rejected request parameter: "<param>: <why>", the

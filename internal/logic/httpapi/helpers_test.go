@@ -33,6 +33,7 @@ type call struct {
 	Rooms    []string
 	Platform string
 	ClientIP string
+	MsgID    string
 }
 
 // fakeMsgID is the msg_id of every push fakeService accepts, unless its
@@ -57,6 +58,9 @@ type fakeService struct {
 	instances     []discovery.Instance
 	comets        []Comet
 	withDiscovery bool
+	// status and statusErr answer PushStatus.
+	status    []TargetStatus
+	statusErr error
 
 	mu    sync.Mutex
 	calls []call
@@ -145,6 +149,11 @@ func (f *fakeService) Instances() []discovery.Instance {
 func (f *fakeService) Comets() ([]Comet, bool) {
 	f.record(call{Method: "Comets"})
 	return f.comets, f.withDiscovery
+}
+
+func (f *fakeService) PushStatus(_ context.Context, msgID string) ([]TargetStatus, error) {
+	f.record(call{Method: "PushStatus", MsgID: msgID})
+	return f.status, f.statusErr
 }
 
 // testToken is the full-scope bearer token of testConfig; serve and

@@ -40,7 +40,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "logic_http", Name: "requests_total",
-			Help: `HTTP API requests by endpoint (route path, or "unknown") and response code ("0", "-400", "-401", "-403", "-404", "-405", "-500").`,
+			Help: `HTTP API requests by endpoint (route path, or "unknown") and response code ("0", "-400", "-401", "-403", "-404", "-405", "-500", "-501").`,
 		}, []string{"endpoint", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "goim", Subsystem: "logic_http", Name: "request_duration_seconds",

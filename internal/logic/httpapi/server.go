@@ -7,6 +7,7 @@
 //	POST /goim/push/mids       ?operation=&mids=        push to users
 //	POST /goim/push/room       ?operation=&type=&room=  push to room type://room
 //	POST /goim/push/all        ?operation=&speed=       broadcast
+//	GET  /goim/push/status     ?msg_id=                 delivery receipts of a push
 //	GET  /goim/online/top      ?type=&limit=            busiest rooms of a type
 //	GET  /goim/online/room     ?type=&rooms=            counts of rooms
 //	GET  /goim/online/total                             connections and IPs
@@ -28,9 +29,10 @@
 // a push endpoint), query parameters (400), body (400); only then is the
 // service called. So a rejected request never reads its body, and nothing
 // is published unless every check passed. The push endpoints need a
-// full-scope token; the online endpoints and the instances endpoints take
-// a read-scope one too. The push and online endpoints answer 503 while
-// draining; the nodes endpoints keep answering while logic drains, and
+// full-scope token; the online endpoints, /goim/push/status and the
+// instances endpoints take a read-scope one too. The push, status and
+// online endpoints answer 503 while draining; the nodes endpoints keep
+// answering while logic drains, and
 // /goim/nodes/weighted, which clients call to find a comet, is public.
 // With no credential configured (Config.AllowAnonymous) every endpoint is
 // open. Endpoints without parameters ignore the query string.
@@ -199,6 +201,7 @@ func New(cfg Config, svc Service, deps Deps) (*Server, error) {
 	s.route(http.MethodPost, "/goim/push/mids", pushFull, s.pushMids)
 	s.route(http.MethodPost, "/goim/push/room", pushFull, s.pushRoom)
 	s.route(http.MethodPost, "/goim/push/all", pushFull, s.pushAll)
+	s.route(http.MethodGet, "/goim/push/status", onlineRead, s.pushStatus)
 	s.route(http.MethodGet, "/goim/online/top", onlineRead, s.onlineTop)
 	s.route(http.MethodGet, "/goim/online/room", onlineRead, s.onlineRoom)
 	s.route(http.MethodGet, "/goim/online/total", onlineRead, s.onlineTotal)

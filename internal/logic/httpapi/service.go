@@ -53,6 +53,12 @@ type Service interface {
 	// logic reads comets from discovery (else it knows only those that
 	// report).
 	Comets() (comets []Comet, withDiscovery bool)
+
+	// PushStatus returns the delivery receipts of push msgID (32
+	// lowercase hex digits): its targets with their status, sorted by
+	// target. The error wraps ErrNoRecord when the push has no record and
+	// ErrReceiptsOff when receipts are off.
+	PushStatus(ctx context.Context, msgID string) ([]TargetStatus, error)
 }
 
 // RoomCount is one element of /goim/online/top.

@@ -1,0 +1,100 @@
+package dao_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/goim/goim/internal/logic/dao"
+)
+
+// receiptStrings renders receipts as sorted "target=status@at" strings,
+// at in ms relative to base.
+func receiptStrings(rs []dao.Receipt, base time.Time) []string {
+	var out []string
+	for _, r := range rs {
+		s := fmt.Sprintf("%s=%s@%d", r.Target, r.Status, r.At.Sub(base).Milliseconds())
+		if !r.Deadline.IsZero() {
+			s += fmt.Sprintf("..%d", r.Deadline.Sub(base).Milliseconds())
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// TestReceipts: the receipts' operations, in single and (under
+// TestRedisCluster) cluster mode: record, ack, sweep, read.
+func TestReceipts(t *testing.T) {
+	r, _ := newTestRedis(t, nil)
+	ctx := context.Background()
+	t0 := time.UnixMilli(time.Now().UnixMilli())
+	ttl, keep := time.Hour, 2*time.Hour
+	a, b := dao.NewMsgID(), dao.NewMsgID()
+	if err := r.AddReceipts(ctx, a, []string{"user:1", "key:k1", "key:k2"}, t0, t0.Add(ttl), keep); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.AddReceipts(ctx, b, []string{"user:2"}, t0.Add(time.Minute), t0.Add(time.Minute+ttl), keep); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.Receipts(ctx, a)
+	if want := []string{"key:k1=pending@0..3600000", "key:k2=pending@0..3600000", "user:1=pending@0..3600000"}; err != nil || !slices.Equal(receiptStrings(got, t0), want) {
+		t.Fatalf("Receipts = %q, %v; want %q", receiptStrings(got, t0), err, want)
+	}
+
+	out, err := r.AckReceipts(ctx, []dao.ReceiptAck{
+		{MsgID: a, UserTarget: "user:1", KeyTarget: "key:k1"}, // user:1 delivered
+		{MsgID: a, UserTarget: "", KeyTarget: "key:k1"},       // key:k1 delivered
+		{MsgID: a, UserTarget: "user:1", KeyTarget: "key:zz"}, // duplicate
+		{MsgID: a, UserTarget: "user:9", KeyTarget: "key:zz"}, // not a target
+		{MsgID: dao.NewMsgID(), KeyTarget: "key:k1"},          // unknown
+	}, t0.Add(time.Second))
+	want := []dao.AckOutcome{
+		{Result: dao.AckDelivered, Target: "user:1"},
+		{Result: dao.AckDelivered, Target: "key:k1"},
+		{Result: dao.AckDuplicate, Target: "user:1"},
+		{Result: dao.AckNotTarget},
+		{Result: dao.AckUnknown},
+	}
+	if err != nil || !slices.Equal(out, want) {
+		t.Fatalf("AckReceipts = %+v, %v; want %+v", out, err, want)
+	}
+
+	// Nothing is due before a's deadline; then a, not b.
+	if ids, err := r.DueReceipts(ctx, t0.Add(ttl-time.Millisecond), 10); err != nil || len(ids) != 0 {
+		t.Fatalf("DueReceipts before the deadline = %q, %v", ids, err)
+	}
+	ids, err := r.DueReceipts(ctx, t0.Add(ttl), 10)
+	if err != nil || !slices.Equal(ids, []string{a}) {
+		t.Fatalf("DueReceipts = %q, %v; want [%s]", ids, err, a)
+	}
+	// A late ack of a target past its deadline changes nothing.
+	out, err = r.AckReceipts(ctx, []dao.ReceiptAck{{MsgID: a, KeyTarget: "key:k2"}}, t0.Add(ttl))
+	if err != nil || out[0] != (dao.AckOutcome{Result: dao.AckLate, Target: "key:k2"}) {
+		t.Fatalf("late ack = %+v, %v", out, err)
+	}
+	exp, err := r.ExpireReceipts(ctx, append(ids, b), t0.Add(ttl))
+	if err != nil || len(exp) != 1 || exp[0] != (dao.ExpiredReceipt{MsgID: a, Target: "key:k2", At: t0.Add(ttl)}) {
+		t.Fatalf("ExpireReceipts = %+v, %v", exp, err)
+	}
+	got, _ = r.Receipts(ctx, a)
+	if want := []string{"key:k1=delivered@1000", "key:k2=expired@3600000", "user:1=delivered@1000"}; !slices.Equal(receiptStrings(got, t0), want) {
+		t.Fatalf("after the sweep: %q, want %q", receiptStrings(got, t0), want)
+	}
+	// a left the index; b stays until its own deadline.
+	if ids, err := r.DueReceipts(ctx, t0.Add(ttl+time.Minute-time.Millisecond), 10); err != nil || len(ids) != 0 {
+		t.Fatalf("DueReceipts after the sweep = %q, %v", ids, err)
+	}
+	if ids, err := r.DueReceipts(ctx, t0.Add(ttl+time.Minute), 10); err != nil || !slices.Equal(ids, []string{b}) {
+		t.Fatalf("DueReceipts of b = %q, %v", ids, err)
+	}
+	if rs, err := r.Receipts(ctx, dao.NewMsgID()); err != nil || len(rs) != 0 {
+		t.Fatalf("Receipts of an unknown push = %v, %v", rs, err)
+	}
+	if err := r.AddReceipts(ctx, a, nil, t0, t0, keep); !errors.Is(err, dao.ErrInvalidArgument) {
+		t.Fatalf("AddReceipts without targets: %v", err)
+	}
+}
