@@ -274,6 +274,9 @@ func (cfg Config) check() error {
 	if cfg.Heartbeat < 0 {
 		return fmt.Errorf("client: config: negative heartbeat %v", cfg.Heartbeat)
 	}
+	if (cfg.Since != nil || cfg.Auth.Since != nil) && !cfg.Reliable && !cfg.Auth.Reliable {
+		return errors.New("client: config: since without reliable")
+	}
 	if err := checkSince(cfg.Since); err != nil {
 		return err
 	}

@@ -421,8 +421,16 @@ func TestReliableManualAck(t *testing.T) {
 	_ = plain.Close()
 }
 
-// TestReliableConfig: a Since with a bad epoch is refused.
+// TestReliableConfig: a Since with a bad epoch, or without Reliable, is
+// refused.
 func TestReliableConfig(t *testing.T) {
+	good := &protocol.Since{User: &protocol.SincePos{Epoch: "1"}}
+	for _, cfg := range []client.Config{{Since: good}, {Auth: client.Auth{Since: good}}} {
+		cfg.Addrs = []string{"127.0.0.1:1"}
+		if _, err := client.Connect(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "since without reliable") {
+			t.Fatalf("since without reliable: %v", err)
+		}
+	}
 	for _, since := range []*protocol.Since{
 		{User: &protocol.SincePos{Epoch: "xyz"}},
 		{Key: &protocol.SincePos{Epoch: ""}},
