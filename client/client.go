@@ -188,6 +188,11 @@ type Client struct {
 	closeOnce sync.Once
 
 	rel *reliable // nil unless Config.Reliable
+	// handMu is held by a reliable client while a message is handed over
+	// (the reader's send to msgs without OnMessage, dispatch's OnMessage
+	// call with it) and its ack queued, so that Close's last ack flush
+	// sees the ack.
+	handMu sync.Mutex
 }
 
 // request is a ChangeRoom, Sub or Unsub waiting for its reply.
@@ -504,9 +509,11 @@ func (c *Client) Close() error {
 		c.stop()
 		if c.rel != nil {
 			<-c.rel.done // the ack loop wrote its last frame
+			c.handMu.Lock() // a message being handed over has its ack queued
 			if conn != nil {
 				_ = conn.ackClosing(c.rel.take)
 			}
+			c.handMu.Unlock()
 		}
 		if conn != nil {
 			_ = conn.Close()
@@ -529,8 +536,14 @@ func (c *Client) dispatch() {
 			if !ok || c.ctx.Err() != nil {
 				return
 			}
-			c.cfg.OnMessage(m)
-			c.acked(&m)
+			if c.rel != nil {
+				c.handMu.Lock()
+				c.cfg.OnMessage(m)
+				c.acked(&m)
+				c.handMu.Unlock()
+			} else {
+				c.cfg.OnMessage(m)
+			}
 		case <-c.ctx.Done():
 			return
 		}
@@ -832,6 +845,10 @@ func (c *Client) receive(f Frame, hb *heartbeatState) error {
 // deliver puts m in the message buffer, waiting while it is full (until
 // Close).
 func (c *Client) deliver(m Message, hb *heartbeatState) {
+	if c.rel != nil && c.cfg.OnMessage == nil { // with OnMessage, dispatch acks
+		c.handMu.Lock()
+		defer c.handMu.Unlock()
+	}
 	select {
 	case c.msgs <- m:
 		if c.cfg.OnMessage == nil {

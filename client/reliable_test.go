@@ -446,3 +446,51 @@ func TestReliableConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestReliableOnMessage: with OnMessage and a one-message buffer (the
+// reader waits for the callback at each message), every push is handed
+// over in order and acked once.
+func TestReliableOnMessage(t *testing.T) {
+	const n = 150
+	script := func(c *relConn) error {
+		if _, err := c.auth(); err != nil {
+			return err
+		}
+		frames := [][]byte{authReplyFrame}
+		for i := 1; i <= n; i++ {
+			frames = append(frames, envelope(i, protocol.StreamKey, 5, uint64(i), 1000, fmt.Sprint(i)))
+		}
+		if err := c.send(frames...); err != nil {
+			return err
+		}
+		ids, _, err := c.acks(n)
+		if err != nil {
+			return err
+		}
+		slices.Sort(ids)
+		for i, id := range ids {
+			if id != msgID(i+1) {
+				return fmt.Errorf("ack %d: %s", i, id)
+			}
+		}
+		return nil
+	}
+	addr, res := fakeReliableComet(t, client.TCP, script)
+	got := make(chan string, n)
+	c := connect(t, client.Config{
+		Addrs: []string{addr}, Heartbeat: time.Hour, Reliable: true, MessageBuffer: 1,
+		Backoff:   &client.Backoff{Base: time.Hour, Max: time.Hour, Factor: 1},
+		OnMessage: func(m client.Message) { got <- string(m.Body) },
+	})
+	for i := 1; i <= n; i++ {
+		if b := <-got; b != fmt.Sprint(i) {
+			t.Fatalf("message %d: %q", i, b)
+		}
+	}
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
