@@ -508,7 +508,7 @@ func (c *Client) Close() error {
 		c.mu.Unlock()
 		c.stop()
 		if c.rel != nil {
-			<-c.rel.done // the ack loop wrote its last frame
+			<-c.rel.done    // the ack loop wrote its last frame
 			c.handMu.Lock() // a message being handed over has its ack queued
 			if conn != nil {
 				_ = conn.ackClosing(c.rel.take)
