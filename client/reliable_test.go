@@ -494,3 +494,49 @@ func TestReliableOnMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPlainClientOps18to20: a client without Reliable sends goim v2's auth
+// body (no reliable, no since) and gets ops 18 to 20 as business ops,
+// bodies as sent.
+func TestPlainClientOps18to20(t *testing.T) {
+	env := envelope(1, protocol.StreamUser, 1, 1, 1000, "x")
+	script := func(c *relConn) error {
+		f, err := c.read()
+		if err != nil {
+			return err
+		}
+		if want := `{"mid":3,"key":"","room_id":"","platform":"","accepts":[1000]}`; string(f.Body) != want {
+			return fmt.Errorf("auth body %s, want %s", f.Body, want)
+		}
+		if err := c.send(authReplyFrame, env, protocol.AppendFrame(nil, 1, protocol.OpAck, 0, []byte("a")),
+			protocol.AppendFrame(nil, 1, protocol.OpStreams, 0, []byte("not json"))); err != nil {
+			return err
+		}
+		_, err = c.read() // until the client closes
+		if err == nil {
+			return errors.New("a frame instead of the close")
+		}
+		return nil
+	}
+	for _, tr := range []client.Transport{client.TCP, client.WS} {
+		t.Run(string(tr), func(t *testing.T) {
+			addr, res := fakeReliableComet(t, tr, script)
+			c := connect(t, client.Config{Addrs: []string{addr}, Transport: tr, Heartbeat: time.Hour, Auth: client.Auth{Mid: 3, Accepts: []int32{1000}}})
+			for _, want := range []struct {
+				op   int32
+				body string
+			}{{protocol.OpMessage, string(env[protocol.HeaderSize:])}, {protocol.OpAck, "a"}, {protocol.OpStreams, "not json"}} {
+				m := <-c.Messages()
+				if m.Op != want.op || string(m.Body) != want.body || m.MsgID != "" || m.Streams != nil {
+					t.Fatalf("message %+v, want op %d", m, want.op)
+				}
+			}
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-res; err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

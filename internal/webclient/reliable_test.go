@@ -360,3 +360,74 @@ func intsToBytes(v []int) []byte {
 	}
 	return b
 }
+
+// TestClientPlainOps18to20: a client without reliable sends no reliable
+// or since in its auth body and gets ops 18 to 20 as business ops, bodies
+// as sent.
+func TestClientPlainOps18to20(t *testing.T) {
+	env := relEnvelope(1, protocol.StreamUser, 1, 1, 1000, "x")
+	script := func(c *relConn) error {
+		op, body, err := c.read()
+		if err != nil {
+			return err
+		}
+		var auth map[string]any
+		if err := json.Unmarshal(body, &auth); err != nil || op != protocol.OpAuth {
+			return fmt.Errorf("auth op %d %s: %v", op, body, err)
+		}
+		if _, ok := auth["reliable"]; ok {
+			return fmt.Errorf("auth body %s", body)
+		}
+		if _, ok := auth["since"]; ok {
+			return fmt.Errorf("auth body %s", body)
+		}
+		if err := c.send(frame(protocol.OpAuthReply, 1, nil), frame(protocol.OpStreams, 0, []byte("not json")), env); err != nil {
+			return err
+		}
+		_, _, err = c.read() // until the client closes
+		if err == nil {
+			return errors.New("a frame instead of the close")
+		}
+		return nil
+	}
+	f := &relComet{scripts: []func(*relConn) error{script}, res: make(chan error, 2)}
+	mux := http.NewServeMux()
+	mux.Handle("GET /goim.js", webclient.Handler())
+	mux.Handle("GET /page", pageHandler())
+	mux.Handle("GET /rsub", f)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	p := openHarness(t, srv.URL+"/page")
+	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/rsub"
+	if err := p.Eval(`(() => { h.c = new h.g.Client({url: `+js(u)+`, heartbeat: 600000, auth: {mid: 3, accepts: [1000]},
+		onMessage: (m) => { h.msgs.push({op: m.op, text: m.text()}); if (m.op === 18) h.rawBody = Array.from(m.body); }});
+		return h.c.connect().then(() => true); })()`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait("two messages", `h.msgs.length >= 2`, stateJS); err != nil {
+		t.Fatal(err)
+	}
+	var got []struct {
+		Op   int32  `json:"op"`
+		Text string `json:"text"`
+	}
+	if err := p.Eval(`h.msgs`, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Op != protocol.OpStreams || got[0].Text != "not json" || got[1].Op != protocol.OpMessage {
+		t.Fatalf("messages %+v", got)
+	}
+	var raw []int // the op-18 message's body, byte for byte
+	if err := p.Eval(`h.rawBody`, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if string(intsToBytes(raw)) != string(env[protocol.HeaderSize:]) {
+		t.Fatalf("op-18 body %v", raw)
+	}
+	if err := p.Eval(`h.c.close()`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-f.res; err != nil {
+		t.Fatal(err)
+	}
+}
