@@ -540,3 +540,71 @@ func TestPlainClientOps18to20(t *testing.T) {
 		})
 	}
 }
+
+// TestConnReliable: at the low level, Auth.Reliable and Auth.Since go in
+// the auth body, op-18 frames arrive raw (protocol.DecodeEnvelope unwraps
+// them), Conn.Ack sends op-19 frames of at most 64 ids and refuses a bad
+// id without sending anything.
+func TestConnReliable(t *testing.T) {
+	ids := make([]string, protocol.MaxAckIDs+2)
+	for i := range ids {
+		ids[i] = msgID(i)
+	}
+	script := func(c *relConn) error {
+		a, err := c.auth()
+		if err != nil {
+			return err
+		}
+		if !a.Reliable {
+			return fmt.Errorf("auth %+v", a)
+		}
+		if err := wantSince(a.Since, `{"key":{"epoch":"00000000000000ff","offset":9}}`); err != nil {
+			return err
+		}
+		if err := c.send(authReplyFrame, envelope(1, protocol.StreamKey, 0xff, 10, 1000, "k10")); err != nil {
+			return err
+		}
+		got, sizes, err := c.acks(len(ids))
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, ids) || !slices.Equal(sizes, []int{protocol.MaxAckIDs, 2}) {
+			return fmt.Errorf("acks %v in frames of %v", got, sizes)
+		}
+		_, err = c.read() // until the client closes
+		if err == nil {
+			return errors.New("a frame instead of the close")
+		}
+		return nil
+	}
+	addr, res := fakeReliableComet(t, client.TCP, script)
+	c, err := client.Dial(t.Context(), addr, client.Auth{Reliable: true, Since: &protocol.Since{Key: &protocol.SincePos{Epoch: protocol.FormatEpoch(0xff), Offset: 9}}}, client.DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env protocol.Envelope
+	var decErr error
+	if err := c.ReadFrames(func(f client.Frame) {
+		if f.Op == protocol.OpMessage {
+			env, decErr = protocol.DecodeEnvelope(f.Body)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := decErr; err != nil || env.ID() != msgID(1) || env.Stream != protocol.StreamKey || env.Offset != 10 || string(env.Body) != "k10" {
+		t.Fatalf("envelope %+v: %v", env, err)
+	}
+	if err := c.Ack(ids[0], "bad"); err == nil {
+		t.Fatal("Ack took a bad id")
+	}
+	if err := c.Ack(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ack(ids...); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	if err := <-res; err != nil {
+		t.Fatal(err)
+	}
+}
