@@ -514,8 +514,10 @@ export class Client {
   /**
    * ack acknowledges pushes by id (m.msgId) on a reliable client: sent as
    * op-19 frames within 100 ms (at once when 64 wait), on the next
-   * connection while disconnected. Only needed with manualAck. Throws a
-   * TypeError for an id that is not 32 hex digits (then none is queued).
+   * connection while disconnected (at most 4096 ids wait; past that the
+   * oldest are dropped). Only needed with manualAck. Throws a TypeError for
+   * an id that is not 32 hex digits (then none is queued) or on a client
+   * without reliable, a ClosedError after close().
    */
   ack(...ids) {
     ids = ids.flat();
