@@ -71,6 +71,24 @@ type Config struct {
 	// Logger logs connects and drops (Debug) and reconnect waits (Info);
 	// nil logs nothing.
 	Logger *slog.Logger
+
+	// Reliable opts in to reliable delivery (also when Auth.Reliable is
+	// set): pushes carry their id (Message.MsgID) and, in a stream, their
+	// position; the client tracks the last position in each stream and
+	// sends it with every connect so the comet replays what was missed;
+	// op-20 reports arrive as Messages with Streams; messages are acked
+	// (op 19) unless ManualAck. See Positions and Ack.
+	Reliable bool
+	// Since is where a reliable client starts in each stream: Positions
+	// as persisted by an earlier run (nil: Auth.Since, else nowhere, and
+	// the first report says recovered false). Its epochs must be 1 to 16
+	// hex digits.
+	Since *protocol.Since
+	// ManualAck turns a reliable client's automatic acks off: by default
+	// each message with an id is acked once handed over (put in the
+	// Messages buffer, or OnMessage returned), batched up to 64 ids or
+	// 100ms; with ManualAck the application calls Ack.
+	ManualAck bool
 }
 
 // Message is one message the comet pushed (an op-9 batch arrives as its
@@ -79,6 +97,19 @@ type Config struct {
 type Message struct {
 	Op, Seq int32
 	Body    []byte // the receiver's own copy
+
+	// The fields below are set on a reliable client (Config.Reliable)
+	// only. A push arrives with its id and, when it is in a stream, its
+	// stream (protocol.StreamUser, StreamKey, StreamRoom), the stream's
+	// epoch and its offset there (all zero for a push in no stream). An
+	// op-20 report (Op protocol.OpStreams, Body its JSON) arrives with
+	// Streams set.
+
+	MsgID   string // the push id, 32 hex digits ("" when the comet gave none)
+	Stream  int32
+	Epoch   uint64
+	Offset  uint64
+	Streams []StreamState // an op-20 report: one entry per stream
 }
 
 // State is the state of a Client's connection.
@@ -155,6 +186,13 @@ type Client struct {
 	haveHints bool
 	closed    bool
 	closeOnce sync.Once
+
+	rel *reliable // nil unless Config.Reliable
+	// handMu is held by a reliable client while a message is handed over
+	// (the reader's send to msgs without OnMessage, dispatch's OnMessage
+	// call with it) and its ack queued, so that Close's last ack flush
+	// sees the ack.
+	handMu sync.Mutex
 }
 
 // request is a ChangeRoom, Sub or Unsub waiting for its reply.
@@ -194,9 +232,20 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		pending: map[int32]request{},
 		auth:    cloneAuth(cfg.Auth),
 	}
+	if cfg.Reliable || cfg.Auth.Reliable {
+		since := cfg.Since
+		if since == nil {
+			since = cfg.Auth.Since
+		}
+		c.rel = newReliable(since, !cfg.ManualAck)
+		c.auth.Reliable, c.auth.Since = true, nil // since is set per connect
+	}
 	c.wg.Go(c.run)
 	if cfg.OnMessage != nil {
 		c.wg.Go(c.dispatch)
+	}
+	if c.rel != nil {
+		c.wg.Go(c.ackLoop)
 	}
 	select {
 	case <-c.first:
@@ -229,6 +278,15 @@ func (cfg Config) check() error {
 	}
 	if cfg.Heartbeat < 0 {
 		return fmt.Errorf("client: config: negative heartbeat %v", cfg.Heartbeat)
+	}
+	if (cfg.Since != nil || cfg.Auth.Since != nil) && !cfg.Reliable && !cfg.Auth.Reliable {
+		return errors.New("client: config: since without reliable")
+	}
+	if err := checkSince(cfg.Since); err != nil {
+		return err
+	}
+	if err := checkSince(cfg.Auth.Since); err != nil {
+		return err
 	}
 	return nil
 }
@@ -304,7 +362,12 @@ func (c *Client) ChangeRoom(ctx context.Context, room string) error {
 	if len(room) > maxClientBody {
 		return fmt.Errorf("client: change room: room id of %d bytes", len(room))
 	}
-	return c.request(ctx, protocol.OpChangeRoom, []byte(room), func() { c.auth.RoomID = room })
+	return c.request(ctx, protocol.OpChangeRoom, []byte(room), func() {
+		c.auth.RoomID = room
+		if c.rel != nil {
+			c.rel.forgetRoom() // the new room's stream is another one
+		}
+	})
 }
 
 // Sub adds ops to those the connection receives for key, user and
@@ -431,7 +494,8 @@ func opName(op int32) string {
 
 // Close closes the connection, stops reconnecting and returns once every
 // goroutine of the client has exited; Messages is then closed and Done
-// too. Pending ChangeRoom, Sub and Unsub calls return ErrClosed, and so
+// too. A reliable client first sends the acks still waiting (each write
+// bounded by a second). Pending ChangeRoom, Sub and Unsub calls return ErrClosed, and so
 // do later ones. A second Close returns ErrClosed. It must not be called
 // from OnMessage or OnState.
 func (c *Client) Close() error {
@@ -443,6 +507,14 @@ func (c *Client) Close() error {
 		conn := c.conn
 		c.mu.Unlock()
 		c.stop()
+		if c.rel != nil {
+			<-c.rel.done    // the ack loop wrote its last frame
+			c.handMu.Lock() // a message being handed over has its ack queued
+			if conn != nil {
+				_ = conn.ackClosing(c.rel.take)
+			}
+			c.handMu.Unlock()
+		}
 		if conn != nil {
 			_ = conn.Close()
 		}
@@ -464,7 +536,14 @@ func (c *Client) dispatch() {
 			if !ok || c.ctx.Err() != nil {
 				return
 			}
-			c.cfg.OnMessage(m)
+			if c.rel != nil {
+				c.handMu.Lock()
+				c.cfg.OnMessage(m)
+				c.acked(&m)
+				c.handMu.Unlock()
+			} else {
+				c.cfg.OnMessage(m)
+			}
 		case <-c.ctx.Done():
 			return
 		}
@@ -587,6 +666,9 @@ func (c *Client) connect() (*Conn, string, error) {
 		c.mu.Lock()
 		auth := cloneAuth(c.auth)
 		c.mu.Unlock()
+		if c.rel != nil {
+			auth.Since = c.rel.since()
+		}
 		if c.cfg.Token != nil {
 			tok, err := c.cfg.Token(ctx)
 			if err != nil {
@@ -665,8 +747,16 @@ func (c *Client) serve(conn *Conn, addr string) (stable bool, cause error) {
 	stopHB := make(chan struct{})
 	hwg.Go(func() { c.heartbeatLoop(conn, &hb, stopHB, drop) })
 
+	var bad error // a malformed reliable frame
 	for {
-		err := conn.ReadFrames(func(f Frame) { c.receive(f, &hb) })
+		err := conn.ReadFrames(func(f Frame) {
+			if bad == nil {
+				bad = c.receive(f, &hb)
+			}
+		})
+		if err == nil {
+			err = bad
+		}
 		if err != nil {
 			drop(err)
 			break
@@ -722,14 +812,14 @@ func (c *Client) heartbeatLoop(conn *Conn, hb *heartbeatState, stop <-chan struc
 }
 
 // receive handles one frame: replies are consumed, anything else is a
-// message.
-func (c *Client) receive(f Frame, hb *heartbeatState) {
+// message. An error is a malformed frame that ends the connection.
+func (c *Client) receive(f Frame, hb *heartbeatState) error {
 	switch f.Op {
 	case protocol.OpHeartbeatReply:
 		hb.replies.Add(1)
-		return
+		return nil
 	case protocol.OpAuthReply:
-		return
+		return nil
 	case protocol.OpChangeRoomReply, protocol.OpSubReply, protocol.OpUnsubReply:
 		c.mu.Lock()
 		r, ok := c.pending[f.Seq]
@@ -741,11 +831,29 @@ func (c *Client) receive(f Frame, hb *heartbeatState) {
 		if ok && r.reply == f.Op {
 			r.ch <- nil
 		}
-		return // a late reply to a request given up is dropped
+		return nil // a late reply to a request given up is dropped
 	}
-	m := Message{Op: f.Op, Seq: f.Seq, Body: bytes.Clone(f.Body)}
+	if c.rel != nil {
+		if ok, err := c.receiveReliable(f, hb); ok {
+			return err
+		}
+	}
+	c.deliver(Message{Op: f.Op, Seq: f.Seq, Body: bytes.Clone(f.Body)}, hb)
+	return nil
+}
+
+// deliver puts m in the message buffer, waiting while it is full (until
+// Close).
+func (c *Client) deliver(m Message, hb *heartbeatState) {
+	if c.rel != nil && c.cfg.OnMessage == nil { // with OnMessage, dispatch acks
+		c.handMu.Lock()
+		defer c.handMu.Unlock()
+	}
 	select {
 	case c.msgs <- m:
+		if c.cfg.OnMessage == nil {
+			c.acked(&m)
+		}
 		return
 	default:
 	}
@@ -754,6 +862,9 @@ func (c *Client) receive(f Frame, hb *heartbeatState) {
 	defer hb.stalled.Store(false)
 	select {
 	case c.msgs <- m:
+		if c.cfg.OnMessage == nil {
+			c.acked(&m)
+		}
 	case <-c.ctx.Done():
 	}
 }

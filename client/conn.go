@@ -48,6 +48,15 @@ type Auth struct {
 	Platform string  `json:"platform"`        // "web", "android", "ios", ...
 	Accepts  []int32 `json:"accepts"`         // ops received for key, user and broadcast pushes
 	Token    string  `json:"token,omitempty"` // signed credential (secure auth)
+	// Reliable opts the connection in to reliable delivery: pushes arrive
+	// as op-18 envelopes (protocol.DecodeEnvelope), op 20 reports the
+	// streams, op 19 (Conn.Ack) acknowledges. A Client sets it from
+	// Config.Reliable.
+	Reliable bool `json:"reliable,omitempty"`
+	// Since is the last position seen in each stream, for a reliable
+	// connection that recovers what it missed. A Client sets it from its
+	// positions at each connect.
+	Since *protocol.Since `json:"since,omitempty"`
 }
 
 // Frame is one frame received: an op-9 batch arrives as its inner frames.

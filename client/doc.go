@@ -46,6 +46,16 @@
 // each transport and the reconnect back-off hint, Backoff), or the comet
 // closes it.
 //
+// Reliable delivery is opt-in (Config.Reliable): a Client then gets each
+// push with its id (Message.MsgID) and its position in its stream
+// (Message.Stream, Epoch, Offset), op-20 reports of its streams as
+// Messages with Streams (Recovered false: resync that stream), sends its
+// last positions with every connect so the comet replays what it missed,
+// drops messages at or below its position, and acks (op 19) what it hands
+// over, batched (Ack for manual acks). Positions returns the positions to
+// persist; Config.Since takes them back. A Conn opts in with
+// Auth.Reliable and reads the raw op-18 envelopes (protocol.DecodeEnvelope).
+//
 // Errors are typed: *DialError (dial, TLS, upgrade), *AuthError (the
 // connection ended before the auth reply), *CloseError (a WebSocket close
 // frame from the comet, with its status and reason), *ProtocolError (a

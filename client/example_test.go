@@ -2,9 +2,12 @@ package client_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
 	"time"
 
+	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/client"
 )
 
@@ -180,4 +183,45 @@ func ExampleDial() {
 	// Output:
 	// heartbeat reply
 	// op 1000: low level
+}
+
+// A reliable client: it resumes from the positions an earlier run saved,
+// resyncs a stream the comet could not recover, and saves its positions
+// after each message (acks are automatic). Not run: the cluster of the
+// examples has no stream-keeping comet yet, so this example has no
+// Output comment and is only compiled.
+func ExampleClient_Positions() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var since *protocol.Since
+	if b, err := os.ReadFile("positions.json"); err == nil {
+		since = new(protocol.Since)
+		if err := json.Unmarshal(b, since); err != nil {
+			since = nil
+		}
+	}
+	c, err := client.Connect(ctx, client.Config{
+		Addrs:    []string{"127.0.0.1:3101"},
+		Auth:     client.Auth{Mid: 1001, Accepts: []int32{1000}},
+		Reliable: true,
+		Since:    since,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	for m := range c.Messages() {
+		if m.Op == protocol.OpStreams {
+			for _, s := range m.Streams {
+				if !s.Recovered {
+					fmt.Println("resync stream", protocol.StreamName(s.Stream))
+				}
+			}
+			continue
+		}
+		fmt.Printf("%s op %d: %s (stream %d offset %d)\n", m.MsgID, m.Op, m.Body, m.Stream, m.Offset)
+		b, _ := json.Marshal(c.Positions())
+		_ = os.WriteFile("positions.json", b, 0o600)
+	}
 }

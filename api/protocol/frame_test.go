@@ -371,7 +371,10 @@ func TestOpName(t *testing.T) {
 		{op: OpHeartbeat, want: "heartbeat"},
 		{op: OpRaw, want: "raw"},
 		{op: OpUnsubReply, want: "unsub_reply"},
-		{op: 18, want: "op_18"},
+		{op: OpMessage, want: "message"},
+		{op: OpAck, want: "ack"},
+		{op: OpStreams, want: "streams"},
+		{op: 21, want: "op_21"},
 		{op: -1, want: "op_-1"},
 	}
 	for _, tc := range cases {

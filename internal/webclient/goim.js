@@ -17,6 +17,22 @@
 // connection whose heartbeat is not answered within a period, unpacks op-9
 // batches, and after any drop reconnects with the backoff hints of the
 // nodes answer, keeping the room and the accepted ops it has now.
+//
+// Reliable delivery (opt in with reliable: true): pushes arrive as op-18
+// envelopes that the client unwraps (the message gains msgId, stream,
+// epoch, offset), op 20 reports the streams (onStreams; recovered false:
+// resync that stream's state), the client keeps its position in each
+// stream and sends it as "since" with every connect so the comet replays
+// what was missed, drops a message at or below its position, and acks
+// (op 19) what it handed to onMessage, batched (up to 64 ids or 100 ms).
+//
+//   const c = new Client({
+//     api: '', reliable: true,
+//     since: JSON.parse(localStorage.getItem('goim.since') || 'null'),
+//     auth: { mid: 1, accepts: [1000] },
+//     onStreams: (streams) => { if (streams.some((s) => !s.recovered)) resync(); },
+//     onMessage: (m) => { show(m); localStorage.setItem('goim.since', JSON.stringify(c.positions())); },
+//   });
 
 /** The size of a frame header: packLen, headerLen, ver, op, seq. */
 export const HEADER_LEN = 16;
@@ -41,7 +57,24 @@ export const Op = Object.freeze({
   SUB_REPLY: 15,
   UNSUB: 16,
   UNSUB_REPLY: 17,
+  MESSAGE: 18,
+  ACK: 19,
+  STREAMS: 20,
 });
+
+/** The size of an op-18 envelope's fixed part, before the push's frame. */
+export const ENVELOPE_HEADER_LEN = 34;
+
+/** The most push ids one op-19 frame carries. */
+export const MAX_ACK_IDS = 64;
+
+// The streams of reliable delivery by their envelope byte (0: none).
+const STREAM_NAMES = ['', 'user', 'key', 'room'];
+// ACK_DELAY is the longest an ack waits before it is sent, ms.
+const ACK_DELAY = 100;
+// MAX_PENDING_ACKS is how many ids wait for a connection at most; past it
+// the oldest are dropped.
+const MAX_PENDING_ACKS = 4096;
 
 /**
  * The reconnect backoff used when neither the options nor a nodes answer
@@ -198,6 +231,79 @@ function strip(f) {
   return { ver: f.ver, op: f.op, seq: f.seq, body: f.body };
 }
 
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+/**
+ * decodeEnvelope parses an op-18 body (bytes): stream byte, flags byte,
+ * 16-byte push id, 8-byte epoch, 8-byte offset (big-endian), then the
+ * push's frame, which must fill the rest. It returns {msgId (32 hex
+ * digits, '' when all zero), stream ('user', 'key', 'room', or '' for
+ * none), epoch (16 hex digits), offset (a number), op, seq, body (a view
+ * of data)} and throws a ProtocolError when the body is malformed.
+ */
+export function decodeEnvelope(data) {
+  const b = toBytes(data);
+  if (b.byteLength < ENVELOPE_HEADER_LEN + HEADER_LEN) {
+    throw new ProtocolError('envelope of ' + b.byteLength + ' bytes, at least ' + (ENVELOPE_HEADER_LEN + HEADER_LEN));
+  }
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const stream = view.getUint8(0);
+  if (stream >= STREAM_NAMES.length) throw new ProtocolError('envelope stream ' + stream);
+  const id = b.subarray(2, 18);
+  const inner = new DataView(b.buffer, b.byteOffset + ENVELOPE_HEADER_LEN, b.byteLength - ENVELOPE_HEADER_LEN);
+  const f = frameAt(inner, 0);
+  if (f.len !== inner.byteLength) throw new ProtocolError(inner.byteLength - f.len + ' bytes after the envelope\'s frame');
+  return {
+    msgId: id.some((x) => x !== 0) ? hex(id) : '',
+    stream: STREAM_NAMES[stream],
+    epoch: hex(b.subarray(18, 26)),
+    offset: Number(view.getBigUint64(26)),
+    op: f.op,
+    seq: f.seq,
+    body: f.body,
+  };
+}
+
+/**
+ * encodeAck returns an op-19 body acknowledging ids (32 hex digits each; at
+ * most MAX_ACK_IDS). It throws a TypeError for anything else.
+ */
+export function encodeAck(ids) {
+  if (ids.length === 0 || ids.length > MAX_ACK_IDS) throw new TypeError('goim: ack of ' + ids.length + ' ids, want 1 to ' + MAX_ACK_IDS);
+  const out = new Uint8Array(16 * ids.length);
+  ids.forEach((id, i) => {
+    if (!isMsgId(id)) throw new TypeError('goim: ' + JSON.stringify(id) + ' is not a push id (32 hex digits)');
+    for (let j = 0; j < 16; j++) out[16 * i + j] = parseInt(id.substr(2 * j, 2), 16);
+  });
+  return out;
+}
+
+function isMsgId(id) {
+  return typeof id === 'string' && /^[0-9a-fA-F]{32}$/.test(id);
+}
+
+// isEpoch reports whether e is an epoch as held by a client: 1 to 16 hex digits.
+function isEpoch(e) {
+  return typeof e === 'string' && /^[0-9a-fA-F]{1,16}$/.test(e);
+}
+
+// normSince checks a since ({user, key, room: {epoch, offset}}) and returns
+// its positions by stream name.
+function normSince(since) {
+  const out = {};
+  if (since === undefined || since === null) return out;
+  if (typeof since !== 'object') throw new TypeError('goim: since must be an object');
+  for (const name of STREAM_NAMES.slice(1)) {
+    const p = since[name];
+    if (p === undefined || p === null) continue;
+    if (!p || !isEpoch(p.epoch) || !Number.isSafeInteger(p.offset) || p.offset < 0) {
+      throw new TypeError('goim: since.' + name + ': want {epoch: 1 to 16 hex digits, offset: a non-negative integer}');
+    }
+    out[name] = { epoch: p.epoch.toLowerCase().padStart(16, '0'), last: p.offset, floor: 0 };
+  }
+  return out;
+}
+
 /**
  * backoffDelay returns the wait before reconnect attempt n (0 for the first
  * after a drop), in ms: d = min(max, base × factor^n), multiplied by
@@ -296,12 +402,18 @@ function defaultTransport() {
   return typeof location !== 'undefined' && location.protocol === 'https:' ? 'wss' : 'ws';
 }
 
-// A message received: op, seq, body (bytes) and text() (the body as UTF-8).
+// A message received: op, seq, body (bytes) and text() (the body as UTF-8);
+// on a reliable client also msgId, stream, epoch and offset ('' and 0 for
+// a plain frame; stream '' for a push in no stream).
 class Message {
-  constructor(op, seq, body) {
+  constructor(op, seq, body, env) {
     this.op = op;
     this.seq = seq;
     this.body = body;
+    this.msgId = env ? env.msgId : '';
+    this.stream = env ? env.stream : '';
+    this.epoch = env ? env.epoch : '';
+    this.offset = env ? env.offset : 0;
   }
 
   text() {
@@ -337,6 +449,20 @@ class Message {
  *              'disconnected' (err: why), 'closed'.
  *   onHeartbeat (online) => {}: each heartbeat reply, with the room's
  *              online count.
+ *   reliable   true opts in to reliable delivery: pushes are op-18
+ *              envelopes (unwrapped: m.msgId, m.stream, m.epoch,
+ *              m.offset), positions per stream are kept and sent as
+ *              "since" at each connect, duplicates are dropped, and
+ *              messages are acked (op 19).
+ *   since      where a reliable client starts: positions() of an earlier
+ *              run, {user, key, room: {epoch, offset}}.
+ *   manualAck  true: no automatic acks; call ack(ids) (default false: a
+ *              message is acked once onMessage returned, batched up to
+ *              64 ids or 100 ms).
+ *   onStreams  (streams) => {}: each op-20 report, in order with the
+ *              messages: [{stream: 'user'|'key'|'room', epoch, offset,
+ *              recovered}]; recovered false means messages were lost
+ *              (or the client named no position): resync that stream.
  */
 export class Client {
   #opts;
@@ -351,6 +477,10 @@ export class Client {
   #sleep = null;     // {timer, resolve} of the backoff wait
   #abort = null;     // the AbortController of the nodes request under way
   #online = 0;
+  #pos = {};         // stream name -> {epoch, last, floor} (reliable)
+  #acks = [];        // ids waiting to be sent (reliable)
+  #ackTimer = 0;
+  #dups = 0;
 
   constructor(options = {}) {
     if (options.api === undefined && !options.url) {
@@ -360,6 +490,43 @@ export class Client {
     this.#opts = Object.assign({ path: '/sub', handshakeTimeout: DEFAULT_HANDSHAKE_TIMEOUT }, options, { auth });
     this.#room = String(auth.room_id || '');
     this.#accepts = normOps(auth.accepts || []);
+    if (this.#opts.reliable || auth.reliable) {
+      this.#opts.reliable = true;
+      this.#pos = normSince(options.since !== undefined ? options.since : auth.since);
+    }
+  }
+
+  /**
+   * positions returns the last position received in each stream of a
+   * reliable client, {user, key, room: {epoch, offset}} (streams not seen
+   * are absent): persist it (JSON) and pass it as the since option to
+   * resume after a reload.
+   */
+  positions() {
+    const out = {};
+    for (const [name, p] of Object.entries(this.#pos)) out[name] = { epoch: p.epoch, offset: Math.max(p.last, p.floor) };
+    return out;
+  }
+
+  /** The number of messages dropped as duplicates (at or below the position). */
+  get duplicates() { return this.#dups; }
+
+  /**
+   * ack acknowledges pushes by id (m.msgId) on a reliable client: sent as
+   * op-19 frames within 100 ms (at once when 64 wait), on the next
+   * connection while disconnected (at most 4096 ids wait; past that the
+   * oldest are dropped). Only needed with manualAck. Throws a TypeError for
+   * an id that is not 32 hex digits (then none is queued) or on a client
+   * without reliable, a ClosedError after close().
+   */
+  ack(...ids) {
+    ids = ids.flat();
+    if (!this.#opts.reliable) throw new TypeError('goim: ack on a client without reliable');
+    for (const id of ids) {
+      if (!isMsgId(id)) throw new TypeError('goim: ' + JSON.stringify(id) + ' is not a push id (32 hex digits)');
+    }
+    if (this.#closed) throw new ClosedError();
+    this.#queueAcks(ids.map((id) => id.toLowerCase()));
   }
 
   /** The state: 'idle', 'connecting', 'connected', 'disconnected' or 'closed'. */
@@ -407,6 +574,7 @@ export class Client {
     room = String(room);
     await this.#request(Op.CHANGE_ROOM, room);
     this.#room = room;
+    delete this.#pos.room; // the new room's stream is another one
   }
 
   /** sub adds ops to the accepted ones (op 14), resolved on op 15. */
@@ -430,6 +598,8 @@ export class Client {
    */
   close() {
     if (this.#closed) return;
+    this.#flushAcks(); // what is waiting goes out before the close
+    clearTimeout(this.#ackTimer);
     this.#closed = true;
     const err = new ClosedError();
     if (this.#conn) this.#conn.end(err, 1000, 'client closed');
@@ -454,6 +624,67 @@ export class Client {
     if (this.#closed) throw new ClosedError();
     if (!conn || !conn.authed) throw new ClosedError('not connected');
     return conn.request(op, body);
+  }
+
+  // #envelope takes an op-18 envelope: a message at or below the position
+  // in its stream (same epoch) is a duplicate and dropped; else the
+  // position moves to it, onMessage gets it, and it is acked.
+  #envelope(e) {
+    if (e.stream !== '') {
+      const p = this.#pos[e.stream];
+      if (p && p.epoch === e.epoch) {
+        if (e.offset <= p.last) {
+          this.#dups++;
+          return;
+        }
+        p.last = e.offset;
+      } else {
+        this.#pos[e.stream] = { epoch: e.epoch, last: e.offset, floor: 0 }; // a new epoch starts here
+      }
+    }
+    const m = new Message(e.op, e.seq, e.body.slice(), e);
+    if (this.#opts.onMessage) callback(this.#opts.onMessage, m);
+    if (!this.#opts.manualAck && m.msgId !== '') this.#queueAcks([m.msgId]);
+  }
+
+  // #report applies an op-20 report: a stream in a new epoch starts over;
+  // one that could not recover resumes at least at the reported offset.
+  #report(streams) {
+    for (const s of streams) {
+      let p = this.#pos[s.stream];
+      if (!p || p.epoch !== s.epoch) p = this.#pos[s.stream] = { epoch: s.epoch, last: 0, floor: 0 };
+      if (!s.recovered) p.floor = Math.max(p.floor, s.offset);
+    }
+  }
+
+  #queueAcks(ids) {
+    this.#acks.push(...ids);
+    if (this.#acks.length > MAX_PENDING_ACKS) this.#acks.splice(0, this.#acks.length - MAX_PENDING_ACKS);
+    if (this.#acks.length >= MAX_ACK_IDS) {
+      this.#flushAcks();
+    } else {
+      this.#armAcks();
+    }
+  }
+
+  #armAcks() {
+    if (this.#ackTimer || this.#closed) return;
+    this.#ackTimer = setTimeout(() => {
+      this.#ackTimer = 0;
+      this.#flushAcks();
+    }, ACK_DELAY);
+  }
+
+  // #flushAcks sends the waiting acks on the connection, 64 ids a frame;
+  // without one they wait for the next auth reply.
+  #flushAcks() {
+    const conn = this.#conn;
+    if (!conn || !conn.authed || conn.done) return;
+    while (this.#acks.length > 0) {
+      const ids = this.#acks.slice(0, MAX_ACK_IDS);
+      if (conn.send(Op.ACK, encodeAck(ids)) === 0) return;
+      this.#acks.splice(0, ids.length);
+    }
   }
 
   // #run is the connect loop: resolve the comets, try each in order until
@@ -522,6 +753,12 @@ export class Client {
   // resolves with {authed, err} when the connection ends.
   async #session(url, period) {
     const auth = Object.assign({}, this.#opts.auth, { room_id: this.#room, accepts: this.#accepts });
+    delete auth.since;
+    if (this.#opts.reliable) {
+      auth.reliable = true;
+      const since = this.positions();
+      if (Object.keys(since).length > 0) auth.since = since;
+    }
     if (this.#opts.token) {
       try {
         auth.token = String(await this.#opts.token());
@@ -539,7 +776,7 @@ export class Client {
         return;
       }
       ws.binaryType = 'arraybuffer';
-      const conn = new Connection(ws, url, period);
+      const conn = new Connection(ws, url, period, !!this.#opts.reliable);
       this.#conn = conn;
       const handshake = setTimeout(() => conn.end(new AuthError(url, new GoimError('handshake timeout')), 4000, 'handshake timeout'),
         this.#handshakeTimeout());
@@ -551,6 +788,7 @@ export class Client {
       conn.onAuth = () => {
         clearTimeout(handshake);
         this.#setState('connected');
+        if (this.#acks.length > 0) this.#armAcks();
         if (this.#connected) {
           this.#connected.resolve();
           this.#connected = null;
@@ -563,6 +801,11 @@ export class Client {
       conn.onMessage = (m) => {
         if (this.#opts.onMessage) callback(this.#opts.onMessage, m);
       };
+      conn.onEnvelope = (f) => this.#envelope(f);
+      conn.onStreams = (streams) => {
+        this.#report(streams);
+        if (this.#opts.onStreams) callback(this.#opts.onStreams, streams);
+      };
       ws.onopen = () => conn.send(Op.AUTH, JSON.stringify(auth));
     });
   }
@@ -571,10 +814,11 @@ export class Client {
 // Connection is one WebSocket of a Client: frames, seqs, requests waiting
 // for their reply, and the heartbeat.
 class Connection {
-  constructor(ws, url, period) {
+  constructor(ws, url, period, reliable) {
     this.ws = ws;
     this.url = url;
     this.period = period;
+    this.reliable = reliable; // ops 18 and 20 are reliable delivery's
     this.authed = false;
     this.done = false;
     this.seq = 0;
@@ -585,6 +829,8 @@ class Connection {
     this.onAuth = () => {};
     this.onHeartbeat = () => {};
     this.onMessage = () => {};
+    this.onEnvelope = () => {};
+    this.onStreams = () => {};
     ws.onmessage = (ev) => this.receive(ev.data);
     ws.onclose = (ev) => this.end(new CloseError(ev.code, ev.reason));
   }
@@ -663,6 +909,21 @@ class Connection {
       }
     }
     if (!this.authed) return;
+    if (this.reliable && (f.op === Op.MESSAGE || f.op === Op.STREAMS)) {
+      let v;
+      try {
+        v = f.op === Op.MESSAGE ? decodeEnvelope(f.body) : parseStreams(f.body);
+      } catch (e) {
+        this.end(e instanceof ProtocolError ? e : new ProtocolError('op ' + f.op + ': ' + e.message), 4000, 'protocol error');
+        return;
+      }
+      if (f.op === Op.MESSAGE) {
+        this.onEnvelope(v);
+      } else {
+        this.onStreams(v);
+      }
+      return;
+    }
     this.onMessage(new Message(f.op, f.seq, f.body.slice()));
   }
 
@@ -685,6 +946,27 @@ class Connection {
     this.pending.clear();
     this.onEnd(err);
   }
+}
+
+// parseStreams decodes an op-20 body: [{stream, epoch, offset, recovered}],
+// streams of unknown names left out.
+function parseStreams(body) {
+  let v;
+  try {
+    v = JSON.parse(decoder.decode(body));
+  } catch (e) {
+    throw new ProtocolError('op-20 body is not JSON: ' + e.message);
+  }
+  if (!v || !Array.isArray(v.streams)) throw new ProtocolError('op-20 body without streams');
+  const out = [];
+  for (const s of v.streams) {
+    if (!s || !STREAM_NAMES.includes(s.stream) || s.stream === '') continue;
+    if (!isEpoch(s.epoch) || !Number.isSafeInteger(s.offset) || s.offset < 0) {
+      throw new ProtocolError('op-20 body: bad stream ' + JSON.stringify(s));
+    }
+    out.push({ stream: s.stream, epoch: s.epoch.toLowerCase().padStart(16, '0'), offset: s.offset, recovered: s.recovered === true });
+  }
+  return out;
 }
 
 // clampTimer bounds a timer delay to 1 ms..MAX_TIMER.

@@ -3,12 +3,17 @@
 // protocol (docs/protocol.md) over WebSocket, finds comets through logic's
 // /goim/nodes/weighted, heartbeats, unpacks op-9 batches, changes room,
 // subscribes to ops and reconnects with the backoff hints of the nodes
-// answer. Logic's HTTP API serves it at GET /goim.js (Handler); the demo
-// page and the console import it from there.
+// answer; with reliable: true it opts in to reliable delivery (op-18
+// envelopes unwrapped, op-20 reports, positions sent as since on every
+// connect, duplicates dropped, batched op-19 acks). Logic's HTTP API
+// serves it at GET /goim.js (Handler); the demo page and the console
+// import it from there.
 //
-// Exports of the module: Client (connect, changeRoom, sub, unsub, close;
-// state, room, accepts, url, online), Op, encodeFrame, decodeFrames,
-// backoffDelay, fetchNodes, nodeURLs, HEADER_LEN, DEFAULT_BACKOFF,
+// Exports of the module: Client (connect, changeRoom, sub, unsub, close,
+// positions, ack; state, room, accepts, url, online, duplicates), Op,
+// encodeFrame, decodeFrames, decodeEnvelope, encodeAck, backoffDelay,
+// fetchNodes, nodeURLs, HEADER_LEN, ENVELOPE_HEADER_LEN, MAX_ACK_IDS,
+// DEFAULT_BACKOFF,
 // DEFAULT_HEARTBEAT, DEFAULT_HANDSHAKE_TIMEOUT and the error classes
 // GoimError, ProtocolError, CloseError, AuthError, NodesError,
 // HeartbeatTimeoutError, ClosedError. docs/push-api.md shows its use.
