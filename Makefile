@@ -12,7 +12,7 @@ FUZZ_TARGETS := ./api/protocol:FuzzReadTCP ./api/protocol:FuzzWSMessage ./api/pr
                 ./internal/logic:FuzzAuthenticate ./internal/logic/httpapi:FuzzQuery ./internal/logic/httpapi:FuzzList \
                 ./internal/comet:FuzzRoomGrant ./internal/logic/httpapi:FuzzTokenList ./api/protocol:FuzzRoomID \
                 ./internal/secret:FuzzLines ./internal/rpcauth:FuzzValid ./api/protocol:FuzzKey \
-                ./internal/conf:FuzzApplyEnv
+                ./internal/conf:FuzzApplyEnv ./api/protocol:FuzzEnvelope
 BENCH        ?= .
 BENCHTIME    ?= 1s
 
