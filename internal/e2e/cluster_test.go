@@ -75,6 +75,10 @@ type cluster struct {
 	runs    map[string]int // processes started per service name
 	jobConf string
 
+	// logicExtra is appended to logic's config (sections of its own, such
+	// as [stream]); empty for the suite's main cluster.
+	logicExtra string
+
 	// Secret files every generated config points to: the push API
 	// tokens (apiToken, readToken) and the internal gRPC secret
 	// (rpcSecret) that logic, job and the comets share.
@@ -103,8 +107,16 @@ func (c *cluster) startDiscovery(t *testing.T) {
 // logic, two comets and job, each ready.
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	return startClusterWith(t, "")
+}
+
+// startClusterWith is startCluster with logicExtra appended to logic's
+// config.
+func startClusterWith(t *testing.T, logicExtra string) *cluster {
+	t.Helper()
 	c := &cluster{top: t, env: "e2e-" + testkit.RandomHex(4), prefix: "e2e:" + testkit.RandomHex(6) + ":",
-		group: "e2e-job-" + testkit.RandomHex(4), comets: map[string]*comet{}, runs: map[string]int{}}
+		group: "e2e-job-" + testkit.RandomHex(4), comets: map[string]*comet{}, runs: map[string]int{},
+		logicExtra: logicExtra}
 	c.bin = buildBinaries(t)
 	c.writeSecrets(t)
 
@@ -214,7 +226,7 @@ brokers = ["`+c.kafka.ListenAddrs()[0]+`"]
 topic = "`+c.topic+`"
 [admin]
 addr = "`+c.logicAdmin+`"
-`+c.discoveryConf())
+`+c.discoveryConf()+c.logicExtra)
 	c.logic = startProcess(t, c.top, "logic", c.bin.logic, "-conf", path)
 	waitReady(t, c.logic, c.logicAdmin)
 }
