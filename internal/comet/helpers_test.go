@@ -70,7 +70,7 @@ type testLogic struct {
 	connIDs    map[string][]uint64
 	dconnIDs   map[string][]uint64
 	hbConnIDs  map[string][]uint64
-	receiveErr error // answered by Receive when set
+	receiveErr error         // answered by Receive when set
 	rs         reliableLogic // streams, ReadStream and Ack (reliable_test.go)
 }
 
