@@ -68,7 +68,7 @@ func (c *Channel) readStream(k int32, room string, epoch, after uint64, limit in
 		s.metrics.fetchError.Inc()
 		return nil, fmt.Errorf("read %s stream: %w", protocol.StreamName(k), err)
 	}
-	if reply.GetRecovered() && reply.GetEpoch() == epoch {
+	if limit == 0 || (reply.GetRecovered() && reply.GetEpoch() == epoch) { // a state read, or one that continues
 		s.metrics.fetchOK.Inc()
 	} else {
 		s.metrics.fetchUnrecovered.Inc()

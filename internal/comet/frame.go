@@ -36,7 +36,9 @@ type frame struct {
 	// For reliable connections: the push's ids and stream positions, one
 	// per message (frame of tcp) or fewer, and the envelopes made of
 	// them (reliable.go), built when the first reliable recipient needs
-	// them.
+	// them. id is the id of a push of one message (keys, broadcast),
+	// kept apart so that setting it allocates nothing.
+	id   string
 	ids  []string
 	pos  []*protocol.Position
 	view *relView

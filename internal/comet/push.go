@@ -30,9 +30,7 @@ func (s *Server) PushKeys(keys []string, op int32, p *protocol.Proto) PushResult
 func (s *Server) pushKeys(keys []string, op int32, p *protocol.Proto, msgID string, positions []*protocol.Position) PushResult {
 	var res PushResult
 	f := newFrame(p)
-	if msgID != "" {
-		f.ids = []string{msgID}
-	}
+	f.id = msgID
 	for i, key := range keys {
 		c := s.bucket(key).get(key)
 		switch {
@@ -99,9 +97,7 @@ func (s *Server) Broadcast(ctx context.Context, op, speed int32, p *protocol.Pro
 // it as an envelope with msgID, in no stream.
 func (s *Server) broadcastMsg(ctx context.Context, op, speed int32, p *protocol.Proto, msgID string) error {
 	j := broadcastJob{op: op, speed: speed, f: newFrame(p)}
-	if msgID != "" {
-		j.f.ids = []string{msgID}
-	}
+	j.f.id = msgID
 	if speed <= 0 {
 		return enqueueTimeout(ctx, s.ctx.Done(), s.broadcasts.queue, j)
 	}

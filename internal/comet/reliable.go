@@ -135,8 +135,8 @@ func (f *frame) reliableView() *relView {
 }
 
 // messages appends f's messages to dst: the frames of f.tcp (the inner
-// frames of an op-9 carrier, or the one frame) with f.ids and f.pos
-// aligned to them, or those of the frames f was merged from.
+// frames of an op-9 carrier, or the one frame) with f.ids (else f.id) and
+// f.pos aligned to them, or those of the frames f was merged from.
 func (f *frame) messages(dst []relMsg) []relMsg {
 	if f.parts != nil {
 		for _, p := range f.parts {
@@ -151,7 +151,7 @@ func (f *frame) messages(dst []relMsg) []relMsg {
 		if err != nil {
 			break // job sends well-formed carriers; what does not decode is not sent
 		}
-		m := relMsg{op: p.Op, body: p.Body}
+		m := relMsg{id: f.id, op: p.Op, body: p.Body}
 		if i < len(f.ids) {
 			m.id = f.ids[i]
 		}

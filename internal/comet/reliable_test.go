@@ -757,3 +757,58 @@ func TestReliableClosedStopsFetch(t *testing.T) {
 		t.Fatalf("goim_comet_reliable_connections %v after the close", n)
 	}
 }
+
+// TestRelViewMerged: a room fan-out that merged pushes keeps each
+// message's id and position for reliable members, and builds one view of
+// them: op-18 frames back to back for TCP, one op-9 carrier of them for
+// WebSocket.
+func TestRelViewMerged(t *testing.T) {
+	pos := &protocol.Position{Stream: protocol.StreamRoom, Epoch: 9, Offset: 3}
+	f1 := newFrame(carrier("a", "b"))
+	f1.ids = []string{strings.Repeat("1", 32), strings.Repeat("2", 32)}
+	f1.pos = []*protocol.Position{nil, pos}
+	f2 := newFrame(&protocol.Proto{Ver: 1, Op: 1001, Body: []byte("c")})
+	f2.id = strings.Repeat("3", 32)
+	merged := &frame{tcp: append(append([]byte(nil), f1.tcp...), f2.tcp...), parts: []*frame{f1, f2}}
+	v := merged.reliableView()
+	if len(v.msgs) != 3 {
+		t.Fatalf("%d messages", len(v.msgs))
+	}
+	br := bytes.NewReader(v.ws)
+	h, err := ws.ReadHeader(br)
+	if err != nil || int(h.Length) != br.Len() {
+		t.Fatalf("ws view: header %+v, %v", h, err)
+	}
+	var p protocol.Proto
+	if err := p.DecodeWS(v.ws[len(v.ws)-br.Len():], 1<<20); err != nil || p.Op != protocol.OpRaw {
+		t.Fatalf("ws view: op %d, %v", p.Op, err)
+	}
+	if !bytes.Equal(p.Body, v.tcp) {
+		t.Fatal("the WebSocket carrier does not hold the TCP frames")
+	}
+	want := []struct {
+		id     string
+		op     int32
+		body   string
+		offset uint64
+	}{{f1.ids[0], 1000, "a", 0}, {f1.ids[1], 1000, "b", 3}, {f2.id, 1001, "c", 0}}
+	rest := v.tcp
+	for i, w := range want {
+		var q protocol.Proto
+		n, err := q.Decode(rest, 1<<20)
+		if err != nil || q.Op != protocol.OpMessage {
+			t.Fatalf("frame %d: op %d, %v", i, q.Op, err)
+		}
+		env, err := protocol.DecodeEnvelope(q.Body)
+		if err != nil || env.ID() != w.id || env.Op != w.op || string(env.Body) != w.body || env.Offset != w.offset {
+			t.Fatalf("frame %d: %+v, %v", i, env, err)
+		}
+		rest = rest[n:]
+	}
+	if len(rest) != 0 {
+		t.Fatalf("%d bytes after the frames", len(rest))
+	}
+	if merged.reliableView() != v {
+		t.Fatal("the view is built again")
+	}
+}

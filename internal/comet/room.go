@@ -131,7 +131,7 @@ func (s *Server) fanOut(jobs []roomJob, pc *roomPacer, rb *ringBatch) {
 		if n > 1 {
 			f = &frame{tcp: make([]byte, 0, tcpLen), ws: make([]byte, 0, wsLen)}
 			for k := i; k <= last; k++ {
-				if j := jobs[k]; j.f != nil && j.room == first.room && len(j.f.ids)+len(j.f.pos) > 0 {
+				if j := jobs[k]; j.f != nil && j.room == first.room && (len(j.f.ids)+len(j.f.pos) > 0 || j.f.id != "") {
 					// ids and positions stay with their frames, for
 					// reliable members (frame.messages)
 					f.parts = make([]*frame, 0, n)
