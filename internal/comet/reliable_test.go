@@ -30,6 +30,8 @@ type reliableLogic struct {
 	gate  chan struct{}
 	reads []*logicpb.ReadStreamReq
 	acks  []*logicpb.AckReq
+	// all answers every Connect reliable, whatever the auth body says.
+	all bool
 }
 
 // memStream is one stream: its epoch and the entries it holds, offsets
@@ -71,7 +73,7 @@ func (l *testLogic) openStream(name string) *memStream {
 // (l.mu held): the user and key streams are opened, a room's stream is
 // listed when a test made the room recoverable.
 func (l *testLogic) reliableReply(a protocol.AuthBody, reply *logicpb.ConnectReply) {
-	if !a.Reliable {
+	if !a.Reliable && !l.rs.all {
 		return
 	}
 	reply.Reliable = true
@@ -810,5 +812,22 @@ func TestRelViewMerged(t *testing.T) {
 	}
 	if merged.reliableView() != v {
 		t.Fatal("the view is built again")
+	}
+}
+
+// TestReliableSSEIgnored: an SSE stream logic answers reliable for gets
+// its pushes as plain events, with no op 20 or envelopes.
+func TestReliableSSEIgnored(t *testing.T) {
+	e := startComet(t, sseOn)
+	e.logic.mu.Lock()
+	e.logic.rs.all = true
+	e.logic.mu.Unlock()
+	s := openSSE(t, e, "ws", "key=sse-rel&accepts=1000")
+	e.pushKey(t, "sse-rel", testkit.RandomHex(16), nil, "plain")
+	if ev := s.nextEvent(); ev.name != "1000" || ev.data != "plain" {
+		t.Fatalf("event %+v", ev)
+	}
+	if ch := e.srv.bucket("sse-rel").get("sse-rel"); ch == nil || ch.rel != nil {
+		t.Fatal("an SSE channel with a reliable state")
 	}
 }
