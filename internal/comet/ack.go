@@ -31,7 +31,7 @@ type ackReq struct {
 func (c *Channel) ack(body []byte) error {
 	ids, err := protocol.ParseAck(body)
 	if err != nil {
-		c.closePolicy(ReasonBadFrame)
+		c.close(ReasonBadFrame)
 		return fail(ReasonBadFrame, err)
 	}
 	for _, id := range ids {

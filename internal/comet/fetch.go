@@ -76,8 +76,13 @@ func (c *Channel) readStream(k int32, room string, epoch, after uint64, limit in
 	return reply, nil
 }
 
-// fetchFailed closes a channel whose stream could not be read.
+// fetchFailed closes a channel whose stream could not be read (a read
+// that shutdown cancelled closes it for the shutdown).
 func (c *Channel) fetchFailed(err error) {
+	if c.srv.ctx.Err() != nil {
+		c.close(ReasonShutdown)
+		return
+	}
 	if !c.closed() {
 		c.warn(msgFetchFailed, "err", err)
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // reliableLogic is the test logic's reliable delivery: in-memory streams
@@ -32,6 +34,8 @@ type reliableLogic struct {
 	acks  []*logicpb.AckReq
 	// all answers every Connect reliable, whatever the auth body says.
 	all bool
+	// readErr, when set, is every ReadStream's answer.
+	readErr error
 }
 
 // memStream is one stream: its epoch and the entries it holds, offsets
@@ -103,6 +107,9 @@ func (l *testLogic) ReadStream(ctx context.Context, req *logicpb.ReadStreamReq) 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.rs.readErr != nil {
+		return nil, l.rs.readErr
+	}
 	s := l.rs.streams[streamName(req.GetStream(), req.GetMid(), req.GetKey(), req.GetRoom())]
 	if s == nil {
 		return &logicpb.ReadStreamReply{}, nil
@@ -830,4 +837,25 @@ func TestReliableSSEIgnored(t *testing.T) {
 	if ch := e.srv.bucket("sse-rel").get("sse-rel"); ch == nil || ch.rel != nil {
 		t.Fatal("an SSE channel with a reliable state")
 	}
+}
+
+// TestReliableReadFails: a connection whose stream cannot be read is
+// closed (logic_error), to recover when it reconnects.
+func TestReliableReadFails(t *testing.T) {
+	e := startComet(t, nil)
+	e.logic.mu.Lock()
+	e.logic.rs.readErr = status.Error(codes.Unavailable, "redis down")
+	e.logic.mu.Unlock()
+	c := dial(t, e, "tcp")
+	c.auth(`{"key":"read-fails","reliable":true}`)
+	c.expectClosed()
+	waitFor(t, 5*time.Second, func() error {
+		if n := e.closes(ReasonLogicError); n != 1 {
+			return fmt.Errorf("%d logic_error closes", n)
+		}
+		if n := testutil.ToFloat64(e.srv.metrics.fetchError); n != 1 {
+			return fmt.Errorf("%v failed fetches", n)
+		}
+		return nil
+	})
 }
