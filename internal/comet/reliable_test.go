@@ -36,6 +36,10 @@ type reliableLogic struct {
 	all bool
 	// readErr, when set, is every ReadStream's answer.
 	readErr error
+	// ackGate, when set, holds every Ack call until it is closed;
+	// ackHeld counts the acks of the calls that reached it.
+	ackGate chan struct{}
+	ackHeld int
 }
 
 // memStream is one stream: its epoch and the entries it holds, offsets
@@ -132,6 +136,15 @@ func (l *testLogic) ReadStream(ctx context.Context, req *logicpb.ReadStreamReq) 
 }
 
 func (l *testLogic) Ack(_ context.Context, req *logicpb.AckReq) (*logicpb.AckReply, error) {
+	l.mu.Lock()
+	gate := l.rs.ackGate
+	if gate != nil {
+		l.rs.ackHeld += len(req.GetAcks())
+	}
+	l.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.rs.acks = append(l.rs.acks, req)
@@ -583,31 +596,64 @@ func TestReliableAcks(t *testing.T) {
 	}
 }
 
-// TestAckBatches: acks queued while a worker sends go to logic together.
+// TestAckBatches: acks queued while the workers' calls are in flight go
+// to logic together, at most ackMaxBatch per call.
 func TestAckBatches(t *testing.T) {
 	e := startComet(t, nil)
-	l := e.srv.logic
-	const n = 300
-	// Queued straight into the gatherer: whatever the workers take
-	// together goes in one call; every ack arrives once.
-	for i := range n {
-		l.acks.Put(ackReq{msgID: fmt.Sprintf("%032x", i), mid: 1, key: "k"})
+	gate := make(chan struct{})
+	e.logic.mu.Lock()
+	e.logic.rs.ackGate = gate
+	e.logic.mu.Unlock()
+	c := dial(t, e, "tcp")
+	c.reliableAuth(`{"mid":5,"key":"batcher","reliable":true}`)
+	const frames = 10 // of protocol.MaxAckIDs ids each
+	var want []string
+	for range frames {
+		var ids []string
+		for range protocol.MaxAckIDs {
+			ids = append(ids, testkit.RandomHex(16))
+		}
+		body, _ := protocol.AppendAck(nil, ids...)
+		c.send(protocol.OpAck, body)
+		want = append(want, ids...)
 	}
+	// The workers' calls wait at the gate; the rest queues behind them.
 	waitFor(t, 5*time.Second, func() error {
-		return e.logic.check(func(tl *testLogic) error {
-			got := 0
-			for _, r := range tl.rs.acks {
-				got += len(r.GetAcks())
+		held := 0
+		_ = e.logic.check(func(l *testLogic) error { held = l.rs.ackHeld; return nil })
+		if n := e.srv.logic.acks.Queued() + held; n != len(want) {
+			return fmt.Errorf("%d of %d acks queued or at logic", n, len(want))
+		}
+		return nil
+	})
+	close(gate)
+	var calls int
+	waitFor(t, 5*time.Second, func() error {
+		return e.logic.check(func(l *testLogic) error {
+			got := map[string]bool{}
+			calls = len(l.rs.acks)
+			for _, r := range l.rs.acks {
 				if len(r.GetAcks()) > ackMaxBatch {
-					return fmt.Errorf("a batch of %d", len(r.GetAcks()))
+					return fmt.Errorf("a call of %d acks", len(r.GetAcks()))
+				}
+				for _, a := range r.GetAcks() {
+					if a.GetMid() != 5 || a.GetKey() != "batcher" {
+						return fmt.Errorf("ack %+v", a)
+					}
+					got[a.GetMsgId()] = true
 				}
 			}
-			if got != n {
-				return fmt.Errorf("%d of %d acks", got, n)
+			if len(got) != len(want) {
+				return fmt.Errorf("%d of %d acks", len(got), len(want))
 			}
 			return nil
 		})
 	})
+	// Two calls held at the gate, then what queued meanwhile in calls
+	// of up to ackMaxBatch: far fewer calls than acks.
+	if most := 2 + (len(want)+ackMaxBatch-1)/ackMaxBatch + 1; calls > most {
+		t.Fatalf("%d Ack calls for %d acks, want at most %d", calls, len(want), most)
+	}
 }
 
 // TestReliableOpsFromPlainGoToReceive: ops 18 to 20 from a connection that
