@@ -88,3 +88,30 @@ func BenchmarkPush(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPushKeys is one key push through PushKeys (the PushMsg RPC's
+// path without gRPC) to a plain TCP channel whose client reads
+// everything: the frame's encoding, the bucket lookup and the inline
+// write.
+func BenchmarkPushKeys(b *testing.B) {
+	e := startComet(b, unlimited)
+	c := dial(b, e, "tcp")
+	c.auth(`{"key":"pushkeys-bench","accepts":[1000]}`)
+	go func(conn net.Conn) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}(c.conn)
+	keys := []string{"pushkeys-bench"}
+	p := &protocol.Proto{Ver: 1, Op: 1000, Body: []byte(`{"test":1}`)}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if res := e.srv.PushKeys(keys, 1000, p); res.Delivered != 1 {
+			time.Sleep(time.Millisecond) // a full queue: let the writer catch up
+		}
+	}
+}

@@ -43,9 +43,11 @@ type Channel struct {
 	// published in a bucket; read-only afterwards.
 	key     string
 	mid     int64
-	cookie  string        // the WebSocket upgrade's Cookie header, for logic
 	session time.Duration // session timeout from logic, re-armed by heartbeats
 	grant   roomGrant     // the rooms the connection may join
+	// rel is the reliable delivery state (reliable.go) of a connection
+	// that opted in; nil on every other one.
+	rel *reliable
 
 	watch    atomic.Pointer[[]int32] // ops this connection receives (sorted); replaced whole
 	timer    timer.Entry             // handshake, then session timeout

@@ -94,11 +94,13 @@ func (c *Channel) authenticate(p *protocol.Proto) (*logicpb.ConnectReply, error)
 		}
 		c.conn = tc
 	}
+	var cookie string // the upgrade's Cookie header, for logic
 	if c.tr.ws() {
 		// A GET of sse.path turns the channel into an SSE stream whose
 		// query is the auth body (p); anything else is a WebSocket
 		// upgrade.
-		if err := c.routeHTTP(p); err != nil {
+		var err error
+		if cookie, err = c.routeHTTP(p); err != nil {
 			return nil, err
 		}
 	}
@@ -119,7 +121,7 @@ func (c *Channel) authenticate(p *protocol.Proto) (*logicpb.ConnectReply, error)
 	// second parse here was a large share of the comet's CPU in a connect
 	// burst (docs/benchmark.md). Logic answers a body that is not the auth
 	// JSON InvalidArgument.
-	reply, err := s.logic.connect(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: c.cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
+	reply, err := s.logic.connect(&logicpb.ConnectReq{Server: s.cfg.Host, Cookie: cookie, Token: bytes.Clone(p.Body), ConnId: c.connID})
 	s.limits.endAuth(c.ip)
 	if err != nil {
 		reason := ReasonLogicError
@@ -161,6 +163,9 @@ func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authe
 		}
 	}
 
+	if reply.GetReliable() && c.tr != transportSSE {
+		c.rel = newReliable(reply) // before any push can reach the channel
+	}
 	// The channel joins its bucket and room before the auth reply goes
 	// out, so a client that has seen the reply misses no push sent after
 	// it. The reader holds the writer role meanwhile: pushes arriving in
@@ -200,6 +205,9 @@ func (c *Channel) publish(p *protocol.Proto, reply *logicpb.ConnectReply) (authe
 	}
 	c.releaseWriter() // a write loop for pushes that arrived while the reply was written
 	s.metrics.authOK.Inc()
+	if c.rel != nil {
+		c.startReliable() // op 20 and the recovered messages, from a fetch worker
+	}
 
 	if c.tr != transportSSE {
 		s.wheel.Reset(&c.timer, c.session)
@@ -288,6 +296,9 @@ func (c *Channel) cleanup(authed bool, err error) {
 			c.room = nil
 		}
 		s.logic.queueDisconnect(c.mid, c.key, c.connID)
+		if c.rel != nil && c.rel.counted {
+			s.metrics.reliable.Dec()
+		}
 	}
 	s.metrics.closed(reason)
 	if s.log.Enabled(context.Background(), slog.LevelDebug) { // c.logger() builds a logger: only when it is used

@@ -31,6 +31,12 @@
 // io_uring of its own instead, many sends per system call
 // (uring_fanout.go, uring_linux.go).
 //
+// A connection that opted in to reliable delivery (reliable.go) gets every
+// push as an op-18 envelope with its id and stream position; the comet
+// sequences each of its streams, reading gaps and the auth's recovery
+// from logic on a pool of fetch workers (fetch.go), and sends its op-19
+// acks to logic in batches (ack.go). Other connections pay a nil check.
+//
 // Besides, logicLink reports the room counts and the load to logic every
 // report interval, and registrar (discovery.go) keeps this comet's entry in
 // discovery, where job and logic find the comets.

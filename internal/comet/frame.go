@@ -33,6 +33,18 @@ func (t transport) ws() bool { return t == transportWS || t == transportWSS }
 type frame struct {
 	tcp []byte // the goim frame; for op 9 the inner frames alone
 	ws  []byte // one complete WebSocket message (header and payload)
+	// For reliable connections: the push's ids and stream positions, one
+	// per message (frame of tcp) or fewer, and the envelopes made of
+	// them (reliable.go), built when the first reliable recipient needs
+	// them. id is the id of a push of one message (keys, broadcast),
+	// kept apart so that setting it allocates nothing.
+	id   string
+	ids  []string
+	pos  []*protocol.Position
+	view *relView
+	// parts are the frames a room fan-out merged into this one, when
+	// they carry ids or positions.
+	parts []*frame
 }
 
 func newFrame(p *protocol.Proto) *frame {

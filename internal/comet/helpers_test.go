@@ -70,7 +70,8 @@ type testLogic struct {
 	connIDs    map[string][]uint64
 	dconnIDs   map[string][]uint64
 	hbConnIDs  map[string][]uint64
-	receiveErr error // answered by Receive when set
+	receiveErr error         // answered by Receive when set
+	rs         reliableLogic // streams, ReadStream and Ack (reliable_test.go)
 }
 
 // noteConnID records the conn id of a request for key in m (l.mu held).
@@ -169,6 +170,7 @@ func (l *testLogic) connect(req *logicpb.ConnectReq) (*logicpb.ConnectReply, err
 			reply.Rooms = strings.Split(list, ",")
 		}
 	}
+	l.reliableReply(a, reply) // l.mu held
 	return reply, nil
 }
 

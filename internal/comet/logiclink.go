@@ -28,8 +28,10 @@ import (
 // Connect and the closed sessions' Disconnect, each batched by a few
 // workers with a fallback for a logic without the batch calls
 // (connect.go, disconnect.go), the disconnects sent again after a failure
-// (disconnect_retry.go), and the online report with the epoch it answers.
-// The connections' own calls (Heartbeat, Receive) go through client.
+// (disconnect_retry.go), the reliable connections' acks, batched the same
+// way (ack.go), and the online report with the epoch it answers. The
+// connections' own calls (Heartbeat, Receive, ReadStream: fetch.go) go
+// through client.
 type logicLink struct {
 	cfg     LogicConfig
 	host    string // Config.Host: the comet's server id in every request
@@ -47,8 +49,9 @@ type logicLink struct {
 	connects      *gather.Gatherer[*connectCall]
 	connectOne    atomic.Bool // logic has no ConnectBatch: one Connect per handshake
 	disconnects   *gather.Gatherer[disconnectReq]
-	disconnectOne atomic.Bool        // logic has no DisconnectBatch
-	retrier       *disconnectRetrier // failed disconnects, sent again
+	disconnectOne atomic.Bool              // logic has no DisconnectBatch
+	retrier       *disconnectRetrier       // failed disconnects, sent again
+	acks          *gather.Gatherer[ackReq] // reliable connections' acks (ack.go)
 
 	// The report reads the room counts and the comet's load (reg.meta),
 	// applies the cluster-wide room counts logic answers, and then brings
@@ -79,6 +82,8 @@ func newLogicLink(cfg Config, keys *rpcauth.Keys, log *slog.Logger, warns *ratel
 	l.retrier = newDisconnectRetrier(cfg.Logic.DisconnectRetry.D(), l.sendDisconnects,
 		func(n int) { m.disconnectsRetried.Add(float64(n)) }, l.disconnectsLost)
 	l.disconnects.Overflow = l.retrier.overflow
+	l.acks = gather.New(ackQueue, ackMaxBatch, l.sendAcks)
+	l.acks.Overflow = func(ackReq) { m.ackDropped.Inc() }
 	return l, nil
 }
 
@@ -92,6 +97,7 @@ func (l *logicLink) start(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Go(func() { l.reportLoop(ctx.Done()) })
 	l.connects.Start(connectWorkers)
 	l.disconnects.Start(disconnectWorkers)
+	l.acks.Start(ackWorkers)
 	l.retrier.start()
 }
 
@@ -100,6 +106,7 @@ func (l *logicLink) start(ctx context.Context, wg *sync.WaitGroup) {
 func (l *logicLink) stop(ctx context.Context) {
 	l.connects.Stop(ctx)
 	l.disconnects.Stop(ctx)
+	l.acks.Stop(ctx)
 	l.retrier.stop(ctx)
 	l.finalReport(ctx)
 }

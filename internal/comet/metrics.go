@@ -27,6 +27,15 @@ type metrics struct {
 	disconnectsRetried, disconnectsAbandoned prometheus.Counter
 	releases                                 prometheus.Counter // free heap returned to the system (release.go)
 
+	// Reliable delivery (reliable.go, fetch.go, ack.go).
+	reliable   prometheus.Gauge       // open reliable connections
+	fetches    *prometheus.CounterVec // stream reads by result
+	streamDups prometheus.Counter     // live messages dropped as duplicates
+	acks       *prometheus.CounterVec // acked push ids by result
+	// fetches' and acks' series
+	fetchOK, fetchUnrecovered, fetchError, fetchFull prometheus.Counter
+	ackSent, ackDropped, ackFailed                   prometheus.Counter
+
 	// Series of the per-connection paths, resolved once (no label lookup
 	// per connection): every close reason, the reasons an auth fails for,
 	// auth success.
@@ -110,6 +119,22 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 			Namespace: "goim", Subsystem: "comet", Name: "memory_releases_total",
 			Help: "Times the comet returned free heap memory to the system after its connection count settled.",
 		}),
+		reliable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "reliable_connections",
+			Help: "Open connections that opted in to reliable delivery (op 18 envelopes, acks, stream recovery).",
+		}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "stream_fetches_total",
+			Help: "Reads of reliable connections' streams from logic (auth recovery, gap fills, room state), by result: ok (continued the connection's view), unrecovered (a gap that could not be filled: op 20 recovered=false), error (the read failed; the connection closes), full (the fetch queue was full; the connection closes).",
+		}, []string{"result"}),
+		streamDups: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "stream_duplicates_total",
+			Help: "Live messages a reliable connection had already received (offset at or below its last), dropped.",
+		}),
+		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "acks_total",
+			Help: "Push ids reliable clients acknowledged (op 19), by result: sent (logic's Ack took them), dropped (the ack queue was full), failed (the Ack call failed).",
+		}, []string{"result"}),
 	}
 	for r := reasonNone + 1; r < numReasons; r++ {
 		m.closeBy[r] = m.closes.WithLabelValues(r.String())
@@ -121,8 +146,11 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 	for t := range numTransports {
 		m.connsBy[t] = m.conns.WithLabelValues(t.String())
 	}
+	m.fetchOK, m.fetchUnrecovered, m.fetchError, m.fetchFull = m.fetches.WithLabelValues("ok"), m.fetches.WithLabelValues("unrecovered"), m.fetches.WithLabelValues("error"), m.fetches.WithLabelValues("full")
+	m.ackSent, m.ackDropped, m.ackFailed = m.acks.WithLabelValues("sent"), m.acks.WithLabelValues("dropped"), m.acks.WithLabelValues("failed")
 	m.roomSentRing, m.roomSentWrite, m.roomSentQueued = m.roomSent.WithLabelValues("ring"), m.roomSent.WithLabelValues("write"), m.roomSent.WithLabelValues("queued")
-	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.roomSent, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases, m.disconnectsRetried, m.disconnectsAbandoned} {
+	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.roomSent, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases, m.disconnectsRetried, m.disconnectsAbandoned,
+		m.reliable, m.fetches, m.streamDups, m.acks} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}

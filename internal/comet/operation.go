@@ -22,6 +22,17 @@ const maxWatched = 1024
 // carry copies of request bodies, never the reader's buffer. An error ends
 // the connection (the channel is already closing).
 func (c *Channel) handle(p *protocol.Proto) error {
+	if c.rel != nil {
+		// A reliable connection acks with op 19 and its room changes
+		// move its room stream. Ops 18 and 20 are server ops, and any op
+		// on another connection keeps its goim v2 meaning.
+		switch p.Op {
+		case protocol.OpAck:
+			return c.ack(p.Body)
+		case protocol.OpChangeRoom:
+			return c.changeRoomReliable(p)
+		}
+	}
 	reply := protocol.Proto{Ver: p.Ver, Op: p.Op, Seq: p.Seq}
 	switch p.Op {
 	case protocol.OpHeartbeat:

@@ -21,9 +21,17 @@ type PushResult struct {
 
 // PushKeys queues p on every listed key's channel that watches op.
 func (s *Server) PushKeys(keys []string, op int32, p *protocol.Proto) PushResult {
+	return s.pushKeys(keys, op, p, "", nil)
+}
+
+// pushKeys is PushKeys of a push with an id and positions: reliable
+// channels get it as an envelope with msgID and their key's position
+// (positions[i] is keys[i]'s; positions may be empty).
+func (s *Server) pushKeys(keys []string, op int32, p *protocol.Proto, msgID string, positions []*protocol.Position) PushResult {
 	var res PushResult
 	f := newFrame(p)
-	for _, key := range keys {
+	f.id = msgID
+	for i, key := range keys {
 		c := s.bucket(key).get(key)
 		switch {
 		case c == nil:
@@ -31,7 +39,17 @@ func (s *Server) PushKeys(keys []string, op int32, p *protocol.Proto) PushResult
 		case !c.watches(op):
 			res.Filtered++
 		default:
-			switch c.push(f.bytes(c.tr)) {
+			var r pushResult
+			if c.rel != nil {
+				var pos *protocol.Position
+				if len(positions) == len(keys) {
+					pos = positions[i]
+				}
+				r = c.pushReliable(f, pos)
+			} else {
+				r = c.push(f.bytes(c.tr))
+			}
+			switch r {
 			case pushQueued:
 				res.Delivered++
 			case pushDropped:
@@ -72,7 +90,14 @@ type broadcastJob struct {
 // on a goroutine of its own, so its pacing delays no other push; when
 // bucket.paced_broadcasts already run, it fails with ErrBusy at once.
 func (s *Server) Broadcast(ctx context.Context, op, speed int32, p *protocol.Proto) error {
+	return s.broadcastMsg(ctx, op, speed, p, "")
+}
+
+// broadcastMsg is Broadcast of a push with an id: reliable channels get
+// it as an envelope with msgID, in no stream.
+func (s *Server) broadcastMsg(ctx context.Context, op, speed int32, p *protocol.Proto, msgID string) error {
 	j := broadcastJob{op: op, speed: speed, f: newFrame(p)}
+	j.f.id = msgID
 	if speed <= 0 {
 		return enqueueTimeout(ctx, s.ctx.Done(), s.broadcasts.queue, j)
 	}
@@ -140,7 +165,13 @@ func (s *Server) broadcast(j broadcastJob, chs []*Channel) []*Channel {
 				clear(chs)
 				return chs
 			}
-			switch c.push(j.f.bytes(c.tr)) {
+			var r pushResult
+			if c.rel != nil {
+				r = c.pushReliable(j.f, nil)
+			} else {
+				r = c.push(j.f.bytes(c.tr))
+			}
+			switch r {
 			case pushQueued:
 				queued++
 			case pushDropped:

@@ -42,7 +42,17 @@ type roomJob struct {
 // delivered in the order the calls arrive: a room always goes to the same
 // worker. It waits for room in the worker's queue until ctx ends.
 func (s *Server) BroadcastRoom(ctx context.Context, room string, p *protocol.Proto) error {
-	return enqueueTimeout(ctx, s.ctx.Done(), s.rooms.queue(room), roomJob{room: room, f: newFrame(p)})
+	return s.broadcastRoom(ctx, room, p, nil, nil)
+}
+
+// broadcastRoom is BroadcastRoom of messages with ids and positions:
+// reliable members get each message of p (each inner frame of an op-9
+// carrier) as an envelope with its id and room stream position (ids and
+// positions aligned with the messages; either may be empty).
+func (s *Server) broadcastRoom(ctx context.Context, room string, p *protocol.Proto, ids []string, positions []*protocol.Position) error {
+	f := newFrame(p)
+	f.ids, f.pos = ids, positions
+	return enqueueTimeout(ctx, s.ctx.Done(), s.rooms.queue(room), roomJob{room: room, f: f})
 }
 
 // Room batches that queued while a room worker was busy are merged per
@@ -121,9 +131,20 @@ func (s *Server) fanOut(jobs []roomJob, pc *roomPacer, rb *ringBatch) {
 		if n > 1 {
 			f = &frame{tcp: make([]byte, 0, tcpLen), ws: make([]byte, 0, wsLen)}
 			for k := i; k <= last; k++ {
+				if j := jobs[k]; j.f != nil && j.room == first.room && (len(j.f.ids)+len(j.f.pos) > 0 || j.f.id != "") {
+					// ids and positions stay with their frames, for
+					// reliable members (frame.messages)
+					f.parts = make([]*frame, 0, n)
+					break
+				}
+			}
+			for k := i; k <= last; k++ {
 				if j := jobs[k]; j.f != nil && j.room == first.room {
 					f.tcp = append(f.tcp, j.f.tcp...)
 					f.ws = append(f.ws, j.f.ws...)
+					if f.parts != nil {
+						f.parts = append(f.parts, j.f)
+					}
 					jobs[k].f = nil
 				}
 			}
@@ -370,6 +391,15 @@ func (rs *rooms) broadcast(id string, f *frame, rb *ringBatch, m *metrics) (queu
 	ring := rb.ready(len(r.members))
 	var written, behind, sent int
 	for c := range r.members {
+		if c.rel != nil {
+			switch c.pushReliable(f, nil) {
+			case pushQueued:
+				queued++
+			case pushDropped:
+				dropped++
+			}
+			continue
+		}
 		b := f.bytes(c.tr)
 		viaRing := ring && !rb.off && c.out.fd >= 0 // off: the ring failed in this fan-out
 		res := c.claim(b, viaRing)

@@ -56,7 +56,7 @@ func (r *rpcServer) PushMsg(_ context.Context, req *cometpb.PushMsgReq) (*cometp
 	if len(req.GetKeys()) == 0 || req.GetProto() == nil {
 		return nil, status.Error(codes.InvalidArgument, "comet: PushMsg needs keys and proto")
 	}
-	res := r.s.PushKeys(req.GetKeys(), req.GetProtoOp(), req.GetProto())
+	res := r.s.pushKeys(req.GetKeys(), req.GetProtoOp(), req.GetProto(), req.GetMsgId(), req.GetPositions())
 	return &cometpb.PushMsgReply{Delivered: res.Delivered, Absent: res.Absent, Filtered: res.Filtered, Dropped: res.Dropped}, nil
 }
 
@@ -68,7 +68,7 @@ func (r *rpcServer) BroadcastRoom(ctx context.Context, req *cometpb.BroadcastRoo
 	if err := protocol.CheckRoomID(req.GetRoomID()); err != nil {
 		return nil, status.Error(codes.InvalidArgument, "comet: BroadcastRoom: "+err.Error())
 	}
-	if err := r.s.BroadcastRoom(ctx, req.GetRoomID(), req.GetProto()); err != nil {
+	if err := r.s.broadcastRoom(ctx, req.GetRoomID(), req.GetProto(), req.GetMsgIds(), req.GetPositions()); err != nil {
 		return nil, rpcError(err)
 	}
 	return &cometpb.BroadcastRoomReply{}, nil
@@ -80,7 +80,7 @@ func (r *rpcServer) Broadcast(ctx context.Context, req *cometpb.BroadcastReq) (*
 	if req.GetProto() == nil {
 		return nil, status.Error(codes.InvalidArgument, "comet: Broadcast needs proto")
 	}
-	if err := r.s.Broadcast(ctx, req.GetProtoOp(), req.GetSpeed(), req.GetProto()); err != nil {
+	if err := r.s.broadcastMsg(ctx, req.GetProtoOp(), req.GetSpeed(), req.GetProto(), req.GetMsgId()); err != nil {
 		return nil, rpcError(err)
 	}
 	return &cometpb.BroadcastReply{}, nil

@@ -51,7 +51,8 @@ type Server struct {
 	readers readerPool    // frame readers, lent to connections while they read
 
 	broadcasts broadcasts
-	ringState  atomic.Int32 // whether room fan-outs can use io_uring: ringUntried, ringWorks, ringUnavailable
+	fetches    chan *Channel // reliable channels waiting for a fetch worker (fetch.go)
+	ringState  atomic.Int32  // whether room fan-outs can use io_uring: ringUntried, ringWorks, ringUnavailable
 
 	limits *limits      // admission and per-IP counts
 	logic  *logicLink   // every call to logic
@@ -114,6 +115,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		rooms:      newRooms(cfg.Bucket.Count, cfg.Bucket.RoomWorkers, cfg.Bucket.RoomQueue),
 		wheel:      timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
 		broadcasts: newBroadcasts(cfg.Bucket.BroadcastQueue, cfg.Bucket.PacedBroadcasts),
+		fetches:    make(chan *Channel, fetchQueue),
 		warns:      ratelog.New(warnBurst, warnEvery),
 		born:       time.Now(),
 		limits:     newLimits(cfg.Limits, cfg.Bucket.Count),
@@ -200,6 +202,9 @@ func (s *Server) Start() error {
 		s.wg.Go(func() { s.roomWorker(q) })
 	}
 	s.wg.Go(s.broadcastWorker)
+	for range fetchWorkers {
+		s.wg.Go(s.fetchWorker)
+	}
 	s.wg.Go(s.releaseLoop)
 	s.wg.Go(func() { s.limits.sweepLoop(s.ctx.Done()) })
 	s.logic.start(s.ctx, &s.wg)

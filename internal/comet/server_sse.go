@@ -61,7 +61,7 @@ var probes = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, probeSi
 // listener: a GET of sse.path turns the channel into an SSE stream and
 // fills p with the auth frame its query makes; anything else goes to the
 // WebSocket upgrade.
-func (c *Channel) routeHTTP(p *protocol.Proto) error {
+func (c *Channel) routeHTTP(p *protocol.Proto) (cookie string, err error) {
 	path := c.srv.cfg.SSE.Path
 	if path == "" {
 		return c.upgrade(c.conn)
@@ -109,8 +109,8 @@ var errSSEBadQuery = errors.New("sse: bad query")
 
 // startSSE makes the channel an SSE stream and reads its request from br:
 // the Origin check (websocket.origins), the Cookie for logic, and the query,
-// which becomes the auth frame in p.
-func (c *Channel) startSSE(br *bufio.Reader, p *protocol.Proto) error {
+// which becomes the auth frame in p. It returns the Cookie header.
+func (c *Channel) startSSE(br *bufio.Reader, p *protocol.Proto) (cookie string, err error) {
 	s := c.srv
 	s.metrics.connsBy[c.tr].Dec()
 	c.tr = transportSSE
@@ -119,34 +119,34 @@ func (c *Channel) startSSE(br *bufio.Reader, p *protocol.Proto) error {
 
 	req, err := http.ReadRequest(bufio.NewReaderSize(io.LimitReader(br, maxSSERequest), 1024))
 	if err != nil {
-		return fail(ReasonBadFrame, fmt.Errorf("sse: request over %d bytes or malformed: %w", maxSSERequest, err))
+		return "", fail(ReasonBadFrame, fmt.Errorf("sse: request over %d bytes or malformed: %w", maxSSERequest, err))
 	}
 	if req.ContentLength != 0 || len(req.TransferEncoding) > 0 {
-		return fail(ReasonBadFrame, errors.New("sse: a request with a body"))
+		return "", fail(ReasonBadFrame, errors.New("sse: a request with a body"))
 	}
 	if origin := req.Header.Get("Origin"); origin != "" {
 		origins := s.cfg.WebSocket.Origins
 		if len(origins) > 0 && !slices.Contains(origins, origin) {
-			return fail(ReasonBadFrame, &sseStatusError{status: http.StatusForbidden, err: errors.New("sse: origin not allowed")})
+			return "", fail(ReasonBadFrame, &sseStatusError{status: http.StatusForbidden, err: errors.New("sse: origin not allowed")})
 		}
 		if len(origin) > maxSSEOrigin || strings.ContainsFunc(origin, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
-			return fail(ReasonBadFrame, errors.New("sse: malformed Origin header"))
+			return "", fail(ReasonBadFrame, errors.New("sse: malformed Origin header"))
 		}
 		c.wsMsg = []byte("Access-Control-Allow-Origin: " + origin + "\r\nVary: Origin\r\n")
 	}
 	if s.draining.Load() {
 		// Accepted just before the drain closed the listeners: 503 now
 		// rather than a stream the drain would not end.
-		return fail(ReasonDrain, errors.New("sse: the comet is draining"))
+		return "", fail(ReasonDrain, errors.New("sse: the comet is draining"))
 	}
-	c.cookie = strings.Join(req.Header.Values("Cookie"), "; ")
+	cookie = strings.Join(req.Header.Values("Cookie"), "; ")
 	q, err := parseSSEQuery(req.URL.RawQuery, s.cfg.Protocol.MaxBody)
 	if err != nil {
-		return fail(ReasonBadAuth, err)
+		return "", fail(ReasonBadAuth, err)
 	}
 	c.sseBase64 = q.base64
 	*p = protocol.Proto{Ver: protocol.Version, Op: protocol.OpAuth, Body: q.body}
-	return nil
+	return cookie, nil
 }
 
 // sseQuery is what an SSE request's query says: the auth body and the

@@ -24,10 +24,11 @@ var (
 // string is allowed). A failed upgrade is answered with an HTTP error status
 // (400 for a malformed request or an unknown path) by the ws library.
 // Clients must wait for the 101 response before sending frames (RFC 6455).
+// It returns the request's Cookie header, for logic.
 //
 // rw reads the request (the connection, or a reader that peeked at its
 // first bytes) and writes the answer to the connection.
-func (c *Channel) upgrade(rw io.ReadWriter) error {
+func (c *Channel) upgrade(rw io.ReadWriter) (cookie string, err error) {
 	cfg := &c.srv.cfg.WebSocket
 	u := ws.Upgrader{
 		OnRequest: func(uri []byte) error {
@@ -42,7 +43,7 @@ func (c *Channel) upgrade(rw io.ReadWriter) error {
 		OnHeader: func(key, value []byte) error {
 			switch {
 			case bytes.EqualFold(key, []byte("Cookie")):
-				c.cookie = string(value)
+				cookie = string(value)
 			case bytes.EqualFold(key, []byte("Origin")):
 				if len(cfg.Origins) > 0 && !slices.Contains(cfg.Origins, string(value)) {
 					return errWSOrigin
@@ -52,9 +53,9 @@ func (c *Channel) upgrade(rw io.ReadWriter) error {
 		},
 	}
 	if _, err := u.Upgrade(rw); err != nil {
-		return fail(ReasonBadFrame, fmt.Errorf("websocket upgrade: %w", err))
+		return "", fail(ReasonBadFrame, fmt.Errorf("websocket upgrade: %w", err))
 	}
-	return nil
+	return cookie, nil
 }
 
 // readWSFrame reads WebSocket frames until one data message is complete
