@@ -25,6 +25,10 @@ const (
 	relClients = 1000 // opted-in clients, half on each comet
 	relPushes  = 40   // unicast pushes (to all of them at once) and room pushes
 	relMaxLen  = 100  // [stream] max_len
+
+	// relUnreachable is how long comet-2 stays stopped in the unreachable
+	// step (at least until job gave up on its calls).
+	relUnreachable = 30 * time.Second
 )
 
 // TestReliable checks the guarantees of reliable delivery against
@@ -169,6 +173,21 @@ func connectReliable(t *testing.T, name string, mid int64, room string, addrs []
 		return nil
 	})
 	return r
+}
+
+// counter reads a counter of admin's metrics: the sum of its series, 0
+// when it has none yet (a vector with no label values seen).
+func counter(t *testing.T, admin, name string) float64 {
+	t.Helper()
+	all, err := series(admin, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, v := range all {
+		sum += v
+	}
+	return sum
 }
 
 // pushID posts body to url and returns the push's msg_id.
@@ -360,14 +379,27 @@ func testReliableRetention(t *testing.T, c *cluster) {
 
 // testReliableUnreachable: comet-2 (restarted) holds ten reliable clients
 // and is stopped (SIGSTOP) while their users get pushes; it stays stopped
-// until job has given up on those calls (retry_for) and counted them as
-// deferred, then goes on (SIGCONT). The clients, whose heartbeats went
+// for relUnreachable, and at least until job has given up on those calls
+// (retry_for, 10 s) and counted them as deferred, then goes on (SIGCONT). The clients, whose heartbeats went
 // unanswered meanwhile, reconnect and recover every push exactly once.
 func testReliableUnreachable(t *testing.T, c *cluster) {
 	const n, pushes = 10, 5
 	c2 := c.startComet(t, "comet-2", "127.0.0.3")
 	c.waitJobComets(t, 2)
-	before, _ := metric(c.jobAdmin, "goim_job_deferred_total")
+	// The calls of the comet-kill step to the dead comet-2 end (deferred)
+	// only after job's retry window: wait for them, so that what is
+	// counted below is this step's.
+	testkit.WaitFor(t, 60*time.Second, func() error {
+		v, err := metric(c.jobAdmin, "goim_job_inflight_pushes")
+		if err != nil {
+			return err
+		}
+		if v != 0 {
+			return fmt.Errorf("job has %v pushes in flight", v)
+		}
+		return nil
+	})
+	before := counter(t, c.jobAdmin, "goim_job_deferred_total")
 	clients := make([]*relClient, n)
 	mids := make([]string, n)
 	for i := range clients {
@@ -391,8 +423,13 @@ func testReliableUnreachable(t *testing.T, c *cluster) {
 		}
 		return nil
 	})
+	// 30 s in all: three times job's retry window.
+	time.Sleep(time.Until(stopped.Add(relUnreachable)))
 	c2.proc.signal(t, syscall.SIGCONT)
 	t.Logf("comet-2 stopped for %v; job deferred the %d pushes", time.Since(stopped).Round(time.Millisecond), pushes)
+	if lost := counter(t, c.jobAdmin, "goim_job_lost_total"); lost != 0 {
+		t.Fatalf("job lost %v pushes: every target of this test keeps a stream", lost)
+	}
 	testkit.WaitFor(t, 60*time.Second, func() error {
 		for _, r := range clients {
 			if u, _, _ := r.counts(); u < pushes {
