@@ -12,7 +12,10 @@ import (
 // goim added. Changing any entry here is a wire or API break for deployed
 // comets and jobs; add new fields with new numbers and list them here.
 
-const protoFullName protoreflect.FullName = "goim.protocol.Proto"
+const (
+	protoFullName    protoreflect.FullName = "goim.protocol.Proto"
+	positionFullName protoreflect.FullName = "goim.protocol.Position"
+)
 
 func TestContract(t *testing.T) {
 	prototest.Contract{
@@ -29,6 +32,8 @@ func TestContract(t *testing.T) {
 				{Name: "keys", Number: 1, Kind: protoreflect.StringKind, Shape: prototest.Repeated},
 				{Name: "proto", Number: 2, Kind: protoreflect.MessageKind, Shape: prototest.Single, Ref: protoFullName},
 				{Name: "protoOp", Number: 3, Kind: protoreflect.Int32Kind, Shape: prototest.Single},
+				{Name: "msg_id", Number: 4, Kind: protoreflect.StringKind, Shape: prototest.Single},                              // added by goim
+				{Name: "positions", Number: 5, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: positionFullName}, // added by goim
 			}},
 			{Msg: &PushMsgReply{}, FullName: "goim.comet.PushMsgReply", Fields: []prototest.Field{
 				{Name: "delivered", Number: 1, Kind: protoreflect.Int32Kind, Shape: prototest.Single}, // added by goim
@@ -40,11 +45,14 @@ func TestContract(t *testing.T) {
 				{Name: "protoOp", Number: 1, Kind: protoreflect.Int32Kind, Shape: prototest.Single},
 				{Name: "proto", Number: 2, Kind: protoreflect.MessageKind, Shape: prototest.Single, Ref: protoFullName},
 				{Name: "speed", Number: 3, Kind: protoreflect.Int32Kind, Shape: prototest.Single},
+				{Name: "msg_id", Number: 4, Kind: protoreflect.StringKind, Shape: prototest.Single}, // added by goim
 			}},
 			{Msg: &BroadcastReply{}, FullName: "goim.comet.BroadcastReply"},
 			{Msg: &BroadcastRoomReq{}, FullName: "goim.comet.BroadcastRoomReq", Fields: []prototest.Field{
 				{Name: "roomID", Number: 1, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "proto", Number: 2, Kind: protoreflect.MessageKind, Shape: prototest.Single, Ref: protoFullName},
+				{Name: "msg_ids", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Repeated},                           // added by goim
+				{Name: "positions", Number: 4, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: positionFullName}, // added by goim
 			}},
 			{Msg: &BroadcastRoomReply{}, FullName: "goim.comet.BroadcastRoomReply"},
 			{Msg: &RoomsReq{}, FullName: "goim.comet.RoomsReq"},

@@ -14,9 +14,10 @@ import (
 // fields with new numbers and list them here.
 
 const (
-	protoFullName   protoreflect.FullName = "goim.protocol.Proto"
-	pushMsgTypeName protoreflect.FullName = "goim.logic.PushMsg.Type"
-	backoffFullName protoreflect.FullName = "goim.logic.Backoff"
+	protoFullName    protoreflect.FullName = "goim.protocol.Proto"
+	positionFullName protoreflect.FullName = "goim.protocol.Position"
+	pushMsgTypeName  protoreflect.FullName = "goim.logic.PushMsg.Type"
+	backoffFullName  protoreflect.FullName = "goim.logic.Backoff"
 )
 
 // TestContract also pins that PushMsg is the only message with a nested enum
@@ -34,6 +35,8 @@ func TestContract(t *testing.T) {
 			{Name: "RenewOnline", Input: "goim.logic.OnlineReq", Output: "goim.logic.OnlineReply", GRPCMethod: Logic_RenewOnline_FullMethodName},
 			{Name: "Receive", Input: "goim.logic.ReceiveReq", Output: "goim.logic.ReceiveReply", GRPCMethod: Logic_Receive_FullMethodName},
 			{Name: "Nodes", Input: "goim.logic.NodesReq", Output: "goim.logic.NodesReply", GRPCMethod: Logic_Nodes_FullMethodName},
+			{Name: "ReadStream", Input: "goim.logic.ReadStreamReq", Output: "goim.logic.ReadStreamReply", GRPCMethod: Logic_ReadStream_FullMethodName}, // added by goim
+			{Name: "Ack", Input: "goim.logic.AckReq", Output: "goim.logic.AckReply", GRPCMethod: Logic_Ack_FullMethodName},                             // added by goim
 		},
 		Messages: []prototest.Message{
 			{Msg: &PushMsg{}, FullName: "goim.logic.PushMsg", Enums: []protoreflect.Name{"Type"}, Fields: []prototest.Field{
@@ -44,7 +47,8 @@ func TestContract(t *testing.T) {
 				{Name: "room", Number: 5, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "keys", Number: 6, Kind: protoreflect.StringKind, Shape: prototest.Repeated},
 				{Name: "msg", Number: 7, Kind: protoreflect.BytesKind, Shape: prototest.Single},
-				{Name: "msg_id", Number: 8, Kind: protoreflect.StringKind, Shape: prototest.Single}, // added by goim
+				{Name: "msg_id", Number: 8, Kind: protoreflect.StringKind, Shape: prototest.Single},                              // added by goim
+				{Name: "positions", Number: 9, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: positionFullName}, // added by goim
 			}},
 			{Msg: &ConnectReq{}, FullName: "goim.logic.ConnectReq", Fields: []prototest.Field{
 				{Name: "server", Number: 1, Kind: protoreflect.StringKind, Shape: prototest.Single},
@@ -58,9 +62,12 @@ func TestContract(t *testing.T) {
 				{Name: "roomID", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
 				{Name: "accepts", Number: 4, Kind: protoreflect.Int32Kind, Shape: prototest.Repeated},
 				{Name: "heartbeat", Number: 5, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
-				{Name: "rooms", Number: 6, Kind: protoreflect.StringKind, Shape: prototest.Repeated},     // added by goim
-				{Name: "rooms_limited", Number: 7, Kind: protoreflect.BoolKind, Shape: prototest.Single}, // added by goim
-				{Name: "auth_reply", Number: 8, Kind: protoreflect.BytesKind, Shape: prototest.Single},   // added by goim
+				{Name: "rooms", Number: 6, Kind: protoreflect.StringKind, Shape: prototest.Repeated},                            // added by goim
+				{Name: "rooms_limited", Number: 7, Kind: protoreflect.BoolKind, Shape: prototest.Single},                        // added by goim
+				{Name: "auth_reply", Number: 8, Kind: protoreflect.BytesKind, Shape: prototest.Single},                          // added by goim
+				{Name: "reliable", Number: 9, Kind: protoreflect.BoolKind, Shape: prototest.Single},                             // added by goim
+				{Name: "streams", Number: 10, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: positionFullName}, // added by goim
+				{Name: "since", Number: 11, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: positionFullName},   // added by goim
 			}},
 			// Added by goim.
 			{Msg: &ConnectBatchReq{}, FullName: "goim.logic.ConnectBatchReq", Fields: []prototest.Field{
@@ -137,6 +144,38 @@ func TestContract(t *testing.T) {
 				{Name: "factor", Number: 3, Kind: protoreflect.FloatKind, Shape: prototest.Single},
 				{Name: "jitter", Number: 4, Kind: protoreflect.FloatKind, Shape: prototest.Single},
 			}},
+			// Added by goim: reliable delivery.
+			{Msg: &ReadStreamReq{}, FullName: "goim.logic.ReadStreamReq", Fields: []prototest.Field{
+				{Name: "stream", Number: 1, Kind: protoreflect.Int32Kind, Shape: prototest.Single},
+				{Name: "mid", Number: 2, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
+				{Name: "key", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
+				{Name: "room", Number: 4, Kind: protoreflect.StringKind, Shape: prototest.Single},
+				{Name: "epoch", Number: 5, Kind: protoreflect.Uint64Kind, Shape: prototest.Single},
+				{Name: "after", Number: 6, Kind: protoreflect.Uint64Kind, Shape: prototest.Single},
+				{Name: "limit", Number: 7, Kind: protoreflect.Int32Kind, Shape: prototest.Single},
+			}},
+			{Msg: &StreamEntry{}, FullName: "goim.logic.StreamEntry", Fields: []prototest.Field{
+				{Name: "offset", Number: 1, Kind: protoreflect.Uint64Kind, Shape: prototest.Single},
+				{Name: "msg_id", Number: 2, Kind: protoreflect.StringKind, Shape: prototest.Single},
+				{Name: "op", Number: 3, Kind: protoreflect.Int32Kind, Shape: prototest.Single},
+				{Name: "body", Number: 4, Kind: protoreflect.BytesKind, Shape: prototest.Single},
+			}},
+			{Msg: &ReadStreamReply{}, FullName: "goim.logic.ReadStreamReply", Fields: []prototest.Field{
+				{Name: "epoch", Number: 1, Kind: protoreflect.Uint64Kind, Shape: prototest.Single},
+				{Name: "top", Number: 2, Kind: protoreflect.Uint64Kind, Shape: prototest.Single},
+				{Name: "recovered", Number: 3, Kind: protoreflect.BoolKind, Shape: prototest.Single},
+				{Name: "entries", Number: 4, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: "goim.logic.StreamEntry"},
+			}},
+			{Msg: &AckReq{}, FullName: "goim.logic.AckReq", Fields: []prototest.Field{
+				{Name: "server", Number: 1, Kind: protoreflect.StringKind, Shape: prototest.Single},
+				{Name: "acks", Number: 2, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: "goim.logic.Ack"},
+			}},
+			{Msg: &Ack{}, FullName: "goim.logic.Ack", Fields: []prototest.Field{
+				{Name: "msg_id", Number: 1, Kind: protoreflect.StringKind, Shape: prototest.Single},
+				{Name: "mid", Number: 2, Kind: protoreflect.Int64Kind, Shape: prototest.Single},
+				{Name: "key", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
+			}},
+			{Msg: &AckReply{}, FullName: "goim.logic.AckReply"},
 		},
 	}.Check(t)
 }
