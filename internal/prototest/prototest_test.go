@@ -307,9 +307,10 @@ func TestCheckFile(t *testing.T) {
 		return func(tb testing.TB) { prototest.CheckFile(tb, fd, pkg, messages) }
 	}
 	goim := []prototest.Message{{Msg: &protocol.Proto{}, FullName: "goim.protocol.Proto", Fields: protoFields}}
+	goimFile := append(goim, prototest.Message{Msg: &protocol.Position{}, FullName: "goim.protocol.Position"})
 	runSelfCases(t, []selfCase{
 		{name: "timestamp file matches", run: check(tsFile, "google.protobuf", ts)},
-		{name: "goim protocol file matches", run: check(protocol.File_api_protocol_protocol_proto, "goim.protocol", goim)},
+		{name: "goim protocol file matches", run: check(protocol.File_api_protocol_protocol_proto, "goim.protocol", goimFile)},
 		{name: "wrong package", run: check(tsFile, "goim.protocol", ts), want: `package = "google.protobuf", want "goim.protocol"`},
 		{name: "message missing from the file", run: check(tsFile, "google.protobuf", append(ts, goim...)), want: "want exactly [google.protobuf.Timestamp goim.protocol.Proto]"},
 		{name: "message missing from the contract", run: check(tsFile, "google.protobuf", nil), want: "messages = [google.protobuf.Timestamp], want exactly []"},
