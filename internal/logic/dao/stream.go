@@ -376,54 +376,25 @@ func parsePos(v []any) (StreamPos, error) {
 // member's position in that stream (Epoch 0: the stream is not open).
 // appended lists the members whose stream got msg, in mids' order.
 func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMsg, ret Retention) (servers map[string][]Routed, appended []int64, err error) {
-	if err := ret.check(); err != nil {
-		return nil, nil, err
-	}
-	servers = make(map[string][]Routed)
 	mids = uniqueMids(mids)
-	if len(mids) == 0 {
-		return servers, nil, nil
-	}
-	args := appendArgs(ret, msg)
-	cmds := make([]command, len(mids))
-	for i, mid := range mids {
-		mk := r.midKey(mid)
-		meta, stream := r.streamKeys(StreamRef{Stream: StreamUser, Mid: mid})
-		a := args
-		if i > 0 {
-			a = append([]any(nil), args...)
-			a[2] = strconv.FormatUint(newStreamEpoch(), 10)
-		}
-		cmds[i] = midsAppendScript.command(mk, []string{mk, meta, stream}, a...)
-	}
-	fail := func(err error) (map[string][]Routed, []int64, error) {
+	found, err := r.lookupAppend(ctx, len(mids), &midsAppendScript, msg, ret, func(i int) (string, StreamRef) {
+		return r.midKey(mids[i]), StreamRef{Stream: StreamUser, Mid: mids[i]}
+	})
+	if err != nil {
 		return nil, nil, &opError{kind: ErrRedis, op: "keys by mids with streams (" + strconv.Itoa(len(mids)) + " mids)", err: err}
 	}
-	if err := r.exec(ctx, cmds); err != nil {
-		return fail(err)
-	}
-	for i := range cmds {
-		v, err := redis.Values(cmds[i].reply, cmds[i].err)
-		if err != nil {
-			return fail(err)
-		}
-		if len(v) != 1 && len(v) != 3 {
-			return fail(fmt.Errorf("mids script answered %d values", len(v)))
-		}
-		var pos StreamPos
-		if len(v) == 3 {
-			if pos, err = parsePos(v[1:]); err != nil {
-				return fail(err)
-			}
+	servers = make(map[string][]Routed)
+	for i, f := range found {
+		if f.appended {
 			appended = append(appended, mids[i])
 		}
-		fields, err := redis.StringMap(v[0], nil)
+		fields, err := redis.StringMap(f.routing, nil)
 		if err != nil {
-			return fail(err)
+			return nil, nil, &opError{kind: ErrRedis, op: "keys by mids with streams", err: err}
 		}
 		for key, server := range fields {
 			if server != "" {
-				servers[server] = append(servers[server], Routed{Key: key, Pos: pos})
+				servers[server] = append(servers[server], Routed{Key: key, Pos: f.pos})
 			}
 		}
 	}
@@ -439,56 +410,81 @@ func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMs
 // reconnecting recovers it). appended lists the keys whose stream got
 // msg, in keys' order.
 func (r *Redis) ServersByKeysAppend(ctx context.Context, keys []string, msg StreamMsg, ret Retention) (servers map[string][]Routed, appended []string, err error) {
-	if err := ret.check(); err != nil {
-		return nil, nil, err
+	keys = uniqueStrings(keys)
+	found, err := r.lookupAppend(ctx, len(keys), &keysAppendScript, msg, ret, func(i int) (string, StreamRef) {
+		return r.keyKey(keys[i]), StreamRef{Stream: StreamKey, Key: keys[i]}
+	})
+	if err != nil {
+		return nil, nil, &opError{kind: ErrRedis, op: "servers by keys with streams (" + strconv.Itoa(len(keys)) + " keys)", err: err}
 	}
 	servers = make(map[string][]Routed)
-	keys = uniqueStrings(keys)
-	if len(keys) == 0 {
-		return servers, nil, nil
+	for i, f := range found {
+		if f.appended {
+			appended = append(appended, keys[i])
+		}
+		server, err := redis.String(f.routing, nil)
+		if err != nil {
+			return nil, nil, &opError{kind: ErrRedis, op: "servers by keys with streams", err: err}
+		}
+		if server != "" {
+			servers[server] = append(servers[server], Routed{Key: keys[i], Pos: f.pos})
+		}
+	}
+	return servers, appended, nil
+}
+
+// lookedUp is one target's answer of a lookup-and-append script: its
+// routing reply, and msg's position in its stream when appended.
+type lookedUp struct {
+	routing  any
+	pos      StreamPos
+	appended bool
+}
+
+// lookupAppend runs script (midsAppendLua or keysAppendLua) for n targets
+// in one exec: target(i) gives the routing key (which also routes the
+// command in cluster mode) and the stream of target i. Each target whose
+// stream is created gets an epoch of its own.
+func (r *Redis) lookupAppend(ctx context.Context, n int, script *luaScript, msg StreamMsg, ret Retention, target func(i int) (string, StreamRef)) ([]lookedUp, error) {
+	if err := ret.check(); err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, nil
 	}
 	args := appendArgs(ret, msg)
-	cmds := make([]command, len(keys))
-	for i, k := range keys {
-		kk := r.keyKey(k)
-		meta, stream := r.streamKeys(StreamRef{Stream: StreamKey, Key: k})
+	cmds := make([]command, n)
+	for i := range cmds {
+		routing, ref := target(i)
+		meta, stream := r.streamKeys(ref)
 		a := args
 		if i > 0 {
 			a = append([]any(nil), args...)
 			a[2] = strconv.FormatUint(newStreamEpoch(), 10)
 		}
-		cmds[i] = keysAppendScript.command(kk, []string{kk, meta, stream}, a...)
-	}
-	fail := func(err error) (map[string][]Routed, []string, error) {
-		return nil, nil, &opError{kind: ErrRedis, op: "servers by keys with streams (" + strconv.Itoa(len(keys)) + " keys)", err: err}
+		cmds[i] = script.command(routing, []string{routing, meta, stream}, a...)
 	}
 	if err := r.exec(ctx, cmds); err != nil {
-		return fail(err)
+		return nil, err
 	}
+	out := make([]lookedUp, n)
 	for i := range cmds {
 		v, err := redis.Values(cmds[i].reply, cmds[i].err)
 		if err != nil {
-			return fail(err)
+			return nil, err
 		}
 		if len(v) != 1 && len(v) != 3 {
-			return fail(fmt.Errorf("keys script answered %d values", len(v)))
+			return nil, fmt.Errorf("lookup script answered %d values", len(v))
 		}
-		var pos StreamPos
+		out[i].routing = v[0]
 		if len(v) == 3 {
-			if pos, err = parsePos(v[1:]); err != nil {
-				return fail(err)
+			if out[i].pos, err = parsePos(v[1:]); err != nil {
+				return nil, err
 			}
-			appended = append(appended, keys[i])
-		}
-		server, err := redis.String(v[0], nil)
-		if err != nil {
-			return fail(err)
-		}
-		if server != "" {
-			servers[server] = append(servers[server], Routed{Key: keys[i], Pos: pos})
+			out[i].appended = true
 		}
 	}
-	return servers, appended, nil
+	return out, nil
 }
 
 // AppendRoom appends msg to room's stream, creating it when absent (a new
