@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/client"
 	"github.com/goim/goim/internal/conf"
 	"github.com/goim/goim/internal/testkit"
@@ -44,6 +46,7 @@ func TestStart(t *testing.T) {
 	cfg.Logic.HTTP.Bind, cfg.Logic.RPC.Bind, cfg.Logic.Admin.Addr = port(), port(), port()
 	cfg.Logic.Online.Refresh = conf.Duration(200 * time.Millisecond)
 	cfg.Logic.Redis.SessionTTL = conf.Duration(time.Second)
+	cfg.Logic.Stream.Rooms = []string{"chat://*"}
 	cfg.Comet.TCP.Bind, cfg.Comet.WebSocket.Bind = []string{port()}, []string{port()}
 	cfg.Comet.RPC.Bind, cfg.Comet.Admin.Addr, cfg.Job.Admin.Addr = port(), port(), port()
 	cfg.Comet.Host, cfg.Logic.Host, cfg.Job.Host = "c1", "l1", "j1"
@@ -103,6 +106,8 @@ func TestStart(t *testing.T) {
 	if p := read(); p.Op != 1000 || string(p.Body) != "mid" {
 		t.Fatalf("got op %d %q, want the mids push", p.Op, p.Body)
 	}
+
+	testReliable(t, cfg.Comet.TCP.Bind[0], post)
 
 	// The services authenticate each other with the generated secret
 	// (the pushes above went comet -> logic and job -> comet); a caller
@@ -169,6 +174,87 @@ func TestStart(t *testing.T) {
 			conn.Close()
 			t.Errorf("%s still listens after Shutdown", a)
 		}
+	}
+}
+
+// testReliable: reliable delivery on the embedded Redis (its streams and
+// Lua): a reliable client gets op 20, then its user's and its recoverable
+// room's pushes as op-18 envelopes in order; away, it misses a push of
+// each, and reconnecting with its positions recovers both.
+func testReliable(t *testing.T, addr string, post func(path, body string)) {
+	t.Helper()
+	auth := client.Auth{Mid: 4, Key: "k4", RoomID: "chat://r", Accepts: []int32{1000}, Reliable: true}
+	dial := func(since *protocol.Since) *client.Conn {
+		t.Helper()
+		a := auth
+		a.Since = since
+		conn, err := client.Dial(context.Background(), addr, a, client.DialOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	next := func(conn *client.Conn) client.Frame {
+		t.Helper()
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var got client.Frame
+		if err := conn.ReadFrames(func(f client.Frame) { got = client.Frame{Op: f.Op, Seq: f.Seq, Body: bytes.Clone(f.Body)} }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	report := func(conn *client.Conn) protocol.StreamsBody {
+		t.Helper()
+		f := next(conn)
+		var sb protocol.StreamsBody
+		if err := json.Unmarshal(f.Body, &sb); f.Op != protocol.OpStreams || err != nil {
+			t.Fatalf("got op %d %q (%v), want op 20", f.Op, f.Body, err)
+		}
+		return sb
+	}
+	envelope := func(conn *client.Conn, stream int32, offset uint64, body string) protocol.Envelope {
+		t.Helper()
+		f := next(conn)
+		e, err := protocol.DecodeEnvelope(f.Body)
+		if f.Op != protocol.OpMessage || err != nil || e.Stream != stream || e.Offset != offset || e.Op != 1000 || string(e.Body) != body {
+			t.Fatalf("got op %d %+v (%v), want an envelope of %q at offset %d of stream %d", f.Op, e, err, body, offset, stream)
+		}
+		return e
+	}
+	conn := dial(nil)
+	if sb := report(conn); len(sb.Streams) != 3 {
+		t.Fatalf("report %+v, want the user, key and room streams", sb)
+	}
+	post("/goim/push/mids?operation=1000&mids=4", "u1")
+	user := envelope(conn, protocol.StreamUser, 1, "u1")
+	post("/goim/push/room?operation=1000&type=chat&room=r", "r1")
+	room := envelope(conn, protocol.StreamRoom, 1, "r1")
+	conn.Close()
+	post("/goim/push/mids?operation=1000&mids=4", "u2")
+	post("/goim/push/room?operation=1000&type=chat&room=r", "r2")
+	since := &protocol.Since{
+		User: &protocol.SincePos{Epoch: protocol.FormatEpoch(user.Epoch), Offset: 1},
+		Room: &protocol.SincePos{Epoch: protocol.FormatEpoch(room.Epoch), Offset: 1},
+	}
+	conn = dial(since)
+	for _, s := range report(conn).Streams {
+		if s.Stream != "key" && !s.Recovered {
+			t.Fatalf("%+v, want the user and room streams recovered", s)
+		}
+	}
+	// The order of the two streams' recovered messages is not fixed.
+	got := map[string]bool{}
+	for range 2 {
+		f := next(conn)
+		e, err := protocol.DecodeEnvelope(f.Body)
+		if f.Op != protocol.OpMessage || err != nil || e.Offset != 2 {
+			t.Fatalf("got op %d %+v (%v), want a recovered envelope at offset 2", f.Op, e, err)
+		}
+		got[string(e.Body)] = true
+	}
+	if !got["u2"] || !got["r2"] {
+		t.Fatalf("recovered %v, want u2 and r2", got)
 	}
 }
 
