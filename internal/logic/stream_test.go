@@ -544,8 +544,9 @@ func (e *env) redisCommands(fn func()) []string {
 
 // TestRedisCallsWithoutOptIn: a connection that does not opt in costs the
 // session write and nothing more, even in a recoverable room; with streams
-// off, pushes cost goim v2's lookups only (one HGETALL per member, one
-// MGET for keys, nothing for a room).
+// on, a push to targets without a stream costs their lookups and one
+// EXISTS each; with streams off, goim v2's lookups only (one HGETALL per
+// member, one MGET for keys, nothing for a room).
 func TestRedisCallsWithoutOptIn(t *testing.T) {
 	e := startLogic(t, func(c *Config) { c.Stream.Rooms = []string{"*"} })
 	got := e.redisCommands(func() { e.connect("comet-a", 81, "live://1") })
@@ -558,12 +559,48 @@ func TestRedisCallsWithoutOptIn(t *testing.T) {
 		t.Fatalf("a reliable connect ran %v, want the stream opens too", got)
 	}
 
+	// Streams on: a target that keeps no stream costs its lookup and an
+	// EXISTS, the body is not sent; only an opted-in one runs the script.
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		push func() error
+		want []string
+	}{
+		{name: "mids", want: []string{"HGETALL", "EXISTS", "HGETALL", "EXISTS"}, push: func() error {
+			_, err := e.srv.svc.PushMids(ctx, 1, []int64{81, 84}, []byte("m"))
+			return err
+		}},
+		{name: "keys", want: []string{"GET", "EXISTS"}, push: func() error {
+			_, err := e.srv.svc.PushKeys(ctx, 1, []string{"no-such-key"}, []byte("k"))
+			return err
+		}},
+		{name: "mids, one opted in", want: []string{"HGETALL", "EXISTS", "HGETALL", "EXISTS", "EVALSHA"}, push: func() error {
+			_, err := e.srv.svc.PushMids(ctx, 1, []int64{81, 82}, []byte("m"))
+			return err
+		}},
+	} {
+		var err error
+		got := e.redisCommands(func() { err = tc.push() })
+		if err != nil {
+			t.Fatalf("%s push: %v", tc.name, err)
+		}
+		if n := len(tc.want); tc.want[n-1] == "EVALSHA" && len(got) >= n && (got[n-1] == "EVAL" || got[n-1] == "EVALSHA") {
+			// The script (sent by source when Redis lacks it) and what it
+			// runs, which MONITOR lists too, then the receipts follow.
+			got = got[:n]
+			got[n-1] = "EVALSHA"
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s push with streams on ran %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
 	off := startLogic(t, func(c *Config) {
 		c.Stream.Enabled = false
 		c.Stream.Rooms = []string{"*"}
 	})
 	a := off.connectReliable("comet-a", 83, "live://1", "")
-	ctx := context.Background()
 	for _, tc := range []struct {
 		name string
 		push func() error

@@ -377,7 +377,7 @@ func parsePos(v []any) (StreamPos, error) {
 // appended lists the members whose stream got msg, in mids' order.
 func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMsg, ret Retention) (servers map[string][]Routed, appended []int64, err error) {
 	mids = uniqueMids(mids)
-	found, err := r.lookupAppend(ctx, len(mids), &midsAppendScript, msg, ret, func(i int) (string, StreamRef) {
+	found, err := r.lookupAppend(ctx, len(mids), "HGETALL", &midsAppendScript, msg, ret, func(i int) (string, StreamRef) {
 		return r.midKey(mids[i]), StreamRef{Stream: StreamUser, Mid: mids[i]}
 	})
 	if err != nil {
@@ -411,7 +411,7 @@ func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMs
 // msg, in keys' order.
 func (r *Redis) ServersByKeysAppend(ctx context.Context, keys []string, msg StreamMsg, ret Retention) (servers map[string][]Routed, appended []string, err error) {
 	keys = uniqueStrings(keys)
-	found, err := r.lookupAppend(ctx, len(keys), &keysAppendScript, msg, ret, func(i int) (string, StreamRef) {
+	found, err := r.lookupAppend(ctx, len(keys), "GET", &keysAppendScript, msg, ret, func(i int) (string, StreamRef) {
 		return r.keyKey(keys[i]), StreamRef{Stream: StreamKey, Key: keys[i]}
 	})
 	if err != nil {
@@ -423,6 +423,9 @@ func (r *Redis) ServersByKeysAppend(ctx context.Context, keys []string, msg Stre
 			appended = append(appended, keys[i])
 		}
 		server, err := redis.String(f.routing, nil)
+		if errors.Is(err, redis.ErrNil) {
+			server, err = "", nil // no routing
+		}
 		if err != nil {
 			return nil, nil, &opError{kind: ErrRedis, op: "servers by keys with streams", err: err}
 		}
@@ -441,35 +444,72 @@ type lookedUp struct {
 	appended bool
 }
 
-// lookupAppend runs script (midsAppendLua or keysAppendLua) for n targets
-// in one exec: target(i) gives the routing key (which also routes the
-// command in cluster mode) and the stream of target i. Each target whose
-// stream is created gets an epoch of its own.
-func (r *Redis) lookupAppend(ctx context.Context, n int, script *luaScript, msg StreamMsg, ret Retention, target func(i int) (string, StreamRef)) ([]lookedUp, error) {
+// lookupAppend looks up n targets' routing and appends msg to those whose
+// stream is open, in two steps so that a target without a stream (every
+// target of a cluster with no reliable client) costs its routing command
+// and an EXISTS, and msg is not sent to Redis for it:
+//
+//  1. one exec of, per target, its routing command (lookup: HGETALL
+//     mid_<mid> or GET key_<key>) and EXISTS on its stream's meta;
+//  2. one exec of script (midsAppendLua or keysAppendLua) for the targets
+//     whose meta existed: the routing read again and the append, atomically;
+//     its routing answer replaces step 1's.
+//
+// target(i) gives target i's routing key (which also routes its commands
+// in cluster mode: the meta shares its slot) and its stream. A stream
+// opened between the two steps misses msg, as it would had the push come
+// first: its client's view starts at its open. A stream whose meta expires
+// between them is not appended (the script appends only to an open one).
+func (r *Redis) lookupAppend(ctx context.Context, n int, lookup string, script *luaScript, msg StreamMsg, ret Retention, target func(i int) (string, StreamRef)) ([]lookedUp, error) {
 	if err := ret.check(); err != nil {
 		return nil, err
 	}
 	if n == 0 {
 		return nil, nil
 	}
-	args := appendArgs(ret, msg)
-	cmds := make([]command, n)
-	for i := range cmds {
-		routing, ref := target(i)
-		meta, stream := r.streamKeys(ref)
-		a := args
-		if i > 0 {
-			a = append([]any(nil), args...)
-			a[2] = strconv.FormatUint(newStreamEpoch(), 10)
-		}
-		cmds[i] = script.command(routing, []string{routing, meta, stream}, a...)
+	routing := make([]string, n)
+	metas := make([]string, n)
+	streams := make([]string, n)
+	cmds := make([]command, 0, 2*n)
+	for i := range n {
+		var ref StreamRef
+		routing[i], ref = target(i)
+		metas[i], streams[i] = r.streamKeys(ref)
+		cmds = append(cmds,
+			command{key: routing[i], name: lookup, args: []any{routing[i]}},
+			command{key: routing[i], name: "EXISTS", args: []any{metas[i]}})
 	}
 	if err := r.exec(ctx, cmds); err != nil {
 		return nil, err
 	}
 	out := make([]lookedUp, n)
-	for i := range cmds {
-		v, err := redis.Values(cmds[i].reply, cmds[i].err)
+	var open []int
+	for i := range out {
+		if err := cmds[2*i].err; err != nil {
+			return nil, err
+		}
+		out[i].routing = cmds[2*i].reply
+		exists, err := redis.Int(cmds[2*i+1].reply, cmds[2*i+1].err)
+		if err != nil {
+			return nil, err
+		}
+		if exists == 1 {
+			open = append(open, i)
+		}
+	}
+	if len(open) == 0 {
+		return out, nil
+	}
+	args := appendArgs(ret, msg)
+	scripted := make([]command, len(open))
+	for j, i := range open {
+		scripted[j] = script.command(routing[i], []string{routing[i], metas[i], streams[i]}, args...)
+	}
+	if err := r.exec(ctx, scripted); err != nil {
+		return nil, err
+	}
+	for j, i := range open {
+		v, err := redis.Values(scripted[j].reply, scripted[j].err)
 		if err != nil {
 			return nil, err
 		}
