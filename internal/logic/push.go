@@ -43,10 +43,11 @@ func (s *Service) PushKeys(ctx context.Context, op int32, keys []string, msg []b
 	return s.pushServers(ctx, dao.NewMsgID(), op, servers, nil, msg)
 }
 
-// pushKeysStreams is PushKeys with streams: one script per key reads its
-// routing and appends the push to its key stream when a reliable
-// connection opened it, so the push is in the stream before (or as) it is
-// routed. Each PushMsg's positions give every key's place in its stream
+// pushKeysStreams is PushKeys with streams: each key whose key stream a
+// reliable connection opened gets the push appended by a script that also
+// reads its routing, so the push is in the stream before (or as) it is
+// routed (dao.ServersByKeysAppend); the other keys cost their lookup and an
+// EXISTS. Each PushMsg's positions give every key's place in its stream
 // (stream 0 for a key that keeps none); a PushMsg none of whose keys keeps
 // a stream carries no positions, as without streams.
 func (s *Service) pushKeysStreams(ctx context.Context, op int32, keys []string, msg []byte) (string, error) {
@@ -86,9 +87,9 @@ func (s *Service) PushMids(ctx context.Context, op int32, mids []int64, msg []by
 	return s.pushServers(ctx, dao.NewMsgID(), op, servers, nil, msg)
 }
 
-// pushMidsStreams is PushMids with streams: one script per member reads
-// its connections and appends the push to its user stream when a reliable
-// connection opened it. Every key of a member carries the member's
+// pushMidsStreams is PushMids with streams: each member whose user stream
+// a reliable connection opened gets the push appended by a script that
+// also reads its connections (dao.KeysByMidsAppend). Every key of a member carries the member's
 // position (positions as in pushKeysStreams). A member with an open stream
 // and no connection still gets the append: its client recovers the push
 // when it reconnects.
