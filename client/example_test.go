@@ -2,9 +2,7 @@ package client_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/goim/goim/api/protocol"
@@ -185,43 +183,55 @@ func ExampleDial() {
 	// op 1000: low level
 }
 
-// A reliable client: it resumes from the positions an earlier run saved,
-// resyncs a stream the comet could not recover, and saves its positions
-// after each message (acks are automatic). Not run: the cluster of the
-// examples has no stream-keeping comet yet, so this example has no
-// Output comment and is only compiled.
+// A reliable client: it opts in, learns its streams (op 20), receives
+// pushes with their id and position, and comes back after a drop with its
+// positions: the comet replays what it missed (acks are automatic). An
+// application would persist Positions (json.Marshal) and pass them as
+// Config.Since at its next start.
 func ExampleClient_Positions() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var since *protocol.Since
-	if b, err := os.ReadFile("positions.json"); err == nil {
-		since = new(protocol.Since)
-		if err := json.Unmarshal(b, since); err != nil {
-			since = nil
-		}
+	connect := func(since *protocol.Since) (*client.Client, error) {
+		return client.Connect(ctx, client.Config{
+			Addrs:    []string{exampleComet()},
+			Auth:     client.Auth{Mid: 1001, Accepts: []int32{1000}},
+			Reliable: true,
+			Since:    since,
+		})
 	}
-	c, err := client.Connect(ctx, client.Config{
-		Addrs:    []string{"127.0.0.1:3101"},
-		Auth:     client.Auth{Mid: 1001, Accepts: []int32{1000}},
-		Reliable: true,
-		Since:    since,
-	})
+	show := func(m client.Message) {
+		if m.Op == protocol.OpStreams {
+			for _, s := range m.Streams {
+				if s.Stream == protocol.StreamUser {
+					fmt.Printf("user stream at offset %d, recovered %v\n", s.Offset, s.Recovered)
+				}
+			}
+			return
+		}
+		fmt.Printf("op %d: %s (stream %s, offset %d)\n", m.Op, m.Body, protocol.StreamName(m.Stream), m.Offset)
+	}
+	c, err := connect(nil)
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
-	defer c.Close()
-	for m := range c.Messages() {
-		if m.Op == protocol.OpStreams {
-			for _, s := range m.Streams {
-				if !s.Recovered {
-					fmt.Println("resync stream", protocol.StreamName(s.Stream))
-				}
-			}
-			continue
-		}
-		fmt.Printf("%s op %d: %s (stream %d offset %d)\n", m.MsgID, m.Op, m.Body, m.Stream, m.Offset)
-		b, _ := json.Marshal(c.Positions())
-		_ = os.WriteFile("positions.json", b, 0o600)
+	show(<-c.Messages()) // the report: a new stream, nothing to recover
+	pushMid(1001, 1000, "first")
+	show(<-c.Messages())
+	since := c.Positions()
+	c.Close()
+
+	pushMid(1001, 1000, "while away")
+	if c, err = connect(since); err != nil {
+		fmt.Println(err)
+		return
 	}
+	defer c.Close()
+	show(<-c.Messages()) // the report: everything after since follows
+	show(<-c.Messages())
+	// Output:
+	// user stream at offset 0, recovered false
+	// op 1000: first (stream user, offset 1)
+	// user stream at offset 2, recovered true
+	// op 1000: while away (stream user, offset 2)
 }
