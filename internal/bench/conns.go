@@ -393,6 +393,9 @@ func (c *Conns) Close() {
 		c.mu.Lock()
 		all := c.conns
 		c.mu.Unlock()
+		if c.cfg.Reliable {
+			c.ackAll(all) // what arrived before the end is acked
+		}
 		for _, cn := range all {
 			cn.closing.Store(true)
 			cn.closeLink()

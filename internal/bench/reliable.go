@@ -18,8 +18,9 @@ import (
 // usual accounting reads (run, stream, seq and send time of the body), and
 // each stream position is checked as it arrives: an offset at or below the
 // last one of its stream and epoch is a duplicate, one beyond the next a
-// gap. Op-20 reports set the positions (a report that says a stream was
-// not recovered after the connection's first one means pushes were lost).
+// gap. Op-20 reports set the epochs and bound where the next message may
+// be (see report); a report that says a stream was not recovered, after
+// the connection's first one, means pushes were lost.
 // Ids are acked in op-19 frames of up to 64, sent by the reader as soon as
 // 64 wait, else by one ticker per process every ackEvery.
 //
@@ -49,8 +50,10 @@ type relLink struct {
 }
 
 // relPos is a connection's position in one stream: its epoch (0: not
-// known yet) and the last offset received.
-type relPos struct{ epoch, last uint64 }
+// known yet), the last offset received and, after a report that did not
+// recover the stream, the highest offset the next message may have
+// (0: none, the next one follows the last).
+type relPos struct{ epoch, last, ceil uint64 }
 
 // ReliableCounts is what reliable connections received and sent: in a
 // conns record and, merged, in the summary.
@@ -227,25 +230,33 @@ func (rl *relLink) check(stream int32, epoch, offset uint64) int {
 	p := &rl.pos[stream-1]
 	switch {
 	case p.epoch == 0:
-		p.epoch, p.last = epoch, offset
+		*p = relPos{epoch: epoch, last: offset}
 		return posOK
 	case epoch != p.epoch:
 		// A new epoch comes after a report saying so; without one, what
 		// the old epoch still held is gone.
-		p.epoch, p.last = epoch, offset
+		*p = relPos{epoch: epoch, last: offset}
 		return posGap
 	case offset <= p.last:
 		return posDup
-	case offset > p.last+1:
-		p.last = offset
+	}
+	next := p.last + 1
+	if p.ceil != 0 {
+		next = p.ceil
+	}
+	p.last, p.ceil = offset, 0
+	if offset > next {
 		return posGap
 	}
-	p.last = offset
 	return posOK
 }
 
-// report takes in an op-20 body: each stream it names that was not
-// recovered (or changed epoch) starts again at the reported position.
+// report takes in an op-20 body. A stream it says was not recovered (the
+// first report of a connection always does: the tool names no position
+// at auth) continues with the messages appended since the connection's
+// stream was opened, if any, whose last is the reported offset, then
+// the live ones after it: so the next message may skip ahead, up to the
+// reported offset + 1. A recovered stream continues where it was.
 func (rl *relLink) report(body []byte, t *relTally) {
 	t.reports++
 	var b protocol.StreamsBody
@@ -266,8 +277,14 @@ func (rl *relLink) report(body []byte, t *relTally) {
 			t.unrecovered++
 		}
 		p := &rl.pos[k-1]
-		if !s.Recovered || epoch != p.epoch {
-			p.epoch, p.last = epoch, s.Offset
+		switch {
+		case s.Recovered && epoch == p.epoch:
+		case epoch == 0: // no such stream: its first message will tell
+			*p = relPos{}
+		case epoch != p.epoch:
+			*p = relPos{epoch: epoch, ceil: s.Offset + 1}
+		default:
+			p.ceil = s.Offset + 1
 		}
 	}
 }
@@ -336,13 +353,18 @@ func (c *Conns) ackLoop() {
 		c.mu.Lock()
 		all := c.conns
 		c.mu.Unlock()
-		for _, cn := range all {
-			if cn.closing.Load() || cn.down.Load() != 0 {
-				continue
-			}
-			if rl, ok := cn.link().(*relLink); ok {
-				c.sendAcks(rl)
-			}
+		c.ackAll(all)
+	}
+}
+
+// ackAll sends what every open reliable connection of all has to ack.
+func (c *Conns) ackAll(all []*conn) {
+	for _, cn := range all {
+		if cn.closing.Load() || cn.down.Load() != 0 {
+			continue
+		}
+		if rl, ok := cn.link().(*relLink); ok {
+			c.sendAcks(rl)
 		}
 	}
 }

@@ -68,10 +68,16 @@ func TestRelCheck(t *testing.T) {
 			steps: []step{{1, 7, 7, posGap}}},
 		{name: "epoch changed without a report", first: &protocol.StreamsBody{Streams: []protocol.StreamState{{Stream: "user", Epoch: protocol.FormatEpoch(7), Offset: 5}}},
 			steps: []step{{1, 7, 6, posOK}, {1, 8, 1, posGap}, {1, 8, 2, posOK}}},
+		{name: "messages appended since the stream was opened come first", first: &protocol.StreamsBody{Streams: []protocol.StreamState{{Stream: "room", Epoch: protocol.FormatEpoch(9), Offset: 3}}},
+			steps: []step{{3, 9, 2, posOK}, {3, 9, 3, posOK}, {3, 9, 4, posOK}, {3, 9, 3, posDup}}},
+		{name: "first message beyond the reported offset + 1", first: &protocol.StreamsBody{Streams: []protocol.StreamState{{Stream: "room", Epoch: protocol.FormatEpoch(9), Offset: 3}}},
+			steps: []step{{3, 9, 5, posGap}, {3, 9, 6, posOK}}},
 		{name: "stream not reported: the first message sets it", steps: []step{{3, 4, 10, posOK}, {3, 4, 11, posOK}, {3, 4, 13, posGap}}},
 		{name: "streams are apart", first: &protocol.StreamsBody{Streams: []protocol.StreamState{
 			{Stream: "user", Epoch: protocol.FormatEpoch(1), Offset: 0}, {Stream: "key", Epoch: protocol.FormatEpoch(2), Offset: 10}}},
 			steps: []step{{1, 1, 1, posOK}, {2, 2, 11, posOK}, {1, 1, 2, posOK}, {2, 2, 11, posDup}}},
+		{name: "reported as no stream: the first message sets it", first: &protocol.StreamsBody{Streams: []protocol.StreamState{{Stream: "room", Epoch: protocol.FormatEpoch(0)}}},
+			steps: []step{{3, 4, 10, posOK}, {3, 4, 12, posGap}}},
 		{name: "no stream: never judged", steps: []step{{0, 0, 0, posOK}, {0, 0, 0, posOK}}},
 	}
 	for _, tc := range cases {
@@ -106,20 +112,23 @@ func TestRelReport(t *testing.T) {
 	}
 	e := protocol.FormatEpoch
 	rl.report(body(protocol.StreamState{Stream: "user", Epoch: e(3), Offset: 10}, protocol.StreamState{Stream: "room", Epoch: e(4), Offset: 2}), &tl)
-	if tl.reports != 1 || tl.unrecovered != 0 || rl.pos[0] != (relPos{3, 10}) || rl.pos[2] != (relPos{4, 2}) {
+	if tl.reports != 1 || tl.unrecovered != 0 || rl.pos[0] != (relPos{3, 0, 11}) || rl.pos[2] != (relPos{4, 0, 3}) {
 		t.Fatalf("after the first report: tally %+v, positions %+v", tl, rl.pos)
 	}
 	rl.check(protocol.StreamUser, 3, 11)
+	rl.check(protocol.StreamKey, 6, 1)
 	// A recovered stream keeps its position (the recovered messages
-	// follow); one not recovered starts at the reported offset.
-	rl.report(body(protocol.StreamState{Stream: "user", Epoch: e(3), Offset: 20, Recovered: true}, protocol.StreamState{Stream: "room", Epoch: e(5), Offset: 7}), &tl)
-	if tl.reports != 2 || tl.unrecovered != 1 || rl.pos[0] != (relPos{3, 11}) || rl.pos[2] != (relPos{5, 7}) {
+	// follow); one not recovered may go on up to the reported offset + 1,
+	// in a new epoch from anywhere up to it.
+	rl.report(body(protocol.StreamState{Stream: "user", Epoch: e(3), Offset: 20, Recovered: true},
+		protocol.StreamState{Stream: "key", Epoch: e(6), Offset: 4}, protocol.StreamState{Stream: "room", Epoch: e(5), Offset: 7}), &tl)
+	if tl.reports != 2 || tl.unrecovered != 2 || rl.pos != [3]relPos{{3, 11, 0}, {6, 1, 5}, {5, 0, 8}} {
 		t.Fatalf("after the second report: tally %+v, positions %+v", tl, rl.pos)
 	}
 	for _, b := range [][]byte{[]byte("{"), body(protocol.StreamState{Stream: "nope", Epoch: e(1)}), body(protocol.StreamState{Stream: "user", Epoch: "xyz"})} {
 		rl.report(b, &tl)
 	}
-	if tl.reports != 5 || tl.bad != 3 || rl.pos[0] != (relPos{3, 11}) {
+	if tl.reports != 5 || tl.bad != 3 || rl.pos[0] != (relPos{3, 11, 0}) {
 		t.Fatalf("after bad reports: tally %+v, positions %+v", tl, rl.pos)
 	}
 }
