@@ -320,6 +320,12 @@ func TestConnsReliable(t *testing.T) {
 			t.Errorf("failures %q lack %q", s.Failures, w)
 		}
 	}
+	// merge judges the conns summaries' records the same way.
+	m, err := Merge([]*Summary{{Version: SummaryVersion, Mode: "conns", ConnsRecord: r}})
+	if err != nil || m.OK || !strings.Contains(strings.Join(m.Failures, "\n"), "1 duplicate stream positions") ||
+		!strings.Contains(strings.Join(m.Failures, "\n"), "1 gaps in streams") {
+		t.Fatalf("merge: %v, failures %q", err, m.Failures)
+	}
 	var text strings.Builder
 	if err := WriteText(&text, s); err != nil || !strings.Contains(text.String(), "reliable: 18 messages (none 2 (dup 0, gaps 0), user 4") {
 		t.Fatalf("text: %v\n%s", err, text.String())
