@@ -25,7 +25,7 @@ import (
 // 64 wait, else by one ticker per process every ackEvery.
 //
 // The state lives in the link (relLink), so connections without the flag
-// cost nothing more; a reliable one costs about 100 bytes plus its
+// cost nothing more; a reliable one costs 120 bytes plus its
 // waiting ids (16 bytes each, at most 64).
 
 // ackEvery is the longest an id waits before it is acked (unless 64 wait).
