@@ -23,7 +23,20 @@
 # rooms claim of its connection's room; logic then chooses the keys, so not
 # with KIND=keys), OUT (results directory),
 # PROFILE=1 (CPU profiles: the client processes' into OUT, and 10 s of each
-# service's from its admin listener in the middle of the push phase).
+# service's from its admin listener in the middle of the push phase),
+# RELIABLE=1 (every client opts in to reliable delivery: goim-bench conns
+# -reliable, pushes in op-18 envelopes, acks in op-19 frames; a duplicate
+# or a gap in a stream fails the run; not with TRANSPORT=sse), STREAMS
+# (on|off: logic's [stream] enabled; unset: logic's default), ROOM_STREAM=1
+# (logic's [stream] rooms = ["live://*"]: every benchmark room is
+# recoverable, each room push appended to its Redis stream; needs streams
+# on).
+#
+# CPU seconds are printed for infra, logic, job, the comets, the clients
+# and the Redis server (the process listening on REDIS's port, when this
+# machine runs it and /proc shows it; else "not measured"), and, for the
+# push scenarios, per accepted push. Redis may serve others too: its
+# figure counts whatever they asked of it meanwhile.
 #
 # The processes: goim -infra-only (embedded Kafka-protocol broker kfake and
 # bilibili/discovery's server), the real Redis, logic, job, COMETS comets,
@@ -54,6 +67,26 @@ KIND="${KIND:-room}"
 BURSTS="${BURSTS:-3}"
 REDIS="${REDIS:-127.0.0.1:6379}"
 AUTH="${AUTH:-insecure}"
+RELIABLE="${RELIABLE:-}"
+STREAMS="${STREAMS:-}"
+ROOM_STREAM="${ROOM_STREAM:-}"
+case "$RELIABLE" in
+  ''|0) RELIABLE= ;;
+  1) [ "$TRANSPORT" != sse ] || { echo "RELIABLE=1: SSE connections get no envelopes" >&2; exit 2; } ;;
+  *) echo "RELIABLE=$RELIABLE: want 1 or unset" >&2; exit 2 ;;
+esac
+case "$STREAMS" in
+  ''|on|off) ;;
+  *) echo "STREAMS=$STREAMS: want on or off (unset: logic's default)" >&2; exit 2 ;;
+esac
+case "$ROOM_STREAM" in
+  ''|0) ROOM_STREAM= ;;
+  1) [ "$STREAMS" != off ] || { echo "ROOM_STREAM=1 needs streams on (STREAMS=on or unset)" >&2; exit 2; } ;;
+  *) echo "ROOM_STREAM=$ROOM_STREAM: want 1 or unset" >&2; exit 2 ;;
+esac
+# The reliable knobs as the BENCH lines show them (nothing when unset).
+rel_tag=""
+[ -z "$RELIABLE$STREAMS$ROOM_STREAM" ] || rel_tag="reliable=${RELIABLE:-0} streams=${STREAMS:-default} room_stream=${ROOM_STREAM:-0}"
 run_id="$(date +%s)-$$"
 OUT="${OUT:-/tmp/goim-bench}/$scenario-$run_id"
 BIN="${OUT%/*}/bin"
@@ -177,6 +210,15 @@ topic = "$topic"
 addr = "127.0.0.1:13112"
 $disc
 EOF
+if [ -n "$STREAMS$ROOM_STREAM" ]; then
+  echo "[stream]" >>"$OUT/logic.toml"
+  case "$STREAMS" in
+    on) echo "enabled = true" >>"$OUT/logic.toml" ;;
+    off) echo "enabled = false" >>"$OUT/logic.toml" ;;
+  esac
+  # Every room of the scenarios below is live://...
+  [ -z "$ROOM_STREAM" ] || echo 'rooms = ["live://*"]' >>"$OUT/logic.toml"
+fi
 start logic "$BIN/logic" -conf "$OUT/logic.toml"
 ready 127.0.0.1:13112 "$pid_logic" logic
 
@@ -243,6 +285,29 @@ done
 [ "$(metric 127.0.0.1:13114 goim_job_comets)" = "$COMETS" ] || die "job does not see $COMETS comets"
 echo "cluster up: logic, job, $COMETS comet(s) at ${comet_ips[*]}, Redis $REDIS, kfake + discovery (infra)"
 
+# The Redis server's pid: the process listening on REDIS's port, when
+# REDIS is on this machine and /proc shows it; empty otherwise, and
+# redis_why says why.
+redis_pid=""
+redis_why=""
+redis_port="${REDIS##*:}"
+case "${REDIS%:*}" in
+  127.*|localhost|::1|"[::1]")
+    redis_pid="$(ss -ltnpH "sport = :$redis_port" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)"
+    [ -n "$redis_pid" ] || redis_pid="$(pgrep -f "redis-server .*:$redis_port" 2>/dev/null | head -1 || true)"
+    if [ -z "$redis_pid" ]; then
+      redis_why="no process found listening on port $redis_port"
+    elif ! cpu "$redis_pid" >/dev/null 2>&1; then
+      redis_why="/proc/$redis_pid/stat not readable"; redis_pid=""
+    fi ;;
+  *) redis_why="$REDIS is not on this machine" ;;
+esac
+if [ -n "$redis_pid" ]; then
+  echo "Redis server: pid $redis_pid (its CPU is measured)"
+else
+  echo "Redis server: CPU not measured ($redis_why)"
+fi
+
 # services: name=pid of every service process.
 services() {
   echo "infra=$pid_infra logic=$pid_logic job=$pid_job"
@@ -255,7 +320,17 @@ snap() {
     local t=0
     for p in "${conns_pids[@]}"; do t=$(( t + $(cpu "$p" 2>/dev/null || echo 0) )); done
     echo "clients $t"
+    local r
+    if [ -n "$redis_pid" ] && r="$(cpu "$redis_pid" 2>/dev/null)"; then echo "redis $r"; fi
   } >"$1"
+}
+# redissecs A B: the Redis server's CPU seconds between snapshots, or
+# nothing when either lacks it.
+redissecs() {
+  local a b
+  a="$(awk '$1 == "redis" { print $2 }' "$1")"
+  b="$(awk '$1 == "redis" { print $2 }' "$2")"
+  if [ -n "$a" ] && [ -n "$b" ]; then secs "$(( b - a ))"; fi
 }
 # cpusecs A B NAME: NAME's CPU seconds between snapshots A and B.
 cpusecs() { secs "$(( $(awk -v n="$3" '$1 == n { print $2 }' "$2") - $(awk -v n="$3" '$1 == n { print $2 }' "$1") ))"; }
@@ -271,7 +346,43 @@ cpu_report() {
   local line="cpu seconds:"
   for n in infra logic job; do line="$line $n $(cpusecs "$1" "$2" "$n")"; done
   line="$line comets $(cometsecs "$1" "$2") clients $(cpusecs "$1" "$2" clients)"
+  local r
+  r="$(redissecs "$1" "$2")"
+  if [ -n "$r" ]; then line="$line; redis CPU s $r"; else line="$line; redis CPU not measured${redis_why:+ ($redis_why)}"; fi
   echo "$line"
+}
+# usper N SECONDS: SECONDS per N in microseconds, or "-" (no N, or no
+# SECONDS: not measured).
+usper() { awk -v n="$1" -v s="$2" 'BEGIN { if (n + 0 == 0 || s == "") print "-"; else printf "%.1f", s * 1e6 / n }'; }
+# per_push A B: each service's CPU per push logic accepted (push.json).
+per_push() {
+  local n
+  n="$(summary "$OUT/push.json" 's["push"]["accepted"]')"
+  echo "cpu us per accepted push ($n): logic $(usper "$n" "$(cpusecs "$1" "$2" logic)") job $(usper "$n" "$(cpusecs "$1" "$2" job)")" \
+    "comets $(usper "$n" "$(cometsecs "$1" "$2")") redis $(usper "$n" "$(redissecs "$1" "$2")")"
+}
+# cpu_fields: the BENCH line's CPU per accepted push (microseconds) over
+# the push phase, and Redis's CPU seconds ("-": not measured).
+cpu_fields() {
+  local n r
+  n="$(summary "$OUT/push.json" 's["push"]["accepted"]')"
+  r="$(redissecs "$OUT/cpu0" "$OUT/cpu1")"
+  echo "logic_us_per_push=$(usper "$n" "$(cpusecs "$OUT/cpu0" "$OUT/cpu1" logic)")" \
+    "job_us_per_push=$(usper "$n" "$(cpusecs "$OUT/cpu0" "$OUT/cpu1" job)")" \
+    "comet_us_per_push=$(usper "$n" "$(cometsecs "$OUT/cpu0" "$OUT/cpu1")")" \
+    "redis_cpu_s=${r:--} redis_us_per_push=$(usper "$n" "$r")"
+}
+# reliable_fields: with RELIABLE, the BENCH line's reliable counts over
+# every stream: messages, duplicates, gaps, ids acked.
+reliable_fields() {
+  [ -n "$RELIABLE" ] || return 0
+  python3 - "$OUT/merge.json" <<'PY'
+import json, sys
+r = (json.load(open(sys.argv[1])).get("conns") or {}).get("reliable") or {}
+st = (r.get("streams") or {}).values()
+print("rel_msgs=%d rel_dups=%d rel_gaps=%d rel_acked=%d" % (sum(v["messages"] for v in st), sum(v["duplicates"] for v in st),
+      sum(v["gaps"] for v in st), r.get("acked_ids", 0)))
+PY
 }
 # conn_total: open connections over every comet.
 conn_total() {
@@ -305,6 +416,7 @@ conns_start() {
     local m=$(( n - first < PER_PROC ? n - first : PER_PROC ))
     local f="$OUT/conns-$k.json" prof=()
     [ -n "${PROFILE:-}" ] && prof=(-cpuprofile "$OUT/conns-$k.prof")
+    [ -z "$RELIABLE" ] || prof+=(-reliable)
     "$BIN/goim-bench" conns "${prof[@]}" -q -run "$run_id" -transport "$TRANSPORT" -addrs "$(addrs)" \
       -src "127.0.$k.1-127.0.$k.8" -n "$m" -first "$first" -duration "$hold" -json "$f" "${auth_args[@]}" "$@" \
       >"$OUT/conns-$k.txt" 2>"$OUT/conns-$k.log" &
@@ -330,6 +442,7 @@ judge() {
   "$BIN/goim-bench" merge -json "$OUT/merge.json" "${conns_files[@]}" "$OUT/push.json" >"$OUT/merge.txt" 2>&1 || true
   cat "$OUT/merge.txt"
   cpu_report "$OUT/cpu0" "$OUT/cpu1"
+  per_push "$OUT/cpu0" "$OUT/cpu1"
 }
 summary() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
@@ -374,7 +487,8 @@ room)
     "p50_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p50"]')" \
     "p99_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p99"]')" \
     "deliveries_per_comet_cpu_s=$(div "$received" "$(cometsecs "$OUT/cpu0" "$OUT/cpu1")")" \
-    "frames_per_read=$(summary "$OUT/merge.json" 's["conns"]["frames_per_read"]')"
+    "frames_per_read=$(summary "$OUT/merge.json" 's["conns"]["frames_per_read"]')" \
+    $(cpu_fields) $(reliable_fields) $rel_tag
   ;;
 unicast)
   CLIENTS="${CLIENTS:-1000}"
@@ -393,7 +507,8 @@ unicast)
     "delivered_pct=$(summary "$OUT/merge.json" 'round(100*s["delivery"]["delivered_ratio"],3)')" \
     "p50_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p50"]')" \
     "p99_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p99"]')" \
-    "p999_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p999"]')"
+    "p999_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p999"]')" \
+    $(cpu_fields) $(reliable_fields) $rel_tag
   ;;
 flood)
   CLIENTS="${CLIENTS:-200}"
@@ -418,7 +533,8 @@ flood)
     "accepted=$accepted accepted_per_s=$(summary "$OUT/push.json" 's["push"]["accepted_per_s"]')" \
     "accepts_per_logic_cpu_s=$(div "$accepted" "$(cpusecs "$OUT/cpu0" "$OUT/cpu1" logic)")" \
     "delivered_pct=$(summary "$OUT/merge.json" 'round(100*s["delivery"]["delivered_ratio"],3)')" \
-    "lost=$(summary "$OUT/merge.json" 's["delivery"]["lost"]')"
+    "lost=$(summary "$OUT/merge.json" 's["delivery"]["lost"]')" \
+    $(cpu_fields) $(reliable_fields) $rel_tag
   ;;
 connect)
   CLIENTS="${CLIENTS:-5000}"
@@ -443,7 +559,7 @@ connect)
       "handshakes_per_comet_cpu_s=$(div "$CLIENTS" "$(cometsecs "$OUT/cpu0-$b" "$OUT/cpu1-$b")")" \
       "handshakes_per_logic_cpu_s=$(div "$CLIENTS" "$(cpusecs "$OUT/cpu0-$b" "$OUT/cpu1-$b" logic)")" \
       "disconnects_per_comet_cpu_s=$(div "$CLIENTS" "$(cometsecs "$OUT/cpu1-$b" "$OUT/cpu2-$b")")" \
-      "disconnects_per_logic_cpu_s=$(div "$CLIENTS" "$(cpusecs "$OUT/cpu1-$b" "$OUT/cpu2-$b" logic)")"
+      "disconnects_per_logic_cpu_s=$(div "$CLIENTS" "$(cpusecs "$OUT/cpu1-$b" "$OUT/cpu2-$b" logic)")" $rel_tag
   done
   ;;
 esac

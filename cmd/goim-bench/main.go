@@ -14,6 +14,12 @@
 // nodes it lists; the summary counts drops, reconnects, attempts and the
 // time from drop to auth reply.
 //
+// With -reliable every connection opts in to reliable delivery: each push
+// arrives in an op-18 envelope, whose inner frame is accounted as a plain
+// push, and whose stream position is checked (a duplicate or a gap fails
+// the run, like a lost push); ids are acked in op-19 frames of up to 64
+// within 100ms, as a goim client does.
+//
 // run does both in one process and judges delivery; conns and push run in
 // separate processes (several conns, one push, say) and merge judges their
 // JSON summaries afterwards. A progress line goes to stderr every second,
@@ -240,6 +246,7 @@ func (f *connsFlags) register(fs *flag.FlagSet, withAPI bool) {
 	fs.StringVar(&f.accepts, "accepts", "1000", "ops the connections receive for keys, mids and all pushes, comma-separated")
 	fs.StringVar(&c.Platform, "platform", "web", "platform in the auth body")
 	fs.IntVar(&c.ReadBuffer, "read-buffer", 1024, "read buffer per connection, bytes")
+	fs.BoolVar(&c.Reliable, "reliable", false, "opt in to reliable delivery: pushes arrive in op-18 envelopes (their stream positions checked: a duplicate or a gap fails the run), ids are acked in op-19 frames of up to 64 within 100ms (not with -transport sse)")
 }
 
 // config completes the config from the flags: lists, the comets (asking

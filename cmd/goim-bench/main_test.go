@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/goim/goim/internal/bench"
 	"github.com/goim/goim/internal/buildinfo"
+	"github.com/goim/goim/internal/logic"
 	"github.com/goim/goim/internal/testkit"
 	"github.com/goim/goim/internal/testkit/cluster"
 	"github.com/goim/goim/internal/testkit/jobtest"
@@ -65,7 +67,8 @@ type benchCluster struct {
 
 func startBenchCluster(t *testing.T) *benchCluster {
 	t.Helper()
-	c := cluster.Start(t, 3)
+	// Rooms live://rel* are recoverable (reliable delivery's room streams).
+	c := cluster.StartWith(t, 3, cluster.Options{Logic: func(lc *logic.Config) { lc.Stream.Rooms = []string{"live://rel*"} }})
 	jobtest.Start(t, c, "job-bench-test")
 	return &benchCluster{Cluster: c}
 }
@@ -167,6 +170,44 @@ func TestAgainstCluster(t *testing.T) {
 				}
 				if s.Conns.Established != s.Conns.Requested || s.Push.Accepted == 0 || s.Conns.HeartbeatReplies == 0 {
 					t.Fatalf("conns %+v push %+v", s.Conns, s.Push)
+				}
+			})
+		}
+	})
+
+	t.Run("reliable delivers everything, each stream position once", func(t *testing.T) {
+		cases := []struct {
+			name    string
+			args    []string
+			streams []string // the streams the messages are in
+		}{
+			{name: "tcp recoverable room", args: []string{"-transport", "tcp", "-addrs", c.addr("comet-1", "tcp") + "," + c.addr("comet-2", "tcp"),
+				"-n", "20", "-room", "live://rel1", "-kind", "room", "-rate", "40"}, streams: []string{"room"}},
+			{name: "tcp plain room", args: []string{"-transport", "tcp", "-addrs", c.addr("comet-1", "tcp"),
+				"-n", "10", "-room", "live://plain1", "-kind", "room", "-rate", "40"}, streams: []string{"none"}},
+			{name: "ws mids", args: []string{"-transport", "ws", "-addrs", c.addr("comet-2", "ws"), "-n", "10", "-room", "",
+				"-mid-start", "700", "-kind", "mids", "-rate", "40"}, streams: []string{"user"}},
+			{name: "tcp keys", args: []string{"-transport", "tcp", "-addrs", c.addr("comet-1", "tcp"), "-n", "10", "-room", "",
+				"-kind", "keys", "-rate", "40"}, streams: []string{"key"}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				args := append([]string{"run", "-q", "-reliable", "-api", c.API, "-duration", "1s", "-drain", "5s", "-heartbeat", "200ms"}, tc.args...)
+				code, s := c.bench(t, ctx, newLineWriter("", nil), args...)
+				d, r := s.Delivery, s.Conns.Reliable
+				if code != exitOK || !s.OK || d.Expected == 0 || d.Delivered != d.Expected || d.Duplicated != 0 || r == nil {
+					t.Fatalf("exit %d, summary ok %v, failures %q, delivery %+v, reliable %+v", code, s.OK, s.Failures, d, r)
+				}
+				msgs, dups, gaps := 0, 0, 0
+				for name, st := range r.Streams {
+					if !slices.Contains(tc.streams, name) {
+						t.Errorf("messages in stream %s: %+v", name, st)
+					}
+					msgs, dups, gaps = msgs+int(st.Messages), dups+int(st.Duplicates), gaps+int(st.Gaps)
+				}
+				if uint64(msgs) != d.Received || dups != 0 || gaps != 0 || r.Plain != 0 || r.Bad != 0 || r.Unrecovered != 0 ||
+					r.NoID != 0 || r.AckedIDs != uint64(msgs) || r.Reports == 0 {
+					t.Fatalf("reliable %+v (streams %v); received %d", r, r.Streams, d.Received)
 				}
 			})
 		}

@@ -152,7 +152,11 @@ func (cn *conn) handshake(ctx context.Context, addr string, src net.Addr) (strin
 		if err != nil {
 			return dialPhase(err), err
 		}
-		l = cc
+		if cfg.Reliable {
+			l = &relLink{Conn: cc}
+		} else {
+			l = cc
+		}
 	}
 	cn.mu.Lock()
 	cn.l = l
@@ -175,7 +179,8 @@ func (cn *conn) readLoop() {
 		c.onFrame(cn, f.Op, f.Body, &t)
 	}
 	for {
-		err := readFrames(cn.l, fn) // this goroutine is the only writer of cn.l
+		t.rl, _ = cn.l.(*relLink) // this goroutine is the only writer of cn.l
+		err := readFrames(cn.l, fn)
 		c.flush(&t)
 		if err == nil {
 			continue
@@ -204,6 +209,8 @@ func readFrames(l link, fn func(client.Frame)) error {
 	switch l := l.(type) {
 	case *client.Conn:
 		return l.ReadFrames(fn)
+	case *relLink:
+		return l.Conn.ReadFrames(fn)
 	case *sseConn:
 		return l.ReadFrames(fn)
 	}
@@ -232,6 +239,8 @@ type tally struct {
 	latency                                     []int64 // ns, of the delivered frames
 	stream                                      []byte  // the last stream name seen and its id
 	streamID                                    int32
+	rl                                          *relLink // the link read, if reliable
+	rel                                         relTally
 }
 
 // flush adds t to the shared counters and resets it.
@@ -255,12 +264,24 @@ func (c *Conns) flush(t *tally) {
 	if t.hbs > 0 {
 		c.hbReplies.Add(t.hbs)
 	}
+	if t.rl != nil {
+		c.rel.add(&t.rel)
+	}
 	t.now, t.frames, t.delivered, t.dups, t.late, t.foreign, t.hbs = 0, 0, 0, 0, 0, 0, 0
 	t.latency = t.latency[:0]
 }
 
-// onFrame tallies one frame a connection received.
+// onFrame tallies one frame a connection received; a reliable
+// connection's envelope is checked and its inner frame tallied.
 func (c *Conns) onFrame(cn *conn, op int32, body []byte, t *tally) {
+	wrapped := false
+	if t.rl != nil && (op == protocol.OpMessage || op == protocol.OpStreams) {
+		var ok bool
+		if op, body, ok = c.unwrap(t.rl, op, body, &t.rel); !ok {
+			return
+		}
+		wrapped = true
+	}
 	switch op {
 	case protocol.OpHeartbeatReply:
 		t.hbs++
@@ -269,6 +290,9 @@ func (c *Conns) onFrame(cn *conn, op int32, body []byte, t *tally) {
 		return
 	}
 	t.frames++
+	if t.rl != nil && !wrapped {
+		t.rel.plain++ // a reliable connection gets every push in an envelope
+	}
 	b, err := ParseBody(body)
 	if err != nil || string(b.Run) != c.cfg.Run {
 		t.foreign++
@@ -330,7 +354,7 @@ type tokenClaims struct {
 // with cfg.HMACKey a signed token in place of mid and key, whose rooms
 // claim allows the connection's room (none without a room).
 func (cn *conn) authBody(cfg *ConnsConfig) ([]byte, error) {
-	body := protocol.AuthBody{Mid: cn.mid, Key: cn.key, RoomID: cn.room, Platform: cfg.Platform, Accepts: cfg.Accepts}
+	body := protocol.AuthBody{Mid: cn.mid, Key: cn.key, RoomID: cn.room, Platform: cfg.Platform, Accepts: cfg.Accepts, Reliable: cfg.Reliable}
 	if len(cfg.HMACKey) > 0 {
 		tok, err := cn.token(cfg)
 		if err != nil {

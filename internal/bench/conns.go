@@ -81,6 +81,11 @@ type ConnsConfig struct {
 	// APIs are logic HTTP base URLs that reconnecting connections ask for
 	// nodes, in turn (one failing, the next). Required with Reconnect.
 	APIs []string
+	// Reliable makes every connection opt in to reliable delivery: pushes
+	// arrive in op-18 envelopes, whose stream positions are checked
+	// (duplicates, gaps) and whose ids are acked in op-19 frames
+	// (reliable.go). Not with SSE, whose connections ignore it.
+	Reliable bool
 	// AllowRemote permits non-loopback comets, APIs and source addresses.
 	AllowRemote bool
 }
@@ -167,6 +172,9 @@ func (c ConnsConfig) Validate() error {
 			bad("-api %q: want an http:// or https:// base URL", a)
 		}
 	}
+	if c.Reliable && c.Transport == TransportSSE {
+		bad("-reliable with -transport sse: SSE connections get no envelopes")
+	}
 	if c.ReadBuffer < 64 || c.ReadBuffer > 1<<20 {
 		bad("-read-buffer %d: want 64..1048576", c.ReadBuffer)
 	}
@@ -250,6 +258,7 @@ type Conns struct {
 	hbSent    atomic.Uint64
 	hbReplies atomic.Uint64
 	reads     atomic.Uint64 // socket reads, the handshakes' included
+	rel       relCounters   // reliable mode
 
 	lateMu       sync.Mutex // guards lates
 	lates        map[lateKey]uint32
@@ -320,6 +329,9 @@ func (c *Conns) Open(ctx context.Context) {
 	// SSE connections send nothing: the comet heartbeats them.
 	if c.cfg.Transport != TransportSSE && c.startedHB.CompareAndSwap(false, true) {
 		c.wg.Go(c.heartbeatLoop)
+		if c.cfg.Reliable {
+			c.wg.Go(c.ackLoop)
+		}
 	}
 	jobs := make(chan int)
 	var dialers sync.WaitGroup
@@ -381,6 +393,9 @@ func (c *Conns) Close() {
 		c.mu.Lock()
 		all := c.conns
 		c.mu.Unlock()
+		if c.cfg.Reliable {
+			c.ackAll(all) // what arrived before the end is acked
+		}
 		for _, cn := range all {
 			cn.closing.Store(true)
 			cn.closeLink()
@@ -478,6 +493,9 @@ func (c *Conns) Record() *ConnsRecord {
 	}
 	if r.Accepts == nil {
 		r.Accepts = []int32{}
+	}
+	if c.cfg.Reliable {
+		r.Reliable = c.rel.record()
 	}
 	c.lateMu.Lock()
 	for k, n := range c.lates {

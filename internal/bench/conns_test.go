@@ -25,15 +25,26 @@ type fakeComet struct {
 	ln     net.Listener
 	wg     sync.WaitGroup
 	script func(a protocol.AuthBody) [][]byte
+	// raw, when set, replaces script: whole frames, written as they are.
+	raw func(a protocol.AuthBody) [][]byte
+	// got, when set, gets every frame a client sends after its auth but
+	// heartbeats (the body is the callee's).
+	got func(op int32, body []byte)
 }
 
 func startFakeComet(t *testing.T, script func(a protocol.AuthBody) [][]byte) *fakeComet {
+	t.Helper()
+	return startFake(t, &fakeComet{script: script})
+}
+
+// startFake starts f (its script, raw and got set).
+func startFake(t *testing.T, f *fakeComet) *fakeComet {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeComet{ln: ln, script: script}
+	f.ln = ln
 	f.wg.Go(func() {
 		for {
 			nc, err := ln.Accept()
@@ -81,9 +92,20 @@ func (f *fakeComet) serve(nc net.Conn) {
 			}
 			if q.Op == protocol.OpHeartbeat {
 				_ = write(protocol.AppendFrame(nil, q.Ver, protocol.OpHeartbeatReply, q.Seq, []byte{0, 0, 0, 1}))
+			} else if f.got != nil {
+				f.got(q.Op, slices.Clone(q.Body))
 			}
 		}
 	})
+	if f.raw != nil {
+		for _, frame := range f.raw(a) {
+			if write(frame) != nil {
+				return
+			}
+		}
+		<-done
+		return
+	}
 	for _, body := range f.script(a) {
 		if body == nil {
 			return // drop the client

@@ -35,6 +35,7 @@ const (
 	phaseRead      = "read"
 	phaseHeartbeat = "heartbeat"
 	phaseNodes     = "nodes" // reconnect mode: asking logic for nodes
+	phaseAck       = "ack"   // reliable mode: sending op-19 acks
 )
 
 // errKind sorts an error into a small fixed set of kinds, so error counters

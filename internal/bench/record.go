@@ -46,13 +46,16 @@ type ConnsRecord struct {
 	// (each dials the nodes in turn until one handshake succeeds),
 	// ReconnectTime the time from a drop to the new auth reply, and
 	// FirstWait the backoff drawn before the first attempt after a drop.
-	Reconnect         bool         `json:"reconnect,omitempty"`
-	Drops             uint64       `json:"drops,omitempty"`
-	Reconnects        uint64       `json:"reconnects,omitempty"`
-	ReconnectAttempts uint64       `json:"reconnect_attempts,omitempty"`
-	ReconnectTime     HistData     `json:"reconnect_time"`
-	FirstWait         HistData     `json:"first_wait"`
-	Conns             []ConnRecord `json:"conns"` // authenticated connections
+	Reconnect         bool     `json:"reconnect,omitempty"`
+	Drops             uint64   `json:"drops,omitempty"`
+	Reconnects        uint64   `json:"reconnects,omitempty"`
+	ReconnectAttempts uint64   `json:"reconnect_attempts,omitempty"`
+	ReconnectTime     HistData `json:"reconnect_time"`
+	FirstWait         HistData `json:"first_wait"`
+	// Reliable holds the reliable mode's counts (conns -reliable); nil
+	// without it.
+	Reliable *ReliableCounts `json:"reliable,omitempty"`
+	Conns    []ConnRecord    `json:"conns"` // authenticated connections
 }
 
 // ConnRecord is one authenticated connection.

@@ -70,6 +70,11 @@ type ConnsSummary struct {
 	ReconnectAttempts uint64    `json:"reconnect_attempts,omitempty"`
 	ReconnectTime     Quantiles `json:"reconnect_ms"`
 	FirstWait         Quantiles `json:"first_wait_ms"`
+	// Reliable merges the reliable mode's counts (conns -reliable): a
+	// duplicate or a gap in a stream, a report of a stream not recovered,
+	// a push without an envelope or a body that did not decode fails the
+	// run. Nil when no process ran reliable connections.
+	Reliable *ReliableCounts `json:"reliable,omitempty"`
 }
 
 // PushSummary is the pushers' side.
@@ -198,6 +203,12 @@ func summarizeConns(recs []*ConnsRecord) *ConnsSummary {
 		s.ReconnectAttempts += r.ReconnectAttempts
 		rt.Merge(&r.ReconnectTime)
 		fw.Merge(&r.FirstWait)
+		if r.Reliable != nil {
+			if s.Reliable == nil {
+				s.Reliable = &ReliableCounts{Streams: map[string]*StreamCounts{}}
+			}
+			s.Reliable.merge(r.Reliable)
+		}
 		if r.Start > 0 && (first == 0 || r.Start < first) {
 			first = r.Start
 		}
@@ -267,6 +278,24 @@ func (s *Summary) judge() {
 			fail("%d connections were down at the end (%d drops, %d reconnected)", c.Dropped, c.Drops, c.Reconnects)
 		case c.Dropped > 0:
 			fail("%d connections were dropped before the end", c.Dropped)
+		}
+		if r := c.Reliable; r != nil {
+			_, dups, gaps := r.totals()
+			if dups > 0 {
+				fail("%d duplicate stream positions on reliable connections (%s)", dups, r.fmtStreams())
+			}
+			if gaps > 0 {
+				fail("%d gaps in streams on reliable connections (%s)", gaps, r.fmtStreams())
+			}
+			if r.Unrecovered > 0 {
+				fail("%d stream reports (op 20) said a stream was not recovered after the connection's first", r.Unrecovered)
+			}
+			if r.Plain > 0 {
+				fail("%d pushes reached reliable connections without an envelope (op 18)", r.Plain)
+			}
+			if r.Bad > 0 {
+				fail("%d op-18 or op-20 bodies on reliable connections did not decode", r.Bad)
+			}
 		}
 	}
 	if p := s.Push; p != nil {
@@ -370,6 +399,11 @@ func WriteText(w io.Writer, s *Summary) error {
 		if c.Reconnect {
 			fmt.Fprintf(&b, "  reconnect: %d drops, %d reconnected in %d attempts; drop to auth reply ms %s; first backoff ms %s\n",
 				c.Drops, c.Reconnects, c.ReconnectAttempts, fmtQ(c.ReconnectTime), fmtQ(c.FirstWait))
+		}
+		if r := c.Reliable; r != nil {
+			msgs, dups, gaps := r.totals()
+			fmt.Fprintf(&b, "  reliable: %d messages (%s), %d duplicates, %d gaps; %d stream reports, %d not recovered after the first; %d ids acked in %d frames; %d without id, %d without envelope, %d bad\n",
+				msgs, r.fmtStreams(), dups, gaps, r.Reports, r.Unrecovered, r.AckedIDs, r.AckFrames, r.NoID, r.Plain, r.Bad)
 		}
 		if len(c.Errors) > 0 {
 			fmt.Fprintf(&b, "  errors: %s\n", fmtCounts(c.Errors))
