@@ -85,9 +85,11 @@ type Config struct {
 	// hex digits.
 	Since *protocol.Since
 	// ManualAck turns a reliable client's automatic acks off: by default
-	// each message with an id is acked once handed over (put in the
-	// Messages buffer, or OnMessage returned), batched up to 64 ids or
-	// 100ms; with ManualAck the application calls Ack.
+	// each push by user or key (Stream StreamUser or StreamKey; room and
+	// broadcast pushes have no receipts and are not acked) is acked once
+	// handed over (put in the Messages buffer, or OnMessage returned),
+	// batched up to 64 ids or 100ms; with ManualAck the application calls
+	// Ack.
 	ManualAck bool
 }
 

@@ -328,8 +328,10 @@ func (c *Client) Duplicates() uint64 {
 }
 
 // acked queues the automatic ack of a message handed to the application.
+// Only pushes by user or key are acked: receipts exist for them alone, so
+// acks of room and broadcast pushes would cost logic work for nothing.
 func (c *Client) acked(m *Message) {
-	if c.rel != nil && c.rel.auto && m.MsgID != "" {
+	if c.rel != nil && c.rel.auto && m.MsgID != "" && (m.Stream == protocol.StreamUser || m.Stream == protocol.StreamKey) {
 		c.rel.queue(m.MsgID)
 	}
 }

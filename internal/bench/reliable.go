@@ -205,9 +205,11 @@ func (c *Conns) unwrap(rl *relLink, op int32, body []byte, t *relTally) (int32, 
 	case posGap:
 		t.gaps[env.Stream]++
 	}
+	// Only pushes by user or key are acked, as the client package does:
+	// receipts exist for them alone.
 	if env.MsgID == ([protocol.MsgIDSize]byte{}) {
 		t.noID++
-	} else if rl.queueAck(env.MsgID[:]) {
+	} else if (env.Stream == protocol.StreamUser || env.Stream == protocol.StreamKey) && rl.queueAck(env.MsgID[:]) {
 		c.sendAcks(rl)
 	}
 	return env.Op, env.Body, true

@@ -457,8 +457,9 @@ class Message {
  *   since      where a reliable client starts: positions() of an earlier
  *              run, {user, key, room: {epoch, offset}}.
  *   manualAck  true: no automatic acks; call ack(ids) (default false: a
- *              message is acked once onMessage returned, batched up to
- *              64 ids or 100 ms).
+ *              push by user or key is acked once onMessage returned,
+ *              batched up to 64 ids or 100 ms; room and broadcast pushes
+ *              have no receipts and are not acked).
  *   onStreams  (streams) => {}: each op-20 report, in order with the
  *              messages: [{stream: 'user'|'key'|'room', epoch, offset,
  *              recovered}]; recovered false means messages were lost
@@ -644,7 +645,8 @@ export class Client {
     }
     const m = new Message(e.op, e.seq, e.body.slice(), e);
     if (this.#opts.onMessage) callback(this.#opts.onMessage, m);
-    if (!this.#opts.manualAck && m.msgId !== '') this.#queueAcks([m.msgId]);
+    // Only pushes by user or key are acked: receipts exist for them alone.
+    if (!this.#opts.manualAck && m.msgId !== '' && (m.stream === 'user' || m.stream === 'key')) this.#queueAcks([m.msgId]);
   }
 
   // #report applies an op-20 report: a stream in a new epoch starts over;
