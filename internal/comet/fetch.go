@@ -3,6 +3,7 @@ package comet
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
@@ -10,30 +11,73 @@ import (
 
 // Fetches read a reliable connection's streams from logic (ReadStream):
 // the auth's recovery and the filling of gaps (reliable.go). They run on
-// a fixed pool of fetch workers fed by a bounded queue of channels, not on
-// a goroutine per message or per connection: a channel is in the queue at
-// most once (reliable.queued) and its worker reads every stream of it that
-// needs reading, page by page, until they are caught up. A channel whose
-// fetch finds the queue full, or whose read fails, is closed (logic_error):
-// its client reconnects and recovers from its streams. A closed channel's
+// a fixed pool of fetch workers fed by a FIFO of channels, not on a
+// goroutine per message or per connection: a channel is in the queue at
+// most once (reliable.queued), so the queue holds at most the comet's
+// reliable connections (bounded by limits.max_conns) and never refuses
+// one: a mass reconnect of reliable clients (their comet died) waits its
+// turn instead of being closed and reconnecting again. Its worker reads
+// every stream of it that needs reading, page by page, until they are
+// caught up. A channel whose read fails is closed (logic_error): its
+// client reconnects and recovers from its streams. A closed channel's
 // fetch stops before its next read, and the reads in flight end with
 // shutdown.
 const (
-	fetchWorkers = 8
-	fetchQueue   = 4096
+	// fetchWorkers is the reads in flight per comet: a read waits on
+	// logic and Redis, not on this comet's CPU.
+	fetchWorkers = 32
 	// fetchLimit is the entries one read asks for (logic caps it at its
 	// stream.max_read).
 	fetchLimit = 256
 )
 
+// fetchQueue is the FIFO of channels waiting for a fetch worker.
+type fetchQueue struct {
+	mu   sync.Mutex
+	q    []*Channel
+	wake chan struct{} // a token per push, up to fetchWorkers waiting
+}
+
+func newFetchQueue() *fetchQueue { return &fetchQueue{wake: make(chan struct{}, fetchWorkers)} }
+
+// push adds c and wakes a worker.
+func (f *fetchQueue) push(c *Channel) {
+	f.mu.Lock()
+	f.q = append(f.q, c)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default: // every worker has a token already
+	}
+}
+
+// pop takes the oldest channel, nil when none waits.
+func (f *fetchQueue) pop() *Channel {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.q) == 0 {
+		return nil
+	}
+	c := f.q[0]
+	f.q[0] = nil
+	f.q = f.q[1:]
+	if len(f.q) == 0 {
+		f.q = nil // give a burst's memory back
+	}
+	return c
+}
+
 // fetchWorker runs the fetches queued on s.fetches until shutdown.
 func (s *Server) fetchWorker() {
 	for {
+		if c := s.fetches.pop(); c != nil {
+			c.runFetch()
+			continue
+		}
 		select {
 		case <-s.ctx.Done():
 			return
-		case c := <-s.fetches:
-			c.runFetch()
+		case <-s.fetches.wake:
 		}
 	}
 }
@@ -45,12 +89,7 @@ func (c *Channel) startFetch(r *reliable) {
 		return
 	}
 	r.queued = true
-	select {
-	case c.srv.fetches <- c:
-	default:
-		c.srv.metrics.fetchFull.Inc()
-		c.close(ReasonLogicError)
-	}
+	c.srv.fetches.push(c)
 }
 
 // readStream reads one page of a stream for the channel, under the logic

@@ -33,8 +33,8 @@ type metrics struct {
 	streamDups prometheus.Counter     // live messages dropped as duplicates
 	acks       *prometheus.CounterVec // acked push ids by result
 	// fetches' and acks' series
-	fetchOK, fetchUnrecovered, fetchError, fetchFull prometheus.Counter
-	ackSent, ackDropped, ackFailed                   prometheus.Counter
+	fetchOK, fetchUnrecovered, fetchError prometheus.Counter
+	ackSent, ackDropped, ackFailed        prometheus.Counter
 
 	// Series of the per-connection paths, resolved once (no label lookup
 	// per connection): every close reason, the reasons an auth fails for,
@@ -125,7 +125,7 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 		}),
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "stream_fetches_total",
-			Help: "Reads of reliable connections' streams from logic (auth recovery, gap fills, room state), by result: ok (continued the connection's view), unrecovered (a gap that could not be filled: op 20 recovered=false), error (the read failed; the connection closes), full (the fetch queue was full; the connection closes).",
+			Help: "Reads of reliable connections' streams from logic (auth recovery, gap fills, room state), by result: ok (continued the connection's view), unrecovered (a gap that could not be filled: op 20 recovered=false), error (the read failed; the connection closes).",
 		}, []string{"result"}),
 		streamDups: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "stream_duplicates_total",
@@ -146,7 +146,7 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 	for t := range numTransports {
 		m.connsBy[t] = m.conns.WithLabelValues(t.String())
 	}
-	m.fetchOK, m.fetchUnrecovered, m.fetchError, m.fetchFull = m.fetches.WithLabelValues("ok"), m.fetches.WithLabelValues("unrecovered"), m.fetches.WithLabelValues("error"), m.fetches.WithLabelValues("full")
+	m.fetchOK, m.fetchUnrecovered, m.fetchError = m.fetches.WithLabelValues("ok"), m.fetches.WithLabelValues("unrecovered"), m.fetches.WithLabelValues("error")
 	m.ackSent, m.ackDropped, m.ackFailed = m.acks.WithLabelValues("sent"), m.acks.WithLabelValues("dropped"), m.acks.WithLabelValues("failed")
 	m.roomSentRing, m.roomSentWrite, m.roomSentQueued = m.roomSent.WithLabelValues("ring"), m.roomSent.WithLabelValues("write"), m.roomSent.WithLabelValues("queued")
 	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.roomSent, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases, m.disconnectsRetried, m.disconnectsAbandoned,

@@ -51,8 +51,8 @@ type Server struct {
 	readers readerPool    // frame readers, lent to connections while they read
 
 	broadcasts broadcasts
-	fetches    chan *Channel // reliable channels waiting for a fetch worker (fetch.go)
-	ringState  atomic.Int32  // whether room fan-outs can use io_uring: ringUntried, ringWorks, ringUnavailable
+	fetches    *fetchQueue  // reliable channels waiting for a fetch worker (fetch.go)
+	ringState  atomic.Int32 // whether room fan-outs can use io_uring: ringUntried, ringWorks, ringUnavailable
 
 	limits *limits      // admission and per-IP counts
 	logic  *logicLink   // every call to logic
@@ -115,7 +115,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		rooms:      newRooms(cfg.Bucket.Count, cfg.Bucket.RoomWorkers, cfg.Bucket.RoomQueue),
 		wheel:      timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
 		broadcasts: newBroadcasts(cfg.Bucket.BroadcastQueue, cfg.Bucket.PacedBroadcasts),
-		fetches:    make(chan *Channel, fetchQueue),
+		fetches:    newFetchQueue(),
 		warns:      ratelog.New(warnBurst, warnEvery),
 		born:       time.Now(),
 		limits:     newLimits(cfg.Limits, cfg.Bucket.Count),

@@ -52,7 +52,7 @@ func (s *Service) PushKeys(ctx context.Context, op int32, keys []string, msg []b
 // a stream carries no positions, as without streams.
 func (s *Service) pushKeysStreams(ctx context.Context, op int32, keys []string, msg []byte) (string, error) {
 	id := dao.NewMsgID()
-	routed, appended, err := s.redis.ServersByKeysAppend(ctx, keys, dao.StreamMsg{ID: id, Op: op, Body: msg}, s.cfg.Stream.userRetention())
+	routed, appended, offline, err := s.redis.ServersByKeysAppend(ctx, keys, dao.StreamMsg{ID: id, Op: op, Body: msg}, s.cfg.Stream.userRetention())
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("servers_by_keys").Inc()
 		return "", fmt.Errorf("logic: push keys: %w", err)
@@ -60,11 +60,8 @@ func (s *Service) pushKeysStreams(ctx context.Context, op int32, keys []string, 
 	if len(appended) > 0 {
 		s.metrics.streamAppendBy[protocol.StreamKey].Add(float64(len(appended)))
 		if s.receipts != nil {
-			targets := make([]string, len(appended))
-			for i, k := range appended {
-				targets[i] = "key:" + k
-			}
-			s.pending(ctx, id, targets)
+			target := func(k string) string { return "key:" + k }
+			record(ctx, s, id, appended, offline, target)
 		}
 	}
 	servers, positions := splitRouted(routed, protocol.StreamKey)
@@ -95,7 +92,7 @@ func (s *Service) PushMids(ctx context.Context, op int32, mids []int64, msg []by
 // when it reconnects.
 func (s *Service) pushMidsStreams(ctx context.Context, op int32, mids []int64, msg []byte) (string, error) {
 	id := dao.NewMsgID()
-	routed, appended, err := s.redis.KeysByMidsAppend(ctx, mids, dao.StreamMsg{ID: id, Op: op, Body: msg}, s.cfg.Stream.userRetention())
+	routed, appended, offline, err := s.redis.KeysByMidsAppend(ctx, mids, dao.StreamMsg{ID: id, Op: op, Body: msg}, s.cfg.Stream.userRetention())
 	if err != nil {
 		s.metrics.redisErrors.WithLabelValues("keys_by_mids").Inc()
 		return "", fmt.Errorf("logic: push mids: %w", err)
@@ -103,11 +100,8 @@ func (s *Service) pushMidsStreams(ctx context.Context, op int32, mids []int64, m
 	if len(appended) > 0 {
 		s.metrics.streamAppendBy[protocol.StreamUser].Add(float64(len(appended)))
 		if s.receipts != nil {
-			targets := make([]string, len(appended))
-			for i, mid := range appended {
-				targets[i] = "user:" + strconv.FormatInt(mid, 10)
-			}
-			s.pending(ctx, id, targets)
+			target := func(mid int64) string { return "user:" + strconv.FormatInt(mid, 10) }
+			record(ctx, s, id, appended, offline, target)
 		}
 	}
 	servers, positions := splitRouted(routed, protocol.StreamUser)
@@ -146,12 +140,25 @@ func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[stri
 	return servers, positions
 }
 
-// pending records the pending receipts of push id for targets. A failure
-// is logged (rate-limited) and counted; the push goes on.
-func (s *Service) pending(ctx context.Context, id string, targets []string) {
-	if err := s.receipts.Pending(ctx, id, targets); err != nil {
+// record records the receipts of push id for the targets whose stream got
+// it (appended): deferred for those of offline (no connection; a subset
+// of appended, in its order), pending for the others. A failure is logged
+// (rate-limited) and counted; the push goes on.
+func record[T comparable](ctx context.Context, s *Service, id string, appended, offline []T, target func(T) string) {
+	live := make([]string, 0, len(appended)-len(offline))
+	deferred := make([]string, 0, len(offline))
+	j := 0
+	for _, t := range appended {
+		if j < len(offline) && offline[j] == t {
+			deferred = append(deferred, target(t))
+			j++
+			continue
+		}
+		live = append(live, target(t))
+	}
+	if err := s.receipts.Record(ctx, id, live, deferred); err != nil {
 		s.metrics.pendingErrors.Inc()
-		s.warns.Fail(s.log, "logic: recording pending receipts failed; the push goes on without them", "msg_id", id, "targets", len(targets), "err", err)
+		s.warns.Fail(s.log, "logic: recording pending receipts failed; the push goes on without them", "msg_id", id, "targets", len(appended), "err", err)
 	}
 }
 

@@ -60,7 +60,7 @@ func TestReceipts(t *testing.T) {
 	e := startLogic(t, nil)
 	ctx := context.Background()
 	id := dao.NewMsgID()
-	if err := e.srv.Service().receipts.Pending(ctx, id, []string{"user:1001", "key:k-2"}); err != nil {
+	if err := e.srv.Service().receipts.Record(ctx, id, []string{"user:1001", "key:k-2"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(e.pushStatus(id), " "); got != "key:k-2=pending user:1001=pending" {
@@ -98,7 +98,7 @@ func TestAckInvalid(t *testing.T) {
 	e := startLogic(t, nil)
 	ctx := context.Background()
 	id := dao.NewMsgID()
-	if err := e.srv.Service().receipts.Pending(ctx, id, []string{"user:1"}); err != nil {
+	if err := e.srv.Service().receipts.Record(ctx, id, []string{"user:1"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	good := &logicpb.Ack{MsgId: id, Mid: 1, Key: "k1"}
@@ -200,7 +200,7 @@ func TestReceiptsWebhook(t *testing.T) {
 	})
 	ctx := context.Background()
 	id := dao.NewMsgID()
-	if err := e.srv.Service().receipts.Pending(ctx, id, []string{"user:42"}); err != nil {
+	if err := e.srv.Service().receipts.Record(ctx, id, []string{"user:42"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.rpc.Ack(ctx, &logicpb.AckReq{Server: "comet-1", Acks: []*logicpb.Ack{{MsgId: id, Mid: 42, Key: "k"}}}); err != nil {

@@ -116,9 +116,12 @@ func (s *Service) Ack(ctx context.Context, req *logicpb.AckReq) (*logicpb.AckRep
 // Receipts records delivery receipts; the Service's is nil when receipts
 // are off.
 type Receipts interface {
-	// Pending records that push msgID awaits an ack from each of targets
-	// ("user:<mid>" or "key:<key>": the targets whose stream holds it).
-	Pending(ctx context.Context, msgID string, targets []string) error
+	// Record records that push msgID awaits an ack from each target
+	// ("user:<mid>" or "key:<key>": the targets whose stream holds it):
+	// those of live had a connection when the push was accepted (pending),
+	// those of deferred had none (deferred: the push waits in their stream
+	// for their client's next connect).
+	Record(ctx context.Context, msgID string, live, deferred []string) error
 	// Acked records acks of reliable connections (from comets' Ack calls).
 	Acked(ctx context.Context, acks []*logicpb.Ack) error
 }

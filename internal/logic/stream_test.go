@@ -94,20 +94,23 @@ func samePositions(a, b []*protocol.Position) bool {
 	return slices.EqualFunc(a, b, func(x, y *protocol.Position) bool { return proto.Equal(x, y) })
 }
 
-// fakeReceipts records Pending calls and fails them when err is set.
+// fakeReceipts records Record calls and fails them when err is set.
 type fakeReceipts struct {
-	mu      sync.Mutex
-	err     error
-	pending map[string][]string // msg id -> targets
+	mu       sync.Mutex
+	err      error
+	pending  map[string][]string // msg id -> targets with a connection
+	deferred map[string][]string // msg id -> targets without one
 }
 
-func (f *fakeReceipts) Pending(_ context.Context, msgID string, targets []string) error {
+func (f *fakeReceipts) Record(_ context.Context, msgID string, live, deferred []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.pending == nil {
 		f.pending = map[string][]string{}
+		f.deferred = map[string][]string{}
 	}
-	f.pending[msgID] = append(f.pending[msgID], targets...)
+	f.pending[msgID] = append(f.pending[msgID], live...)
+	f.deferred[msgID] = append(f.deferred[msgID], deferred...)
 	return f.err
 }
 
@@ -217,7 +220,8 @@ func TestConnectBatchReliable(t *testing.T) {
 
 // TestPushMidsStreams: a mids push to two users, one opted in: each of the
 // opted-in user's keys carries its position in the user stream, the
-// other's stream 0; receipts are pending for the opted-in user only.
+// other's stream 0; receipts are pending for the opted-in user only, and
+// deferred for an opted-in user with no connection.
 func TestPushMidsStreams(t *testing.T) {
 	e := startLogic(t, nil)
 	rc := &fakeReceipts{}
@@ -267,6 +271,23 @@ func TestPushMidsStreams(t *testing.T) {
 	}
 	if got := e.streamKeys(); slices.Contains(got, "umeta_42") {
 		t.Errorf("a push opened user 42's stream: %v", got)
+	}
+
+	// A user whose reliable connection left (its stream open, no session):
+	// the push is appended, published nowhere, and its receipt deferred.
+	d := e.connectReliable("comet-a", 43, "", "")
+	if _, err := e.rpc.Disconnect(ctx, &logicpb.DisconnectReq{Mid: 43, Key: d.Key, Server: "comet-a"}); err != nil {
+		t.Fatal(err)
+	}
+	id, err = e.srv.svc.PushMids(ctx, 1000, []int64{41, 43}, []byte("y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.mu.Lock()
+	pending, deferred := rc.pending[id], rc.deferred[id]
+	rc.mu.Unlock()
+	if !slices.Equal(pending, []string{"user:41"}) || !slices.Equal(deferred, []string{"user:43"}) {
+		t.Errorf("receipts pending %v deferred %v, want [user:41] and [user:43]", pending, deferred)
 	}
 }
 

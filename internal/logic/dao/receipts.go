@@ -14,7 +14,9 @@ import (
 //
 //	rcpt_<msg_id>  hash  field = target ("user:<mid>", "key:<key>"),
 //	                     value = "p <at> <deadline>" (pending since at,
-//	                     until deadline), "d <at>" (delivered at) or
+//	                     until deadline), "f <at> <deadline>" (deferred:
+//	                     as pending, the target had no connection when the
+//	                     push was recorded), "d <at>" (delivered at) or
 //	                     "e <at>" (expired at its deadline); times in Unix
 //	                     ms. TTL: the receipts' keep time, from the push
 //	rcpt_due       zset  member = msg id, score = the earliest deadline
@@ -34,6 +36,7 @@ const (
 // Receipt statuses as stored and answered.
 const (
 	ReceiptPending   = "pending"
+	ReceiptDeferred  = "deferred"
 	ReceiptDelivered = "delivered"
 	ReceiptExpired   = "expired"
 )
@@ -100,8 +103,8 @@ if not v then
 end
 local s = string.sub(v, 1, 1)
 if s == 'd' then return {3, t} end
-if s == 'p' then
-  local dl = tonumber(string.match(v, '^p %d+ (%d+)$'))
+if s == 'p' or s == 'f' then
+  local dl = tonumber(string.match(v, '^[pf] %d+ (%d+)$'))
   if dl and dl > tonumber(ARGV[3]) then
     redis.call('HSET', KEYS[1], t, 'd ' .. ARGV[3])
     return {2, t}
@@ -125,7 +128,7 @@ local now = tonumber(ARGV[1])
 local out = {0}
 local next = 0
 for i = 1, #all, 2 do
-  local dl = string.match(all[i+1], '^p %d+ (%d+)$')
+  local dl = string.match(all[i+1], '^[pf] %d+ (%d+)$')
   if dl then
     local d = tonumber(dl)
     if d <= now then
@@ -162,20 +165,24 @@ func (r *Redis) receiptDueKey() string {
 	return r.prefix + receiptDueName
 }
 
-// AddReceipts records targets of push msgID as pending since at, until
+// AddReceipts records targets of push msgID as pending, and deferred as
+// deferred (pending whose target had no connection), since at, until
 // deadline, and indexes the push for the sweep; the record and the index
-// live keep (from now). A target already recorded is set pending again:
-// call it once per push. One round trip.
-func (r *Redis) AddReceipts(ctx context.Context, msgID string, targets []string, at, deadline time.Time, keep time.Duration) error {
-	if msgID == "" || len(targets) == 0 {
+// live keep (from now). A target already recorded is set again: call it
+// once per push. One round trip.
+func (r *Redis) AddReceipts(ctx context.Context, msgID string, targets, deferred []string, at, deadline time.Time, keep time.Duration) error {
+	if msgID == "" || len(targets)+len(deferred) == 0 {
 		return fmt.Errorf("dao: redis: add receipts: %w: empty msg id or no target", ErrInvalidArgument)
 	}
 	rk, due := r.receiptKey(msgID), r.receiptDueKey()
-	v := "p " + strconv.FormatInt(at.UnixMilli(), 10) + " " + strconv.FormatInt(deadline.UnixMilli(), 10)
-	args := make([]any, 0, 1+2*len(targets))
+	times := strconv.FormatInt(at.UnixMilli(), 10) + " " + strconv.FormatInt(deadline.UnixMilli(), 10)
+	args := make([]any, 0, 1+2*(len(targets)+len(deferred)))
 	args = append(args, rk)
 	for _, t := range targets {
-		args = append(args, t, v)
+		args = append(args, t, "p "+times)
+	}
+	for _, t := range deferred {
+		args = append(args, t, "f "+times)
 	}
 	ms := max(keep.Milliseconds(), 1)
 	cmds := []command{
@@ -189,14 +196,14 @@ func (r *Redis) AddReceipts(ctx context.Context, msgID string, targets []string,
 		err = firstError(cmds)
 	}
 	if err != nil {
-		return &opError{kind: ErrRedis, op: "add receipts (" + strconv.Itoa(len(targets)) + " targets)", err: err}
+		return &opError{kind: ErrRedis, op: "add receipts (" + strconv.Itoa(len(targets)+len(deferred)) + " targets)", err: err}
 	}
 	return nil
 }
 
 // AckReceipts records acks at now: for each, its user target turns
 // delivered when the push's record has it, else its key target, if that
-// target is pending and not past its deadline. out[i] is acks[i]'s
+// target is pending (or deferred) and not past its deadline. out[i] is acks[i]'s
 // outcome. One round trip.
 func (r *Redis) AckReceipts(ctx context.Context, acks []ReceiptAck, now time.Time) ([]AckOutcome, error) {
 	out := make([]AckOutcome, len(acks))
@@ -346,12 +353,15 @@ func parseReceipt(target, v string) (Receipt, bool) {
 	}
 	rc := Receipt{Target: target, At: time.UnixMilli(at)}
 	switch {
-	case f[0] == "p" && len(f) == 3:
+	case (f[0] == "p" || f[0] == "f") && len(f) == 3:
 		dl, err := strconv.ParseInt(f[2], 10, 64)
 		if err != nil {
 			return Receipt{}, false
 		}
 		rc.Status, rc.Deadline = ReceiptPending, time.UnixMilli(dl)
+		if f[0] == "f" {
+			rc.Status = ReceiptDeferred
+		}
 	case f[0] == "d" && len(f) == 2:
 		rc.Status = ReceiptDelivered
 	case f[0] == "e" && len(f) == 2:

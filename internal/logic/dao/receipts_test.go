@@ -34,14 +34,14 @@ func TestReceipts(t *testing.T) {
 	t0 := time.UnixMilli(time.Now().UnixMilli())
 	ttl, keep := time.Hour, 2*time.Hour
 	a, b := dao.NewMsgID(), dao.NewMsgID()
-	if err := r.AddReceipts(ctx, a, []string{"user:1", "key:k1", "key:k2"}, t0, t0.Add(ttl), keep); err != nil {
+	if err := r.AddReceipts(ctx, a, []string{"user:1", "key:k1"}, []string{"key:k2"}, t0, t0.Add(ttl), keep); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.AddReceipts(ctx, b, []string{"user:2"}, t0.Add(time.Minute), t0.Add(time.Minute+ttl), keep); err != nil {
+	if err := r.AddReceipts(ctx, b, []string{"user:2"}, nil, t0.Add(time.Minute), t0.Add(time.Minute+ttl), keep); err != nil {
 		t.Fatal(err)
 	}
 	got, err := r.Receipts(ctx, a)
-	if want := []string{"key:k1=pending@0..3600000", "key:k2=pending@0..3600000", "user:1=pending@0..3600000"}; err != nil || !slices.Equal(receiptStrings(got, t0), want) {
+	if want := []string{"key:k1=pending@0..3600000", "key:k2=deferred@0..3600000", "user:1=pending@0..3600000"}; err != nil || !slices.Equal(receiptStrings(got, t0), want) {
 		t.Fatalf("Receipts = %q, %v; want %q", receiptStrings(got, t0), err, want)
 	}
 
@@ -63,12 +63,26 @@ func TestReceipts(t *testing.T) {
 		t.Fatalf("AckReceipts = %+v, %v; want %+v", out, err, want)
 	}
 
+	// A deferred target (no connection when the push was recorded) is
+	// acked like a pending one.
+	c := dao.NewMsgID()
+	if err := r.AddReceipts(ctx, c, nil, []string{"user:3"}, t0, t0.Add(ttl), keep); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := r.AckReceipts(ctx, []dao.ReceiptAck{{MsgID: c, UserTarget: "user:3", KeyTarget: "key:k3"}}, t0.Add(2*time.Second)); err != nil || out[0] != (dao.AckOutcome{Result: dao.AckDelivered, Target: "user:3"}) {
+		t.Fatalf("ack of a deferred target = %+v, %v", out, err)
+	}
+	if got, err := r.Receipts(ctx, c); err != nil || !slices.Equal(receiptStrings(got, t0), []string{"user:3=delivered@2000"}) {
+		t.Fatalf("Receipts of c = %q, %v", receiptStrings(got, t0), err)
+	}
+
 	// Nothing is due before a's deadline; then a, not b.
 	if ids, err := r.DueReceipts(ctx, t0.Add(ttl-time.Millisecond), 10); err != nil || len(ids) != 0 {
 		t.Fatalf("DueReceipts before the deadline = %q, %v", ids, err)
 	}
 	ids, err := r.DueReceipts(ctx, t0.Add(ttl), 10)
-	if err != nil || !slices.Equal(ids, []string{a}) {
+	slices.Sort(ids)
+	if wantIDs := slices.Sorted(slices.Values([]string{a, c})); err != nil || !slices.Equal(ids, wantIDs) {
 		t.Fatalf("DueReceipts = %q, %v; want [%s]", ids, err, a)
 	}
 	// A late ack of a target past its deadline changes nothing.
@@ -94,7 +108,7 @@ func TestReceipts(t *testing.T) {
 	if rs, err := r.Receipts(ctx, dao.NewMsgID()); err != nil || len(rs) != 0 {
 		t.Fatalf("Receipts of an unknown push = %v, %v", rs, err)
 	}
-	if err := r.AddReceipts(ctx, a, nil, t0, t0, keep); !errors.Is(err, dao.ErrInvalidArgument) {
+	if err := r.AddReceipts(ctx, a, nil, nil, t0, t0, keep); !errors.Is(err, dao.ErrInvalidArgument) {
 		t.Fatalf("AddReceipts without targets: %v", err)
 	}
 }

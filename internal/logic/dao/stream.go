@@ -374,31 +374,37 @@ func parsePos(v []any) (StreamPos, error) {
 // open, appends msg to it (with ret's MaxLen and TTL), so the append
 // happens atomically with the routing lookup. Each key comes with its
 // member's position in that stream (Epoch 0: the stream is not open).
-// appended lists the members whose stream got msg, in mids' order.
-func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMsg, ret Retention) (servers map[string][]Routed, appended []int64, err error) {
+// appended lists the members whose stream got msg, in mids' order, and
+// offline those of them with no connection.
+func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMsg, ret Retention) (servers map[string][]Routed, appended, offline []int64, err error) {
 	mids = uniqueMids(mids)
 	found, err := r.lookupAppend(ctx, len(mids), "HGETALL", &midsAppendScript, msg, ret, func(i int) (string, StreamRef) {
 		return r.midKey(mids[i]), StreamRef{Stream: StreamUser, Mid: mids[i]}
 	})
 	if err != nil {
-		return nil, nil, &opError{kind: ErrRedis, op: "keys by mids with streams (" + strconv.Itoa(len(mids)) + " mids)", err: err}
+		return nil, nil, nil, &opError{kind: ErrRedis, op: "keys by mids with streams (" + strconv.Itoa(len(mids)) + " mids)", err: err}
 	}
 	servers = make(map[string][]Routed)
 	for i, f := range found {
-		if f.appended {
-			appended = append(appended, mids[i])
-		}
 		fields, err := redis.StringMap(f.routing, nil)
 		if err != nil {
-			return nil, nil, &opError{kind: ErrRedis, op: "keys by mids with streams", err: err}
+			return nil, nil, nil, &opError{kind: ErrRedis, op: "keys by mids with streams", err: err}
 		}
+		routed := false
 		for key, server := range fields {
 			if server != "" {
 				servers[server] = append(servers[server], Routed{Key: key, Pos: f.pos})
+				routed = true
+			}
+		}
+		if f.appended {
+			appended = append(appended, mids[i])
+			if !routed {
+				offline = append(offline, mids[i])
 			}
 		}
 	}
-	return servers, appended, nil
+	return servers, appended, offline, nil
 }
 
 // ServersByKeysAppend is ServersByKeys for a push that streams keep: for
@@ -408,32 +414,35 @@ func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMs
 // server keep their order in keys. Keys without routing are left out of
 // servers, but their streams still get msg (a reliable client that is
 // reconnecting recovers it). appended lists the keys whose stream got
-// msg, in keys' order.
-func (r *Redis) ServersByKeysAppend(ctx context.Context, keys []string, msg StreamMsg, ret Retention) (servers map[string][]Routed, appended []string, err error) {
+// msg, in keys' order, and offline those of them without routing.
+func (r *Redis) ServersByKeysAppend(ctx context.Context, keys []string, msg StreamMsg, ret Retention) (servers map[string][]Routed, appended, offline []string, err error) {
 	keys = uniqueStrings(keys)
 	found, err := r.lookupAppend(ctx, len(keys), "GET", &keysAppendScript, msg, ret, func(i int) (string, StreamRef) {
 		return r.keyKey(keys[i]), StreamRef{Stream: StreamKey, Key: keys[i]}
 	})
 	if err != nil {
-		return nil, nil, &opError{kind: ErrRedis, op: "servers by keys with streams (" + strconv.Itoa(len(keys)) + " keys)", err: err}
+		return nil, nil, nil, &opError{kind: ErrRedis, op: "servers by keys with streams (" + strconv.Itoa(len(keys)) + " keys)", err: err}
 	}
 	servers = make(map[string][]Routed)
 	for i, f := range found {
-		if f.appended {
-			appended = append(appended, keys[i])
-		}
 		server, err := redis.String(f.routing, nil)
 		if errors.Is(err, redis.ErrNil) {
 			server, err = "", nil // no routing
 		}
 		if err != nil {
-			return nil, nil, &opError{kind: ErrRedis, op: "servers by keys with streams", err: err}
+			return nil, nil, nil, &opError{kind: ErrRedis, op: "servers by keys with streams", err: err}
 		}
 		if server != "" {
 			servers[server] = append(servers[server], Routed{Key: keys[i], Pos: f.pos})
 		}
+		if f.appended {
+			appended = append(appended, keys[i])
+			if server == "" {
+				offline = append(offline, keys[i])
+			}
+		}
 	}
-	return servers, appended, nil
+	return servers, appended, offline, nil
 }
 
 // lookedUp is one target's answer of a lookup-and-append script: its

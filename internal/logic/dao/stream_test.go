@@ -41,7 +41,7 @@ func msg(i int) dao.StreamMsg {
 // returns its position (Epoch 0: not appended).
 func appendMid(t *testing.T, r *dao.Redis, mid int64, i int, ret dao.Retention) dao.StreamPos {
 	t.Helper()
-	_, appended, err := r.KeysByMidsAppend(context.Background(), []int64{mid}, msg(i), ret)
+	_, appended, _, err := r.KeysByMidsAppend(context.Background(), []int64{mid}, msg(i), ret)
 	if err != nil {
 		t.Fatalf("KeysByMidsAppend: %v", err)
 	}
@@ -120,7 +120,7 @@ func TestStreamAppendWhenOpen(t *testing.T) {
 		{mid: 1, key: "b", server: "s2"},
 		{mid: 2, key: "c", server: "s1"},
 	})
-	servers, appended, err := r.KeysByMidsAppend(ctx, []int64{1, 2}, msg(1), testRetention)
+	servers, appended, _, err := r.KeysByMidsAppend(ctx, []int64{1, 2}, msg(1), testRetention)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestStreamAppendWhenOpen(t *testing.T) {
 
 	st := open(t, r, userRef(1))[0]
 	for i := 1; i <= 2; i++ {
-		servers, appended, err = r.KeysByMidsAppend(ctx, []int64{1, 2, 3}, msg(i), testRetention)
+		servers, appended, _, err = r.KeysByMidsAppend(ctx, []int64{1, 2, 3}, msg(i), testRetention)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,7 +170,7 @@ func TestStreamAppendWhenOpen(t *testing.T) {
 
 	// By key: the same, the keys of a server in keys' order; an offline
 	// key's open stream still gets the push.
-	_, kapp, err := r.ServersByKeysAppend(ctx, []string{"c", "a", "gone"}, msg(3), testRetention)
+	_, kapp, _, err := r.ServersByKeysAppend(ctx, []string{"c", "a", "gone"}, msg(3), testRetention)
 	if err != nil || len(kapp) != 0 {
 		t.Fatalf("ServersByKeysAppend = %v, %v", kapp, err)
 	}
@@ -178,7 +178,7 @@ func TestStreamAppendWhenOpen(t *testing.T) {
 		t.Fatal("a push by key created a key stream")
 	}
 	ka := open(t, r, keyRef("a"), keyRef("gone"))
-	servers, kapp, err = r.ServersByKeysAppend(ctx, []string{"c", "a", "gone", "a", ""}, msg(4), testRetention)
+	servers, kapp, _, err = r.ServersByKeysAppend(ctx, []string{"c", "a", "gone", "a", ""}, msg(4), testRetention)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,12 +246,12 @@ func TestStreamConcurrentAppends(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				m := msg(w*each + i)
-				servers, _, err := r.KeysByMidsAppend(ctx, []int64{9}, m, testRetention)
+				servers, _, _, err := r.KeysByMidsAppend(ctx, []int64{9}, m, testRetention)
 				if err != nil {
 					errs <- err
 					return
 				}
-				ks, _, err := r.ServersByKeysAppend(ctx, []string{"k9"}, m, testRetention)
+				ks, _, _, err := r.ServersByKeysAppend(ctx, []string{"k9"}, m, testRetention)
 				if err != nil {
 					errs <- err
 					return
@@ -341,7 +341,7 @@ func TestStreamTrim(t *testing.T) {
 func TestStreamEpochChange(t *testing.T) {
 	r, raw := newTestRedis(t, nil)
 	old := open(t, r, keyRef("e1"))[0]
-	if _, _, err := r.ServersByKeysAppend(context.Background(), []string{"e1"}, msg(1), testRetention); err != nil {
+	if _, _, _, err := r.ServersByKeysAppend(context.Background(), []string{"e1"}, msg(1), testRetention); err != nil {
 		t.Fatal(err)
 	}
 	raw.must("DEL", raw.key("kmeta_e1"))
@@ -359,7 +359,7 @@ func TestStreamEpochChange(t *testing.T) {
 	if rd.Epoch != now.Epoch || rd.Recovered || len(rd.Entries) != 0 {
 		t.Fatalf("read of the old epoch = %+v, want epoch %x, not recovered, no entries", rd, now.Epoch)
 	}
-	if _, _, err := r.ServersByKeysAppend(context.Background(), []string{"e1"}, msg(2), testRetention); err != nil {
+	if _, _, _, err := r.ServersByKeysAppend(context.Background(), []string{"e1"}, msg(2), testRetention); err != nil {
 		t.Fatal(err)
 	}
 	if rd := read(t, r, keyRef("e1"), now.Epoch, 0, 10); !rd.Recovered || !slices.Equal(offsets(rd.Entries), []uint64{1}) {
@@ -410,10 +410,10 @@ func TestStreamInvalidArgument(t *testing.T) {
 		t.Errorf("ReadStream with limit -1 = %v", err)
 	}
 	for _, ret := range []dao.Retention{{MaxLen: 0, TTL: time.Hour}, {MaxLen: 1, TTL: 0}} {
-		if _, _, err := r.KeysByMidsAppend(ctx, []int64{1}, msg(1), ret); !errors.Is(err, dao.ErrInvalidArgument) {
+		if _, _, _, err := r.KeysByMidsAppend(ctx, []int64{1}, msg(1), ret); !errors.Is(err, dao.ErrInvalidArgument) {
 			t.Errorf("KeysByMidsAppend with %+v = %v", ret, err)
 		}
-		if _, _, err := r.ServersByKeysAppend(ctx, []string{"a"}, msg(1), ret); !errors.Is(err, dao.ErrInvalidArgument) {
+		if _, _, _, err := r.ServersByKeysAppend(ctx, []string{"a"}, msg(1), ret); !errors.Is(err, dao.ErrInvalidArgument) {
 			t.Errorf("ServersByKeysAppend with %+v = %v", ret, err)
 		}
 		if _, err := r.AppendRoom(ctx, "live://1", msg(1), ret); !errors.Is(err, dao.ErrInvalidArgument) {
@@ -431,7 +431,7 @@ func TestStreamWrongType(t *testing.T) {
 	r, raw := newTestRedis(t, nil)
 	open(t, r, userRef(5))
 	raw.must("SET", raw.key("mid_5"), "not a hash")
-	if _, _, err := r.KeysByMidsAppend(context.Background(), []int64{5}, msg(1), testRetention); !errors.Is(err, dao.ErrRedis) {
+	if _, _, _, err := r.KeysByMidsAppend(context.Background(), []int64{5}, msg(1), testRetention); !errors.Is(err, dao.ErrRedis) {
 		t.Fatalf("KeysByMidsAppend on a string = %v, want ErrRedis", err)
 	}
 	if raw.exists("ustream_5") {

@@ -11,7 +11,7 @@ import (
 type metrics struct {
 	receipts *prometheus.CounterVec // targets by status
 	// receipts' series.
-	pending, delivered, expired, untracked prometheus.Counter
+	pending, deferred, delivered, expired, untracked prometheus.Counter
 
 	acks *prometheus.CounterVec // acks by result
 	// acks' series, by dao.AckResult.
@@ -36,7 +36,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 	m := &metrics{
 		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "logic", Name: "receipts_total",
-			Help: "Delivery receipt targets by status: pending (recorded for a push), delivered (acked), expired (not acked within receipts.ttl), untracked (beyond receipts.max_targets of one push).",
+			Help: "Delivery receipt targets by status: pending (recorded for a push), deferred (recorded for a push while the target had no connection), delivered (acked), expired (not acked within receipts.ttl), untracked (beyond receipts.max_targets of one push).",
 		}, []string{"status"}),
 		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "logic", Name: "receipt_acks_total",
@@ -60,6 +60,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 		}),
 	}
 	m.pending = m.receipts.WithLabelValues("pending")
+	m.deferred = m.receipts.WithLabelValues("deferred")
 	m.delivered = m.receipts.WithLabelValues("delivered")
 	m.expired = m.receipts.WithLabelValues("expired")
 	m.untracked = m.receipts.WithLabelValues("untracked")

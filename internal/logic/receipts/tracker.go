@@ -158,30 +158,49 @@ func (t *Tracker) Close(ctx context.Context) error {
 // once; beyond max_targets they are not recorded (counted untracked). No
 // target: nothing to do.
 func (t *Tracker) Pending(ctx context.Context, msgID string, targets []string) error {
-	if len(targets) == 0 {
+	return t.Record(ctx, msgID, targets, nil)
+}
+
+// Record is Pending for the targets of live, and records those of
+// deferred as deferred: targets that had no connection when the push was
+// accepted, so the push waits in their stream for their client's next
+// connect. Both await an ack, and expire, alike. max_targets bounds them
+// together, live first.
+func (t *Tracker) Record(ctx context.Context, msgID string, live, deferred []string) error {
+	if len(live)+len(deferred) == 0 {
 		return nil
 	}
 	id, err := checkMsgID(msgID)
 	if err != nil {
 		return err
 	}
-	for _, tg := range targets {
-		if err := checkTarget(tg); err != nil {
-			return err
+	for _, list := range [][]string{live, deferred} {
+		for _, tg := range list {
+			if err := checkTarget(tg); err != nil {
+				return err
+			}
 		}
 	}
-	if len(targets) > 1 {
-		targets = unique(targets)
+	if len(live) > 1 {
+		live = unique(live)
 	}
-	if n := len(targets) - t.cfg.MaxTargets; n > 0 {
+	if len(deferred) > 1 {
+		deferred = unique(deferred)
+	}
+	if n := len(live) - t.cfg.MaxTargets; n > 0 {
 		t.m.untracked.Add(float64(n))
-		targets = targets[:t.cfg.MaxTargets]
+		live = live[:t.cfg.MaxTargets]
+	}
+	if n := len(live) + len(deferred) - t.cfg.MaxTargets; n > 0 {
+		t.m.untracked.Add(float64(n))
+		deferred = deferred[:len(deferred)-n]
 	}
 	now := t.now()
-	if err := t.store.AddReceipts(ctx, id, targets, now, now.Add(t.ttl), t.keep); err != nil {
+	if err := t.store.AddReceipts(ctx, id, live, deferred, now, now.Add(t.ttl), t.keep); err != nil {
 		return fmt.Errorf("receipts: pending: %w", err)
 	}
-	t.m.pending.Add(float64(len(targets)))
+	t.m.pending.Add(float64(len(live)))
+	t.m.deferred.Add(float64(len(deferred)))
 	return nil
 }
 
@@ -251,7 +270,7 @@ func (t *Tracker) Status(ctx context.Context, msgID string) (targets []Status, f
 	out := make([]Status, len(rs))
 	for i, r := range rs {
 		out[i] = Status{Target: r.Target, Status: r.Status, At: r.At}
-		if r.Status == dao.ReceiptPending && !r.Deadline.After(now) {
+		if (r.Status == dao.ReceiptPending || r.Status == dao.ReceiptDeferred) && !r.Deadline.After(now) {
 			out[i].Status, out[i].At = dao.ReceiptExpired, r.Deadline
 		}
 	}

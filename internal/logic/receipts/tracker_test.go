@@ -91,6 +91,38 @@ func TestPendingThenDelivered(t *testing.T) {
 	}
 }
 
+// TestDeferred: a target recorded as deferred (no connection when the
+// push was accepted) is answered deferred, turns delivered by an ack and
+// expired past its deadline, like a pending one; max_targets bounds the
+// live and deferred targets together.
+func TestDeferred(t *testing.T) {
+	e := newEnv(t, false, nil)
+	t0 := e.clock.now()
+	id := msgID()
+	if err := e.tr.Record(context.Background(), id, []string{"user:1"}, []string{"user:2", "key:k3", "user:2"}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, e.status(id), t0, "key:k3=deferred@0", "user:1=pending@0", "user:2=deferred@0")
+	if got := e.metric("goim_logic_receipts_total", "status", "deferred"); got != 2 {
+		t.Errorf("deferred receipts = %v, want 2", got)
+	}
+	e.clock.add(time.Second)
+	e.acked(&logicpb.Ack{MsgId: id, Mid: 2, Key: "k2"})
+	wantStatus(t, e.status(id), t0, "key:k3=deferred@0", "user:1=pending@0", "user:2=delivered@1000")
+	e.clock.add(24 * time.Hour)
+	wantStatus(t, e.status(id), t0, "key:k3=expired@86400000", "user:1=expired@86400000", "user:2=delivered@1000")
+
+	small := newEnv(t, false, func(c *Config) { c.MaxTargets = 2 })
+	id = msgID()
+	if err := small.tr.Record(context.Background(), id, []string{"user:1"}, []string{"user:2", "user:3"}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, small.status(id), small.clock.now(), "user:1=pending@0", "user:2=deferred@0")
+	if got := small.metric("goim_logic_receipts_total", "status", "untracked"); got != 1 {
+		t.Errorf("untracked = %v, want 1", got)
+	}
+}
+
 // TestAckPrefersUser: a push to both a user and one of its keys is
 // delivered to the user by an ack of that user's connection; the key
 // target stays pending until an ack names only the key.
