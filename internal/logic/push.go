@@ -171,6 +171,15 @@ func (s *Service) PushRoom(ctx context.Context, op int32, room string, msg []byt
 	id := dao.NewMsgID()
 	pm := &logicpb.PushMsg{Type: logicpb.PushMsg_ROOM, Operation: op, Room: room, Msg: msg, MsgId: id}
 	if s.cfg.Stream.recoverable(room) {
+		// One recoverable room's pushes are appended and published one
+		// at a time by this logic, so its offsets reach Kafka, and the
+		// comets, in order: out of order, every reliable member of the
+		// room on every comet would see a gap and read the stream. This
+		// caps one room's rate at one publish round trip per push per
+		// logic; other rooms are not held (striped locks).
+		mu := &s.roomLocks[roomStripe(room)]
+		mu.Lock()
+		defer mu.Unlock()
 		pos, err := s.redis.AppendRoom(ctx, room, dao.StreamMsg{ID: id, Op: op, Body: msg}, s.cfg.Stream.roomRetention())
 		if err != nil {
 			s.metrics.redisErrors.WithLabelValues("append_room").Inc()
@@ -183,6 +192,18 @@ func (s *Service) PushRoom(ctx context.Context, op int32, room string, msg []byt
 		return "", err
 	}
 	return id, nil
+}
+
+// roomStripes is how many locks serialize recoverable rooms' pushes.
+const roomStripes = 64
+
+// roomStripe is the index of room's lock in Service.roomLocks (FNV-1a).
+func roomStripe(room string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(room); i++ {
+		h = (h ^ uint32(room[i])) * 16777619
+	}
+	return int(h % roomStripes)
 }
 
 // PushAll publishes msg to every connection that accepts op, paced at

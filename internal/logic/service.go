@@ -3,6 +3,7 @@ package logic
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/goim/goim/internal/discovery"
@@ -33,6 +34,9 @@ type Service struct {
 	session int64                       // ConnectReply.heartbeat: the session timeout in ns
 	// receipts records delivery receipts; nil when they are off.
 	receipts Receipts
+	// roomLocks serialize the append and publish of one recoverable
+	// room's pushes (PushRoom), striped by room.
+	roomLocks [roomStripes]sync.Mutex
 
 	// warns rate-limits the warnings of the online refresh and of rooms
 	// dropped from online reports: the first, then one a minute.
