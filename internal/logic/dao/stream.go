@@ -397,7 +397,7 @@ func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMs
 				routed = true
 			}
 		}
-		if f.appended {
+		if f.pos.Epoch != 0 {
 			appended = append(appended, mids[i])
 			if !routed {
 				offline = append(offline, mids[i])
@@ -435,7 +435,7 @@ func (r *Redis) ServersByKeysAppend(ctx context.Context, keys []string, msg Stre
 		if server != "" {
 			servers[server] = append(servers[server], Routed{Key: keys[i], Pos: f.pos})
 		}
-		if f.appended {
+		if f.pos.Epoch != 0 {
 			appended = append(appended, keys[i])
 			if server == "" {
 				offline = append(offline, keys[i])
@@ -446,11 +446,11 @@ func (r *Redis) ServersByKeysAppend(ctx context.Context, keys []string, msg Stre
 }
 
 // lookedUp is one target's answer of a lookup-and-append script: its
-// routing reply, and msg's position in its stream when appended.
+// routing reply, and msg's position in its stream when appended (Epoch 0:
+// not appended; a stream's epoch is never 0).
 type lookedUp struct {
-	routing  any
-	pos      StreamPos
-	appended bool
+	routing any
+	pos     StreamPos
 }
 
 // lookupAppend looks up n targets' routing and appends msg to those whose
@@ -530,7 +530,6 @@ func (r *Redis) lookupAppend(ctx context.Context, n int, lookup string, script *
 			if out[i].pos, err = parsePos(v[1:]); err != nil {
 				return nil, err
 			}
-			out[i].appended = true
 		}
 	}
 	return out, nil
