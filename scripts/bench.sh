@@ -30,7 +30,9 @@
 # (on|off: logic's [stream] enabled; unset: logic's default), ROOM_STREAM=1
 # (logic's [stream] rooms = ["live://*"]: every benchmark room is
 # recoverable, each room push appended to its Redis stream; needs streams
-# on).
+# on), LOGICS (1 or 2 logic processes; with 2, each stream's pushes go to
+# them in turn, so both push to one room concurrently; their CPU is
+# summed as logic's).
 #
 # CPU seconds are printed for infra, logic, job, the comets, the clients
 # and the Redis server (the process listening on REDIS's port, when this
@@ -70,6 +72,11 @@ AUTH="${AUTH:-insecure}"
 RELIABLE="${RELIABLE:-}"
 STREAMS="${STREAMS:-}"
 ROOM_STREAM="${ROOM_STREAM:-}"
+LOGICS="${LOGICS:-1}"
+case "$LOGICS" in
+  1|2) ;;
+  *) echo "LOGICS=$LOGICS: want 1 or 2" >&2; exit 2 ;;
+esac
 case "$RELIABLE" in
   ''|0) RELIABLE= ;;
   1) [ "$TRANSPORT" != sse ] || { echo "RELIABLE=1: SSE connections get no envelopes" >&2; exit 2; } ;;
@@ -87,6 +94,7 @@ esac
 # The reliable knobs as the BENCH lines show them (nothing when unset).
 rel_tag=""
 [ -z "$RELIABLE$STREAMS$ROOM_STREAM" ] || rel_tag="reliable=${RELIABLE:-0} streams=${STREAMS:-default} room_stream=${ROOM_STREAM:-0}"
+[ "$LOGICS" = 1 ] || rel_tag="$rel_tag logics=$LOGICS"
 run_id="$(date +%s)-$$"
 OUT="${OUT:-/tmp/goim-bench}/$scenario-$run_id"
 BIN="${OUT%/*}/bin"
@@ -221,6 +229,17 @@ if [ -n "$STREAMS$ROOM_STREAM" ]; then
 fi
 start logic "$BIN/logic" -conf "$OUT/logic.toml"
 ready 127.0.0.1:13112 "$pid_logic" logic
+push_api="http://127.0.0.1:13111"
+logic_rpc='"127.0.0.1:13119"'
+if [ "$LOGICS" = 2 ]; then
+  # The second logic: the same config on ports 1312x.
+  sed -e 's/^host = "logic-bench"/host = "logic-bench-2"/' -e 's/127\.0\.0\.1:1311\([129]\)/127.0.0.1:1312\1/' \
+    "$OUT/logic.toml" >"$OUT/logic-2.toml"
+  start logic-2 "$BIN/logic" -conf "$OUT/logic-2.toml"
+  ready 127.0.0.1:13122 "$pid_logic_2" logic-2
+  push_api="$push_api,http://127.0.0.1:13121"
+  logic_rpc="$logic_rpc, \"127.0.0.1:13129\""
+fi
 
 comet_ips=()
 for i in $(seq "$COMETS"); do
@@ -236,7 +255,7 @@ bind = ["$ip:13102"]
 bind = "$ip:13109"
 $rpc_secret
 [logic]
-addrs = ["127.0.0.1:13119"]
+addrs = [$logic_rpc]
 [node]
 addrs = ["$ip"]
 [admin]
@@ -311,6 +330,7 @@ fi
 # services: name=pid of every service process.
 services() {
   echo "infra=$pid_infra logic=$pid_logic job=$pid_job"
+  [ "$LOGICS" = 1 ] || echo "logic-2=$pid_logic_2"
   for i in $(seq "$COMETS"); do eval "echo comet-$i=\$pid_comet_$i"; done
 }
 # snap FILE: every service's CPU ticks, one "name ticks" line each.
@@ -342,9 +362,15 @@ cometsecs() {
   done
   secs "$t"
 }
+# logicsecs A B: every logic's CPU seconds between snapshots.
+logicsecs() {
+  local s
+  s="$(cpusecs "$1" "$2" logic)"
+  if [ "$LOGICS" = 2 ]; then s="$(awk -v a="$s" -v b="$(cpusecs "$1" "$2" logic-2)" 'BEGIN { printf "%.2f", a + b }')"; fi
+  echo "$s"
+}
 cpu_report() {
-  local line="cpu seconds:"
-  for n in infra logic job; do line="$line $n $(cpusecs "$1" "$2" "$n")"; done
+  local line="cpu seconds: infra $(cpusecs "$1" "$2" infra) logic $(logicsecs "$1" "$2") job $(cpusecs "$1" "$2" job)"
   line="$line comets $(cometsecs "$1" "$2") clients $(cpusecs "$1" "$2" clients)"
   local r
   r="$(redissecs "$1" "$2")"
@@ -358,7 +384,7 @@ usper() { awk -v n="$1" -v s="$2" 'BEGIN { if (n + 0 == 0 || s == "") print "-";
 per_push() {
   local n
   n="$(summary "$OUT/push.json" 's["push"]["accepted"]')"
-  echo "cpu us per accepted push ($n): logic $(usper "$n" "$(cpusecs "$1" "$2" logic)") job $(usper "$n" "$(cpusecs "$1" "$2" job)")" \
+  echo "cpu us per accepted push ($n): logic $(usper "$n" "$(logicsecs "$1" "$2")") job $(usper "$n" "$(cpusecs "$1" "$2" job)")" \
     "comets $(usper "$n" "$(cometsecs "$1" "$2")") redis $(usper "$n" "$(redissecs "$1" "$2")")"
 }
 # cpu_fields: the BENCH line's CPU per accepted push (microseconds) over
@@ -367,7 +393,7 @@ cpu_fields() {
   local n r
   n="$(summary "$OUT/push.json" 's["push"]["accepted"]')"
   r="$(redissecs "$OUT/cpu0" "$OUT/cpu1")"
-  echo "logic_us_per_push=$(usper "$n" "$(cpusecs "$OUT/cpu0" "$OUT/cpu1" logic)")" \
+  echo "logic_us_per_push=$(usper "$n" "$(logicsecs "$OUT/cpu0" "$OUT/cpu1")")" \
     "job_us_per_push=$(usper "$n" "$(cpusecs "$OUT/cpu0" "$OUT/cpu1" job)")" \
     "comet_us_per_push=$(usper "$n" "$(cometsecs "$OUT/cpu0" "$OUT/cpu1")")" \
     "redis_cpu_s=${r:--} redis_us_per_push=$(usper "$n" "$r")"
@@ -477,7 +503,7 @@ room)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind room -room live://1000 \
+  "$BIN/goim-bench" push -q -run "$run_id" -api "$push_api" "${push_auth[@]}" -kind room -room live://1000 \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
   judge
@@ -499,7 +525,7 @@ unicast)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind mids -mids "1-$CLIENTS" \
+  "$BIN/goim-bench" push -q -run "$run_id" -api "$push_api" "${push_auth[@]}" -kind mids -mids "1-$CLIENTS" \
     -rate "$RATE" -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   sleep 2
   judge
@@ -525,13 +551,13 @@ flood)
   sleep 2
   snap "$OUT/cpu0"
   profiles
-  "$BIN/goim-bench" push -q -run "$run_id" -api http://127.0.0.1:13111 "${push_auth[@]}" -kind "$KIND" "${target[@]}" \
+  "$BIN/goim-bench" push -q -run "$run_id" -api "$push_api" "${push_auth[@]}" -kind "$KIND" "${target[@]}" \
     -flood -duration "${SECONDS_}s" -concurrency "$CONCURRENCY" -json "$OUT/push.json" >"$OUT/push.txt" 2>"$OUT/push.log" || true
   judge
   accepted=$(summary "$OUT/push.json" 's["push"]["accepted"]')
   echo "BENCH flood kind=$KIND clients=$CLIENTS concurrency=$CONCURRENCY seconds=$SECONDS_" \
     "accepted=$accepted accepted_per_s=$(summary "$OUT/push.json" 's["push"]["accepted_per_s"]')" \
-    "accepts_per_logic_cpu_s=$(div "$accepted" "$(cpusecs "$OUT/cpu0" "$OUT/cpu1" logic)")" \
+    "accepts_per_logic_cpu_s=$(div "$accepted" "$(logicsecs "$OUT/cpu0" "$OUT/cpu1")")" \
     "delivered_pct=$(summary "$OUT/merge.json" 'round(100*s["delivery"]["delivered_ratio"],3)')" \
     "lost=$(summary "$OUT/merge.json" 's["delivery"]["lost"]')" \
     $(cpu_fields) $(reliable_fields) $rel_tag

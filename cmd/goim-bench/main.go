@@ -316,7 +316,7 @@ type pushFlags struct {
 
 func (f *pushFlags) register(fs *flag.FlagSet, withRoom bool) {
 	c := &f.cfg
-	fs.StringVar(&c.API, "api", "http://127.0.0.1:3111", "logic's HTTP base URL")
+	fs.StringVar(&c.API, "api", "http://127.0.0.1:3111", "logic's HTTP base URL, or several comma-separated: each stream's pushes go to them in turn")
 	fs.StringVar(&c.Token, "token", "", "bearer token for the push API ([http] tokens); other users see it in the process list: prefer -token-file or "+bench.EnvToken)
 	fs.StringVar(&f.tokenFile, "token-file", "", "file holding the push API's bearer token (its first token line: logic's tokens_file will do); without it or -token, the "+bench.EnvToken+" variable")
 	fs.StringVar(&c.Kind, "kind", bench.KindRoom, "keys, mids, room or all")

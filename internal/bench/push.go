@@ -33,7 +33,9 @@ const (
 type PushConfig struct {
 	// Run is the run id written into every body.
 	Run string
-	// API is logic's HTTP base URL, "http://127.0.0.1:3111".
+	// API is logic's HTTP base URL, "http://127.0.0.1:3111", or several,
+	// comma-separated: each stream's pushes then go to them in turn, so
+	// several logic instances push to one stream concurrently.
 	API string
 	// Token, when set, is sent as "Authorization: Bearer <token>".
 	Token string
@@ -109,8 +111,14 @@ func (c PushConfig) Validate() error {
 	if !ValidRun(c.Run) {
 		bad("-run %q: want 1..%d of [A-Za-z0-9_.-]", c.Run, MaxRunLen)
 	}
-	if u, err := url.Parse(c.API); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+	apis := SplitList(c.API)
+	if len(apis) == 0 {
 		bad("-api %q: want http://host:port", c.API)
+	}
+	for _, api := range apis {
+		if u, err := url.Parse(api); err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			bad("-api %q: want http://host:port", api)
+		}
 	}
 	if c.Op <= 0 {
 		bad("-op %d: want > 0", c.Op)
@@ -179,8 +187,10 @@ func (c PushConfig) CheckTargets(ctx context.Context) error {
 	if c.AllowRemote {
 		return nil
 	}
-	if err := checkURL(ctx, c.API); err != nil {
-		return fmt.Errorf("api %w", err)
+	for _, api := range SplitList(c.API) {
+		if err := checkURL(ctx, api); err != nil {
+			return fmt.Errorf("api %w", err)
+		}
 	}
 	return nil
 }
@@ -188,7 +198,7 @@ func (c PushConfig) CheckTargets(ctx context.Context) error {
 // target is one stream: where its pushes go and what was sent.
 type target struct {
 	stream, kind, target string
-	url                  string
+	urls                 []string // one per API, used in turn
 
 	mu     sync.Mutex // guards sent, acked and failed
 	sent   []int64    // send time of seq i+1
@@ -220,12 +230,16 @@ func NewPusher(cfg PushConfig) (*Pusher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	base := strings.TrimSuffix(cfg.API, "/")
+	apis := SplitList(cfg.API)
 	op := strconv.FormatInt(int64(cfg.Op), 10)
 	p := &Pusher{cfg: cfg, latency: NewHistogram(), answers: make(map[string]uint64)}
 	add := func(stream, kind, tgt, path string, q url.Values) {
 		q.Set("operation", op)
-		p.targets = append(p.targets, &target{stream: stream, kind: kind, target: tgt, url: base + path + "?" + q.Encode()})
+		t := &target{stream: stream, kind: kind, target: tgt}
+		for _, api := range apis {
+			t.urls = append(t.urls, strings.TrimSuffix(api, "/")+path+"?"+q.Encode())
+		}
+		p.targets = append(p.targets, t)
 	}
 	switch cfg.Kind {
 	case KindRoom:
@@ -353,7 +367,7 @@ func (p *Pusher) send(ctx context.Context, buf []byte) []byte {
 	p.sent.Add(1)
 
 	began := time.Now()
-	answer, ok := p.post(ctx, t.url, buf)
+	answer, ok := p.post(ctx, t.urls[seq%uint64(len(t.urls))], buf)
 	p.latency.Record(time.Since(began).Nanoseconds())
 	p.mu.Lock()
 	p.answers[answer]++

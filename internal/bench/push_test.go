@@ -119,6 +119,51 @@ func TestPusherCountBound(t *testing.T) {
 	}
 }
 
+// TestPusherSeveralAPIs: with several -api URLs, each stream's pushes go
+// to them in turn; a bad one is refused.
+func TestPusherSeveralAPIs(t *testing.T) {
+	var mu sync.Mutex
+	got := map[string]int{}
+	handler := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			got[name+" "+r.URL.Query().Get("room")]++
+			mu.Unlock()
+			_, _ = io.WriteString(w, `{"code":0,"message":""}`)
+		})
+	}
+	a, b := httptest.NewServer(handler("a")), httptest.NewServer(handler("b"))
+	defer a.Close()
+	defer b.Close()
+	cfg := pushConfig(a.URL + "," + b.URL + "/")
+	cfg.Rooms = []string{"live://1", "live://2"}
+	cfg.Flood, cfg.Concurrency, cfg.Count = true, 1, 8
+	p, err := NewPusher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Run(context.Background())
+	p.Close()
+	if r := p.Record(); r.Accepted != 8 {
+		t.Fatalf("accepted %d of %d", r.Accepted, r.Sent)
+	}
+	want := map[string]int{"a 1": 2, "b 1": 2, "a 2": 2, "b 2": 2}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != len(want) {
+		t.Fatalf("pushes by API and room %v, want %v", got, want)
+	}
+	for k, n := range want {
+		if got[k] != n {
+			t.Fatalf("pushes by API and room %v, want %v", got, want)
+		}
+	}
+	cfg.API = a.URL + ",ftp://x"
+	if _, err := NewPusher(cfg); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "ftp://x") {
+		t.Fatalf("a bad second API: %v", err)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	okPush := pushConfig("http://127.0.0.1:3111")
 	okConns := ConnsConfig{Run: "r", N: 10, Transport: TransportTCP, Addrs: []string{"127.0.0.1:3101"}, WSPath: "/sub",

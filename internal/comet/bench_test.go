@@ -42,7 +42,7 @@ func BenchmarkRoomBroadcast(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				want := got.Load() + frameLen*int64(members)
-				queued, _ := e.srv.rooms.broadcast("live://bench", f, nil, e.srv.metrics)
+				queued, _ := e.srv.rooms.broadcast("live://bench", f, toAll, nil, e.srv.metrics)
 				if queued != members {
 					b.Fatalf("queued %d of %d", queued, members)
 				}

@@ -183,6 +183,15 @@ type BucketConfig struct {
 	RoomLingerFactor float64 `toml:"room_linger_factor"`
 	// RoomLingerMax bounds a room's wait, 0..2s. Default "250ms".
 	RoomLingerMax conf.Duration `toml:"room_linger_max"`
+	// RoomGapWait is how long a recoverable room's messages that arrive
+	// beyond a missing offset are held for it, 0..10s. Several logic
+	// instances pushing to one recoverable room can publish its offsets
+	// out of order; the missing push usually follows within job's room
+	// linger. A gap still open after room_gap_wait is filled by one read
+	// of the room's stream for all its reliable members on this comet.
+	// Only reliable members wait; the others get every push as it
+	// arrives. 0 reads at once. Default "250ms".
+	RoomGapWait conf.Duration `toml:"room_gap_wait"`
 	// IOURing sends the fan-outs of rooms of 32 members or more through
 	// io_uring on Linux: the members found idle get the frame with one
 	// send each, submitted up to 1024 at a time with one system call,
@@ -308,7 +317,7 @@ func Default() Config {
 			SlowPolicy:       SlowClose,
 			SessionRenew:     conf.Duration(10 * time.Minute),
 		},
-		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, RoomLingerFactor: 2, RoomLingerMax: conf.Duration(250 * time.Millisecond), IOURing: true, BroadcastQueue: 16, PacedBroadcasts: 16},
+		Bucket: BucketConfig{Count: 32, RoomWorkers: 32, RoomQueue: 1024, RoomLingerFactor: 2, RoomLingerMax: conf.Duration(250 * time.Millisecond), RoomGapWait: conf.Duration(250 * time.Millisecond), IOURing: true, BroadcastQueue: 16, PacedBroadcasts: 16},
 		RPC:    RPCConfig{Bind: ":3109"},
 		Logic: LogicConfig{
 			Addrs:           []string{"127.0.0.1:3119"},
@@ -393,6 +402,7 @@ func (c Config) Validate() error {
 	b.Check(c.Bucket.RoomQueue > 0, "room_queue", "must be > 0, got %d", c.Bucket.RoomQueue)
 	b.Check(c.Bucket.RoomLingerFactor >= 0 && c.Bucket.RoomLingerFactor <= 100, "room_linger_factor", "must be 0..100, got %v", c.Bucket.RoomLingerFactor)
 	b.Check(c.Bucket.RoomLingerMax >= 0 && c.Bucket.RoomLingerMax <= conf.Duration(2*time.Second), "room_linger_max", "must be 0..2s, got %v", c.Bucket.RoomLingerMax)
+	b.Check(c.Bucket.RoomGapWait >= 0 && c.Bucket.RoomGapWait <= conf.Duration(10*time.Second), "room_gap_wait", "must be 0..10s, got %v", c.Bucket.RoomGapWait)
 	b.Check(c.Bucket.BroadcastQueue > 0, "broadcast_queue", "must be > 0, got %d", c.Bucket.BroadcastQueue)
 	b.Check(c.Bucket.PacedBroadcasts > 0, "paced_broadcasts", "must be > 0, got %d", c.Bucket.PacedBroadcasts)
 

@@ -34,7 +34,11 @@ type metrics struct {
 	acks       *prometheus.CounterVec // acked push ids by result
 	// fetches' and acks' series
 	fetchOK, fetchUnrecovered, fetchError prometheus.Counter
-	ackSent, ackDropped, ackFailed        prometheus.Counter
+	// room sequencer (roomseq.go): its gaps by outcome, and failed reads
+	roomGaps                                  *prometheus.CounterVec
+	roomGapFilled, roomGapRead, roomGapPassed prometheus.Counter
+	roomReadError                             prometheus.Counter
+	ackSent, ackDropped, ackFailed            prometheus.Counter
 
 	// Series of the per-connection paths, resolved once (no label lookup
 	// per connection): every close reason, the reasons an auth fails for,
@@ -131,6 +135,14 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 			Namespace: "goim", Subsystem: "comet", Name: "stream_duplicates_total",
 			Help: "Live messages a reliable connection had already received (offset at or below its last), dropped.",
 		}),
+		roomGaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "room_gaps_total",
+			Help: "Gaps in recoverable rooms' streams (pushes arriving beyond a missing offset) the room sequencer closed, by outcome: filled (the missing pushes arrived within bucket.room_gap_wait), read (one read of the room's stream filled it for every reliable member), passed (not filled: each reliable member's own sequencer fills or reports it).",
+		}, []string{"outcome"}),
+		roomReadError: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "comet", Name: "room_stream_read_errors_total",
+			Help: "Reads of a recoverable room's stream by the room sequencer that failed (the gap is then passed to the members).",
+		}),
 		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "comet", Name: "acks_total",
 			Help: "Push ids reliable clients acknowledged (op 19), by result: sent (logic's Ack took them), dropped (the ack queue was full), failed (the Ack call failed).",
@@ -147,10 +159,11 @@ func newMetrics(reg prometheus.Registerer, roomCount, pacedCount func() float64)
 		m.connsBy[t] = m.conns.WithLabelValues(t.String())
 	}
 	m.fetchOK, m.fetchUnrecovered, m.fetchError = m.fetches.WithLabelValues("ok"), m.fetches.WithLabelValues("unrecovered"), m.fetches.WithLabelValues("error")
+	m.roomGapFilled, m.roomGapRead, m.roomGapPassed = m.roomGaps.WithLabelValues("filled"), m.roomGaps.WithLabelValues("read"), m.roomGaps.WithLabelValues("passed")
 	m.ackSent, m.ackDropped, m.ackFailed = m.acks.WithLabelValues("sent"), m.acks.WithLabelValues("dropped"), m.acks.WithLabelValues("failed")
 	m.roomSentRing, m.roomSentWrite, m.roomSentQueued = m.roomSent.WithLabelValues("ring"), m.roomSent.WithLabelValues("write"), m.roomSent.WithLabelValues("queued")
 	for _, c := range []prometheus.Collector{m.conns, m.auths, m.closes, m.delivered, m.droppedPush, m.slowDrops, m.writeBatch, m.roomMerged, m.roomSent, m.bytesIn, m.bytesOut, m.rooms, m.paced, m.resyncs, m.releases, m.disconnectsRetried, m.disconnectsAbandoned,
-		m.reliable, m.fetches, m.streamDups, m.acks} {
+		m.reliable, m.fetches, m.streamDups, m.acks, m.roomGaps, m.roomReadError} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("comet: register metrics: %w", err)
 		}

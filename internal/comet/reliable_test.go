@@ -188,6 +188,27 @@ func (l *testLogic) readCount() int {
 	return len(l.rs.reads)
 }
 
+// pushRoomAt pushes the messages at offsets of room's stream (appended
+// up to the highest first, bodies "m<offset>") in one BroadcastRoom call,
+// in the order given.
+func (e *testEnv) pushRoomAt(t testing.TB, room string, offsets ...uint64) {
+	t.Helper()
+	name := streamName(protocol.StreamRoom, 0, "", room)
+	var bodies, ids []string
+	var pos []*protocol.Position
+	for _, o := range offsets {
+		for e.logic.stream(name).top < o {
+			e.logic.appendMsg(name, fmt.Sprintf("m%d", e.logic.stream(name).top+1))
+		}
+		st := e.logic.stream(name)
+		bodies, ids = append(bodies, fmt.Sprintf("m%d", o)), append(ids, st.entries[o-st.first].GetMsgId())
+		pos = append(pos, &protocol.Position{Stream: protocol.StreamRoom, Epoch: st.epoch, Offset: o})
+	}
+	if _, err := e.push.BroadcastRoom(context.Background(), &cometpb.BroadcastRoomReq{RoomID: room, Proto: carrier(bodies...), MsgIds: ids, Positions: pos}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // carrier is a push's proto as job sends it: an op-9 carrier of frames
 // of op 1000 with bodies.
 func carrier(bodies ...string) *protocol.Proto {
@@ -706,23 +727,7 @@ func TestReliableRoomChange(t *testing.T) {
 		}
 		clients = append(clients, c)
 	}
-	pushRoom := func(offsets ...int) {
-		t.Helper()
-		var bodies, ids []string
-		var pos []*protocol.Position
-		for _, o := range offsets {
-			for e.logic.stream(name).top < uint64(o) {
-				e.logic.appendMsg(name, fmt.Sprintf("m%d", e.logic.stream(name).top+1))
-			}
-			st := e.logic.stream(name)
-			id := st.entries[uint64(o)-st.first].GetMsgId()
-			bodies, ids = append(bodies, fmt.Sprintf("m%d", o)), append(ids, id)
-			pos = append(pos, &protocol.Position{Stream: protocol.StreamRoom, Epoch: epoch, Offset: uint64(o)})
-		}
-		if _, err := e.push.BroadcastRoom(context.Background(), &cometpb.BroadcastRoomReq{RoomID: room, Proto: carrier(bodies...), MsgIds: ids, Positions: pos}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	pushRoom := func(offsets ...uint64) { e.pushRoomAt(t, room, offsets...) }
 	pushRoom(5, 6)
 	for _, c := range clients {
 		c.expectOffsets(protocol.StreamRoom, 5, 6)

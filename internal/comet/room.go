@@ -36,6 +36,7 @@ import (
 type roomJob struct {
 	room string
 	f    *frame
+	to   audience // the members it is for (roomseq.go)
 }
 
 // BroadcastRoom queues p for every member of room. Batches for one room are
@@ -72,6 +73,8 @@ const (
 func (s *Server) roomWorker(q chan roomJob) {
 	pc := newRoomPacer(s.cfg.Bucket.RoomLingerFactor, s.cfg.Bucket.RoomLingerMax.D())
 	defer pc.stop()
+	seq := newRoomSeq(s)
+	defer seq.stop()
 	rb := newRingBatch(s)
 	defer rb.close()
 	jobs := make([]roomJob, 0, maxRoomMerge)
@@ -91,13 +94,20 @@ func (s *Server) roomWorker(q chan roomJob) {
 					break gather
 				}
 			}
-			jobs = pc.admit(jobs, time.Now())
+			jobs = seq.order(jobs, time.Now())
+		case rd := <-seq.reads:
+			jobs = seq.apply(jobs, rd, time.Now())
+		case <-seq.timer.C:
+			seq.expire(time.Now())
 		case <-pc.timer.C:
 		}
-		jobs = pc.due(jobs, time.Now())
+		now := time.Now()
+		jobs = pc.admit(jobs, now)
+		jobs = pc.due(jobs, now)
 		s.fanOut(jobs, pc, rb)
 		clear(jobs)
 		pc.arm()
+		seq.arm(now)
 	}
 }
 
@@ -118,6 +128,9 @@ func (s *Server) fanOut(jobs []roomJob, pc *roomPacer, rb *ringBatch) {
 			j := jobs[k]
 			if j.f == nil || j.room != first.room {
 				continue
+			}
+			if j.to != first.to {
+				break // the room's later pushes go in a later fan-out, in order
 			}
 			if tcpLen+len(j.f.tcp) > maxRoomMergeBytes || wsLen+len(j.f.ws) > maxRoomMergeBytes {
 				break // the rest of this room goes in a later fan-out, in order
@@ -151,7 +164,7 @@ func (s *Server) fanOut(jobs []roomJob, pc *roomPacer, rb *ringBatch) {
 		}
 		jobs[i].f = nil
 		start := time.Now()
-		queued, dropped := s.rooms.broadcast(first.room, f, rb, s.metrics)
+		queued, dropped := s.rooms.broadcast(first.room, f, first.to, rb, s.metrics)
 		pc.took(first.room, start, time.Now())
 		s.metrics.kindPushes("room", queued*n, dropped*n)
 		s.metrics.roomMerged.Observe(float64(n))
@@ -285,6 +298,7 @@ type Room struct {
 	id      string
 	members map[*Channel]struct{} // guarded by the room's shard mu
 	online  atomic.Int32          // len(members), readable without the lock
+	rel     int                   // reliable members; guarded by the room's shard mu
 	all     atomic.Int32          // cluster-wide count from logic; 0 = unknown
 }
 
@@ -355,6 +369,9 @@ func (rs *rooms) join(id string, c *Channel, limit int) *Room {
 	if _, ok := r.members[c]; !ok {
 		r.members[c] = struct{}{}
 		r.online.Add(1)
+		if c.rel != nil {
+			r.rel++
+		}
 	}
 	sh.mu.Unlock()
 	return r
@@ -367,6 +384,9 @@ func (rs *rooms) leave(r *Room, c *Channel) {
 	if _, ok := r.members[c]; ok {
 		delete(r.members, c)
 		r.online.Add(-1)
+		if c.rel != nil {
+			r.rel--
+		}
 	}
 	if len(r.members) == 0 && sh.m[r.id] == r {
 		delete(sh.m, r.id)
@@ -375,12 +395,23 @@ func (rs *rooms) leave(r *Room, c *Channel) {
 	sh.mu.Unlock()
 }
 
-// broadcast pushes f to every member of room id and returns how many
-// channels took it (sent or queued) and how many dropped it. A member
-// found idle is written to inline, or, when rb takes a room this big,
-// sent to in rb's batch, flushed before broadcast returns; the others get
-// f queued. m counts the members by path (goim_comet_room_sends_total).
-func (rs *rooms) broadcast(id string, f *frame, rb *ringBatch, m *metrics) (queued, dropped int) {
+// lookup returns room id (nil: it has no members) and whether it has
+// reliable members.
+func (rs *rooms) lookup(id string) (*Room, bool) {
+	sh := rs.shard(id)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	r := sh.m[id]
+	return r, r != nil && r.rel > 0
+}
+
+// broadcast pushes f to every member of room id that to names and
+// returns how many channels took it (sent or queued) and how many dropped
+// it. A member found idle is written to inline, or, when rb takes a room
+// this big, sent to in rb's batch, flushed before broadcast returns; the
+// others get f queued. m counts the members by path
+// (goim_comet_room_sends_total).
+func (rs *rooms) broadcast(id string, f *frame, to audience, rb *ringBatch, m *metrics) (queued, dropped int) {
 	sh := rs.shard(id)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
@@ -388,9 +419,12 @@ func (rs *rooms) broadcast(id string, f *frame, rb *ringBatch, m *metrics) (queu
 	if r == nil {
 		return 0, 0
 	}
-	ring := rb.ready(len(r.members))
+	ring := to != toReliable && rb.ready(len(r.members)-r.rel)
 	var written, behind, sent int
 	for c := range r.members {
+		if (c.rel != nil && to == toPlain) || (c.rel == nil && to == toReliable) {
+			continue
+		}
 		if c.rel != nil {
 			switch c.pushReliable(f, nil) {
 			case pushQueued:

@@ -51,8 +51,9 @@ type Server struct {
 	readers readerPool    // frame readers, lent to connections while they read
 
 	broadcasts broadcasts
-	fetches    *fetchQueue  // reliable channels waiting for a fetch worker (fetch.go)
-	ringState  atomic.Int32 // whether room fan-outs can use io_uring: ringUntried, ringWorks, ringUnavailable
+	fetches    *fetchQueue   // reliable channels waiting for a fetch worker (fetch.go)
+	roomReads  chan struct{} // a token per room sequencer read in flight (roomseq.go)
+	ringState  atomic.Int32  // whether room fan-outs can use io_uring: ringUntried, ringWorks, ringUnavailable
 
 	limits *limits      // admission and per-IP counts
 	logic  *logicLink   // every call to logic
@@ -116,6 +117,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		wheel:      timer.NewWheel(100*time.Millisecond, 0, cfg.Bucket.Count),
 		broadcasts: newBroadcasts(cfg.Bucket.BroadcastQueue, cfg.Bucket.PacedBroadcasts),
 		fetches:    newFetchQueue(),
+		roomReads:  make(chan struct{}, fetchWorkers),
 		warns:      ratelog.New(warnBurst, warnEvery),
 		born:       time.Now(),
 		limits:     newLimits(cfg.Limits, cfg.Bucket.Count),
