@@ -470,6 +470,23 @@ judge() {
   cpu_report "$OUT/cpu0" "$OUT/cpu1"
   per_push "$OUT/cpu0" "$OUT/cpu1"
 }
+# comets_metric NAME: NAME summed over every comet (NAME may carry its
+# labels, e.g. 'x_total{outcome="read"}').
+comets_metric() {
+  local t=0 ip
+  for ip in "${comet_ips[@]}"; do t=$(( t + $(metric "$ip:13110" "$1") )); done
+  echo "$t"
+}
+# room_stream_fields READS0: with ROOM_STREAM, the BENCH line's counts of
+# the comets' room sequencer (gaps filled live, read once per room, passed
+# to the members) and of the members' own stream reads since READS0.
+room_stream_fields() {
+  [ -n "$ROOM_STREAM" ] || return 0
+  echo "room_gaps_filled=$(comets_metric 'goim_comet_room_gaps_total{outcome="filled"}')" \
+    "room_gaps_read=$(comets_metric 'goim_comet_room_gaps_total{outcome="read"}')" \
+    "room_gaps_passed=$(comets_metric 'goim_comet_room_gaps_total{outcome="passed"}')" \
+    "member_stream_reads=$(( $(comets_metric goim_comet_stream_fetches_total) - $1 ))"
+}
 summary() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 
 # --- scenarios -------------------------------------------------------------
@@ -501,6 +518,7 @@ room)
   conns_start "$CLIENTS" "${hold}s" -room live://1000 -heartbeat 30s -dial-concurrency 200
   wait_conns "$CLIENTS" "$hold"
   sleep 2
+  reads0=$(comets_metric goim_comet_stream_fetches_total)
   snap "$OUT/cpu0"
   profiles
   "$BIN/goim-bench" push -q -run "$run_id" -api "$push_api" "${push_auth[@]}" -kind room -room live://1000 \
@@ -514,7 +532,7 @@ room)
     "p99_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p99"]')" \
     "deliveries_per_comet_cpu_s=$(div "$received" "$(cometsecs "$OUT/cpu0" "$OUT/cpu1")")" \
     "frames_per_read=$(summary "$OUT/merge.json" 's["conns"]["frames_per_read"]')" \
-    $(cpu_fields) $(reliable_fields) $rel_tag
+    $(cpu_fields) $(reliable_fields) $(room_stream_fields "$reads0") $rel_tag
   ;;
 unicast)
   CLIENTS="${CLIENTS:-1000}"
