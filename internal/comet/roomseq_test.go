@@ -193,3 +193,38 @@ func TestRoomSeqPlainRoom(t *testing.T) {
 		t.Fatalf("gaps filled %v read %v passed %v in a room without reliable members", f, r, p)
 	}
 }
+
+// TestRoomSeqRoomMadeAnew: a room that empties and fills again starts a
+// new sequence: pushes its new members' streams continue go straight
+// out, however far the old sequence was behind.
+func TestRoomSeqRoomMadeAnew(t *testing.T) {
+	e := startRoomSeq(t, 20*time.Millisecond, 1)
+	name := streamName(protocol.StreamRoom, 0, "", e.room)
+	e.pushRoomAt(t, e.room, 3)
+	e.rel[0].expectOffsets(protocol.StreamRoom, 3)
+	e.plain.expectBodies(3)
+	for _, c := range []*client{e.rel[0], e.plain} {
+		seq := c.send(protocol.OpChangeRoom, nil)
+		c.expect(protocol.OpChangeRoomReply, seq)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		if r, _ := e.srv.rooms.lookup(e.room); r != nil {
+			return fmt.Errorf("room still has members")
+		}
+		return nil
+	})
+	for range 6 {
+		e.logic.appendMsg(name, fmt.Sprintf("m%d", e.logic.stream(name).top+1)) // 4..9, never pushed here
+	}
+	c := dial(t, e.testEnv, "tcp")
+	if sb := c.reliableAuth(fmt.Sprintf(`{"key":"anew","room_id":%q,"accepts":[1000],"reliable":true}`, e.room)); sb.Streams[1].Offset != 9 {
+		t.Fatalf("op 20 %+v", sb)
+	}
+	reads := e.logic.readCount()
+	e.pushRoomAt(t, e.room, 10)
+	c.expectOffsets(protocol.StreamRoom, 10)
+	time.Sleep(100 * time.Millisecond) // a read would start here
+	if n := e.logic.readCount() - reads; n != 0 {
+		t.Fatalf("%d stream reads, want 0", n)
+	}
+}
