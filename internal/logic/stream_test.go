@@ -116,6 +116,8 @@ func (f *fakeReceipts) Record(_ context.Context, msgID string, live, deferred []
 
 func (f *fakeReceipts) Acked(context.Context, []*logicpb.Ack) error { return nil }
 
+func (f *fakeReceipts) Deferred(context.Context, []*logicpb.Ack) error { return nil }
+
 func (f *fakeReceipts) targets(id string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
