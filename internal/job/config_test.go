@@ -23,7 +23,7 @@ func TestConfigFile(t *testing.T) {
 	want.Discovery.Nodes = []string{"127.0.0.1:7171"}
 	want.RPC.SecretFile = "/etc/goim/rpc.secret"
 	want.Logic.Addrs = []string{} // from discovery
-	got.Host = want.Host // machine-specific default, documented commented out
+	got.Host = want.Host          // machine-specific default, documented commented out
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 
