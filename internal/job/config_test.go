@@ -11,7 +11,8 @@ import (
 )
 
 // TestConfigFile checks configs/job.toml: it loads, validates, equals the
-// built-in defaults except for the discovery node it names, and lists
+// built-in defaults except for the discovery node it names (and logic
+// found there), and lists
 // every option the code has.
 func TestConfigFile(t *testing.T) {
 	const path = "../../configs/job.toml"
@@ -22,8 +23,8 @@ func TestConfigFile(t *testing.T) {
 	want := Default()
 	want.Discovery.Nodes = []string{"127.0.0.1:7171"}
 	want.RPC.SecretFile = "/etc/goim/rpc.secret"
-	want.Logic.Addrs = []string{} // from discovery
-	got.Host = want.Host          // machine-specific default, documented commented out
+	want.Logic.Addrs = []string{}
+	got.Host = want.Host // machine-specific default, documented commented out
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
 
