@@ -12,8 +12,7 @@ import (
 
 // TestConfigFile checks configs/job.toml: it loads, validates, equals the
 // built-in defaults except for the discovery node it names (and logic
-// found there), and lists
-// every option the code has.
+// found there), and lists every option the code has.
 func TestConfigFile(t *testing.T) {
 	const path = "../../configs/job.toml"
 	got, err := Load(path)
