@@ -25,8 +25,9 @@ import (
 // The reports of deferred deliveries: a bounded queue of targets, sent by
 // one goroutine in batches.
 const (
-	// deferQueue bounds the targets waiting to be reported (about 100
-	// bytes each); beyond it they are dropped and counted.
+	// deferQueue bounds the targets waiting to be reported (40 bytes
+	// each in the queue, the key and msg id shared with the push); beyond
+	// it they are dropped and counted.
 	deferQueue = 65536
 	// deferBatch is the most targets of one Defer call: logic's bound
 	// (MaxAcks).
