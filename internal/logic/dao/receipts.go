@@ -16,7 +16,8 @@ import (
 //	                     value = "p <at> <deadline>" (pending since at,
 //	                     until deadline), "f <at> <deadline>" (deferred:
 //	                     as pending, the target had no connection when the
-//	                     push was recorded), "d <at>" (delivered at) or
+//	                     push was recorded, or, since at, job could not
+//	                     reach its comet), "d <at>" (delivered at) or
 //	                     "e <at>" (expired at its deadline); times in Unix
 //	                     ms. TTL: the receipts' keep time, from the push
 //	rcpt_due       zset  member = msg id, score = the earliest deadline

@@ -36,7 +36,8 @@ type Status struct {
 	// Status is "pending", "deferred", "delivered" or "expired" (a pending
 	// or deferred target past its deadline is expired, swept or not).
 	Status string
-	// At is when the target got its status: the push (pending), the ack
+	// At is when the target got its status: the push (pending, and
+	// deferred at the push), job's report (deferred later), the ack
 	// (delivered) or the deadline (expired).
 	At time.Time
 }
