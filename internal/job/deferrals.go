@@ -107,12 +107,14 @@ func newReporter(cfg LogicConfig, keys *rpcauth.Keys, m *metrics, log *slog.Logg
 // pushTargets queues the targets of one failed PUSH call whose every key
 // has the push in a stream (pos, aligned with keys): a key in its user
 // stream is reported as its member (mids, aligned with keys; a key
-// without a member id is left out), a key in its key stream as the key.
-// Without a msg id there is nothing to name. Never blocks.
+// without a member id is left out), once per member of the call, a key in
+// its key stream as the key. Without a msg id there is nothing to name.
+// Never blocks.
 func (r *reporter) pushTargets(id string, keys []string, mids []int64, pos []*protocol.Position) {
 	if r == nil || id == "" {
 		return
 	}
+	var seen map[int64]struct{} // members reported, when the call has several keys
 	for i, k := range keys {
 		if i >= len(pos) || protocol.CheckKey(k) != nil {
 			continue
@@ -124,6 +126,15 @@ func (r *reporter) pushTargets(id string, keys []string, mids []int64, pos []*pr
 				continue
 			}
 			d.mid = mids[i]
+			if len(keys) > 1 {
+				if _, dup := seen[d.mid]; dup {
+					continue
+				}
+				if seen == nil {
+					seen = make(map[int64]struct{})
+				}
+				seen[d.mid] = struct{}{}
+			}
 		case protocol.StreamKey:
 		default:
 			continue
