@@ -17,7 +17,9 @@ import (
 )
 
 // okLogic answers every Defer call.
-type okLogic struct{ logicpb.UnimplementedLogicServer }
+type okLogic struct {
+	logicpb.UnimplementedLogicServer
+}
 
 func (okLogic) Defer(context.Context, *logicpb.DeferReq) (*logicpb.DeferReply, error) {
 	return &logicpb.DeferReply{}, nil
