@@ -37,6 +37,7 @@ func TestContract(t *testing.T) {
 			{Name: "Nodes", Input: "goim.logic.NodesReq", Output: "goim.logic.NodesReply", GRPCMethod: Logic_Nodes_FullMethodName},
 			{Name: "ReadStream", Input: "goim.logic.ReadStreamReq", Output: "goim.logic.ReadStreamReply", GRPCMethod: Logic_ReadStream_FullMethodName}, // added by goim
 			{Name: "Ack", Input: "goim.logic.AckReq", Output: "goim.logic.AckReply", GRPCMethod: Logic_Ack_FullMethodName},                             // added by goim
+			{Name: "Defer", Input: "goim.logic.DeferReq", Output: "goim.logic.DeferReply", GRPCMethod: Logic_Defer_FullMethodName},                     // added by goim
 		},
 		Messages: []prototest.Message{
 			{Msg: &PushMsg{}, FullName: "goim.logic.PushMsg", Enums: []protoreflect.Name{"Type"}, Fields: []prototest.Field{
@@ -49,6 +50,7 @@ func TestContract(t *testing.T) {
 				{Name: "msg", Number: 7, Kind: protoreflect.BytesKind, Shape: prototest.Single},
 				{Name: "msg_id", Number: 8, Kind: protoreflect.StringKind, Shape: prototest.Single},                              // added by goim
 				{Name: "positions", Number: 9, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: positionFullName}, // added by goim
+				{Name: "mids", Number: 10, Kind: protoreflect.Int64Kind, Shape: prototest.Repeated},                              // added by goim
 			}},
 			{Msg: &ConnectReq{}, FullName: "goim.logic.ConnectReq", Fields: []prototest.Field{
 				{Name: "server", Number: 1, Kind: protoreflect.StringKind, Shape: prototest.Single},
@@ -176,6 +178,10 @@ func TestContract(t *testing.T) {
 				{Name: "key", Number: 3, Kind: protoreflect.StringKind, Shape: prototest.Single},
 			}},
 			{Msg: &AckReply{}, FullName: "goim.logic.AckReply"},
+			{Msg: &DeferReq{}, FullName: "goim.logic.DeferReq", Fields: []prototest.Field{
+				{Name: "deferred", Number: 1, Kind: protoreflect.MessageKind, Shape: prototest.Repeated, Ref: "goim.logic.Ack"},
+			}},
+			{Msg: &DeferReply{}, FullName: "goim.logic.DeferReply"},
 		},
 	}.Check(t)
 }

@@ -111,7 +111,13 @@ type PushMsg struct {
 	// a mids push, the key's for a keys push; stream 0 for a target that
 	// keeps none); ROOM, one, its place in the room's stream when the room
 	// is recoverable. Added by goim; not in goim v2.
-	Positions     []*protocol.Position `protobuf:"bytes,9,rep,name=positions,proto3" json:"positions,omitempty"`
+	Positions []*protocol.Position `protobuf:"bytes,9,rep,name=positions,proto3" json:"positions,omitempty"`
+	// Empty, or, for a PUSH made from a mids push: one per key (mids[i] is
+	// keys[i]'s member id), so that job can name a key's receipt target
+	// ("user:<mid>") when it reports the push deferred (Logic.Defer). A
+	// logic with [stream] off leaves it empty: without positions job reports
+	// nothing. Added by goim; not in goim v2.
+	Mids          []int64 `protobuf:"varint,10,rep,packed,name=mids,proto3" json:"mids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +211,13 @@ func (x *PushMsg) GetMsgId() string {
 func (x *PushMsg) GetPositions() []*protocol.Position {
 	if x != nil {
 		return x.Positions
+	}
+	return nil
+}
+
+func (x *PushMsg) GetMids() []int64 {
+	if x != nil {
+		return x.Mids
 	}
 	return nil
 }
@@ -1872,12 +1885,99 @@ func (*AckReply) Descriptor() ([]byte, []int) {
 	return file_api_logic_logic_proto_rawDescGZIP(), []int{25}
 }
 
+// DeferReq names the targets of pushes that job could not deliver to
+// their comet (it gave up on the call: the comet was unreachable, gone or
+// too slow) while each target has the push in its stream, where its
+// client recovers it. Each entry reuses Ack: the push's id, and the
+// target's member id (0 for a keys push's target, whose receipt names the
+// key) and key. Added by goim; not in goim v2.
+type DeferReq struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deferred      []*Ack                 `protobuf:"bytes,1,rep,name=deferred,proto3" json:"deferred,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeferReq) Reset() {
+	*x = DeferReq{}
+	mi := &file_api_logic_logic_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeferReq) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeferReq) ProtoMessage() {}
+
+func (x *DeferReq) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeferReq.ProtoReflect.Descriptor instead.
+func (*DeferReq) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *DeferReq) GetDeferred() []*Ack {
+	if x != nil {
+		return x.Deferred
+	}
+	return nil
+}
+
+// DeferReply is empty.
+type DeferReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeferReply) Reset() {
+	*x = DeferReply{}
+	mi := &file_api_logic_logic_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeferReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeferReply) ProtoMessage() {}
+
+func (x *DeferReply) ProtoReflect() protoreflect.Message {
+	mi := &file_api_logic_logic_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeferReply.ProtoReflect.Descriptor instead.
+func (*DeferReply) Descriptor() ([]byte, []int) {
+	return file_api_logic_logic_proto_rawDescGZIP(), []int{27}
+}
+
 var File_api_logic_logic_proto protoreflect.FileDescriptor
 
 const file_api_logic_logic_proto_rawDesc = "" +
 	"\n" +
 	"\x15api/logic/logic.proto\x12\n" +
-	"goim.logic\x1a\x1bapi/protocol/protocol.proto\"\xb6\x02\n" +
+	"goim.logic\x1a\x1bapi/protocol/protocol.proto\"\xca\x02\n" +
 	"\aPushMsg\x12,\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x18.goim.logic.PushMsg.TypeR\x04type\x12\x1c\n" +
 	"\toperation\x18\x02 \x01(\x05R\toperation\x12\x14\n" +
@@ -1887,7 +1987,9 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x04keys\x18\x06 \x03(\tR\x04keys\x12\x10\n" +
 	"\x03msg\x18\a \x01(\fR\x03msg\x12\x15\n" +
 	"\x06msg_id\x18\b \x01(\tR\x05msgId\x125\n" +
-	"\tpositions\x18\t \x03(\v2\x17.goim.protocol.PositionR\tpositions\")\n" +
+	"\tpositions\x18\t \x03(\v2\x17.goim.protocol.PositionR\tpositions\x12\x12\n" +
+	"\x04mids\x18\n" +
+	" \x03(\x03R\x04mids\")\n" +
 	"\x04Type\x12\b\n" +
 	"\x04PUSH\x10\x00\x12\b\n" +
 	"\x04ROOM\x10\x01\x12\r\n" +
@@ -2007,7 +2109,11 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x03mid\x18\x02 \x01(\x03R\x03mid\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\tR\x03key\"\n" +
 	"\n" +
-	"\bAckReply2\x98\x05\n" +
+	"\bAckReply\"7\n" +
+	"\bDeferReq\x12+\n" +
+	"\bdeferred\x18\x01 \x03(\v2\x0f.goim.logic.AckR\bdeferred\"\f\n" +
+	"\n" +
+	"DeferReply2\xcf\x05\n" +
 	"\x05Logic\x12;\n" +
 	"\aConnect\x12\x16.goim.logic.ConnectReq\x1a\x18.goim.logic.ConnectReply\x12J\n" +
 	"\fConnectBatch\x12\x1b.goim.logic.ConnectBatchReq\x1a\x1d.goim.logic.ConnectBatchReply\x12D\n" +
@@ -2020,7 +2126,8 @@ const file_api_logic_logic_proto_rawDesc = "" +
 	"\x05Nodes\x12\x14.goim.logic.NodesReq\x1a\x16.goim.logic.NodesReply\x12D\n" +
 	"\n" +
 	"ReadStream\x12\x19.goim.logic.ReadStreamReq\x1a\x1b.goim.logic.ReadStreamReply\x12/\n" +
-	"\x03Ack\x12\x12.goim.logic.AckReq\x1a\x14.goim.logic.AckReplyB&Z$github.com/goim/goim/api/logic;logicb\x06proto3"
+	"\x03Ack\x12\x12.goim.logic.AckReq\x1a\x14.goim.logic.AckReply\x125\n" +
+	"\x05Defer\x12\x14.goim.logic.DeferReq\x1a\x16.goim.logic.DeferReplyB&Z$github.com/goim/goim/api/logic;logicb\x06proto3"
 
 var (
 	file_api_logic_logic_proto_rawDescOnce sync.Once
@@ -2035,7 +2142,7 @@ func file_api_logic_logic_proto_rawDescGZIP() []byte {
 }
 
 var file_api_logic_logic_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_api_logic_logic_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_api_logic_logic_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_api_logic_logic_proto_goTypes = []any{
 	(PushMsg_Type)(0),            // 0: goim.logic.PushMsg.Type
 	(*PushMsg)(nil),              // 1: goim.logic.PushMsg
@@ -2064,52 +2171,57 @@ var file_api_logic_logic_proto_goTypes = []any{
 	(*AckReq)(nil),               // 24: goim.logic.AckReq
 	(*Ack)(nil),                  // 25: goim.logic.Ack
 	(*AckReply)(nil),             // 26: goim.logic.AckReply
-	nil,                          // 27: goim.logic.OnlineReq.RoomCountEntry
-	nil,                          // 28: goim.logic.OnlineReply.AllRoomCountEntry
-	(*protocol.Position)(nil),    // 29: goim.protocol.Position
-	(*protocol.Proto)(nil),       // 30: goim.protocol.Proto
+	(*DeferReq)(nil),             // 27: goim.logic.DeferReq
+	(*DeferReply)(nil),           // 28: goim.logic.DeferReply
+	nil,                          // 29: goim.logic.OnlineReq.RoomCountEntry
+	nil,                          // 30: goim.logic.OnlineReply.AllRoomCountEntry
+	(*protocol.Position)(nil),    // 31: goim.protocol.Position
+	(*protocol.Proto)(nil),       // 32: goim.protocol.Proto
 }
 var file_api_logic_logic_proto_depIdxs = []int32{
 	0,  // 0: goim.logic.PushMsg.type:type_name -> goim.logic.PushMsg.Type
-	29, // 1: goim.logic.PushMsg.positions:type_name -> goim.protocol.Position
-	29, // 2: goim.logic.ConnectReply.streams:type_name -> goim.protocol.Position
-	29, // 3: goim.logic.ConnectReply.since:type_name -> goim.protocol.Position
+	31, // 1: goim.logic.PushMsg.positions:type_name -> goim.protocol.Position
+	31, // 2: goim.logic.ConnectReply.streams:type_name -> goim.protocol.Position
+	31, // 3: goim.logic.ConnectReply.since:type_name -> goim.protocol.Position
 	2,  // 4: goim.logic.ConnectBatchReq.reqs:type_name -> goim.logic.ConnectReq
 	3,  // 5: goim.logic.ConnectResult.reply:type_name -> goim.logic.ConnectReply
 	5,  // 6: goim.logic.ConnectBatchReply.results:type_name -> goim.logic.ConnectResult
 	7,  // 7: goim.logic.DisconnectBatchReq.reqs:type_name -> goim.logic.DisconnectReq
 	10, // 8: goim.logic.DisconnectBatchReply.results:type_name -> goim.logic.DisconnectResult
-	27, // 9: goim.logic.OnlineReq.roomCount:type_name -> goim.logic.OnlineReq.RoomCountEntry
-	28, // 10: goim.logic.OnlineReply.allRoomCount:type_name -> goim.logic.OnlineReply.AllRoomCountEntry
-	30, // 11: goim.logic.ReceiveReq.proto:type_name -> goim.protocol.Proto
+	29, // 9: goim.logic.OnlineReq.roomCount:type_name -> goim.logic.OnlineReq.RoomCountEntry
+	30, // 10: goim.logic.OnlineReply.allRoomCount:type_name -> goim.logic.OnlineReply.AllRoomCountEntry
+	32, // 11: goim.logic.ReceiveReq.proto:type_name -> goim.protocol.Proto
 	20, // 12: goim.logic.NodesReply.backoff:type_name -> goim.logic.Backoff
 	22, // 13: goim.logic.ReadStreamReply.entries:type_name -> goim.logic.StreamEntry
 	25, // 14: goim.logic.AckReq.acks:type_name -> goim.logic.Ack
-	2,  // 15: goim.logic.Logic.Connect:input_type -> goim.logic.ConnectReq
-	4,  // 16: goim.logic.Logic.ConnectBatch:input_type -> goim.logic.ConnectBatchReq
-	7,  // 17: goim.logic.Logic.Disconnect:input_type -> goim.logic.DisconnectReq
-	9,  // 18: goim.logic.Logic.DisconnectBatch:input_type -> goim.logic.DisconnectBatchReq
-	12, // 19: goim.logic.Logic.Heartbeat:input_type -> goim.logic.HeartbeatReq
-	14, // 20: goim.logic.Logic.RenewOnline:input_type -> goim.logic.OnlineReq
-	16, // 21: goim.logic.Logic.Receive:input_type -> goim.logic.ReceiveReq
-	18, // 22: goim.logic.Logic.Nodes:input_type -> goim.logic.NodesReq
-	21, // 23: goim.logic.Logic.ReadStream:input_type -> goim.logic.ReadStreamReq
-	24, // 24: goim.logic.Logic.Ack:input_type -> goim.logic.AckReq
-	3,  // 25: goim.logic.Logic.Connect:output_type -> goim.logic.ConnectReply
-	6,  // 26: goim.logic.Logic.ConnectBatch:output_type -> goim.logic.ConnectBatchReply
-	8,  // 27: goim.logic.Logic.Disconnect:output_type -> goim.logic.DisconnectReply
-	11, // 28: goim.logic.Logic.DisconnectBatch:output_type -> goim.logic.DisconnectBatchReply
-	13, // 29: goim.logic.Logic.Heartbeat:output_type -> goim.logic.HeartbeatReply
-	15, // 30: goim.logic.Logic.RenewOnline:output_type -> goim.logic.OnlineReply
-	17, // 31: goim.logic.Logic.Receive:output_type -> goim.logic.ReceiveReply
-	19, // 32: goim.logic.Logic.Nodes:output_type -> goim.logic.NodesReply
-	23, // 33: goim.logic.Logic.ReadStream:output_type -> goim.logic.ReadStreamReply
-	26, // 34: goim.logic.Logic.Ack:output_type -> goim.logic.AckReply
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	25, // 15: goim.logic.DeferReq.deferred:type_name -> goim.logic.Ack
+	2,  // 16: goim.logic.Logic.Connect:input_type -> goim.logic.ConnectReq
+	4,  // 17: goim.logic.Logic.ConnectBatch:input_type -> goim.logic.ConnectBatchReq
+	7,  // 18: goim.logic.Logic.Disconnect:input_type -> goim.logic.DisconnectReq
+	9,  // 19: goim.logic.Logic.DisconnectBatch:input_type -> goim.logic.DisconnectBatchReq
+	12, // 20: goim.logic.Logic.Heartbeat:input_type -> goim.logic.HeartbeatReq
+	14, // 21: goim.logic.Logic.RenewOnline:input_type -> goim.logic.OnlineReq
+	16, // 22: goim.logic.Logic.Receive:input_type -> goim.logic.ReceiveReq
+	18, // 23: goim.logic.Logic.Nodes:input_type -> goim.logic.NodesReq
+	21, // 24: goim.logic.Logic.ReadStream:input_type -> goim.logic.ReadStreamReq
+	24, // 25: goim.logic.Logic.Ack:input_type -> goim.logic.AckReq
+	27, // 26: goim.logic.Logic.Defer:input_type -> goim.logic.DeferReq
+	3,  // 27: goim.logic.Logic.Connect:output_type -> goim.logic.ConnectReply
+	6,  // 28: goim.logic.Logic.ConnectBatch:output_type -> goim.logic.ConnectBatchReply
+	8,  // 29: goim.logic.Logic.Disconnect:output_type -> goim.logic.DisconnectReply
+	11, // 30: goim.logic.Logic.DisconnectBatch:output_type -> goim.logic.DisconnectBatchReply
+	13, // 31: goim.logic.Logic.Heartbeat:output_type -> goim.logic.HeartbeatReply
+	15, // 32: goim.logic.Logic.RenewOnline:output_type -> goim.logic.OnlineReply
+	17, // 33: goim.logic.Logic.Receive:output_type -> goim.logic.ReceiveReply
+	19, // 34: goim.logic.Logic.Nodes:output_type -> goim.logic.NodesReply
+	23, // 35: goim.logic.Logic.ReadStream:output_type -> goim.logic.ReadStreamReply
+	26, // 36: goim.logic.Logic.Ack:output_type -> goim.logic.AckReply
+	28, // 37: goim.logic.Logic.Defer:output_type -> goim.logic.DeferReply
+	27, // [27:38] is the sub-list for method output_type
+	16, // [16:27] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_api_logic_logic_proto_init() }
@@ -2123,7 +2235,7 @@ func file_api_logic_logic_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_logic_logic_proto_rawDesc), len(file_api_logic_logic_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -36,6 +36,7 @@ const (
 	Logic_Nodes_FullMethodName           = "/goim.logic.Logic/Nodes"
 	Logic_ReadStream_FullMethodName      = "/goim.logic.Logic/ReadStream"
 	Logic_Ack_FullMethodName             = "/goim.logic.Logic/Ack"
+	Logic_Defer_FullMethodName           = "/goim.logic.Logic/Defer"
 )
 
 // LogicClient is the client API for Logic service.
@@ -71,6 +72,10 @@ type LogicClient interface {
 	// Ack records that connections received pushes (their op 19), for
 	// delivery receipts. Added by goim; not in goim v2.
 	Ack(ctx context.Context, in *AckReq, opts ...grpc.CallOption) (*AckReply, error)
+	// Defer marks the receipts of pushes job could not deliver deferred
+	// (those still pending; others are left as they are). Job calls it.
+	// Added by goim; not in goim v2.
+	Defer(ctx context.Context, in *DeferReq, opts ...grpc.CallOption) (*DeferReply, error)
 }
 
 type logicClient struct {
@@ -181,6 +186,16 @@ func (c *logicClient) Ack(ctx context.Context, in *AckReq, opts ...grpc.CallOpti
 	return out, nil
 }
 
+func (c *logicClient) Defer(ctx context.Context, in *DeferReq, opts ...grpc.CallOption) (*DeferReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeferReply)
+	err := c.cc.Invoke(ctx, Logic_Defer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LogicServer is the server API for Logic service.
 // All implementations must embed UnimplementedLogicServer
 // for forward compatibility.
@@ -214,6 +229,10 @@ type LogicServer interface {
 	// Ack records that connections received pushes (their op 19), for
 	// delivery receipts. Added by goim; not in goim v2.
 	Ack(context.Context, *AckReq) (*AckReply, error)
+	// Defer marks the receipts of pushes job could not deliver deferred
+	// (those still pending; others are left as they are). Job calls it.
+	// Added by goim; not in goim v2.
+	Defer(context.Context, *DeferReq) (*DeferReply, error)
 	mustEmbedUnimplementedLogicServer()
 }
 
@@ -253,6 +272,9 @@ func (UnimplementedLogicServer) ReadStream(context.Context, *ReadStreamReq) (*Re
 }
 func (UnimplementedLogicServer) Ack(context.Context, *AckReq) (*AckReply, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ack not implemented")
+}
+func (UnimplementedLogicServer) Defer(context.Context, *DeferReq) (*DeferReply, error) {
+	return nil, status.Error(codes.Unimplemented, "method Defer not implemented")
 }
 func (UnimplementedLogicServer) mustEmbedUnimplementedLogicServer() {}
 func (UnimplementedLogicServer) testEmbeddedByValue()               {}
@@ -455,6 +477,24 @@ func _Logic_Ack_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Logic_Defer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeferReq)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogicServer).Defer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Logic_Defer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogicServer).Defer(ctx, req.(*DeferReq))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Logic_ServiceDesc is the grpc.ServiceDesc for Logic service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -501,6 +541,10 @@ var Logic_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ack",
 			Handler:    _Logic_Ack_Handler,
+		},
+		{
+			MethodName: "Defer",
+			Handler:    _Logic_Defer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -177,6 +177,7 @@ func (c *Config) Wire() {
 	c.Job.Comets = nil // comets come from discovery
 
 	c.Comet.Logic.Addrs = []string{dialable(c.Logic.RPC.Bind)}
+	c.Job.Logic.Addrs = []string{dialable(c.Logic.RPC.Bind)} // job's reports of deferred deliveries
 	if p := firstPort(c.Comet.TCP.Bind); p > 0 {
 		c.Logic.Node.TCPPort = p
 	}

@@ -51,6 +51,9 @@ func TestWire(t *testing.T) {
 	if !slices.Equal(c.Comet.Logic.Addrs, []string{"127.0.0.1:4119"}) {
 		t.Errorf("comet's logic %v, want logic's rpc bind made dialable", c.Comet.Logic.Addrs)
 	}
+	if !slices.Equal(c.Job.Logic.Addrs, []string{"127.0.0.1:4119"}) {
+		t.Errorf("job's logic %v, want logic's rpc bind made dialable", c.Job.Logic.Addrs)
+	}
 	if n := c.Logic.Node; n.TCPPort != 4101 || n.WSPort != 4102 || n.WSSPort != 4103 {
 		t.Errorf("logic node ports %d %d %d, want the comet's first binds", n.TCPPort, n.WSPort, n.WSSPort)
 	}

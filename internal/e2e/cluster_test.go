@@ -286,7 +286,10 @@ group = "`+c.group+`"
 # kfake's minimum: a killed job's partitions move after this.
 session_timeout = "6s"
 [rpc]
-`+c.rpcSecretConf()+`[admin]
+`+c.rpcSecretConf()+`# Deferred deliveries are reported to the logic found in discovery.
+[logic]
+addrs = []
+[admin]
 addr = "`+c.jobAdmin+`"
 `+c.discoveryConf())
 	}

@@ -380,8 +380,11 @@ func testReliableRetention(t *testing.T, c *cluster) {
 // testReliableUnreachable: comet-2 (restarted) holds ten reliable clients
 // and is stopped (SIGSTOP) while their users get pushes; it stays stopped
 // for relUnreachable, and at least until job has given up on those calls
-// (retry_for, 10 s) and counted them as deferred, then goes on (SIGCONT). The clients, whose heartbeats went
-// unanswered meanwhile, reconnect and recover every push exactly once.
+// (retry_for, 10 s), counted them as deferred and reported them to logic,
+// whose receipts then say every target of every push is deferred; then it
+// goes on (SIGCONT). The clients, whose heartbeats went unanswered
+// meanwhile, reconnect and recover every push exactly once, and their acks
+// turn every target delivered.
 func testReliableUnreachable(t *testing.T, c *cluster) {
 	const n, pushes = 10, 5
 	c2 := c.startComet(t, "comet-2", "127.0.0.3")
@@ -410,8 +413,9 @@ func testReliableUnreachable(t *testing.T, c *cluster) {
 	c2.proc.signal(t, syscall.SIGSTOP)
 	stopped := time.Now()
 	t.Cleanup(func() { _ = c2.proc.cmd.Process.Signal(syscall.SIGCONT) })
+	ids := make([]string, pushes)
 	for k := 1; k <= pushes; k++ {
-		pushID(t, c.api+"/goim/push/mids?operation=1000&mids="+strings.Join(mids, ","), fmt.Sprintf("d-%d", k))
+		ids[k-1] = pushID(t, c.api+"/goim/push/mids?operation=1000&mids="+strings.Join(mids, ","), fmt.Sprintf("d-%d", k))
 	}
 	testkit.WaitFor(t, 60*time.Second, func() error {
 		v, err := metric(c.jobAdmin, "goim_job_deferred_total")
@@ -423,6 +427,22 @@ func testReliableUnreachable(t *testing.T, c *cluster) {
 		}
 		return nil
 	})
+	// Job reports the targets of the calls it gave up on: before comet-2
+	// goes on, every target of every push is deferred.
+	testkit.WaitFor(t, time.Until(stopped.Add(relUnreachable-time.Second)), func() error {
+		if err := receiptsAre(c, ids, n, "deferred"); err != nil {
+			return err
+		}
+		all, err := series(c.jobAdmin, "goim_job_deferral_reports_total")
+		if err != nil {
+			return err
+		}
+		if sent := all[`result="sent"`]; sent < n*pushes {
+			return fmt.Errorf("job reported %v deferred targets to logic, want at least %d", sent, n*pushes)
+		}
+		return nil
+	})
+	t.Logf("every target deferred %v after comet-2 stopped", time.Since(stopped).Round(time.Millisecond))
 	// 30 s in all: three times job's retry window.
 	time.Sleep(time.Until(stopped.Add(relUnreachable)))
 	c2.proc.signal(t, syscall.SIGCONT)
@@ -443,4 +463,32 @@ func testReliableUnreachable(t *testing.T, c *cluster) {
 		checkStream(t, r.name, "user", r.user, 1, pushes, "d", 0)
 		r.mu.Unlock()
 	}
+	// The clients ack what they recovered: deferred turns delivered.
+	testkit.WaitFor(t, 30*time.Second, func() error {
+		return receiptsAre(c, ids, n, "delivered")
+	})
+}
+
+// receiptsAre checks that each push of ids has n targets, all with
+// status want (GET /goim/push/status).
+func receiptsAre(c *cluster, ids []string, n int, want string) error {
+	for _, id := range ids {
+		var st struct {
+			Targets []struct {
+				Target, Status string
+			} `json:"targets"`
+		}
+		if err := getData(c.api+"/goim/push/status?msg_id="+id, &st); err != nil {
+			return err
+		}
+		if len(st.Targets) != n {
+			return fmt.Errorf("push %s: %d targets, want %d", id, len(st.Targets), n)
+		}
+		for _, tg := range st.Targets {
+			if tg.Status != want {
+				return fmt.Errorf("push %s: %s is %s, want %s", id, tg.Target, tg.Status, want)
+			}
+		}
+	}
+	return nil
 }

@@ -194,7 +194,9 @@ topic = "`+c.topic+`"
 group = "`+c.group+`"
 session_timeout = "6s"
 [rpc]
-`+c.rpcSecretConf()+`[admin]
+`+c.rpcSecretConf()+`[logic]
+addrs = []
+[admin]
 addr = "`+j.admin+`"
 `+c.discoveryConf())
 	}

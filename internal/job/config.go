@@ -33,8 +33,12 @@ type Config struct {
 	// Default "": every zone (a push for a comet in another zone would
 	// otherwise be lost).
 	CometZone string `toml:"comet_zone"`
-	// RPC is the secret job sends on every call to a comet.
+	// RPC is the secret job sends on every call to a comet, and to logic.
 	RPC rpcauth.Config `toml:"rpc"`
+	// Logic is job's link to logic, over which it reports the deliveries it
+	// gave up on while their targets have the push in a stream, so that
+	// their receipts say "deferred".
+	Logic LogicConfig `toml:"logic"`
 	// Admin is the metrics, pprof and health listener.
 	Admin admin.Config `toml:"admin"`
 	// Discovery is bilibili/discovery: job follows goim.comet there and
@@ -122,6 +126,20 @@ type RoomConfig struct {
 	MaxBytes int `toml:"max_bytes"`
 }
 
+// LogicConfig is the [logic] section.
+type LogicConfig struct {
+	// Enabled turns the reports of deferred deliveries to logic on; off,
+	// such a push's receipts stay "pending" (job still counts it in
+	// goim_job_deferred_total). Default true.
+	Enabled bool `toml:"enabled"`
+	// Addrs lists logic gRPC addresses (host:port), balanced round robin.
+	// Empty: logic instances come from discovery (app goim.logic), as the
+	// comets find them. Default ["127.0.0.1:3119"].
+	Addrs []string `toml:"addrs"`
+	// Timeout bounds every call to logic. Default "3s".
+	Timeout conf.Duration `toml:"timeout"`
+}
+
 // Initial offsets.
 const (
 	OffsetOldest = "oldest"
@@ -147,6 +165,7 @@ func Default() Config {
 		},
 		Room:            RoomConfig{Window: conf.Duration(5 * time.Millisecond), Linger: conf.Duration(100 * time.Millisecond), MaxFrames: 64, MaxBytes: 64 << 10},
 		Comet:           cometpool.DefaultConfig(),
+		Logic:           LogicConfig{Enabled: true, Addrs: []string{"127.0.0.1:3119"}, Timeout: conf.Duration(3 * time.Second)},
 		Admin:           adminDefault(),
 		Discovery:       discovery.DefaultConfig(),
 		ShutdownTimeout: conf.Duration(10 * time.Second),
@@ -185,6 +204,13 @@ func (c Config) Validate() error {
 		p.Check(len(c.Comets) > 0, "comets", "list the comets (server id = \"host:port\") when discovery.nodes is empty")
 	}
 	c.RPC.Validate(p.Sub("rpc"))
+	if c.Logic.Enabled {
+		l := p.Sub("logic")
+		l.Check(len(c.Logic.Addrs) > 0 || len(c.Discovery.Nodes) > 0, "addrs",
+			"must list at least one logic address when discovery.nodes is empty (or set enabled = false)")
+		l.HostPorts("addrs", c.Logic.Addrs)
+		l.Check(c.Logic.Timeout > 0, "timeout", "must be > 0, got %v", c.Logic.Timeout)
+	}
 	c.Admin.Validate(p.Sub("admin"))
 	p.Check(c.ShutdownTimeout > 0, "shutdown_timeout", "must be > 0, got %v", c.ShutdownTimeout)
 	return p.Err()

@@ -11,8 +11,8 @@ import (
 )
 
 // TestConfigFile checks configs/job.toml: it loads, validates, equals the
-// built-in defaults except for the discovery node it names, and lists
-// every option the code has.
+// built-in defaults except for the discovery node it names (and logic
+// found there), and lists every option the code has.
 func TestConfigFile(t *testing.T) {
 	const path = "../../configs/job.toml"
 	got, err := Load(path)
@@ -22,6 +22,7 @@ func TestConfigFile(t *testing.T) {
 	want := Default()
 	want.Discovery.Nodes = []string{"127.0.0.1:7171"}
 	want.RPC.SecretFile = "/etc/goim/rpc.secret"
+	want.Logic.Addrs = []string{}
 	got.Host = want.Host // machine-specific default, documented commented out
 	testkit.ConfigFile(t, path, &got, &want, "host")
 }
@@ -80,6 +81,23 @@ func TestConfigValidate(t *testing.T) {
 			static(c)
 			c.Room.Linger = 0
 		}},
+		{name: "no logic and no discovery", edit: func(c *Config) {
+			static(c)
+			c.Logic.Addrs = nil
+		}, paths: []string{"logic.addrs"}},
+		{name: "logic off", edit: func(c *Config) {
+			static(c)
+			c.Logic = LogicConfig{}
+		}},
+		{name: "logic from discovery", edit: func(c *Config) {
+			c.Discovery.Nodes = []string{"127.0.0.1:7171"}
+			c.Logic.Addrs = nil
+		}},
+		{name: "bad logic", edit: func(c *Config) {
+			static(c)
+			c.Logic.Addrs = []string{"nope"}
+			c.Logic.Timeout = 0
+		}, paths: []string{"logic.addrs[0]", "logic.timeout"}},
 		{name: "discovery checked when used", edit: func(c *Config) {
 			c.Discovery.Nodes = []string{"http://d:7171"}
 		}, paths: []string{"discovery.nodes[0]"}},

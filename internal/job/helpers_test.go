@@ -36,6 +36,7 @@ func (c *testCluster) jobConfig() Config {
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Comets = c.CometAddrs()
 	cfg.RPC.Secrets = []string{c.Secret}
+	cfg.Logic.Addrs = []string{c.Logic.RPCAddr()}
 	return cfg
 }
 

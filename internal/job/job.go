@@ -33,6 +33,7 @@ type Job struct {
 	log       *slog.Logger
 	metrics   *metrics
 	pool      *cometpool.Pool
+	deferrals *reporter // reports deferred deliveries to logic; nil when [logic] is off
 	seed      maphash.Seed
 	disc      *discovery.Client // nil without discovery nodes
 	sarama    *sarama.Config
@@ -120,6 +121,9 @@ func New(cfg Config, deps Deps) (*Job, error) {
 			return nil, fmt.Errorf("job: %w", err)
 		}
 	}
+	if j.deferrals, err = newReporter(cfg.Logic, keys, m, log); err != nil {
+		return nil, fmt.Errorf("job: %w", err)
+	}
 	j.ctx, j.cancel = context.WithCancel(context.Background())
 	j.drainCtx, j.drainCancel = context.WithCancel(context.Background())
 	return j, nil
@@ -163,6 +167,7 @@ func (j *Job) Start() error {
 		return errors.New("job: already started")
 	}
 	j.started = true
+	j.deferrals.start(j.ctx, &j.wg, j.disc)
 	known := make(chan struct{})
 	if j.disc == nil {
 		j.pool.Update(j.cfg.Comets)
@@ -301,9 +306,10 @@ func (j *Job) Ready() error {
 
 // Shutdown stops job gracefully and is idempotent: it stops fetching,
 // flushes the room batches, waits for the calls in flight, commits, leaves
-// the group and discovery, and closes the comet connections. At ctx's
-// deadline what is left is cut off (and delivered again by the next owner
-// of its partition).
+// the group and discovery, closes the comet connections and sends the
+// deferred deliveries still queued to logic. At ctx's deadline what is
+// left is cut off (and delivered again by the next owner of its
+// partition; unsent reports are dropped).
 func (j *Job) Shutdown(ctx context.Context) error {
 	j.stopOnce.Do(func() { j.shutErr = j.shutdown(ctx) })
 	return j.shutErr
@@ -324,6 +330,7 @@ func (j *Job) shutdown(ctx context.Context) error {
 	j.cancel()
 	j.wg.Wait()
 	err := j.pool.Close(ctx)
+	j.deferrals.stop(ctx) // after the pool: its last calls may report
 	if j.disc != nil {
 		_ = j.disc.Close()
 	}
@@ -349,6 +356,7 @@ func (j *Job) kill() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		_ = j.pool.Close(ctx)
+		j.deferrals.stop(ctx)
 		if j.disc != nil {
 			_ = j.disc.Close()
 		}

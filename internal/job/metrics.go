@@ -26,6 +26,9 @@ type metrics struct {
 	inflight                                            prometheus.Gauge       // pushes dispatched, not finished
 	rebalances                                          prometheus.Counter     // consumer group sessions started
 	errors                                              prometheus.Counter     // errors the consumer group reported
+	reports                                             *prometheus.CounterVec // deferred targets reported to logic, by result
+	// reports' series.
+	reportSent, reportDropped, reportError prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -83,12 +86,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "goim", Subsystem: "job", Name: "consumer_errors_total",
 			Help: "Errors the Kafka consumer group reported (fetch, commit, rebalance).",
 		}),
+		reports: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "job", Name: "deferral_reports_total",
+			Help: "Targets of deferred pushes (mids and keys pushes) reported to logic so that their receipts say deferred, by result: sent (logic took them), dropped (the report queue was full, or job was stopping), error (logic unreachable or refused the call, after a retry).",
+		}, []string{"result"}),
 	}
+	m.reportSent = m.reports.WithLabelValues("sent")
+	m.reportDropped = m.reports.WithLabelValues("dropped")
+	m.reportError = m.reports.WithLabelValues("error")
 	m.dispatchedPush = m.dispatched.WithLabelValues("push")
 	m.dispatchedRoom = m.dispatched.WithLabelValues("room")
 	m.dispatchedBroadcast = m.dispatched.WithLabelValues("broadcast")
 	for _, c := range []prometheus.Collector{m.errors, m.consumed, m.dispatched, m.finished, m.lost, m.deferred, m.expired, m.invalid,
-		m.roomBatch, m.lag, m.committed, m.inflight, m.rebalances} {
+		m.roomBatch, m.lag, m.committed, m.inflight, m.rebalances, m.reports} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("job: register metrics: %w", err)
 		}
@@ -98,11 +108,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // failed counts n deliveries to one comet that ended with reason: deferred
 // when pos (the positions of the call's targets) puts every target in a
-// stream, lost otherwise.
-func (m *metrics) failed(reason string, pos []*protocol.Position, n int) {
+// stream, lost otherwise. It returns whether they were deferred.
+func (m *metrics) failed(reason string, pos []*protocol.Position, n int) bool {
+	deferred := inStreams(pos)
 	c := m.lost
-	if inStreams(pos) {
+	if deferred {
 		c = m.deferred
 	}
 	c.WithLabelValues(reason).Add(float64(n))
+	return deferred
 }

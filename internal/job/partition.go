@@ -234,6 +234,18 @@ func (p *partition) partDone(e *entry, pos []*protocol.Position) func(cometpool.
 	}
 }
 
+// pushDone is partDone for a PUSH call of push id to g's keys: a failed
+// call whose every key has the push in a stream (deferred) is also
+// reported to logic, so that the targets' receipts say so.
+func (p *partition) pushDone(e *entry, id string, g keyGroup) func(cometpool.Outcome) {
+	return func(o cometpool.Outcome) {
+		if o != cometpool.Delivered && p.j.metrics.failed(o.String(), g.pos, 1) {
+			p.j.deferrals.pushTargets(id, g.keys, g.mids, g.pos)
+		}
+		p.finish(e)
+	}
+}
+
 // Streams a position may name, by message type (bit 1<<stream).
 const (
 	pushStreams = 1<<protocol.StreamUser | 1<<protocol.StreamKey
@@ -309,11 +321,12 @@ func carrier(op int32, msg []byte) (*protocol.Proto, error) {
 }
 
 // keyGroup is the keys of a PUSH that go to one shard's worker, with
-// their positions (aligned with keys, or nil).
+// their positions and member ids (each aligned with keys, or nil).
 type keyGroup struct {
 	shard uint32
 	keys  []string
 	pos   []*protocol.Position
+	mids  []int64
 }
 
 // push sends a PUSH to its comet, the keys split by shard so that one
@@ -333,10 +346,16 @@ func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
 	}
 	id := p.msgID(pm)
 	pos := p.positions(pm, len(keys), pushStreams)
+	// The member of each key, for the reports of deferred deliveries only:
+	// ignored unless there is one per key and the push is in streams.
+	mids := pm.GetMids()
+	if len(mids) != len(keys) || pos == nil {
+		mids = nil
+	}
 	shards := uint32(j.cfg.Comet.Shards)
 	var groups []keyGroup
 	if len(keys) == 1 || shards == 1 {
-		groups = []keyGroup{{shard: j.shard(keys[0]) % shards, keys: keys, pos: pos}}
+		groups = []keyGroup{{shard: j.shard(keys[0]) % shards, keys: keys, pos: pos, mids: mids}}
 	} else {
 		at := make(map[uint32]int, 1) // shard -> its group in groups
 		for i, k := range keys {
@@ -351,6 +370,9 @@ func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
 			if pos != nil {
 				groups[g].pos = append(groups[g].pos, pos[i])
 			}
+			if mids != nil {
+				groups[g].mids = append(groups[g].mids, mids[i])
+			}
 		}
 	}
 	e.left.Store(int32(len(groups)))
@@ -358,7 +380,7 @@ func (p *partition) push(e *entry, pm *logicpb.PushMsg) {
 	for _, g := range groups {
 		j.pool.Send(pm.GetServer(), g.shard, &cometpool.Call{
 			Push: &cometpb.PushMsgReq{Keys: g.keys, Proto: body, ProtoOp: pm.GetOperation(), MsgId: id, Positions: g.pos},
-			Done: p.partDone(e, g.pos),
+			Done: p.pushDone(e, id, g),
 		})
 	}
 }

@@ -112,6 +112,7 @@ func startRig(t *testing.T, comets map[string]string, edit func(*Config)) *rig {
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Comets = comets
 	cfg.RPC.Secrets = []string{"job-test-rpc-secret-" + testkit.RandomHex(16)}
+	cfg.Logic.Enabled = false // no logic here, unless a test serves one
 	if edit != nil {
 		edit(&cfg)
 	}

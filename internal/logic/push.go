@@ -40,7 +40,7 @@ func (s *Service) PushKeys(ctx context.Context, op int32, keys []string, msg []b
 		s.metrics.redisErrors.WithLabelValues("servers_by_keys").Inc()
 		return "", fmt.Errorf("logic: push keys: %w", err)
 	}
-	return s.pushServers(ctx, dao.NewMsgID(), op, servers, nil, msg)
+	return s.pushServers(ctx, dao.NewMsgID(), op, servers, nil, nil, msg)
 }
 
 // pushKeysStreams is PushKeys with streams: each key whose key stream a
@@ -64,8 +64,8 @@ func (s *Service) pushKeysStreams(ctx context.Context, op int32, keys []string, 
 			record(ctx, s, id, appended, offline, target)
 		}
 	}
-	servers, positions := splitRouted(routed, protocol.StreamKey)
-	return s.pushServers(ctx, id, op, servers, positions, msg)
+	servers, positions, _ := splitRouted(routed, protocol.StreamKey)
+	return s.pushServers(ctx, id, op, servers, positions, nil, msg)
 }
 
 // PushMids publishes msg to every connection of the users mids, one
@@ -81,7 +81,7 @@ func (s *Service) PushMids(ctx context.Context, op int32, mids []int64, msg []by
 		s.metrics.redisErrors.WithLabelValues("keys_by_mids").Inc()
 		return "", fmt.Errorf("logic: push mids: %w", err)
 	}
-	return s.pushServers(ctx, dao.NewMsgID(), op, servers, nil, msg)
+	return s.pushServers(ctx, dao.NewMsgID(), op, servers, nil, nil, msg)
 }
 
 // pushMidsStreams is PushMids with streams: each member whose user stream
@@ -104,15 +104,21 @@ func (s *Service) pushMidsStreams(ctx context.Context, op int32, mids []int64, m
 			record(ctx, s, id, appended, offline, target)
 		}
 	}
-	servers, positions := splitRouted(routed, protocol.StreamUser)
-	return s.pushServers(ctx, id, op, servers, positions, msg)
+	servers, positions, midsOf := splitRouted(routed, protocol.StreamUser)
+	return s.pushServers(ctx, id, op, servers, positions, midsOf, msg)
 }
 
 // splitRouted turns the routing with positions into the keys of each
 // server and, for the servers where some key has a position in stream,
 // the positions aligned with those keys (stream 0 for a key without).
-func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[string][]string, positions map[string][]*protocol.Position) {
+// For the user stream (a mids push) it also returns each server's member
+// ids, aligned with its keys: job names a key's receipt target
+// ("user:<mid>") by them when it reports the push deferred.
+func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[string][]string, positions map[string][]*protocol.Position, mids map[string][]int64) {
 	servers = make(map[string][]string, len(routed))
+	if stream == protocol.StreamUser {
+		mids = make(map[string][]int64, len(routed))
+	}
 	for server, rs := range routed {
 		keys := make([]string, len(rs))
 		inStream := false
@@ -121,6 +127,13 @@ func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[stri
 			inStream = inStream || r.Pos.Epoch != 0
 		}
 		servers[server] = keys
+		if mids != nil {
+			ms := make([]int64, len(rs))
+			for i, r := range rs {
+				ms[i] = r.Mid
+			}
+			mids[server] = ms
+		}
 		if !inStream {
 			continue
 		}
@@ -137,7 +150,7 @@ func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[stri
 		}
 		positions[server] = ps
 	}
-	return servers, positions
+	return servers, positions, mids
 }
 
 // record records the receipts of push id for the targets whose stream got
@@ -219,18 +232,18 @@ func (s *Service) PushAll(ctx context.Context, op, speed int32, msg []byte) (str
 
 // pushServers publishes one PushMsg per comet, concurrently when there are
 // several, all with msg_id id, which it returns (with no comet it
-// publishes nothing and returns the id all the same); positions, when it
-// has a server's entry, are that PushMsg's positions. If some fail, the
+// publishes nothing and returns the id all the same); positions and mids,
+// when they have a server's entry, are that PushMsg's positions and mids. If some fail, the
 // error names them and no id is returned; the others are published (a
 // retry by the caller repeats those, under a new id).
-func (s *Service) pushServers(ctx context.Context, id string, op int32, servers map[string][]string, positions map[string][]*protocol.Position, msg []byte) (string, error) {
+func (s *Service) pushServers(ctx context.Context, id string, op int32, servers map[string][]string, positions map[string][]*protocol.Position, mids map[string][]int64, msg []byte) (string, error) {
 	names := make([]string, 0, len(servers))
 	for server := range servers {
 		names = append(names, server)
 	}
 	slices.Sort(names)
 	one := func(server string) error {
-		return s.publish(ctx, &logicpb.PushMsg{Type: logicpb.PushMsg_PUSH, Operation: op, Server: server, Keys: servers[server], Msg: msg, MsgId: id, Positions: positions[server]})
+		return s.publish(ctx, &logicpb.PushMsg{Type: logicpb.PushMsg_PUSH, Operation: op, Server: server, Keys: servers[server], Msg: msg, MsgId: id, Positions: positions[server], Mids: mids[server]})
 	}
 	switch len(names) {
 	case 0:

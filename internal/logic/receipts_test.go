@@ -135,8 +135,88 @@ func TestAckInvalid(t *testing.T) {
 	}
 }
 
-// TestReceiptsOff: with [receipts] enabled = false acks are checked and
-// dropped, and the status endpoint answers -501.
+// TestDefer: job's Defer call (over gRPC) turns the pending targets it
+// names deferred, which the status endpoint answers; a delivered target
+// and an unknown push are left alone, and an ack still delivers.
+func TestDefer(t *testing.T) {
+	e := startLogic(t, nil)
+	ctx := context.Background()
+	id := dao.NewMsgID()
+	if err := e.srv.Service().receipts.Record(ctx, id, []string{"user:1001", "key:k-2", "key:k-3"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.rpc.Ack(ctx, &logicpb.AckReq{Server: "comet-1", Acks: []*logicpb.Ack{{MsgId: id, Key: "k-3"}}}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.rpc.Defer(ctx, &logicpb.DeferReq{Deferred: []*logicpb.Ack{
+		{MsgId: id, Mid: 1001, Key: "k-9"},          // user 1001's key
+		{MsgId: id, Key: "k-2"},                     // a keys push's target
+		{MsgId: id, Key: "k-3"},                     // delivered: unchanged
+		{MsgId: dao.NewMsgID(), Mid: 5, Key: "k-5"}, // no record: ignored
+	}})
+	if err != nil {
+		t.Fatalf("Defer: %v", err)
+	}
+	if got := strings.Join(e.pushStatus(id), " "); got != "key:k-2=deferred key:k-3=delivered user:1001=deferred" {
+		t.Fatalf("status after the deferral = %s", got)
+	}
+	for result, want := range map[string]float64{"deferred": 2, "unchanged": 1, "unknown": 1} {
+		if n := e.metric("goim_logic_receipt_deferrals_total", "result", result); n != want {
+			t.Errorf("deferrals{result=%s} = %v, want %v", result, n, want)
+		}
+	}
+	if _, err := e.rpc.Ack(ctx, &logicpb.AckReq{Server: "comet-1", Acks: []*logicpb.Ack{{MsgId: id, Mid: 1001, Key: "k-9"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(e.pushStatus(id), " "); got != "key:k-2=deferred key:k-3=delivered user:1001=delivered" {
+		t.Fatalf("status after the ack = %s", got)
+	}
+}
+
+// TestDeferInvalid: a malformed Defer call is refused whole with
+// InvalidArgument and records nothing; the largest call is accepted.
+func TestDeferInvalid(t *testing.T) {
+	e := startLogic(t, nil)
+	ctx := context.Background()
+	id := dao.NewMsgID()
+	if err := e.srv.Service().receipts.Record(ctx, id, []string{"user:1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	good := &logicpb.Ack{MsgId: id, Mid: 1, Key: "k1"}
+	tooMany := make([]*logicpb.Ack, MaxAcks+1)
+	for i := range tooMany {
+		tooMany[i] = good
+	}
+	for _, tc := range []struct {
+		name   string
+		defers []*logicpb.Ack
+	}{
+		{name: "too many", defers: tooMany},
+		{name: "short msg id", defers: []*logicpb.Ack{good, {MsgId: id[:30], Mid: 1, Key: "k1"}}},
+		{name: "non-hex msg id", defers: []*logicpb.Ack{good, {MsgId: "x" + id[1:], Mid: 1, Key: "k1"}}},
+		{name: "empty key", defers: []*logicpb.Ack{good, {MsgId: id, Mid: 1}}},
+		{name: "bad key", defers: []*logicpb.Ack{good, {MsgId: id, Mid: 1, Key: "a,b"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := e.rpc.Defer(ctx, &logicpb.DeferReq{Deferred: tc.defers})
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("Defer = %v, want InvalidArgument", err)
+			}
+		})
+	}
+	if got := strings.Join(e.pushStatus(id), " "); got != "user:1=pending" {
+		t.Fatalf("status after refused deferrals = %s", got)
+	}
+	if _, err := e.rpc.Defer(ctx, &logicpb.DeferReq{Deferred: tooMany[:MaxAcks]}); err != nil {
+		t.Fatalf("Defer of %d targets: %v", MaxAcks, err)
+	}
+	if got := strings.Join(e.pushStatus(id), " "); got != "user:1=deferred" {
+		t.Fatalf("status = %s", got)
+	}
+}
+
+// TestReceiptsOff: with [receipts] enabled = false acks and deferrals are
+// checked and dropped, and the status endpoint answers -501.
 func TestReceiptsOff(t *testing.T) {
 	e := startLogic(t, func(c *Config) { c.Receipts.Enabled = false })
 	if e.srv.Service().receipts != nil {
@@ -148,6 +228,12 @@ func TestReceiptsOff(t *testing.T) {
 	}
 	if _, err := e.rpc.Ack(ctx, &logicpb.AckReq{Acks: []*logicpb.Ack{{MsgId: "bad", Key: "k1"}}}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad Ack = %v, want InvalidArgument", err)
+	}
+	if _, err := e.rpc.Defer(ctx, &logicpb.DeferReq{Deferred: []*logicpb.Ack{{MsgId: dao.NewMsgID(), Mid: 1, Key: "k1"}}}); err != nil {
+		t.Fatalf("Defer: %v", err)
+	}
+	if _, err := e.rpc.Defer(ctx, &logicpb.DeferReq{Deferred: []*logicpb.Ack{{MsgId: dao.NewMsgID(), Key: "a b"}}}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad Defer = %v, want InvalidArgument", err)
 	}
 	e.expect("GET", "/goim/push/status?msg_id="+dao.NewMsgID(), nil, 501,
 		`{"code":-501,"message":"delivery receipts are off in this logic ([receipts] enabled = false)"}`)

@@ -84,7 +84,8 @@ func (s *Service) readRequest(req *logicpb.ReadStreamReq) (dao.StreamRef, int, e
 	return ref, min(int(limit), s.cfg.Stream.MaxRead), nil
 }
 
-// MaxAcks bounds the acks of one Ack call.
+// MaxAcks bounds the acks of one Ack call, and the targets of one Defer
+// call.
 const MaxAcks = 4096
 
 // Ack records the receipts of reliable connections. A call with more than
@@ -93,16 +94,8 @@ const MaxAcks = 4096
 // off the acks are checked and dropped.
 func (s *Service) Ack(ctx context.Context, req *logicpb.AckReq) (*logicpb.AckReply, error) {
 	acks := req.GetAcks()
-	if len(acks) > MaxAcks {
-		return nil, fmt.Errorf("%w: ack: %d acks, at most %d", ErrInvalidArgument, len(acks), MaxAcks)
-	}
-	for i, a := range acks {
-		if _, ok := protocol.ParseMsgID(a.GetMsgId()); !ok {
-			return nil, fmt.Errorf("%w: ack: acks[%d].msg_id is not 32 hex digits", ErrInvalidArgument, i)
-		}
-		if err := protocol.CheckKey(a.GetKey()); err != nil {
-			return nil, fmt.Errorf("%w: ack: acks[%d].key: %w", ErrInvalidArgument, i, err)
-		}
+	if err := checkAcks("ack", "acks", acks); err != nil {
+		return nil, err
 	}
 	if s.receipts == nil || len(acks) == 0 {
 		return &logicpb.AckReply{}, nil
@@ -111,6 +104,45 @@ func (s *Service) Ack(ctx context.Context, req *logicpb.AckReq) (*logicpb.AckRep
 		return nil, fmt.Errorf("logic: ack: %w", err)
 	}
 	return &logicpb.AckReply{}, nil
+}
+
+// Defer records job's report that it could not deliver pushes to their
+// targets' comets while each target has the push in its stream: each
+// named target's receipt turns deferred if it is still pending (see
+// Receipts.Deferred). Its bounds are Ack's: more than MaxAcks targets, a
+// msg id that is not 32 hex digits or a key that fails protocol.CheckKey
+// refuse the call whole (ErrInvalidArgument). With receipts off the
+// targets are checked and dropped.
+func (s *Service) Defer(ctx context.Context, req *logicpb.DeferReq) (*logicpb.DeferReply, error) {
+	defers := req.GetDeferred()
+	if err := checkAcks("defer", "deferred", defers); err != nil {
+		return nil, err
+	}
+	if s.receipts == nil || len(defers) == 0 {
+		return &logicpb.DeferReply{}, nil
+	}
+	if err := s.receipts.Deferred(ctx, defers); err != nil {
+		return nil, fmt.Errorf("logic: defer: %w", err)
+	}
+	return &logicpb.DeferReply{}, nil
+}
+
+// checkAcks checks the acks of call's field (at most MaxAcks, each with a
+// 32-hex-digit msg id and a valid key): an error wraps
+// ErrInvalidArgument.
+func checkAcks(call, field string, acks []*logicpb.Ack) error {
+	if len(acks) > MaxAcks {
+		return fmt.Errorf("%w: %s: %d %s, at most %d", ErrInvalidArgument, call, len(acks), field, MaxAcks)
+	}
+	for i, a := range acks {
+		if _, ok := protocol.ParseMsgID(a.GetMsgId()); !ok {
+			return fmt.Errorf("%w: %s: %s[%d].msg_id is not 32 hex digits", ErrInvalidArgument, call, field, i)
+		}
+		if err := protocol.CheckKey(a.GetKey()); err != nil {
+			return fmt.Errorf("%w: %s: %s[%d].key: %w", ErrInvalidArgument, call, field, i, err)
+		}
+	}
+	return nil
 }
 
 // Receipts records delivery receipts; the Service's is nil when receipts
@@ -124,4 +156,7 @@ type Receipts interface {
 	Record(ctx context.Context, msgID string, live, deferred []string) error
 	// Acked records acks of reliable connections (from comets' Ack calls).
 	Acked(ctx context.Context, acks []*logicpb.Ack) error
+	// Deferred records job's deferrals (from its Defer calls): each
+	// target, named as an ack names it, turns deferred if still pending.
+	Deferred(ctx context.Context, defers []*logicpb.Ack) error
 }

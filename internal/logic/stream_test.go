@@ -116,6 +116,8 @@ func (f *fakeReceipts) Record(_ context.Context, msgID string, live, deferred []
 
 func (f *fakeReceipts) Acked(context.Context, []*logicpb.Ack) error { return nil }
 
+func (f *fakeReceipts) Deferred(context.Context, []*logicpb.Ack) error { return nil }
+
 func (f *fakeReceipts) targets(id string) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -241,13 +243,17 @@ func TestPushMidsStreams(t *testing.T) {
 			t.Fatalf("records %v, want one per comet", got)
 		}
 		want := map[string]*protocol.Position{a.Key: pos(1, epoch, n), b.Key: pos(1, epoch, n), c.Key: {}}
+		wantMid := map[string]int64{a.Key: 41, b.Key: 41, c.Key: 42}
 		for _, m := range got {
-			if len(m.Positions) != len(m.Keys) {
-				t.Fatalf("record %+v, want a position per key", m)
+			if len(m.Positions) != len(m.Keys) || len(m.Mids) != len(m.Keys) {
+				t.Fatalf("record %+v, want a position and a mid per key", m)
 			}
 			for i, k := range m.Keys {
 				if !proto.Equal(m.Positions[i], want[k]) {
 					t.Errorf("push %d: key %s at %v, want %v", n, k, m.Positions[i], want[k])
+				}
+				if m.Mids[i] != wantMid[k] {
+					t.Errorf("push %d: key %s of mid %d, want %d", n, k, m.Mids[i], wantMid[k])
 				}
 			}
 		}
@@ -308,6 +314,9 @@ func TestPushKeysStreams(t *testing.T) {
 	p := e.pushed(1)[0].msg
 	if !slices.Equal(p.Keys, []string{a.Key, b.Key}) || !samePositions(p.Positions, []*protocol.Position{pos(2, a.Streams[1].Epoch, 1), {}}) {
 		t.Fatalf("record keys %v positions %v", p.Keys, p.Positions)
+	}
+	if p.Mids != nil {
+		t.Errorf("keys push carries mids %v", p.Mids)
 	}
 	if tg := rc.targets(id); !slices.Equal(tg, []string{"key:" + a.Key}) {
 		t.Errorf("pending targets %v", tg)

@@ -135,6 +135,7 @@ func TestRedisCluster(t *testing.T) {
 		{name: "StreamInvalidArgument", fn: TestStreamInvalidArgument},
 		{name: "StreamWrongType", fn: TestStreamWrongType},
 		{name: "Receipts", fn: TestReceipts},
+		{name: "DeferReceipts", fn: TestDeferReceipts},
 	} {
 		t.Run(tc.name, tc.fn)
 	}

@@ -16,7 +16,8 @@ import (
 //	                     value = "p <at> <deadline>" (pending since at,
 //	                     until deadline), "f <at> <deadline>" (deferred:
 //	                     as pending, the target had no connection when the
-//	                     push was recorded), "d <at>" (delivered at) or
+//	                     push was recorded, or, since at, job could not
+//	                     reach its comet), "d <at>" (delivered at) or
 //	                     "e <at>" (expired at its deadline); times in Unix
 //	                     ms. TTL: the receipts' keep time, from the push
 //	rcpt_due       zset  member = msg id, score = the earliest deadline
@@ -77,6 +78,23 @@ type AckOutcome struct {
 	Target string
 }
 
+// DeferResult is what a deferral did.
+type DeferResult int
+
+// Deferral results.
+const (
+	DeferUnknown   DeferResult = iota // no record of the msg id
+	DeferNotTarget                    // neither target is one of the push's
+	DeferDeferred                     // the target turned deferred
+	DeferUnchanged                    // the target was deferred, delivered or expired already, or past its deadline
+)
+
+// DeferOutcome is the result of one deferral and the target it applied to.
+type DeferOutcome struct {
+	Result DeferResult
+	Target string
+}
+
 // ExpiredReceipt is one target a sweep turned expired.
 type ExpiredReceipt struct {
 	MsgID, Target string
@@ -111,6 +129,35 @@ if s == 'p' or s == 'f' then
   end
 end
 return {4, t}
+`
+
+// receiptDeferLua marks a pending target deferred: job could not reach
+// its comet and the push waits in its stream.
+//
+//	KEYS[1] rcpt_<msg_id>
+//	ARGV[1] user target ("" for none), ARGV[2] key target, ARGV[3] now (ms)
+//
+// The target is chosen as receiptAckLua chooses it. Only a pending target
+// not past its deadline changes, to "f <now> <deadline>": its deadline,
+// and so the sweep's index, stay as they are. Returns {result, target}
+// with the DeferResult codes.
+const receiptDeferLua = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
+local t, v = ARGV[2], false
+if ARGV[1] ~= '' then
+  v = redis.call('HGET', KEYS[1], ARGV[1])
+  if v then t = ARGV[1] end
+end
+if not v then
+  v = redis.call('HGET', KEYS[1], ARGV[2])
+  if not v then return {1, ''} end
+end
+local dl = string.match(v, '^p %d+ (%d+)$')
+if dl and tonumber(dl) > tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], t, 'f ' .. ARGV[3] .. ' ' .. dl)
+  return {2, t}
+end
+return {3, t}
 `
 
 // receiptExpireLua turns a record's pending targets whose deadline has
@@ -148,6 +195,7 @@ return out
 // every client.
 var (
 	receiptAckScript    = newLuaScript(receiptAckLua)
+	receiptDeferScript  = newLuaScript(receiptDeferLua)
 	receiptExpireScript = newLuaScript(receiptExpireLua)
 )
 
@@ -224,24 +272,63 @@ func (r *Redis) AckReceipts(ctx context.Context, acks []ReceiptAck, now time.Tim
 		return nil, &opError{kind: ErrRedis, op: "ack receipts (" + strconv.Itoa(len(acks)) + ")", err: err}
 	}
 	for i := range cmds {
-		vs, err := redis.Values(cmds[i].reply, nil)
-		if err == nil && len(vs) != 2 {
-			err = fmt.Errorf("%d values, want 2", len(vs))
-		}
-		var code int
-		var target string
-		if err == nil {
-			code, err = redis.Int(vs[0], nil)
-		}
-		if err == nil {
-			target, err = redis.String(vs[1], nil)
-		}
+		code, target, err := codeTarget(cmds[i].reply)
 		if err != nil {
 			return nil, &opError{kind: ErrRedis, op: "ack receipts: reply", err: err}
 		}
 		out[i] = AckOutcome{Result: AckResult(code), Target: target}
 	}
 	return out, nil
+}
+
+// DeferReceipts marks targets deferred at now: for each of defers (an
+// ReceiptAck naming the push and the target as an ack does), its user
+// target when the push's record has it, else its key target, turns
+// deferred if it is pending and not past its deadline; its deadline stays.
+// out[i] is defers[i]'s outcome. One round trip.
+func (r *Redis) DeferReceipts(ctx context.Context, defers []ReceiptAck, now time.Time) ([]DeferOutcome, error) {
+	out := make([]DeferOutcome, len(defers))
+	if len(defers) == 0 {
+		return out, nil
+	}
+	ms := strconv.FormatInt(now.UnixMilli(), 10)
+	cmds := make([]command, len(defers))
+	for i, d := range defers {
+		rk := r.receiptKey(d.MsgID)
+		cmds[i] = receiptDeferScript.command(rk, []string{rk}, d.UserTarget, d.KeyTarget, ms)
+	}
+	err := r.exec(ctx, cmds)
+	if err == nil {
+		err = firstError(cmds)
+	}
+	if err != nil {
+		return nil, &opError{kind: ErrRedis, op: "defer receipts (" + strconv.Itoa(len(defers)) + ")", err: err}
+	}
+	for i := range cmds {
+		code, target, err := codeTarget(cmds[i].reply)
+		if err != nil {
+			return nil, &opError{kind: ErrRedis, op: "defer receipts: reply", err: err}
+		}
+		out[i] = DeferOutcome{Result: DeferResult(code), Target: target}
+	}
+	return out, nil
+}
+
+// codeTarget decodes a {code, target} script reply.
+func codeTarget(reply any) (int, string, error) {
+	vs, err := redis.Values(reply, nil)
+	if err == nil && len(vs) != 2 {
+		err = fmt.Errorf("%d values, want 2", len(vs))
+	}
+	var code int
+	var target string
+	if err == nil {
+		code, err = redis.Int(vs[0], nil)
+	}
+	if err == nil {
+		target, err = redis.String(vs[1], nil)
+	}
+	return code, target, err
 }
 
 // DueReceipts returns at most limit pushes with a pending target whose

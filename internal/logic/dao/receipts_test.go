@@ -112,3 +112,68 @@ func TestReceipts(t *testing.T) {
 		t.Fatalf("AddReceipts without targets: %v", err)
 	}
 }
+
+// TestDeferReceipts: a deferral turns a pending target deferred, keeping
+// its deadline (and the sweep's index); it picks the user target over the
+// key target as an ack does, and changes nothing else: a delivered,
+// expired, already deferred or overdue target, a target the push did not
+// have, a push without a record.
+func TestDeferReceipts(t *testing.T) {
+	r, _ := newTestRedis(t, nil)
+	ctx := context.Background()
+	t0 := time.UnixMilli(time.Now().UnixMilli())
+	ttl, keep := time.Hour, 2*time.Hour
+	a := dao.NewMsgID()
+	if err := r.AddReceipts(ctx, a, []string{"user:1", "key:k1", "key:k2", "key:k3"}, []string{"key:k4"}, t0, t0.Add(ttl), keep); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := r.AckReceipts(ctx, []dao.ReceiptAck{{MsgID: a, KeyTarget: "key:k2"}}, t0.Add(time.Second)); err != nil || out[0].Result != dao.AckDelivered {
+		t.Fatalf("ack = %+v, %v", out, err)
+	}
+	out, err := r.DeferReceipts(ctx, []dao.ReceiptAck{
+		{MsgID: a, UserTarget: "user:1", KeyTarget: "key:k3"}, // user:1, not key:k3
+		{MsgID: a, KeyTarget: "key:k1"},                       // deferred
+		{MsgID: a, KeyTarget: "key:k2"},                       // delivered: unchanged
+		{MsgID: a, KeyTarget: "key:k4"},                       // deferred already: unchanged
+		{MsgID: a, KeyTarget: "key:k1"},                       // again: unchanged
+		{MsgID: a, UserTarget: "user:9", KeyTarget: "key:zz"}, // not a target
+		{MsgID: dao.NewMsgID(), KeyTarget: "key:k1"},          // unknown
+	}, t0.Add(2*time.Second))
+	want := []dao.DeferOutcome{
+		{Result: dao.DeferDeferred, Target: "user:1"},
+		{Result: dao.DeferDeferred, Target: "key:k1"},
+		{Result: dao.DeferUnchanged, Target: "key:k2"},
+		{Result: dao.DeferUnchanged, Target: "key:k4"},
+		{Result: dao.DeferUnchanged, Target: "key:k1"},
+		{Result: dao.DeferNotTarget},
+		{Result: dao.DeferUnknown},
+	}
+	if err != nil || !slices.Equal(out, want) {
+		t.Fatalf("DeferReceipts = %+v, %v; want %+v", out, err, want)
+	}
+	got, err := r.Receipts(ctx, a)
+	wantRs := []string{"key:k1=deferred@2000..3600000", "key:k2=delivered@1000", "key:k3=pending@0..3600000",
+		"key:k4=deferred@0..3600000", "user:1=deferred@2000..3600000"}
+	if err != nil || !slices.Equal(receiptStrings(got, t0), wantRs) {
+		t.Fatalf("Receipts = %q, %v; want %q", receiptStrings(got, t0), err, wantRs)
+	}
+
+	// The deadline stays: the sweep expires the deferred targets at it,
+	// and an overdue pending target is not deferred.
+	if ids, err := r.DueReceipts(ctx, t0.Add(ttl), 10); err != nil || !slices.Equal(ids, []string{a}) {
+		t.Fatalf("DueReceipts at the deadline = %v, %v", ids, err)
+	}
+	if out, err := r.DeferReceipts(ctx, []dao.ReceiptAck{{MsgID: a, KeyTarget: "key:k3"}}, t0.Add(ttl)); err != nil || out[0] != (dao.DeferOutcome{Result: dao.DeferUnchanged, Target: "key:k3"}) {
+		t.Fatalf("deferral past the deadline = %+v, %v", out, err)
+	}
+	expired, err := r.ExpireReceipts(ctx, []string{a}, t0.Add(ttl))
+	if err != nil || len(expired) != 4 {
+		t.Fatalf("ExpireReceipts = %+v, %v; want 4 targets", expired, err)
+	}
+	if out, err := r.DeferReceipts(ctx, []dao.ReceiptAck{{MsgID: a, UserTarget: "user:1", KeyTarget: "key:k1"}}, t0.Add(ttl+time.Second)); err != nil || out[0] != (dao.DeferOutcome{Result: dao.DeferUnchanged, Target: "user:1"}) {
+		t.Fatalf("deferral of an expired target = %+v, %v", out, err)
+	}
+	if out, err := r.DeferReceipts(ctx, nil, t0); err != nil || len(out) != 0 {
+		t.Fatalf("no deferral = %+v, %v", out, err)
+	}
+}

@@ -137,6 +137,9 @@ type StreamRead struct {
 type Routed struct {
 	Key string
 	Pos StreamPos
+	// Mid is the key's member id for a lookup by member (KeysByMidsAppend),
+	// 0 for a lookup by key.
+	Mid int64
 }
 
 // streamAppendLua is the append every stream script shares, as a Lua
@@ -393,7 +396,7 @@ func (r *Redis) KeysByMidsAppend(ctx context.Context, mids []int64, msg StreamMs
 		routed := false
 		for key, server := range fields {
 			if server != "" {
-				servers[server] = append(servers[server], Routed{Key: key, Pos: f.pos})
+				servers[server] = append(servers[server], Routed{Key: key, Pos: f.pos, Mid: mids[i]})
 				routed = true
 			}
 		}

@@ -17,6 +17,10 @@ type metrics struct {
 	// acks' series, by dao.AckResult.
 	ackBy [5]prometheus.Counter
 
+	deferrals *prometheus.CounterVec // job's deferrals by result
+	// deferrals' series, by dao.DeferResult.
+	deferBy [4]prometheus.Counter
+
 	events *prometheus.CounterVec // webhook events by outcome
 	// events' series.
 	sent, droppedQueue, failed prometheus.Counter
@@ -32,6 +36,10 @@ type metrics struct {
 // ackResults are the acks' label values, indexed by dao.AckResult.
 var ackResults = [...]string{"unknown", "not_target", "delivered", "duplicate", "late"}
 
+// deferResults are the deferrals' label values, indexed by
+// dao.DeferResult.
+var deferResults = [...]string{"unknown", "not_target", "deferred", "unchanged"}
+
 func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, error) {
 	m := &metrics{
 		receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -41,6 +49,10 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 		acks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "logic", Name: "receipt_acks_total",
 			Help: "Acks of reliable connections by result: delivered, duplicate (already delivered), late (already expired), not_target (the push did not target the connection's user or key), unknown (no record of the msg id: not tracked, or past its keep time).",
+		}, []string{"result"}),
+		deferrals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "goim", Subsystem: "logic", Name: "receipt_deferrals_total",
+			Help: "Targets job reported deferred (it gave up on the comet call; the push waits in the target's stream), by result: deferred (the pending target turned deferred), unchanged (it was deferred, delivered or expired already, or past its deadline), not_target (the push did not target that user or key), unknown (no record of the msg id).",
 		}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "goim", Subsystem: "logic", Name: "webhook_events_total",
@@ -67,6 +79,9 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 	for i, r := range ackResults {
 		m.ackBy[i] = m.acks.WithLabelValues(r)
 	}
+	for i, r := range deferResults {
+		m.deferBy[i] = m.deferrals.WithLabelValues(r)
+	}
 	m.sent = m.events.WithLabelValues("sent")
 	m.droppedQueue = m.events.WithLabelValues("dropped_queue")
 	m.failed = m.events.WithLabelValues("failed")
@@ -74,7 +89,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 	for i := 1; i <= 5; i++ {
 		m.requestBy[i] = m.requests.WithLabelValues(fmt.Sprintf("%dxx", i))
 	}
-	for _, c := range []prometheus.Collector{m.receipts, m.acks, m.events, m.requests, m.queue, m.sweepErrors} {
+	for _, c := range []prometheus.Collector{m.receipts, m.acks, m.deferrals, m.events, m.requests, m.queue, m.sweepErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("receipts: register metrics: %w", err)
 		}

@@ -33,10 +33,11 @@ const (
 // Status is one target's delivery status of a push.
 type Status struct {
 	Target string
-	// Status is "pending", "delivered" or "expired" (a pending target past
-	// its deadline is expired, swept or not).
+	// Status is "pending", "deferred", "delivered" or "expired" (a pending
+	// or deferred target past its deadline is expired, swept or not).
 	Status string
-	// At is when the target got its status: the push (pending), the ack
+	// At is when the target got its status: the push (pending, and
+	// deferred at the push), job's report (deferred later), the ack
 	// (delivered) or the deadline (expired).
 	At time.Time
 }
@@ -215,19 +216,9 @@ func (t *Tracker) Acked(ctx context.Context, acks []*logicpb.Ack) error {
 	if len(acks) == 0 {
 		return nil
 	}
-	batch := make([]dao.ReceiptAck, len(acks))
-	for i, a := range acks {
-		id, err := checkMsgID(a.GetMsgId())
-		if err != nil {
-			return fmt.Errorf("acks[%d]: %w", i, err)
-		}
-		if err := protocol.CheckKey(a.GetKey()); err != nil {
-			return fmt.Errorf("%w: acks[%d]: key: %w", ErrInvalidArgument, i, err)
-		}
-		batch[i] = dao.ReceiptAck{MsgID: id, KeyTarget: KeyTarget + a.GetKey()}
-		if a.GetMid() > 0 {
-			batch[i].UserTarget = UserTarget + strconv.FormatInt(a.GetMid(), 10)
-		}
+	batch, err := receiptAcks(acks)
+	if err != nil {
+		return err
 	}
 	now := t.now()
 	out, err := t.store.AckReceipts(ctx, batch, now)
@@ -248,6 +239,56 @@ func (t *Tracker) Acked(ctx context.Context, acks []*logicpb.Ack) error {
 		}
 	}
 	return nil
+}
+
+// Deferred records that job could not deliver pushes to their targets'
+// comets while each target has the push in its stream: the target of
+// each of defers (chosen as Acked chooses it: the user target when the
+// push targeted it, else the key target) turns deferred if it is still
+// pending, keeping its deadline. Delivered, expired and deferred targets,
+// pushes without a record and targets the push did not have change
+// nothing; each outcome is counted. A malformed msg id or key fails the
+// call (ErrInvalidArgument) and nothing is recorded; the error otherwise
+// is Redis's. No webhook event: the webhook reports deliveries and
+// expiries only.
+func (t *Tracker) Deferred(ctx context.Context, defers []*logicpb.Ack) error {
+	if len(defers) == 0 {
+		return nil
+	}
+	batch, err := receiptAcks(defers)
+	if err != nil {
+		return err
+	}
+	out, err := t.store.DeferReceipts(ctx, batch, t.now())
+	if err != nil {
+		return fmt.Errorf("receipts: deferred: %w", err)
+	}
+	for _, o := range out {
+		if int(o.Result) < len(t.m.deferBy) {
+			t.m.deferBy[o.Result].Inc()
+		}
+	}
+	return nil
+}
+
+// receiptAcks checks acks (or deferrals) and names their targets: the
+// user target ("user:<mid>") when mid > 0, and the key target.
+func receiptAcks(acks []*logicpb.Ack) ([]dao.ReceiptAck, error) {
+	batch := make([]dao.ReceiptAck, len(acks))
+	for i, a := range acks {
+		id, err := checkMsgID(a.GetMsgId())
+		if err != nil {
+			return nil, fmt.Errorf("acks[%d]: %w", i, err)
+		}
+		if err := protocol.CheckKey(a.GetKey()); err != nil {
+			return nil, fmt.Errorf("%w: acks[%d]: key: %w", ErrInvalidArgument, i, err)
+		}
+		batch[i] = dao.ReceiptAck{MsgID: id, KeyTarget: KeyTarget + a.GetKey()}
+		if a.GetMid() > 0 {
+			batch[i].UserTarget = UserTarget + strconv.FormatInt(a.GetMid(), 10)
+		}
+	}
+	return batch, nil
 }
 
 // Status returns the targets of push msgID with their status, sorted by

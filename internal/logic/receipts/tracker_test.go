@@ -137,6 +137,66 @@ func TestAckPrefersUser(t *testing.T) {
 	wantStatus(t, e.status(id), t0, "key:k7=delivered@0", "user:7=delivered@0")
 }
 
+// TestDeferredByJob: job's deferral turns a pending target deferred at
+// the time of the report, picking the user target over the key target as
+// an ack does; it keeps the deadline (the target expires at it), leaves
+// delivered and expired targets alone, ignores unknown pushes and targets,
+// and counts each outcome. An ack still delivers a deferred target.
+func TestDeferredByJob(t *testing.T) {
+	e := newEnv(t, false, nil)
+	ctx := context.Background()
+	t0 := e.clock.now()
+	id := msgID()
+	e.pending(id, "user:7", "key:k7", "key:k8", "key:k9")
+	e.clock.add(time.Second)
+	e.acked(&logicpb.Ack{MsgId: id, Key: "k8"})
+	e.clock.add(time.Second)
+	if err := e.tr.Deferred(ctx, []*logicpb.Ack{
+		{MsgId: id, Mid: 7, Key: "k7"},          // user:7
+		{MsgId: strings.ToUpper(id), Key: "k9"}, // key:k9
+		{MsgId: id, Key: "k8"},                  // delivered: unchanged
+		{MsgId: id, Mid: 7, Key: "k7"},          // deferred already: unchanged
+		{MsgId: id, Mid: 70, Key: "k70"},        // not a target
+		{MsgId: msgID(), Mid: 7, Key: "k7"},     // unknown push
+	}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, e.status(id), t0, "key:k7=pending@0", "key:k8=delivered@1000", "key:k9=deferred@2000", "user:7=deferred@2000")
+	for result, want := range map[string]float64{"deferred": 2, "unchanged": 2, "not_target": 1, "unknown": 1} {
+		if got := e.metric("goim_logic_receipt_deferrals_total", "result", result); got != want {
+			t.Errorf("deferrals{result=%s} = %v, want %v", result, got, want)
+		}
+	}
+	e.clock.add(time.Second)
+	e.acked(&logicpb.Ack{MsgId: id, Mid: 7, Key: "k7"})
+	wantStatus(t, e.status(id), t0, "key:k7=pending@0", "key:k8=delivered@1000", "key:k9=deferred@2000", "user:7=delivered@3000")
+
+	// The deadline stays the push's: past it the deferred target is
+	// expired (answered so, and swept), and a deferral changes nothing.
+	e.clock.add(24*time.Hour - 3*time.Second)
+	wantStatus(t, e.status(id), t0, "key:k7=expired@86400000", "key:k8=delivered@1000", "key:k9=expired@86400000", "user:7=delivered@3000")
+	if n, err := e.tr.sweep(ctx); err != nil || n != 2 {
+		t.Fatalf("sweep = %d, %v; want 2", n, err)
+	}
+	if err := e.tr.Deferred(ctx, []*logicpb.Ack{{MsgId: id, Key: "k7"}}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, e.status(id), t0, "key:k7=expired@86400000", "key:k8=delivered@1000", "key:k9=expired@86400000", "user:7=delivered@3000")
+
+	// A malformed deferral records nothing.
+	other := msgID()
+	e.pending(other, "key:k1")
+	for _, bad := range [][]*logicpb.Ack{
+		{{MsgId: other, Key: "k1"}, {MsgId: "x", Key: "k1"}},
+		{{MsgId: other, Key: "k1"}, {MsgId: other, Key: "a b"}},
+	} {
+		if err := e.tr.Deferred(ctx, bad); !errors.Is(err, ErrInvalidArgument) {
+			t.Errorf("Deferred(%v) = %v, want ErrInvalidArgument", bad, err)
+		}
+	}
+	wantStatus(t, e.status(other), e.clock.now(), "key:k1=pending@0")
+}
+
 // TestAckIgnored: acks that change nothing are counted, not errors.
 func TestAckIgnored(t *testing.T) {
 	e := newEnv(t, false, nil)

@@ -41,6 +41,8 @@ type Service interface {
 	ReadStream(ctx context.Context, req *logicpb.ReadStreamReq) (*logicpb.ReadStreamReply, error)
 	// Ack records the receipts of reliable connections.
 	Ack(ctx context.Context, req *logicpb.AckReq) (*logicpb.AckReply, error)
+	// Defer records job's deferrals of pushes it could not deliver.
+	Defer(ctx context.Context, req *logicpb.DeferReq) (*logicpb.DeferReply, error)
 }
 
 // Errors are the Service's own errors that decide a gRPC code. The others
@@ -180,5 +182,10 @@ func (s *service) ReadStream(ctx context.Context, req *logicpb.ReadStreamReq) (*
 
 func (s *service) Ack(ctx context.Context, req *logicpb.AckReq) (*logicpb.AckReply, error) {
 	r, err := s.svc.Ack(ctx, req)
+	return r, s.rpcError(err)
+}
+
+func (s *service) Defer(ctx context.Context, req *logicpb.DeferReq) (*logicpb.DeferReply, error) {
+	r, err := s.svc.Defer(ctx, req)
 	return r, s.rpcError(err)
 }

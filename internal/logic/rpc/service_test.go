@@ -83,6 +83,10 @@ func (f fake) Ack(context.Context, *logicpb.AckReq) (*logicpb.AckReply, error) {
 	return &logicpb.AckReply{}, f.err
 }
 
+func (f fake) Defer(context.Context, *logicpb.DeferReq) (*logicpb.DeferReply, error) {
+	return &logicpb.DeferReply{}, f.err
+}
+
 // codeCases are the Service's errors and the codes comets act on.
 var codeCases = []struct {
 	err  error

@@ -28,6 +28,7 @@ func Start(t *testing.T, c *cluster.Cluster, host string) *job.Job {
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Comets = c.CometAddrs()
 	cfg.RPC.Secrets = []string{c.Secret}
+	cfg.Logic.Addrs = []string{c.Logic.RPCAddr()}
 	j, err := job.New(cfg, job.Deps{Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
