@@ -112,11 +112,11 @@ type PushMsg struct {
 	// keeps none); ROOM, one, its place in the room's stream when the room
 	// is recoverable. Added by goim; not in goim v2.
 	Positions []*protocol.Position `protobuf:"bytes,9,rep,name=positions,proto3" json:"positions,omitempty"`
-	// Empty, or, for a PUSH made from a mids push: one per key (mids[i] is
-	// keys[i]'s member id), so that job can name a key's receipt target
-	// ("user:<mid>") when it reports the push deferred (Logic.Defer). A
-	// logic with [stream] off leaves it empty: without positions job reports
-	// nothing. Added by goim; not in goim v2.
+	// Empty, or, for a PUSH made from a mids push that has positions: one
+	// per key (mids[i] is keys[i]'s member id), so that job can name a key's
+	// receipt target ("user:<mid>") when it reports the push deferred
+	// (Logic.Defer). Without positions job reports nothing, so a push
+	// without them carries no mids. Added by goim; not in goim v2.
 	Mids          []int64 `protobuf:"varint,10,rep,packed,name=mids,proto3" json:"mids,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

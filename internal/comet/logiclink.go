@@ -2,25 +2,19 @@ package comet
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	logicpb "github.com/goim/goim/api/logic"
-	"github.com/goim/goim/internal/discovery"
 	"github.com/goim/goim/internal/gather"
+	"github.com/goim/goim/internal/logicclient"
 	"github.com/goim/goim/internal/ratelog"
 	"github.com/goim/goim/internal/rpcauth"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
-	"google.golang.org/grpc/status"
 )
 
 // logicLink is everything the comet says to logic: the gRPC connection
@@ -73,7 +67,7 @@ type logicLink struct {
 func newLogicLink(cfg Config, keys *rpcauth.Keys, log *slog.Logger, warns *ratelog.Limiter, m *metrics, rooms *rooms, reg *registrar) (*logicLink, error) {
 	l := &logicLink{cfg: cfg.Logic, host: cfg.Host, log: log, warns: warns, metrics: m, rooms: rooms, reg: reg}
 	var err error
-	if l.conn, l.resolver, err = dialLogic(cfg.Logic, keys); err != nil {
+	if l.conn, l.resolver, err = logicclient.Dial(cfg.Logic.Addrs, "comet", keys); err != nil {
 		return nil, err
 	}
 	l.client = logicpb.NewLogicClient(l.conn)
@@ -114,67 +108,10 @@ func (l *logicLink) stop(ctx context.Context) {
 // close closes the connection to logic.
 func (l *logicLink) close() { _ = l.conn.Close() }
 
-// dialLogic returns a client connection to logic's gRPC service, balanced
-// round robin over cfg.Addrs, or over what the returned resolver is fed
-// from discovery when cfg.Addrs is empty; every call carries keys' secret.
-// It does not wait for a connection: calls fail with their own deadline
-// while logic is unreachable.
-func dialLogic(cfg LogicConfig, keys *rpcauth.Keys) (*grpc.ClientConn, *manual.Resolver, error) {
-	r := manual.NewBuilderWithScheme("goim-logic")
-	if len(cfg.Addrs) > 0 {
-		addrs := make([]resolver.Address, len(cfg.Addrs))
-		for i, a := range cfg.Addrs {
-			addrs[i] = resolver.Address{Addr: a}
-		}
-		r.InitialState(resolver.State{Addresses: addrs})
-	}
-	opts := []grpc.DialOption{
-		grpc.WithResolvers(r),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: clientPing, Timeout: clientPingTimeout, PermitWithoutStream: true}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMsgSize)),
-	}
-	opts = append(opts, grpc.WithChainUnaryInterceptor(secretRefused))
-	conn, err := grpc.NewClient(r.Scheme()+":///logic", append(opts, keys.DialOptions()...)...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("comet: logic client: %w", err)
-	}
-	return conn, r, nil
-}
-
-// secretRefused turns logic's refusal of this comet's rpc secret into
-// FailedPrecondition, so that it is not taken for logic refusing a
-// client's token (Unauthenticated too): handshakes fail as logic_error,
-// not auth_rejected, and the message says what to fix.
-func secretRefused(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	err := invoker(ctx, method, req, reply, cc, opts...)
-	if err != nil && rpcauth.Refused(err) {
-		return status.Error(codes.FailedPrecondition,
-			"comet: logic refused this comet's rpc secret (check [rpc] secret_file or GOIM_RPC_SECRET on both)")
-	}
-	return err
-}
-
 // watchLogic feeds logic's gRPC resolver from discovery (app goim.logic)
 // until ctx ends; used when logic.addrs is empty.
 func (l *logicLink) watchLogic(ctx context.Context) {
-	w := l.reg.client.Watch(ctx, discovery.AppLogic)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.Changed():
-		}
-		var addrs []resolver.Address
-		for _, ins := range w.Instances() {
-			if hp, ok := ins.GRPC(); ok {
-				addrs = append(addrs, resolver.Address{Addr: hp})
-			}
-		}
-		l.resolver.UpdateState(resolver.State{Addresses: addrs})
-		l.log.Info("comet: logic instances", "count", len(addrs))
-	}
+	logicclient.Follow(ctx, l.reg.client, l.resolver, l.log, "comet")
 }
 
 // reportLoop sends room counts and load to logic every report interval and

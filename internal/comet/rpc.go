@@ -17,14 +17,12 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// gRPC settings shared by the comet's server and its logic client. Clients
-// ping every clientPing; the server allows pings that often (goim v2's
-// servers refused their own clients' pings).
+// gRPC settings of the comet's server. Its clients (job) ping every 30 s;
+// the server allows pings every serverMinPing (goim v2's servers refused
+// their own clients' pings).
 const (
-	clientPing        = 30 * time.Second
-	clientPingTimeout = 10 * time.Second
-	serverMinPing     = 10 * time.Second
-	maxMsgSize        = 16 << 20 // room batches can be large
+	serverMinPing = 10 * time.Second
+	maxMsgSize    = 16 << 20 // room batches can be large
 )
 
 // newGRPCServer returns the server of the Comet service. Every call must

@@ -111,14 +111,13 @@ func (s *Service) pushMidsStreams(ctx context.Context, op int32, mids []int64, m
 // splitRouted turns the routing with positions into the keys of each
 // server and, for the servers where some key has a position in stream,
 // the positions aligned with those keys (stream 0 for a key without).
-// For the user stream (a mids push) it also returns each server's member
-// ids, aligned with its keys: job names a key's receipt target
-// ("user:<mid>") by them when it reports the push deferred.
+// For the user stream (a mids push) those servers also get their member
+// ids, aligned with their keys: job names a key's receipt target
+// ("user:<mid>") by them when it reports the push deferred. A server
+// without a position in stream gets neither, so goim v2 clients' pushes
+// carry nothing more.
 func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[string][]string, positions map[string][]*protocol.Position, mids map[string][]int64) {
 	servers = make(map[string][]string, len(routed))
-	if stream == protocol.StreamUser {
-		mids = make(map[string][]int64, len(routed))
-	}
 	for server, rs := range routed {
 		keys := make([]string, len(rs))
 		inStream := false
@@ -127,13 +126,6 @@ func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[stri
 			inStream = inStream || r.Pos.Epoch != 0
 		}
 		servers[server] = keys
-		if mids != nil {
-			ms := make([]int64, len(rs))
-			for i, r := range rs {
-				ms[i] = r.Mid
-			}
-			mids[server] = ms
-		}
 		if !inStream {
 			continue
 		}
@@ -149,6 +141,16 @@ func splitRouted(routed map[string][]dao.Routed, stream int32) (servers map[stri
 			ps[i] = &protocol.Position{Stream: stream, Epoch: r.Pos.Epoch, Offset: r.Pos.Offset}
 		}
 		positions[server] = ps
+		if stream == protocol.StreamUser {
+			if mids == nil {
+				mids = make(map[string][]int64)
+			}
+			ms := make([]int64, len(rs))
+			for i, r := range rs {
+				ms[i] = r.Mid
+			}
+			mids[server] = ms
+		}
 	}
 	return servers, positions, mids
 }

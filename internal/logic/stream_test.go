@@ -266,8 +266,8 @@ func TestPushMidsStreams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := e.pushedWith(5, id); len(got) != 1 || got[0].Positions != nil {
-		t.Fatalf("records %+v, want one without positions", got)
+	if got := e.pushedWith(5, id); len(got) != 1 || got[0].Positions != nil || got[0].Mids != nil {
+		t.Fatalf("records %+v, want one without positions or mids", got)
 	}
 	if tg := rc.targets(id); tg != nil {
 		t.Errorf("pending targets %v for a push in no stream", tg)

@@ -1,9 +1,8 @@
 // Package logicclient connects a service to logic's gRPC service
 // (goim.logic.Logic): a connection balanced round robin over fixed
 // addresses or over the logic instances discovery lists, carrying the
-// service's rpc secret. Job uses it to report deferred deliveries; it is
-// the shape of the comet's own link to logic, so that the comet can use
-// it too.
+// service's rpc secret. The comet uses it for every call to logic, job to
+// report deferred deliveries.
 package logicclient
 
 import (
