@@ -288,6 +288,8 @@ topic = "$topic"
 group = "goim-job-bench-$run_id"
 [rpc]
 $rpc_secret
+[logic]
+addrs = [$logic_rpc]
 [admin]
 addr = "127.0.0.1:13114"
 $disc
