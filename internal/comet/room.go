@@ -130,6 +130,9 @@ func (s *Server) fanOut(jobs []roomJob, pc *roomPacer, rb *ringBatch) {
 				continue
 			}
 			if j.to != first.to {
+				if j.to != toAll && first.to != toAll {
+					continue // the other members: its order against first's does not matter
+				}
 				break // the room's later pushes go in a later fan-out, in order
 			}
 			if tcpLen+len(j.f.tcp) > maxRoomMergeBytes || wsLen+len(j.f.ws) > maxRoomMergeBytes {
@@ -144,7 +147,7 @@ func (s *Server) fanOut(jobs []roomJob, pc *roomPacer, rb *ringBatch) {
 		if n > 1 {
 			f = &frame{tcp: make([]byte, 0, tcpLen), ws: make([]byte, 0, wsLen)}
 			for k := i; k <= last; k++ {
-				if j := jobs[k]; j.f != nil && j.room == first.room && (len(j.f.ids)+len(j.f.pos) > 0 || j.f.id != "") {
+				if j := jobs[k]; j.f != nil && j.room == first.room && j.to == first.to && (len(j.f.ids)+len(j.f.pos) > 0 || j.f.id != "") {
 					// ids and positions stay with their frames, for
 					// reliable members (frame.messages)
 					f.parts = make([]*frame, 0, n)
@@ -152,7 +155,7 @@ func (s *Server) fanOut(jobs []roomJob, pc *roomPacer, rb *ringBatch) {
 				}
 			}
 			for k := i; k <= last; k++ {
-				if j := jobs[k]; j.f != nil && j.room == first.room {
+				if j := jobs[k]; j.f != nil && j.room == first.room && j.to == first.to {
 					f.tcp = append(f.tcp, j.f.tcp...)
 					f.ws = append(f.ws, j.f.ws...)
 					if f.parts != nil {
@@ -264,7 +267,9 @@ func (pc *roomPacer) took(room string, start, end time.Time) {
 	wait := min(time.Duration(pc.factor*float64(end.Sub(start))), pc.max)
 	r := pc.rooms[room]
 	if wait < minRoomLinger {
-		if r != nil && len(r.jobs) == 0 {
+		// A short fan-out ends a wait that has passed, not one that a
+		// longer fan-out of the same room (to its other members) set.
+		if r != nil && len(r.jobs) == 0 && !end.Before(r.next) {
 			delete(pc.rooms, room)
 		}
 		return
@@ -273,7 +278,7 @@ func (pc *roomPacer) took(room string, start, end time.Time) {
 		r = &pacedRoom{}
 		pc.rooms[room] = r
 	}
-	r.next = end.Add(wait)
+	r.next = later(r.next, end.Add(wait))
 }
 
 // arm sets the timer for the first end of wait among the rooms holding
@@ -396,13 +401,15 @@ func (rs *rooms) leave(r *Room, c *Channel) {
 }
 
 // lookup returns room id (nil: it has no members) and whether it has
-// reliable members.
-func (rs *rooms) lookup(id string) (*Room, bool) {
+// reliable members, and members that are not.
+func (rs *rooms) lookup(id string) (r *Room, reliable, plain bool) {
 	sh := rs.shard(id)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	r := sh.m[id]
-	return r, r != nil && r.rel > 0
+	if r = sh.m[id]; r == nil {
+		return nil, false, false
+	}
+	return r, r.rel > 0, len(r.members) > r.rel
 }
 
 // broadcast pushes f to every member of room id that to names and
@@ -535,4 +542,12 @@ func (g roomGrant) allows(id string) bool {
 		}
 	}
 	return false
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -87,6 +87,9 @@ func TestRoomPacer(t *testing.T) {
 	}
 	t0 := time.Now()
 	pc.took("big", t0, t0.Add(10*time.Millisecond))    // waits until t0+50ms
+	// A short fan-out of the same room to its other members (the room
+	// sequencer's audiences) does not end that wait.
+	pc.took("big", t0.Add(10*time.Millisecond), t0.Add(10*time.Millisecond+100*time.Microsecond))
 	pc.took("small", t0, t0.Add(200*time.Microsecond)) // 800µs: not held
 	pc.took("huge", t0, t0.Add(time.Second))           // capped: t0+1.25s
 	at := t0.Add(20 * time.Millisecond)

@@ -143,7 +143,7 @@ func (q *roomSeq) add(out []roomJob, j roomJob, now time.Time) []roomJob {
 	if !roomPositions(j.f.pos) {
 		return append(out, j)
 	}
-	cur, reliable := q.s.rooms.lookup(j.room)
+	cur, reliable, plain := q.s.rooms.lookup(j.room)
 	r := q.rooms[j.room]
 	if !reliable { // no reliable member here: nothing to sequence
 		if r != nil {
@@ -160,7 +160,9 @@ func (q *roomSeq) add(out []roomJob, j roomJob, now time.Time) []roomJob {
 	if len(r.held) == 0 && r.continues(j.f.pos) {
 		return append(out, j)
 	}
-	out = append(out, roomJob{room: j.room, f: j.f, to: toPlain})
+	if plain {
+		out = append(out, roomJob{room: j.room, f: j.f, to: toPlain})
+	}
 	for _, m := range j.f.messages(nil) {
 		out = q.place(out, j.room, r, m, now)
 	}

@@ -7,7 +7,9 @@ import (
 
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/internal/conf"
+	"github.com/goim/goim/internal/testkit"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // roomSeqEnv is a comet with members in a recoverable room whose stream
@@ -208,7 +210,7 @@ func TestRoomSeqRoomMadeAnew(t *testing.T) {
 		c.expect(protocol.OpChangeRoomReply, seq)
 	}
 	waitFor(t, 5*time.Second, func() error {
-		if r, _ := e.srv.rooms.lookup(e.room); r != nil {
+		if r, _, _ := e.srv.rooms.lookup(e.room); r != nil {
 			return fmt.Errorf("room still has members")
 		}
 		return nil
@@ -226,5 +228,42 @@ func TestRoomSeqRoomMadeAnew(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // a read would start here
 	if n := e.logic.readCount() - reads; n != 0 {
 		t.Fatalf("%d stream reads, want 0", n)
+	}
+}
+
+// TestFanOutAudiences: a fan-out for the plain members and one for the
+// reliable members are merged each with its own kind across the other
+// (they reach different members), never across a fan-out for every
+// member, so each member gets its pushes in order.
+func TestFanOutAudiences(t *testing.T) {
+	e := startRoomSeq(t, time.Second, 1)
+	epoch := e.logic.stream(streamName(protocol.StreamRoom, 0, "", e.room)).epoch
+	job := func(to audience, body string, off uint64) roomJob {
+		f := newFrame(&protocol.Proto{Ver: 1, Op: 1000, Body: []byte(body)})
+		if off > 0 {
+			f.ids = []string{testkit.RandomHex(16)}
+			f.pos = []*protocol.Position{{Stream: protocol.StreamRoom, Epoch: epoch, Offset: off}}
+		}
+		return roomJob{room: e.room, f: f, to: to}
+	}
+	jobs := []roomJob{job(toPlain, "p1", 0), job(toReliable, "m3", 3), job(toPlain, "p2", 0), job(toReliable, "m4", 4),
+		job(toAll, "a1", 0), job(toPlain, "p3", 0)}
+	e.srv.fanOut(jobs, nil, nil)
+	for _, body := range []string{"p1", "p2", "a1", "p3"} {
+		if p := e.plain.expect(1000, 0); string(p.Body) != body {
+			t.Fatalf("plain member: got %q, want %q", p.Body, body)
+		}
+	}
+	r := e.rel[0]
+	r.expectOffsets(protocol.StreamRoom, 3, 4)
+	if env := r.expectEnvelope(); env.Stream != protocol.StreamNone || string(env.Body) != "a1" {
+		t.Fatalf("reliable member: got stream %d body %q, want a1 in no stream", env.Stream, env.Body)
+	}
+	var m dto.Metric
+	if err := e.srv.metrics.roomMerged.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 4 || sum != 6 {
+		t.Fatalf("%d fan-outs of %v batches, want 4 of 6 (p1+p2, m3+m4, a1, p3)", n, sum)
 	}
 }
