@@ -193,6 +193,13 @@ func (l *testLogic) readCount() int {
 // in the order given.
 func (e *testEnv) pushRoomAt(t testing.TB, room string, offsets ...uint64) {
 	t.Helper()
+	if _, err := e.push.BroadcastRoom(context.Background(), e.roomPush(room, offsets...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// roomPush is pushRoomAt's call.
+func (e *testEnv) roomPush(room string, offsets ...uint64) *cometpb.BroadcastRoomReq {
 	name := streamName(protocol.StreamRoom, 0, "", room)
 	var bodies, ids []string
 	var pos []*protocol.Position
@@ -204,9 +211,7 @@ func (e *testEnv) pushRoomAt(t testing.TB, room string, offsets ...uint64) {
 		bodies, ids = append(bodies, fmt.Sprintf("m%d", o)), append(ids, st.entries[o-st.first].GetMsgId())
 		pos = append(pos, &protocol.Position{Stream: protocol.StreamRoom, Epoch: st.epoch, Offset: o})
 	}
-	if _, err := e.push.BroadcastRoom(context.Background(), &cometpb.BroadcastRoomReq{RoomID: room, Proto: carrier(bodies...), MsgIds: ids, Positions: pos}); err != nil {
-		t.Fatal(err)
-	}
+	return &cometpb.BroadcastRoomReq{RoomID: room, Proto: carrier(bodies...), MsgIds: ids, Positions: pos}
 }
 
 // carrier is a push's proto as job sends it: an op-9 carrier of frames

@@ -37,6 +37,7 @@ type roomJob struct {
 	room string
 	f    *frame
 	to   audience // the members it is for (roomseq.go)
+	seq  bool     // the room sequencer made f (roomseq.go)
 }
 
 // BroadcastRoom queues p for every member of room. Batches for one room are

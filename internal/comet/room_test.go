@@ -86,7 +86,7 @@ func TestRoomPacer(t *testing.T) {
 		return out
 	}
 	t0 := time.Now()
-	pc.took("big", t0, t0.Add(10*time.Millisecond))    // waits until t0+50ms
+	pc.took("big", t0, t0.Add(10*time.Millisecond)) // waits until t0+50ms
 	// A short fan-out of the same room to its other members (the room
 	// sequencer's audiences) does not end that wait.
 	pc.took("big", t0.Add(10*time.Millisecond), t0.Add(10*time.Millisecond+100*time.Microsecond))

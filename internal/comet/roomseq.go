@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/gobwas/ws"
 	logicpb "github.com/goim/goim/api/logic"
 	"github.com/goim/goim/api/protocol"
 )
@@ -78,7 +79,8 @@ type roomSeq struct {
 // seqRoom is one room's sequence: its epoch and next offset, and what it
 // holds beyond a missing offset.
 type seqRoom struct {
-	of      *Room // the room it sequences (a room that empties is made anew)
+	of      *Room    // the room it sequences (a room that empties is made anew)
+	to      audience // who gets the sequence: toReliable, or toAll in a room without plain members
 	epoch   uint64
 	next    uint64    // the next offset the reliable members get; 0: no sequence yet
 	held    []relMsg  // messages beyond a missing offset, by offset, each > next
@@ -115,6 +117,7 @@ func (q *roomSeq) order(jobs []roomJob, now time.Time) []roomJob {
 	for _, j := range jobs {
 		out = q.add(out, j, now)
 	}
+	sealWS(out)
 	clear(jobs)
 	q.spare = jobs[:0]
 	if now.Sub(q.swept) >= roomPacerSweep {
@@ -160,8 +163,10 @@ func (q *roomSeq) add(out []roomJob, j roomJob, now time.Time) []roomJob {
 	if len(r.held) == 0 && r.continues(j.f.pos) {
 		return append(out, j)
 	}
+	r.to = toAll
 	if plain {
 		out = append(out, roomJob{room: j.room, f: j.f, to: toPlain})
+		r.to = toReliable
 	}
 	for _, m := range j.f.messages(nil) {
 		out = q.place(out, j.room, r, m, now)
@@ -200,7 +205,7 @@ func (r *seqRoom) continues(pos []*protocol.Position) bool {
 func (q *roomSeq) place(out []roomJob, room string, r *seqRoom, m relMsg, now time.Time) []roomJob {
 	p := m.pos
 	if p.GetStream() != protocol.StreamRoom || p.GetEpoch() == 0 {
-		return emit(out, room, m)
+		return emit(out, room, r.to, m)
 	}
 	if r.next == 0 || p.GetEpoch() != r.epoch {
 		// A new sequence: what the old one holds goes out as it is.
@@ -211,7 +216,7 @@ func (q *roomSeq) place(out []roomJob, room string, r *seqRoom, m relMsg, now ti
 	case off < r.next:
 		return out // sent already
 	case off == r.next:
-		out = emit(out, room, m)
+		out = emit(out, room, r.to, m)
 		r.next++
 		return q.drain(out, room, r)
 	}
@@ -251,7 +256,7 @@ func (q *roomSeq) drain(out []roomJob, room string, r *seqRoom) []roomJob {
 			break
 		}
 		if off == r.next {
-			out = emit(out, room, r.held[n])
+			out = emit(out, room, r.to, r.held[n])
 			r.next++
 		}
 	}
@@ -280,7 +285,7 @@ func (q *roomSeq) pass(out []roomJob, room string, r *seqRoom) []roomJob {
 	}
 	q.s.metrics.roomGapPassed.Inc()
 	for _, m := range r.held {
-		out = emit(out, room, m)
+		out = emit(out, room, r.to, m)
 	}
 	r.next = r.held[len(r.held)-1].pos.GetOffset() + 1
 	r.held = nil
@@ -288,21 +293,37 @@ func (q *roomSeq) pass(out []roomJob, room string, r *seqRoom) []roomJob {
 	return out
 }
 
-// emit appends m for room's reliable members to out: to the frame out
-// ends with when emit made it for this room and it has room, else in a
-// new one.
-func emit(out []roomJob, room string, m relMsg) []roomJob {
+// emit appends m for room's members to (toReliable, or toAll when the
+// room had no plain member) to out: to the frame out ends with when emit
+// made it for this room and audience and it has room, else in a new one.
+func emit(out []roomJob, room string, to audience, m relMsg) []roomJob {
 	size := protocol.HeaderSize + len(m.body)
-	if n := len(out); n > 0 && out[n-1].to == toReliable && out[n-1].room == room && len(out[n-1].f.tcp)+size <= maxRoomMergeBytes {
+	if n := len(out); n > 0 && out[n-1].seq && out[n-1].to == to && out[n-1].room == room && len(out[n-1].f.tcp)+size <= maxRoomMergeBytes {
 		f := out[n-1].f
 		f.tcp = protocol.AppendFrame(f.tcp, protocol.Version, m.op, 0, m.body)
 		f.ids, f.pos = append(f.ids, m.id), append(f.pos, m.pos)
+		f.ws = nil // made by fanOut when a plain member needs it (frame.wsBytes)
 		return out
 	}
-	// A frame for reliable members only: they are written its envelopes
-	// (frame.reliableView), never its tcp or ws bytes, so ws stays empty.
 	f := &frame{tcp: protocol.AppendFrame(make([]byte, 0, size), protocol.Version, m.op, 0, m.body), ids: []string{m.id}, pos: []*protocol.Position{m.pos}}
-	return append(out, roomJob{room: room, f: f, to: toReliable})
+	return append(out, roomJob{room: room, f: f, to: to, seq: true})
+}
+
+// sealWS makes the WebSocket message of every frame emit built for
+// every member: its one frame, or an op-9 carrier of its frames, as job
+// would have sent them.
+func sealWS(out []roomJob) {
+	for _, j := range out {
+		if !j.seq || j.to != toAll || j.f.ws != nil {
+			continue
+		}
+		if len(j.f.ids) == 1 {
+			j.f.ws = appendWSHeader(nil, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(len(j.f.tcp))})
+			j.f.ws = append(j.f.ws, j.f.tcp...)
+			continue
+		}
+		j.f.ws = appendWS(nil, &protocol.Proto{Ver: protocol.Version, Op: protocol.OpRaw, Body: j.f.tcp})
+	}
 }
 
 // expire starts a read for every room whose gap waited its time.
@@ -368,11 +389,21 @@ const msgRoomReadFailed = "comet: reading a room's stream failed; its reliable m
 
 // apply sorts what a read returned into its room's sequence.
 func (q *roomSeq) apply(out []roomJob, rd roomRead, now time.Time) []roomJob {
+	out = q.applyRead(out, rd, now)
+	sealWS(out)
+	return out
+}
+
+func (q *roomSeq) applyRead(out []roomJob, rd roomRead, now time.Time) []roomJob {
 	r := q.rooms[rd.room]
 	if r == nil || r != rd.seq || !r.reading {
 		return out // forgotten meanwhile
 	}
 	r.reading = false
+	r.to = toAll
+	if _, _, plain := q.s.rooms.lookup(rd.room); plain {
+		r.to = toReliable
+	}
 	if r.epoch != rd.epoch || len(r.held) == 0 {
 		if len(r.held) > 0 {
 			r.since = now // another epoch began: its own gap waits anew

@@ -1,6 +1,7 @@
 package comet
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -265,5 +266,52 @@ func TestFanOutAudiences(t *testing.T) {
 	}
 	if n, sum := m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum(); n != 4 || sum != 6 {
 		t.Fatalf("%d fan-outs of %v batches, want 4 of 6 (p1+p2, m3+m4, a1, p3)", n, sum)
+	}
+}
+
+// TestRoomSeqNoPlainMembers: in a room of reliable members only, what the
+// sequencer orders goes out for every member (a plain member joining
+// before the fan-out gets it too), with the WebSocket bytes job would
+// have sent, so it merges with the room's other fan-outs.
+func TestRoomSeqNoPlainMembers(t *testing.T) {
+	e := startRoomSeq(t, time.Second, 2)
+	_ = e.plain.conn.Close()
+	waitFor(t, 5*time.Second, func() error {
+		if _, _, plain := e.srv.rooms.lookup(e.room); plain {
+			return fmt.Errorf("the plain member is still in the room")
+		}
+		return nil
+	})
+	q := newRoomSeq(e.srv)
+	defer q.stop()
+	job := func(offsets ...uint64) roomJob {
+		req := e.roomPush(e.room, offsets...)
+		f := newFrame(req.GetProto())
+		f.ids, f.pos = req.GetMsgIds(), req.GetPositions()
+		return roomJob{room: e.room, f: f}
+	}
+	now := time.Now()
+	in := job(3)
+	out := q.order([]roomJob{in}, now)
+	if len(out) != 1 || out[0].f != in.f || out[0].to != toAll {
+		t.Fatalf("in sequence: %+v, want the push as it came", out)
+	}
+	out = q.order([]roomJob{job(5), job(4)}, now)
+	if len(out) != 1 || !out[0].seq || out[0].to != toAll {
+		t.Fatalf("out of sequence: %d jobs, want one ordered for every member", len(out))
+	}
+	if want := newFrame(carrier("m4", "m5")); !bytes.Equal(out[0].f.tcp, want.tcp) || !bytes.Equal(out[0].f.ws, want.ws) {
+		t.Fatalf("ordered frame:\n tcp %x\n ws  %x\nwant\n tcp %x\n ws  %x", out[0].f.tcp, out[0].f.ws, want.tcp, want.ws)
+	}
+	out = q.order([]roomJob{job(7), job(6)}, now)
+	if want := newFrame(carrier("m6", "m7")); len(out) != 1 || !bytes.Equal(out[0].f.ws, want.ws) {
+		t.Fatalf("ordered frame: %+v, want ws %x", out, want.ws)
+	}
+	out = q.order([]roomJob{job(7, 8)}, now) // 7 again: dropped
+	if want := newFrame(&protocol.Proto{Ver: protocol.Version, Op: 1000, Body: []byte("m8")}); len(out) != 1 || !bytes.Equal(out[0].f.ws, want.ws) {
+		t.Fatalf("ordered frame of one message: %+v, want ws %x", out, want.ws)
+	}
+	if r := q.rooms[e.room]; len(r.held) != 0 || r.next != 9 {
+		t.Fatalf("room sequence: next %d, held %d, want 9 and none", r.next, len(r.held))
 	}
 }
