@@ -26,7 +26,10 @@ import (
 //     message it makes contiguous; one beyond a missing offset is held;
 //     one already sent (a duplicate, or an offset a read sent) is
 //     dropped. The members that are not reliable get the push as it
-//     arrived, at once: their order is goim v2's, whatever the stream's;
+//     arrived, at once: their order is goim v2's, whatever the stream's.
+//     In a room without such members the ordered messages go out for
+//     every member instead (one joining meanwhile gets them in order),
+//     so they merge with the room's other fan-outs (fanOut, roomPacer);
 //   - a gap that bucket.room_gap_wait does not fill (the missing push is
 //     late by more, or job never delivered it) is filled by one
 //     ReadStream of the room (reads in flight at most fetchWorkers per
