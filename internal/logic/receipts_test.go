@@ -92,49 +92,6 @@ func TestReceipts(t *testing.T) {
 	}
 }
 
-// TestAckInvalid: a malformed Ack call is refused whole with
-// InvalidArgument and records nothing.
-func TestAckInvalid(t *testing.T) {
-	e := startLogic(t, nil)
-	ctx := context.Background()
-	id := dao.NewMsgID()
-	if err := e.srv.Service().receipts.Record(ctx, id, []string{"user:1"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	good := &logicpb.Ack{MsgId: id, Mid: 1, Key: "k1"}
-	tooMany := make([]*logicpb.Ack, MaxAcks+1)
-	for i := range tooMany {
-		tooMany[i] = good
-	}
-	for _, tc := range []struct {
-		name string
-		acks []*logicpb.Ack
-	}{
-		{name: "too many", acks: tooMany},
-		{name: "short msg id", acks: []*logicpb.Ack{good, {MsgId: id[:30], Mid: 1, Key: "k1"}}},
-		{name: "non-hex msg id", acks: []*logicpb.Ack{good, {MsgId: "x" + id[1:], Mid: 1, Key: "k1"}}},
-		{name: "empty key", acks: []*logicpb.Ack{good, {MsgId: id, Mid: 1}}},
-		{name: "bad key", acks: []*logicpb.Ack{good, {MsgId: id, Mid: 1, Key: "a,b"}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.rpc.Ack(ctx, &logicpb.AckReq{Server: "comet-1", Acks: tc.acks})
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("Ack = %v, want InvalidArgument", err)
-			}
-		})
-	}
-	if got := strings.Join(e.pushStatus(id), " "); got != "user:1=pending" {
-		t.Fatalf("status after refused acks = %s", got)
-	}
-	// The largest call is accepted.
-	if _, err := e.rpc.Ack(ctx, &logicpb.AckReq{Server: "comet-1", Acks: tooMany[:MaxAcks]}); err != nil {
-		t.Fatalf("Ack of %d acks: %v", MaxAcks, err)
-	}
-	if got := strings.Join(e.pushStatus(id), " "); got != "user:1=delivered" {
-		t.Fatalf("status = %s", got)
-	}
-}
-
 // TestDefer: job's Defer call (over gRPC) turns the pending targets it
 // names deferred, which the status endpoint answers; a delivered target
 // and an unknown push are left alone, and an ack still delivers.
@@ -173,45 +130,58 @@ func TestDefer(t *testing.T) {
 	}
 }
 
-// TestDeferInvalid: a malformed Defer call is refused whole with
-// InvalidArgument and records nothing; the largest call is accepted.
-func TestDeferInvalid(t *testing.T) {
-	e := startLogic(t, nil)
-	ctx := context.Background()
-	id := dao.NewMsgID()
-	if err := e.srv.Service().receipts.Record(ctx, id, []string{"user:1"}, nil); err != nil {
-		t.Fatal(err)
-	}
-	good := &logicpb.Ack{MsgId: id, Mid: 1, Key: "k1"}
-	tooMany := make([]*logicpb.Ack, MaxAcks+1)
-	for i := range tooMany {
-		tooMany[i] = good
-	}
-	for _, tc := range []struct {
-		name   string
-		defers []*logicpb.Ack
+// TestAckDeferInvalid: a malformed Ack or Defer call is refused whole
+// with InvalidArgument and records nothing; the largest call is accepted.
+func TestAckDeferInvalid(t *testing.T) {
+	for _, call := range []struct {
+		name string
+		do   func(e *env, items []*logicpb.Ack) error
+		want string // the target's status after the largest call
 	}{
-		{name: "too many", defers: tooMany},
-		{name: "short msg id", defers: []*logicpb.Ack{good, {MsgId: id[:30], Mid: 1, Key: "k1"}}},
-		{name: "non-hex msg id", defers: []*logicpb.Ack{good, {MsgId: "x" + id[1:], Mid: 1, Key: "k1"}}},
-		{name: "empty key", defers: []*logicpb.Ack{good, {MsgId: id, Mid: 1}}},
-		{name: "bad key", defers: []*logicpb.Ack{good, {MsgId: id, Mid: 1, Key: "a,b"}}},
+		{name: "Ack", want: "user:1=delivered", do: func(e *env, items []*logicpb.Ack) error {
+			_, err := e.rpc.Ack(context.Background(), &logicpb.AckReq{Server: "comet-1", Acks: items})
+			return err
+		}},
+		{name: "Defer", want: "user:1=deferred", do: func(e *env, items []*logicpb.Ack) error {
+			_, err := e.rpc.Defer(context.Background(), &logicpb.DeferReq{Deferred: items})
+			return err
+		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.rpc.Defer(ctx, &logicpb.DeferReq{Deferred: tc.defers})
-			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("Defer = %v, want InvalidArgument", err)
+		t.Run(call.name, func(t *testing.T) {
+			e := startLogic(t, nil)
+			id := dao.NewMsgID()
+			if err := e.srv.Service().receipts.Record(context.Background(), id, []string{"user:1"}, nil); err != nil {
+				t.Fatal(err)
+			}
+			good := &logicpb.Ack{MsgId: id, Mid: 1, Key: "k1"}
+			tooMany := make([]*logicpb.Ack, MaxAcks+1)
+			for i := range tooMany {
+				tooMany[i] = good
+			}
+			for _, tc := range []struct {
+				name  string
+				items []*logicpb.Ack
+			}{
+				{name: "too many", items: tooMany},
+				{name: "short msg id", items: []*logicpb.Ack{good, {MsgId: id[:30], Mid: 1, Key: "k1"}}},
+				{name: "non-hex msg id", items: []*logicpb.Ack{good, {MsgId: "x" + id[1:], Mid: 1, Key: "k1"}}},
+				{name: "empty key", items: []*logicpb.Ack{good, {MsgId: id, Mid: 1}}},
+				{name: "bad key", items: []*logicpb.Ack{good, {MsgId: id, Mid: 1, Key: "a,b"}}},
+			} {
+				if err := call.do(e, tc.items); status.Code(err) != codes.InvalidArgument {
+					t.Errorf("%s: %s = %v, want InvalidArgument", tc.name, call.name, err)
+				}
+			}
+			if got := strings.Join(e.pushStatus(id), " "); got != "user:1=pending" {
+				t.Fatalf("status after refused calls = %s", got)
+			}
+			if err := call.do(e, tooMany[:MaxAcks]); err != nil {
+				t.Fatalf("%s of %d: %v", call.name, MaxAcks, err)
+			}
+			if got := strings.Join(e.pushStatus(id), " "); got != call.want {
+				t.Fatalf("status = %s, want %s", got, call.want)
 			}
 		})
-	}
-	if got := strings.Join(e.pushStatus(id), " "); got != "user:1=pending" {
-		t.Fatalf("status after refused deferrals = %s", got)
-	}
-	if _, err := e.rpc.Defer(ctx, &logicpb.DeferReq{Deferred: tooMany[:MaxAcks]}); err != nil {
-		t.Fatalf("Defer of %d targets: %v", MaxAcks, err)
-	}
-	if got := strings.Join(e.pushStatus(id), " "); got != "user:1=deferred" {
-		t.Fatalf("status = %s", got)
 	}
 }
 

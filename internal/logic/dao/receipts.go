@@ -101,14 +101,12 @@ type ExpiredReceipt struct {
 	At            time.Time // its deadline
 }
 
-// receiptAckLua records an ack.
-//
-//	KEYS[1] rcpt_<msg_id>
-//	ARGV[1] user target ("" for none), ARGV[2] key target, ARGV[3] now (ms)
-//
-// The user target is used when the record has it, else the key target.
-// Returns {result, target} with the AckResult codes.
-const receiptAckLua = `
+// receiptPickLua begins the scripts that act on one target of a record
+// (KEYS[1] rcpt_<msg_id>; ARGV[1] user target, "" for none; ARGV[2] key
+// target): it returns {0, ''} when there is no record and {1, ''} when
+// the record has neither target, else leaves the user target in t when
+// the record has it, else the key target, and t's value in v.
+const receiptPickLua = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
 local t, v = ARGV[2], false
 if ARGV[1] ~= '' then
@@ -119,6 +117,16 @@ if not v then
   v = redis.call('HGET', KEYS[1], ARGV[2])
   if not v then return {1, ''} end
 end
+`
+
+// receiptAckLua records an ack.
+//
+//	KEYS[1] rcpt_<msg_id>
+//	ARGV[1] user target ("" for none), ARGV[2] key target, ARGV[3] now (ms)
+//
+// The user target is used when the record has it, else the key target.
+// Returns {result, target} with the AckResult codes.
+const receiptAckLua = receiptPickLua + `
 local s = string.sub(v, 1, 1)
 if s == 'd' then return {3, t} end
 if s == 'p' or s == 'f' then
@@ -141,17 +149,7 @@ return {4, t}
 // not past its deadline changes, to "f <now> <deadline>": its deadline,
 // and so the sweep's index, stay as they are. Returns {result, target}
 // with the DeferResult codes.
-const receiptDeferLua = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
-local t, v = ARGV[2], false
-if ARGV[1] ~= '' then
-  v = redis.call('HGET', KEYS[1], ARGV[1])
-  if v then t = ARGV[1] end
-end
-if not v then
-  v = redis.call('HGET', KEYS[1], ARGV[2])
-  if not v then return {1, ''} end
-end
+const receiptDeferLua = receiptPickLua + `
 local dl = string.match(v, '^p %d+ (%d+)$')
 if dl and tonumber(dl) > tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], t, 'f ' .. ARGV[3] .. ' ' .. dl)
@@ -254,29 +252,13 @@ func (r *Redis) AddReceipts(ctx context.Context, msgID string, targets, deferred
 // target is pending (or deferred) and not past its deadline. out[i] is acks[i]'s
 // outcome. One round trip.
 func (r *Redis) AckReceipts(ctx context.Context, acks []ReceiptAck, now time.Time) ([]AckOutcome, error) {
-	out := make([]AckOutcome, len(acks))
-	if len(acks) == 0 {
-		return out, nil
-	}
-	ms := strconv.FormatInt(now.UnixMilli(), 10)
-	cmds := make([]command, len(acks))
-	for i, a := range acks {
-		rk := r.receiptKey(a.MsgID)
-		cmds[i] = receiptAckScript.command(rk, []string{rk}, a.UserTarget, a.KeyTarget, ms)
-	}
-	err := r.exec(ctx, cmds)
-	if err == nil {
-		err = firstError(cmds)
-	}
+	codes, targets, err := r.receiptTargets(ctx, &receiptAckScript, "ack receipts", acks, now)
 	if err != nil {
-		return nil, &opError{kind: ErrRedis, op: "ack receipts (" + strconv.Itoa(len(acks)) + ")", err: err}
+		return nil, err
 	}
-	for i := range cmds {
-		code, target, err := codeTarget(cmds[i].reply)
-		if err != nil {
-			return nil, &opError{kind: ErrRedis, op: "ack receipts: reply", err: err}
-		}
-		out[i] = AckOutcome{Result: AckResult(code), Target: target}
+	out := make([]AckOutcome, len(acks))
+	for i := range out {
+		out[i] = AckOutcome{Result: AckResult(codes[i]), Target: targets[i]}
 	}
 	return out, nil
 }
@@ -287,31 +269,45 @@ func (r *Redis) AckReceipts(ctx context.Context, acks []ReceiptAck, now time.Tim
 // deferred if it is pending and not past its deadline; its deadline stays.
 // out[i] is defers[i]'s outcome. One round trip.
 func (r *Redis) DeferReceipts(ctx context.Context, defers []ReceiptAck, now time.Time) ([]DeferOutcome, error) {
+	codes, targets, err := r.receiptTargets(ctx, &receiptDeferScript, "defer receipts", defers, now)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]DeferOutcome, len(defers))
-	if len(defers) == 0 {
-		return out, nil
+	for i := range out {
+		out[i] = DeferOutcome{Result: DeferResult(codes[i]), Target: targets[i]}
+	}
+	return out, nil
+}
+
+// receiptTargets runs script (receiptAckLua or receiptDeferLua: KEYS the
+// record, ARGV the user target, the key target and now in ms) for each of
+// items at now, in one round trip, and returns each one's result code and
+// the target it applied to. op names the operation in errors.
+func (r *Redis) receiptTargets(ctx context.Context, script *luaScript, op string, items []ReceiptAck, now time.Time) ([]int, []string, error) {
+	codes, targets := make([]int, len(items)), make([]string, len(items))
+	if len(items) == 0 {
+		return codes, targets, nil
 	}
 	ms := strconv.FormatInt(now.UnixMilli(), 10)
-	cmds := make([]command, len(defers))
-	for i, d := range defers {
-		rk := r.receiptKey(d.MsgID)
-		cmds[i] = receiptDeferScript.command(rk, []string{rk}, d.UserTarget, d.KeyTarget, ms)
+	cmds := make([]command, len(items))
+	for i, it := range items {
+		rk := r.receiptKey(it.MsgID)
+		cmds[i] = script.command(rk, []string{rk}, it.UserTarget, it.KeyTarget, ms)
 	}
 	err := r.exec(ctx, cmds)
 	if err == nil {
 		err = firstError(cmds)
 	}
 	if err != nil {
-		return nil, &opError{kind: ErrRedis, op: "defer receipts (" + strconv.Itoa(len(defers)) + ")", err: err}
+		return nil, nil, &opError{kind: ErrRedis, op: op + " (" + strconv.Itoa(len(items)) + ")", err: err}
 	}
 	for i := range cmds {
-		code, target, err := codeTarget(cmds[i].reply)
-		if err != nil {
-			return nil, &opError{kind: ErrRedis, op: "defer receipts: reply", err: err}
+		if codes[i], targets[i], err = codeTarget(cmds[i].reply); err != nil {
+			return nil, nil, &opError{kind: ErrRedis, op: op + ": reply", err: err}
 		}
-		out[i] = DeferOutcome{Result: DeferResult(code), Target: target}
 	}
-	return out, nil
+	return codes, targets, nil
 }
 
 // codeTarget decodes a {code, target} script reply.
