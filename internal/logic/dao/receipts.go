@@ -103,9 +103,10 @@ type ExpiredReceipt struct {
 
 // receiptPickLua begins the scripts that act on one target of a record
 // (KEYS[1] rcpt_<msg_id>; ARGV[1] user target, "" for none; ARGV[2] key
-// target): it returns {0, ''} when there is no record and {1, ''} when
-// the record has neither target, else leaves the user target in t when
-// the record has it, else the key target, and t's value in v.
+// target): it returns code 0 when there is no record and 1 when the
+// record has neither target (with an empty target), else leaves the user
+// target in t when the record has it, else the key target, and t's value
+// in v.
 const receiptPickLua = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {0, ''} end
 local t, v = ARGV[2], false
