@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/goim/goim/api/protocol"
 	"github.com/goim/goim/client"
+	"github.com/goim/goim/internal/testkit"
 )
 
 // relConn is the comet side of one connection of a scripted fake comet,
@@ -153,34 +154,7 @@ func fakeReliableComet(t *testing.T, tr client.Transport, scripts ...func(c *rel
 	return ln.Addr().String(), res
 }
 
-// msgID is the id of push n, 32 hex digits.
-func msgID(n int) string { return fmt.Sprintf("%032x", 0xabc000+n) }
-
-// envelope is an op-18 frame.
-func envelope(n int, stream int32, epoch, offset uint64, op int32, body string) []byte {
-	b := protocol.AppendEnvelope(nil, msgID(n), &protocol.Position{Stream: stream, Epoch: epoch, Offset: offset}, op, []byte(body))
-	return protocol.AppendFrame(nil, 1, protocol.OpMessage, 0, b)
-}
-
-// streamsFrame is an op-20 frame.
-func streamsFrame(t *testing.T, states ...protocol.StreamState) []byte {
-	b, err := json.Marshal(protocol.StreamsBody{Streams: states})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return protocol.AppendFrame(nil, 1, protocol.OpStreams, 0, b)
-}
-
 var authReplyFrame = protocol.AppendFrame(nil, 1, protocol.OpAuthReply, 1, nil)
-
-// wantSince compares an auth body's since with want (JSON of both).
-func wantSince(got *protocol.Since, want string) error {
-	b, _ := json.Marshal(got)
-	if string(b) != want {
-		return fmt.Errorf("since %s, want %s", b, want)
-	}
-	return nil
-}
 
 // TestReliableFake: a reliable client against a scripted fake comet on
 // TCP and WebSocket. The first auth carries reliable and Config.Since;
@@ -199,7 +173,7 @@ func TestReliableFake(t *testing.T) {
 
 func testReliableFake(t *testing.T, tr client.Transport) {
 	const userEpoch, keyEpoch, roomEpoch, newRoomEpoch = 0x1, 0x2, 0x9, 0xa
-	wantAcks := []string{msgID(1), msgID(2), msgID(4), msgID(7)} // user and key pushes only
+	wantAcks := []string{testkit.MsgID(1), testkit.MsgID(2), testkit.MsgID(4), testkit.MsgID(7)} // user and key pushes only
 	first := func(c *relConn) error {
 		a, err := c.auth()
 		if err != nil {
@@ -208,28 +182,27 @@ func testReliableFake(t *testing.T, tr client.Transport) {
 		if !a.Reliable || a.Mid != 7 {
 			return fmt.Errorf("first auth %+v", a)
 		}
-		if err := wantSince(a.Since, `{"user":{"epoch":"0000000000000001","offset":3}}`); err != nil {
+		if err := testkit.CheckSince(a.Since, `{"user":{"epoch":"0000000000000001","offset":3}}`); err != nil {
 			return err
 		}
 		err = c.send(authReplyFrame,
-			streamsFrame(t,
-				protocol.StreamState{Stream: "user", Epoch: protocol.FormatEpoch(userEpoch), Offset: 5, Recovered: true},
+			testkit.StreamsFrame(protocol.StreamState{Stream: "user", Epoch: protocol.FormatEpoch(userEpoch), Offset: 5, Recovered: true},
 				protocol.StreamState{Stream: "key", Epoch: protocol.FormatEpoch(keyEpoch), Offset: 0, Recovered: false},
 				protocol.StreamState{Stream: "future", Epoch: "1", Offset: 1, Recovered: true}),
-			envelope(1, protocol.StreamUser, userEpoch, 4, 1000, "u4"),
-			envelope(2, protocol.StreamUser, userEpoch, 5, 1001, "u5"),
-			envelope(2, protocol.StreamUser, userEpoch, 5, 1001, "u5 again"),
-			envelope(3, protocol.StreamUser, userEpoch, 3, 1000, "u3 old"),
-			envelope(4, protocol.StreamKey, keyEpoch, 1, 1000, "k1"),
-			envelope(5, protocol.StreamNone, 0, 0, 1002, "none"),
+			testkit.EnvelopeFrame(1, protocol.StreamUser, userEpoch, 4, 1000, "u4"),
+			testkit.EnvelopeFrame(2, protocol.StreamUser, userEpoch, 5, 1001, "u5"),
+			testkit.EnvelopeFrame(2, protocol.StreamUser, userEpoch, 5, 1001, "u5 again"),
+			testkit.EnvelopeFrame(3, protocol.StreamUser, userEpoch, 3, 1000, "u3 old"),
+			testkit.EnvelopeFrame(4, protocol.StreamKey, keyEpoch, 1, 1000, "k1"),
+			testkit.EnvelopeFrame(5, protocol.StreamNone, 0, 0, 1002, "none"),
 		)
 		if err != nil {
 			return err
 		}
 		err = c.sendBatch(
-			envelope(6, protocol.StreamRoom, roomEpoch, 10, 1000, "r10"),
-			envelope(7, protocol.StreamUser, userEpoch, 6, 1000, "u6"),
-			envelope(7, protocol.StreamUser, userEpoch, 6, 1000, "u6 again"),
+			testkit.EnvelopeFrame(6, protocol.StreamRoom, roomEpoch, 10, 1000, "r10"),
+			testkit.EnvelopeFrame(7, protocol.StreamUser, userEpoch, 6, 1000, "u6"),
+			testkit.EnvelopeFrame(7, protocol.StreamUser, userEpoch, 6, 1000, "u6 again"),
 		)
 		if err != nil {
 			return err
@@ -255,14 +228,13 @@ func testReliableFake(t *testing.T, tr client.Transport) {
 		if !a.Reliable {
 			return fmt.Errorf("second auth %+v", a)
 		}
-		if err := wantSince(a.Since, `{"user":{"epoch":"0000000000000001","offset":6},"key":{"epoch":"0000000000000002","offset":1},"room":{"epoch":"0000000000000009","offset":10}}`); err != nil {
+		if err := testkit.CheckSince(a.Since, `{"user":{"epoch":"0000000000000001","offset":6},"key":{"epoch":"0000000000000002","offset":1},"room":{"epoch":"0000000000000009","offset":10}}`); err != nil {
 			return err
 		}
 		err = c.send(authReplyFrame,
-			streamsFrame(t,
-				protocol.StreamState{Stream: "user", Epoch: protocol.FormatEpoch(userEpoch), Offset: 7, Recovered: true},
+			testkit.StreamsFrame(protocol.StreamState{Stream: "user", Epoch: protocol.FormatEpoch(userEpoch), Offset: 7, Recovered: true},
 				protocol.StreamState{Stream: "room", Epoch: protocol.FormatEpoch(newRoomEpoch), Offset: 50, Recovered: false}),
-			envelope(8, protocol.StreamUser, userEpoch, 7, 1000, "u7"),
+			testkit.EnvelopeFrame(8, protocol.StreamUser, userEpoch, 7, 1000, "u7"),
 		)
 		if err != nil {
 			return err
@@ -296,16 +268,16 @@ func testReliableFake(t *testing.T, tr client.Transport) {
 	want := []msg{
 		{Op: protocol.OpStreams, Body: `{"streams":[{"stream":"user","epoch":"0000000000000001","offset":5,"recovered":true},{"stream":"key","epoch":"0000000000000002","offset":0,"recovered":false},{"stream":"future","epoch":"1","offset":1,"recovered":true}]}`,
 			Streams: []client.StreamState{{Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 5, Recovered: true}, {Stream: protocol.StreamKey, Epoch: keyEpoch}}},
-		{Op: 1000, Body: "u4", MsgID: msgID(1), Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 4},
-		{Op: 1001, Body: "u5", MsgID: msgID(2), Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 5},
-		{Op: 1000, Body: "k1", MsgID: msgID(4), Stream: protocol.StreamKey, Epoch: keyEpoch, Offset: 1},
-		{Op: 1002, Body: "none", MsgID: msgID(5)},
-		{Op: 1000, Body: "r10", MsgID: msgID(6), Stream: protocol.StreamRoom, Epoch: roomEpoch, Offset: 10},
-		{Op: 1000, Body: "u6", MsgID: msgID(7), Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 6},
+		{Op: 1000, Body: "u4", MsgID: testkit.MsgID(1), Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 4},
+		{Op: 1001, Body: "u5", MsgID: testkit.MsgID(2), Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 5},
+		{Op: 1000, Body: "k1", MsgID: testkit.MsgID(4), Stream: protocol.StreamKey, Epoch: keyEpoch, Offset: 1},
+		{Op: 1002, Body: "none", MsgID: testkit.MsgID(5)},
+		{Op: 1000, Body: "r10", MsgID: testkit.MsgID(6), Stream: protocol.StreamRoom, Epoch: roomEpoch, Offset: 10},
+		{Op: 1000, Body: "u6", MsgID: testkit.MsgID(7), Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 6},
 		{Op: 1000, Body: "plain"},
 		{Op: protocol.OpStreams, Body: `{"streams":[{"stream":"user","epoch":"0000000000000001","offset":7,"recovered":true},{"stream":"room","epoch":"000000000000000a","offset":50,"recovered":false}]}`,
 			Streams: []client.StreamState{{Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 7, Recovered: true}, {Stream: protocol.StreamRoom, Epoch: newRoomEpoch, Offset: 50}}},
-		{Op: 1000, Body: "u7", MsgID: msgID(8), Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 7},
+		{Op: 1000, Body: "u7", MsgID: testkit.MsgID(8), Stream: protocol.StreamUser, Epoch: userEpoch, Offset: 7},
 	}
 	firstDone := false
 	for i, w := range want {
@@ -356,13 +328,13 @@ func testReliableFake(t *testing.T, tr client.Transport) {
 func TestReliableManualAck(t *testing.T) {
 	many := make([]string, protocol.MaxAckIDs+1)
 	for i := range many {
-		many[i] = msgID(100 + i)
+		many[i] = testkit.MsgID(100 + i)
 	}
 	script := func(c *relConn) error {
 		if _, err := c.auth(); err != nil {
 			return err
 		}
-		if err := c.send(authReplyFrame, envelope(1, protocol.StreamNone, 0, 0, 1000, "x")); err != nil {
+		if err := c.send(authReplyFrame, testkit.EnvelopeFrame(1, protocol.StreamNone, 0, 0, 1000, "x")); err != nil {
 			return err
 		}
 		ids, sizes, err := c.acks(len(many))
@@ -390,10 +362,10 @@ func TestReliableManualAck(t *testing.T) {
 		ManualAck: true,
 	})
 	m := <-c.Messages()
-	if m.MsgID != msgID(1) || string(m.Body) != "x" {
+	if m.MsgID != testkit.MsgID(1) || string(m.Body) != "x" {
 		t.Fatalf("message %+v", m)
 	}
-	if err := c.Ack(msgID(1), "nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+	if err := c.Ack(testkit.MsgID(1), "nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
 		t.Fatalf("Ack with a bad id: %v", err)
 	}
 	if err := c.Ack(many...); err != nil {
@@ -408,7 +380,7 @@ func TestReliableManualAck(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Ack(msgID(1)); !errors.Is(err, client.ErrClosed) {
+	if err := c.Ack(testkit.MsgID(1)); !errors.Is(err, client.ErrClosed) {
 		t.Fatalf("Ack after Close: %v", err)
 	}
 	if c.Positions() != nil {
@@ -416,7 +388,7 @@ func TestReliableManualAck(t *testing.T) {
 	}
 
 	plain := connect(t, client.Config{Addrs: []string{fakeComet(t, func(nc net.Conn) { _, _ = nc.Write(authReplyFrame) })}, Heartbeat: time.Hour})
-	if err := plain.Ack(msgID(1)); !errors.Is(err, client.ErrNotReliable) || plain.Positions() != nil {
+	if err := plain.Ack(testkit.MsgID(1)); !errors.Is(err, client.ErrNotReliable) || plain.Positions() != nil {
 		t.Fatalf("Ack on a plain client: %v", err)
 	}
 	_ = plain.Close()
@@ -459,7 +431,7 @@ func TestReliableOnMessage(t *testing.T) {
 		}
 		frames := [][]byte{authReplyFrame}
 		for i := 1; i <= n; i++ {
-			frames = append(frames, envelope(i, protocol.StreamKey, 5, uint64(i), 1000, fmt.Sprint(i)))
+			frames = append(frames, testkit.EnvelopeFrame(i, protocol.StreamKey, 5, uint64(i), 1000, fmt.Sprint(i)))
 		}
 		if err := c.send(frames...); err != nil {
 			return err
@@ -470,7 +442,7 @@ func TestReliableOnMessage(t *testing.T) {
 		}
 		slices.Sort(ids)
 		for i, id := range ids {
-			if id != msgID(i+1) {
+			if id != testkit.MsgID(i+1) {
 				return fmt.Errorf("ack %d: %s", i, id)
 			}
 		}
@@ -500,7 +472,7 @@ func TestReliableOnMessage(t *testing.T) {
 // body (no reliable, no since) and gets ops 18 to 20 as business ops,
 // bodies as sent.
 func TestPlainClientOps18to20(t *testing.T) {
-	env := envelope(1, protocol.StreamUser, 1, 1, 1000, "x")
+	env := testkit.EnvelopeFrame(1, protocol.StreamUser, 1, 1, 1000, "x")
 	script := func(c *relConn) error {
 		f, err := c.read()
 		if err != nil {
@@ -549,7 +521,7 @@ func TestPlainClientOps18to20(t *testing.T) {
 func TestConnReliable(t *testing.T) {
 	ids := make([]string, protocol.MaxAckIDs+2)
 	for i := range ids {
-		ids[i] = msgID(i)
+		ids[i] = testkit.MsgID(i)
 	}
 	script := func(c *relConn) error {
 		a, err := c.auth()
@@ -559,10 +531,10 @@ func TestConnReliable(t *testing.T) {
 		if !a.Reliable {
 			return fmt.Errorf("auth %+v", a)
 		}
-		if err := wantSince(a.Since, `{"key":{"epoch":"00000000000000ff","offset":9}}`); err != nil {
+		if err := testkit.CheckSince(a.Since, `{"key":{"epoch":"00000000000000ff","offset":9}}`); err != nil {
 			return err
 		}
-		if err := c.send(authReplyFrame, envelope(1, protocol.StreamKey, 0xff, 10, 1000, "k10")); err != nil {
+		if err := c.send(authReplyFrame, testkit.EnvelopeFrame(1, protocol.StreamKey, 0xff, 10, 1000, "k10")); err != nil {
 			return err
 		}
 		got, sizes, err := c.acks(len(ids))
@@ -592,7 +564,7 @@ func TestConnReliable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := decErr; err != nil || env.ID() != msgID(1) || env.Stream != protocol.StreamKey || env.Offset != 10 || string(env.Body) != "k10" {
+	if err := decErr; err != nil || env.ID() != testkit.MsgID(1) || env.Stream != protocol.StreamKey || env.Offset != 10 || string(env.Body) != "k10" {
 		t.Fatalf("envelope %+v: %v", env, err)
 	}
 	if err := c.Ack(ids[0], "bad"); err == nil {

@@ -521,6 +521,7 @@ room)
   wait_conns "$CLIENTS" "$hold"
   sleep 2
   reads0=$(comets_metric goim_comet_stream_fetches_total)
+  fanouts0=$(comets_metric goim_comet_room_fanout_batches_count)
   snap "$OUT/cpu0"
   profiles
   "$BIN/goim-bench" push -q -run "$run_id" -api "$push_api" "${push_auth[@]}" -kind room -room live://1000 \
@@ -534,6 +535,7 @@ room)
     "p99_ms=$(summary "$OUT/merge.json" 's["delivery"]["latency_ms"]["p99"]')" \
     "deliveries_per_comet_cpu_s=$(div "$received" "$(cometsecs "$OUT/cpu0" "$OUT/cpu1")")" \
     "frames_per_read=$(summary "$OUT/merge.json" 's["conns"]["frames_per_read"]')" \
+    "room_fanouts=$(( $(comets_metric goim_comet_room_fanout_batches_count) - fanouts0 ))" \
     $(cpu_fields) $(reliable_fields) $(room_stream_fields "$reads0") $rel_tag
   ;;
 unicast)

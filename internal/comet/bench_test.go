@@ -67,14 +67,7 @@ func BenchmarkPush(b *testing.B) {
 	e := startComet(b, unlimited)
 	c := dial(b, e, "tcp")
 	c.auth(`{"key":"push-bench","accepts":[]}`)
-	go func(conn net.Conn) {
-		buf := make([]byte, 64<<10)
-		for {
-			if _, err := conn.Read(buf); err != nil {
-				return
-			}
-		}
-	}(c.conn)
+	c.discard()
 	ch := e.srv.bucket("push-bench").get("push-bench")
 	if ch == nil {
 		b.Fatal("channel not published")
@@ -97,14 +90,7 @@ func BenchmarkPushKeys(b *testing.B) {
 	e := startComet(b, unlimited)
 	c := dial(b, e, "tcp")
 	c.auth(`{"key":"pushkeys-bench","accepts":[1000]}`)
-	go func(conn net.Conn) {
-		buf := make([]byte, 64<<10)
-		for {
-			if _, err := conn.Read(buf); err != nil {
-				return
-			}
-		}
-	}(c.conn)
+	c.discard()
 	keys := []string{"pushkeys-bench"}
 	p := &protocol.Proto{Ver: 1, Op: 1000, Body: []byte(`{"test":1}`)}
 	b.ReportAllocs()
@@ -114,4 +100,17 @@ func BenchmarkPushKeys(b *testing.B) {
 			time.Sleep(time.Millisecond) // a full queue: let the writer catch up
 		}
 	}
+}
+
+// discard reads and drops everything the server sends c until its
+// connection closes, so that the server always finds it idle.
+func (c *client) discard() {
+	go func(conn net.Conn) {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				return
+			}
+		}
+	}(c.conn)
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/goim/goim/api/protocol"
+	"github.com/goim/goim/internal/testkit"
+	"github.com/goim/goim/internal/testkit/browser"
 	"github.com/goim/goim/internal/webclient"
 )
 
@@ -28,6 +30,22 @@ type relComet struct {
 	mu      sync.Mutex
 	scripts []func(c *relConn) error
 	res     chan error
+}
+
+// startRelComet serves goim.js, the test page and a relComet running
+// scripts at /rsub, opens the page in the browser and returns the comet,
+// the page and the comet's WebSocket URL.
+func startRelComet(t *testing.T, scripts ...func(*relConn) error) (*relComet, *browser.Page, string) {
+	t.Helper()
+	f := &relComet{scripts: scripts, res: make(chan error, len(scripts)+1)}
+	mux := http.NewServeMux()
+	mux.Handle("GET /goim.js", webclient.Handler())
+	mux.Handle("GET /page", pageHandler())
+	mux.Handle("GET /rsub", f)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	p := openHarness(t, srv.URL+"/page")
+	return f, p, "ws" + strings.TrimPrefix(srv.URL, "http") + "/rsub"
 }
 
 // relConn is the comet side of one connection.
@@ -109,26 +127,6 @@ func (c *relConn) acks(n int) ([]string, error) {
 	return ids, nil
 }
 
-func relID(n int) string { return fmt.Sprintf("%032x", 0xabc000+n) }
-
-func relEnvelope(n int, stream int32, epoch, offset uint64, op int32, body string) []byte {
-	b := protocol.AppendEnvelope(nil, relID(n), &protocol.Position{Stream: stream, Epoch: epoch, Offset: offset}, op, []byte(body))
-	return frame(protocol.OpMessage, 0, b)
-}
-
-func relStreams(states ...protocol.StreamState) []byte {
-	b, _ := json.Marshal(protocol.StreamsBody{Streams: states})
-	return frame(protocol.OpStreams, 0, b)
-}
-
-func checkSince(got *protocol.Since, want string) error {
-	b, _ := json.Marshal(got)
-	if string(b) != want {
-		return fmt.Errorf("since %s, want %s", b, want)
-	}
-	return nil
-}
-
 // relEvent is what the page recorded: a message or an op-20 report.
 type relEvent struct {
 	Op      int32       `json:"op,omitempty"`
@@ -158,7 +156,7 @@ type relStream struct {
 // acks still waiting. Bad options and ack ids are TypeErrors.
 func TestClientReliable(t *testing.T) {
 	const userEpoch, keyEpoch, roomEpoch, newRoomEpoch = 0x1, 0x2, 0x9, 0xa
-	wantAcks := []string{relID(1), relID(2), relID(4), relID(7)} // user and key pushes only
+	wantAcks := []string{testkit.MsgID(1), testkit.MsgID(2), testkit.MsgID(4), testkit.MsgID(7)} // user and key pushes only
 	first := func(c *relConn) error {
 		a, err := c.auth()
 		if err != nil {
@@ -167,24 +165,24 @@ func TestClientReliable(t *testing.T) {
 		if !a.Reliable || a.Mid != 7 || a.RoomID != "live://r" {
 			return fmt.Errorf("first auth %+v", a)
 		}
-		if err := checkSince(a.Since, `{"user":{"epoch":"0000000000000001","offset":3}}`); err != nil {
+		if err := testkit.CheckSince(a.Since, `{"user":{"epoch":"0000000000000001","offset":3}}`); err != nil {
 			return err
 		}
 		carrier := slices.Concat(
-			relEnvelope(6, protocol.StreamRoom, roomEpoch, 10, 1000, "r10"),
-			relEnvelope(7, protocol.StreamUser, userEpoch, 6, 1000, "u6"),
-			relEnvelope(7, protocol.StreamUser, userEpoch, 6, 1000, "u6 again"))
+			testkit.EnvelopeFrame(6, protocol.StreamRoom, roomEpoch, 10, 1000, "r10"),
+			testkit.EnvelopeFrame(7, protocol.StreamUser, userEpoch, 6, 1000, "u6"),
+			testkit.EnvelopeFrame(7, protocol.StreamUser, userEpoch, 6, 1000, "u6 again"))
 		err = c.send(frame(protocol.OpAuthReply, 1, nil),
-			relStreams(
+			testkit.StreamsFrame(
 				protocol.StreamState{Stream: "user", Epoch: protocol.FormatEpoch(userEpoch), Offset: 5, Recovered: true},
 				protocol.StreamState{Stream: "key", Epoch: protocol.FormatEpoch(keyEpoch), Offset: 0, Recovered: false},
 				protocol.StreamState{Stream: "future", Epoch: "1", Offset: 1, Recovered: true}),
-			relEnvelope(1, protocol.StreamUser, userEpoch, 4, 1000, "u4"),
-			relEnvelope(2, protocol.StreamUser, userEpoch, 5, 1001, "u5"),
-			relEnvelope(2, protocol.StreamUser, userEpoch, 5, 1001, "u5 again"),
-			relEnvelope(3, protocol.StreamUser, userEpoch, 3, 1000, "u3 old"),
-			relEnvelope(4, protocol.StreamKey, keyEpoch, 1, 1000, "k1"),
-			relEnvelope(5, protocol.StreamNone, 0, 0, 1002, "none"),
+			testkit.EnvelopeFrame(1, protocol.StreamUser, userEpoch, 4, 1000, "u4"),
+			testkit.EnvelopeFrame(2, protocol.StreamUser, userEpoch, 5, 1001, "u5"),
+			testkit.EnvelopeFrame(2, protocol.StreamUser, userEpoch, 5, 1001, "u5 again"),
+			testkit.EnvelopeFrame(3, protocol.StreamUser, userEpoch, 3, 1000, "u3 old"),
+			testkit.EnvelopeFrame(4, protocol.StreamKey, keyEpoch, 1, 1000, "k1"),
+			testkit.EnvelopeFrame(5, protocol.StreamNone, 0, 0, 1002, "none"),
 			frame(protocol.OpRaw, 0, carrier),
 			frame(1000, 0, []byte("plain")),
 		)
@@ -209,32 +207,24 @@ func TestClientReliable(t *testing.T) {
 		if !a.Reliable {
 			return fmt.Errorf("second auth %+v", a)
 		}
-		if err := checkSince(a.Since, `{"user":{"epoch":"0000000000000001","offset":6},"key":{"epoch":"0000000000000002","offset":1},"room":{"epoch":"0000000000000009","offset":10}}`); err != nil {
+		if err := testkit.CheckSince(a.Since, `{"user":{"epoch":"0000000000000001","offset":6},"key":{"epoch":"0000000000000002","offset":1},"room":{"epoch":"0000000000000009","offset":10}}`); err != nil {
 			return err
 		}
 		err = c.send(frame(protocol.OpAuthReply, 1, nil),
-			relStreams(
+			testkit.StreamsFrame(
 				protocol.StreamState{Stream: "user", Epoch: protocol.FormatEpoch(userEpoch), Offset: 7, Recovered: true},
 				protocol.StreamState{Stream: "room", Epoch: protocol.FormatEpoch(newRoomEpoch), Offset: 50, Recovered: false}),
-			relEnvelope(8, protocol.StreamUser, userEpoch, 7, 1000, "u7"),
+			testkit.EnvelopeFrame(8, protocol.StreamUser, userEpoch, 7, 1000, "u7"),
 		)
 		if err != nil {
 			return err
 		}
-		if ids, err := c.acks(1); err != nil || ids[0] != relID(8) {
+		if ids, err := c.acks(1); err != nil || ids[0] != testkit.MsgID(8) {
 			return fmt.Errorf("acks %v: %v", ids, err)
 		}
 		return nil
 	}
-	f := &relComet{scripts: []func(*relConn) error{first, second}, res: make(chan error, 3)}
-	mux := http.NewServeMux()
-	mux.Handle("GET /goim.js", webclient.Handler())
-	mux.Handle("GET /page", pageHandler())
-	mux.Handle("GET /rsub", f)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	p := openHarness(t, srv.URL+"/page")
-	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/rsub"
+	f, p, u := startRelComet(t, first, second)
 
 	if err := p.Eval(`(() => { h.rel = []; h.c = new h.g.Client({url: `+js(u)+`, heartbeat: 600000,
 		backoff: {base: 20, max: 20, factor: 1, jitter: 0}, reliable: true,
@@ -257,15 +247,15 @@ func TestClientReliable(t *testing.T) {
 	ep := protocol.FormatEpoch
 	want := []relEvent{
 		{Streams: []relStream{{Stream: "user", Epoch: ep(userEpoch), Offset: 5, Recovered: true}, {Stream: "key", Epoch: ep(keyEpoch)}}},
-		{Op: 1000, Text: "u4", MsgID: relID(1), Stream: "user", Epoch: ep(userEpoch), Offset: 4},
-		{Op: 1001, Text: "u5", MsgID: relID(2), Stream: "user", Epoch: ep(userEpoch), Offset: 5},
-		{Op: 1000, Text: "k1", MsgID: relID(4), Stream: "key", Epoch: ep(keyEpoch), Offset: 1},
-		{Op: 1002, Text: "none", MsgID: relID(5), Epoch: ep(0)},
-		{Op: 1000, Text: "r10", MsgID: relID(6), Stream: "room", Epoch: ep(roomEpoch), Offset: 10},
-		{Op: 1000, Text: "u6", MsgID: relID(7), Stream: "user", Epoch: ep(userEpoch), Offset: 6},
+		{Op: 1000, Text: "u4", MsgID: testkit.MsgID(1), Stream: "user", Epoch: ep(userEpoch), Offset: 4},
+		{Op: 1001, Text: "u5", MsgID: testkit.MsgID(2), Stream: "user", Epoch: ep(userEpoch), Offset: 5},
+		{Op: 1000, Text: "k1", MsgID: testkit.MsgID(4), Stream: "key", Epoch: ep(keyEpoch), Offset: 1},
+		{Op: 1002, Text: "none", MsgID: testkit.MsgID(5), Epoch: ep(0)},
+		{Op: 1000, Text: "r10", MsgID: testkit.MsgID(6), Stream: "room", Epoch: ep(roomEpoch), Offset: 10},
+		{Op: 1000, Text: "u6", MsgID: testkit.MsgID(7), Stream: "user", Epoch: ep(userEpoch), Offset: 6},
 		{Op: 1000, Text: "plain"},
 		{Streams: []relStream{{Stream: "user", Epoch: ep(userEpoch), Offset: 7, Recovered: true}, {Stream: "room", Epoch: ep(newRoomEpoch), Offset: 50}}},
-		{Op: 1000, Text: "u7", MsgID: relID(8), Stream: "user", Epoch: ep(userEpoch), Offset: 7},
+		{Op: 1000, Text: "u7", MsgID: testkit.MsgID(8), Stream: "user", Epoch: ep(userEpoch), Offset: 7},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("events\n got %+v\nwant %+v", got, want)
@@ -297,9 +287,9 @@ func TestClientReliable(t *testing.T) {
 		() => new h.g.Client({url: 'ws://127.0.0.1:1/sub', reliable: true, since: {key: {epoch: '1', offset: -1}}}),
 		() => new h.g.Client({url: 'ws://127.0.0.1:1/sub', reliable: true, since: {room: {epoch: '10000000000000000', offset: 1}}}),
 		() => new h.g.Client({url: 'ws://127.0.0.1:1/sub', reliable: true}).ack('nope'),
-		() => new h.g.Client({url: 'ws://127.0.0.1:1/sub'}).ack(`+js(relID(1))+`),
+		() => new h.g.Client({url: 'ws://127.0.0.1:1/sub'}).ack(`+js(testkit.MsgID(1))+`),
 		() => h.g.encodeAck([]),
-		() => h.g.encodeAck(Array(65).fill(`+js(relID(1))+`)),
+		() => h.g.encodeAck(Array(65).fill(`+js(testkit.MsgID(1))+`)),
 	].map((f) => { try { f(); return 'accepted'; } catch (e) { return e.name; } })`, &errs); err != nil {
 		t.Fatal(err)
 	}
@@ -366,7 +356,7 @@ func intsToBytes(v []int) []byte {
 // or since in its auth body and gets ops 18 to 20 as business ops, bodies
 // as sent.
 func TestClientPlainOps18to20(t *testing.T) {
-	env := relEnvelope(1, protocol.StreamUser, 1, 1, 1000, "x")
+	env := testkit.EnvelopeFrame(1, protocol.StreamUser, 1, 1, 1000, "x")
 	script := func(c *relConn) error {
 		op, body, err := c.read()
 		if err != nil {
@@ -391,15 +381,7 @@ func TestClientPlainOps18to20(t *testing.T) {
 		}
 		return nil
 	}
-	f := &relComet{scripts: []func(*relConn) error{script}, res: make(chan error, 2)}
-	mux := http.NewServeMux()
-	mux.Handle("GET /goim.js", webclient.Handler())
-	mux.Handle("GET /page", pageHandler())
-	mux.Handle("GET /rsub", f)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	p := openHarness(t, srv.URL+"/page")
-	u := "ws" + strings.TrimPrefix(srv.URL, "http") + "/rsub"
+	f, p, u := startRelComet(t, script)
 	if err := p.Eval(`(() => { h.c = new h.g.Client({url: `+js(u)+`, heartbeat: 600000, auth: {mid: 3, accepts: [1000]},
 		onMessage: (m) => { h.msgs.push({op: m.op, text: m.text()}); if (m.op === 18) h.rawBody = Array.from(m.body); }});
 		return h.c.connect().then(() => true); })()`, nil); err != nil {
